@@ -1,0 +1,1 @@
+//! The admin HTTP listener: `/metrics` (Prometheus text), `/live`, `/ready`.

@@ -1,0 +1,1 @@
+//! Raw serde structures, one per YAML mapping.

@@ -1,0 +1,96 @@
+//! Why the data path dropped a packet. Every drop has exactly one reason and every reason is
+//! a value of the `reason` label of `ixgw_drops_total`.
+
+macro_rules! reasons {
+    ($($(#[$m:meta])* $variant:ident => $label:literal,)*) => {
+        /// The cause of one dropped packet. `Copy`, no payload: garbage must cost nothing.
+        #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $($(#[$m])* $variant,)*
+        }
+
+        impl DropReason {
+            /// Every reason, in label order of the metric.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The `reason` label value.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $label,)*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Not a well-formed IPv4 packet (truncated, bad header length, bad total length, a
+    /// transport header that does not fit, an ICMP error whose quoted packet is unusable).
+    Malformed => "malformed",
+    /// An IPv6 packet: ixgw does not translate IPv6 yet.
+    Ipv6 => "ipv6",
+    /// The source address is not one the peer or attachment may send from.
+    Spoofed => "spoofed",
+    /// The destination is in no tenant's exchange prefix, or no attachment of the destination
+    /// tenant routes it.
+    NoRoute => "no_route",
+    /// No policy allows the flow (default deny).
+    Policy => "policy",
+    /// The facility's certificate state forbids traffic.
+    Facility => "facility",
+    /// TTL would reach zero at this hop.
+    Ttl => "ttl",
+    /// A non-first IPv4 fragment: it carries no ports, so no flow can be admitted for it.
+    Fragment => "fragment",
+    /// An ICMP message type that is neither echo nor a supported error.
+    IcmpUnsupported => "icmp_unsupported",
+    /// The flow table is full of live flows; a new flow cannot be admitted.
+    FlowTableFull => "flow_table_full",
+    /// The packet does not fit the egress tunnel's MTU and may not be fragmented.
+    TooBig => "too_big",
+    /// The destination WireGuard peer has no known endpoint (never connected, none configured).
+    NoEndpoint => "no_endpoint",
+    /// A WireGuard datagram that could not be parsed.
+    WgMalformed => "wg_malformed",
+    /// A WireGuard datagram for a receiver index that belongs to no live session.
+    WgUnknownIndex => "wg_unknown_index",
+    /// A WireGuard datagram that failed authentication (MAC, AEAD tag, handshake decryption).
+    WgAuth => "wg_auth",
+    /// A WireGuard data packet with a replayed or too old counter.
+    WgReplay => "wg_replay",
+    /// A WireGuard datagram refused while the attachment is under load (a cookie was sent).
+    WgUnderLoad => "wg_under_load",
+    /// A WireGuard handshake initiation from a public key that is not a configured peer.
+    WgUnknownPeer => "wg_unknown_peer",
+    /// Any other WireGuard protocol error reported by the tunnel state machine.
+    WgProtocol => "wg_protocol",
+    /// The transmit batch was full for this wake-up.
+    TxQueueFull => "tx_queue_full",
+    /// The operating system refused to send the packet.
+    SendFailed => "send_failed",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_unique_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for r in DropReason::ALL {
+            let l = r.as_str();
+            assert!(seen.insert(l), "duplicate label {l}");
+            assert!(
+                l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{l}"
+            );
+        }
+        assert_eq!(
+            DropReason::ALL[DropReason::Policy as usize],
+            DropReason::Policy
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! The data path: decap → classify → admit → translate → route → encap over batches of
+//! packet buffers.
+//!
+//! Layer contract: pure code over byte buffers; no sockets, no tokio, no clock reads (time
+//! comes in as `now`); no allocation and no lock per packet.
+
+#![forbid(unsafe_code)]
+
+mod drop;
+
+pub use drop::DropReason;

@@ -1,0 +1,21 @@
+//! ixgw — the data plane of an IX interconnect for Japan's medical networks.
+//!
+//! Layers, from the wire up: [`wire`] (packet views) and [`nat`] (translation), [`policy`],
+//! [`facility`], [`tunnel`] (sans-IO tunnel state machines), [`dataplane`] (the pipeline),
+//! then [`config`], [`metrics`], [`admin`] and [`runtime`], which alone touches sockets,
+//! devices, signals and the clock. See `docs/architecture.md`.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod buffer;
+pub mod config;
+pub mod dataplane;
+pub mod facility;
+pub mod ids;
+pub mod metrics;
+pub mod nat;
+pub mod policy;
+pub mod runtime;
+pub mod tunnel;
+pub mod wire;

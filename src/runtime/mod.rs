@@ -1,0 +1,1 @@
+//! The runtime: sockets, TUN devices, signals, reload; feeds the data path batches.

@@ -1,0 +1,1 @@
+//! WireGuard keys: generation, derivation and base64 text form (as `wg genkey`/`wg pubkey`).
