@@ -399,3 +399,561 @@ impl FlowTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    impl FlowTable {
+        fn contains(&self, t: &Tuple) -> bool {
+            self.find(&Key::of(t)).is_some()
+        }
+
+        /// Checks every structural invariant; panics with a description otherwise.
+        fn check_invariants(&self) {
+            assert!(self.len <= self.capacity);
+            assert!(self.slots.len() <= self.capacity);
+            assert!(self.index.len() >= 2 * self.capacity);
+            let occupied: Vec<(usize, u32)> = (0..self.index.len())
+                .filter(|&p| self.index[p] != NIL)
+                .map(|p| (p, self.index[p]))
+                .collect();
+            assert_eq!(occupied.len(), self.len, "index entries");
+            for &(pos, slot) in &occupied {
+                let key = self.slots[slot as usize].key;
+                assert_eq!(self.hasher.hash_one(key), self.slots[slot as usize].hash);
+                assert_eq!(self.find(&key), Some((pos, slot)), "probe reaches {key:?}");
+            }
+            let mut listed = 0;
+            for (class, list) in self.lru.iter().enumerate() {
+                let (mut prev, mut cur) = (NIL, list.head);
+                while cur != NIL {
+                    let s = &self.slots[cur as usize];
+                    assert_eq!(class_of(s.key.protocol), class);
+                    assert_eq!(s.prev, prev);
+                    if prev != NIL {
+                        assert!(self.slots[prev as usize].last_seen <= s.last_seen);
+                    }
+                    assert!(
+                        occupied.iter().any(|&(_, o)| o == cur),
+                        "listed but not indexed"
+                    );
+                    listed += 1;
+                    (prev, cur) = (cur, s.next);
+                }
+                assert_eq!(list.tail, prev);
+            }
+            assert_eq!(listed, self.len, "LRU lists");
+            let (mut free, mut cur) = (0, self.free);
+            while cur != NIL {
+                free += 1;
+                cur = self.slots[cur as usize].next;
+            }
+            assert_eq!(free + self.len, self.slots.len(), "free list");
+        }
+    }
+
+    const TIMEOUTS: Timeouts = Timeouts {
+        tcp: Duration::from_secs(100),
+        udp: Duration::from_secs(10),
+        icmp: Duration::from_secs(5),
+        other: Duration::from_secs(20),
+    };
+
+    fn tuple(src: u8, src_port: u16, dst: u8, dst_port: u16, protocol: u8) -> Tuple {
+        Tuple {
+            src: Ipv4Addr::new(100, 64, 0, src),
+            src_port,
+            dst: Ipv4Addr::new(100, 65, 0, dst),
+            dst_port,
+            protocol,
+        }
+    }
+
+    fn reverse(t: Tuple) -> Tuple {
+        Tuple {
+            src: t.dst,
+            src_port: t.dst_port,
+            dst: t.src,
+            dst_port: t.src_port,
+            protocol: t.protocol,
+        }
+    }
+
+    fn flow(opener: Tuple, rule: u16, generation: u64) -> Flow {
+        Flow {
+            opener,
+            facility: Some(FacilityCode::parse("4212345678").unwrap()),
+            rule: RuleId(rule),
+            generation,
+        }
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn reply_finds_the_request() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(8, TIMEOUTS);
+        let req = tuple(1, 40000, 2, 443, 6);
+        let f = flow(req, 3, 7);
+        table.insert(f, t0).unwrap();
+        assert_eq!(
+            table.lookup(&req, t0, 7),
+            Lookup::Hit {
+                flow: f,
+                reply: false
+            }
+        );
+        assert_eq!(
+            table.lookup(&reverse(req), t0, 7),
+            Lookup::Hit {
+                flow: f,
+                reply: true
+            }
+        );
+        let mut other = req;
+        other.src_port = 40001;
+        assert_eq!(table.lookup(&other, t0, 7), Lookup::Miss);
+        other = req;
+        other.protocol = 17;
+        assert_eq!(table.lookup(&other, t0, 7), Lookup::Miss);
+        assert_eq!(table.len(), 1);
+        table.check_invariants();
+    }
+
+    #[test]
+    fn each_protocol_has_its_own_idle_timeout() {
+        for (protocol, timeout) in [(6, 100), (17, 10), (1, 5), (47, 20)] {
+            let t0 = Instant::now();
+            let mut table = FlowTable::new(4, TIMEOUTS);
+            let t = tuple(1, 7, 2, 7, protocol);
+            table.insert(flow(t, 0, 0), t0).unwrap();
+            let at = t0 + secs(timeout);
+            assert!(
+                matches!(table.lookup(&t, at, 0), Lookup::Hit { .. }),
+                "{protocol}: idle exactly its timeout is alive"
+            );
+            let at = at + secs(timeout);
+            assert!(
+                matches!(table.lookup(&t, at, 0), Lookup::Hit { .. }),
+                "{protocol}: the hit refreshed it"
+            );
+            let late = at + secs(timeout) + Duration::from_millis(1);
+            assert_eq!(table.lookup(&t, late, 0), Lookup::Miss, "{protocol}");
+            assert!(table.is_empty(), "{protocol}: the dead entry is gone");
+            table.check_invariants();
+        }
+    }
+
+    #[test]
+    fn insert_into_full_table_evicts_an_expired_entry() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(2, TIMEOUTS);
+        let (a, b, c) = (
+            tuple(1, 1, 2, 1, 17),
+            tuple(1, 2, 2, 2, 17),
+            tuple(1, 3, 2, 3, 17),
+        );
+        table.insert(flow(a, 0, 0), t0).unwrap();
+        table.insert(flow(b, 0, 0), t0 + secs(1)).unwrap();
+        assert_eq!(table.insert(flow(c, 0, 0), t0 + secs(10)), Err(Full));
+        table.insert(flow(c, 0, 0), t0 + secs(11)).unwrap();
+        assert_eq!(table.len(), 2);
+        assert!(!table.contains(&a), "the oldest, expired entry was evicted");
+        assert!(matches!(
+            table.lookup(&b, t0 + secs(11), 0),
+            Lookup::Hit { .. }
+        ));
+        assert!(matches!(
+            table.lookup(&c, t0 + secs(11), 0),
+            Lookup::Hit { .. }
+        ));
+        table.check_invariants();
+    }
+
+    #[test]
+    fn eviction_prefers_the_earliest_deadline_across_classes() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(2, TIMEOUTS);
+        let (udp, icmp) = (tuple(1, 1, 2, 1, 17), tuple(1, 0, 2, 0, 1));
+        table.insert(flow(udp, 0, 0), t0).unwrap();
+        table.insert(flow(icmp, 0, 0), t0 + secs(1)).unwrap();
+        table
+            .insert(flow(tuple(3, 3, 3, 3, 6), 0, 0), t0 + secs(30))
+            .unwrap();
+        assert!(table.contains(&udp), "udp died at +10, icmp at +6");
+        assert!(!table.contains(&icmp));
+    }
+
+    #[test]
+    fn hits_move_entries_to_the_back_of_the_lru() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(3, TIMEOUTS);
+        let ts: Vec<Tuple> = (1..=3).map(|i| tuple(i, 1, 2, 1, 17)).collect();
+        for t in &ts {
+            table.insert(flow(*t, 0, 0), t0).unwrap();
+        }
+        assert!(matches!(
+            table.lookup(&ts[0], t0 + secs(5), 0),
+            Lookup::Hit { .. }
+        ));
+        assert_eq!(table.expire(t0 + secs(12), 10), 2);
+        assert_eq!(table.len(), 1);
+        assert!(table.contains(&ts[0]));
+        table.check_invariants();
+    }
+
+    #[test]
+    fn full_of_live_flows() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(2, TIMEOUTS);
+        let (a, b) = (tuple(1, 1, 2, 1, 6), tuple(1, 2, 2, 2, 6));
+        table.insert(flow(a, 0, 0), t0).unwrap();
+        table.insert(flow(b, 0, 0), t0).unwrap();
+        assert_eq!(
+            table.insert(flow(tuple(9, 9, 9, 9, 6), 0, 0), t0),
+            Err(Full)
+        );
+        assert_eq!(table.len(), 2);
+        assert!(table.contains(&a) && table.contains(&b));
+        assert_eq!(
+            table.insert(flow(reverse(a), 1, 0), t0),
+            Ok(()),
+            "re-admission"
+        );
+        assert_eq!(table.len(), 2);
+        assert_eq!(
+            FlowTable::new(0, TIMEOUTS).insert(flow(a, 0, 0), t0),
+            Err(Full)
+        );
+    }
+
+    #[test]
+    fn stale_generation_and_readmission() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(4, TIMEOUTS);
+        let req = tuple(1, 5000, 2, 104, 6);
+        table.insert(flow(req, 1, 4), t0).unwrap();
+        let Lookup::Stale { flow: old, reply } = table.lookup(&reverse(req), t0, 5) else {
+            panic!("generation 4 < 5 must be stale");
+        };
+        assert!(reply);
+        assert_eq!(old.opener, req);
+        table
+            .insert(
+                Flow {
+                    generation: 5,
+                    ..old
+                },
+                t0,
+            )
+            .unwrap();
+        assert_eq!(
+            table.lookup(&reverse(req), t0, 5),
+            Lookup::Hit {
+                flow: Flow {
+                    generation: 5,
+                    ..old
+                },
+                reply: true
+            },
+            "orientation kept when the caller passes it back"
+        );
+        assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn readmission_replaces_the_verdict_as_given() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(4, TIMEOUTS);
+        let req = tuple(1, 5000, 2, 104, 6);
+        table.insert(flow(req, 1, 4), t0).unwrap();
+        let replacement = Flow {
+            facility: None,
+            ..flow(reverse(req), 2, 6)
+        };
+        table.insert(replacement, t0).unwrap();
+        assert_eq!(table.len(), 1);
+        assert_eq!(
+            table.lookup(&req, t0, 6),
+            Lookup::Hit {
+                flow: replacement,
+                reply: true
+            }
+        );
+    }
+
+    #[test]
+    fn remove_len_and_capacity() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(5, TIMEOUTS);
+        assert_eq!(
+            (table.len(), table.capacity(), table.is_empty()),
+            (0, 5, true)
+        );
+        let ts: Vec<Tuple> = (1..=4).map(|i| tuple(i, i.into(), 2, 80, 6)).collect();
+        for (i, t) in ts.iter().enumerate() {
+            table.insert(flow(*t, 0, 0), t0).unwrap();
+            assert_eq!(table.len(), i + 1);
+        }
+        table.remove(&reverse(ts[1]));
+        table.remove(&reverse(ts[1]));
+        assert_eq!(table.len(), 3);
+        assert_eq!(table.lookup(&ts[1], t0, 0), Lookup::Miss);
+        for t in [ts[0], ts[2], ts[3]] {
+            assert!(matches!(table.lookup(&t, t0, 0), Lookup::Hit { .. }));
+        }
+        assert!(!table.is_empty());
+        table.check_invariants();
+    }
+
+    #[test]
+    fn expire_respects_its_budget_and_spares_live_entries() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(8, TIMEOUTS);
+        for i in 1..=3 {
+            table.insert(flow(tuple(i, 1, 1, 1, 1), 0, 0), t0).unwrap();
+            table.insert(flow(tuple(i, 1, 1, 1, 17), 0, 0), t0).unwrap();
+        }
+        table.insert(flow(tuple(1, 1, 1, 1, 6), 0, 0), t0).unwrap();
+        assert_eq!(
+            table.expire(t0 + secs(5), 10),
+            0,
+            "nothing idle too long yet"
+        );
+        let now = t0 + secs(11);
+        assert_eq!(table.expire(now, 2), 2);
+        assert_eq!(table.len(), 5);
+        assert_eq!(table.expire(now, 0), 0);
+        assert_eq!(table.expire(now, 10), 4);
+        assert_eq!(table.len(), 1, "the TCP flow lives 100 s");
+        assert_eq!(table.expire(now, 10), 0);
+        table.check_invariants();
+    }
+
+    #[test]
+    fn time_running_backwards_does_not_revive_or_corrupt() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(2, TIMEOUTS);
+        let (a, b) = (tuple(1, 1, 2, 1, 17), tuple(1, 2, 2, 2, 17));
+        table.insert(flow(a, 0, 0), t0 + secs(20)).unwrap();
+        table.insert(flow(b, 0, 0), t0).unwrap();
+        table.check_invariants();
+        assert!(matches!(
+            table.lookup(&a, t0 + secs(30), 0),
+            Lookup::Hit { .. }
+        ));
+        assert_eq!(table.lookup(&b, t0 + secs(40), 0), Lookup::Miss);
+    }
+
+    #[test]
+    fn churn_keeps_the_index_consistent() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(1000, TIMEOUTS);
+        let t = |i: u16| tuple((i % 251) as u8, i, 7, 443, 6);
+        for round in 0..4u16 {
+            for i in 0..1000 {
+                table.insert(flow(t(i), round, 0), t0).unwrap();
+            }
+            for i in (round..1000).step_by(3) {
+                table.remove(&t(i));
+            }
+            for i in 0..1000 {
+                let hit = matches!(table.lookup(&t(i), t0, 0), Lookup::Hit { .. });
+                assert_eq!(
+                    hit,
+                    i < round || (i - round) % 3 != 0,
+                    "round {round} flow {i}"
+                );
+            }
+            table.check_invariants();
+        }
+    }
+
+    #[test]
+    fn timeouts_from_dataplane_config() {
+        let d = Dataplane::default();
+        let t = Timeouts::from(&d);
+        assert_eq!((t.tcp, t.udp, t.icmp), (secs(7200), secs(120), secs(30)));
+        assert_eq!(t.other, d.udp_idle_timeout);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert {
+            t: Tuple,
+            generation: u64,
+            rule: u16,
+        },
+        Lookup {
+            t: Tuple,
+            generation: u64,
+        },
+        Remove {
+            t: Tuple,
+        },
+        Expire {
+            budget: usize,
+        },
+        Advance {
+            secs: u64,
+        },
+        Rewind {
+            secs: u64,
+        },
+    }
+
+    fn small_tuple() -> impl Strategy<Value = Tuple> {
+        let end = prop::sample::select(vec![(1u8, 1000u16), (2, 1000), (2, 2000)]);
+        let protocol = prop_oneof![3 => prop::sample::select(vec![1u8, 6, 17]), 1 => Just(47)];
+        (end.clone(), end, protocol).prop_map(|((s, sp), (d, dp), protocol)| Tuple {
+            src: Ipv4Addr::new(100, 64, 0, s),
+            src_port: sp,
+            dst: Ipv4Addr::new(100, 64, 0, d),
+            dst_port: dp,
+            protocol,
+        })
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (small_tuple(), prop_oneof![3 => Just(0u64), 1 => 1u64..3], 0u16..3)
+                .prop_map(|(t, generation, rule)| Op::Insert { t, generation, rule }),
+            6 => (small_tuple(), prop_oneof![3 => Just(0u64), 1 => 1u64..3])
+                .prop_map(|(t, generation)| Op::Lookup { t, generation }),
+            1 => small_tuple().prop_map(|t| Op::Remove { t }),
+            1 => (0usize..4).prop_map(|budget| Op::Expire { budget }),
+            3 => (0u64..4).prop_map(|secs| Op::Advance { secs }),
+            1 => (1u64..3).prop_map(|secs| Op::Rewind { secs }),
+        ]
+    }
+
+    const SMALL: Timeouts = Timeouts {
+        tcp: Duration::from_secs(12),
+        udp: Duration::from_secs(6),
+        icmp: Duration::from_secs(2),
+        other: Duration::from_secs(4),
+    };
+
+    /// The naive model: a map from the direction-free flow name to the flow and its last-seen
+    /// time, with the table's rule that time never runs backwards.
+    type Name = (Ipv4Addr, u16, Ipv4Addr, u16, u8);
+
+    struct Model {
+        flows: HashMap<Name, (Flow, Instant)>,
+        /// The latest time passed to the table, as in [`FlowTable`].
+        clock: Option<Instant>,
+    }
+
+    impl Model {
+        fn name(t: &Tuple) -> Name {
+            let (a, b) = ((t.src, t.src_port), (t.dst, t.dst_port));
+            let ((x, xp), (y, yp)) = if a < b { (a, b) } else { (b, a) };
+            (x, xp, y, yp, t.protocol)
+        }
+
+        fn dead(&self, flow: &Flow, last_seen: Instant) -> bool {
+            let timeout = match flow.opener.protocol {
+                6 => SMALL.tcp,
+                17 => SMALL.udp,
+                1 => SMALL.icmp,
+                _ => SMALL.other,
+            };
+            self.clock
+                .is_some_and(|c| c.saturating_duration_since(last_seen) > timeout)
+        }
+
+        fn dead_count(&self) -> usize {
+            self.flows
+                .values()
+                .filter(|(f, l)| self.dead(f, *l))
+                .count()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn flow_table_agrees_with_a_naive_model(
+            capacity in prop_oneof![1 => Just(0usize), 8 => 1usize..7],
+            ops in prop::collection::vec(op(), 1..120),
+        ) {
+            let t0 = Instant::now();
+            let mut table = FlowTable::new(capacity, SMALL);
+            let slab = table.slots.capacity();
+            let mut model = Model { flows: HashMap::new(), clock: None };
+            let mut now = t0;
+            for op in &ops {
+                if matches!(op, Op::Insert { .. } | Op::Lookup { .. } | Op::Expire { .. }) {
+                    model.clock = Some(model.clock.map_or(now, |c| c.max(now)));
+                }
+                match *op {
+                    Op::Insert { t, generation, rule } => {
+                        let f = flow(t, rule, generation);
+                        let name = Model::name(&t);
+                        let expected = if model.flows.contains_key(&name)
+                            || model.flows.len() < capacity
+                            || model.dead_count() > 0
+                        {
+                            Ok(())
+                        } else {
+                            Err(Full)
+                        };
+                        let got = table.insert(f, now);
+                        prop_assert_eq!(got, expected, "{:?}", op);
+                        if got.is_ok() {
+                            model.flows.insert(name, (f, model.clock.unwrap()));
+                        }
+                    }
+                    Op::Lookup { t, generation } => {
+                        let name = Model::name(&t);
+                        let expected = match model.flows.get(&name).copied() {
+                            Some((f, last)) if !model.dead(&f, last) => {
+                                model.flows.insert(name, (f, model.clock.unwrap()));
+                                let reply = t != f.opener;
+                                if f.generation == generation {
+                                    Lookup::Hit { flow: f, reply }
+                                } else {
+                                    Lookup::Stale { flow: f, reply }
+                                }
+                            }
+                            _ => Lookup::Miss,
+                        };
+                        prop_assert_eq!(table.lookup(&t, now, generation), expected, "{:?}", op);
+                    }
+                    Op::Remove { t } => {
+                        model.flows.remove(&Model::name(&t));
+                        table.remove(&t);
+                    }
+                    Op::Expire { budget } => {
+                        let expected = budget.min(model.dead_count());
+                        prop_assert_eq!(table.expire(now, budget), expected);
+                    }
+                    Op::Advance { secs: s } => now += secs(s),
+                    Op::Rewind { secs: s } => now = (now - secs(s)).max(t0),
+                }
+                // The table may drop dead entries at any time, never live ones: follow its choice.
+                let names: Vec<_> = model.flows.keys().copied().collect();
+                for name in names {
+                    let (a, ap, b, bp, protocol) = name;
+                    let t = Tuple { src: a, src_port: ap, dst: b, dst_port: bp, protocol };
+                    if !table.contains(&t) {
+                        let (f, last) = model.flows[&name];
+                        prop_assert!(model.dead(&f, last), "live flow {:?} lost after {:?}", t, op);
+                        model.flows.remove(&name);
+                    }
+                }
+                prop_assert_eq!(table.len(), model.flows.len(), "after {:?}", op);
+                prop_assert!(table.len() <= capacity);
+                prop_assert_eq!(table.slots.capacity(), slab, "the slab never reallocates");
+                table.check_invariants();
+            }
+        }
+    }
+}
