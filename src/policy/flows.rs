@@ -190,7 +190,7 @@ impl FlowTable {
     pub fn lookup(&mut self, t: &Tuple, now: Instant, generation: u64) -> Lookup {
         let now = self.tick(now);
         let key = Key::of(t);
-        let Some((pos, slot)) = self.find(&key) else {
+        let Some((pos, slot)) = self.find(&key, self.hasher.hash_one(key)) else {
             return Lookup::Miss;
         };
         if self.is_dead(slot, now) {
@@ -216,7 +216,8 @@ impl FlowTable {
     pub fn insert(&mut self, flow: Flow, now: Instant) -> Result<(), Full> {
         let now = self.tick(now);
         let key = Key::of(&flow.opener);
-        if let Some((_, slot)) = self.find(&key) {
+        let hash = self.hasher.hash_one(key);
+        if let Some((_, slot)) = self.find(&key, hash) {
             self.slots[slot as usize].flow = flow;
             self.touch(slot, now);
             return Ok(());
@@ -224,7 +225,6 @@ impl FlowTable {
         if self.len == self.capacity && self.evict_one(now).is_none() {
             return Err(Full);
         }
-        let hash = self.hasher.hash_one(key);
         let slot = self.alloc(Slot {
             key,
             hash,
@@ -246,7 +246,8 @@ impl FlowTable {
 
     /// Forgets the flow of `t` (either direction), live or dead.
     pub fn remove(&mut self, t: &Tuple) {
-        if let Some((pos, _)) = self.find(&Key::of(t)) {
+        let key = Key::of(t);
+        if let Some((pos, _)) = self.find(&key, self.hasher.hash_one(key)) {
             self.remove_at(pos);
         }
     }
@@ -284,10 +285,10 @@ impl FlowTable {
         now.saturating_duration_since(s.last_seen) > self.timeouts[class_of(s.key.protocol)]
     }
 
-    /// The index position and slot of `key`.
-    fn find(&self, key: &Key) -> Option<(usize, u32)> {
+    /// The index position and slot of `key`, whose hash is `hash`.
+    fn find(&self, key: &Key, hash: u64) -> Option<(usize, u32)> {
         let mask = self.index.len() - 1;
-        let mut pos = self.hasher.hash_one(key) as usize & mask;
+        let mut pos = hash as usize & mask;
         loop {
             let slot = self.index[pos];
             if slot == NIL {
@@ -313,8 +314,8 @@ impl FlowTable {
             }
         }
         let (slot, _) = victim?;
-        let key = self.slots[slot as usize].key;
-        let (pos, _) = self.find(&key)?;
+        let Slot { key, hash, .. } = self.slots[slot as usize];
+        let (pos, _) = self.find(&key, hash)?;
         self.remove_at(pos);
         Some(slot)
     }
@@ -408,7 +409,8 @@ mod tests {
 
     impl FlowTable {
         fn contains(&self, t: &Tuple) -> bool {
-            self.find(&Key::of(t)).is_some()
+            let key = Key::of(t);
+            self.find(&key, self.hasher.hash_one(key)).is_some()
         }
 
         /// Checks every structural invariant; panics with a description otherwise.
@@ -424,7 +426,12 @@ mod tests {
             for &(pos, slot) in &occupied {
                 let key = self.slots[slot as usize].key;
                 assert_eq!(self.hasher.hash_one(key), self.slots[slot as usize].hash);
-                assert_eq!(self.find(&key), Some((pos, slot)), "probe reaches {key:?}");
+                let hash = self.slots[slot as usize].hash;
+                assert_eq!(
+                    self.find(&key, hash),
+                    Some((pos, slot)),
+                    "probe reaches {key:?}"
+                );
             }
             let mut listed = 0;
             for (class, list) in self.lru.iter().enumerate() {
