@@ -431,4 +431,25 @@ mod tests {
         assert_eq!(n, 0, "the idle connection is closed, not answered");
         assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
     }
+
+    #[tokio::test]
+    async fn a_stalled_client_cannot_hold_up_shutdown() {
+        let s = start().await;
+        let mut stalled = TcpStream::connect(s.addr).await.unwrap();
+        stalled
+            .write_all(b"GET /metrics HTTP/1.1\r\nHo")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        let began = tokio::time::Instant::now();
+        s.stop.send(()).unwrap();
+        let res = tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(2), s.task).await;
+
+        assert!(res.expect("serve returns").unwrap().is_ok());
+        assert!(began.elapsed() <= DRAIN_TIMEOUT + Duration::from_secs(1));
+        let mut rest = Vec::new();
+        let _ = stalled.read_to_end(&mut rest).await;
+        assert!(!rest.starts_with(b"HTTP/1.1 200"));
+    }
 }
