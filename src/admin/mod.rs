@@ -1,1 +1,455 @@
 //! The admin HTTP listener: `/metrics` (Prometheus text), `/live`, `/ready`.
+//!
+//! Layer: runtime edge. [`serve`] takes an already bound listener, so the daemon binds from
+//! its configuration and tests bind `127.0.0.1:0`; it stops accepting when `shutdown`
+//! resolves, lets each open connection finish the response it is writing (HTTP/1.1 keep-alive
+//! is turned off for them) and returns once they are closed, or after [`DRAIN_TIMEOUT`].
+//!
+//! Routes, for `GET` only:
+//!
+//! | path       | answer |
+//! | ---------- | ------ |
+//! | `/metrics` | 200, text exposition format 0.0.4 of [`MetricsHub::encode`] |
+//! | `/live`    | 200 `ok` while the process serves HTTP at all |
+//! | `/ready`   | 200 `ready` once the readiness flag is set, else 503 `not ready` |
+//!
+//! An unknown path is 404 whatever the method; a known path with another method is 405 with
+//! `Allow: GET` [RFC 9110 § 15.5.6]. Malformed requests are answered by hyper (400, 431) and
+//! only end their own connection.
+
+#![forbid(unsafe_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::metrics::MetricsHub;
+
+/// How long a connection may take to send a complete request head.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`serve`] waits for open connections after `shutdown` before it closes them.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long to pause accepting after an error that is not one connection's own (such as
+/// running out of file descriptors), so that the error cannot spin the loop.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The `Content-Type` of the Prometheus text exposition format 0.0.4. Label values may hold
+/// non-ASCII tenant and peer names, hence the explicit charset.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
+/// What the admin listener serves from.
+#[derive(Clone, Debug)]
+pub struct AdminState {
+    pub hub: Arc<MetricsHub>,
+    /// Set by the runtime once every attachment is up and the first plan runs; cleared when it
+    /// starts draining.
+    pub ready: Arc<AtomicBool>,
+}
+
+impl AdminState {
+    pub fn new(hub: Arc<MetricsHub>, ready: Arc<AtomicBool>) -> Self {
+        AdminState { hub, ready }
+    }
+}
+
+/// Serves the admin routes on `listener` until `shutdown` resolves, one task per connection.
+///
+/// Errors of `accept` are logged and retried, a connection's own at once, any other after a
+/// short pause, so running out of file descriptors does not end the listener. The result is
+/// `Ok` once every connection is closed.
+pub async fn serve(
+    listener: TcpListener,
+    state: AdminState,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    tokio::pin!(shutdown);
+
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(connection(
+                        builder.clone(),
+                        stream,
+                        state.clone(),
+                        stopped.clone(),
+                    ));
+                }
+                Err(e) if is_connection_error(&e) => {
+                    tracing::debug!(error = %e, "admin: accept");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin: accept failed, pausing");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+
+    drop(listener);
+    let _ = stop.send(true);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "admin: connections still open after the drain timeout, closing them"
+        );
+        connections.shutdown().await;
+    }
+    Ok(())
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
+
+async fn connection(
+    builder: http1::Builder,
+    stream: TcpStream,
+    state: AdminState,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let service =
+        service_fn(move |req| std::future::ready(Ok::<_, Infallible>(respond(&state, &req))));
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let stop = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = stop => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "admin: connection ended with an error");
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Route {
+    Metrics,
+    Live,
+    Ready,
+}
+
+impl Route {
+    fn of(path: &str) -> Option<Route> {
+        match path {
+            "/metrics" => Some(Route::Metrics),
+            "/live" => Some(Route::Live),
+            "/ready" => Some(Route::Ready),
+            _ => None,
+        }
+    }
+}
+
+fn respond<B>(state: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
+    let Some(route) = Route::of(req.uri().path()) else {
+        return text(StatusCode::NOT_FOUND, "not found");
+    };
+    if req.method() != Method::GET {
+        let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        res.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET"));
+        return res;
+    }
+    match route {
+        Route::Metrics => match state.hub.try_encode() {
+            Ok(body) => {
+                let mut res = Response::new(Full::new(Bytes::from(body)));
+                res.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+                res
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "admin: encoding metrics failed");
+                text(StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable")
+            }
+        },
+        Route::Live => text(StatusCode::OK, "ok"),
+        Route::Ready if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready"),
+        Route::Ready => text(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_CONTENT_TYPE));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
+    use super::*;
+    use crate::dataplane::DropReason;
+    use crate::metrics::Counters;
+
+    struct Server {
+        addr: SocketAddr,
+        ready: Arc<AtomicBool>,
+        table: Arc<Counters>,
+        stop: oneshot::Sender<()>,
+        task: JoinHandle<io::Result<()>>,
+    }
+
+    async fn start() -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let table = Arc::new(Counters::new(
+            Instant::now(),
+            vec!["ajisai-net".into()],
+            vec![],
+        ));
+        let hub = Arc::new(MetricsHub::new([Arc::clone(&table)]));
+        let ready = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let state = AdminState::new(hub, Arc::clone(&ready));
+        let task = tokio::spawn(serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            ready,
+            table,
+            stop,
+            task,
+        }
+    }
+
+    struct Reply {
+        status: String,
+        headers: Vec<(String, String)>,
+        body: String,
+    }
+
+    impl Reply {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// Reads one response with a `Content-Length` body.
+    async fn read_reply(r: &mut BufReader<TcpStream>) -> Reply {
+        let mut status = String::new();
+        r.read_line(&mut status).await.unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).await.unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (n, v) = line.split_once(':').unwrap();
+            headers.push((n.to_owned(), v.trim().to_owned()));
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).await.unwrap();
+        Reply {
+            status: status.trim_end().to_owned(),
+            headers,
+            body: String::from_utf8(body).unwrap(),
+        }
+    }
+
+    async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let mut r = BufReader::new(stream);
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: ixgw\r\nConnection: close\r\n\r\n");
+        r.get_mut().write_all(head.as_bytes()).await.unwrap();
+        read_reply(&mut r).await
+    }
+
+    async fn stop(s: Server) {
+        s.stop.send(()).unwrap();
+        let done = tokio::time::timeout(Duration::from_secs(2), s.task).await;
+        done.expect("serve returns promptly")
+            .expect("serve task")
+            .expect("serve result");
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_as_text_exposition() {
+        let s = start().await;
+        Counters::drop(&s.table, DropReason::Policy);
+        s.table.tenant(0).rx(84);
+
+        let r = request(s.addr, "GET", "/metrics").await;
+
+        assert_eq!(r.status, "HTTP/1.1 200 OK");
+        assert!(r
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"));
+        assert!(r.body.contains("\nixgw_drops_total{reason=\"policy\"} 1\n"));
+        assert!(r
+            .body
+            .contains("\nixgw_tenant_rx_bytes_total{tenant=\"ajisai-net\"} 84\n"));
+        let with_query = request(s.addr, "GET", "/metrics?name[]=ixgw_flows").await;
+        assert_eq!(with_query.status, "HTTP/1.1 200 OK");
+        stop(s).await;
+    }
+
+    #[tokio::test]
+    async fn live_and_ready() {
+        let s = start().await;
+
+        let live = request(s.addr, "GET", "/live").await;
+        let not_ready = request(s.addr, "GET", "/ready").await;
+        s.ready.store(true, Ordering::Release);
+        let ready = request(s.addr, "GET", "/ready").await;
+
+        assert_eq!(
+            (live.status.as_str(), live.body.as_str()),
+            ("HTTP/1.1 200 OK", "ok")
+        );
+        assert_eq!(
+            (not_ready.status.as_str(), not_ready.body.as_str()),
+            ("HTTP/1.1 503 Service Unavailable", "not ready")
+        );
+        assert_eq!(
+            (ready.status.as_str(), ready.body.as_str()),
+            ("HTTP/1.1 200 OK", "ready")
+        );
+        stop(s).await;
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_other_methods() {
+        let s = start().await;
+
+        let missing = request(s.addr, "GET", "/metrics/extra").await;
+        let post_missing = request(s.addr, "POST", "/nope").await;
+        let post = request(s.addr, "POST", "/metrics").await;
+        let delete = request(s.addr, "DELETE", "/ready").await;
+
+        assert_eq!(missing.status, "HTTP/1.1 404 Not Found");
+        assert_eq!(post_missing.status, "HTTP/1.1 404 Not Found");
+        for r in [&post, &delete] {
+            assert_eq!(r.status, "HTTP/1.1 405 Method Not Allowed");
+            assert_eq!(r.header("allow"), Some("GET"));
+        }
+        stop(s).await;
+    }
+
+    #[tokio::test]
+    async fn garbage_requests_do_not_hurt_the_listener() {
+        let s = start().await;
+        for junk in [
+            &b"\x00\xff\xfe garbage\r\n\r\n"[..],
+            b"GET /metrics HTTP/9.9\r\n\r\n",
+            b"GET /live HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            b"GET /live HTTP/1.1\r\nHost",
+        ] {
+            let mut stream = TcpStream::connect(s.addr).await.unwrap();
+            stream.write_all(junk).await.unwrap();
+            stream.shutdown().await.unwrap();
+            let mut reply = Vec::new();
+            let _ = stream.read_to_end(&mut reply).await;
+            let expected: &[u8] = if junk.ends_with(b"\r\n\r\n") {
+                b"HTTP/1.1 400 "
+            } else {
+                b""
+            };
+            assert!(reply.starts_with(expected), "{junk:?}");
+            assert!(!reply.starts_with(b"HTTP/1.1 2"), "{junk:?}");
+        }
+
+        let live = request(s.addr, "GET", "/live").await;
+        assert_eq!(live.status, "HTTP/1.1 200 OK");
+        stop(s).await;
+    }
+
+    #[tokio::test]
+    async fn keep_alive_connection_serves_several_requests_and_closes_on_shutdown() {
+        let s = start().await;
+        let mut conn = BufReader::new(TcpStream::connect(s.addr).await.unwrap());
+        for path in ["/live", "/ready"] {
+            let head = format!("GET {path} HTTP/1.1\r\nHost: ixgw\r\n\r\n");
+            conn.get_mut().write_all(head.as_bytes()).await.unwrap();
+        }
+        let first = read_reply(&mut conn).await;
+        let second = read_reply(&mut conn).await;
+        assert_eq!(first.body, "ok");
+        assert_eq!(second.body, "not ready");
+        let addr = s.addr;
+
+        stop(s).await;
+
+        let mut rest = Vec::new();
+        let n = conn.read_to_end(&mut rest).await.unwrap_or(0);
+        assert_eq!(n, 0, "the idle connection is closed, not answered");
+        assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_client_cannot_hold_up_shutdown() {
+        let s = start().await;
+        let mut stalled = TcpStream::connect(s.addr).await.unwrap();
+        stalled
+            .write_all(b"GET /metrics HTTP/1.1\r\nHo")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        let began = tokio::time::Instant::now();
+        s.stop.send(()).unwrap();
+        let res = tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(2), s.task).await;
+
+        assert!(res.expect("serve returns").unwrap().is_ok());
+        assert!(began.elapsed() <= DRAIN_TIMEOUT + Duration::from_secs(1));
+        let mut rest = Vec::new();
+        let _ = stalled.read_to_end(&mut rest).await;
+        assert!(!rest.starts_with(b"HTTP/1.1 200"));
+    }
+}

@@ -1,0 +1,495 @@
+//! The scrape-time collector of the data path's hot counters.
+//!
+//! [`HotCollector`] reads every worker's current [`Counters`] table through its `ArcSwap` slot,
+//! sums them and turns the sums into Prometheus metric families. It never touches the hot
+//! path: workers keep writing their relaxed atomics while the scraper reads them, so one
+//! scrape is not an atomic snapshot across series (a packet may be in a tenant total and not
+//! yet in its peer's), which Prometheus' `rate()` tolerates.
+//!
+//! Series are keyed by their full label set, so a worker that has already published the table
+//! of a new plan and one that has not yet contribute to the same series where the labels
+//! agree. During that short window a peer renamed or moved by the reload may appear under
+//! both its old and its new labels.
+//!
+//! `ixgw_peer_last_handshake_timestamp_seconds` is emitted for every configured peer and is
+//! `0` for a peer that never completed a handshake: the series set stays the same as that of
+//! the peer traffic counters, `== 0` finds peers that never connected, and dashboards filter
+//! with `> 0`. Handshake times are monotonic [`Instant`]s; they become Unix time at scrape
+//! time as `wall - (now - t)`, the latest of all workers winning.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, LabelPair, Metric, MetricFamily, MetricType};
+
+use super::counters::{Counters, HandshakeResult, Traffic};
+use crate::dataplane::DropReason;
+
+/// A peer counts as up while its last completed handshake is younger than this: WireGuard's
+/// `REJECT_AFTER_TIME` [WireGuard whitepaper § 6.1], after which its session keys are dead.
+pub const PEER_UP_WITHIN: Duration = Duration::from_secs(180);
+
+/// One metric family the collector emits.
+pub(crate) struct Def {
+    pub(crate) name: &'static str,
+    pub(crate) help: &'static str,
+    pub(crate) labels: &'static [&'static str],
+    pub(crate) kind: MetricType,
+}
+
+const TENANT: &[&str] = &["tenant"];
+const PEER: &[&str] = &["tenant", "attachment", "peer", "facility"];
+
+const fn counter(name: &'static str, labels: &'static [&'static str], help: &'static str) -> Def {
+    Def {
+        name,
+        help,
+        labels,
+        kind: MetricType::COUNTER,
+    }
+}
+
+const fn gauge(name: &'static str, labels: &'static [&'static str], help: &'static str) -> Def {
+    Def {
+        name,
+        help,
+        labels,
+        kind: MetricType::GAUGE,
+    }
+}
+
+/// Indexed like [`TrafficSum`]: rx packets, rx bytes, tx packets, tx bytes.
+const TENANT_TRAFFIC: [Def; 4] = [
+    counter(
+        "ixgw_tenant_rx_packets_total",
+        TENANT,
+        "Packets the gateway received from any tunnel of the tenant.",
+    ),
+    counter(
+        "ixgw_tenant_rx_bytes_total",
+        TENANT,
+        "Inner IP bytes the gateway received from any tunnel of the tenant.",
+    ),
+    counter(
+        "ixgw_tenant_tx_packets_total",
+        TENANT,
+        "Packets the gateway sent into any tunnel of the tenant.",
+    ),
+    counter(
+        "ixgw_tenant_tx_bytes_total",
+        TENANT,
+        "Inner IP bytes the gateway sent into any tunnel of the tenant.",
+    ),
+];
+
+const PEER_TRAFFIC: [Def; 4] = [
+    counter(
+        "ixgw_peer_rx_packets_total",
+        PEER,
+        "Packets the gateway received from the tunnel peer.",
+    ),
+    counter(
+        "ixgw_peer_rx_bytes_total",
+        PEER,
+        "Inner IP bytes the gateway received from the tunnel peer.",
+    ),
+    counter(
+        "ixgw_peer_tx_packets_total",
+        PEER,
+        "Packets the gateway sent to the tunnel peer.",
+    ),
+    counter(
+        "ixgw_peer_tx_bytes_total",
+        PEER,
+        "Inner IP bytes the gateway sent to the tunnel peer.",
+    ),
+];
+
+const PEER_LAST_HANDSHAKE: Def = gauge(
+    "ixgw_peer_last_handshake_timestamp_seconds",
+    PEER,
+    "Unix time of the peer's last completed tunnel handshake; 0 if it never completed one.",
+);
+
+const DROPS: Def = counter(
+    "ixgw_drops_total",
+    &["reason"],
+    "Packets and datagrams the data path dropped, by reason.",
+);
+
+const HANDSHAKES: Def = counter(
+    "ixgw_handshakes_total",
+    &["result"],
+    "WireGuard handshake messages handled by the gateway, by outcome.",
+);
+
+const PEERS_CONFIGURED: Def = gauge(
+    "ixgw_peers_configured",
+    &[],
+    "Tunnel peers in the running configuration.",
+);
+
+const PEERS_UP: Def = gauge(
+    "ixgw_peers_up",
+    &[],
+    "Tunnel peers whose last completed handshake is younger than 180 seconds (WireGuard REJECT_AFTER_TIME).",
+);
+
+const FLOWS: Def = gauge(
+    "ixgw_flows",
+    &[],
+    "Entries in the data path's flow tables, summed over workers.",
+);
+
+fn defs() -> impl Iterator<Item = &'static Def> {
+    const SINGLE: [&Def; 6] = [
+        &PEER_LAST_HANDSHAKE,
+        &DROPS,
+        &HANDSHAKES,
+        &PEERS_CONFIGURED,
+        &PEERS_UP,
+        &FLOWS,
+    ];
+    TENANT_TRAFFIC
+        .iter()
+        .chain(PEER_TRAFFIC.iter())
+        .chain(SINGLE)
+}
+
+/// Packets and bytes of one series, indexed like [`TENANT_TRAFFIC`].
+#[derive(Default, Clone, Copy)]
+struct TrafficSum([u64; 4]);
+
+impl TrafficSum {
+    fn add(&mut self, t: &Traffic) {
+        let v = [
+            t.rx_packets.get(),
+            t.rx_bytes.get(),
+            t.tx_packets.get(),
+            t.tx_bytes.get(),
+        ];
+        for (sum, x) in self.0.iter_mut().zip(v) {
+            *sum = sum.wrapping_add(x);
+        }
+    }
+}
+
+#[derive(Default)]
+struct PeerSum {
+    traffic: TrafficSum,
+    last_handshake: Option<Instant>,
+}
+
+/// (tenant, attachment, peer, facility): the label values of a peer series, in [`PEER`] order.
+type PeerKey<'a> = [&'a str; 4];
+
+/// The sum of all workers' tables at one scrape.
+struct Sum<'a> {
+    drops: [u64; DropReason::COUNT],
+    handshakes: [u64; HandshakeResult::COUNT],
+    tenants: BTreeMap<&'a str, TrafficSum>,
+    peers: BTreeMap<PeerKey<'a>, PeerSum>,
+    flows: u64,
+}
+
+impl<'a> Sum<'a> {
+    fn of(tables: &'a [Arc<Counters>]) -> Self {
+        let mut sum = Sum {
+            drops: [0; DropReason::COUNT],
+            handshakes: [0; HandshakeResult::COUNT],
+            tenants: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            flows: 0,
+        };
+        for table in tables {
+            for (reason, n) in table.drops() {
+                sum.drops[reason as usize] = sum.drops[reason as usize].wrapping_add(n);
+            }
+            for (result, n) in table.handshakes() {
+                sum.handshakes[result as usize] = sum.handshakes[result as usize].wrapping_add(n);
+            }
+            for (name, traffic) in table.tenants() {
+                sum.tenants.entry(name).or_default().add(traffic);
+            }
+            for (labels, traffic, last) in table.peers() {
+                let key = [
+                    labels.tenant.as_str(),
+                    labels.attachment.as_str(),
+                    labels.peer.as_str(),
+                    labels.facility.as_str(),
+                ];
+                let peer = sum.peers.entry(key).or_default();
+                peer.traffic.add(traffic);
+                peer.last_handshake = peer.last_handshake.max(last);
+            }
+            sum.flows = sum.flows.saturating_add(table.flows());
+        }
+        sum
+    }
+}
+
+/// Gathers the workers' hot counters at scrape time; registered in the hub's registry.
+pub(crate) struct HotCollector {
+    slots: Arc<[ArcSwap<Counters>]>,
+    descs: Vec<Desc>,
+}
+
+impl HotCollector {
+    pub(crate) fn new(slots: Arc<[ArcSwap<Counters>]>) -> prometheus::Result<Self> {
+        let descs = defs()
+            .map(|d| {
+                Desc::new(
+                    d.name.to_owned(),
+                    d.help.to_owned(),
+                    d.labels.iter().map(|l| (*l).to_owned()).collect(),
+                    HashMap::new(),
+                )
+            })
+            .collect::<prometheus::Result<_>>()?;
+        Ok(HotCollector { slots, descs })
+    }
+
+    /// The families as of the monotonic instant `now`, which is the wall clock time `wall`.
+    pub(crate) fn families_at(&self, now: Instant, wall: SystemTime) -> Vec<MetricFamily> {
+        let tables: Vec<Arc<Counters>> = self.slots.iter().map(ArcSwap::load_full).collect();
+        let sum = Sum::of(&tables);
+        let mut out = Vec::with_capacity(self.descs.len());
+
+        for (i, def) in TENANT_TRAFFIC.iter().enumerate() {
+            let metrics = sum
+                .tenants
+                .iter()
+                .map(|(name, t)| metric(def, &[name], t.0[i] as f64))
+                .collect();
+            out.push(family(def, metrics));
+        }
+        for (i, def) in PEER_TRAFFIC.iter().enumerate() {
+            let metrics = sum
+                .peers
+                .iter()
+                .map(|(key, p)| metric(def, key, p.traffic.0[i] as f64))
+                .collect();
+            out.push(family(def, metrics));
+        }
+        let last_handshakes = sum
+            .peers
+            .iter()
+            .map(|(key, p)| {
+                let at = p.last_handshake.map_or(0.0, |t| unix_seconds(t, now, wall));
+                metric(&PEER_LAST_HANDSHAKE, key, at)
+            })
+            .collect();
+        out.push(family(&PEER_LAST_HANDSHAKE, last_handshakes));
+
+        let drops = DropReason::ALL
+            .iter()
+            .map(|r| metric(&DROPS, &[r.as_str()], sum.drops[*r as usize] as f64))
+            .collect();
+        out.push(family(&DROPS, drops));
+        let handshakes = HandshakeResult::ALL
+            .iter()
+            .map(|r| {
+                let n = sum.handshakes[*r as usize];
+                metric(&HANDSHAKES, &[r.as_str()], n as f64)
+            })
+            .collect();
+        out.push(family(&HANDSHAKES, handshakes));
+
+        let up = sum
+            .peers
+            .values()
+            .filter(|p| {
+                p.last_handshake
+                    .is_some_and(|t| now.saturating_duration_since(t) < PEER_UP_WITHIN)
+            })
+            .count();
+        let configured = sum.peers.len() as f64;
+        out.push(family(
+            &PEERS_CONFIGURED,
+            vec![metric(&PEERS_CONFIGURED, &[], configured)],
+        ));
+        out.push(family(&PEERS_UP, vec![metric(&PEERS_UP, &[], up as f64)]));
+        out.push(family(&FLOWS, vec![metric(&FLOWS, &[], sum.flows as f64)]));
+        out
+    }
+}
+
+impl Collector for HotCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    /// The one clock read of the metrics layer: a scrape happens now, in wall clock time.
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.families_at(Instant::now(), SystemTime::now())
+    }
+}
+
+/// `t` as Unix time, given that the monotonic `now` is the wall clock `wall`.
+fn unix_seconds(t: Instant, now: Instant, wall: SystemTime) -> f64 {
+    wall.checked_sub(now.saturating_duration_since(t))
+        .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn family(def: &Def, metrics: Vec<Metric>) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(def.name.to_owned());
+    f.set_help(def.help.to_owned());
+    f.set_field_type(def.kind);
+    f.set_metric(metrics);
+    f
+}
+
+fn metric(def: &Def, values: &[&str], value: f64) -> Metric {
+    debug_assert_eq!(def.labels.len(), values.len(), "{}", def.name);
+    let labels = def
+        .labels
+        .iter()
+        .zip(values)
+        .map(|(name, value)| {
+            let mut pair = LabelPair::default();
+            pair.set_name((*name).to_owned());
+            pair.set_value((*value).to_owned());
+            pair
+        })
+        .collect();
+    let mut m = Metric::from_label(labels);
+    match def.kind {
+        MetricType::GAUGE => {
+            let mut g = proto::Gauge::default();
+            g.set_value(value);
+            m.set_gauge(g);
+        }
+        _ => {
+            let mut c = proto::Counter::default();
+            c.set_value(value);
+            m.set_counter(c);
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::PeerLabels;
+
+    fn peer(tenant: &str, name: &str) -> PeerLabels {
+        PeerLabels {
+            peer: name.into(),
+            tenant: tenant.into(),
+            attachment: format!("{tenant}-wg"),
+            facility: "4212345678".into(),
+        }
+    }
+
+    fn collector(tables: Vec<Arc<Counters>>) -> HotCollector {
+        let slots: Arc<[ArcSwap<Counters>]> = tables.into_iter().map(ArcSwap::new).collect();
+        HotCollector::new(slots).unwrap()
+    }
+
+    fn value(families: &[MetricFamily], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let f = families.iter().find(|f| f.name() == name)?;
+        let m = f.get_metric().iter().find(|m| {
+            labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|p| p.name() == *k && p.value() == *v)
+            })
+        })?;
+        Some(match f.get_field_type() {
+            MetricType::GAUGE => m.get_gauge().get_value(),
+            _ => m.get_counter().get_value(),
+        })
+    }
+
+    #[test]
+    fn descs_match_the_emitted_families() {
+        let c = collector(vec![Arc::new(Counters::new(
+            Instant::now(),
+            vec!["a".into()],
+            vec![peer("a", "p")],
+        ))]);
+        let described: Vec<&str> = c.desc().iter().map(|d| d.fq_name.as_str()).collect();
+        let emitted: Vec<String> = c.collect().iter().map(|f| f.name().to_owned()).collect();
+        assert_eq!(described, emitted);
+        assert!(c.descs.iter().all(|d| !d.help.is_empty()));
+    }
+
+    #[test]
+    fn peers_up_follows_reject_after_time_and_timestamps_are_unix_time() {
+        let base = Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let table = Counters::new(
+            base,
+            vec!["a".into()],
+            vec![peer("a", "fresh"), peer("a", "stale"), peer("a", "never")],
+        );
+        table.peer_handshake(0, base + Duration::from_secs(300));
+        table.peer_handshake(1, base + Duration::from_secs(100));
+        let now = base + Duration::from_secs(400);
+
+        let f = collector(vec![Arc::new(table)]).families_at(now, wall);
+
+        assert_eq!(value(&f, "ixgw_peers_configured", &[]), Some(3.0));
+        assert_eq!(value(&f, "ixgw_peers_up", &[]), Some(1.0));
+        let ts = "ixgw_peer_last_handshake_timestamp_seconds";
+        assert_eq!(
+            value(&f, ts, &[("peer", "fresh")]),
+            Some(1_700_000_000.0 - 100.0)
+        );
+        assert_eq!(
+            value(&f, ts, &[("peer", "stale")]),
+            Some(1_700_000_000.0 - 300.0)
+        );
+        assert_eq!(value(&f, ts, &[("peer", "never")]), Some(0.0));
+    }
+
+    #[test]
+    fn peer_up_boundary_is_exclusive() {
+        let base = Instant::now();
+        let table = Counters::new(base, vec![], vec![peer("a", "p")]);
+        table.peer_handshake(0, base);
+        let c = collector(vec![Arc::new(table)]);
+        let wall = SystemTime::now();
+
+        let just_before = c.families_at(base + PEER_UP_WITHIN - Duration::from_nanos(1), wall);
+        let at = c.families_at(base + PEER_UP_WITHIN, wall);
+
+        assert_eq!(value(&just_before, "ixgw_peers_up", &[]), Some(1.0));
+        assert_eq!(value(&at, "ixgw_peers_up", &[]), Some(0.0));
+    }
+
+    #[test]
+    fn latest_handshake_of_any_worker_wins() {
+        let base = Instant::now();
+        let w0 = Counters::new(base, vec![], vec![peer("a", "p")]);
+        let w1 = Counters::new(base, vec![], vec![peer("a", "p")]);
+        w0.peer_handshake(0, base + Duration::from_secs(50));
+        w1.peer_handshake(0, base + Duration::from_secs(20));
+        let now = base + Duration::from_secs(60);
+        let wall = UNIX_EPOCH + Duration::from_secs(1000);
+
+        let f = collector(vec![Arc::new(w0), Arc::new(w1)]).families_at(now, wall);
+
+        assert_eq!(
+            value(&f, "ixgw_peer_last_handshake_timestamp_seconds", &[]),
+            Some(990.0)
+        );
+        assert_eq!(value(&f, "ixgw_peers_configured", &[]), Some(1.0));
+    }
+
+    #[test]
+    fn unix_seconds_never_goes_below_the_epoch() {
+        let now = Instant::now();
+        let t = now.checked_sub(Duration::from_secs(10)).unwrap_or(now);
+        let wall = UNIX_EPOCH + Duration::from_secs(5);
+        let expected = if t == now { 5.0 } else { 0.0 };
+        assert_eq!(unix_seconds(t, now, wall), expected);
+        assert_eq!(unix_seconds(now, now, wall), 5.0);
+    }
+}
