@@ -91,6 +91,13 @@ fn serde_error(file: &str, e: &yaml_serde::Error) -> ConfigError {
             message = format!("{word}{rest}");
         }
     }
+    // Name the expected YAML shapes rather than the Rust types behind them.
+    if let Some(i) = message.find(", expected struct ") {
+        message.replace_range(i.., ", expected a mapping");
+    }
+    for (rust, yaml) in [("expected u64", "expected a whole number")] {
+        message = message.replace(rust, yaml);
+    }
     if key.is_empty() {
         ConfigError::Syntax {
             file: file.to_string(),

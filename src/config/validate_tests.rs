@@ -1077,7 +1077,7 @@ fn type_errors_carry_key_and_line() {
         &text,
         "tenants[1].attachments[0].mtu",
         "mtu: big",
-        &["invalid type", "big"],
+        &["invalid type: string \"big\", expected a whole number"],
     );
     let text = edit(BASE, "      - name: lan-b\n", "      - nam: lan-b\n");
     rejects(
@@ -1086,6 +1086,16 @@ fn type_errors_carry_key_and_line() {
         "nam: lan-b",
         &["unknown key `nam`"],
     );
+}
+
+#[test]
+fn non_mapping_document_is_rejected() {
+    let err = load("- 1\n").unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax { line: 1, .. }), "{err}");
+    assert!(err.to_string().ends_with("expected a mapping"), "{err}");
+    let err = load("").unwrap_err();
+    assert_eq!(err.key(), Some("ix"), "{err}");
+    assert!(err.to_string().contains("missing key `ix`"), "{err}");
 }
 
 #[test]
