@@ -95,9 +95,7 @@ fn serde_error(file: &str, e: &yaml_serde::Error) -> ConfigError {
     if let Some(i) = message.find(", expected struct ") {
         message.replace_range(i.., ", expected a mapping");
     }
-    for (rust, yaml) in [("expected u64", "expected a whole number")] {
-        message = message.replace(rust, yaml);
-    }
+    message = message.replace("expected u64", "expected a whole number");
     if key.is_empty() {
         ConfigError::Syntax {
             file: file.to_string(),
