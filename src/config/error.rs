@@ -1,15 +1,40 @@
 //! Configuration errors.
+//!
+//! Every error that concerns the file's content renders as `FILE:LINE: KEY_PATH: message`,
+//! where `KEY_PATH` is written like `tenants[1].networks[0].exchange` and the message names
+//! the offending value. Secrets (key file contents) never appear in a message.
 
 use std::path::Path;
+
+use ipnetwork::Ipv4Network;
+
+use crate::ids::FacilityCodeError;
 
 /// A configuration error, naming the file, the line and the offending key and value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The configuration file itself could not be read.
     #[error("{path}: {source}")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
+    },
+    /// The text is not YAML, or not a YAML mapping at its top level.
+    #[error("{file}:{line}: {message}")]
+    Syntax {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    /// A key holds a value that is malformed, inconsistent or unknown.
+    #[error("{file}:{line}: {key}: {problem}")]
+    Invalid {
+        file: String,
+        line: usize,
+        /// Key path, e.g. `tenants[1].networks[0].exchange`.
+        key: String,
+        problem: Box<Problem>,
     },
 }
 
@@ -19,5 +44,188 @@ impl ConfigError {
             path: path.display().to_string(),
             source,
         }
+    }
+
+    /// The 1-based line the error points at, if it concerns the file's content.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Io { .. } => None,
+            ConfigError::Syntax { line, .. } | ConfigError::Invalid { line, .. } => Some(*line),
+        }
+    }
+
+    /// The key path the error points at, if any.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// What is wrong with the value at a key.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    /// A structural error reported while deserializing (unknown key, missing key, wrong type).
+    #[error("{0}")]
+    Schema(String),
+    #[error("unknown key `{key}` for a {kind} attachment")]
+    KeyNotForKind {
+        key: &'static str,
+        kind: &'static str,
+    },
+    #[error("missing key `{key}`, required for a {kind} attachment")]
+    MissingForKind {
+        key: &'static str,
+        kind: &'static str,
+    },
+    #[error("unknown attachment type `{0}` (expected `wireguard` or `plain`)")]
+    UnknownAttachmentType(String),
+    #[error("must not be empty")]
+    Empty,
+    #[error("`{value}` is not an IPv4 prefix like 10.0.0.0/16 ({reason})")]
+    Prefix { value: String, reason: String },
+    #[error("`{value}` is not an IPv4 address")]
+    Ipv4Addr { value: String },
+    #[error("`{value}` is not an IP address")]
+    IpAddr { value: String },
+    #[error("`{value}` is not an ADDRESS:PORT socket address")]
+    SocketAddr { value: String },
+    #[error("{value} has host bits set (the network is {network})")]
+    HostBits {
+        value: Ipv4Network,
+        network: Ipv4Network,
+    },
+    #[error("`{value}` is not a duration (write 25s, 5m, 2h or a number of seconds)")]
+    Duration { value: String },
+    #[error("{value} is out of range ({min}..={max})")]
+    OutOfRange { value: u64, min: u64, max: u64 },
+    #[error("mtu {value} is out of range for a {kind} attachment ({min}..={max})")]
+    Mtu {
+        value: u64,
+        kind: &'static str,
+        min: u16,
+        max: u16,
+    },
+    #[error("`{value}` is not a facility code: {reason}")]
+    FacilityCode {
+        value: String,
+        reason: FacilityCodeError,
+    },
+    #[error(
+        "facility code {value} was written as an unquoted YAML number and has {digits} digits, \
+         not 10; if its leading zero was lost, quote the code: \"{padded}\""
+    )]
+    FacilityUnquoted {
+        value: String,
+        digits: usize,
+        padded: String,
+    },
+    #[error("peer `{peer}` has no `facility`: every peer must name the 10-digit code of the facility behind it")]
+    MissingFacility { peer: String },
+    #[error("tenant `{tenant}` has no networks: give at least one internal/exchange pair")]
+    NoNetworks { tenant: String },
+    #[error("internal prefix {internal} and exchange prefix {exchange} differ in length")]
+    LengthMismatch {
+        internal: Ipv4Network,
+        exchange: Ipv4Network,
+    },
+    #[error("{value} is outside ix.exchange_space {space}")]
+    OutsideExchangeSpace {
+        value: Ipv4Network,
+        space: Ipv4Network,
+    },
+    #[error("{value} overlaps {other_key}{} (line {other_line})", other_value(.value, .other))]
+    Overlap {
+        value: Ipv4Network,
+        other: Ipv4Network,
+        other_key: String,
+        other_line: usize,
+    },
+    #[error("duplicate {what} name `{name}` (first defined at {first_key}, line {first_line})")]
+    DuplicateName {
+        what: &'static str,
+        name: String,
+        first_key: String,
+        first_line: usize,
+    },
+    #[error("public key {value} is also used by {other_key} (line {other_line})")]
+    DuplicatePublicKey {
+        value: String,
+        other_key: String,
+        other_line: usize,
+    },
+    #[error("`{value}` is not a base64 32-byte key like `wg pubkey` prints")]
+    PublicKey { value: String },
+    #[error("{value} is not inside an internal prefix of tenant `{tenant}` ({internal})")]
+    NotInternal {
+        value: String,
+        tenant: String,
+        internal: String,
+    },
+    #[error("address {value} is not inside this peer's allowed_ips ({allowed})")]
+    AddressNotAllowed { value: Ipv4Network, allowed: String },
+    #[error("{value} is already used by {other_key} (line {other_line})")]
+    SameListen {
+        value: String,
+        other_key: String,
+        other_line: usize,
+    },
+    #[error("TUN device `{value}` is already used by {other_key} (line {other_line})")]
+    SameTun {
+        value: String,
+        other_key: String,
+        other_line: usize,
+    },
+    #[error("TUN device name `{value}` must be 1 to 15 characters of [A-Za-z0-9_.-]")]
+    TunName { value: String },
+    #[error("cannot read key file {file}: {source}")]
+    KeyFileRead {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "key file {file} does not hold one base64 32-byte key like `wg genkey` prints ({reason})"
+    )]
+    KeyFileMalformed { file: String, reason: &'static str },
+    #[error("`{value}` is not a port rule: {reason} (write tcp/443, tcp/1000-2000, udp/53, tcp, udp, icmp or any)")]
+    PortRule { value: String, reason: &'static str },
+    #[error("unknown tenant `{0}`")]
+    UnknownTenant(String),
+    #[error("unknown service `{0}`")]
+    UnknownService(String),
+    #[error("no peer has facility {code}{}", scope_suffix(.scope))]
+    UnknownFacility { code: String, scope: Option<String> },
+    #[error(
+        "a policy to a tenant needs `allow` (a list of port rules such as tcp/443, icmp, any)"
+    )]
+    TenantPolicyWithoutAllow,
+    #[error("`to` must name either `tenant` or `service`, not both")]
+    DestinationBoth,
+    #[error("`to` must name a `tenant` or a `service`")]
+    DestinationNeither,
+    #[error("`prefixes` narrows a `tenant` destination and cannot be combined with `service`")]
+    PrefixesWithService,
+    #[error("{rule} is not among the ports of service {services} ({ports})")]
+    NotServicePort {
+        rule: String,
+        services: String,
+        ports: String,
+    },
+}
+
+fn other_value(value: &Ipv4Network, other: &Ipv4Network) -> String {
+    if value == other {
+        String::new()
+    } else {
+        format!(" = {other}")
+    }
+}
+
+fn scope_suffix(scope: &Option<String>) -> String {
+    match scope {
+        Some(s) => format!(" in {s}"),
+        None => String::new(),
     }
 }

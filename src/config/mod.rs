@@ -16,10 +16,11 @@ use ipnetwork::Ipv4Network;
 use crate::ids::FacilityCode;
 
 mod error;
+mod lines;
 mod raw;
 mod validate;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, Problem};
 
 /// A 32-byte key (X25519 private/public key, WireGuard preshared key).
 #[derive(Clone, PartialEq, Eq)]

@@ -1,1 +1,220 @@
-//! Raw serde structures, one per YAML mapping.
+//! Raw serde structures, one per YAML mapping, as written by the operator.
+//!
+//! Every mapping denies unknown keys. Values whose grammar is ours (prefixes, addresses,
+//! durations, port rules, facility codes) stay strings here so that validation can report
+//! them with their key path and line; the deserializer only checks the document's shape.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Root {
+    pub ix: Ix,
+    pub metrics: Option<Metrics>,
+    pub dataplane: Option<Dataplane>,
+    pub tenants: Vec<Tenant>,
+    #[serde(default)]
+    pub services: Vec<Service>,
+    #[serde(default)]
+    pub policies: Vec<Policy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Ix {
+    pub name: String,
+    pub exchange_space: String,
+    pub public_address: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Metrics {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Dataplane {
+    pub flow_table_size: Option<u64>,
+    pub tcp_idle_timeout: Option<String>,
+    pub udp_idle_timeout: Option<String>,
+    pub icmp_idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Tenant {
+    pub name: String,
+    #[serde(default)]
+    pub networks: Vec<Network>,
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Network {
+    pub internal: String,
+    pub exchange: String,
+}
+
+/// All keys of all attachment types; validation rejects the keys the `type` does not take.
+/// (A serde-tagged enum would buffer the mapping and lose the line of errors inside it.)
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Attachment {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub mtu: Option<u64>,
+    // wireguard
+    pub listen: Option<String>,
+    pub private_key_file: Option<String>,
+    pub peers: Option<Vec<Peer>>,
+    // plain
+    pub tun: Option<String>,
+    pub routes: Option<Vec<String>>,
+    pub kernel_routes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Peer {
+    pub name: String,
+    pub facility: Option<String>,
+    pub public_key: String,
+    pub preshared_key_file: Option<String>,
+    pub allowed_ips: Vec<String>,
+    pub address: Option<String>,
+    pub endpoint: Option<String>,
+    pub persistent_keepalive: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Service {
+    pub name: String,
+    pub tenant: String,
+    pub address: String,
+    pub ports: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Policy {
+    pub name: String,
+    pub from: From,
+    pub to: To,
+    pub allow: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct From {
+    pub tenant: Option<OneOrMany>,
+    pub facility: Option<OneOrMany>,
+    pub prefixes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct To {
+    pub tenant: Option<OneOrMany>,
+    pub service: Option<OneOrMany>,
+    pub prefixes: Option<Vec<String>>,
+}
+
+/// A scalar or a list of scalars (`tenant: a` or `tenant: [a, b]`). Numbers are kept in
+/// their decimal spelling so that unquoted facility codes arrive as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct OneOrMany {
+    pub items: Vec<String>,
+    /// Written as a list, so item key paths carry an index.
+    pub list: bool,
+}
+
+impl OneOrMany {
+    /// The key path of item `i`, given the key path of the whole value.
+    pub fn item_key(&self, key: &str, i: usize) -> String {
+        if self.list {
+            format!("{key}[{i}]")
+        } else {
+            key.to_string()
+        }
+    }
+}
+
+struct ScalarText;
+
+impl<'de> Visitor<'de> for ScalarText {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+}
+
+struct Item(String);
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarText).map(Item)
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OneOrMany;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                ScalarText.visit_str(v).map(one)
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<OneOrMany, E> {
+                ScalarText.visit_u64(v).map(one)
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<OneOrMany, E> {
+                ScalarText.visit_i64(v).map(one)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut items = Vec::new();
+                while let Some(Item(s)) = seq.next_element()? {
+                    items.push(s);
+                }
+                Ok(OneOrMany { items, list: true })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn one(s: String) -> OneOrMany {
+    OneOrMany {
+        items: vec![s],
+        list: false,
+    }
+}
