@@ -476,12 +476,15 @@ impl WgAttachment {
                 self.next_tick = Some(now);
                 return;
             };
+            // Every `Tunn` runs, endpoint or not: boringtun stamps events with the time of
+            // its last timer run, so a skipped `Tunn` would date its first handshake in the
+            // past. Without an endpoint its output (a persistent keepalive's initiation) has
+            // nowhere to go and is not a packet anyone asked for, so it is not a drop.
             match Out::from(peer.tunn.update_timers(buf)) {
                 Out::Network(len) => {
-                    peer.active = true;
-                    match peer.endpoint {
-                        Some(ep) => tx.commit(att, TxTarget::Udp(ep), len),
-                        None => counters.drop(DropReason::NoEndpoint),
+                    if let Some(ep) = peer.endpoint {
+                        tx.commit(att, TxTarget::Udp(ep), len);
+                        peer.active = true;
                     }
                 }
                 Out::Err(WireGuardError::ConnectionExpired) => {
