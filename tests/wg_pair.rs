@@ -835,3 +835,51 @@ fn handshake_attempts_give_up_as_timeout() {
     p.advance(Duration::from_secs(600));
     assert_eq!(p.handshakes(HandshakeResult::Timeout), 1, "counted once");
 }
+
+#[test]
+fn queued_packets_follow_the_handshake_even_through_a_small_batch() {
+    let mut p = Pair::new(1, |_, c| c.endpoint = Some(fac_addr(0, 51820)));
+    p.tx = TxBatch::new(3);
+    let packets: Vec<_> = (0..10u8).map(|n| ipv4(9, 1, &[n; 8])).collect();
+    for packet in &packets {
+        assert_eq!(p.gw_send(PeerId(0), packet), Ok(()));
+    }
+    assert_eq!(p.gw_sent.len(), 1, "one initiation, ten packets queued");
+
+    p.deliver();
+    // The response's keepalive and two queued packets fit; the rest wait for the timers.
+    assert_eq!(p.facs[0].received, packets[..2].to_vec());
+    p.advance(Duration::from_secs(2));
+
+    assert_eq!(p.facs[0].received, packets);
+    assert_eq!(p.counters.drop_count(DropReason::TxQueueFull), 0);
+}
+
+#[test]
+fn handshake_response_lost_to_a_full_batch_is_counted() {
+    let mut p = Pair::new(1, |_, _| {});
+    p.tx = TxBatch::new(1);
+    let filler = p.tx.next_buf().unwrap();
+    filler[0] = 0xff;
+    p.tx.commit(ATTACHMENT, TxTarget::Udp(fac_addr(9, 1)), 1);
+    let init = p.fac_seal(0, &ipv4(1, 9, b"up")).unwrap();
+
+    let r = p.gw.handle_datagram(
+        p.now,
+        fac_addr(0, 51820),
+        &init,
+        &mut p.inner,
+        &mut p.tx,
+        &p.counters,
+    );
+
+    assert_eq!(r, Ok(None));
+    assert_eq!(p.tx.len(), 1, "nothing added");
+    assert_eq!(p.counters.drop_count(DropReason::TxQueueFull), 1);
+    // The facility retransmits after REKEY_TIMEOUT and gets its answer then.
+    p.tx = TxBatch::new(8);
+    p.advance(Duration::from_secs(6));
+    assert_eq!(p.gw_rx.len(), 1);
+    assert_eq!(p.facs[0].received.len(), 0);
+    assert!(p.gw.peer_session_established(PeerId(0)));
+}

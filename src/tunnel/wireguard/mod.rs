@@ -78,6 +78,8 @@ struct Peer {
     /// counting (boringtun reports an idle, never-used `Tunn` as expired too, and repeats it
     /// on every timer call).
     active: bool,
+    /// A flush stopped at a full [`TxBatch`]: packets still wait in boringtun's queue.
+    backlog: bool,
 }
 
 /// The attachment's own key pair (boxed: it is cold, and keeps [`crate::tunnel::Tunnel`] small).
@@ -264,6 +266,7 @@ impl WgAttachment {
                 endpoint: c.endpoint,
                 tunn: Box::new(tunn),
                 active: false,
+                backlog: false,
             });
         }
         self.by_key.clear();
@@ -497,6 +500,9 @@ impl WgAttachment {
                 }
                 Out::Done | Out::Tunnel(_) => {}
             }
+            if peer.backlog {
+                flush(peer, att, tx);
+            }
         }
         self.timer_cursor = 0;
         self.next_tick = (!self.by_id.is_empty()).then(|| now + TIMER_TICK);
@@ -531,20 +537,23 @@ impl WgAttachment {
 }
 
 /// Sends the packets that waited in `peer`'s queue for a session, as far as `tx` has room;
-/// the rest keep waiting for the next flush.
+/// the rest keep waiting for the next timer run. Only called while the peer has a current
+/// session: without one, boringtun would answer the flush with a new handshake initiation.
 fn flush(peer: &mut Peer, att: AttachmentId, tx: &mut TxBatch) {
     let Some(endpoint) = peer.endpoint else {
         return;
     };
     for _ in 0..MAX_FLUSH {
         let Some(buf) = tx.next_buf() else {
+            peer.backlog = true;
             return;
         };
         match Out::from(peer.tunn.decapsulate(None, &[], buf)) {
             Out::Network(len) => tx.commit(att, TxTarget::Udp(endpoint), len),
-            _ => return,
+            _ => break,
         }
     }
+    peer.backlog = false;
 }
 
 #[cfg(test)]
