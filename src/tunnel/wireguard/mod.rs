@@ -37,8 +37,9 @@ use crate::metrics::{Counters, HandshakeResult};
 pub mod clock;
 pub mod keys;
 
-/// How often [`WgAttachment::update_timers`] wants to run. boringtun's timers have one-second
-/// resolution and wireguard-go ticks every 250 ms.
+/// How often [`WgAttachment::update_timers`] wants to run, as boringtun's own device does.
+/// boringtun stamps every event with the time of the last timer run, so this is also the
+/// resolution of its rekey and keepalive timers.
 pub const TIMER_TICK: Duration = Duration::from_millis(250);
 
 /// Handshake messages accepted per second per attachment before cookie replies are demanded
@@ -134,6 +135,8 @@ enum Kind {
     Data,
 }
 
+/// A replayed initiation (its TAI64N timestamp is not newer) counts as a replay like a
+/// duplicate counter; a session boringtun no longer holds as an unknown index.
 fn drop_reason(e: &WireGuardError) -> DropReason {
     use WireGuardError as E;
     match e {
@@ -288,7 +291,8 @@ impl WgAttachment {
     /// Handles one datagram received from `from`. An inner packet is decrypted into `inner`
     /// and returned with its peer; handshake replies and packets that were waiting for a
     /// session go into `tx`. `Ok(None)`: nothing for the data path (a handshake message, a
-    /// keepalive, a cookie reply).
+    /// keepalive, a cookie reply). The caller counts a returned `Err`; the peer's endpoint
+    /// moves to `from` only when the datagram authenticated.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
