@@ -1,17 +1,60 @@
 //! WireGuard attachments: one UDP socket, many peers, one boringtun `noise::Tunn` per peer.
 //!
-//! Layer contract: sans-IO; the runtime owns the socket. boringtun's `Tunn` reads the clock
-//! itself; that dependence lives here only (feature `virtual-time` makes it follow `now`).
+//! Layer contract: sans-IO; the runtime owns the socket. Datagrams come in through
+//! [`WgAttachment::handle_datagram`], inner packets go out through [`WgAttachment::send`],
+//! timers run in [`WgAttachment::update_timers`] when [`WgAttachment::poll_timeout`] is due.
+//! Everything to put on the wire is written into the caller's [`TxBatch`]. boringtun's `Tunn`
+//! reads the clock itself; that dependence lives in [`clock`] only (feature `virtual-time`
+//! makes it follow `now`).
+//!
+//! Demultiplexing: a peer lives in a stable slot, and the slot number is the index its `Tunn`
+//! was created with, so every session index boringtun hands out for that peer is
+//! `slot << 8 | n`. Responses, cookie replies and data find their peer by `receiver_index >> 8`;
+//! initiations by the initiator's static key, which `parse_handshake_anon` decrypts with the
+//! attachment's key. Slots survive [`WgAttachment::set_peers`] for unchanged peers, so their
+//! sessions survive a reload.
+//!
+//! Counting: a datagram's fate is the return value; the caller counts a returned
+//! [`DropReason`] (and the inner traffic). This module counts what the caller cannot see:
+//! handshake outcomes, a peer's last handshake, and replies lost to a full [`TxBatch`].
 
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::buffer::TxBatch;
+use boringtun::noise::errors::WireGuardError;
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use boringtun::x25519::{PublicKey, StaticSecret};
+
+use crate::buffer::{TxBatch, TxTarget, BUF_SIZE};
 use crate::dataplane::DropReason;
 use crate::ids::{AttachmentId, PeerId};
-use crate::metrics::Counters;
+use crate::metrics::{Counters, HandshakeResult};
 
+pub mod clock;
 pub mod keys;
+
+/// How often [`WgAttachment::update_timers`] wants to run, as boringtun's own device does.
+/// boringtun stamps every event with the time of the last timer run, so this is also the
+/// resolution of its rekey and keepalive timers.
+pub const TIMER_TICK: Duration = Duration::from_millis(250);
+
+/// Handshake messages accepted per second per attachment before cookie replies are demanded
+/// [WireGuard paper § 5.3]; as boringtun's device uses.
+pub const HANDSHAKE_RATE_LIMIT: u64 = 100;
+
+/// boringtun keeps 24 bits of a `Tunn`'s index (the low 8 number its sessions).
+const MAX_PEERS: usize = 1 << 24;
+
+/// A data message's header and AEAD tag [WireGuard paper § 5.4.6].
+const DATA_OVERHEAD: usize = 32;
+const COOKIE_REPLY_LEN: usize = 64;
+
+/// A queue flush sends at most this many packets (boringtun queues at most 256 per peer).
+const MAX_FLUSH: usize = 256;
 
 /// How a gateway-side peer is configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,28 +66,233 @@ pub struct WgPeerConfig {
     pub endpoint: Option<SocketAddr>,
 }
 
+struct Peer {
+    id: PeerId,
+    public_key: [u8; 32],
+    preshared_key: Option<[u8; 32]>,
+    persistent_keepalive: Option<u16>,
+    configured_endpoint: Option<SocketAddr>,
+    /// Where datagrams to the peer go: configured, then wherever it last authenticated from.
+    endpoint: Option<SocketAddr>,
+    tunn: Box<Tunn>,
+    /// Something happened since the last expiry, so an expiry is a handshake timeout worth
+    /// counting (boringtun reports an idle, never-used `Tunn` as expired too, and repeats it
+    /// on every timer call).
+    active: bool,
+    /// A flush stopped at a full [`TxBatch`]: packets still wait in boringtun's queue.
+    backlog: bool,
+}
+
+/// The attachment's own key pair (boxed: it is cold, and keeps [`crate::tunnel::Tunnel`] small).
+struct Statics {
+    private: StaticSecret,
+    public: PublicKey,
+}
+
 /// One WireGuard attachment: its static key and its peers.
 pub struct WgAttachment {
     id: AttachmentId,
+    statics: Box<Statics>,
+    rate_limiter: Arc<RateLimiter>,
+    slots: Vec<Option<Peer>>,
+    by_key: HashMap<[u8; 32], u32>,
+    by_id: HashMap<PeerId, u32>,
+    /// Where output goes when the [`TxBatch`] is full (it is then counted as lost).
+    scratch: Box<[u8]>,
+    next_tick: Option<Instant>,
+    /// The slot [`WgAttachment::update_timers`] resumes at after the batch filled up.
+    timer_cursor: usize,
+}
+
+/// What a boringtun call produced, without the borrow of the output buffer. boringtun writes
+/// every output at the start of the buffer it was given.
+#[derive(Debug)]
+enum Out {
+    Done,
+    Network(usize),
+    Tunnel(usize),
+    Err(WireGuardError),
+}
+
+impl From<TunnResult<'_>> for Out {
+    fn from(r: TunnResult<'_>) -> Self {
+        match r {
+            TunnResult::Done => Out::Done,
+            TunnResult::Err(e) => Out::Err(e),
+            TunnResult::WriteToNetwork(b) => Out::Network(b.len()),
+            TunnResult::WriteToTunnelV4(b, _) | TunnResult::WriteToTunnelV6(b, _) => {
+                Out::Tunnel(b.len())
+            }
+        }
+    }
+}
+
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Kind {
+    Initiation,
+    Response,
+    CookieReply,
+    Data,
+}
+
+/// A replayed initiation (its TAI64N timestamp is not newer) counts as a replay like a
+/// duplicate counter; a session boringtun no longer holds as an unknown index.
+fn drop_reason(e: &WireGuardError) -> DropReason {
+    use WireGuardError as E;
+    match e {
+        E::InvalidPacket | E::IncorrectPacketLength | E::WrongPacketType => DropReason::WgMalformed,
+        E::InvalidMac | E::InvalidAeadTag | E::WrongKey | E::InvalidTai64nTimestamp => {
+            DropReason::WgAuth
+        }
+        E::DuplicateCounter | E::InvalidCounter | E::WrongTai64nTimestamp => DropReason::WgReplay,
+        E::NoCurrentSession | E::WrongIndex => DropReason::WgUnknownIndex,
+        E::UnderLoad => DropReason::WgUnderLoad,
+        _ => DropReason::WgProtocol,
+    }
 }
 
 impl WgAttachment {
     pub fn new(id: AttachmentId, private_key: &[u8; 32]) -> Self {
-        let _ = private_key;
-        WgAttachment { id }
+        let static_private = StaticSecret::from(*private_key);
+        let static_public = PublicKey::from(&static_private);
+        // Every handshake message passes the limiter twice: once here to find its peer, once
+        // inside `Tunn::decapsulate`, which cannot be skipped from outside boringtun.
+        let rate_limiter = Arc::new(RateLimiter::new(&static_public, 2 * HANDSHAKE_RATE_LIMIT));
+        WgAttachment {
+            id,
+            statics: Box::new(Statics {
+                private: static_private,
+                public: static_public,
+            }),
+            rate_limiter,
+            slots: Vec::new(),
+            by_key: HashMap::new(),
+            by_id: HashMap::new(),
+            scratch: vec![0; BUF_SIZE].into_boxed_slice(),
+            next_tick: None,
+            timer_cursor: 0,
+        }
     }
 
     pub fn id(&self) -> AttachmentId {
         self.id
     }
 
-    /// Reconciles the peer set with a new plan.
-    pub fn set_peers(&mut self, peers: &[WgPeerConfig], now: Instant) {
-        let _ = (peers, now);
-        todo!()
+    /// The attachment's static public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.statics.public.to_bytes()
     }
 
-    /// Handles one datagram received from `from`.
+    /// Reconciles the peer set with a new plan. A peer whose public key, preshared key and
+    /// persistent keepalive are unchanged keeps its slot, `Tunn` and sessions (its `PeerId` and
+    /// configured endpoint follow the plan; a learned endpoint is kept unless the configured
+    /// one changed). Other peers start afresh in the lowest free slots; removed peers are
+    /// dropped. A repeated public key after its first occurrence is ignored (configuration
+    /// validation rejects it), as are peers beyond 2^24.
+    pub fn set_peers(&mut self, peers: &[WgPeerConfig], now: Instant) {
+        clock::sync(now);
+        let mut wanted: HashMap<[u8; 32], usize> = HashMap::with_capacity(peers.len());
+        for (i, p) in peers.iter().enumerate() {
+            if wanted.insert(p.public_key, i).is_some() {
+                tracing::warn!(
+                    attachment = self.id.0,
+                    peer = p.id.0,
+                    "duplicate WireGuard public key ignored"
+                );
+            }
+        }
+        let mut placed = vec![false; peers.len()];
+        for slot in self.slots.iter_mut() {
+            let Some(peer) = slot else { continue };
+            let keep = wanted.get(&peer.public_key).and_then(|&i| {
+                let c = &peers[i];
+                let same = !placed[i]
+                    && c.preshared_key == peer.preshared_key
+                    && c.persistent_keepalive == peer.persistent_keepalive;
+                same.then_some(i)
+            });
+            match keep {
+                Some(i) => {
+                    placed[i] = true;
+                    let c = &peers[i];
+                    peer.id = c.id;
+                    if c.endpoint != peer.configured_endpoint {
+                        peer.configured_endpoint = c.endpoint;
+                        if c.endpoint.is_some() {
+                            peer.endpoint = c.endpoint;
+                        }
+                    }
+                }
+                None => *slot = None,
+            }
+        }
+        while matches!(self.slots.last(), Some(None)) {
+            self.slots.pop();
+        }
+        let mut free: Vec<usize> = (0..self.slots.len())
+            .rev()
+            .filter(|&s| self.slots[s].is_none())
+            .collect();
+        for (i, c) in peers.iter().enumerate() {
+            if placed[i] || wanted.get(&c.public_key) != Some(&i) {
+                continue;
+            }
+            let slot = match free.pop() {
+                Some(s) => s,
+                None if self.slots.len() < MAX_PEERS => {
+                    self.slots.push(None);
+                    self.slots.len() - 1
+                }
+                None => {
+                    tracing::warn!(
+                        attachment = self.id.0,
+                        peer = c.id.0,
+                        "too many WireGuard peers"
+                    );
+                    continue;
+                }
+            };
+            let tunn = Tunn::new(
+                self.statics.private.clone(),
+                PublicKey::from(c.public_key),
+                c.preshared_key,
+                c.persistent_keepalive,
+                slot as u32,
+                Some(Arc::clone(&self.rate_limiter)),
+            );
+            self.slots[slot] = Some(Peer {
+                id: c.id,
+                public_key: c.public_key,
+                preshared_key: c.preshared_key,
+                persistent_keepalive: c.persistent_keepalive,
+                configured_endpoint: c.endpoint,
+                endpoint: c.endpoint,
+                tunn: Box::new(tunn),
+                active: false,
+                backlog: false,
+            });
+        }
+        self.by_key.clear();
+        self.by_id.clear();
+        for (s, p) in self.slots.iter().enumerate() {
+            if let Some(p) = p {
+                self.by_key.insert(p.public_key, s as u32);
+                self.by_id.insert(p.id, s as u32);
+            }
+        }
+        self.timer_cursor = 0;
+        self.next_tick = if self.by_id.is_empty() {
+            None
+        } else {
+            Some(self.next_tick.map_or(now, |t| t.min(now + TIMER_TICK)))
+        };
+    }
+
+    /// Handles one datagram received from `from`. An inner packet is decrypted into `inner`
+    /// and returned with its peer; handshake replies and packets that were waiting for a
+    /// session go into `tx`. `Ok(None)`: nothing for the data path (a handshake message, a
+    /// keepalive, a cookie reply). The caller counts a returned `Err`; the peer's endpoint
+    /// moves to `from` only when the datagram authenticated.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -54,26 +302,429 @@ impl WgAttachment {
         tx: &mut TxBatch,
         counters: &Counters,
     ) -> Result<Option<(PeerId, usize)>, DropReason> {
-        let _ = (now, from, datagram, inner, tx, counters);
-        todo!()
+        clock::sync(now);
+        let src = Some(from.ip());
+        let (kind, slot) = self.demultiplex(src, from, datagram, tx, counters)?;
+        let Some(Some(peer)) = self.slots.get_mut(slot) else {
+            return Err(DropReason::WgUnknownIndex);
+        };
+        let att = self.id;
+
+        if kind == Kind::Data {
+            if datagram.len() > inner.len() + 16 {
+                return Err(DropReason::TooBig);
+            }
+            let out = Out::from(peer.tunn.decapsulate(src, datagram, inner));
+            let delivered = match out {
+                Out::Tunnel(len) => Some((peer.id, len)),
+                Out::Done => None,
+                Out::Err(e) => return Err(drop_reason(&e)),
+                Out::Network(_) => return Err(DropReason::WgProtocol),
+            };
+            peer.endpoint = Some(from);
+            peer.active = true;
+            flush(peer, att, tx);
+            return Ok(delivered);
+        }
+
+        let out = match tx.next_buf() {
+            Some(buf) => (Out::from(peer.tunn.decapsulate(src, datagram, buf)), true),
+            None => (
+                Out::from(peer.tunn.decapsulate(src, datagram, &mut self.scratch)),
+                false,
+            ),
+        };
+        let len = match out {
+            (Out::Err(e), _) => {
+                if kind != Kind::CookieReply {
+                    counters.handshake(HandshakeResult::Invalid);
+                }
+                return Err(drop_reason(&e));
+            }
+            (Out::Network(len), fits) => {
+                if fits {
+                    tx.commit(att, TxTarget::Udp(from), len);
+                } else {
+                    counters.drop(DropReason::TxQueueFull);
+                }
+                len
+            }
+            (Out::Done, _) | (Out::Tunnel(_), _) => 0,
+        };
+        match kind {
+            Kind::Initiation | Kind::Response if len == COOKIE_REPLY_LEN => {
+                counters.handshake(HandshakeResult::CookieSent);
+                Err(DropReason::WgUnderLoad)
+            }
+            Kind::Initiation | Kind::Response if len > 0 => {
+                counters.handshake(HandshakeResult::Ok);
+                counters.peer_handshake(peer.id.index(), now);
+                peer.endpoint = Some(from);
+                peer.active = true;
+                // The initiator's session is current at once; a responder's only with the
+                // initiator's first data message, and flushing before that would start a
+                // competing handshake.
+                if kind == Kind::Response {
+                    flush(peer, att, tx);
+                }
+                Ok(None)
+            }
+            Kind::Initiation | Kind::Response => {
+                counters.handshake(HandshakeResult::Invalid);
+                Err(DropReason::WgProtocol)
+            }
+            Kind::CookieReply | Kind::Data => Ok(None),
+        }
     }
 
-    /// Encrypts one inner packet to `peer` into `tx`.
+    /// Checks a datagram's type, length and MAC1 and finds the slot of its peer. A cookie
+    /// reply demanded by the rate limiter is written here.
+    fn demultiplex(
+        &mut self,
+        src: Option<IpAddr>,
+        from: SocketAddr,
+        datagram: &[u8],
+        tx: &mut TxBatch,
+        counters: &Counters,
+    ) -> Result<(Kind, usize), DropReason> {
+        let mut cookie = [0u8; COOKIE_REPLY_LEN];
+        let packet = match self.rate_limiter.verify_packet(src, datagram, &mut cookie) {
+            Ok(p) => p,
+            Err(TunnResult::WriteToNetwork(reply)) => {
+                counters.handshake(HandshakeResult::CookieSent);
+                match tx.next_buf() {
+                    Some(buf) => {
+                        buf[..reply.len()].copy_from_slice(reply);
+                        tx.commit(self.id, TxTarget::Udp(from), reply.len());
+                    }
+                    None => counters.drop(DropReason::TxQueueFull),
+                }
+                return Err(DropReason::WgUnderLoad);
+            }
+            Err(TunnResult::Err(e)) => {
+                if matches!(e, WireGuardError::InvalidMac) {
+                    counters.handshake(HandshakeResult::Invalid);
+                }
+                return Err(drop_reason(&e));
+            }
+            Err(_) => return Err(DropReason::WgProtocol),
+        };
+        let by_index = |receiver_idx: u32| (receiver_idx >> 8) as usize;
+        match packet {
+            Packet::HandshakeInit(p) => {
+                let half = parse_handshake_anon(&self.statics.private, &self.statics.public, &p)
+                    .map_err(|e| {
+                        counters.handshake(HandshakeResult::Invalid);
+                        drop_reason(&e)
+                    })?;
+                match self.by_key.get(&half.peer_static_public) {
+                    Some(&s) => Ok((Kind::Initiation, s as usize)),
+                    None => {
+                        counters.handshake(HandshakeResult::UnknownPeer);
+                        Err(DropReason::WgUnknownPeer)
+                    }
+                }
+            }
+            Packet::HandshakeResponse(p) => Ok((Kind::Response, by_index(p.receiver_idx))),
+            Packet::PacketCookieReply(p) => Ok((Kind::CookieReply, by_index(p.receiver_idx))),
+            Packet::PacketData(p) => Ok((Kind::Data, by_index(p.receiver_idx))),
+        }
+    }
+
+    /// Encrypts one inner packet to `peer` into `tx`. Without a session the packet waits in
+    /// the peer's queue and a handshake initiation goes out instead; the packet follows when
+    /// the handshake completes.
     pub fn send(
         &mut self,
         now: Instant,
         peer: PeerId,
         packet: &[u8],
         tx: &mut TxBatch,
-        counters: &Counters,
+        _counters: &Counters,
     ) -> Result<(), DropReason> {
-        let _ = (now, peer, packet, tx, counters);
-        todo!()
+        let Some(&slot) = self.by_id.get(&peer) else {
+            return Err(DropReason::NoRoute);
+        };
+        let Some(Some(p)) = self.slots.get_mut(slot as usize) else {
+            return Err(DropReason::NoRoute);
+        };
+        let endpoint = p.endpoint.ok_or(DropReason::NoEndpoint)?;
+        if packet.len() + DATA_OVERHEAD > BUF_SIZE {
+            return Err(DropReason::TooBig);
+        }
+        clock::sync(now);
+        let buf = tx.next_buf().ok_or(DropReason::TxQueueFull)?;
+        match Out::from(p.tunn.encapsulate(packet, buf)) {
+            Out::Network(len) => {
+                tx.commit(self.id, TxTarget::Udp(endpoint), len);
+                p.active = true;
+                Ok(())
+            }
+            Out::Done => Ok(()),
+            Out::Err(e) => Err(drop_reason(&e)),
+            Out::Tunnel(_) => Err(DropReason::WgProtocol),
+        }
     }
 
-    /// Runs the peers' timers.
+    /// Runs the peers' timers: handshake retransmission and rekeying, keepalives, session
+    /// expiry, the rate limiter's reset. When `tx` fills up, the remaining peers run at the
+    /// next call, which [`WgAttachment::poll_timeout`] then reports due at once.
     pub fn update_timers(&mut self, now: Instant, tx: &mut TxBatch, counters: &Counters) {
-        let _ = (now, tx, counters);
-        todo!()
+        clock::sync(now);
+        self.rate_limiter.reset_count();
+        let att = self.id;
+        let start = self.timer_cursor.min(self.slots.len());
+        for s in start..self.slots.len() {
+            let Some(peer) = self.slots[s].as_mut() else {
+                continue;
+            };
+            let Some(buf) = tx.next_buf() else {
+                self.timer_cursor = s;
+                self.next_tick = Some(now);
+                return;
+            };
+            // Every `Tunn` runs, endpoint or not: boringtun stamps events with the time of
+            // its last timer run, so a skipped `Tunn` would date its first handshake in the
+            // past. Without an endpoint its output (a persistent keepalive's initiation) has
+            // nowhere to go and is not a packet anyone asked for, so it is not a drop.
+            match Out::from(peer.tunn.update_timers(buf)) {
+                Out::Network(len) => {
+                    if let Some(ep) = peer.endpoint {
+                        tx.commit(att, TxTarget::Udp(ep), len);
+                        peer.active = true;
+                    }
+                }
+                Out::Err(WireGuardError::ConnectionExpired) => {
+                    if std::mem::take(&mut peer.active) {
+                        counters.handshake(HandshakeResult::Timeout);
+                    }
+                }
+                Out::Err(e) => {
+                    tracing::debug!(attachment = att.0, peer = peer.id.0, error = ?e, "WireGuard timer")
+                }
+                Out::Done | Out::Tunnel(_) => {}
+            }
+            if peer.backlog {
+                flush(peer, att, tx);
+            }
+        }
+        self.timer_cursor = 0;
+        self.next_tick = (!self.by_id.is_empty()).then(|| now + TIMER_TICK);
+    }
+
+    /// When [`WgAttachment::update_timers`] is next due; `None` without peers.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_tick
+    }
+
+    /// Where datagrams to `peer` go: its configured endpoint or where it last authenticated
+    /// from.
+    pub fn peer_endpoint(&self, peer: PeerId) -> Option<SocketAddr> {
+        self.peer(peer).and_then(|p| p.endpoint)
+    }
+
+    /// Whether `peer` has a session that [`WgAttachment::send`] can encrypt with right now.
+    pub fn peer_session_established(&self, peer: PeerId) -> bool {
+        self.peer(peer)
+            .is_some_and(|p| p.tunn.time_since_last_handshake().is_some())
+    }
+
+    /// The peers of this attachment, in slot order.
+    pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.slots.iter().flatten().map(|p| p.id)
+    }
+
+    fn peer(&self, peer: PeerId) -> Option<&Peer> {
+        let &slot = self.by_id.get(&peer)?;
+        self.slots.get(slot as usize)?.as_ref()
+    }
+}
+
+/// Sends the packets that waited in `peer`'s queue for a session, as far as `tx` has room;
+/// the rest keep waiting for the next timer run. Only called while the peer has a current
+/// session: without one, boringtun would answer the flush with a new handshake initiation.
+fn flush(peer: &mut Peer, att: AttachmentId, tx: &mut TxBatch) {
+    let Some(endpoint) = peer.endpoint else {
+        return;
+    };
+    for _ in 0..MAX_FLUSH {
+        let Some(buf) = tx.next_buf() else {
+            peer.backlog = true;
+            return;
+        };
+        match Out::from(peer.tunn.decapsulate(None, &[], buf)) {
+            Out::Network(len) => tx.commit(att, TxTarget::Udp(endpoint), len),
+            _ => break,
+        }
+    }
+    peer.backlog = false;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::PeerLabels;
+
+    const HANDSHAKE_RESPONSE_LEN: usize = 92;
+
+    fn counters(peers: usize) -> Counters {
+        let labels = (0..peers)
+            .map(|i| PeerLabels {
+                peer: format!("p{i}"),
+                tenant: "t".into(),
+                attachment: "wg".into(),
+                facility: "4212345678".into(),
+            })
+            .collect();
+        Counters::new(Instant::now(), vec!["t".into()], labels)
+    }
+
+    /// The UDP payloads of an Ethernet/IPv4/UDP pcap (microsecond, little-endian) with their
+    /// source address.
+    fn pcap_udp_payloads(pcap: &[u8]) -> Vec<(SocketAddr, &[u8])> {
+        assert_eq!(&pcap[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "pcap magic");
+        assert_eq!(
+            u32::from_le_bytes(pcap[20..24].try_into().unwrap()),
+            1,
+            "Ethernet"
+        );
+        let mut out = Vec::new();
+        let mut off = 24;
+        while off + 16 <= pcap.len() {
+            let incl = u32::from_le_bytes(pcap[off + 8..off + 12].try_into().unwrap()) as usize;
+            let frame = &pcap[off + 16..off + 16 + incl];
+            off += 16 + incl;
+            assert_eq!(&frame[12..14], &[0x08, 0x00], "IPv4 ethertype");
+            let ip = &frame[14..];
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            assert_eq!(ip[9], 17, "UDP");
+            let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+            let udp = &ip[ihl..];
+            let sport = u16::from_be_bytes([udp[0], udp[1]]);
+            let ulen = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+            out.push((SocketAddr::from((src, sport)), &udp[8..ulen]));
+        }
+        out
+    }
+
+    fn key_field(keys: &str, line_start: &str, field: &str) -> [u8; 32] {
+        let line = keys.lines().find(|l| l.starts_with(line_start)).unwrap();
+        let value = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(field))
+            .unwrap();
+        keys::decode(value).unwrap()
+    }
+
+    #[test]
+    fn answers_wireguard_go_initiation_from_pcap() {
+        let pcap = include_bytes!("../../../tests/vectors/wg-handshake.pcap");
+        let keys = include_str!("../../../tests/vectors/wg-handshake.keys");
+        let b_private = key_field(keys, "B ", "private=");
+        let a_public = key_field(keys, "A ", "public=");
+        let psk = key_field(keys, "psk=", "psk=");
+        assert_eq!(
+            keys::public_key(&b_private),
+            key_field(keys, "B ", "public=")
+        );
+
+        let (from, init) = pcap_udp_payloads(pcap)[0];
+        assert_eq!(init.len(), 148);
+        assert_eq!(init[0], 1, "handshake initiation");
+
+        let c = counters(4);
+        let now = c.base() + Duration::from_secs(1);
+        let mut wg = WgAttachment::new(AttachmentId(0), &b_private);
+        let a = PeerId(3);
+        wg.set_peers(
+            &[WgPeerConfig {
+                id: a,
+                public_key: a_public,
+                preshared_key: Some(psk),
+                persistent_keepalive: None,
+                endpoint: None,
+            }],
+            now,
+        );
+        let mut tx = TxBatch::new(4);
+        let mut inner = [0u8; BUF_SIZE];
+
+        let r = wg.handle_datagram(now, from, init, &mut inner, &mut tx, &c);
+
+        assert_eq!(r, Ok(None));
+        let sent: Vec<_> = tx.iter().collect();
+        assert_eq!(sent.len(), 1);
+        let (meta, resp) = sent[0];
+        assert_eq!(resp.len(), HANDSHAKE_RESPONSE_LEN);
+        assert_eq!(&resp[..4], &[2, 0, 0, 0], "handshake response");
+        assert_eq!(
+            &resp[8..12],
+            &init[4..8],
+            "receiver index = initiator's sender index"
+        );
+        assert_eq!(
+            u32::from_le_bytes(resp[4..8].try_into().unwrap()) >> 8,
+            0,
+            "slot 0"
+        );
+        assert_eq!(
+            meta.target,
+            TxTarget::Udp("10.250.1.1:51820".parse().unwrap())
+        );
+        assert_eq!(wg.peer_endpoint(a), Some(from));
+        let ok = c
+            .handshakes()
+            .find(|(r, _)| *r == HandshakeResult::Ok)
+            .unwrap();
+        assert_eq!(ok.1, 1);
+        assert_eq!(c.last_handshake(a.index()), Some(now));
+
+        // The same initiation again is a replay (its TAI64N timestamp is not newer).
+        tx.clear();
+        let r = wg.handle_datagram(now, from, init, &mut inner, &mut tx, &c);
+        assert_eq!(r, Err(DropReason::WgReplay));
+        assert!(tx.is_empty());
+    }
+
+    #[test]
+    fn initiation_to_another_key_fails_authentication() {
+        let pcap = include_bytes!("../../../tests/vectors/wg-handshake.pcap");
+        let (from, init) = pcap_udp_payloads(pcap)[0];
+        let mut wg = WgAttachment::new(AttachmentId(0), &[7u8; 32]);
+        let c = counters(1);
+        let mut tx = TxBatch::new(2);
+        let mut inner = [0u8; BUF_SIZE];
+        let r = wg.handle_datagram(Instant::now(), from, init, &mut inner, &mut tx, &c);
+        // MAC1 is keyed with the responder's public key.
+        assert_eq!(r, Err(DropReason::WgAuth));
+        let invalid = c
+            .handshakes()
+            .find(|(r, _)| *r == HandshakeResult::Invalid)
+            .unwrap();
+        assert_eq!(invalid.1, 1);
+    }
+
+    #[test]
+    fn maps_boringtun_errors() {
+        assert_eq!(
+            drop_reason(&WireGuardError::InvalidAeadTag),
+            DropReason::WgAuth
+        );
+        assert_eq!(
+            drop_reason(&WireGuardError::DuplicateCounter),
+            DropReason::WgReplay
+        );
+        assert_eq!(
+            drop_reason(&WireGuardError::InvalidPacket),
+            DropReason::WgMalformed
+        );
+        assert_eq!(
+            drop_reason(&WireGuardError::UnderLoad),
+            DropReason::WgUnderLoad
+        );
+        assert_eq!(
+            drop_reason(&WireGuardError::LockFailed),
+            DropReason::WgProtocol
+        );
     }
 }
