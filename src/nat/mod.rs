@@ -156,25 +156,21 @@ fn translate_tcp(
     addrs: AddrChange,
     mss_clamp: Option<u16>,
 ) -> Result<(), DropReason> {
-    let mut tcp = TcpPacket::new_checked(segment)?;
+    let tcp = TcpPacket::new_checked(&*segment)?;
     let mut c = addrs.patch(tcp.checksum());
-    if let (true, Some(clamp)) = (tcp.syn(), mss_clamp) {
-        if let Some(at) = tcp.mss_value_offset() {
-            let options_start = tcp::HEADER_LEN;
-            let old = tcp.mss().unwrap_or(0);
-            if old > clamp {
-                let opts = tcp.options_mut();
-                let i = at - options_start;
-                opts[i..i + 2].copy_from_slice(&clamp.to_be_bytes());
-                c = if at % 2 == 0 {
-                    update_u16(c, old, clamp)
-                } else {
-                    update_u16_odd(c, old, clamp)
-                };
-            }
+    let mss_at = tcp.mss_value_offset().filter(|_| tcp.syn());
+    if let (Some(at), Some(clamp)) = (mss_at, mss_clamp) {
+        let old = u16::from_be_bytes([segment[at], segment[at + 1]]);
+        if old > clamp {
+            segment[at..at + 2].copy_from_slice(&clamp.to_be_bytes());
+            c = if at % 2 == 0 {
+                update_u16(c, old, clamp)
+            } else {
+                update_u16_odd(c, old, clamp)
+            };
         }
     }
-    tcp.set_checksum(c);
+    TcpPacket::new_unchecked(segment).set_checksum(c);
     Ok(())
 }
 
