@@ -1070,9 +1070,11 @@ fn decode_key(s: &str) -> Option<Key32> {
 }
 
 /// Two UDP listeners clash on the same port if their addresses are equal or either is the
-/// wildcard address.
+/// wildcard address. Port 0 lets the kernel choose a free port each time, so it never clashes.
 fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 fn tenant_has_facility(t: &Tenant, code: FacilityCode) -> bool {

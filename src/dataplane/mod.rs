@@ -7,5 +7,13 @@
 #![forbid(unsafe_code)]
 
 mod drop;
+mod gateway;
+pub mod lpm;
+mod plan;
 
 pub use drop::DropReason;
+pub use gateway::Gateway;
+pub use plan::{AttachmentPlan, AttachmentPlanKind, PeerPlan, Plan, Route, TenantPlan};
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,364 @@
-//! The runtime: sockets, TUN devices, signals, reload; feeds the data path batches.
+//! The runtime: the only layer that owns sockets, TUN devices, threads, signals and the
+//! clock. It binds what the plan needs, runs the data path on a worker thread of its own
+//! (a current-thread tokio runtime: one owner of all data-path state, no locks per packet)
+//! and serves the admin listener on the caller's runtime.
+//!
+//! Reload: the new file is parsed, validated and compiled and its new sockets and devices are
+//! created *before* the worker sees anything; any failure leaves the running plan untouched.
+//! The worker switches plans between two batches, keeping the tunnels of unchanged peers.
+
+mod worker;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{Config, ConfigError};
+use crate::dataplane::{AttachmentPlanKind, Gateway, Plan};
+use crate::metrics::MetricsHub;
+
+pub use worker::SourceKey;
+
+/// Why the gateway could not start or reload.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("attachment {attachment}: cannot bind UDP {addr}: {source}")]
+    Bind {
+        attachment: String,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metrics listener {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("attachment {attachment}: cannot create TUN device {tun}: {source}")]
+    Tun {
+        attachment: String,
+        tun: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("attachment {attachment}: cannot route {prefix} into {tun}: {message}")]
+    Route {
+        attachment: String,
+        tun: String,
+        prefix: String,
+        message: String,
+    },
+    #[error("the data-path worker has stopped")]
+    WorkerGone,
+    #[error("cannot start the data-path worker: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Sockets and devices created for a plan, handed to the worker.
+#[derive(Default)]
+pub(crate) struct NewSources {
+    pub udp: Vec<(SourceKey, std::net::UdpSocket)>,
+    pub tun: Vec<(SourceKey, tun_rs::SyncDevice)>,
+}
+
+pub(crate) enum Control {
+    Reload {
+        plan: Arc<Plan>,
+        sources: NewSources,
+        done: oneshot::Sender<()>,
+    },
+    Stop {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// A running gateway. Dropping it without [`Running::stop`] stops the worker as well.
+pub struct Running {
+    control: mpsc::Sender<Control>,
+    worker: Option<std::thread::JoinHandle<()>>,
+    admin: tokio::task::JoinHandle<std::io::Result<()>>,
+    admin_stop: Option<oneshot::Sender<()>>,
+    hub: Arc<MetricsHub>,
+    ready: Arc<AtomicBool>,
+    metrics_addr: SocketAddr,
+    /// What is bound now: source key → local address.
+    bound: HashMap<SourceKey, Option<SocketAddr>>,
+    plan: Arc<Plan>,
+}
+
+/// Binds and creates what `plan` needs that is not in `bound` yet.
+fn open_sources(
+    plan: &Plan,
+    bound: &HashMap<SourceKey, Option<SocketAddr>>,
+) -> Result<NewSources, RuntimeError> {
+    let mut new = NewSources::default();
+    for a in &plan.attachments {
+        let key = SourceKey::of(a);
+        if bound.contains_key(&key) {
+            continue;
+        }
+        match &a.kind {
+            AttachmentPlanKind::WireGuard { listen, .. } => {
+                let s = std::net::UdpSocket::bind(listen)
+                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                    .map_err(|source| RuntimeError::Bind {
+                        attachment: a.name.clone(),
+                        addr: *listen,
+                        source,
+                    })?;
+                new.udp.push((key, s));
+            }
+            AttachmentPlanKind::Plain { tun, kernel_routes } => {
+                let dev = tun_rs::DeviceBuilder::new()
+                    .name(tun)
+                    .mtu(a.mtu)
+                    .build_sync()
+                    .map_err(|source| RuntimeError::Tun {
+                        attachment: a.name.clone(),
+                        tun: tun.clone(),
+                        source,
+                    })?;
+                for prefix in kernel_routes {
+                    add_kernel_route(&a.name, tun, &prefix.to_string())?;
+                }
+                new.tun.push((key, dev));
+            }
+        }
+    }
+    Ok(new)
+}
+
+/// Routes `prefix` into the TUN device so that the kernel hands replies back to us.
+fn add_kernel_route(attachment: &str, tun: &str, prefix: &str) -> Result<(), RuntimeError> {
+    let err = |message: String| RuntimeError::Route {
+        attachment: attachment.into(),
+        tun: tun.into(),
+        prefix: prefix.into(),
+        message,
+    };
+    let out = std::process::Command::new("ip")
+        .args(["route", "replace", prefix, "dev", tun])
+        .output()
+        .map_err(|e| err(format!("cannot run ip(8): {e}")))?;
+    if !out.status.success() {
+        return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+    }
+    Ok(())
+}
+
+impl Running {
+    /// Starts the gateway for a validated configuration. `metrics` overrides the configured
+    /// metrics listener (tests and the demo pass one bound to port 0).
+    pub async fn start(
+        config: &Config,
+        metrics: Option<TcpListener>,
+    ) -> Result<Running, RuntimeError> {
+        let plan = Arc::new(Plan::compile(config, 1));
+        let metrics = match metrics {
+            Some(l) => l,
+            None => TcpListener::bind(config.metrics.listen).map_err(|source| {
+                RuntimeError::Metrics {
+                    addr: config.metrics.listen,
+                    source,
+                }
+            })?,
+        };
+        let metrics_addr = metrics
+            .local_addr()
+            .map_err(|source| RuntimeError::Metrics {
+                addr: config.metrics.listen,
+                source,
+            })?;
+        metrics
+            .set_nonblocking(true)
+            .map_err(|source| RuntimeError::Metrics {
+                addr: metrics_addr,
+                source,
+            })?;
+
+        let sources = open_sources(&plan, &HashMap::new())?;
+        let mut bound = HashMap::new();
+        for (k, s) in &sources.udp {
+            bound.insert(k.clone(), s.local_addr().ok());
+        }
+        for (k, _) in &sources.tun {
+            bound.insert(k.clone(), None);
+        }
+
+        let gateway = Gateway::new(plan.clone(), Instant::now());
+        let hub = Arc::new(MetricsHub::new([gateway.counters().clone()]));
+        hub.config_loaded(SystemTime::now());
+        hub.set_flow_table_capacity(plan.limits.flow_table_size);
+        let (control, control_rx) = mpsc::channel(4);
+        let worker = worker::spawn(gateway, sources, hub.clone(), control_rx)
+            .map_err(RuntimeError::Thread)?;
+
+        let ready = Arc::new(AtomicBool::new(true));
+        let listener =
+            tokio::net::TcpListener::from_std(metrics).map_err(|source| RuntimeError::Metrics {
+                addr: metrics_addr,
+                source,
+            })?;
+        let (admin_stop, stop_rx) = oneshot::channel::<()>();
+        let state = crate::admin::AdminState::new(hub.clone(), ready.clone());
+        let admin = tokio::spawn(crate::admin::serve(listener, state, async move {
+            let _ = stop_rx.await;
+        }));
+        tracing::info!(%metrics_addr, attachments = plan.attachments.len(), peers = plan.peers.len(), "gateway running");
+        Ok(Running {
+            control,
+            worker: Some(worker),
+            admin,
+            admin_stop: Some(admin_stop),
+            hub,
+            ready,
+            metrics_addr,
+            bound,
+            plan,
+        })
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    pub fn hub(&self) -> &Arc<MetricsHub> {
+        &self.hub
+    }
+
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+
+    /// The local address of a WireGuard attachment's socket.
+    pub fn attachment_addr(&self, name: &str) -> Option<SocketAddr> {
+        let a = self.plan.attachments.iter().find(|a| a.name == name)?;
+        self.bound.get(&SourceKey::of(a)).copied().flatten()
+    }
+
+    /// Switches to a new validated configuration; on error the running plan is untouched.
+    pub async fn reload(&mut self, config: &Config) -> Result<(), RuntimeError> {
+        let result = self.try_reload(config).await;
+        match &result {
+            Ok(()) => {
+                self.hub.reload_succeeded(SystemTime::now());
+                self.hub
+                    .set_flow_table_capacity(self.plan.limits.flow_table_size);
+            }
+            Err(_) => self.hub.reload_failed(),
+        }
+        result
+    }
+
+    async fn try_reload(&mut self, config: &Config) -> Result<(), RuntimeError> {
+        if config.metrics.listen != self.plan.metrics_listen {
+            tracing::warn!(
+                configured = %config.metrics.listen,
+                serving = %self.metrics_addr,
+                "metrics.listen changed: takes effect at the next restart"
+            );
+        }
+        let plan = Arc::new(Plan::compile(config, self.plan.generation + 1));
+        let sources = open_sources(&plan, &self.bound)?;
+        let mut added = Vec::new();
+        for (k, s) in &sources.udp {
+            added.push((k.clone(), s.local_addr().ok()));
+        }
+        for (k, _) in &sources.tun {
+            added.push((k.clone(), None));
+        }
+        let (done, done_rx) = oneshot::channel();
+        self.control
+            .send(Control::Reload {
+                plan: plan.clone(),
+                sources,
+                done,
+            })
+            .await
+            .map_err(|_| RuntimeError::WorkerGone)?;
+        done_rx.await.map_err(|_| RuntimeError::WorkerGone)?;
+        let keep: Vec<SourceKey> = plan.attachments.iter().map(SourceKey::of).collect();
+        self.bound.retain(|k, _| keep.contains(k));
+        self.bound.extend(added);
+        tracing::info!(
+            generation = plan.generation,
+            peers = plan.peers.len(),
+            "configuration reloaded"
+        );
+        self.plan = plan;
+        Ok(())
+    }
+
+    /// Drains the worker (pending packets are sent) and stops everything.
+    pub async fn stop(mut self) -> Result<(), RuntimeError> {
+        self.ready.store(false, Ordering::Relaxed);
+        let (done, done_rx) = oneshot::channel();
+        if self.control.send(Control::Stop { done }).await.is_ok() {
+            let _ = done_rx.await;
+        }
+        if let Some(w) = self.worker.take() {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+        if let Some(s) = self.admin_stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.admin).await;
+        Ok(())
+    }
+}
+
+/// `ixgw run`: start, then serve signals until SIGTERM/SIGINT. SIGHUP reloads `path`.
+pub async fn run(path: &Path) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let config = Config::load(path)?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut running = Running::start(&config, None).await?;
+    notify(&[sd_notify::NotifyState::Ready]);
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                notify(&[sd_notify::NotifyState::Reloading, monotonic_now()]);
+                match Config::load(path) {
+                    Ok(c) => {
+                        if let Err(e) = running.reload(&c).await {
+                            tracing::error!("reload failed, the previous configuration keeps running: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        running.hub().reload_failed();
+                        tracing::error!("reload rejected, the previous configuration keeps running: {e}");
+                    }
+                }
+                notify(&[sd_notify::NotifyState::Ready]);
+            }
+        }
+    }
+    notify(&[sd_notify::NotifyState::Stopping]);
+    tracing::info!("stopping: draining the data path");
+    running.stop().await?;
+    Ok(())
+}
+
+fn monotonic_now() -> sd_notify::NotifyState<'static> {
+    sd_notify::NotifyState::monotonic_usec_now()
+        .unwrap_or(sd_notify::NotifyState::Status("reloading"))
+}
+
+fn notify(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::debug!("sd_notify: {e}");
+    }
+}

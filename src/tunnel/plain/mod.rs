@@ -1,10 +1,9 @@
 //! `plain` attachments: inner IP packets straight from and to a TUN device, no encryption.
+//! What a plain attachment may source is the tenant's routing table (the plan's
+//! `Route::Plain` entries); nothing per packet lives here.
 
-use ipnetwork::Ipv4Network;
-
-/// A plain attachment's state: just what it may source.
+/// A plain attachment's state.
 #[derive(Debug, Clone)]
 pub struct PlainTunnel {
-    pub routes: Vec<Ipv4Network>,
     pub mtu: u16,
 }

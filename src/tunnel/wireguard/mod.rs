@@ -178,6 +178,12 @@ impl WgAttachment {
         self.id
     }
 
+    /// Renumbers the attachment: a reload may move it in the plan. Its sockets and sessions
+    /// stay.
+    pub fn set_id(&mut self, id: AttachmentId) {
+        self.id = id;
+    }
+
     /// The attachment's static public key.
     pub fn public_key(&self) -> [u8; 32] {
         self.statics.public.to_bytes()

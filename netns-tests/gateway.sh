@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# End-to-end: ixgw between two stock WireGuard facilities (wireguard-go) whose networks both
+# use 10.0.0.0/24, and a claims service LAN behind a plain (TUN) attachment.
+#
+#   fac-a  10.0.0.2/24 on wireguard-go ixa-wg ── veth 172.31.1.2 ↔ 172.31.1.1 ──┐
+#   fac-b  10.0.0.2/24 on wireguard-go ixb-wg ── veth 172.31.2.2 ↔ 172.31.2.1 ──┤ ix (ixgw)
+#   fac-c  10.0.0.3/24 (added by SIGHUP)      ── veth 172.31.3.2 ↔ 172.31.3.1 ──┤
+#   claims 192.168.50.10/24 (HTTP on 8443)    ── veth 192.168.50.10 ↔ .1 ───────┘ TUN ixgw-claims
+#
+# Exchange space: ajisai-net 100.64.0.0/24, mame-net 100.65.0.0/24, claims 100.127.0.0/24.
+# Usage: netns-tests/gateway.sh [path/to/ixgw]   (root; needs wireguard-go wg iperf3 jq ping)
+set -euo pipefail
+cd "$(dirname "$0")"
+source ./lib.sh
+trap cleanup EXIT INT TERM
+
+IXGW=$(readlink -f "${1:-../target/release/ixgw}")
+[[ -x $IXGW ]] || die "ixgw binary not found at $IXGW (cargo build --release)"
+[[ $(id -u) == 0 ]] || die "netns tests need root (ip netns, TUN)"
+need ip wireguard-go wg wg-quick iperf3 jq ping python3 timeout
+
+METRICS=127.0.0.1:9477
+IF_A=ixa-wg IF_B=ixb-wg IF_C=ixc-wg
+extra_cleanup() { rm -f /var/run/wireguard/$IF_A.sock /var/run/wireguard/$IF_B.sock /var/run/wireguard/$IF_C.sock; }
+for s in $IF_A $IF_B $IF_C; do [[ -S /var/run/wireguard/$s.sock ]] && rm -f /var/run/wireguard/$s.sock; done
+
+log "namespaces and underlay"
+for ns in ix fac-a fac-b fac-c claims; do netns_add $ns; done
+veth() { # veth NS_FAC IX_ADDR FAC_ADDR NAME
+  ip link add "ix-$4" netns ix type veth peer name "up-$4" netns "$1"
+  ip -n ix addr add "$2" dev "ix-$4"; ip -n ix link set "ix-$4" up
+  ip -n "$1" addr add "$3" dev "up-$4"; ip -n "$1" link set "up-$4" up
+}
+veth fac-a 172.31.1.1/30 172.31.1.2/30 a
+veth fac-b 172.31.2.1/30 172.31.2.2/30 b
+veth fac-c 172.31.3.1/30 172.31.3.2/30 c
+veth claims 192.168.50.1/24 192.168.50.10/24 lan
+ip -n claims route add default via 192.168.50.1
+
+log "keys"
+umask 077
+for k in gw-a gw-b fac-a fac-b fac-c; do "$IXGW" genkey >"$T_TMP/$k.key"; done
+pub() { "$IXGW" pubkey <"$T_TMP/$1.key"; }
+# cross-check our key derivation against wireguard-tools
+[[ $(pub fac-a) == $(wg pubkey <"$T_TMP/fac-a.key") ]] || die "ixgw pubkey disagrees with wg pubkey"
+
+write_config() { # write_config WITH_FAC_C
+  cat >"$T_TMP/ixgw.yaml" <<YAML
+ix:
+  name: netns-ix
+  exchange_space: 100.64.0.0/10
+metrics:
+  listen: $METRICS
+tenants:
+  - name: ajisai-net
+    networks:
+      - { internal: 10.0.0.0/24, exchange: 100.64.0.0/24 }
+    attachments:
+      - name: ajisai-wg
+        type: wireguard
+        listen: 172.31.1.1:51820
+        private_key_file: gw-a.key
+        peers:
+          - name: fac-a
+            facility: "4212345678"
+            public_key: "$(pub fac-a)"
+            allowed_ips: [10.0.0.2/32]
+            address: 10.0.0.2/24
+$(if [[ $1 == 1 ]]; then cat <<MORE
+      - name: ajisai-wg-c
+        type: wireguard
+        listen: 172.31.3.1:51822
+        private_key_file: gw-a.key
+        peers:
+          - name: fac-c
+            facility: "4212345679"
+            public_key: "$(pub fac-c)"
+            allowed_ips: [10.0.0.3/32]
+            address: 10.0.0.3/24
+MORE
+fi)
+  - name: mame-net
+    networks:
+      - { internal: 10.0.0.0/24, exchange: 100.65.0.0/24 }
+    attachments:
+      - name: mame-wg
+        type: wireguard
+        listen: 172.31.2.1:51821
+        private_key_file: gw-b.key
+        peers:
+          - name: fac-b
+            facility: "3219876543"
+            public_key: "$(pub fac-b)"
+            allowed_ips: [10.0.0.2/32]
+            address: 10.0.0.2/24
+  - name: claims
+    networks:
+      - { internal: 192.168.50.0/24, exchange: 100.127.0.0/24 }
+    attachments:
+      - name: claims-lan
+        type: plain
+        tun: ixgw-claims
+        routes: [192.168.50.0/24]
+services:
+  - name: online-claims
+    tenant: claims
+    address: 192.168.50.10
+    ports: [tcp/8443]
+policies:
+  - name: ajisai-to-mame
+    from: { tenant: ajisai-net }
+    to: { tenant: mame-net }
+    allow: [tcp/5201, icmp]
+  - name: mame-to-ajisai
+    from: { tenant: mame-net }
+    to: { tenant: ajisai-net }
+    allow: [tcp/5201, icmp]
+  - name: ajisai-files-claims
+    from: { tenant: ajisai-net }
+    to: { service: online-claims }
+YAML
+}
+write_config 0
+"$IXGW" check --config "$T_TMP/ixgw.yaml" || die "the test configuration does not validate"
+
+log "ixgw in ns ix"
+start_bg ix "$T_TMP/ixgw.log" env RUST_LOG=info "$IXGW" run --config "$T_TMP/ixgw.yaml"
+IXGW_PID=$BG_PID
+for (( i=0; i<50; i++ )); do
+  http_get ix 127.0.0.1 9477 /ready 2>/dev/null | grep -q '^HTTP/1.[01] 200' && break
+  kill -0 $IXGW_PID 2>/dev/null || { cat "$T_TMP/ixgw.log" >&2; die "ixgw exited"; }
+  sleep 0.2
+done
+http_get ix 127.0.0.1 9477 /ready | grep -q '^HTTP/1.[01] 200' || { cat "$T_TMP/ixgw.log" >&2; die "ixgw not ready"; }
+
+# facility NS IFNAME PEER : wireguard-go + the wg-quick file from `ixgw peer-config`
+facility() {
+  local ns=$1 ifn=$2 peer=$3 conf="$T_TMP/$2.conf" i
+  start_bg "$ns" "$T_TMP/$ifn.log" env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 LOG_LEVEL=error wireguard-go -f "$ifn"
+  for (( i=0; i<50; i++ )); do
+    [[ -S /var/run/wireguard/$ifn.sock ]] && ip -n "$ns" link show "$ifn" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  "$IXGW" peer-config --config "$T_TMP/ixgw.yaml" --peer "$peer" --private-key "$T_TMP/$peer.key" >"$conf"
+  wg-quick strip "$conf" >"$T_TMP/$ifn.wg"
+  ip netns exec "$ns" wg setconf "$ifn" "$T_TMP/$ifn.wg"
+  ip -n "$ns" addr add "$(awk -F' = ' '/^Address/{print $2}' "$conf")" dev "$ifn"
+  ip -n "$ns" link set "$ifn" mtu "$(awk -F' = ' '/^MTU/{print $2}' "$conf")" up
+  local p
+  for p in $(awk -F' = ' '/^AllowedIPs/{gsub(/,/, " ", $2); print $2}' "$conf"); do
+    ip -n "$ns" route add "$p" dev "$ifn"
+  done
+}
+facility fac-a $IF_A fac-a
+facility fac-b $IF_B fac-b
+grep -q '^AllowedIPs = .*100.65.0.0/24' "$T_TMP/$IF_A.conf" && grep -q '100.127.0.10/32' "$T_TMP/$IF_A.conf" \
+  && pass "peer-config gives fac-a the exchange prefixes its policies reach" \
+  || { cat "$T_TMP/$IF_A.conf" >&2; fail "peer-config AllowedIPs of fac-a"; }
+
+log "claims service"
+mkdir -p "$T_TMP/www"; echo "claims-ok" >"$T_TMP/www/index.html"
+start_bg claims "$T_TMP/http.log" python3 -m http.server 8443 --bind 192.168.50.10 --directory "$T_TMP/www"
+
+log "ping through exchange addresses"
+check "ping A → B (100.65.0.2)" wait_ping fac-a 100.65.0.2 20
+check "ping B → A (100.64.0.2)" wait_ping fac-b 100.64.0.2 20
+
+log "claims service from A"
+sleep 0.5
+check "A reaches the claims service at 100.127.0.10:8443" bash -c "$(declare -f http_get); http_get fac-a 100.127.0.10 8443 / | grep -q claims-ok"
+
+log "a forbidden flow"
+before=$(metric ix $METRICS ixgw_drops_total 'reason="policy"')
+if http_get fac-b 100.127.0.10 8443 / >/dev/null 2>&1; then fail "mame-net reached the claims service without a policy"; else pass "mame-net → claims service is refused"; fi
+after=$(metric ix $METRICS ixgw_drops_total 'reason="policy"')
+check "ixgw_drops_total{reason=\"policy\"} rose ($before → $after)" test "$after" -gt "$before"
+
+iperf_run() { # iperf_run CLIENT_NS SERVER_NS SERVER_BIND DST SECONDS OUT
+  start_bg "$2" "$T_TMP/iperf3-s.log" iperf3 -s -1 -B "$3" -p 5201
+  local spid=$BG_PID; sleep 0.5
+  ip netns exec "$1" timeout $(( $5 + 15 )) iperf3 -J -c "$4" -p 5201 -t "$5" >"$6" 2>&1
+  local rc=$?
+  wait "$spid" 2>/dev/null || true
+  return $rc
+}
+
+log "iperf3 TCP A → B"
+rx0=$(metric ix $METRICS ixgw_peer_rx_bytes_total 'peer="fac-a"')
+if iperf_run fac-a fac-b 10.0.0.2 100.65.0.2 5 "$T_TMP/ab.json"; then
+  mbps=$(jq '.end.sum_received.bits_per_second / 1e6 | floor' "$T_TMP/ab.json")
+  sent=$(jq '.end.sum_sent.bytes' "$T_TMP/ab.json")
+  pass "iperf3 A → B: $mbps Mbit/s"
+  rx1=$(metric ix $METRICS ixgw_peer_rx_bytes_total 'peer="fac-a"')
+  ratio=$(awk -v a="$((rx1 - rx0))" -v b="$sent" 'BEGIN { printf "%.4f", a / b }')
+  check "fac-a rx bytes ($((rx1 - rx0))) within 5 % of what iperf3 sent ($sent): ratio $ratio" \
+    awk -v r="$ratio" 'BEGIN { exit !(r > 0.95 && r < 1.05) }'
+else
+  cat "$T_TMP/ab.json" >&2; fail "iperf3 A → B"
+fi
+
+log "iperf3 TCP B → A"
+if iperf_run fac-b fac-a 10.0.0.2 100.64.0.2 5 "$T_TMP/ba.json"; then
+  pass "iperf3 B → A: $(jq '.end.sum_received.bits_per_second / 1e6 | floor' "$T_TMP/ba.json") Mbit/s"
+else
+  cat "$T_TMP/ba.json" >&2; fail "iperf3 B → A"
+fi
+
+log "SIGHUP adding fac-c during an A → B transfer"
+start_bg fac-b "$T_TMP/iperf3-s2.log" iperf3 -s -1 -B 10.0.0.2 -p 5201
+spid=$BG_PID; sleep 0.5
+start_bg fac-a "$T_TMP/long.json" timeout 30 iperf3 -J -c 100.65.0.2 -p 5201 -t 8 -i 1
+cpid=$BG_PID
+sleep 3
+write_config 1
+reloads0=$(metric ix $METRICS ixgw_config_reloads_total 'result="ok"')
+kill -HUP $IXGW_PID
+crc=0; wait $cpid || crc=$?; forget_pid $cpid
+wait $spid 2>/dev/null || true
+reloads1=$(metric ix $METRICS ixgw_config_reloads_total 'result="ok"')
+check "the reload was applied (reloads ok $reloads0 → $reloads1)" test "$reloads1" -gt "$reloads0"
+if [[ $crc == 0 ]]; then
+  min=$(jq '[.intervals[].sum.bytes] | min' "$T_TMP/long.json")
+  n=$(jq '.intervals | length' "$T_TMP/long.json")
+  check "no 1-second interval of the transfer stalled across the reload (min $min bytes in $n intervals)" \
+    test "$min" -gt 100000
+else
+  cat "$T_TMP/long.json" >&2; fail "the A → B transfer across the reload failed"
+fi
+facility fac-c $IF_C fac-c
+check "fac-c, added by the reload, pings B (100.65.0.2)" wait_ping fac-c 100.65.0.2 20
+
+log "counters"
+hs=$(metric ix $METRICS ixgw_handshakes_total 'result="ok"')
+check "handshakes counted ($hs)" test "$hs" -ge 3
+up=$(metric ix $METRICS ixgw_peers_up '')
+check "ixgw_peers_up is 3 ($up)" test "$up" -eq 3
+
+log "SIGTERM drains and exits 0"
+kill -TERM $IXGW_PID
+rc=0; wait $IXGW_PID || rc=$?
+forget_pid $IXGW_PID
+check "ixgw exited 0 on SIGTERM (rc=$rc)" test "$rc" -eq 0
+
+if (( T_FAILS > 0 )); then
+  log "ixgw log:"; tail -50 "$T_TMP/ixgw.log" >&2
+  die "$T_FAILS check(s) failed"
+fi
+log "all checks passed"

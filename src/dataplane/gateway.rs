@@ -1,0 +1,423 @@
+//! The gateway state machine: one worker's tunnels, flow table and counters, driven by
+//! batches of received packets and by timers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::plan::{AttachmentPlanKind, Plan, Route};
+use super::DropReason;
+use crate::buffer::{RxBatch, RxMeta, TxBatch, TxTarget};
+use crate::facility::FacilityTable;
+use crate::ids::{AttachmentId, ExchangeV4, FacilityCode, InternalV4, PeerId, TenantId};
+use crate::metrics::Counters;
+use crate::nat;
+use crate::policy::flows::{Flow, FlowTable, Lookup, Timeouts, Tuple};
+use crate::policy::Query;
+use crate::tunnel::plain::PlainTunnel;
+use crate::tunnel::wireguard::WgAttachment;
+use crate::tunnel::Tunnel;
+use crate::wire::{self, Summary, L4, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+const SWEEP_BUDGET: usize = 4096;
+/// IPv4 + TCP headers without options: MSS = MTU - 40.
+const TCP_IP_HEADERS: u16 = 40;
+
+/// One worker's data path.
+pub struct Gateway {
+    core: Core,
+    /// Decrypted inner packets land here.
+    scratch: Box<[u8]>,
+}
+
+struct Core {
+    plan: Arc<Plan>,
+    tunnels: Vec<Tunnel>,
+    flows: FlowTable,
+    facilities: FacilityTable,
+    counters: Arc<Counters>,
+    next_sweep: Instant,
+}
+
+fn timeouts(plan: &Plan) -> Timeouts {
+    Timeouts {
+        tcp: plan.limits.tcp_idle_timeout,
+        udp: plan.limits.udp_idle_timeout,
+        icmp: plan.limits.icmp_idle_timeout,
+        other: plan.limits.udp_idle_timeout,
+    }
+}
+
+fn new_tunnel(plan: &Plan, id: AttachmentId, now: Instant) -> Tunnel {
+    let a = &plan.attachments[id.index()];
+    match &a.kind {
+        AttachmentPlanKind::WireGuard { private_key, .. } => {
+            let mut wg = WgAttachment::new(id, private_key);
+            wg.set_peers(&plan.wg_peers(id), now);
+            Tunnel::WireGuard(wg)
+        }
+        AttachmentPlanKind::Plain { .. } => Tunnel::Plain(PlainTunnel { mtu: a.mtu }),
+    }
+}
+
+impl Gateway {
+    /// A gateway for `plan`; `now` also anchors the counters' handshake times.
+    pub fn new(plan: Arc<Plan>, now: Instant) -> Self {
+        let counters = Arc::new(Counters::new(now, plan.tenant_names(), plan.peer_labels()));
+        let tunnels = (0..plan.attachments.len())
+            .map(|i| new_tunnel(&plan, AttachmentId(i as u16), now))
+            .collect();
+        let flows = FlowTable::new(plan.limits.flow_table_size, timeouts(&plan));
+        Gateway {
+            core: Core {
+                plan,
+                tunnels,
+                flows,
+                facilities: FacilityTable::default(),
+                counters,
+                next_sweep: now + SWEEP_INTERVAL,
+            },
+            scratch: vec![0; crate::buffer::BUF_SIZE].into_boxed_slice(),
+        }
+    }
+
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.core.plan
+    }
+
+    /// The counters table the scraper should read (it changes on [`Gateway::apply_plan`]).
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.core.counters
+    }
+
+    pub fn flow_count(&self) -> usize {
+        self.core.flows.len()
+    }
+
+    /// The WireGuard state of an attachment, if it is one.
+    pub fn wireguard(&self, id: AttachmentId) -> Option<&WgAttachment> {
+        match self.core.tunnels.get(id.index()) {
+            Some(Tunnel::WireGuard(wg)) => Some(wg),
+            _ => None,
+        }
+    }
+
+    /// Switches to a new plan. WireGuard attachments with the same name, listen address and
+    /// private key keep their state, and their peers whose keys did not change keep their
+    /// sessions; counters continue by name; flows are kept and their verdicts re-evaluated
+    /// lazily (the plan's generation changed). Returns the new counters table to publish.
+    pub fn apply_plan(&mut self, plan: Arc<Plan>, now: Instant) -> Arc<Counters> {
+        let core = &mut self.core;
+        let old_plan = std::mem::replace(&mut core.plan, plan);
+        let mut old: Vec<Option<Tunnel>> = std::mem::take(&mut core.tunnels)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let plan = &core.plan;
+        for (i, a) in plan.attachments.iter().enumerate() {
+            let id = AttachmentId(i as u16);
+            let reuse = old_plan.attachments.iter().position(|o| {
+                o.name == a.name
+                    && match (&o.kind, &a.kind) {
+                        (
+                            AttachmentPlanKind::WireGuard {
+                                listen: l0,
+                                private_key: k0,
+                                ..
+                            },
+                            AttachmentPlanKind::WireGuard {
+                                listen: l1,
+                                private_key: k1,
+                                ..
+                            },
+                        ) => l0 == l1 && k0 == k1,
+                        _ => false,
+                    }
+            });
+            let tunnel = match reuse.and_then(|j| old[j].take()) {
+                Some(Tunnel::WireGuard(mut wg)) => {
+                    wg.set_id(id);
+                    wg.set_peers(&plan.wg_peers(id), now);
+                    Tunnel::WireGuard(wg)
+                }
+                _ => new_tunnel(plan, id, now),
+            };
+            core.tunnels.push(tunnel);
+        }
+        if plan.limits != old_plan.limits {
+            core.flows = FlowTable::new(plan.limits.flow_table_size, timeouts(plan));
+        }
+        core.counters = Arc::new(
+            core.counters
+                .successor(plan.tenant_names(), plan.peer_labels()),
+        );
+        core.counters.set_flows(core.flows.len());
+        core.counters.clone()
+    }
+
+    /// Processes every packet of `rx` (which is left as it was; the caller clears it) and
+    /// queues what must be sent into `tx`. A packet that cannot be forwarded is counted under
+    /// its drop reason.
+    pub fn handle_batch(&mut self, now: Instant, rx: &mut RxBatch, tx: &mut TxBatch) {
+        for i in 0..rx.len() {
+            let (meta, data) = rx.get_mut(i);
+            self.handle_packet(now, meta, data, tx);
+        }
+        self.core.counters.set_flows(self.core.flows.len());
+    }
+
+    fn handle_packet(&mut self, now: Instant, meta: RxMeta, data: &mut [u8], tx: &mut TxBatch) {
+        let Gateway { core, scratch } = self;
+        let result = match core.tunnels.get_mut(meta.attachment.index()) {
+            None => Err(DropReason::NoRoute),
+            Some(Tunnel::WireGuard(wg)) => match meta.from {
+                None => Err(DropReason::WgMalformed),
+                Some(from) => {
+                    match wg.handle_datagram(now, from, data, scratch, tx, &core.counters) {
+                        Ok(Some((peer, len))) => {
+                            core.forward(now, meta.attachment, Some(peer), &mut scratch[..len], tx)
+                        }
+                        Ok(None) => Ok(()),
+                        Err(reason) => Err(reason),
+                    }
+                }
+            },
+            Some(Tunnel::Plain(_)) => core.forward(now, meta.attachment, None, data, tx),
+        };
+        if let Err(reason) = result {
+            Counters::drop(&core.counters, reason);
+        }
+    }
+
+    /// Runs due timers: WireGuard keepalives, rekeys and handshake retries; flow expiry.
+    pub fn handle_timeout(&mut self, now: Instant, tx: &mut TxBatch) {
+        let core = &mut self.core;
+        for t in &mut core.tunnels {
+            if let Tunnel::WireGuard(wg) = t {
+                if wg.poll_timeout().is_some_and(|t| t <= now) {
+                    wg.update_timers(now, tx, &core.counters);
+                }
+            }
+        }
+        if core.next_sweep <= now {
+            core.flows.expire(now, SWEEP_BUDGET);
+            core.counters.set_flows(core.flows.len());
+            core.next_sweep = now + SWEEP_INTERVAL;
+        }
+    }
+
+    /// When [`Gateway::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Instant {
+        self.core
+            .tunnels
+            .iter()
+            .filter_map(|t| match t {
+                Tunnel::WireGuard(wg) => wg.poll_timeout(),
+                Tunnel::Plain(_) => None,
+            })
+            .fold(self.core.next_sweep, Instant::min)
+    }
+}
+
+/// The flow tuple of a packet in exchange space, and the destination port policy sees.
+fn flow_tuple(s: &Summary, src_x: ExchangeV4) -> Option<(Tuple, u16)> {
+    let (src_port, dst_port, protocol, policy_port) = match s.l4 {
+        L4::Tcp {
+            src_port, dst_port, ..
+        } => (src_port, dst_port, PROTO_TCP, dst_port),
+        L4::Udp { src_port, dst_port } => (src_port, dst_port, PROTO_UDP, dst_port),
+        L4::IcmpEcho { ident, .. } => (ident, ident, PROTO_ICMP, 0),
+        L4::Other { protocol } => (0, 0, protocol, 0),
+        L4::IcmpError { .. } => return None,
+    };
+    Some((
+        Tuple {
+            src: src_x.0,
+            src_port,
+            dst: s.dst,
+            dst_port,
+            protocol,
+        },
+        policy_port,
+    ))
+}
+
+impl Core {
+    fn verdict_generation(&self) -> u64 {
+        (self.plan.generation << 32) ^ self.facilities.generation()
+    }
+
+    /// classify → admit → translate → route → encap for one inner packet that arrived on
+    /// `attachment` (from `peer` for tunnels with peers).
+    fn forward(
+        &mut self,
+        now: Instant,
+        attachment: AttachmentId,
+        peer: Option<PeerId>,
+        pkt: &mut [u8],
+        tx: &mut TxBatch,
+    ) -> Result<(), DropReason> {
+        let plan = &*self.plan;
+        let ingress = &plan.attachments[attachment.index()];
+        let src_tenant = ingress.tenant;
+        self.counters.tenant(src_tenant.index()).rx(pkt.len());
+        if let Some(p) = peer {
+            self.counters.peer(p.index()).rx(pkt.len());
+        }
+
+        let s = wire::inspect(pkt)?;
+
+        // classify: the source must be one the peer (or plain attachment) routes.
+        let st = &plan.tenants[src_tenant.index()];
+        let came_from = match peer {
+            Some(p) => Route::Peer(p),
+            None => Route::Plain(attachment),
+        };
+        if st.routes.lookup(s.src) != Some(came_from) {
+            return Err(DropReason::Spoofed);
+        }
+        let src = InternalV4(s.src);
+        let src_x = st.map.to_exchange(src).ok_or(DropReason::Spoofed)?;
+        let facility = peer.map(|p| plan.peers[p.index()].facility);
+        let (dst_tenant, dst) = plan.resolve_exchange(s.dst).ok_or(DropReason::NoRoute)?;
+
+        // admit
+        let (fstate, _) = self.facilities.state(facility);
+        if !fstate.allows_traffic() {
+            return Err(DropReason::Facility);
+        }
+        let generation = self.verdict_generation();
+        match flow_tuple(&s, src_x) {
+            Some((tuple, policy_port)) => {
+                let query = Query {
+                    src_tenant,
+                    src_facility: facility,
+                    src,
+                    dst_tenant,
+                    dst,
+                    protocol: tuple.protocol,
+                    dst_port: policy_port,
+                };
+                admit_flow(plan, &mut self.flows, now, generation, tuple, query)?;
+            }
+            None => {
+                let L4::IcmpError { inner } = s.l4 else {
+                    return Err(DropReason::Malformed);
+                };
+                // The quoted packet went from the error's destination into the source tenant:
+                // its source is in exchange space, its destination in our internal numbering.
+                let quoted_dst = st
+                    .map
+                    .to_exchange(InternalV4(inner.dst))
+                    .ok_or(DropReason::Policy)?;
+                let t = Tuple {
+                    src: inner.src,
+                    src_port: inner.src_port,
+                    dst: quoted_dst.0,
+                    dst_port: inner.dst_port,
+                    protocol: inner.protocol,
+                };
+                if self.flows.lookup(&t, now, generation) == Lookup::Miss {
+                    return Err(DropReason::Policy);
+                }
+            }
+        }
+
+        // route
+        let dt = &plan.tenants[dst_tenant.index()];
+        let route = dt.routes.lookup(dst.0).ok_or(DropReason::NoRoute)?;
+        let egress = match route {
+            Route::Peer(p) => plan.peers[p.index()].attachment,
+            Route::Plain(a) => a,
+        };
+        let egress_mtu = plan.attachments[egress.index()].mtu;
+
+        // translate
+        let mss = ingress.mtu.min(egress_mtu).saturating_sub(TCP_IP_HEADERS);
+        nat::translate(pkt, &st.map, &dt.map, Some(mss))?;
+        let len = usize::from(s.total_len);
+        if len > usize::from(egress_mtu) {
+            return Err(DropReason::TooBig);
+        }
+        let pkt = &pkt[..len];
+
+        // encap
+        match (route, &mut self.tunnels[egress.index()]) {
+            (Route::Peer(p), Tunnel::WireGuard(wg)) => {
+                wg.send(now, p, pkt, tx, &self.counters)?;
+                self.counters.peer(p.index()).tx(len);
+            }
+            (Route::Plain(a), Tunnel::Plain(_)) => {
+                let buf = tx.next_buf().ok_or(DropReason::TxQueueFull)?;
+                buf[..len].copy_from_slice(pkt);
+                tx.commit(a, TxTarget::Tun, len);
+            }
+            _ => return Err(DropReason::NoRoute),
+        }
+        self.counters.tenant(dst_tenant.index()).tx(len);
+        Ok(())
+    }
+}
+
+/// Looks a flow up, evaluating the policy on a miss or a stale verdict.
+fn admit_flow(
+    plan: &Plan,
+    flows: &mut FlowTable,
+    now: Instant,
+    generation: u64,
+    tuple: Tuple,
+    query: Query,
+) -> Result<(), DropReason> {
+    match flows.lookup(&tuple, now, generation) {
+        Lookup::Hit { .. } => Ok(()),
+        Lookup::Stale { flow, .. } => match reevaluate(plan, &flow) {
+            Some(rule) => {
+                let flow = Flow {
+                    rule,
+                    generation,
+                    ..flow
+                };
+                flows
+                    .insert(flow, now)
+                    .map_err(|_| DropReason::FlowTableFull)
+            }
+            None => {
+                flows.remove(&flow.opener);
+                Err(DropReason::Policy)
+            }
+        },
+        Lookup::Miss => {
+            let rule = plan.policy.evaluate(&query).ok_or(DropReason::Policy)?;
+            let flow = Flow {
+                opener: tuple,
+                facility: query.src_facility,
+                rule,
+                generation,
+            };
+            flows
+                .insert(flow, now)
+                .map_err(|_| DropReason::FlowTableFull)
+        }
+    }
+}
+
+/// Asks the current policy again about a flow admitted under an older plan.
+fn reevaluate(plan: &Plan, flow: &Flow) -> Option<crate::ids::RuleId> {
+    let o = &flow.opener;
+    let (src_tenant, src): (TenantId, InternalV4) = plan.resolve_exchange(o.src)?;
+    let (dst_tenant, dst) = plan.resolve_exchange(o.dst)?;
+    let dst_port = match o.protocol {
+        PROTO_TCP | PROTO_UDP => o.dst_port,
+        _ => 0,
+    };
+    let facility: Option<FacilityCode> = flow.facility;
+    plan.policy.evaluate(&Query {
+        src_tenant,
+        src_facility: facility,
+        src,
+        dst_tenant,
+        dst,
+        protocol: o.protocol,
+        dst_port,
+    })
+}

@@ -1,0 +1,205 @@
+//! The compiled plan: a validated [`Config`] turned into the lookup tables the data path
+//! reads. Immutable once built; a reload builds a new plan and the worker switches to it
+//! between two batches.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use ipnetwork::Ipv4Network;
+
+use super::lpm::PrefixTable;
+use crate::config::{self, AttachmentKind, Config};
+use crate::ids::{AttachmentId, ExchangeV4, FacilityCode, InternalV4, PeerId, TenantId};
+use crate::metrics::PeerLabels;
+use crate::nat::TenantMap;
+use crate::policy::PolicySet;
+use crate::tunnel::wireguard::WgPeerConfig;
+
+/// Where a tenant's internal address is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Peer(PeerId),
+    Plain(AttachmentId),
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantPlan {
+    pub name: String,
+    pub map: TenantMap,
+    /// Internal prefixes → where they are reached; also the anti-spoofing table.
+    pub routes: PrefixTable<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttachmentPlanKind {
+    WireGuard {
+        listen: SocketAddr,
+        private_key: [u8; 32],
+        peers: Vec<PeerId>,
+    },
+    Plain {
+        tun: String,
+        kernel_routes: Vec<Ipv4Network>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct AttachmentPlan {
+    pub name: String,
+    pub tenant: TenantId,
+    /// The largest inner packet the attachment carries.
+    pub mtu: u16,
+    pub kind: AttachmentPlanKind,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerPlan {
+    pub name: String,
+    pub tenant: TenantId,
+    pub attachment: AttachmentId,
+    pub facility: FacilityCode,
+    pub wg: WgPeerConfig,
+}
+
+/// The data path's view of one configuration.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Increases with every reload; cached flow verdicts of older plans are re-evaluated.
+    pub generation: u64,
+    pub source: PathBuf,
+    pub tenants: Vec<TenantPlan>,
+    pub attachments: Vec<AttachmentPlan>,
+    pub peers: Vec<PeerPlan>,
+    /// Exchange prefixes → tenant.
+    pub exchange: PrefixTable<TenantId>,
+    pub policy: PolicySet,
+    pub limits: config::Dataplane,
+    pub metrics_listen: SocketAddr,
+}
+
+impl Plan {
+    /// Compiles a validated configuration. Validation guarantees what this relies on (unique
+    /// names, non-overlapping exchange prefixes and allowed-ips), so compiling cannot fail.
+    pub fn compile(config: &Config, generation: u64) -> Plan {
+        let mut tenants = Vec::with_capacity(config.tenants.len());
+        let mut attachments = Vec::new();
+        let mut peers = Vec::new();
+        let mut exchange = PrefixTable::default();
+
+        for (ti, t) in config.tenants.iter().enumerate() {
+            let tid = TenantId(ti as u16);
+            let mut routes = PrefixTable::default();
+            for n in &t.networks {
+                exchange.insert(n.exchange, tid);
+            }
+            for a in &t.attachments {
+                let aid = AttachmentId(attachments.len() as u16);
+                let kind = match &a.kind {
+                    AttachmentKind::WireGuard(wg) => {
+                        let mut ids = Vec::with_capacity(wg.peers.len());
+                        for p in &wg.peers {
+                            let pid = PeerId(peers.len() as u32);
+                            for ip in &p.allowed_ips {
+                                routes.insert(*ip, Route::Peer(pid));
+                            }
+                            peers.push(PeerPlan {
+                                name: p.name.clone(),
+                                tenant: tid,
+                                attachment: aid,
+                                facility: p.facility,
+                                wg: WgPeerConfig {
+                                    id: pid,
+                                    public_key: p.public_key.0,
+                                    preshared_key: p.preshared_key.as_ref().map(|k| k.0),
+                                    persistent_keepalive: p.persistent_keepalive,
+                                    endpoint: p.endpoint,
+                                },
+                            });
+                            ids.push(pid);
+                        }
+                        AttachmentPlanKind::WireGuard {
+                            listen: wg.listen,
+                            private_key: wg.private_key.0,
+                            peers: ids,
+                        }
+                    }
+                    AttachmentKind::Plain(pl) => {
+                        for r in &pl.routes {
+                            routes.insert(*r, Route::Plain(aid));
+                        }
+                        AttachmentPlanKind::Plain {
+                            tun: pl.tun.clone(),
+                            kernel_routes: pl.kernel_routes.clone(),
+                        }
+                    }
+                };
+                let mtu = match &a.kind {
+                    AttachmentKind::WireGuard(wg) => wg.mtu,
+                    AttachmentKind::Plain(pl) => pl.mtu,
+                };
+                attachments.push(AttachmentPlan {
+                    name: a.name.clone(),
+                    tenant: tid,
+                    mtu,
+                    kind,
+                });
+            }
+            tenants.push(TenantPlan {
+                name: t.name.clone(),
+                map: TenantMap::new(&t.networks),
+                routes,
+            });
+        }
+
+        Plan {
+            generation,
+            source: config.source.clone(),
+            tenants,
+            attachments,
+            peers,
+            exchange,
+            policy: PolicySet::compile(config),
+            limits: config.dataplane.clone(),
+            metrics_listen: config.metrics.listen,
+        }
+    }
+
+    pub fn tenant(&self, id: TenantId) -> &TenantPlan {
+        &self.tenants[id.index()]
+    }
+
+    /// The tenant owning an exchange address and the address in its internal numbering.
+    #[inline]
+    pub fn resolve_exchange(&self, x: Ipv4Addr) -> Option<(TenantId, InternalV4)> {
+        let t = self.exchange.lookup(x)?;
+        let a = self.tenants[t.index()].map.to_internal(ExchangeV4(x))?;
+        Some((t, a))
+    }
+
+    pub fn tenant_names(&self) -> Vec<String> {
+        self.tenants.iter().map(|t| t.name.clone()).collect()
+    }
+
+    pub fn peer_labels(&self) -> Vec<PeerLabels> {
+        self.peers
+            .iter()
+            .map(|p| PeerLabels {
+                peer: p.name.clone(),
+                tenant: self.tenants[p.tenant.index()].name.clone(),
+                attachment: self.attachments[p.attachment.index()].name.clone(),
+                facility: p.facility.to_string(),
+            })
+            .collect()
+    }
+
+    /// The configured peers of a WireGuard attachment (empty for other kinds).
+    pub fn wg_peers(&self, a: AttachmentId) -> Vec<WgPeerConfig> {
+        match &self.attachments[a.index()].kind {
+            AttachmentPlanKind::WireGuard { peers, .. } => peers
+                .iter()
+                .map(|p| self.peers[p.index()].wg.clone())
+                .collect(),
+            AttachmentPlanKind::Plain { .. } => Vec::new(),
+        }
+    }
+}

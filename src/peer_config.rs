@@ -1,0 +1,216 @@
+//! `ixgw peer-config`: the facility side's wg-quick file, derived from the same
+//! configuration the gateway runs, so that onboarding a facility is one command.
+//!
+//! AllowedIPs lists every exchange prefix the peer can exchange traffic with in either
+//! direction: what its policies let it open, and who may open flows to it (the replies come
+//! from there and WireGuard's cryptokey routing would drop them otherwise).
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use ipnetwork::Ipv4Network;
+
+use crate::config::{
+    AttachmentKind, Config, Destination, Tenant, WireGuardAttachment, WireGuardPeer,
+};
+use crate::nat::remap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerConfigError {
+    #[error("{file}: no WireGuard peer is named {peer:?}")]
+    UnknownPeer { file: String, peer: String },
+    #[error("{file}: ix.public_address is not set and attachment {attachment} listens on {listen}: set ix.public_address to the address facilities dial")]
+    NoEndpoint {
+        file: String,
+        attachment: String,
+        listen: std::net::SocketAddr,
+    },
+}
+
+/// The exchange prefixes of `prefixes` (internal numbering of `tenant`), or all of the
+/// tenant's exchange prefixes when `prefixes` is empty.
+fn exchange_of(tenant: &Tenant, prefixes: &[Ipv4Network]) -> Vec<Ipv4Network> {
+    if prefixes.is_empty() {
+        return tenant.networks.iter().map(|n| n.exchange).collect();
+    }
+    let mut out = Vec::new();
+    for p in prefixes {
+        for n in &tenant.networks {
+            if n.internal.contains(p.network()) && n.internal.prefix() <= p.prefix() {
+                let x = remap(p.network(), n.internal, n.exchange);
+                if let Ok(net) = Ipv4Network::new(x, p.prefix()) {
+                    out.push(net);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn overlaps(a: &Ipv4Network, b: &Ipv4Network) -> bool {
+    a.contains(b.network()) || b.contains(a.network())
+}
+
+/// Renders the wg-quick configuration for peer `name`. `private_key` is the facility's own
+/// private key (base64) if the operator has it; otherwise a placeholder is written.
+pub fn wg_quick(
+    config: &Config,
+    name: &str,
+    private_key: Option<&str>,
+) -> Result<String, PeerConfigError> {
+    let file = config.source.display().to_string();
+    let found = config.tenants.iter().find_map(|t| {
+        t.attachments.iter().find_map(|a| match &a.kind {
+            AttachmentKind::WireGuard(wg) => wg
+                .peers
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| (t, a, wg, p)),
+            AttachmentKind::Plain(_) => None,
+        })
+    });
+    let Some((tenant, attachment, wg, peer)) = found else {
+        return Err(PeerConfigError::UnknownPeer {
+            file,
+            peer: name.into(),
+        });
+    };
+    let host = match config.ix.public_address {
+        Some(a) => a,
+        None if !wg.listen.ip().is_unspecified() => wg.listen.ip(),
+        None => {
+            return Err(PeerConfigError::NoEndpoint {
+                file,
+                attachment: attachment.name.clone(),
+                listen: wg.listen,
+            })
+        }
+    };
+    let endpoint = std::net::SocketAddr::new(host, wg.listen.port());
+    let allowed = reachable(config, tenant, peer);
+
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# ixgw peer configuration for {} (facility {}, tenant {})",
+        peer.name, peer.facility, tenant.name
+    );
+    let _ = writeln!(
+        s,
+        "# generated from {file} by `ixgw peer-config`; IX {}",
+        config.ix.name
+    );
+    let _ = writeln!(s, "[Interface]");
+    match private_key {
+        Some(k) => {
+            let _ = writeln!(s, "PrivateKey = {}", k.trim());
+        }
+        None => {
+            let _ = writeln!(s, "# The facility's own key: `wg genkey`; its public key must be this peer's public_key.");
+            let _ = writeln!(s, "PrivateKey = REPLACE_WITH_FACILITY_PRIVATE_KEY");
+        }
+    }
+    let _ = writeln!(s, "Address = {}", interface_address(peer));
+    let _ = writeln!(s, "MTU = {}", wg.mtu);
+    let _ = writeln!(s);
+    let _ = writeln!(s, "[Peer]");
+    let _ = writeln!(
+        s,
+        "# {} gateway, attachment {}",
+        config.ix.name, attachment.name
+    );
+    let _ = writeln!(s, "PublicKey = {}", gateway_public_key(wg));
+    if let Some(psk) = &peer.preshared_key {
+        let _ = writeln!(
+            s,
+            "PresharedKey = {}",
+            crate::tunnel::wireguard::keys::encode(&psk.0)
+        );
+    }
+    let _ = writeln!(s, "Endpoint = {endpoint}");
+    let list: Vec<String> = allowed.iter().map(|n| n.to_string()).collect();
+    let _ = writeln!(s, "AllowedIPs = {}", list.join(", "));
+    if let Some(k) = peer.persistent_keepalive {
+        let _ = writeln!(s, "PersistentKeepalive = {k}");
+    }
+    Ok(s)
+}
+
+fn gateway_public_key(wg: &WireGuardAttachment) -> String {
+    let k = crate::tunnel::wireguard::keys::public_key(&wg.private_key.0);
+    crate::tunnel::wireguard::keys::encode(&k)
+}
+
+/// The facility's tunnel address: configured, or the first allowed-ips network (its first
+/// host when it is a subnet).
+fn interface_address(peer: &WireGuardPeer) -> String {
+    if let Some(a) = peer.address {
+        return a.to_string();
+    }
+    match peer.allowed_ips.first() {
+        Some(n) if n.prefix() == 32 => format!("{}/32", n.ip()),
+        Some(n) => {
+            let first = std::net::Ipv4Addr::from(u32::from(n.network()).wrapping_add(1));
+            format!("{first}/{}", n.prefix())
+        }
+        None => "0.0.0.0/32".into(),
+    }
+}
+
+fn reachable(config: &Config, tenant: &Tenant, peer: &WireGuardPeer) -> BTreeSet<Ipv4Network> {
+    let by_name = |n: &str| config.tenants.iter().find(|t| t.name == n);
+    let peer_prefix_match = |prefixes: &[Ipv4Network]| {
+        prefixes.is_empty()
+            || prefixes
+                .iter()
+                .any(|p| peer.allowed_ips.iter().any(|a| overlaps(p, a)))
+    };
+    let mut out = BTreeSet::new();
+    for pol in &config.policies {
+        let from_tenants: Vec<&Tenant> = if pol.from.tenants.is_empty() {
+            config.tenants.iter().collect()
+        } else {
+            pol.from.tenants.iter().filter_map(|n| by_name(n)).collect()
+        };
+        let is_source = from_tenants.iter().any(|t| t.name == tenant.name)
+            && (pol.from.facilities.is_empty() || pol.from.facilities.contains(&peer.facility))
+            && peer_prefix_match(&pol.from.prefixes);
+        let (is_destination, to) = match &pol.to {
+            Destination::Tenants { tenants, prefixes } => {
+                let mut to = Vec::new();
+                for t in tenants.iter().filter_map(|n| by_name(n)) {
+                    to.extend(exchange_of(t, prefixes));
+                }
+                (
+                    tenants.contains(&tenant.name) && peer_prefix_match(prefixes),
+                    to,
+                )
+            }
+            Destination::Services(names) => {
+                let mut to = Vec::new();
+                let mut dest = false;
+                for svc in config.services.iter().filter(|s| names.contains(&s.name)) {
+                    let Some(t) = by_name(&svc.tenant) else {
+                        continue;
+                    };
+                    if let Ok(host) = Ipv4Network::new(svc.address, 32) {
+                        to.extend(exchange_of(t, &[host]));
+                        dest |= t.name == tenant.name && peer_prefix_match(&[host]);
+                    }
+                }
+                (dest, to)
+            }
+        };
+        if is_source {
+            out.extend(to);
+        }
+        if is_destination {
+            for t in &from_tenants {
+                out.extend(exchange_of(t, &pol.from.prefixes));
+            }
+        }
+    }
+    out
+}

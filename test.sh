@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test of ixgw: unit, property and doc tests; the in-memory WireGuard pair harness
+# (virtual time); the end-to-end tests in network namespaces against wireguard-go and iperf3
+# (root). Fails on the first failing suite.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+echo "== cargo test (unit, property, integration)"
+cargo test --all-targets
+echo "== cargo test --features virtual-time (pair harnesses with virtual time)"
+cargo test --features virtual-time --tests
+echo "== netns end-to-end tests (root)"
+cargo build --release
+for t in netns-tests/*.sh; do
+  [[ $(basename "$t") == lib.sh ]] && continue
+  echo "-- $t"
+  "$t" target/release/ixgw
+done
+echo "== all tests passed"
