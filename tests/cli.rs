@@ -1,0 +1,133 @@
+//! The `ixgw` binary's commands that need no privileges.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn ixgw() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ixgw"))
+}
+
+#[test]
+fn check_accepts_the_example_configuration() {
+    let out = ixgw()
+        .args(["check", "--config", "config/ixgw.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
+
+#[test]
+fn check_names_file_line_and_key() {
+    let dir = std::env::temp_dir().join(format!("ixgw-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    let text = std::fs::read_to_string("config/ixgw.yaml")
+        .unwrap()
+        .replace(
+            "example-keys/",
+            &format!("{}/config/example-keys/", env!("CARGO_MANIFEST_DIR")),
+        )
+        + "bogus_key: 1\n";
+    std::fs::write(&bad, &text).unwrap();
+    let out = ixgw()
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().count();
+    assert!(err.contains(&format!("bad.yaml:{line}:")), "{err}");
+    assert!(err.contains("bogus_key"), "{err}");
+}
+
+#[test]
+fn genkey_and_pubkey_round_trip() {
+    let key = ixgw().arg("genkey").output().unwrap();
+    assert!(key.status.success());
+    let key = String::from_utf8(key.stdout).unwrap();
+    assert_eq!(key.trim().len(), 44);
+    let mut child = ixgw()
+        .arg("pubkey")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(key.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let public = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(public.trim().len(), 44);
+    assert_ne!(public.trim(), key.trim());
+
+    let mut child = ixgw()
+        .arg("pubkey")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"not a key\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid private key"));
+}
+
+#[test]
+fn peer_config_prints_a_wg_quick_file() {
+    let out = ixgw()
+        .args([
+            "peer-config",
+            "--config",
+            "config/ixgw.yaml",
+            "--peer",
+            "omura-clinic",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conf = String::from_utf8(out.stdout).unwrap();
+    for key in [
+        "[Interface]",
+        "Address = ",
+        "MTU = ",
+        "[Peer]",
+        "PublicKey = ",
+        "Endpoint = ",
+        "AllowedIPs = ",
+    ] {
+        assert!(conf.contains(key), "missing {key}:\n{conf}");
+    }
+
+    let out = ixgw()
+        .args([
+            "peer-config",
+            "--config",
+            "config/ixgw.yaml",
+            "--peer",
+            "nobody",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nobody"));
+}
