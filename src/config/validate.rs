@@ -34,8 +34,9 @@ pub(super) const DEFAULT_METRICS_LISTEN: SocketAddr = SocketAddr::V4(std::net::S
 /// inner MTU above 1500 would need a jumbo-frame underlay, which the facilities do not have.
 pub(super) const WIREGUARD_MTU: RangeInclusive<u16> = 576..=1500;
 pub(super) const WIREGUARD_DEFAULT_MTU: u16 = 1420;
-/// Plain attachments face a local device; 9000 is the usual jumbo frame.
-pub(super) const PLAIN_MTU: RangeInclusive<u16> = 576..=9000;
+/// Plain attachments: packet buffers are sized for a 1500-byte MTU (`buffer::BUF_SIZE`), and
+/// a packet crossing into a WireGuard tunnel must fit its MTU anyway.
+pub(super) const PLAIN_MTU: RangeInclusive<u16> = 576..=1500;
 pub(super) const PLAIN_DEFAULT_MTU: u16 = 1500;
 pub(super) const FLOW_TABLE_SIZE: RangeInclusive<u64> = 1..=(1 << 24);
 /// Idle timeouts, in seconds: at least a second, at most a week.

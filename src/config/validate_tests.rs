@@ -925,13 +925,13 @@ fn rejects_mtu_out_of_range() {
     let text = edit(
         BASE,
         "        tun: ixgw-beta\n",
-        "        tun: ixgw-beta\n        mtu: 9001\n",
+        "        tun: ixgw-beta\n        mtu: 1501\n",
     );
     rejects(
         &text,
         "tenants[1].attachments[0].mtu",
-        "9001",
-        &["9001", "plain", "576..=9000"],
+        "1501",
+        &["1501", "plain", "576..=1500"],
     );
 }
 
@@ -1187,4 +1187,16 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn port_zero_listeners_never_clash() {
+    let a: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let w: std::net::SocketAddr = "0.0.0.0:0".parse().unwrap();
+    assert!(!super::same_socket(a, a), "kernel-chosen ports never clash");
+    assert!(!super::same_socket(a, w));
+    let p: std::net::SocketAddr = "127.0.0.1:51820".parse().unwrap();
+    let q: std::net::SocketAddr = "0.0.0.0:51820".parse().unwrap();
+    assert!(super::same_socket(p, p));
+    assert!(super::same_socket(p, q));
 }
