@@ -23,7 +23,7 @@ use ixgw::config::{
 };
 use ixgw::dataplane::{AttachmentPlanKind, DropReason, Gateway, Plan};
 use ixgw::ids::{AttachmentId, FacilityCode, PeerId};
-use ixgw::metrics::HandshakeResult;
+use ixgw::metrics::{HandshakeResult, MetricsHub};
 use ixgw::tunnel::wireguard::{clock, keys, TIMER_TICK};
 use ixgw::wire::icmp::IcmpPacket;
 use ixgw::wire::ipv4::Ipv4Packet;
@@ -747,15 +747,102 @@ fn udp_from_b_passes_only_as_the_reply_of_a_flow_a_opened() {
     assert_eq!(p.received(B).len(), 1);
     assert_eq!(p.drops(DropReason::Policy), 4);
     assert_eq!(p.all_drops(), vec![(DropReason::Policy, 4)]);
+
+    // A UDP flow idle for longer than udp_idle_timeout (120 s) is forgotten: a late reply
+    // no longer passes. The tunnels themselves are still up.
+    p.advance(Duration::from_secs(121));
+    assert_eq!(p.gw.flow_count(), 0);
+    assert!(p.established(A) && p.established(B));
+    p.send(B, &udp("10.0.0.2", "100.64.0.2", 5201, 40000, b"late"));
+    assert_eq!(p.received(A).len(), 1);
+    assert_eq!(p.all_drops(), vec![(DropReason::Policy, 5)]);
     p.assert_no_facility_errors();
 }
 
 #[test]
-fn rekeys_keep_a_five_minute_trickle_flowing() {
+fn tcp_syn_mss_is_clamped_to_the_wireguard_mtu() {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
     let mut p = Pair::new(Setup {
         b_endpoint: true,
         ..Setup::default()
     });
+    let mut buf = vec![0u8; BUF_SIZE];
+    let n = build::tcp(
+        &mut buf,
+        ip("10.0.0.2"),
+        ip("100.65.0.2"),
+        40000,
+        5201,
+        1000,
+        0,
+        SYN,
+        Some(1460),
+        b"",
+    )
+    .unwrap();
+
+    p.send(A, &buf[..n]);
+
+    // Both tunnels carry 1420-byte inner packets: MSS = 1420 - 40.
+    let n = build::tcp(
+        &mut buf,
+        ip("100.64.0.2"),
+        ip("10.0.0.2"),
+        40000,
+        5201,
+        1000,
+        0,
+        SYN,
+        Some(1380),
+        b"",
+    )
+    .unwrap();
+    assert_eq!(p.received(B), &[one_hop_later(buf[..n].to_vec())]);
+    assert_checksums(&p.received(B)[0]);
+
+    let n = build::tcp(
+        &mut buf,
+        ip("10.0.0.2"),
+        ip("100.64.0.2"),
+        5201,
+        40000,
+        5000,
+        1001,
+        SYN | ACK,
+        Some(1380),
+        b"",
+    )
+    .unwrap();
+    p.send(B, &buf[..n]);
+    let n = build::tcp(
+        &mut buf,
+        ip("100.65.0.2"),
+        ip("10.0.0.2"),
+        5201,
+        40000,
+        5000,
+        1001,
+        SYN | ACK,
+        Some(1380),
+        b"",
+    )
+    .unwrap();
+    assert_eq!(p.received(A), &[one_hop_later(buf[..n].to_vec())]);
+    assert_eq!(p.all_drops(), vec![]);
+    p.assert_no_facility_errors();
+}
+
+/// A pings B every second for five minutes. A initiates its session; B's session is
+/// initiated by the gateway (configured endpoint) or by B (it dials in first).
+fn rekeys_keep_a_trickle_flowing(b_dials: bool) {
+    let mut p = Pair::new(Setup {
+        b_endpoint: !b_dials,
+        ..Setup::default()
+    });
+    if b_dials {
+        p.connect(B);
+    }
     ping_pong(&mut p, 0);
     let ok0 = p.handshakes(HandshakeResult::Ok);
     assert_eq!(ok0, 2);
@@ -784,8 +871,8 @@ fn rekeys_keep_a_five_minute_trickle_flowing() {
 
     assert_eq!(p.received(A).len(), 301);
     assert_eq!(p.received(B).len(), 301);
-    // Each session's initiator (A for A's, the gateway for B's) rekeys REKEY_AFTER_TIME
-    // after the last handshake, at the first timer run once that has passed.
+    // Each session's initiator rekeys REKEY_AFTER_TIME after the last handshake, at the
+    // first timer run once that has passed.
     for times in &rekeyed_at {
         assert!(times.len() >= 2, "{rekeyed_at:?}");
         let mut previous = Duration::ZERO;
@@ -806,6 +893,16 @@ fn rekeys_keep_a_five_minute_trickle_flowing() {
     assert_eq!(p.all_drops(), vec![]);
     assert_eq!(p.handshakes(HandshakeResult::Timeout), 0);
     p.assert_no_facility_errors();
+}
+
+#[test]
+fn rekeys_keep_a_five_minute_trickle_flowing_gateway_dials_b() {
+    rekeys_keep_a_trickle_flowing(false);
+}
+
+#[test]
+fn rekeys_keep_a_five_minute_trickle_flowing_b_dials_in() {
+    rekeys_keep_a_trickle_flowing(true);
 }
 
 #[test]
@@ -953,6 +1050,25 @@ fn counters_equal_what_was_sent_and_drops_are_counted_by_reason() {
         (na + 3, ba + extra, nb, bb)
     );
     assert_eq!(traffic(c.tenant(1)), (nb, bb, na, ba));
+
+    let text = MetricsHub::new([Arc::clone(p.gw.counters())]).encode();
+    for line in [
+        r#"ixgw_drops_total{reason="spoofed"} 1"#.to_string(),
+        r#"ixgw_drops_total{reason="ipv6"} 1"#.to_string(),
+        r#"ixgw_drops_total{reason="no_route"} 1"#.to_string(),
+        r#"ixgw_drops_total{reason="policy"} 0"#.to_string(),
+        format!(
+            r#"ixgw_tenant_rx_bytes_total{{tenant="ajisai-net"}} {}"#,
+            ba + extra
+        ),
+        format!(r#"ixgw_tenant_tx_bytes_total{{tenant="mame-net"}} {ba}"#),
+        format!(r#"ixgw_tenant_rx_packets_total{{tenant="mame-net"}} {nb}"#),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in:\n{text}"
+        );
+    }
     p.assert_no_facility_errors();
 }
 
