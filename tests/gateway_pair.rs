@@ -1156,3 +1156,32 @@ fn reload_adding_a_tenant_keeps_sessions_and_counters() {
 fn reload_renumbering_attachments_keeps_sessions_and_counters() {
     reload_keeps_sessions(true);
 }
+
+#[test]
+fn replies_follow_a_facility_that_roams() {
+    let mut p = Pair::new(Setup {
+        b_endpoint: true,
+        ..Setup::default()
+    });
+    ping_pong(&mut p, 1);
+
+    // A's NAT rebinds: same session, new source port.
+    let roamed: SocketAddr = "192.0.2.10:61000".parse().unwrap();
+    p.facs[A].addr = roamed;
+    p.advance(Duration::from_secs(1));
+    let (_, at_a) = ping_pong(&mut p, 2);
+
+    assert_eq!(
+        at_a,
+        one_hop_later(echo("100.65.0.2", "10.0.0.2", 7, 2, true, b"ping"))
+    );
+    assert_eq!(
+        p.gw.wireguard(p.attachment(A))
+            .unwrap()
+            .peer_endpoint(p.peer(A)),
+        Some(roamed)
+    );
+    assert_eq!(p.facs[A].initiations_sent(), 1);
+    assert_eq!(p.all_drops(), vec![]);
+    p.assert_no_facility_errors();
+}
