@@ -10,11 +10,12 @@
 # Exchange space: ajisai-net 100.64.0.0/24, mame-net 100.65.0.0/24, claims 100.127.0.0/24.
 # Usage: netns-tests/gateway.sh [path/to/ixgw]   (root; needs wireguard-go wg iperf3 jq ping)
 set -euo pipefail
-cd "$(dirname "$0")"
+here=$(dirname "$(readlink -f "$0")")
+IXGW=$(readlink -m "${1:-$here/../target/release/ixgw}")
+cd "$here"
 source ./lib.sh
 trap cleanup EXIT INT TERM
 
-IXGW=$(readlink -f "${1:-../target/release/ixgw}")
 [[ -x $IXGW ]] || die "ixgw binary not found at $IXGW (cargo build --release)"
 [[ $(id -u) == 0 ]] || die "netns tests need root (ip netns, TUN)"
 need ip wireguard-go wg wg-quick iperf3 jq ping python3 timeout
@@ -66,6 +67,7 @@ tenants:
             public_key: "$(pub fac-a)"
             allowed_ips: [10.0.0.2/32]
             address: 10.0.0.2/24
+            persistent_keepalive: 25s
 $(if [[ $1 == 1 ]]; then cat <<MORE
       - name: ajisai-wg-c
         type: wireguard
@@ -77,6 +79,7 @@ $(if [[ $1 == 1 ]]; then cat <<MORE
             public_key: "$(pub fac-c)"
             allowed_ips: [10.0.0.3/32]
             address: 10.0.0.3/24
+            persistent_keepalive: 25s
 MORE
 fi)
   - name: mame-net
@@ -93,6 +96,7 @@ fi)
             public_key: "$(pub fac-b)"
             allowed_ips: [10.0.0.2/32]
             address: 10.0.0.2/24
+            persistent_keepalive: 25s
   - name: claims
     networks:
       - { internal: 192.168.50.0/24, exchange: 100.127.0.0/24 }
@@ -169,9 +173,15 @@ log "claims service from A"
 sleep 0.5
 check "A reaches the claims service at 100.127.0.10:8443" bash -c "$(declare -f http_get); http_get fac-a 100.127.0.10 8443 / | grep -q claims-ok"
 
-log "a forbidden flow"
+log "forbidden flows"
+# fac-b's own configuration does not route to the claims service (no policy lets mame-net
+# reach it); a misconfigured facility that routes there anyway must be stopped by ixgw.
+ip netns exec fac-b wg set $IF_B peer "$(awk -F' = ' '/^PublicKey/{print $2}' "$T_TMP/$IF_B.conf")" \
+  allowed-ips 100.64.0.0/24,100.127.0.10/32
+ip -n fac-b route add 100.127.0.10/32 dev $IF_B
 before=$(metric ix $METRICS ixgw_drops_total 'reason="policy"')
 if http_get fac-b 100.127.0.10 8443 / >/dev/null 2>&1; then fail "mame-net reached the claims service without a policy"; else pass "mame-net → claims service is refused"; fi
+if http_get fac-b 100.64.0.2 22 / >/dev/null 2>&1; then fail "mame-net opened tcp/22 to ajisai-net"; else pass "mame-net → ajisai-net tcp/22 is refused"; fi
 after=$(metric ix $METRICS ixgw_drops_total 'reason="policy"')
 check "ixgw_drops_total{reason=\"policy\"} rose ($before → $after)" test "$after" -gt "$before"
 
@@ -185,12 +195,16 @@ iperf_run() { # iperf_run CLIENT_NS SERVER_NS SERVER_BIND DST SECONDS OUT
 }
 
 log "iperf3 TCP A → B"
+for ns in ix fac-a fac-b; do ip netns exec $ns nstat -n >/dev/null; done
 rx0=$(metric ix $METRICS ixgw_peer_rx_bytes_total 'peer="fac-a"')
+p0=$(metric ix $METRICS ixgw_peer_rx_packets_total 'peer="fac-a"')
 if iperf_run fac-a fac-b 10.0.0.2 100.65.0.2 5 "$T_TMP/ab.json"; then
   mbps=$(jq '.end.sum_received.bits_per_second / 1e6 | floor' "$T_TMP/ab.json")
   sent=$(jq '.end.sum_sent.bytes' "$T_TMP/ab.json")
   pass "iperf3 A → B: $mbps Mbit/s"
   rx1=$(metric ix $METRICS ixgw_peer_rx_bytes_total 'peer="fac-a"')
+  p1=$(metric ix $METRICS ixgw_peer_rx_packets_total 'peer="fac-a"'); log "iperf3 retransmits: $(jq .end.sum_sent.retransmits "$T_TMP/ab.json"); fac-a packets: $((p1 - p0)), mean inner size $(( (rx1 - rx0) / (p1 - p0) ))"
+  for ns in ix fac-a fac-b; do log "$ns: $(ip netns exec $ns nstat -z UdpRcvbufErrors UdpSndbufErrors | awk 'NR>1{printf "%s=%s ", $1, $2}')"; done
   ratio=$(awk -v a="$((rx1 - rx0))" -v b="$sent" 'BEGIN { printf "%.4f", a / b }')
   check "fac-a rx bytes ($((rx1 - rx0))) within 5 % of what iperf3 sent ($sent): ratio $ratio" \
     awk -v r="$ratio" 'BEGIN { exit !(r > 0.95 && r < 1.05) }'
