@@ -155,7 +155,12 @@ fn size_buffers(s: &std::net::UdpSocket, attachment: &str) {
     let rcv = sockopt::socket_recv_buffer_size(s).unwrap_or(0);
     let snd = sockopt::socket_send_buffer_size(s).unwrap_or(0);
     if rcv < SOCKET_BUFFER {
-        tracing::warn!(attachment, rcv, snd, "UDP socket buffers are small; raise net.core.rmem_max/wmem_max or grant CAP_NET_ADMIN");
+        tracing::warn!(
+            attachment,
+            rcv,
+            snd,
+            "UDP socket buffers are small; raise net.core.rmem_max/wmem_max or grant CAP_NET_ADMIN"
+        );
     } else {
         tracing::debug!(attachment, rcv, snd, "UDP socket buffers");
     }
