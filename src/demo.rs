@@ -134,8 +134,16 @@ pub async fn run(
     metrics_listen: SocketAddr,
     duration: Option<Duration>,
 ) -> anyhow::Result<DemoReport> {
-    let dir = std::env::temp_dir().join(format!("ixgw-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("ixgw-demo-{}-{run}", std::process::id()));
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| dir.display().to_string())?;
+    }
     let result = run_in(&dir, metrics_listen, duration).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
