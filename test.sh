@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 echo "== cargo test (unit, property, integration)"
 cargo test --all-targets
 echo "== cargo test --features virtual-time (pair harnesses with virtual time)"
-cargo test --features virtual-time --tests
+cargo test --features virtual-time --test wg_pair --test gateway_pair
 echo "== netns end-to-end tests (root)"
 cargo build --release
 for t in netns-tests/*.sh; do

@@ -1,5 +1,8 @@
 //! `ixgw demo` end to end in-process: real WireGuard over loopback, overlapping tenants, a
-//! denied flow, metrics served over HTTP.
+//! denied flow, metrics served over HTTP. Runs on the wall clock, so not with `virtual-time`
+//! (which freezes boringtun's clock).
+
+#![cfg(not(feature = "virtual-time"))]
 
 use std::io::{Read, Write};
 use std::time::Duration;
