@@ -37,15 +37,7 @@ struct Core {
     facilities: FacilityTable,
     counters: Arc<Counters>,
     next_sweep: Instant,
-}
-
-fn timeouts(plan: &Plan) -> Timeouts {
-    Timeouts {
-        tcp: plan.limits.tcp_idle_timeout,
-        udp: plan.limits.udp_idle_timeout,
-        icmp: plan.limits.icmp_idle_timeout,
-        other: plan.limits.udp_idle_timeout,
-    }
+    icmp_budget: IcmpBudget,
 }
 
 fn new_tunnel(plan: &Plan, id: AttachmentId, now: Instant) -> Tunnel {
@@ -67,7 +59,7 @@ impl Gateway {
         let tunnels = (0..plan.attachments.len())
             .map(|i| new_tunnel(&plan, AttachmentId(i as u16), now))
             .collect();
-        let flows = FlowTable::new(plan.limits.flow_table_size, timeouts(&plan));
+        let flows = FlowTable::new(plan.limits.flow_table_size, Timeouts::from(&plan.limits));
         Gateway {
             core: Core {
                 plan,
@@ -76,6 +68,7 @@ impl Gateway {
                 facilities: FacilityTable::default(),
                 counters,
                 next_sweep: now + SWEEP_INTERVAL,
+                icmp_budget: IcmpBudget::new(now),
             },
             scratch: vec![0; crate::buffer::BUF_SIZE].into_boxed_slice(),
         }
@@ -145,7 +138,7 @@ impl Gateway {
             core.tunnels.push(tunnel);
         }
         if plan.limits != old_plan.limits {
-            core.flows = FlowTable::new(plan.limits.flow_table_size, timeouts(plan));
+            core.flows = FlowTable::new(plan.limits.flow_table_size, Timeouts::from(&plan.limits));
         }
         core.counters = Arc::new(
             core.counters
@@ -331,14 +324,17 @@ impl Core {
             Route::Plain(a) => a,
         };
         let egress_mtu = plan.attachments[egress.index()].mtu;
+        let len = usize::from(s.total_len);
+        if len > usize::from(egress_mtu) {
+            if s.dont_fragment {
+                self.frag_needed(now, attachment, peer, &pkt[..len], &s, egress_mtu, tx);
+            }
+            return Err(DropReason::TooBig);
+        }
 
         // translate
         let mss = ingress.mtu.min(egress_mtu).saturating_sub(TCP_IP_HEADERS);
         nat::translate(pkt, &st.map, &dt.map, Some(mss))?;
-        let len = usize::from(s.total_len);
-        if len > usize::from(egress_mtu) {
-            return Err(DropReason::TooBig);
-        }
         let pkt = &pkt[..len];
 
         // encap
@@ -356,6 +352,88 @@ impl Core {
         }
         self.counters.tenant(dst_tenant.index()).tx(len);
         Ok(())
+    }
+}
+
+impl Core {
+    /// Tells the sender of an oversized packet with DF set the MTU that fits [RFC 1191 § 4],
+    /// so that path MTU discovery works across the gateway. The error comes from the packet's
+    /// destination (an exchange address the sender's tunnel already accepts traffic from) and
+    /// quotes the packet as the sender sent it. Rate-limited [RFC 1812 § 4.3.2.8]; failures
+    /// to send it are not counted separately: the packet itself is counted as `too_big`.
+    #[allow(clippy::too_many_arguments)]
+    fn frag_needed(
+        &mut self,
+        now: Instant,
+        attachment: AttachmentId,
+        peer: Option<PeerId>,
+        original: &[u8],
+        s: &Summary,
+        mtu: u16,
+        tx: &mut TxBatch,
+    ) {
+        if !self.icmp_budget.take(now) {
+            return;
+        }
+        let mut buf = [0u8; ICMP_ERROR_MAX];
+        let quoted = &original[..original.len().min(ICMP_ERROR_MAX - ICMP_ERROR_HEADERS)];
+        let Ok(n) = wire::build::icmp_frag_needed(&mut buf, s.dst, s.src, mtu, quoted) else {
+            return;
+        };
+        let icmp = &buf[..n];
+        let tenant = self.plan.attachments[attachment.index()].tenant;
+        let sent = match (peer, &mut self.tunnels[attachment.index()]) {
+            (Some(p), Tunnel::WireGuard(wg)) => wg.send(now, p, icmp, tx, &self.counters).is_ok(),
+            (None, Tunnel::Plain(_)) => match tx.next_buf() {
+                Some(b) => {
+                    b[..n].copy_from_slice(icmp);
+                    tx.commit(attachment, TxTarget::Tun, n);
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        };
+        if sent {
+            self.counters.tenant(tenant.index()).tx(n);
+            if let Some(p) = peer {
+                self.counters.peer(p.index()).tx(n);
+            }
+        }
+    }
+}
+
+/// A token bucket for the ICMP errors the gateway itself generates.
+struct IcmpBudget {
+    tokens: u32,
+    refilled: Instant,
+}
+
+/// ICMP errors the gateway may generate per second (per worker), and its burst.
+const ICMP_RATE: u32 = 100;
+/// Largest ICMP error generated: the 576 bytes every IPv4 host accepts [RFC 1812 § 4.3.2.3].
+const ICMP_ERROR_MAX: usize = 576;
+/// IPv4 + ICMP headers in front of the quoted packet.
+const ICMP_ERROR_HEADERS: usize = 28;
+
+impl IcmpBudget {
+    fn new(now: Instant) -> Self {
+        IcmpBudget {
+            tokens: ICMP_RATE,
+            refilled: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        if now.saturating_duration_since(self.refilled) >= Duration::from_secs(1) {
+            self.tokens = ICMP_RATE;
+            self.refilled = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
     }
 }
 
@@ -420,4 +498,20 @@ fn reevaluate(plan: &Plan, flow: &Flow) -> Option<crate::ids::RuleId> {
         protocol: o.protocol,
         dst_port,
     })
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn icmp_budget_refills_each_second() {
+        let t0 = Instant::now();
+        let mut b = IcmpBudget::new(t0);
+        for _ in 0..ICMP_RATE {
+            assert!(b.take(t0));
+        }
+        assert!(!b.take(t0 + Duration::from_millis(999)));
+        assert!(b.take(t0 + Duration::from_secs(1)));
+    }
 }

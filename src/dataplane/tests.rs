@@ -524,3 +524,78 @@ proptest! {
         prop_assert_eq!(h.drops(DropReason::Spoofed), 1);
     }
 }
+
+fn set_dont_fragment(pkt: &mut [u8]) {
+    pkt[6] |= 0x40;
+    pkt[10] = 0;
+    pkt[11] = 0;
+    let c = wire::checksum::checksum(&pkt[..20]);
+    pkt[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+#[test]
+fn oversized_df_packet_gets_frag_needed_back() {
+    let mut c = config();
+    if let AttachmentKind::Plain(p) = &mut c.tenants[1].attachments[0].kind {
+        p.mtu = 1000;
+    }
+    let mut h = Harness::new();
+    h.gw.apply_plan(Arc::new(Plan::compile(&c, 2)), h.now);
+
+    let payload = vec![0x5a; 1200];
+    let n = build::icmp_echo(
+        &mut h.buf,
+        ip("10.0.0.2"),
+        ip("100.65.0.3"),
+        9,
+        1,
+        false,
+        &payload,
+    )
+    .unwrap();
+    let original = h.buf[..n].to_vec();
+    assert!(
+        h.send(AJISAI, n).is_empty(),
+        "without DF the packet is only dropped"
+    );
+    assert_eq!(h.drops(DropReason::TooBig), 1);
+
+    h.buf[..n].copy_from_slice(&original);
+    set_dont_fragment(&mut h.buf[..n]);
+    let sent = h.buf[..n].to_vec();
+    let out = h.send(AJISAI, n);
+    assert_eq!(h.drops(DropReason::TooBig), 2);
+    assert_eq!(out.len(), 1, "the sender is told");
+    assert_eq!(out[0].0, AJISAI);
+    let err = &out[0].1;
+    let s = summary(err);
+    assert_eq!((s.src, s.dst), (ip("100.65.0.3"), ip("10.0.0.2")));
+    assert!(err.len() <= 576);
+    let icmp = &err[20..];
+    assert_eq!(
+        (icmp[0], icmp[1]),
+        (3, 4),
+        "destination unreachable, fragmentation needed"
+    );
+    assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 1000, "next-hop MTU");
+    assert_eq!(
+        &icmp[8..8 + 28],
+        &sent[..28],
+        "quotes the packet as the sender sent it"
+    );
+    assert_eq!(wire::checksum::checksum(icmp), 0, "ICMP checksum valid");
+
+    // A policy-denied oversized packet gets no error: admission comes first.
+    let n = build::udp(
+        &mut h.buf,
+        ip("10.0.0.2"),
+        ip("100.65.0.3"),
+        1,
+        53,
+        &payload,
+    )
+    .unwrap();
+    set_dont_fragment(&mut h.buf[..n]);
+    assert!(h.send(AJISAI, n).is_empty());
+    assert_eq!(h.drops(DropReason::Policy), 1);
+}
