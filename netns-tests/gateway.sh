@@ -254,6 +254,20 @@ fi
 facility fac-c $IF_C fac-c
 check "fac-c, added by the reload, pings B (100.65.0.2)" wait_ping fac-c 100.65.0.2 20
 
+log "SIGHUP with a bad file keeps the running configuration"
+failed0=$(metric ix $METRICS ixgw_config_reloads_total 'result="failed"')
+sed -i 's|exchange: 100.65.0.0/24|exchange: 100.64.0.0/24|' "$T_TMP/ixgw.yaml"
+kill -HUP $IXGW_PID
+for (( i=0; i<20; i++ )); do
+  failed1=$(metric ix $METRICS ixgw_config_reloads_total 'result="failed"')
+  (( failed1 > failed0 )) && break
+  sleep 0.2
+done
+check "the bad reload is counted (failed $failed0 → $failed1)" test "$failed1" -gt "$failed0"
+check "the bad reload is logged with file, line and key" grep -q 'reload rejected.*ixgw.yaml:[0-9]*: tenants\[1\].networks\[0\].exchange' "$T_TMP/ixgw.log"
+check "traffic still flows A → B after the rejected reload" wait_ping fac-a 100.65.0.2 5
+check "and fac-c too" wait_ping fac-c 100.65.0.2 5
+
 log "counters"
 hs=$(metric ix $METRICS ixgw_handshakes_total 'result="ok"')
 check "handshakes counted ($hs)" test "$hs" -ge 3

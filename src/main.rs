@@ -16,9 +16,10 @@ use ixgw::tunnel::wireguard::keys;
     about = "IX gateway for Japan's medical networks: WireGuard termination, twice-NAT, policy, metrics"
 )]
 struct Cli {
-    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `ixgw=debug`. Also RUST_LOG.
-    #[arg(long, global = true, default_value = "info")]
-    log: String,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `ixgw=debug`; else RUST_LOG; else
+    /// `info` (`warn` for the demo, whose own output is the table).
+    #[arg(long, global = true)]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,9 +64,17 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let default = if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
+    let filter = match &cli.log {
+        Some(f) => tracing_subscriber::EnvFilter::try_new(f),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .or_else(|_| tracing_subscriber::EnvFilter::try_new(default)),
+    }
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

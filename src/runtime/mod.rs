@@ -58,6 +58,8 @@ pub enum RuntimeError {
     },
     #[error("the data-path worker has stopped")]
     WorkerGone,
+    #[error("the data-path worker refused the plan: {0}")]
+    Worker(String),
     #[error("cannot start the data-path worker: {0}")]
     Thread(#[source] std::io::Error),
 }
@@ -73,7 +75,7 @@ pub(crate) enum Control {
     Reload {
         plan: Arc<Plan>,
         sources: NewSources,
-        done: oneshot::Sender<()>,
+        done: oneshot::Sender<Result<(), String>>,
     },
     Stop {
         done: oneshot::Sender<()>,
@@ -228,8 +230,13 @@ impl Running {
         hub.config_loaded(SystemTime::now());
         hub.set_flow_table_capacity(plan.limits.flow_table_size);
         let (control, control_rx) = mpsc::channel(4);
-        let worker = worker::spawn(gateway, sources, hub.clone(), control_rx)
+        let (started, started_rx) = oneshot::channel();
+        let worker = worker::spawn(gateway, sources, hub.clone(), control_rx, started)
             .map_err(RuntimeError::Thread)?;
+        started_rx
+            .await
+            .map_err(|_| RuntimeError::WorkerGone)?
+            .map_err(RuntimeError::Worker)?;
 
         let ready = Arc::new(AtomicBool::new(true));
         let listener =
@@ -314,7 +321,10 @@ impl Running {
             })
             .await
             .map_err(|_| RuntimeError::WorkerGone)?;
-        done_rx.await.map_err(|_| RuntimeError::WorkerGone)?;
+        done_rx
+            .await
+            .map_err(|_| RuntimeError::WorkerGone)?
+            .map_err(RuntimeError::Worker)?;
         let keep: Vec<SourceKey> = plan.attachments.iter().map(SourceKey::of).collect();
         self.bound.retain(|k, _| keep.contains(k));
         self.bound.extend(added);

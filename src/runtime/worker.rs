@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Control, NewSources};
 use crate::buffer::{RxBatch, RxMeta, TxBatch, TxTarget};
-use crate::dataplane::{AttachmentPlan, AttachmentPlanKind, DropReason, Gateway};
+use crate::dataplane::{AttachmentPlan, AttachmentPlanKind, DropReason, Gateway, Plan};
 use crate::ids::AttachmentId;
 use crate::metrics::{Counters, MetricsHub};
 
@@ -68,6 +68,7 @@ pub(super) fn spawn(
     sources: NewSources,
     hub: Arc<MetricsHub>,
     control: mpsc::Receiver<Control>,
+    started: oneshot::Sender<Result<(), String>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -84,9 +85,20 @@ pub(super) fn spawn(
                     rx: RxBatch::new(RX_BATCH),
                     tx: TxBatch::new(TX_BATCH),
                 };
-                if let Err(e) = w.adopt(sources) {
-                    tracing::error!("worker: cannot register sources: {e}");
-                    return;
+                let plan = w.gateway.plan().clone();
+                let ready = w
+                    .register(sources)
+                    .map_err(|e| format!("cannot register a socket or device: {e}"))
+                    .and_then(|()| w.sources_for(&plan));
+                match ready {
+                    Ok(list) => {
+                        w.switch_sources(list);
+                        let _ = started.send(Ok(()));
+                    }
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                        return;
+                    }
                 }
                 w.run(control).await;
             })
@@ -94,36 +106,56 @@ pub(super) fn spawn(
 }
 
 impl Worker {
-    /// Registers new sockets and devices and rebuilds the per-attachment source list for the
-    /// gateway's current plan; closes what the plan no longer uses.
-    fn adopt(&mut self, new: NewSources) -> std::io::Result<()> {
+    /// Registers new sockets and devices with this thread's reactor.
+    fn register(&mut self, new: NewSources) -> std::io::Result<()> {
         for (k, s) in new.udp {
-            self.open.insert(
-                k,
-                Source::Udp(Arc::new(tokio::net::UdpSocket::from_std(s)?)),
-            );
+            let s = tokio::net::UdpSocket::from_std(s)?;
+            self.open.insert(k, Source::Udp(Arc::new(s)));
         }
         for (k, d) in new.tun {
-            self.open
-                .insert(k, Source::Tun(Arc::new(tun_rs::AsyncDevice::new(d)?)));
+            let d = tun_rs::AsyncDevice::new(d)?;
+            self.open.insert(k, Source::Tun(Arc::new(d)));
         }
-        let plan = self.gateway.plan().clone();
-        let mut sources = Vec::with_capacity(plan.attachments.len());
-        for a in &plan.attachments {
-            let key = super::SourceKey::of(a);
-            match self.open.get(&key) {
-                Some(s) => sources.push(s.clone()),
-                None => {
-                    return Err(std::io::Error::other(format!(
-                        "no socket or device for attachment {}",
-                        a.name
-                    )));
-                }
-            }
-        }
-        let keep: Vec<SourceKey> = plan.attachments.iter().map(SourceKey::of).collect();
+        Ok(())
+    }
+
+    /// The sources of `plan`'s attachments, by attachment index.
+    fn sources_for(&self, plan: &Plan) -> Result<Vec<Source>, String> {
+        plan.attachments
+            .iter()
+            .map(|a| {
+                self.open
+                    .get(&SourceKey::of(a))
+                    .cloned()
+                    .ok_or_else(|| format!("no socket or device for attachment {}", a.name))
+            })
+            .collect()
+    }
+
+    /// Uses `sources` from now on and closes what the current plan no longer uses.
+    fn switch_sources(&mut self, sources: Vec<Source>) {
+        let keep: Vec<SourceKey> = self
+            .gateway
+            .plan()
+            .attachments
+            .iter()
+            .map(SourceKey::of)
+            .collect();
         self.open.retain(|k, _| keep.contains(k));
         self.sources = sources;
+    }
+
+    /// Registers the new plan's sockets and devices, then switches plans; on any error the
+    /// running plan stays as it was.
+    fn reload(&mut self, plan: Arc<Plan>, new: NewSources) -> Result<(), String> {
+        self.register(new)
+            .map_err(|e| format!("cannot register a new socket or device: {e}"))?;
+        let sources = self.sources_for(&plan)?;
+        let counters = self.gateway.apply_plan(plan, Instant::now());
+        if let Err(e) = self.hub.publish(0, counters) {
+            tracing::error!("worker: cannot publish counters: {e}");
+        }
+        self.switch_sources(sources);
         Ok(())
     }
 
@@ -134,14 +166,7 @@ impl Worker {
                 biased;
                 msg = control.recv() => match msg {
                     Some(Control::Reload { plan, sources, done }) => {
-                        let counters = self.gateway.apply_plan(plan, Instant::now());
-                        if let Err(e) = self.hub.publish(0, counters) {
-                            tracing::error!("worker: cannot publish counters: {e}");
-                        }
-                        if let Err(e) = self.adopt(sources) {
-                            tracing::error!("worker: reload could not register its sources: {e}");
-                        }
-                        let _ = done.send(());
+                        let _ = done.send(self.reload(plan, sources));
                     }
                     Some(Control::Stop { done }) => {
                         self.flush().await;
