@@ -8,13 +8,17 @@
 
 #![cfg(feature = "virtual-time")]
 
+mod util;
+
+use util::{owned, Owned};
+
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use boringtun::noise::{Tunn, TunnResult};
+use boringtun::noise::Tunn;
 use boringtun::x25519::{PublicKey, StaticSecret};
 use ixgw::buffer::{RxBatch, TxBatch, TxTarget, BUF_SIZE};
 use ixgw::config::{
@@ -215,25 +219,6 @@ fn attachment_at(plan: &Plan, addr: SocketAddr) -> Option<AttachmentId> {
             |a| matches!(&a.kind, AttachmentPlanKind::WireGuard { listen, .. } if *listen == addr),
         )
         .map(|i| AttachmentId(i as u16))
-}
-
-/// A boringtun result without the borrow of its buffer.
-enum Owned {
-    Net(Vec<u8>),
-    Inner(Vec<u8>),
-    Done,
-    Err(String),
-}
-
-fn owned(r: TunnResult<'_>) -> Owned {
-    match r {
-        TunnResult::WriteToNetwork(b) => Owned::Net(b.to_vec()),
-        TunnResult::WriteToTunnelV4(b, _) | TunnResult::WriteToTunnelV6(b, _) => {
-            Owned::Inner(b.to_vec())
-        }
-        TunnResult::Done => Owned::Done,
-        TunnResult::Err(e) => Owned::Err(format!("{e:?}")),
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -4,11 +4,15 @@
 
 #![cfg(feature = "virtual-time")]
 
+mod util;
+
+use util::{owned, Owned};
+
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use boringtun::noise::{Tunn, TunnResult};
+use boringtun::noise::Tunn;
 use boringtun::x25519::{PublicKey, StaticSecret};
 use ixgw::buffer::{TxBatch, TxTarget, BUF_SIZE};
 use ixgw::dataplane::DropReason;
@@ -71,25 +75,6 @@ impl Facility {
             keepalives: 0,
             errors: Vec::new(),
         }
-    }
-}
-
-/// A boringtun result without the borrow of its buffer.
-enum Owned {
-    Net(Vec<u8>),
-    Inner(Vec<u8>),
-    Done,
-    Err(String),
-}
-
-fn owned(r: TunnResult<'_>) -> Owned {
-    match r {
-        TunnResult::WriteToNetwork(b) => Owned::Net(b.to_vec()),
-        TunnResult::WriteToTunnelV4(b, _) | TunnResult::WriteToTunnelV6(b, _) => {
-            Owned::Inner(b.to_vec())
-        }
-        TunnResult::Done => Owned::Done,
-        TunnResult::Err(e) => Owned::Err(format!("{e:?}")),
     }
 }
 

@@ -775,26 +775,12 @@ impl Validator {
         tenant: &Tenant,
         routes: &mut Vec<Keyed>,
     ) -> Result<Vec<Ipv4Network>, ConfigError> {
-        if list.is_empty() {
-            return Err(self.err(key, Problem::Empty));
-        }
-        let mut out = Vec::with_capacity(list.len());
-        for (i, s) in list.iter().enumerate() {
-            let ik = format!("{key}[{i}]");
-            let net = self.prefix(&ik, s)?;
-            if !tenant.networks.iter().any(|n| net.is_subnet_of(n.internal)) {
-                return Err(self.err(
-                    &ik,
-                    Problem::NotInternal {
-                        value: net.to_string(),
-                        tenant: tenant.name.clone(),
-                        internal: internal_list(tenant),
-                    },
-                ));
-            }
-            routes.push((net, ik));
-            out.push(net);
-        }
+        let out = self.scoped_prefixes(key, list, &[tenant])?;
+        routes.extend(
+            out.iter()
+                .enumerate()
+                .map(|(i, net)| (*net, format!("{key}[{i}]"))),
+        );
         Ok(out)
     }
 
