@@ -22,11 +22,12 @@ need ip wireguard-go wg wg-quick iperf3 jq ping python3 timeout
 
 METRICS=127.0.0.1:9477
 IF_A=ixa-wg IF_B=ixb-wg IF_C=ixc-wg
+log "namespaces and underlay"
+# netns_add refuses names that exist, so a second run cannot disturb a first one; only after
+# that are the UAPI sockets of our interface names ours to clean.
+for ns in ix fac-a fac-b fac-c claims; do netns_add $ns; done
 extra_cleanup() { rm -f /var/run/wireguard/$IF_A.sock /var/run/wireguard/$IF_B.sock /var/run/wireguard/$IF_C.sock; }
 for s in $IF_A $IF_B $IF_C; do [[ -S /var/run/wireguard/$s.sock ]] && rm -f /var/run/wireguard/$s.sock; done
-
-log "namespaces and underlay"
-for ns in ix fac-a fac-b fac-c claims; do netns_add $ns; done
 veth() { # veth NS_FAC IX_ADDR FAC_ADDR NAME
   ip link add "ix-$4" netns ix type veth peer name "up-$4" netns "$1"
   ip -n ix addr add "$2" dev "ix-$4"; ip -n ix link set "ix-$4" up
@@ -273,6 +274,10 @@ hs=$(metric ix $METRICS ixgw_handshakes_total 'result="ok"')
 check "handshakes counted ($hs)" test "$hs" -ge 3
 up=$(metric ix $METRICS ixgw_peers_up '')
 check "ixgw_peers_up is 3 ($up)" test "$up" -eq 3
+
+log "drops by reason: $(http_get ix 127.0.0.1 9477 /metrics | awk '/^ixgw_drops_total/ && $2 > 0 { printf "%s ", $0 }')"
+ipv6=$(metric ix $METRICS ixgw_drops_total 'reason="ipv6"')
+check "no IPv6 reached the data path (the TUN device's own IPv6 is off): $ipv6" test "$ipv6" -eq 0
 
 log "SIGTERM drains and exits 0"
 kill -TERM $IXGW_PID

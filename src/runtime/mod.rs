@@ -120,15 +120,19 @@ fn open_sources(
                 new.udp.push((key, s));
             }
             AttachmentPlanKind::Plain { tun, kernel_routes } => {
+                let tun_err = |source| RuntimeError::Tun {
+                    attachment: a.name.clone(),
+                    tun: tun.clone(),
+                    source,
+                };
                 let dev = tun_rs::DeviceBuilder::new()
                     .name(tun)
                     .mtu(a.mtu)
+                    .enable(false)
                     .build_sync()
-                    .map_err(|source| RuntimeError::Tun {
-                        attachment: a.name.clone(),
-                        tun: tun.clone(),
-                        source,
-                    })?;
+                    .map_err(tun_err)?;
+                disable_ipv6(tun);
+                dev.enabled(true).map_err(tun_err)?;
                 for prefix in kernel_routes {
                     add_kernel_route(&a.name, tun, &prefix.to_string())?;
                 }
@@ -165,6 +169,15 @@ fn size_buffers(s: &std::net::UdpSocket, attachment: &str) {
         );
     } else {
         tracing::debug!(attachment, rcv, snd, "UDP socket buffers");
+    }
+}
+
+/// Keeps the kernel's own IPv6 (router solicitations, MLD reports) off a TUN device before it
+/// comes up: ixgw does not translate IPv6, and those packets would show up as `ipv6` drops.
+fn disable_ipv6(tun: &str) {
+    let path = format!("/proc/sys/net/ipv6/conf/{tun}/disable_ipv6");
+    if let Err(e) = std::fs::write(&path, "1") {
+        tracing::warn!(tun, "cannot disable IPv6 on the device ({path}: {e}); the kernel's own IPv6 packets on it will count as ipv6 drops");
     }
 }
 
