@@ -214,3 +214,84 @@ fn reachable(config: &Config, tenant: &Tenant, peer: &WireGuardPeer) -> BTreeSet
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Config {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ixgw.yaml");
+        Config::load(&path).expect("the example configuration loads")
+    }
+
+    fn allowed_ips(conf: &str) -> Vec<&str> {
+        let line = conf
+            .lines()
+            .find(|l| l.starts_with("AllowedIPs = "))
+            .expect("AllowedIPs line");
+        line["AllowedIPs = ".len()..].split(", ").collect()
+    }
+
+    #[test]
+    fn opener_gets_what_its_policies_reach() {
+        let conf = wg_quick(&example(), "omura-clinic", Some("KEY")).unwrap();
+        // imaging-exchange: mame-net 10.0.20.0/24 → 100.65.20.0/24; the claims service /32.
+        assert_eq!(allowed_ips(&conf), ["100.65.20.0/24", "100.127.0.10/32"]);
+        assert!(conf.contains("PrivateKey = KEY\n"));
+        assert!(conf.contains("Address = 10.0.1.1/24\n"));
+        assert!(conf.contains("Endpoint = 203.0.113.10:51820\n"));
+        assert!(conf.contains("PresharedKey = "));
+        assert!(conf.contains("PersistentKeepalive = 25\n"));
+        let c = example();
+        let AttachmentKind::WireGuard(wg) = &c.tenants[0].attachments[0].kind else {
+            panic!("wireguard")
+        };
+        let gw = crate::tunnel::wireguard::keys::public_key(&wg.private_key.0);
+        assert!(conf.contains(&format!(
+            "PublicKey = {}\n",
+            crate::tunnel::wireguard::keys::encode(&gw)
+        )));
+    }
+
+    #[test]
+    fn responder_gets_the_openers_prefixes_for_the_replies() {
+        let conf = wg_quick(&example(), "izumo-hospital", None).unwrap();
+        // ajisai-net may open flows to izumo's prefix: its replies come from 100.64.0.0/16.
+        assert_eq!(allowed_ips(&conf), ["100.64.0.0/16", "100.127.0.10/32"]);
+        assert!(conf.contains("PrivateKey = REPLACE_WITH_FACILITY_PRIVATE_KEY"));
+        assert!(!conf.contains("PresharedKey"));
+        assert!(
+            conf.contains("Address = 10.0.20.1/24\n"),
+            "first host of allowed_ips:\n{conf}"
+        );
+    }
+
+    #[test]
+    fn facility_and_prefix_filters_narrow_what_a_peer_gets() {
+        let mut c = example();
+        // imaging-exchange only for omura-clinic's facility: sasebo keeps only the claims
+        // service, and izumo's replies come only from omura-clinic's tenant.
+        c.policies[0].from.facilities =
+            vec![crate::ids::FacilityCode::parse("4212345678").unwrap()];
+        let conf = wg_quick(&c, "sasebo-pharmacy", None).unwrap();
+        assert_eq!(allowed_ips(&conf), ["100.127.0.10/32"]);
+        // Only 10.0.1.0/24 may open: izumo's replies come from 100.64.1.0/24.
+        c.policies[0].from.prefixes = vec!["10.0.1.0/24".parse().unwrap()];
+        let conf = wg_quick(&c, "izumo-hospital", None).unwrap();
+        assert_eq!(allowed_ips(&conf), ["100.64.1.0/24", "100.127.0.10/32"]);
+    }
+
+    #[test]
+    fn unknown_peers_are_errors() {
+        let err = wg_quick(&example(), "nobody", None).unwrap_err();
+        assert!(err.to_string().contains("\"nobody\""), "{err}");
+    }
+
+    #[test]
+    fn endpoint_needs_a_public_address_or_a_specific_listen_address() {
+        let mut c = example();
+        c.ix.public_address = None;
+        let err = wg_quick(&c, "omura-clinic", None).unwrap_err();
+        assert!(err.to_string().contains("ix.public_address"), "{err}");
+    }
+}
