@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod drop;
+pub mod fuzz;
 mod gateway;
 pub mod lpm;
 mod plan;
