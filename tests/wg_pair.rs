@@ -868,3 +868,44 @@ fn handshake_response_lost_to_a_full_batch_is_counted() {
     assert_eq!(p.facs[0].received.len(), 0);
     assert!(p.gw.peer_session_established(PeerId(0)));
 }
+
+#[test]
+fn packets_waiting_for_a_handshake_are_accounted_for() {
+    let mut p = Pair::new(2, |_, c| {
+        c.endpoint = Some("198.51.100.99:51820".parse().unwrap())
+    });
+    // boringtun holds 256 packets per peer while the handshake is pending; beyond that the
+    // gateway refuses them itself, so that none is lost silently.
+    for n in 0..300u16 {
+        let r = p.gw_send(PeerId(0), &ipv4(9, 1, &n.to_be_bytes()));
+        if n < 256 {
+            assert_eq!(r, Ok(()), "packet {n} waits for the handshake");
+        } else {
+            assert_eq!(
+                r,
+                Err(DropReason::NoSession),
+                "packet {n} exceeds the queue"
+            );
+        }
+    }
+    assert_eq!(p.gw.queued(), 256);
+    assert_eq!(
+        p.counters.drop_count(DropReason::NoSession),
+        0,
+        "the caller counts refusals"
+    );
+
+    // Nobody answers: when boringtun gives up it empties the queue, and those are counted.
+    p.advance(Duration::from_secs(100));
+    assert_eq!(p.handshakes(HandshakeResult::Timeout), 1);
+    assert_eq!(p.counters.drop_count(DropReason::NoSession), 256);
+    assert_eq!(p.gw.queued(), 0);
+
+    // A reload that replaces a peer with queued packets reports them lost.
+    for _ in 0..5 {
+        p.gw_send(PeerId(1), &ipv4(9, 2, b"q")).unwrap();
+    }
+    let mut configs = p.configs.clone();
+    configs[1].public_key = keys::public_key(&[0x77; 32]);
+    assert_eq!(p.gw.set_peers(&configs, p.now), 5);
+}

@@ -27,7 +27,8 @@ macro_rules! reasons {
 
 reasons! {
     /// Not a well-formed IPv4 packet (truncated, bad header length, bad total length, a
-    /// transport header that does not fit, an ICMP error whose quoted packet is unusable).
+    /// transport header that does not fit, an ICMP error whose quoted packet is unusable or
+    /// that is larger than the 576 bytes routers send).
     Malformed => "malformed",
     /// An IPv6 packet: ixgw does not translate IPv6 yet.
     Ipv6 => "ipv6",
@@ -52,6 +53,9 @@ reasons! {
     TooBig => "too_big",
     /// The destination WireGuard peer has no known endpoint (never connected, none configured).
     NoEndpoint => "no_endpoint",
+    /// The destination WireGuard peer has no session: the packets waiting for its handshake
+    /// exceeded the queue (256), the handshake timed out, or the peer was removed or re-keyed.
+    NoSession => "no_session",
     /// A WireGuard datagram that could not be parsed.
     WgMalformed => "wg_malformed",
     /// A WireGuard datagram for a receiver index that belongs to no live session.

@@ -102,6 +102,7 @@ impl Gateway {
     pub fn apply_plan(&mut self, plan: Arc<Plan>, now: Instant) -> Arc<Counters> {
         let core = &mut self.core;
         let old_plan = std::mem::replace(&mut core.plan, plan);
+        let mut lost = 0;
         let mut old: Vec<Option<Tunnel>> = std::mem::take(&mut core.tunnels)
             .into_iter()
             .map(Some)
@@ -130,12 +131,17 @@ impl Gateway {
             let tunnel = match reuse.and_then(|j| old[j].take()) {
                 Some(Tunnel::WireGuard(mut wg)) => {
                     wg.set_id(id);
-                    wg.set_peers(&plan.wg_peers(id), now);
+                    lost += wg.set_peers(&plan.wg_peers(id), now);
                     Tunnel::WireGuard(wg)
                 }
                 _ => new_tunnel(plan, id, now),
             };
             core.tunnels.push(tunnel);
+        }
+        for t in old.into_iter().flatten() {
+            if let Tunnel::WireGuard(wg) = t {
+                lost += wg.queued();
+            }
         }
         if plan.limits != old_plan.limits {
             core.flows = FlowTable::new(plan.limits.flow_table_size, Timeouts::from(&plan.limits));
@@ -144,6 +150,7 @@ impl Gateway {
             core.counters
                 .successor(plan.tenant_names(), plan.peer_labels()),
         );
+        core.counters.drops_add(DropReason::NoSession, lost as u64);
         core.counters.set_flows(core.flows.len());
         core.counters.clone()
     }
@@ -280,7 +287,7 @@ impl Core {
             return Err(DropReason::Facility);
         }
         let generation = self.verdict_generation();
-        match flow_tuple(&s, src_x) {
+        let admitted = match flow_tuple(&s, src_x) {
             Some((tuple, policy_port)) => {
                 let query = Query {
                     src_tenant,
@@ -291,14 +298,28 @@ impl Core {
                     protocol: tuple.protocol,
                     dst_port: policy_port,
                 };
-                admit_flow(plan, &mut self.flows, now, generation, tuple, query)?;
+                admit_flow(
+                    plan,
+                    &self.facilities,
+                    &mut self.flows,
+                    now,
+                    generation,
+                    tuple,
+                    query,
+                )?
             }
             None => {
                 let L4::IcmpError { inner } = s.l4 else {
                     return Err(DropReason::Malformed);
                 };
-                // The quoted packet went from the error's destination into the source tenant:
-                // its source is in exchange space, its destination in our internal numbering.
+                if usize::from(s.total_len) > ICMP_ERROR_MAX {
+                    return Err(DropReason::Malformed);
+                }
+                // An error goes back to the source of the packet it quotes [RFC 1812 § 4.3.2.3],
+                // and that packet went into the tunnel the error now comes out of.
+                if inner.src != s.dst || st.routes.lookup(inner.dst) != Some(came_from) {
+                    return Err(DropReason::Policy);
+                }
                 let quoted_dst = st
                     .map
                     .to_exchange(InternalV4(inner.dst))
@@ -310,11 +331,19 @@ impl Core {
                     dst_port: inner.dst_port,
                     protocol: inner.protocol,
                 };
-                if self.flows.lookup(&t, now, generation) == Lookup::Miss {
-                    return Err(DropReason::Policy);
+                match self.flows.lookup(&t, now, generation) {
+                    Lookup::Hit { .. } => None,
+                    Lookup::Stale { flow, .. } => Some(refresh(
+                        plan,
+                        &self.facilities,
+                        &mut self.flows,
+                        flow,
+                        generation,
+                    )?),
+                    Lookup::Miss => return Err(DropReason::Policy),
                 }
             }
-        }
+        };
 
         // route
         let dt = &plan.tenants[dst_tenant.index()];
@@ -336,6 +365,13 @@ impl Core {
         let mss = ingress.mtu.min(egress_mtu).saturating_sub(TCP_IP_HEADERS);
         nat::translate(pkt, &st.map, &dt.map, Some(mss))?;
         let pkt = &pkt[..len];
+
+        // Only a packet that will leave takes (or renews) a flow entry.
+        if let Some(flow) = admitted {
+            self.flows
+                .insert(flow, now)
+                .map_err(|_| DropReason::FlowTableFull)?;
+        }
 
         // encap
         match (route, &mut self.tunnels[egress.index()]) {
@@ -437,59 +473,78 @@ impl IcmpBudget {
     }
 }
 
-/// Looks a flow up, evaluating the policy on a miss or a stale verdict.
+/// Looks a flow up, evaluating the policy on a miss or a stale verdict. Returns the flow to
+/// insert once the packet is sure to leave, or `None` for a live verdict.
 fn admit_flow(
     plan: &Plan,
+    facilities: &FacilityTable,
     flows: &mut FlowTable,
     now: Instant,
     generation: u64,
     tuple: Tuple,
     query: Query,
-) -> Result<(), DropReason> {
+) -> Result<Option<Flow>, DropReason> {
     match flows.lookup(&tuple, now, generation) {
-        Lookup::Hit { .. } => Ok(()),
-        Lookup::Stale { flow, .. } => match reevaluate(plan, &flow) {
-            Some(rule) => {
-                let flow = Flow {
-                    rule,
-                    generation,
-                    ..flow
-                };
-                flows
-                    .insert(flow, now)
-                    .map_err(|_| DropReason::FlowTableFull)
-            }
-            None => {
-                flows.remove(&flow.opener);
-                Err(DropReason::Policy)
-            }
-        },
+        Lookup::Hit { .. } => Ok(None),
+        Lookup::Stale { flow, .. } => refresh(plan, facilities, flows, flow, generation).map(Some),
         Lookup::Miss => {
             let rule = plan.policy.evaluate(&query).ok_or(DropReason::Policy)?;
-            let flow = Flow {
+            Ok(Some(Flow {
                 opener: tuple,
                 facility: query.src_facility,
                 rule,
                 generation,
-            };
-            flows
-                .insert(flow, now)
-                .map_err(|_| DropReason::FlowTableFull)
+            }))
         }
     }
 }
 
-/// Asks the current policy again about a flow admitted under an older plan.
-fn reevaluate(plan: &Plan, flow: &Flow) -> Option<crate::ids::RuleId> {
+/// A flow admitted under an older plan or facility state, asked again: the renewed flow, or
+/// `Policy` (and the flow is forgotten).
+fn refresh(
+    plan: &Plan,
+    facilities: &FacilityTable,
+    flows: &mut FlowTable,
+    flow: Flow,
+    generation: u64,
+) -> Result<Flow, DropReason> {
+    match reevaluate(plan, facilities, &flow) {
+        Some((rule, facility)) => Ok(Flow {
+            rule,
+            facility,
+            generation,
+            ..flow
+        }),
+        None => {
+            flows.remove(&flow.opener);
+            Err(DropReason::Policy)
+        }
+    }
+}
+
+/// Asks the current plan again about a flow: who opens it now (the opener's address may
+/// belong to another peer, hence another facility, than when it was admitted), may that
+/// facility send, and which rule allows it.
+fn reevaluate(
+    plan: &Plan,
+    facilities: &FacilityTable,
+    flow: &Flow,
+) -> Option<(crate::ids::RuleId, Option<FacilityCode>)> {
     let o = &flow.opener;
     let (src_tenant, src): (TenantId, InternalV4) = plan.resolve_exchange(o.src)?;
     let (dst_tenant, dst) = plan.resolve_exchange(o.dst)?;
+    let facility = match plan.tenants[src_tenant.index()].routes.lookup(src.0)? {
+        Route::Peer(p) => Some(plan.peers[p.index()].facility),
+        Route::Plain(_) => None,
+    };
+    if !facilities.state(facility).0.allows_traffic() {
+        return None;
+    }
     let dst_port = match o.protocol {
         PROTO_TCP | PROTO_UDP => o.dst_port,
         _ => 0,
     };
-    let facility: Option<FacilityCode> = flow.facility;
-    plan.policy.evaluate(&Query {
+    let rule = plan.policy.evaluate(&Query {
         src_tenant,
         src_facility: facility,
         src,
@@ -497,7 +552,8 @@ fn reevaluate(plan: &Plan, flow: &Flow) -> Option<crate::ids::RuleId> {
         dst,
         protocol: o.protocol,
         dst_port,
-    })
+    })?;
+    Some((rule, facility))
 }
 
 #[cfg(test)]
@@ -513,5 +569,67 @@ mod budget_tests {
         }
         assert!(!b.take(t0 + Duration::from_millis(999)));
         assert!(b.take(t0 + Duration::from_secs(1)));
+    }
+}
+
+#[cfg(test)]
+mod reevaluate_tests {
+    use super::*;
+    use crate::config::{AttachmentKind, Destination, Policy, PortRule, Protocol, Source};
+
+    /// The fuzz configuration plus a policy only facility 4212345678 (the WireGuard peer of
+    /// tenant `w`, 10.9.0.0/24) may use towards tenant `a`.
+    fn config(peer_facility: &str) -> crate::config::Config {
+        let mut c = super::super::fuzz::fuzz_config();
+        let code = FacilityCode::parse("4212345678").unwrap();
+        c.policies.push(Policy {
+            name: "w-facility".into(),
+            from: Source {
+                tenants: vec!["w".into()],
+                facilities: vec![code],
+                prefixes: vec![],
+            },
+            to: Destination::Tenants {
+                tenants: vec!["a".into()],
+                prefixes: vec![],
+            },
+            allow: vec![PortRule {
+                protocol: Protocol::Tcp,
+                ports: Some((104, 104)),
+            }],
+        });
+        let AttachmentKind::WireGuard(wg) = &mut c.tenants[3].attachments[0].kind else {
+            panic!()
+        };
+        wg.peers[0].facility = FacilityCode::parse(peer_facility).unwrap();
+        c
+    }
+
+    #[test]
+    fn a_stale_flow_is_judged_by_the_openers_current_facility() {
+        let opener = Tuple {
+            src: "100.66.0.5".parse().unwrap(),
+            src_port: 40000,
+            dst: "100.64.0.2".parse().unwrap(),
+            dst_port: 104,
+            protocol: PROTO_TCP,
+        };
+        let before = Plan::compile(&config("4212345678"), 1);
+        let facilities = FacilityTable::default();
+        let flow = Flow {
+            opener,
+            facility: Some(FacilityCode::parse("4212345678").unwrap()),
+            rule: crate::ids::RuleId(4),
+            generation: 1,
+        };
+        assert!(reevaluate(&before, &facilities, &flow).is_some());
+
+        // The same peer (same addresses) now belongs to another facility.
+        let after = Plan::compile(&config("4219999999"), 2);
+        assert_eq!(
+            reevaluate(&after, &facilities, &flow),
+            None,
+            "the old facility's verdict must not survive"
+        );
     }
 }

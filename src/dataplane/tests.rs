@@ -636,3 +636,86 @@ proptest! {
         super::fuzz::pipeline(&data);
     }
 }
+
+#[test]
+fn icmp_errors_only_go_back_to_the_quoted_source_through_its_tunnel() {
+    let mut h = Harness::new();
+    let delivered = h.tcp(AJISAI, "10.0.0.2", "100.65.0.3", 40000, 104, SYN)[0]
+        .1
+        .clone();
+
+    // Addressed to another ajisai host than the flow's opener: refused.
+    let n = build::icmp_error(
+        &mut h.buf,
+        ip("10.0.0.3"),
+        ip("100.64.0.99"),
+        3,
+        1,
+        &delivered,
+    )
+    .unwrap();
+    assert!(h.send(MAME, n).is_empty());
+    assert_eq!(h.drops(DropReason::Policy), 1);
+
+    // Quoting a flow that did not go through the tunnel the error comes from: refused.
+    let n = build::icmp_error(
+        &mut h.buf,
+        ip("192.168.50.1"),
+        ip("100.64.0.2"),
+        3,
+        1,
+        &delivered,
+    )
+    .unwrap();
+    assert!(h.send(CLAIMS, n).is_empty());
+    assert_eq!(h.drops(DropReason::Policy), 2);
+
+    // Larger than any ICMP error a router sends [RFC 1812 § 4.3.2.3]: malformed.
+    let mut big = delivered.clone();
+    big.resize(700, 0);
+    let n = build::icmp_error(&mut h.buf, ip("10.0.0.3"), ip("100.64.0.2"), 3, 1, &big).unwrap();
+    assert!(h.send(MAME, n).is_empty());
+    assert_eq!(h.drops(DropReason::Malformed), 1);
+
+    // The real thing passes.
+    let n = build::icmp_error(
+        &mut h.buf,
+        ip("10.0.0.3"),
+        ip("100.64.0.2"),
+        3,
+        1,
+        &delivered,
+    )
+    .unwrap();
+    assert_eq!(h.send(MAME, n).len(), 1);
+}
+
+#[test]
+fn unroutable_packets_take_no_flow_entry() {
+    let mut h = Harness::new();
+    let n = build::tcp(
+        &mut h.buf,
+        ip("10.0.0.2"),
+        ip("100.65.0.3"),
+        1,
+        104,
+        1,
+        0,
+        SYN,
+        None,
+        b"",
+    )
+    .unwrap();
+    h.buf[8] = 1;
+    h.buf[10] = 0;
+    h.buf[11] = 0;
+    let c = wire::checksum::checksum(&h.buf[..20]);
+    h.buf[10..12].copy_from_slice(&c.to_be_bytes());
+    assert!(h.send(AJISAI, n).is_empty());
+    assert_eq!(h.drops(DropReason::Ttl), 1);
+    assert_eq!(
+        h.gw.flow_count(),
+        0,
+        "a packet that never left holds no flow"
+    );
+}

@@ -174,6 +174,13 @@ impl Counters {
         self.drops[reason as usize].add(1);
     }
 
+    /// Counts `n` drops of one reason at once.
+    pub fn drops_add(&self, reason: DropReason, n: u64) {
+        if n > 0 {
+            self.drops[reason as usize].add(n);
+        }
+    }
+
     #[inline]
     pub fn handshake(&self, result: HandshakeResult) {
         self.handshakes[result as usize].add(1);

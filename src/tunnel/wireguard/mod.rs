@@ -52,6 +52,11 @@ const MAX_PEERS: usize = 1 << 24;
 /// A data message's header and AEAD tag [WireGuard paper § 5.4.6].
 const DATA_OVERHEAD: usize = 32;
 const COOKIE_REPLY_LEN: usize = 64;
+/// The first byte of a transport data message (type 4, little-endian) [WireGuard § 5.4.6].
+const MESSAGE_DATA: u8 = 4;
+/// boringtun's bound on packets queued per peer while a handshake is pending
+/// (`MAX_QUEUE_DEPTH` in `noise/mod.rs`).
+const BORINGTUN_QUEUE: usize = 256;
 
 /// A queue flush sends at most this many packets (boringtun queues at most 256 per peer).
 const MAX_FLUSH: usize = 256;
@@ -81,6 +86,9 @@ struct Peer {
     active: bool,
     /// A flush stopped at a full [`TxBatch`]: packets still wait in boringtun's queue.
     backlog: bool,
+    /// How many packets wait in boringtun's queue for a session. boringtun drops silently
+    /// past its bound and when a handshake expires; this mirror lets us count both.
+    queued: usize,
 }
 
 /// The attachment's own key pair (boxed: it is cold, and keeps [`crate::tunnel::Tunnel`] small).
@@ -194,9 +202,11 @@ impl WgAttachment {
     /// configured endpoint follow the plan; a learned endpoint is kept unless the configured
     /// one changed). Other peers start afresh in the lowest free slots; removed peers are
     /// dropped. A repeated public key after its first occurrence is ignored (configuration
-    /// validation rejects it), as are peers beyond 2^24.
-    pub fn set_peers(&mut self, peers: &[WgPeerConfig], now: Instant) {
+    /// validation rejects it), as are peers beyond 2^24. Returns how many packets waiting for a
+    /// handshake were lost with the removed or replaced peers, for the caller to count.
+    pub fn set_peers(&mut self, peers: &[WgPeerConfig], now: Instant) -> usize {
         clock::sync(now);
+        let mut discarded = 0;
         let mut wanted: HashMap<[u8; 32], usize> = HashMap::with_capacity(peers.len());
         for (i, p) in peers.iter().enumerate() {
             if wanted.insert(p.public_key, i).is_some() {
@@ -229,7 +239,10 @@ impl WgAttachment {
                         }
                     }
                 }
-                None => *slot = None,
+                None => {
+                    discarded += peer.queued;
+                    *slot = None;
+                }
             }
         }
         while matches!(self.slots.last(), Some(None)) {
@@ -276,6 +289,7 @@ impl WgAttachment {
                 tunn: Box::new(tunn),
                 active: false,
                 backlog: false,
+                queued: 0,
             });
         }
         self.by_key.clear();
@@ -292,6 +306,7 @@ impl WgAttachment {
         } else {
             Some(self.next_tick.map_or(now, |t| t.min(now + TIMER_TICK)))
         };
+        discarded
     }
 
     /// Handles one datagram received from `from`. An inner packet is decrypted into `inner`
@@ -340,7 +355,7 @@ impl WgAttachment {
                 false,
             ),
         };
-        let len = match out {
+        let (len, fits) = match out {
             (Out::Err(e), _) => {
                 if kind != Kind::CookieReply {
                     counters.handshake(HandshakeResult::Invalid);
@@ -353,15 +368,17 @@ impl WgAttachment {
                 } else {
                     counters.drop(DropReason::TxQueueFull);
                 }
-                len
+                (len, fits)
             }
-            (Out::Done, _) | (Out::Tunnel(_), _) => 0,
+            (Out::Done, _) | (Out::Tunnel(_), _) => (0, true),
         };
         match kind {
             Kind::Initiation | Kind::Response if len == COOKIE_REPLY_LEN => {
                 counters.handshake(HandshakeResult::CookieSent);
                 Err(DropReason::WgUnderLoad)
             }
+            // The response never left: the initiator will retry; not a completed handshake.
+            Kind::Initiation if !fits => Ok(None),
             Kind::Initiation | Kind::Response if len > 0 => {
                 counters.handshake(HandshakeResult::Ok);
                 counters.peer_handshake(peer.id.index(), now);
@@ -460,16 +477,26 @@ impl WgAttachment {
         }
         clock::sync(now);
         let buf = tx.next_buf().ok_or(DropReason::TxQueueFull)?;
-        match Out::from(p.tunn.encapsulate(packet, buf)) {
+        let queued = match Out::from(p.tunn.encapsulate(packet, buf)) {
             Out::Network(len) => {
+                let data = buf[0] == MESSAGE_DATA;
                 tx.commit(self.id, TxTarget::Udp(endpoint), len);
                 p.active = true;
-                Ok(())
+                !data
             }
-            Out::Done => Ok(()),
-            Out::Err(e) => Err(drop_reason(&e)),
-            Out::Tunnel(_) => Err(DropReason::WgProtocol),
+            Out::Done => true,
+            Out::Err(e) => return Err(drop_reason(&e)),
+            Out::Tunnel(_) => return Err(DropReason::WgProtocol),
+        };
+        if queued {
+            // No session: boringtun queued the packet (and started a handshake) unless its
+            // queue was full, in which case it dropped it.
+            if p.queued >= BORINGTUN_QUEUE {
+                return Err(DropReason::NoSession);
+            }
+            p.queued += 1;
         }
+        Ok(())
     }
 
     /// Runs the peers' timers: handshake retransmission and rekeying, keepalives, session
@@ -504,6 +531,11 @@ impl WgAttachment {
                     if std::mem::take(&mut peer.active) {
                         counters.handshake(HandshakeResult::Timeout);
                     }
+                    // boringtun empties its queue when the connection expires.
+                    counters.drops_add(
+                        DropReason::NoSession,
+                        std::mem::take(&mut peer.queued) as u64,
+                    );
                 }
                 Out::Err(e) => {
                     tracing::debug!(attachment = att.0, peer = peer.id.0, error = ?e, "WireGuard timer")
@@ -535,6 +567,11 @@ impl WgAttachment {
             .is_some_and(|p| p.tunn.time_since_last_handshake().is_some())
     }
 
+    /// Packets waiting in the peers' queues for a handshake (lost if the attachment goes).
+    pub fn queued(&self) -> usize {
+        self.slots.iter().flatten().map(|p| p.queued).sum()
+    }
+
     /// The peers of this attachment, in slot order.
     pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
         self.slots.iter().flatten().map(|p| p.id)
@@ -559,7 +596,12 @@ fn flush(peer: &mut Peer, att: AttachmentId, tx: &mut TxBatch) {
             return;
         };
         match Out::from(peer.tunn.decapsulate(None, &[], buf)) {
-            Out::Network(len) => tx.commit(att, TxTarget::Udp(endpoint), len),
+            Out::Network(len) => {
+                if buf[0] == MESSAGE_DATA {
+                    peer.queued = peer.queued.saturating_sub(1);
+                }
+                tx.commit(att, TxTarget::Udp(endpoint), len)
+            }
             _ => break,
         }
     }
