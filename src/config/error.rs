@@ -142,6 +142,21 @@ pub enum Problem {
         other_key: String,
         other_line: usize,
     },
+    /// Two plain attachments route overlapping prefixes into their devices.
+    #[error(
+        "{value}{} overlaps {other_key} = {other}{} (line {other_line}); {}",
+        defaulted(*.value_default),
+        defaulted(*.other_default),
+        kernel_route_hint(*.value_default || *.other_default)
+    )]
+    KernelRouteOverlap {
+        value: Ipv4Network,
+        value_default: bool,
+        other: Ipv4Network,
+        other_default: bool,
+        other_key: String,
+        other_line: usize,
+    },
     #[error("duplicate {what} name `{name}` (first defined at {first_key}, line {first_line})")]
     DuplicateName {
         what: &'static str,
@@ -220,6 +235,22 @@ fn other_value(value: &Ipv4Network, other: &Ipv4Network) -> String {
         String::new()
     } else {
         format!(" = {other}")
+    }
+}
+
+fn defaulted(default: bool) -> &'static str {
+    if default {
+        " (the default, ix.exchange_space)"
+    } else {
+        ""
+    }
+}
+
+fn kernel_route_hint(any_default: bool) -> &'static str {
+    if any_default {
+        "set `kernel_routes` on these plain attachments to the prefixes each device should receive (`[]` leaves kernel routing to the operator)"
+    } else {
+        "the kernel routes a prefix into one device only"
     }
 }
 

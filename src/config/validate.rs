@@ -132,6 +132,10 @@ struct Names(HashMap<String, String>);
 /// A prefix with the key path it was read from.
 type Keyed = (Ipv4Network, String);
 
+/// A plain attachment's kernel route: prefix, key path, the attachment's (tenant, attachment)
+/// indices, and whether it is the default (`kernel_routes` left out).
+type KernelRoute = (Ipv4Network, String, (usize, usize), bool);
+
 impl Validator {
     fn err(&self, key: &str, problem: Problem) -> ConfigError {
         ConfigError::Invalid {
@@ -278,6 +282,7 @@ impl Validator {
         let mut peer_names = Names::default();
         let mut listens: Vec<(SocketAddr, String)> = Vec::new();
         let mut tuns: HashMap<String, String> = HashMap::new();
+        let mut kernel_routes: Vec<KernelRoute> = Vec::new();
         for (ti, t) in raw.iter().enumerate() {
             let tk = format!("tenants[{ti}]");
             let mut routes: Vec<Keyed> = Vec::new();
@@ -299,14 +304,17 @@ impl Validator {
                         &mut listens,
                         &mut routes,
                     )?),
-                    "plain" => AttachmentKind::Plain(self.plain(
-                        &ak,
-                        a,
-                        &tenants[ti],
-                        ix,
-                        &mut tuns,
-                        &mut routes,
-                    )?),
+                    "plain" => {
+                        let plain = self.plain(&ak, a, &tenants[ti], ix, &mut tuns, &mut routes)?;
+                        let owner = (ti, ai);
+                        kernel_routes.extend(plain.kernel_routes.iter().enumerate().map(
+                            |(i, net)| match a.kernel_routes {
+                                Some(_) => (*net, format!("{ak}.kernel_routes[{i}]"), owner, false),
+                                None => (*net, format!("{ak}.kernel_routes"), owner, true),
+                            },
+                        ));
+                        AttachmentKind::Plain(plain)
+                    }
                     other => {
                         return Err(self.err(
                             &format!("{ak}.type"),
@@ -322,7 +330,33 @@ impl Validator {
             self.no_overlap(&routes)?;
             tenants[ti].attachments = attachments;
         }
+        self.no_kernel_route_overlap(&kernel_routes)?;
         Ok(tenants)
+    }
+
+    /// The kernel routes a prefix into one device, so plain attachments must not claim
+    /// overlapping `kernel_routes` (overlaps within one attachment are harmless). Reported at
+    /// the later of the two in file order.
+    fn no_kernel_route_overlap(&self, items: &[KernelRoute]) -> Result<(), ConfigError> {
+        for (j, (value, key, owner, value_default)) in items.iter().enumerate() {
+            let earlier = items[..j]
+                .iter()
+                .find(|(other, _, o, _)| o != owner && other.overlaps(*value));
+            if let Some((other, other_key, _, other_default)) = earlier {
+                return Err(self.err(
+                    key,
+                    Problem::KernelRouteOverlap {
+                        value: *value,
+                        value_default: *value_default,
+                        other: *other,
+                        other_default: *other_default,
+                        other_key: other_key.clone(),
+                        other_line: self.lines.line(other_key),
+                    },
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn wireguard(

@@ -61,11 +61,14 @@ const SECOND_WG: &str = r#"      - name: alpha-wg2
             allowed_ips: [10.0.3.0/24]
 "#;
 
-/// A second plain attachment for tenant beta, appended after lan-b.
-const SECOND_PLAIN: &str = r#"      - name: lan-b2
+/// A second plain attachment for tenant beta, appended after lan-b; both route their own
+/// part of the exchange space into their devices.
+const SECOND_PLAIN: &str = r#"        kernel_routes: [100.64.0.0/16]
+      - name: lan-b2
         type: plain
         tun: ixgw-beta2
         routes: [10.0.9.0/24]
+        kernel_routes: [100.66.0.0/16]
 "#;
 
 fn config_path() -> PathBuf {
@@ -893,6 +896,69 @@ fn rejects_two_plain_attachments_on_one_tun() {
         "a-very-long",
         &["a-very-long-tun-name"],
     );
+}
+
+#[test]
+fn rejects_overlapping_kernel_routes_of_plain_attachments() {
+    let two = edit(
+        &with_second_plain(BASE),
+        "routes: [10.0.0.0/16]",
+        "routes: [10.0.0.0/24]",
+    );
+    load(&two).expect("disjoint kernel_routes validate");
+    let nested = edit(
+        &two,
+        "kernel_routes: [100.64.0.0/16]",
+        "kernel_routes: [100.64.0.0/16, 100.64.1.0/24]",
+    );
+    load(&nested).expect("overlapping kernel_routes of one attachment validate");
+
+    let text = edit(
+        &two,
+        "kernel_routes: [100.66.0.0/16]",
+        "kernel_routes: [100.66.0.0/16, 100.64.7.0/24]",
+    );
+    rejects(
+        &text,
+        "tenants[1].attachments[1].kernel_routes[1]",
+        "100.64.7.0/24",
+        &[&format!(
+            "100.64.7.0/24 overlaps tenants[1].attachments[0].kernel_routes[0] = 100.64.0.0/16 (line {}); the kernel routes a prefix into one device only",
+            line_of(&text, "[100.64.0.0/16]")
+        )],
+    );
+
+    // Both left at the default: both route ix.exchange_space.
+    let text = edit(&two, "        kernel_routes: [100.64.0.0/16]\n", "");
+    let text = edit(&text, "        kernel_routes: [100.66.0.0/16]\n", "");
+    rejects(
+        &text,
+        "tenants[1].attachments[1].kernel_routes",
+        "name: lan-b2",
+        &[
+            &format!(
+                "100.64.0.0/10 (the default, ix.exchange_space) overlaps tenants[1].attachments[0].kernel_routes = 100.64.0.0/10 (the default, ix.exchange_space) (line {})",
+                line_eq(&text, "      - name: lan-b")
+            ),
+            "set `kernel_routes` on these plain attachments",
+        ],
+    );
+
+    // One at the default, the other inside it.
+    let text = edit(&two, "        kernel_routes: [100.64.0.0/16]\n", "");
+    rejects(
+        &text,
+        "tenants[1].attachments[1].kernel_routes[0]",
+        "[100.66.0.0/16]",
+        &[
+            "100.66.0.0/16 overlaps tenants[1].attachments[0].kernel_routes = 100.64.0.0/10 (the default, ix.exchange_space)",
+            "set `kernel_routes` on these plain attachments",
+        ],
+    );
+    // `[]` routes nothing, so the other may keep the default.
+    let text = edit(&two, "kernel_routes: [100.66.0.0/16]", "kernel_routes: []");
+    let text = edit(&text, "        kernel_routes: [100.64.0.0/16]\n", "");
+    load(&text).expect("an empty kernel_routes overlaps nothing");
 }
 
 #[test]

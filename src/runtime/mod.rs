@@ -6,7 +6,12 @@
 //! Reload: the new file is parsed, validated and compiled and its new sockets and devices are
 //! created *before* the worker sees anything; any failure leaves the running plan untouched.
 //! The worker switches plans between two batches, keeping the tunnels of unchanged peers.
+//! Kernel routes and MTUs of TUN devices change only *after* the worker switched, so that a
+//! failed reload cannot take a route away from a running device; a failure there is logged,
+//! the new plan keeps running.
 
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use std::collections::HashMap;
@@ -16,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use ipnetwork::Ipv4Network;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, ConfigError};
@@ -54,6 +60,20 @@ pub enum RuntimeError {
         attachment: String,
         tun: String,
         prefix: String,
+        message: String,
+    },
+    #[error("attachment {attachment}: cannot remove the route of {prefix} from {tun}: {message}")]
+    Unroute {
+        attachment: String,
+        tun: String,
+        prefix: String,
+        message: String,
+    },
+    #[error("attachment {attachment}: cannot set the MTU of {tun} to {mtu}: {message}")]
+    Mtu {
+        attachment: String,
+        tun: String,
+        mtu: u16,
         message: String,
     },
     #[error("the data-path worker has stopped")]
@@ -119,7 +139,7 @@ fn open_sources(
                 size_buffers(&s, &a.name);
                 new.udp.push((key, s));
             }
-            AttachmentPlanKind::Plain { tun, kernel_routes } => {
+            AttachmentPlanKind::Plain { tun, .. } => {
                 let tun_err = |source| RuntimeError::Tun {
                     attachment: a.name.clone(),
                     tun: tun.clone(),
@@ -133,9 +153,6 @@ fn open_sources(
                     .map_err(tun_err)?;
                 disable_ipv6(tun);
                 dev.enabled(true).map_err(tun_err)?;
-                for prefix in kernel_routes {
-                    add_kernel_route(&a.name, tun, &prefix.to_string())?;
-                }
                 new.tun.push((key, dev));
             }
         }
@@ -181,22 +198,176 @@ fn disable_ipv6(tun: &str) {
     }
 }
 
-/// Routes `prefix` into the TUN device so that the kernel hands replies back to us.
-fn add_kernel_route(attachment: &str, tun: &str, prefix: &str) -> Result<(), RuntimeError> {
-    let err = |message: String| RuntimeError::Route {
-        attachment: attachment.into(),
-        tun: tun.into(),
-        prefix: prefix.into(),
-        message,
+/// A change the kernel needs for the TUN devices of plain attachments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KernelOp {
+    /// `ip route del PREFIX dev TUN`
+    DelRoute {
+        attachment: String,
+        tun: String,
+        prefix: Ipv4Network,
+    },
+    /// `ip link set dev TUN mtu N`
+    SetMtu {
+        attachment: String,
+        tun: String,
+        mtu: u16,
+    },
+    /// `ip route replace PREFIX dev TUN`, so that the kernel hands replies back to us.
+    AddRoute {
+        attachment: String,
+        tun: String,
+        prefix: Ipv4Network,
+    },
+}
+
+/// What the kernel must change once `new` runs after `old` (`None` at start): the
+/// `kernel_routes` of new devices, and the differences in routes and MTU of devices kept by
+/// name. Devices `new` no longer uses are closed by the worker, and their routes go with them.
+/// Deletions come first, so that a prefix moving between devices is not deleted after its
+/// new route replaced the old one.
+fn kernel_changes(old: Option<&Plan>, new: &Plan) -> Vec<KernelOp> {
+    let plain = |p: &Plan| -> HashMap<String, (u16, Vec<Ipv4Network>)> {
+        p.attachments
+            .iter()
+            .filter_map(|a| match &a.kind {
+                AttachmentPlanKind::Plain { tun, kernel_routes } => {
+                    Some((tun.clone(), (a.mtu, kernel_routes.clone())))
+                }
+                AttachmentPlanKind::WireGuard { .. } => None,
+            })
+            .collect()
     };
-    let out = std::process::Command::new("ip")
-        .args(["route", "replace", prefix, "dev", tun])
-        .output()
-        .map_err(|e| err(format!("cannot run ip(8): {e}")))?;
-    if !out.status.success() {
-        return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+    let before = old.map(plain).unwrap_or_default();
+    let (mut dels, mut mtus, mut adds) = (Vec::new(), Vec::new(), Vec::new());
+    for a in &new.attachments {
+        let AttachmentPlanKind::Plain { tun, kernel_routes } = &a.kind else {
+            continue;
+        };
+        let (old_mtu, old_routes) = match before.get(tun) {
+            Some((mtu, routes)) => (Some(*mtu), routes.as_slice()),
+            None => (None, &[][..]),
+        };
+        for prefix in old_routes.iter().filter(|p| !kernel_routes.contains(p)) {
+            dels.push(KernelOp::DelRoute {
+                attachment: a.name.clone(),
+                tun: tun.clone(),
+                prefix: *prefix,
+            });
+        }
+        if old_mtu.is_some_and(|m| m != a.mtu) {
+            mtus.push(KernelOp::SetMtu {
+                attachment: a.name.clone(),
+                tun: tun.clone(),
+                mtu: a.mtu,
+            });
+        }
+        for prefix in kernel_routes.iter().filter(|p| !old_routes.contains(p)) {
+            adds.push(KernelOp::AddRoute {
+                attachment: a.name.clone(),
+                tun: tun.clone(),
+                prefix: *prefix,
+            });
+        }
+    }
+    dels.extend(mtus);
+    dels.extend(adds);
+    dels
+}
+
+/// Applies `ops` in order with ip(8), without blocking the async runtime's thread; stops at
+/// the first failure.
+async fn apply_kernel_changes(ops: &[KernelOp]) -> Result<(), RuntimeError> {
+    for op in ops {
+        apply_kernel_change(op).await?;
     }
     Ok(())
+}
+
+/// Applies `ops`, logging each failure and going on with the rest. Returns how many failed.
+async fn apply_kernel_changes_logged(ops: &[KernelOp]) -> usize {
+    let mut failed = 0;
+    for op in ops {
+        if let Err(e) = apply_kernel_change(op).await {
+            tracing::error!("the new configuration runs, but the kernel was not updated: {e}");
+            failed += 1;
+        }
+    }
+    failed
+}
+
+async fn apply_kernel_change(op: &KernelOp) -> Result<(), RuntimeError> {
+    let args = op.ip_args();
+    run_ip(&args).await.map_err(|message| op.error(message))?;
+    tracing::debug!("ip {}", args.join(" "));
+    Ok(())
+}
+
+impl KernelOp {
+    fn ip_args(&self) -> Vec<String> {
+        let args: &[&str] = match self {
+            KernelOp::DelRoute { tun, prefix, .. } => {
+                &["route", "del", &prefix.to_string(), "dev", tun]
+            }
+            KernelOp::SetMtu { tun, mtu, .. } => {
+                &["link", "set", "dev", tun, "mtu", &mtu.to_string()]
+            }
+            KernelOp::AddRoute { tun, prefix, .. } => {
+                &["route", "replace", &prefix.to_string(), "dev", tun]
+            }
+        };
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    fn error(&self, message: String) -> RuntimeError {
+        match self.clone() {
+            KernelOp::DelRoute {
+                attachment,
+                tun,
+                prefix,
+            } => RuntimeError::Unroute {
+                attachment,
+                tun,
+                prefix: prefix.to_string(),
+                message,
+            },
+            KernelOp::SetMtu {
+                attachment,
+                tun,
+                mtu,
+            } => RuntimeError::Mtu {
+                attachment,
+                tun,
+                mtu,
+                message,
+            },
+            KernelOp::AddRoute {
+                attachment,
+                tun,
+                prefix,
+            } => RuntimeError::Route {
+                attachment,
+                tun,
+                prefix: prefix.to_string(),
+                message,
+            },
+        }
+    }
+}
+
+/// Runs `ip ARGS`; the error is ip's own message.
+async fn run_ip(args: &[String]) -> Result<(), String> {
+    let out = tokio::process::Command::new("ip")
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run ip(8): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
 }
 
 impl Running {
@@ -246,10 +417,18 @@ impl Running {
         let (started, started_rx) = oneshot::channel();
         let worker = worker::spawn(gateway, sources, hub.clone(), control_rx, started)
             .map_err(RuntimeError::Thread)?;
-        started_rx
-            .await
-            .map_err(|_| RuntimeError::WorkerGone)?
-            .map_err(RuntimeError::Worker)?;
+        let accepted = match started_rx.await {
+            Ok(r) => r.map_err(RuntimeError::Worker),
+            Err(_) => Err(RuntimeError::WorkerGone),
+        };
+        let routed = match accepted {
+            Ok(()) => apply_kernel_changes(&kernel_changes(None, &plan)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = routed {
+            stop_worker(&control, worker).await;
+            return Err(e);
+        }
 
         let ready = Arc::new(AtomicBool::new(true));
         let listener =
@@ -341,24 +520,22 @@ impl Running {
         let keep: Vec<SourceKey> = plan.attachments.iter().map(SourceKey::of).collect();
         self.bound.retain(|k, _| keep.contains(k));
         self.bound.extend(added);
+        let old = std::mem::replace(&mut self.plan, plan);
+        let failed = apply_kernel_changes_logged(&kernel_changes(Some(&old), &self.plan)).await;
         tracing::info!(
-            generation = plan.generation,
-            peers = plan.peers.len(),
+            generation = self.plan.generation,
+            peers = self.plan.peers.len(),
+            kernel_changes_failed = failed,
             "configuration reloaded"
         );
-        self.plan = plan;
         Ok(())
     }
 
     /// Drains the worker (pending packets are sent) and stops everything.
     pub async fn stop(mut self) -> Result<(), RuntimeError> {
         self.ready.store(false, Ordering::Relaxed);
-        let (done, done_rx) = oneshot::channel();
-        if self.control.send(Control::Stop { done }).await.is_ok() {
-            let _ = done_rx.await;
-        }
         if let Some(w) = self.worker.take() {
-            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+            stop_worker(&self.control, w).await;
         }
         if let Some(s) = self.admin_stop.take() {
             let _ = s.send(());
@@ -366,6 +543,15 @@ impl Running {
         let _ = (&mut self.admin).await;
         Ok(())
     }
+}
+
+/// Drains the worker (pending packets are sent) and waits for its thread to end.
+async fn stop_worker(control: &mpsc::Sender<Control>, worker: std::thread::JoinHandle<()>) {
+    let (done, done_rx) = oneshot::channel();
+    if control.send(Control::Stop { done }).await.is_ok() {
+        let _ = done_rx.await;
+    }
+    let _ = tokio::task::spawn_blocking(move || worker.join()).await;
 }
 
 /// `ixgw run`: start, then serve signals until SIGTERM/SIGINT. SIGHUP reloads `path`.

@@ -1,7 +1,7 @@
 //! The data-path worker: one thread, one current-thread tokio runtime, one [`Gateway`].
 //! It waits for any source to become readable, drains up to a batch, hands the batch to the
-//! gateway and flushes what the gateway queued; timers and control messages interleave
-//! between batches.
+//! gateway and flushes what the gateway queued, for at most [`IO_LOOP_BOUND`] batches in a
+//! row; then control messages get a turn and due timers run, busy sources or not.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
@@ -86,79 +86,75 @@ pub(super) fn spawn(
                     tx: TxBatch::new(TX_BATCH),
                 };
                 let plan = w.gateway.plan().clone();
-                let ready = w
-                    .register(sources)
+                let ready = Worker::register(sources)
                     .map_err(|e| format!("cannot register a socket or device: {e}"))
-                    .and_then(|()| w.sources_for(&plan));
-                match ready {
-                    Ok(list) => {
-                        w.switch_sources(list);
-                        let _ = started.send(Ok(()));
-                    }
-                    Err(e) => {
-                        let _ = started.send(Err(e));
-                        return;
-                    }
+                    .and_then(|new| w.adopt(&plan, new));
+                if let Err(e) = ready {
+                    let _ = started.send(Err(e));
+                    return;
                 }
+                let _ = started.send(Ok(()));
                 w.run(control).await;
             })
         })
 }
 
 impl Worker {
-    /// Registers new sockets and devices with this thread's reactor.
-    fn register(&mut self, new: NewSources) -> std::io::Result<()> {
+    /// Registers new sockets and devices with this thread's reactor, all or none: on error
+    /// the ones registered so far are closed again.
+    fn register(new: NewSources) -> std::io::Result<Vec<(SourceKey, Source)>> {
+        let mut out = Vec::with_capacity(new.udp.len() + new.tun.len());
         for (k, s) in new.udp {
-            let s = tokio::net::UdpSocket::from_std(s)?;
-            self.open.insert(k, Source::Udp(Arc::new(s)));
+            out.push((
+                k,
+                Source::Udp(Arc::new(tokio::net::UdpSocket::from_std(s)?)),
+            ));
         }
         for (k, d) in new.tun {
-            let d = tun_rs::AsyncDevice::new(d)?;
-            self.open.insert(k, Source::Tun(Arc::new(d)));
+            out.push((k, Source::Tun(Arc::new(tun_rs::AsyncDevice::new(d)?))));
         }
-        Ok(())
+        Ok(out)
     }
 
-    /// The sources of `plan`'s attachments, by attachment index.
-    fn sources_for(&self, plan: &Plan) -> Result<Vec<Source>, String> {
-        plan.attachments
+    /// Makes `plan`'s attachments use the open sources and `new`, and closes what `plan`
+    /// does not use. Changes nothing unless every attachment has a source.
+    fn adopt(&mut self, plan: &Plan, new: Vec<(SourceKey, Source)>) -> Result<(), String> {
+        let sources = plan
+            .attachments
             .iter()
             .map(|a| {
-                self.open
-                    .get(&SourceKey::of(a))
+                let key = SourceKey::of(a);
+                new.iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, s)| s)
+                    .or_else(|| self.open.get(&key))
                     .cloned()
                     .ok_or_else(|| format!("no socket or device for attachment {}", a.name))
             })
-            .collect()
-    }
-
-    /// Uses `sources` from now on and closes what the current plan no longer uses.
-    fn switch_sources(&mut self, sources: Vec<Source>) {
-        let keep: Vec<SourceKey> = self
-            .gateway
-            .plan()
-            .attachments
-            .iter()
-            .map(SourceKey::of)
-            .collect();
+            .collect::<Result<Vec<Source>, String>>()?;
+        let keep: Vec<SourceKey> = plan.attachments.iter().map(SourceKey::of).collect();
+        self.open.extend(new);
         self.open.retain(|k, _| keep.contains(k));
         self.sources = sources;
+        Ok(())
     }
 
     /// Registers the new plan's sockets and devices, then switches plans; on any error the
-    /// running plan stays as it was.
+    /// running plan and its sources stay as they were and the new sources are closed.
     fn reload(&mut self, plan: Arc<Plan>, new: NewSources) -> Result<(), String> {
-        self.register(new)
+        let new = Worker::register(new)
             .map_err(|e| format!("cannot register a new socket or device: {e}"))?;
-        let sources = self.sources_for(&plan)?;
+        self.adopt(&plan, new)?;
         let counters = self.gateway.apply_plan(plan, Instant::now());
         if let Err(e) = self.hub.publish(0, counters) {
             tracing::error!("worker: cannot publish counters: {e}");
         }
-        self.switch_sources(sources);
         Ok(())
     }
 
+    /// Serves control messages, readable sources and timers until told to stop. Timers that
+    /// are due run after every turn, so a source that never stops being readable delays them
+    /// by at most one burst of [`IO_LOOP_BOUND`] batches.
     async fn run(&mut self, mut control: mpsc::Receiver<Control>) {
         loop {
             let deadline = tokio::time::Instant::from_std(self.gateway.poll_timeout());
@@ -185,10 +181,12 @@ impl Worker {
                         self.flush().await;
                     }
                 }
-                () = tokio::time::sleep_until(deadline) => {
-                    self.gateway.handle_timeout(Instant::now(), &mut self.tx);
-                    self.flush().await;
-                }
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+            let now = Instant::now();
+            if now >= self.gateway.poll_timeout() {
+                self.gateway.handle_timeout(now, &mut self.tx);
+                self.flush().await;
             }
         }
     }
@@ -286,4 +284,97 @@ async fn readable(sources: &[Source]) {
         Poll::Pending
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::os::fd::OwnedFd;
+
+    use super::*;
+    use crate::runtime::tests::{config, wg};
+
+    fn plan(names: &[&str], generation: u64) -> Arc<Plan> {
+        let listen = "127.0.0.1:0".parse().expect("test address");
+        let attachments = names.iter().map(|n| wg(n, listen, vec![])).collect();
+        Arc::new(Plan::compile(&config(attachments), generation))
+    }
+
+    fn key(plan: &Plan, name: &str) -> SourceKey {
+        let a = plan.attachments.iter().find(|a| a.name == name);
+        SourceKey::of(a.expect("attachment in plan"))
+    }
+
+    fn socket() -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.set_nonblocking(true).expect("nonblocking");
+        s
+    }
+
+    /// A "socket" the reactor refuses: a regular file cannot be polled.
+    fn unpollable() -> UdpSocket {
+        let f = std::fs::File::open(std::env::current_exe().expect("test binary"))
+            .expect("open test binary");
+        let s = UdpSocket::from(OwnedFd::from(f));
+        s.set_nonblocking(true).expect("nonblocking");
+        s
+    }
+
+    fn worker(plan: Arc<Plan>, sources: NewSources) -> Worker {
+        let gateway = Gateway::new(plan.clone(), Instant::now());
+        let hub = Arc::new(MetricsHub::new([gateway.counters().clone()]));
+        let mut w = Worker {
+            gateway,
+            hub,
+            open: HashMap::new(),
+            sources: Vec::new(),
+            rx: RxBatch::new(RX_BATCH),
+            tx: TxBatch::new(TX_BATCH),
+        };
+        let new = Worker::register(sources).expect("register");
+        w.adopt(&plan, new).expect("adopt");
+        w
+    }
+
+    #[tokio::test]
+    async fn a_failed_registration_keeps_nothing_of_the_reload() {
+        let first = plan(&["a"], 1);
+        let mut w = worker(
+            first.clone(),
+            NewSources {
+                udp: vec![(key(&first, "a"), socket())],
+                tun: vec![],
+            },
+        );
+        let next = plan(&["a", "b", "c"], 2);
+        let good = socket();
+        let good_addr = good.local_addr().expect("address");
+        let result = w.reload(
+            next.clone(),
+            NewSources {
+                udp: vec![(key(&next, "b"), good), (key(&next, "c"), unpollable())],
+                tun: vec![],
+            },
+        );
+
+        assert!(result.is_err(), "the reload must fail");
+        assert_eq!(w.gateway.plan().generation, 1);
+        assert_eq!(w.sources.len(), 1);
+        assert_eq!(w.open.keys().collect::<Vec<_>>(), [&key(&first, "a")]);
+        // The socket registered before the failure is closed, its port free again.
+        UdpSocket::bind(good_addr).expect("the new socket of the failed reload is closed");
+
+        let again = socket();
+        let result = w.reload(
+            next.clone(),
+            NewSources {
+                udp: vec![(key(&next, "b"), again), (key(&next, "c"), socket())],
+                tun: vec![],
+            },
+        );
+        assert_eq!(result, Ok(()));
+        assert_eq!(w.gateway.plan().generation, 2);
+        assert_eq!(w.sources.len(), 3);
+        assert_eq!(w.open.len(), 3);
+    }
 }

@@ -1,0 +1,349 @@
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use super::*;
+use crate::config::{
+    Attachment, AttachmentKind, Dataplane, Ix, Key32, Metrics, Network, PlainAttachment, Tenant,
+    WireGuardAttachment, WireGuardPeer,
+};
+use crate::ids::FacilityCode;
+use crate::tunnel::wireguard::keys;
+
+pub(super) fn net(s: &str) -> Ipv4Network {
+    s.parse().expect("test prefix")
+}
+
+pub(super) fn wg(name: &str, listen: SocketAddr, peers: Vec<WireGuardPeer>) -> Attachment {
+    Attachment {
+        name: name.into(),
+        kind: AttachmentKind::WireGuard(WireGuardAttachment {
+            listen,
+            private_key_file: PathBuf::from(format!("/etc/ixgw/keys/{name}.key")),
+            private_key: Key32([0x11; 32]),
+            mtu: 1420,
+            peers,
+        }),
+    }
+}
+
+/// A facility peer at 10.0.0.2 that the gateway dials at `endpoint`.
+pub(super) fn peer(endpoint: SocketAddr, keepalive: Option<u16>) -> WireGuardPeer {
+    WireGuardPeer {
+        name: "clinic".into(),
+        facility: FacilityCode::parse("4212345678").expect("test facility"),
+        public_key: Key32(keys::public_key(&[0x21; 32])),
+        preshared_key_file: None,
+        preshared_key: None,
+        allowed_ips: vec![net("10.0.0.2/32")],
+        address: None,
+        endpoint: Some(endpoint),
+        persistent_keepalive: keepalive,
+    }
+}
+
+pub(super) fn plain(name: &str, tun: &str, mtu: u16, kernel_routes: &[&str]) -> Attachment {
+    Attachment {
+        name: name.into(),
+        kind: AttachmentKind::Plain(PlainAttachment {
+            tun: tun.into(),
+            mtu,
+            routes: vec![net("10.0.0.0/24")],
+            kernel_routes: kernel_routes.iter().map(|s| net(s)).collect(),
+        }),
+    }
+}
+
+/// One tenant per attachment, each with its own exchange prefix.
+pub(super) fn config(attachments: Vec<Attachment>) -> Config {
+    Config {
+        source: PathBuf::from("runtime-test.yaml"),
+        ix: Ix {
+            name: "test-ix".into(),
+            exchange_space: net("100.64.0.0/10"),
+            public_address: None,
+        },
+        metrics: Metrics {
+            listen: "127.0.0.1:0".parse().expect("test address"),
+        },
+        dataplane: Dataplane::default(),
+        tenants: attachments
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| Tenant {
+                name: format!("t{i}"),
+                networks: vec![Network {
+                    internal: net("10.0.0.0/24"),
+                    exchange: net(&format!("100.127.{i}.0/24")),
+                }],
+                attachments: vec![a],
+            })
+            .collect(),
+        services: vec![],
+        policies: vec![],
+    }
+}
+
+fn plan(attachments: Vec<Attachment>) -> Plan {
+    Plan::compile(&config(attachments), 1)
+}
+
+fn add(attachment: &str, tun: &str, prefix: &str) -> KernelOp {
+    KernelOp::AddRoute {
+        attachment: attachment.into(),
+        tun: tun.into(),
+        prefix: net(prefix),
+    }
+}
+
+fn del(attachment: &str, tun: &str, prefix: &str) -> KernelOp {
+    KernelOp::DelRoute {
+        attachment: attachment.into(),
+        tun: tun.into(),
+        prefix: net(prefix),
+    }
+}
+
+#[test]
+fn start_routes_every_plain_attachment() {
+    let listen = "127.0.0.1:51820".parse().expect("test address");
+    let p = plan(vec![
+        plain("lan-a", "tun-a", 1500, &["100.64.0.0/16", "100.65.0.0/16"]),
+        wg("wg", listen, vec![]),
+        plain("lan-b", "tun-b", 1400, &[]),
+        plain("lan-c", "tun-c", 1400, &["100.66.0.0/16"]),
+    ]);
+    assert_eq!(
+        kernel_changes(None, &p),
+        [
+            add("lan-a", "tun-a", "100.64.0.0/16"),
+            add("lan-a", "tun-a", "100.65.0.0/16"),
+            add("lan-c", "tun-c", "100.66.0.0/16"),
+        ]
+    );
+}
+
+#[test]
+fn reload_applies_the_difference_of_kept_devices() {
+    let old = plan(vec![
+        plain("lan-a", "tun-a", 1500, &["100.64.0.0/16", "100.65.0.0/16"]),
+        plain("lan-gone", "tun-gone", 1500, &["100.70.0.0/16"]),
+        plain("lan-same", "tun-same", 1500, &["100.71.0.0/16"]),
+    ]);
+    let new = plan(vec![
+        plain("lan-same", "tun-same", 1500, &["100.71.0.0/16"]),
+        plain("lan-new", "tun-new", 1400, &["100.65.0.0/16"]),
+        // Kept by device name, renamed and renumbered.
+        plain("lan-a2", "tun-a", 1380, &["100.64.0.0/16", "100.66.0.0/16"]),
+    ]);
+    assert_eq!(
+        kernel_changes(Some(&old), &new),
+        [
+            // Deletions first: 100.65.0.0/16 moves to tun-new and must not be deleted after
+            // its new route replaced the old one.
+            del("lan-a2", "tun-a", "100.65.0.0/16"),
+            KernelOp::SetMtu {
+                attachment: "lan-a2".into(),
+                tun: "tun-a".into(),
+                mtu: 1380,
+            },
+            add("lan-new", "tun-new", "100.65.0.0/16"),
+            add("lan-a2", "tun-a", "100.66.0.0/16"),
+        ]
+    );
+    assert_eq!(kernel_changes(Some(&new), &new), []);
+}
+
+/// A source that never stops being readable must not keep the WireGuard timers from running:
+/// the peer's persistent keepalive (1 s) has to dial its endpoint while garbage floods the
+/// attachment's socket. Four senders outpace the one worker, so the socket never runs empty
+/// and the worker's sleep never gets to fire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn timers_run_while_a_socket_stays_readable() {
+    let facility = UdpSocket::bind("127.0.0.1:0").expect("bind facility");
+    facility
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    let endpoint = facility.local_addr().expect("facility address");
+    let listen = "127.0.0.1:0".parse().expect("test address");
+    let cfg = config(vec![wg("wg", listen, vec![peer(endpoint, Some(1))])]);
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").expect("bind metrics");
+    let running = Running::start(&cfg, Some(metrics))
+        .await
+        .expect("gateway starts");
+    let target = running.attachment_addr("wg").expect("bound");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooders: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let s = UdpSocket::bind("127.0.0.1:0").expect("bind flooder");
+                let mut sent = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if s.send_to(&[0xff; 32], target).is_ok() {
+                        sent += 1;
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut initiation = None;
+    let mut buf = [0u8; 256];
+    while initiation.is_none() && Instant::now() < deadline {
+        if let Ok((n, from)) = facility.recv_from(&mut buf) {
+            initiation = Some((n, buf[0], from));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent: u64 = flooders
+        .into_iter()
+        .map(|t| t.join().expect("flooder"))
+        .sum();
+    let dropped: u64 = running
+        .hub()
+        .current(0)
+        .map_or(0, |c| c.drops().map(|(_, n)| n).sum());
+    running.stop().await.expect("stops");
+
+    assert!(
+        sent > 10_000,
+        "the flood was too thin to test anything: {sent}"
+    );
+    assert!(dropped > 10_000, "the gateway saw the flood: {dropped}");
+    let (len, kind, from) = initiation.expect("a handshake initiation within 4 s");
+    assert_eq!((len, kind, from), (148, 1, target));
+}
+
+/// The name of the network namespace this process runs in, if it is a named one (not the
+/// host's), where the test may create devices and routes.
+fn named_netns() -> Option<String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "identify"])
+        .output()
+        .ok()?;
+    let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !name.is_empty()).then_some(name)
+}
+
+fn ip(args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip");
+    assert!(out.status.success(), "ip {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The IPv4 prefixes routed into `dev`, sorted.
+fn routes_of(dev: &str) -> Vec<String> {
+    let mut routes: Vec<String> = ip(&["-4", "route", "show", "dev", dev])
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect();
+    routes.sort();
+    routes
+}
+
+fn mtu_of(dev: &str) -> u16 {
+    std::fs::read_to_string(format!("/sys/class/net/{dev}/mtu"))
+        .expect("device exists")
+        .trim()
+        .parse()
+        .expect("mtu")
+}
+
+fn exists(dev: &str) -> bool {
+    Path::new(&format!("/sys/class/net/{dev}")).exists()
+}
+
+/// Kernel routes and MTU of plain attachments across start, reloads and a failed reload.
+/// Needs root and a network namespace of its own:
+///
+/// ```text
+/// ip netns add ixgw-rt-test
+/// ip netns exec ixgw-rt-test target/debug/deps/ixgw-HASH --ignored --exact \
+///     runtime::tests::kernel_routes_follow_reloads_in_a_netns
+/// ip netns del ixgw-rt-test
+/// ```
+#[tokio::test]
+#[ignore = "needs root and its own network namespace"]
+async fn kernel_routes_follow_reloads_in_a_netns() {
+    assert!(
+        named_netns().is_some(),
+        "run this test in a network namespace of its own (see its doc comment)"
+    );
+    ip(&["link", "set", "lo", "up"]);
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").expect("bind metrics");
+    let start = config(vec![plain(
+        "lan-a",
+        "ixgwrt-a",
+        1400,
+        &["100.64.0.0/16", "100.65.0.0/16"],
+    )]);
+    let mut running = Running::start(&start, Some(metrics))
+        .await
+        .expect("gateway starts");
+    assert_eq!(routes_of("ixgwrt-a"), ["100.64.0.0/16", "100.65.0.0/16"]);
+    assert_eq!(mtu_of("ixgwrt-a"), 1400);
+
+    // A kept device gets the difference and its new MTU; a new device its routes.
+    let second = config(vec![
+        plain(
+            "lan-a",
+            "ixgwrt-a",
+            1300,
+            &["100.64.0.0/16", "100.66.0.0/16"],
+        ),
+        plain("lan-b", "ixgwrt-b", 1500, &["100.65.0.0/16"]),
+    ]);
+    running.reload(&second).await.expect("reload");
+    assert_eq!(routes_of("ixgwrt-a"), ["100.64.0.0/16", "100.66.0.0/16"]);
+    assert_eq!(routes_of("ixgwrt-b"), ["100.65.0.0/16"]);
+    assert_eq!(mtu_of("ixgwrt-a"), 1300);
+
+    // A reload that fails after creating a new device must not have routed anything into it:
+    // lan-c would take 100.64.0.0/16 over from lan-a, then its port cannot be bound.
+    let taken = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let failing = config(vec![
+        plain("lan-a", "ixgwrt-a", 1300, &["100.66.0.0/16"]),
+        plain("lan-b", "ixgwrt-b", 1500, &["100.65.0.0/16"]),
+        plain("lan-c", "ixgwrt-c", 1500, &["100.64.0.0/16"]),
+        wg("wg", taken.local_addr().expect("address"), vec![]),
+    ]);
+    let err = running.reload(&failing).await.expect_err("port taken");
+    assert!(matches!(err, RuntimeError::Bind { .. }), "{err}");
+    assert!(!exists("ixgwrt-c"));
+    assert_eq!(routes_of("ixgwrt-a"), ["100.64.0.0/16", "100.66.0.0/16"]);
+
+    // A route change the kernel refuses is logged; the rest of the reload goes on.
+    ip(&["route", "del", "100.66.0.0/16", "dev", "ixgwrt-a"]);
+    let third = config(vec![
+        plain("lan-a", "ixgwrt-a", 1300, &["100.64.0.0/16"]),
+        plain(
+            "lan-b",
+            "ixgwrt-b",
+            1500,
+            &["100.65.0.0/16", "100.67.0.0/16"],
+        ),
+    ]);
+    running
+        .reload(&third)
+        .await
+        .expect("reload despite the missing route");
+    assert_eq!(routes_of("ixgwrt-a"), ["100.64.0.0/16"]);
+    assert_eq!(routes_of("ixgwrt-b"), ["100.65.0.0/16", "100.67.0.0/16"]);
+
+    // Dropping an attachment closes its device, and its routes go with it.
+    let fourth = config(vec![plain("lan-b", "ixgwrt-b", 1500, &["100.65.0.0/16"])]);
+    running.reload(&fourth).await.expect("reload");
+    assert!(!exists("ixgwrt-a"));
+    assert_eq!(routes_of("ixgwrt-b"), ["100.65.0.0/16"]);
+
+    running.stop().await.expect("stops");
+    assert!(!exists("ixgwrt-b"));
+}
