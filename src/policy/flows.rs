@@ -9,15 +9,25 @@
 //! For ICMP echo the caller puts the identifier in both ports, so that request and reply name
 //! the same flow.
 //!
-//! Liveness: an entry whose idle time (`now` − last seen) exceeds its protocol's timeout is
+//! Classes: every entry starts *unreplied*, in a class of its own with the short timeout
+//! [`Timeouts::unreplied`] whatever its protocol. The first live lookup of a packet travelling
+//! responder → opener makes it *replied*: it moves to its protocol's class (TCP, UDP, ICMP,
+//! other) and that class's timeout, and stays replied when re-admitted. A full table makes room
+//! for a new flow by evicting a dead entry, else the oldest unreplied entry even while it is
+//! live (an early drop, as Linux conntrack does); only a table full of live replied flows
+//! refuses one. Whatever an opener sends, its unanswered flows compete only with other
+//! unanswered flows, never with established ones.
+//!
+//! Liveness: an entry whose idle time (`now` − last seen) exceeds its class's timeout is
 //! dead: lookups miss it and it may be evicted at any time. Time passed in never runs
 //! backwards inside the table: a `now` earlier than one already seen counts as that latest one.
 //!
-//! Shape: a slab of entries allocated at construction, an open-addressing index (linear
-//! probing, at most half full, backward-shift deletion, so no tombstones and no rehash) keyed
-//! by a randomly seeded SipHash of the canonical key, and one intrusive LRU list per protocol
-//! class. Entries of one class share one timeout, so each list is ordered by expiry and its
-//! head is the first to die: finding dead entries costs O(1) each.
+//! Shape: a slab of entries allocated at construction (and again only by
+//! [`FlowTable::resize`]), an open-addressing index (linear probing, at most half full,
+//! backward-shift deletion, so no tombstones and no rehash) keyed by a randomly seeded SipHash
+//! of the canonical key, and one intrusive LRU list per class. Entries of one class share one
+//! timeout, so each list is ordered by expiry and its head is the first to die: finding dead
+//! entries and the oldest unreplied entry costs O(1) each.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -88,35 +98,50 @@ pub enum Lookup {
     Miss,
 }
 
-/// Idle timeouts per protocol.
+/// Idle timeouts of replied flows per protocol, and of unreplied flows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub tcp: Duration,
     pub udp: Duration,
     pub icmp: Duration,
     pub other: Duration,
+    /// Any flow that has not seen a packet from its responder yet.
+    pub unreplied: Duration,
 }
 
+/// The idle timeout of a flow that has not been answered yet.
+pub const UNREPLIED_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl From<&Dataplane> for Timeouts {
-    /// Protocols other than TCP, UDP and ICMP get the UDP timeout.
+    /// Protocols other than TCP, UDP and ICMP get the UDP timeout; unreplied flows get
+    /// [`UNREPLIED_TIMEOUT`].
     fn from(d: &Dataplane) -> Timeouts {
         Timeouts {
             tcp: d.tcp_idle_timeout,
             udp: d.udp_idle_timeout,
             icmp: d.icmp_idle_timeout,
             other: d.udp_idle_timeout,
+            unreplied: UNREPLIED_TIMEOUT,
         }
     }
 }
 
-/// The table is full of live flows.
+impl Timeouts {
+    fn by_class(self) -> [Duration; CLASSES] {
+        [self.tcp, self.udp, self.icmp, self.other, self.unreplied]
+    }
+}
+
+/// The table is full of live replied flows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("flow table full of live flows")]
 pub struct Full;
 
-const CLASSES: usize = 4;
+const CLASSES: usize = 5;
+/// The class of every entry until its first reply; the others are per protocol.
+const UNREPLIED: u8 = 4;
 
-fn class_of(protocol: u8) -> usize {
+fn replied_class(protocol: u8) -> u8 {
     match protocol {
         6 => 0,
         17 => 1,
@@ -130,11 +155,13 @@ const NIL: u32 = u32::MAX;
 /// The largest capacity a table accepts; larger requests are clamped to it.
 pub const MAX_CAPACITY: usize = 1 << 30;
 
+#[derive(Clone, Copy)]
 struct Slot {
     key: Key,
     hash: u64,
     flow: Flow,
     last_seen: Instant,
+    class: u8,
     /// LRU neighbours within the slot's class (towards the head / the tail); `next` also links
     /// the free list.
     prev: u32,
@@ -148,7 +175,7 @@ struct List {
 }
 
 /// A bounded map of admitted flows. Never grows past its capacity; never allocates after
-/// construction.
+/// construction except in [`FlowTable::resize`].
 pub struct FlowTable {
     capacity: usize,
     timeouts: [Duration; CLASSES],
@@ -167,12 +194,16 @@ impl FlowTable {
     /// A table for up to `capacity` flows (clamped to [`MAX_CAPACITY`]); all memory is
     /// allocated here.
     pub fn new(capacity: usize, timeouts: Timeouts) -> Self {
+        Self::with_hasher(capacity, timeouts.by_class(), RandomState::new())
+    }
+
+    fn with_hasher(capacity: usize, timeouts: [Duration; CLASSES], hasher: RandomState) -> Self {
         let capacity = capacity.min(MAX_CAPACITY);
         let buckets = (capacity * 2).max(2).next_power_of_two();
         FlowTable {
             capacity,
-            timeouts: [timeouts.tcp, timeouts.udp, timeouts.icmp, timeouts.other],
-            hasher: RandomState::new(),
+            timeouts,
+            hasher,
             index: vec![NIL; buckets].into_boxed_slice(),
             slots: Vec::with_capacity(capacity),
             free: NIL,
@@ -186,7 +217,8 @@ impl FlowTable {
     }
 
     /// Looks the packet's flow up and, when found and not idle-expired, refreshes its last-seen
-    /// time to `now`. A dead entry found on the way is removed.
+    /// time to `now`; a packet from the responder makes the flow replied. A dead entry found on
+    /// the way is removed.
     pub fn lookup(&mut self, t: &Tuple, now: Instant, generation: u64) -> Lookup {
         let now = self.tick(now);
         let key = Key::of(t);
@@ -197,9 +229,13 @@ impl FlowTable {
             self.remove_at(pos);
             return Lookup::Miss;
         }
-        self.touch(slot, now);
         let flow = self.slots[slot as usize].flow;
         let reply = *t != flow.opener;
+        let class = match self.slots[slot as usize].class {
+            UNREPLIED if reply => replied_class(key.protocol),
+            class => class,
+        };
+        self.touch(slot, now, class);
         if flow.generation == generation {
             Lookup::Hit { flow, reply }
         } else {
@@ -207,40 +243,39 @@ impl FlowTable {
         }
     }
 
-    /// Admits (or re-admits) the flow whose first packet is `flow.opener`. When the table is
-    /// full it first evicts idle-expired entries; `Err(Full)` if none can be evicted.
+    /// Admits (or re-admits) the flow whose first packet is `flow.opener`. A new flow starts
+    /// unreplied. When the table is full it first evicts an idle-expired entry, else the oldest
+    /// unreplied one; `Err(Full)` if every entry is live and replied.
     ///
     /// Re-admitting an existing flow (either direction) replaces the whole entry with `flow`,
-    /// its opener included: to keep the original orientation after a `Stale` re-evaluation,
-    /// pass back the `opener` that [`FlowTable::lookup`] returned.
+    /// its opener included, and keeps its replied state: to keep the original orientation
+    /// after a `Stale` re-evaluation, pass back the `opener` that [`FlowTable::lookup`]
+    /// returned.
     pub fn insert(&mut self, flow: Flow, now: Instant) -> Result<(), Full> {
         let now = self.tick(now);
         let key = Key::of(&flow.opener);
         let hash = self.hasher.hash_one(key);
         if let Some((_, slot)) = self.find(&key, hash) {
             self.slots[slot as usize].flow = flow;
-            self.touch(slot, now);
+            let class = self.slots[slot as usize].class;
+            self.touch(slot, now, class);
             return Ok(());
         }
-        if self.len == self.capacity && self.evict_one(now).is_none() {
+        if self.len == self.capacity
+            && self.evict_one(now).is_none()
+            && self.evict_unreplied().is_none()
+        {
             return Err(Full);
         }
-        let slot = self.alloc(Slot {
+        self.place(Slot {
             key,
             hash,
             flow,
             last_seen: now,
+            class: UNREPLIED,
             prev: NIL,
             next: NIL,
         });
-        self.link_tail(slot);
-        let mask = self.index.len() - 1;
-        let mut pos = hash as usize & mask;
-        while self.index[pos] != NIL {
-            pos = (pos + 1) & mask;
-        }
-        self.index[pos] = slot;
-        self.len += 1;
         Ok(())
     }
 
@@ -260,6 +295,59 @@ impl FlowTable {
             removed += 1;
         }
         removed
+    }
+
+    /// Replaces the timeouts in place. Entries keep their class and last-seen time, so some
+    /// may now be dead, or alive again.
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.timeouts = timeouts.by_class();
+    }
+
+    /// Moves every live entry (judged at the latest `now` the table has seen) into new storage
+    /// for `capacity` flows (clamped to [`MAX_CAPACITY`]), keeping each entry's class and
+    /// last-seen time and each class's LRU order; dead entries are discarded. When the live
+    /// entries outnumber `capacity`, the oldest unreplied ones go first, then the least recently
+    /// seen replied ones. Returns how many live entries were dropped. Allocates; O(entries).
+    pub fn resize(&mut self, capacity: usize) -> usize {
+        let capacity = capacity.min(MAX_CAPACITY);
+        let mut first = [NIL; CLASSES];
+        let mut live = 0usize;
+        // Each list is ordered by expiry, so its dead entries form a prefix.
+        for (class, list) in self.lru.iter().enumerate() {
+            let mut cur = list.head;
+            while cur != NIL && self.clock.is_some_and(|now| self.is_dead(cur, now)) {
+                cur = self.slots[cur as usize].next;
+            }
+            first[class] = cur;
+            while cur != NIL {
+                live += 1;
+                cur = self.slots[cur as usize].next;
+            }
+        }
+        let dropped = live.saturating_sub(capacity);
+        for _ in 0..dropped {
+            let class = if first[UNREPLIED as usize] != NIL {
+                UNREPLIED as usize
+            } else {
+                let oldest = (0..UNREPLIED as usize)
+                    .filter(|&c| first[c] != NIL)
+                    .min_by_key(|&c| self.slots[first[c] as usize].last_seen);
+                let Some(class) = oldest else { break };
+                class
+            };
+            first[class] = self.slots[first[class] as usize].next;
+        }
+        let mut next = Self::with_hasher(capacity, self.timeouts, self.hasher.clone());
+        next.clock = self.clock;
+        for mut cur in first {
+            while cur != NIL {
+                let slot = self.slots[cur as usize];
+                next.place(slot);
+                cur = slot.next;
+            }
+        }
+        *self = next;
+        dropped
     }
 
     pub fn len(&self) -> usize {
@@ -282,7 +370,7 @@ impl FlowTable {
 
     fn is_dead(&self, slot: u32, now: Instant) -> bool {
         let s = &self.slots[slot as usize];
-        now.saturating_duration_since(s.last_seen) > self.timeouts[class_of(s.key.protocol)]
+        now.saturating_duration_since(s.last_seen) > self.timeouts[s.class as usize]
     }
 
     /// The index position and slot of `key`, whose hash is `hash`.
@@ -301,6 +389,20 @@ impl FlowTable {
         }
     }
 
+    /// Stores a new entry (the table has room and `s.key` is absent) at the tail of its class.
+    fn place(&mut self, s: Slot) {
+        let hash = s.hash;
+        let slot = self.alloc(s);
+        self.link_tail(slot);
+        let mask = self.index.len() - 1;
+        let mut pos = hash as usize & mask;
+        while self.index[pos] != NIL {
+            pos = (pos + 1) & mask;
+        }
+        self.index[pos] = slot;
+        self.len += 1;
+    }
+
     /// Removes the dead head of some class, oldest deadline first; returns its slot.
     fn evict_one(&mut self, now: Instant) -> Option<u32> {
         let mut victim: Option<(u32, Instant)> = None;
@@ -314,12 +416,24 @@ impl FlowTable {
             }
         }
         let (slot, _) = victim?;
+        self.evict(slot)
+    }
+
+    /// Removes the least recently seen unreplied entry, live or dead; returns its slot.
+    fn evict_unreplied(&mut self) -> Option<u32> {
+        let head = self.lru[UNREPLIED as usize].head;
+        if head == NIL {
+            return None;
+        }
+        self.evict(head)
+    }
+
+    fn evict(&mut self, slot: u32) -> Option<u32> {
         let Slot { key, hash, .. } = self.slots[slot as usize];
         let (pos, _) = self.find(&key, hash)?;
         self.remove_at(pos);
         Some(slot)
     }
-
     /// Removes the entry at index position `pos`, closing the probe gap by shifting later
     /// entries of the run back [Knuth, TAOCP vol. 3, § 6.4, Algorithm R].
     fn remove_at(&mut self, mut pos: usize) {
@@ -365,14 +479,17 @@ impl FlowTable {
         }
     }
 
-    fn touch(&mut self, slot: u32, now: Instant) {
+    /// Marks the entry seen at `now` and moves it to the tail of `class`.
+    fn touch(&mut self, slot: u32, now: Instant, class: u8) {
         self.unlink(slot);
-        self.slots[slot as usize].last_seen = now;
+        let s = &mut self.slots[slot as usize];
+        s.last_seen = now;
+        s.class = class;
         self.link_tail(slot);
     }
 
     fn link_tail(&mut self, slot: u32) {
-        let class = class_of(self.slots[slot as usize].key.protocol);
+        let class = self.slots[slot as usize].class as usize;
         let tail = self.lru[class].tail;
         let s = &mut self.slots[slot as usize];
         s.prev = tail;
@@ -386,7 +503,7 @@ impl FlowTable {
     }
 
     fn unlink(&mut self, slot: u32) {
-        let class = class_of(self.slots[slot as usize].key.protocol);
+        let class = self.slots[slot as usize].class as usize;
         let Slot { prev, next, .. } = self.slots[slot as usize];
         if prev == NIL {
             self.lru[class].head = next;
@@ -438,7 +555,8 @@ mod tests {
                 let (mut prev, mut cur) = (NIL, list.head);
                 while cur != NIL {
                     let s = &self.slots[cur as usize];
-                    assert_eq!(class_of(s.key.protocol), class);
+                    assert_eq!(s.class as usize, class);
+                    assert!(s.class == UNREPLIED || s.class == replied_class(s.key.protocol));
                     assert_eq!(s.prev, prev);
                     if prev != NIL {
                         assert!(self.slots[prev as usize].last_seen <= s.last_seen);
@@ -467,6 +585,7 @@ mod tests {
         udp: Duration::from_secs(10),
         icmp: Duration::from_secs(5),
         other: Duration::from_secs(20),
+        unreplied: Duration::from_secs(3),
     };
 
     fn tuple(src: u8, src_port: u16, dst: u8, dst_port: u16, protocol: u8) -> Tuple {
@@ -500,6 +619,17 @@ mod tests {
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)
+    }
+
+    /// A packet from the responder of `opener`'s flow at `now`: the flow becomes replied.
+    fn answer(table: &mut FlowTable, opener: Tuple, now: Instant) {
+        assert!(
+            matches!(
+                table.lookup(&reverse(opener), now, 0),
+                Lookup::Hit { reply: true, .. }
+            ),
+            "{opener:?} answered"
+        );
     }
 
     #[test]
@@ -540,6 +670,7 @@ mod tests {
             let mut table = FlowTable::new(4, TIMEOUTS);
             let t = tuple(1, 7, 2, 7, protocol);
             table.insert(flow(t, 0, 0), t0).unwrap();
+            answer(&mut table, t, t0);
             let at = t0 + secs(timeout);
             assert!(
                 matches!(table.lookup(&t, at, 0), Lookup::Hit { .. }),
@@ -567,7 +698,9 @@ mod tests {
             tuple(1, 3, 2, 3, 17),
         );
         table.insert(flow(a, 0, 0), t0).unwrap();
+        answer(&mut table, a, t0);
         table.insert(flow(b, 0, 0), t0 + secs(1)).unwrap();
+        answer(&mut table, b, t0 + secs(1));
         assert_eq!(table.insert(flow(c, 0, 0), t0 + secs(10)), Err(Full));
         table.insert(flow(c, 0, 0), t0 + secs(11)).unwrap();
         assert_eq!(table.len(), 2);
@@ -589,7 +722,9 @@ mod tests {
         let mut table = FlowTable::new(2, TIMEOUTS);
         let (udp, icmp) = (tuple(1, 1, 2, 1, 17), tuple(1, 0, 2, 0, 1));
         table.insert(flow(udp, 0, 0), t0).unwrap();
+        answer(&mut table, udp, t0);
         table.insert(flow(icmp, 0, 0), t0 + secs(1)).unwrap();
+        answer(&mut table, icmp, t0 + secs(1));
         table
             .insert(flow(tuple(3, 3, 3, 3, 6), 0, 0), t0 + secs(30))
             .unwrap();
@@ -604,6 +739,7 @@ mod tests {
         let ts: Vec<Tuple> = (1..=3).map(|i| tuple(i, 1, 2, 1, 17)).collect();
         for t in &ts {
             table.insert(flow(*t, 0, 0), t0).unwrap();
+            answer(&mut table, *t, t0);
         }
         assert!(matches!(
             table.lookup(&ts[0], t0 + secs(5), 0),
@@ -620,8 +756,10 @@ mod tests {
         let t0 = Instant::now();
         let mut table = FlowTable::new(2, TIMEOUTS);
         let (a, b) = (tuple(1, 1, 2, 1, 6), tuple(1, 2, 2, 2, 6));
-        table.insert(flow(a, 0, 0), t0).unwrap();
-        table.insert(flow(b, 0, 0), t0).unwrap();
+        for t in [a, b] {
+            table.insert(flow(t, 0, 0), t0).unwrap();
+            answer(&mut table, t, t0);
+        }
         assert_eq!(
             table.insert(flow(tuple(9, 9, 9, 9, 6), 0, 0), t0),
             Err(Full)
@@ -724,10 +862,15 @@ mod tests {
         let t0 = Instant::now();
         let mut table = FlowTable::new(8, TIMEOUTS);
         for i in 1..=3 {
-            table.insert(flow(tuple(i, 1, 1, 1, 1), 0, 0), t0).unwrap();
-            table.insert(flow(tuple(i, 1, 1, 1, 17), 0, 0), t0).unwrap();
+            for protocol in [1, 17] {
+                table
+                    .insert(flow(tuple(i, 1, 1, 1, protocol), 0, 0), t0)
+                    .unwrap();
+                answer(&mut table, tuple(i, 1, 1, 1, protocol), t0);
+            }
         }
         table.insert(flow(tuple(1, 1, 1, 1, 6), 0, 0), t0).unwrap();
+        answer(&mut table, tuple(1, 1, 1, 1, 6), t0);
         assert_eq!(
             table.expire(t0 + secs(5), 10),
             0,
@@ -749,7 +892,9 @@ mod tests {
         let mut table = FlowTable::new(2, TIMEOUTS);
         let (a, b) = (tuple(1, 1, 2, 1, 17), tuple(1, 2, 2, 2, 17));
         table.insert(flow(a, 0, 0), t0 + secs(20)).unwrap();
+        answer(&mut table, a, t0 + secs(20));
         table.insert(flow(b, 0, 0), t0).unwrap();
+        answer(&mut table, b, t0);
         table.check_invariants();
         assert!(matches!(
             table.lookup(&a, t0 + secs(30), 0),
@@ -788,6 +933,275 @@ mod tests {
         let t = Timeouts::from(&d);
         assert_eq!((t.tcp, t.udp, t.icmp), (secs(7200), secs(120), secs(30)));
         assert_eq!(t.other, d.udp_idle_timeout);
+        assert_eq!(t.unreplied, UNREPLIED_TIMEOUT);
+        assert_eq!(UNREPLIED_TIMEOUT, secs(30));
+    }
+
+    #[test]
+    fn a_new_flow_is_unreplied_until_the_responder_speaks() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(4, TIMEOUTS);
+        let t = tuple(1, 40000, 2, 443, 6);
+        table.insert(flow(t, 0, 0), t0).unwrap();
+        assert!(matches!(
+            table.lookup(&t, t0 + secs(3), 0),
+            Lookup::Hit { reply: false, .. }
+        ));
+        assert_eq!(
+            table.lookup(&t, t0 + secs(7), 0),
+            Lookup::Miss,
+            "the opener's own packets do not make it replied"
+        );
+        table.insert(flow(t, 0, 0), t0 + secs(7)).unwrap();
+        answer(&mut table, t, t0 + secs(8));
+        assert!(matches!(
+            table.lookup(&t, t0 + secs(50), 0),
+            Lookup::Hit { .. }
+        ));
+        table.check_invariants();
+    }
+
+    #[test]
+    fn an_unreplied_flow_dies_after_30_s_while_a_replied_tcp_flow_lives_on() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(4, Timeouts::from(&Dataplane::default()));
+        let (silent, answered) = (tuple(1, 40000, 2, 443, 6), tuple(1, 40001, 2, 443, 6));
+        table.insert(flow(silent, 0, 0), t0).unwrap();
+        table.insert(flow(answered, 0, 0), t0).unwrap();
+        answer(&mut table, answered, t0);
+        let later = t0 + UNREPLIED_TIMEOUT + Duration::from_millis(1);
+        assert_eq!(table.lookup(&silent, later, 0), Lookup::Miss);
+        assert!(matches!(
+            table.lookup(&answered, later, 0),
+            Lookup::Hit { .. }
+        ));
+        let much_later = later + secs(7000);
+        assert!(matches!(
+            table.lookup(&reverse(answered), much_later, 0),
+            Lookup::Hit { reply: true, .. }
+        ));
+        assert_eq!(table.len(), 1);
+        table.check_invariants();
+    }
+
+    #[test]
+    fn a_flooding_opener_cannot_push_out_replied_flows() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(8, TIMEOUTS);
+        let established = tuple(9, 5000, 2, 443, 6);
+        table.insert(flow(established, 0, 0), t0).unwrap();
+        answer(&mut table, established, t0);
+        let flood = |port: u16| tuple(1, port, 2, 443, 6);
+        for port in 1..=200 {
+            assert_eq!(table.insert(flow(flood(port), 0, 0), t0), Ok(()), "{port}");
+            assert_eq!(table.len(), table.capacity().min(port as usize + 1));
+        }
+        assert!(matches!(
+            table.lookup(&established, t0, 0),
+            Lookup::Hit { .. }
+        ));
+        for port in 1..=193 {
+            assert!(
+                !table.contains(&flood(port)),
+                "{port}: older ones dropped early"
+            );
+        }
+        for port in 194..=200 {
+            assert!(table.contains(&flood(port)), "{port}: newest kept");
+        }
+        let newcomer = tuple(3, 6000, 2, 80, 17);
+        table.insert(flow(newcomer, 0, 0), t0).unwrap();
+        assert!(table.contains(&newcomer) && !table.contains(&flood(194)));
+        answer(&mut table, newcomer, t0);
+        table.check_invariants();
+    }
+
+    #[test]
+    fn early_drop_waits_for_dead_entries_and_stops_at_replied_ones() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(3, TIMEOUTS);
+        let (dead, replied, fresh) = (
+            tuple(1, 1, 2, 1, 17),
+            tuple(1, 2, 2, 2, 6),
+            tuple(1, 3, 2, 3, 6),
+        );
+        table.insert(flow(dead, 0, 0), t0).unwrap();
+        answer(&mut table, dead, t0);
+        table.insert(flow(replied, 0, 0), t0 + secs(8)).unwrap();
+        answer(&mut table, replied, t0 + secs(8));
+        table.insert(flow(fresh, 0, 0), t0 + secs(11)).unwrap();
+        table
+            .insert(flow(tuple(5, 5, 5, 5, 1), 0, 0), t0 + secs(11))
+            .unwrap();
+        assert!(
+            !table.contains(&dead) && table.contains(&fresh),
+            "a dead replied entry goes before a live unreplied one"
+        );
+        assert_eq!(
+            table.insert(flow(replied, 0, 0), t0 + secs(11)),
+            Ok(()),
+            "re-admission keeps it replied"
+        );
+        answer(&mut table, tuple(5, 5, 5, 5, 1), t0 + secs(11));
+        table
+            .insert(flow(tuple(6, 6, 6, 6, 6), 0, 0), t0 + secs(11))
+            .unwrap();
+        assert!(!table.contains(&fresh));
+        answer(&mut table, tuple(6, 6, 6, 6, 6), t0 + secs(11));
+        assert_eq!(
+            table.insert(flow(tuple(7, 7, 7, 7, 6), 0, 0), t0 + secs(11)),
+            Err(Full),
+            "all live and replied"
+        );
+        assert!(matches!(
+            table.lookup(&replied, t0 + secs(60), 0),
+            Lookup::Hit { .. }
+        ));
+        table.check_invariants();
+    }
+
+    #[test]
+    fn set_timeouts_takes_effect_in_place() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(4, TIMEOUTS);
+        let (udp, tcp, silent) = (
+            tuple(1, 1, 2, 1, 17),
+            tuple(1, 2, 2, 2, 6),
+            tuple(1, 3, 2, 3, 6),
+        );
+        for t in [udp, tcp] {
+            table.insert(flow(t, 0, 0), t0).unwrap();
+            answer(&mut table, t, t0);
+        }
+        table.insert(flow(silent, 0, 0), t0).unwrap();
+        table.set_timeouts(Timeouts {
+            udp: secs(4),
+            unreplied: secs(60),
+            ..TIMEOUTS
+        });
+        assert_eq!(table.expire(t0 + secs(5), 10), 1);
+        assert!(!table.contains(&udp));
+        assert!(matches!(
+            table.lookup(&silent, t0 + secs(50), 0),
+            Lookup::Hit { reply: false, .. }
+        ));
+        table.set_timeouts(Timeouts {
+            tcp: secs(5),
+            ..TIMEOUTS
+        });
+        assert_eq!(table.lookup(&tcp, t0 + secs(50), 0), Lookup::Miss);
+        table.set_timeouts(TIMEOUTS);
+        assert!(matches!(
+            table.lookup(&silent, t0 + secs(52), 0),
+            Lookup::Hit { .. }
+        ));
+        assert_eq!(table.len(), 1);
+        table.check_invariants();
+    }
+
+    #[test]
+    fn resize_up_keeps_live_entries_their_times_and_order() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(5, TIMEOUTS);
+        let gone = tuple(4, 4, 4, 4, 6);
+        table.insert(flow(gone, 0, 0), t0).unwrap();
+        let ts: Vec<Tuple> = (1..=3).map(|i| tuple(i, 1, 2, 1, 17)).collect();
+        for (i, t) in ts.iter().enumerate() {
+            table.insert(flow(*t, 0, 0), t0 + secs(i as u64)).unwrap();
+            answer(&mut table, *t, t0 + secs(i as u64));
+        }
+        let silent = tuple(5, 5, 5, 5, 6);
+        table.insert(flow(silent, 0, 0), t0 + secs(4)).unwrap();
+        assert_eq!(table.len(), 5);
+        assert_eq!(table.resize(16), 0, "no live entry dropped");
+        assert_eq!((table.len(), table.capacity()), (4, 16));
+        assert!(
+            !table.contains(&gone),
+            "unreplied since +0, dead at +4: not moved"
+        );
+        table.check_invariants();
+        assert!(matches!(
+            table.lookup(&silent, t0 + secs(7), 0),
+            Lookup::Hit { reply: false, .. }
+        ));
+        assert!(matches!(
+            table.lookup(&ts[2], t0 + secs(7), 0),
+            Lookup::Hit { reply: false, .. }
+        ));
+        assert_eq!(table.expire(t0 + secs(11), 10), 2);
+        assert!(!table.contains(&ts[0]), "last seen at +0, still");
+        assert!(!table.contains(&silent), "still unreplied");
+        assert!(table.contains(&ts[1]) && table.contains(&ts[2]));
+        for i in 10..24 {
+            table
+                .insert(flow(tuple(i, 1, 2, 1, 1), 0, 0), t0 + secs(11))
+                .unwrap();
+        }
+        assert_eq!(table.len(), 16);
+        table.check_invariants();
+    }
+
+    #[test]
+    fn resize_down_drops_unreplied_first_then_the_oldest() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(8, TIMEOUTS);
+        let replied: Vec<Tuple> = [(1, 6), (2, 17), (3, 6), (4, 1)]
+            .iter()
+            .map(|&(i, p)| tuple(i, 1, 2, 1, p))
+            .collect();
+        for (i, t) in replied.iter().enumerate() {
+            table.insert(flow(*t, 0, 0), t0 + secs(i as u64)).unwrap();
+            answer(&mut table, *t, t0 + secs(i as u64));
+        }
+        let (u1, u2) = (tuple(8, 1, 2, 1, 6), tuple(9, 1, 2, 1, 6));
+        table.insert(flow(u1, 0, 0), t0 + secs(3)).unwrap();
+        table.insert(flow(u2, 0, 0), t0 + secs(4)).unwrap();
+        assert_eq!(
+            table.lookup(&replied[0], t0 + secs(4), 0),
+            Lookup::Hit {
+                flow: flow(replied[0], 0, 0),
+                reply: false,
+            }
+        );
+        assert_eq!(table.resize(5), 1);
+        assert!(!table.contains(&u1) && table.contains(&u2));
+        assert_eq!(table.resize(3), 2);
+        assert!(!table.contains(&u2));
+        assert!(
+            !table.contains(&replied[1]),
+            "oldest replied, across classes"
+        );
+        assert!(table.contains(&replied[0]), "refreshed at +4");
+        assert_eq!((table.len(), table.capacity()), (3, 3));
+        table.check_invariants();
+        assert_eq!(table.resize(1), 2);
+        assert!(table.contains(&replied[0]));
+        assert_eq!(table.resize(0), 1);
+        assert!(table.is_empty());
+        assert_eq!(table.insert(flow(u1, 0, 0), t0 + secs(4)), Err(Full));
+        assert_eq!(table.resize(2), 0);
+        table.insert(flow(u1, 0, 0), t0 + secs(4)).unwrap();
+        table.check_invariants();
+    }
+
+    #[test]
+    fn resize_keeps_the_replied_state() {
+        let t0 = Instant::now();
+        let mut table = FlowTable::new(2, TIMEOUTS);
+        let (a, b) = (tuple(1, 1, 2, 1, 6), tuple(1, 2, 2, 2, 6));
+        table.insert(flow(a, 0, 0), t0).unwrap();
+        answer(&mut table, a, t0);
+        table.insert(flow(b, 0, 0), t0).unwrap();
+        assert_eq!(table.resize(2), 0);
+        table.insert(flow(tuple(3, 3, 3, 3, 6), 0, 0), t0).unwrap();
+        assert!(
+            table.contains(&a) && !table.contains(&b),
+            "b was the unreplied one"
+        );
+        assert!(matches!(
+            table.lookup(&a, t0 + secs(50), 0),
+            Lookup::Hit { .. }
+        ));
     }
 
     #[derive(Debug, Clone)]
@@ -813,10 +1227,16 @@ mod tests {
         Rewind {
             secs: u64,
         },
+        Resize {
+            capacity: usize,
+        },
+        SetTimeouts {
+            timeouts: Timeouts,
+        },
     }
 
     fn small_tuple() -> impl Strategy<Value = Tuple> {
-        let end = prop::sample::select(vec![(1u8, 1000u16), (2, 1000), (2, 2000)]);
+        let end = prop::sample::select(vec![(1u8, 1000u16), (2, 1000), (2, 2000), (3, 1000)]);
         let protocol = prop_oneof![3 => prop::sample::select(vec![1u8, 6, 17]), 1 => Just(47)];
         (end.clone(), end, protocol).prop_map(|((s, sp), (d, dp), protocol)| Tuple {
             src: Ipv4Addr::new(100, 64, 0, s),
@@ -827,16 +1247,28 @@ mod tests {
         })
     }
 
+    fn timeouts() -> impl Strategy<Value = Timeouts> {
+        prop::array::uniform5(1u64..15).prop_map(|[tcp, udp, icmp, other, unreplied]| Timeouts {
+            tcp: secs(tcp),
+            udp: secs(udp),
+            icmp: secs(icmp),
+            other: secs(other),
+            unreplied: secs(unreplied),
+        })
+    }
+
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (small_tuple(), prop_oneof![3 => Just(0u64), 1 => 1u64..3], 0u16..3)
+            5 => (small_tuple(), prop_oneof![3 => Just(0u64), 1 => 1u64..3], 0u16..3)
                 .prop_map(|(t, generation, rule)| Op::Insert { t, generation, rule }),
-            6 => (small_tuple(), prop_oneof![3 => Just(0u64), 1 => 1u64..3])
+            7 => (small_tuple(), prop_oneof![3 => Just(0u64), 1 => 1u64..3])
                 .prop_map(|(t, generation)| Op::Lookup { t, generation }),
             1 => small_tuple().prop_map(|t| Op::Remove { t }),
             1 => (0usize..4).prop_map(|budget| Op::Expire { budget }),
             3 => (0u64..4).prop_map(|secs| Op::Advance { secs }),
             1 => (1u64..3).prop_map(|secs| Op::Rewind { secs }),
+            1 => (0usize..8).prop_map(|capacity| Op::Resize { capacity }),
+            1 => timeouts().prop_map(|timeouts| Op::SetTimeouts { timeouts }),
         ]
     }
 
@@ -845,16 +1277,29 @@ mod tests {
         udp: Duration::from_secs(6),
         icmp: Duration::from_secs(2),
         other: Duration::from_secs(4),
+        unreplied: Duration::from_secs(3),
     };
 
-    /// The naive model: a map from the direction-free flow name to the flow and its last-seen
-    /// time, with the table's rule that time never runs backwards.
+    /// The naive model: a map from the direction-free flow name to the flow, its last-seen
+    /// time, whether its responder has spoken and when it was last touched (a global counter),
+    /// with the table's rule that time never runs backwards.
     type Name = (Ipv4Addr, u16, Ipv4Addr, u16, u8);
 
+    #[derive(Debug, Clone, Copy)]
+    struct Entry {
+        flow: Flow,
+        last_seen: Instant,
+        replied: bool,
+        touched: u64,
+    }
+
     struct Model {
-        flows: HashMap<Name, (Flow, Instant)>,
+        flows: HashMap<Name, Entry>,
         /// The latest time passed to the table, as in [`FlowTable`].
         clock: Option<Instant>,
+        timeouts: Timeouts,
+        capacity: usize,
+        touches: u64,
     }
 
     impl Model {
@@ -864,22 +1309,51 @@ mod tests {
             (x, xp, y, yp, t.protocol)
         }
 
-        fn dead(&self, flow: &Flow, last_seen: Instant) -> bool {
-            let timeout = match flow.opener.protocol {
-                6 => SMALL.tcp,
-                17 => SMALL.udp,
-                1 => SMALL.icmp,
-                _ => SMALL.other,
+        fn tuple(name: Name) -> Tuple {
+            let (src, src_port, dst, dst_port, protocol) = name;
+            Tuple {
+                src,
+                src_port,
+                dst,
+                dst_port,
+                protocol,
+            }
+        }
+
+        fn dead(&self, e: &Entry) -> bool {
+            let timeout = match (e.replied, e.flow.opener.protocol) {
+                (false, _) => self.timeouts.unreplied,
+                (true, 6) => self.timeouts.tcp,
+                (true, 17) => self.timeouts.udp,
+                (true, 1) => self.timeouts.icmp,
+                (true, _) => self.timeouts.other,
             };
             self.clock
-                .is_some_and(|c| c.saturating_duration_since(last_seen) > timeout)
+                .is_some_and(|c| c.saturating_duration_since(e.last_seen) > timeout)
         }
 
         fn dead_count(&self) -> usize {
+            self.flows.values().filter(|e| self.dead(e)).count()
+        }
+
+        fn store(&mut self, name: Name, flow: Flow, replied: bool) {
+            self.touches += 1;
+            let e = Entry {
+                flow,
+                last_seen: self.clock.unwrap(),
+                replied,
+                touched: self.touches,
+            };
+            self.flows.insert(name, e);
+        }
+
+        /// The live unreplied entry touched longest ago.
+        fn oldest_unreplied(&self) -> Option<Name> {
             self.flows
-                .values()
-                .filter(|(f, l)| self.dead(f, *l))
-                .count()
+                .iter()
+                .filter(|(_, e)| !e.replied && !self.dead(e))
+                .min_by_key(|(_, e)| e.touched)
+                .map(|(n, _)| *n)
         }
     }
 
@@ -889,12 +1363,18 @@ mod tests {
         #[test]
         fn flow_table_agrees_with_a_naive_model(
             capacity in prop_oneof![1 => Just(0usize), 8 => 1usize..7],
-            ops in prop::collection::vec(op(), 1..120),
+            ops in prop::collection::vec(op(), 1..150),
         ) {
             let t0 = Instant::now();
             let mut table = FlowTable::new(capacity, SMALL);
-            let slab = table.slots.capacity();
-            let mut model = Model { flows: HashMap::new(), clock: None };
+            let mut slab = table.slots.capacity();
+            let mut model = Model {
+                flows: HashMap::new(),
+                clock: None,
+                timeouts: SMALL,
+                capacity,
+                touches: 0,
+            };
             let mut now = t0;
             for op in &ops {
                 if matches!(op, Op::Insert { .. } | Op::Lookup { .. } | Op::Expire { .. }) {
@@ -904,10 +1384,14 @@ mod tests {
                     Op::Insert { t, generation, rule } => {
                         let f = flow(t, rule, generation);
                         let name = Model::name(&t);
-                        let expected = if model.flows.contains_key(&name)
-                            || model.flows.len() < capacity
+                        let existing = model.flows.get(&name).copied();
+                        let expected = if existing.is_some()
+                            || model.flows.len() < model.capacity
                             || model.dead_count() > 0
                         {
+                            Ok(())
+                        } else if let Some(victim) = model.oldest_unreplied() {
+                            model.flows.remove(&victim);
                             Ok(())
                         } else {
                             Err(Full)
@@ -915,15 +1399,16 @@ mod tests {
                         let got = table.insert(f, now);
                         prop_assert_eq!(got, expected, "{:?}", op);
                         if got.is_ok() {
-                            model.flows.insert(name, (f, model.clock.unwrap()));
+                            model.store(name, f, existing.is_some_and(|e| e.replied));
                         }
                     }
                     Op::Lookup { t, generation } => {
                         let name = Model::name(&t);
                         let expected = match model.flows.get(&name).copied() {
-                            Some((f, last)) if !model.dead(&f, last) => {
-                                model.flows.insert(name, (f, model.clock.unwrap()));
+                            Some(e) if !model.dead(&e) => {
+                                let f = e.flow;
                                 let reply = t != f.opener;
+                                model.store(name, f, e.replied || reply);
                                 if f.generation == generation {
                                     Lookup::Hit { flow: f, reply }
                                 } else {
@@ -944,20 +1429,49 @@ mod tests {
                     }
                     Op::Advance { secs: s } => now += secs(s),
                     Op::Rewind { secs: s } => now = (now - secs(s)).max(t0),
+                    Op::SetTimeouts { timeouts } => {
+                        model.timeouts = timeouts;
+                        table.set_timeouts(timeouts);
+                    }
+                    Op::Resize { capacity } => {
+                        let live: Vec<(Name, Entry)> = model
+                            .flows
+                            .iter()
+                            .filter(|(_, e)| !model.dead(e))
+                            .map(|(n, e)| (*n, *e))
+                            .collect();
+                        let excess = live.len().saturating_sub(capacity);
+                        prop_assert_eq!(table.resize(capacity), excess, "{:?}", op);
+                        prop_assert_eq!(table.capacity(), capacity);
+                        let (kept, dropped): (Vec<_>, Vec<_>) =
+                            live.iter().partition(|(n, _)| table.contains(&Model::tuple(*n)));
+                        prop_assert_eq!(dropped.len(), excess);
+                        for (_, d) in &dropped {
+                            for (_, k) in &kept {
+                                match (d.replied, k.replied) {
+                                    (false, false) => prop_assert!(d.touched < k.touched),
+                                    (true, false) => prop_assert!(false, "unreplied kept over replied"),
+                                    (true, true) => prop_assert!(d.last_seen <= k.last_seen),
+                                    (false, true) => {}
+                                }
+                            }
+                        }
+                        model.flows = kept.into_iter().collect();
+                        model.capacity = capacity;
+                        slab = table.slots.capacity();
+                    }
                 }
                 // The table may drop dead entries at any time, never live ones: follow its choice.
                 let names: Vec<_> = model.flows.keys().copied().collect();
                 for name in names {
-                    let (a, ap, b, bp, protocol) = name;
-                    let t = Tuple { src: a, src_port: ap, dst: b, dst_port: bp, protocol };
-                    if !table.contains(&t) {
-                        let (f, last) = model.flows[&name];
-                        prop_assert!(model.dead(&f, last), "live flow {:?} lost after {:?}", t, op);
+                    if !table.contains(&Model::tuple(name)) {
+                        let e = model.flows[&name];
+                        prop_assert!(model.dead(&e), "live flow {:?} lost after {:?}", name, op);
                         model.flows.remove(&name);
                     }
                 }
                 prop_assert_eq!(table.len(), model.flows.len(), "after {:?}", op);
-                prop_assert!(table.len() <= capacity);
+                prop_assert!(table.len() <= model.capacity);
                 prop_assert_eq!(table.slots.capacity(), slab, "the slab never reallocates");
                 table.check_invariants();
             }
