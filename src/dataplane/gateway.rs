@@ -144,7 +144,17 @@ impl Gateway {
             }
         }
         if plan.limits != old_plan.limits {
-            core.flows = FlowTable::new(plan.limits.flow_table_size, Timeouts::from(&plan.limits));
+            core.flows.set_timeouts(Timeouts::from(&plan.limits));
+            if plan.limits.flow_table_size != core.flows.capacity() {
+                let dropped = core.flows.resize(plan.limits.flow_table_size);
+                if dropped > 0 {
+                    tracing::warn!(
+                        dropped,
+                        capacity = plan.limits.flow_table_size,
+                        "flow table shrunk below its live flows"
+                    );
+                }
+            }
         }
         core.counters = Arc::new(
             core.counters

@@ -719,3 +719,61 @@ fn unroutable_packets_take_no_flow_entry() {
         "a packet that never left holds no flow"
     );
 }
+
+#[test]
+fn changing_limits_on_reload_keeps_established_flows() {
+    let mut h = Harness::new();
+    assert_eq!(
+        h.tcp(AJISAI, "10.0.0.2", "100.65.0.3", 40000, 104, SYN)
+            .len(),
+        1
+    );
+    assert_eq!(
+        h.tcp(MAME, "10.0.0.3", "100.64.0.2", 104, 40000, SYN | ACK)
+            .len(),
+        1
+    );
+
+    let mut c = config();
+    c.dataplane.udp_idle_timeout = Duration::from_secs(30);
+    c.dataplane.flow_table_size = 2048;
+    h.gw.apply_plan(Arc::new(Plan::compile(&c, 2)), h.now);
+    assert_eq!(h.gw.flow_count(), 1);
+    assert_eq!(
+        h.tcp(MAME, "10.0.0.3", "100.64.0.2", 104, 40000, ACK).len(),
+        1,
+        "the reply still passes"
+    );
+    assert_eq!(h.drops(DropReason::Policy), 0);
+}
+
+#[test]
+fn a_flood_of_unanswered_flows_cannot_lock_out_other_tenants() {
+    let mut h = Harness::new();
+    // An answered flow first.
+    assert_eq!(
+        h.tcp(AJISAI, "10.0.0.2", "100.65.0.3", 1, 104, SYN).len(),
+        1
+    );
+    assert_eq!(
+        h.tcp(MAME, "10.0.0.3", "100.64.0.2", 104, 1, SYN | ACK)
+            .len(),
+        1
+    );
+    // Twice the table's capacity of flows nobody answers.
+    for port in 2..2050u16 {
+        assert_eq!(
+            h.tcp(AJISAI, "10.0.0.2", "100.65.0.3", port, 104, ACK)
+                .len(),
+            1
+        );
+    }
+    assert_eq!(h.drops(DropReason::FlowTableFull), 0);
+    // Another tenant still opens its flow, and the answered one lives on.
+    assert_eq!(
+        h.tcp(MAME, "10.0.0.7", "100.127.0.10", 5, 443, SYN).len(),
+        1
+    );
+    assert_eq!(h.tcp(MAME, "10.0.0.3", "100.64.0.2", 104, 1, ACK).len(), 1);
+    assert_eq!(h.drops(DropReason::Policy), 0);
+}
