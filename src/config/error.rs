@@ -4,6 +4,7 @@
 //! where `KEY_PATH` is written like `tenants[1].networks[0].exchange` and the message names
 //! the offending value. Secrets (key file contents) never appear in a message.
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use ipnetwork::Ipv4Network;
@@ -178,6 +179,8 @@ pub enum Problem {
         tenant: String,
         internal: String,
     },
+    #[error("{value} is routed by no attachment of tenant `{tenant}` (no peer's allowed_ips, no plain attachment's routes): the service would be unreachable")]
+    UnroutedService { value: Ipv4Addr, tenant: String },
     #[error("address {value} is not inside this peer's allowed_ips ({allowed})")]
     AddressNotAllowed { value: Ipv4Network, allowed: String },
     #[error("{value} is already used by {other_key} (line {other_line})")]

@@ -213,3 +213,19 @@ impl Config {
         validate::validate(text, path)
     }
 }
+
+/// Fuzzing body shared by `fuzz/` and the property tests: any bytes as a configuration file
+/// give a configuration or an error naming the file and a line, never a panic.
+pub fn fuzz_parse(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = Path::new("/nonexistent-ixgw-fuzz/fuzz.yaml");
+    if let Err(e) = Config::from_str_at(text, path) {
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("/nonexistent-ixgw-fuzz/fuzz.yaml"),
+            "error without the file: {shown}"
+        );
+    }
+}

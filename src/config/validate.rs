@@ -574,6 +574,15 @@ impl Validator {
                     },
                 ));
             }
+            if !tenant_routes(tenant).any(|r| r.contains(address)) {
+                return Err(self.err(
+                    &ak,
+                    Problem::UnroutedService {
+                        value: address,
+                        tenant: tenant.name.clone(),
+                    },
+                ));
+            }
             let pk = format!("{sk}.ports");
             if s.ports.is_empty() {
                 return Err(self.err(&pk, Problem::Empty));
@@ -1096,6 +1105,18 @@ fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() != 0
         && a.port() == b.port()
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// Everything a tenant's attachments route: peers' allowed-ips and plain routes.
+fn tenant_routes(t: &Tenant) -> impl Iterator<Item = &Ipv4Network> {
+    t.attachments.iter().flat_map(|a| match &a.kind {
+        AttachmentKind::WireGuard(wg) => wg
+            .peers
+            .iter()
+            .flat_map(|p| p.allowed_ips.iter())
+            .collect::<Vec<_>>(),
+        AttachmentKind::Plain(p) => p.routes.iter().collect(),
+    })
 }
 
 fn tenant_has_facility(t: &Tenant, code: FacilityCode) -> bool {

@@ -708,8 +708,19 @@ fn rejects_overlapping_allowed_ips_of_one_tenant() {
 
 #[test]
 fn overlapping_allowed_ips_of_different_tenants_are_fine() {
-    let text = edit(BASE, "routes: [10.0.0.0/16]", "routes: [10.0.1.0/24]");
+    let text = edit(BASE, "routes: [10.0.0.0/16]", "routes: [10.0.0.0/23]");
     assert!(load(&text).is_ok());
+}
+
+#[test]
+fn rejects_a_service_no_attachment_routes() {
+    let text = edit(BASE, "routes: [10.0.0.0/16]", "routes: [10.0.1.0/24]");
+    rejects(
+        &text,
+        "services[0].address",
+        "address: 10.0.0.10",
+        &["10.0.0.10", "`beta`", "unreachable"],
+    );
 }
 
 #[test]
@@ -1265,4 +1276,33 @@ fn port_zero_listeners_never_clash() {
     let q: std::net::SocketAddr = "0.0.0.0:51820".parse().unwrap();
     assert!(super::same_socket(p, p));
     assert!(super::same_socket(p, q));
+}
+
+mod fuzz_props {
+    use proptest::prelude::*;
+
+    const EXAMPLE: &str = include_str!("../../config/ixgw.yaml");
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(data in prop::collection::vec(any::<u8>(), 0..512)) {
+            crate::config::fuzz_parse(&data);
+        }
+
+        /// The example with a few bytes changed, inserted or removed: an error, never a panic.
+        #[test]
+        fn mutated_example_never_panics(edits in prop::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..6)) {
+            let mut bytes = EXAMPLE.as_bytes().to_vec();
+            for (at, b, op) in edits {
+                let at = at % (bytes.len() + 1);
+                match op {
+                    0 if at < bytes.len() => bytes[at] = b,
+                    1 => bytes.insert(at, b),
+                    _ if at < bytes.len() => { bytes.remove(at); }
+                    _ => {}
+                }
+            }
+            crate::config::fuzz_parse(&bytes);
+        }
+    }
 }
