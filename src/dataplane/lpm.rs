@@ -1,16 +1,17 @@
 //! Longest-prefix match over IPv4 prefixes: one hash map per prefix length present, probed
 //! from the longest. With the few distinct lengths real plans use (/32 hosts, /24 sites) a
-//! lookup is a handful of hash probes, independent of the number of prefixes.
+//! lookup is a handful of hash probes, independent of the number of prefixes. Keys come from
+//! the configuration only (lookups never insert), so a fast non-keyed hash is safe here.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use ipnetwork::Ipv4Network;
+use rustc_hash::FxHashMap;
 
 #[derive(Debug, Clone)]
 pub struct PrefixTable<T> {
     /// (prefix length, network bits → value), longest first.
-    levels: Vec<(u8, HashMap<u32, T>)>,
+    levels: Vec<(u8, FxHashMap<u32, T>)>,
 }
 
 impl<T> Default for PrefixTable<T> {
@@ -35,11 +36,11 @@ impl<T: Copy> PrefixTable<T> {
         let at = match self.levels.iter().position(|(l, _)| *l <= len) {
             Some(i) if self.levels[i].0 == len => i,
             Some(i) => {
-                self.levels.insert(i, (len, HashMap::new()));
+                self.levels.insert(i, (len, FxHashMap::default()));
                 i
             }
             None => {
-                self.levels.push((len, HashMap::new()));
+                self.levels.push((len, FxHashMap::default()));
                 self.levels.len() - 1
             }
         };

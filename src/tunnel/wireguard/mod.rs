@@ -104,7 +104,7 @@ pub struct WgAttachment {
     rate_limiter: Arc<RateLimiter>,
     slots: Vec<Option<Peer>>,
     by_key: HashMap<[u8; 32], u32>,
-    by_id: HashMap<PeerId, u32>,
+    by_id: rustc_hash::FxHashMap<PeerId, u32>,
     /// Where output goes when the [`TxBatch`] is full (it is then counted as lost).
     scratch: Box<[u8]>,
     next_tick: Option<Instant>,
@@ -175,7 +175,7 @@ impl WgAttachment {
             rate_limiter,
             slots: Vec::new(),
             by_key: HashMap::new(),
-            by_id: HashMap::new(),
+            by_id: Default::default(),
             scratch: vec![0; BUF_SIZE].into_boxed_slice(),
             next_tick: None,
             timer_cursor: 0,
