@@ -17,7 +17,8 @@ fn net(s: &str) -> ipnetwork::Ipv4Network {
     s.parse().expect("a literal prefix")
 }
 
-fn plain(name: &str, internal: &str, exchange: &str) -> Tenant {
+/// A tenant with one plain attachment routing its whole internal prefix.
+pub(crate) fn plain(name: &str, internal: &str, exchange: &str) -> Tenant {
     Tenant {
         name: name.into(),
         networks: vec![Network {

@@ -26,25 +26,6 @@ fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
-fn plain_tenant(name: &str, internal: &str, exchange: &str) -> Tenant {
-    Tenant {
-        name: name.into(),
-        networks: vec![Network {
-            internal: net(internal),
-            exchange: net(exchange),
-        }],
-        attachments: vec![Attachment {
-            name: format!("{name}-lan"),
-            kind: AttachmentKind::Plain(PlainAttachment {
-                tun: format!("t-{name}"),
-                mtu: 1500,
-                routes: vec![net(internal)],
-                kernel_routes: vec![net("100.64.0.0/10")],
-            }),
-        }],
-    }
-}
-
 fn tcp(port: u16) -> PortRule {
     PortRule {
         protocol: Protocol::Tcp,
@@ -70,10 +51,10 @@ fn config() -> Config {
             ..Dataplane::default()
         },
         tenants: vec![
-            plain_tenant("ajisai", "10.0.0.0/24", "100.64.0.0/24"),
-            plain_tenant("mame", "10.0.0.0/24", "100.65.0.0/24"),
-            plain_tenant("claims", "192.168.50.0/24", "100.127.0.0/24"),
-            plain_tenant("isolated", "10.0.0.0/24", "100.66.0.0/24"),
+            super::fuzz::plain("ajisai", "10.0.0.0/24", "100.64.0.0/24"),
+            super::fuzz::plain("mame", "10.0.0.0/24", "100.65.0.0/24"),
+            super::fuzz::plain("claims", "192.168.50.0/24", "100.127.0.0/24"),
+            super::fuzz::plain("isolated", "10.0.0.0/24", "100.66.0.0/24"),
         ],
         services: vec![Service {
             name: "online-claims".into(),
@@ -186,6 +167,25 @@ impl Harness {
         self.send(att, n)
     }
 
+    /// An allowed ajisai → mame SYN whose TTL expires here; returns its length.
+    fn syn_with_ttl_1(&mut self) -> usize {
+        let n = build::tcp(
+            &mut self.buf,
+            ip("10.0.0.2"),
+            ip("100.65.0.3"),
+            1,
+            104,
+            1,
+            0,
+            SYN,
+            None,
+            b"",
+        )
+        .unwrap();
+        edit_ipv4_header(&mut self.buf[..n], |p| p[8] = 1);
+        n
+    }
+
     fn drops(&self, r: DropReason) -> u64 {
         self.gw.counters().drop_count(r)
     }
@@ -193,6 +193,12 @@ impl Harness {
 
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
+
+/// Changes header bytes of an IPv4 packet and recomputes its header checksum.
+fn edit_ipv4_header(pkt: &mut [u8], edit: impl FnOnce(&mut [u8])) {
+    edit(pkt);
+    wire::ipv4::Ipv4Packet::new_unchecked(&mut pkt[..]).fill_checksum();
+}
 
 fn summary(pkt: &[u8]) -> wire::Summary {
     wire::inspect(pkt).expect("gateway emitted a malformed packet")
@@ -283,30 +289,8 @@ fn spoofed_ipv6_unrouted_and_ttl_are_counted() {
         .is_empty());
     assert_eq!(h.drops(DropReason::NoRoute), 1);
 
-    let n = build::tcp(
-        &mut h.buf,
-        ip("10.0.0.2"),
-        ip("100.65.0.3"),
-        1,
-        104,
-        1,
-        0,
-        SYN,
-        None,
-        b"",
-    )
-    .unwrap();
-    h.buf[8] = 1;
-    let n2 = {
-        let mut p = h.buf[..n].to_vec();
-        p[10] = 0;
-        p[11] = 0;
-        let c = wire::checksum::checksum(&p[..20]);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
-        h.buf[..n].copy_from_slice(&p);
-        n
-    };
-    assert!(h.send(AJISAI, n2).is_empty());
+    let n = h.syn_with_ttl_1();
+    assert!(h.send(AJISAI, n).is_empty());
     assert_eq!(h.drops(DropReason::Ttl), 1);
 
     assert!(h.send(AJISAI, 7).is_empty());
@@ -526,11 +510,7 @@ proptest! {
 }
 
 fn set_dont_fragment(pkt: &mut [u8]) {
-    pkt[6] |= 0x40;
-    pkt[10] = 0;
-    pkt[11] = 0;
-    let c = wire::checksum::checksum(&pkt[..20]);
-    pkt[10..12].copy_from_slice(&c.to_be_bytes());
+    edit_ipv4_header(pkt, |p| p[6] |= 0x40);
 }
 
 #[test]
@@ -693,24 +673,7 @@ fn icmp_errors_only_go_back_to_the_quoted_source_through_its_tunnel() {
 #[test]
 fn unroutable_packets_take_no_flow_entry() {
     let mut h = Harness::new();
-    let n = build::tcp(
-        &mut h.buf,
-        ip("10.0.0.2"),
-        ip("100.65.0.3"),
-        1,
-        104,
-        1,
-        0,
-        SYN,
-        None,
-        b"",
-    )
-    .unwrap();
-    h.buf[8] = 1;
-    h.buf[10] = 0;
-    h.buf[11] = 0;
-    let c = wire::checksum::checksum(&h.buf[..20]);
-    h.buf[10..12].copy_from_slice(&c.to_be_bytes());
+    let n = h.syn_with_ttl_1();
     assert!(h.send(AJISAI, n).is_empty());
     assert_eq!(h.drops(DropReason::Ttl), 1);
     assert_eq!(
