@@ -341,7 +341,8 @@ impl Core {
                     dst_port: inner.dst_port,
                     protocol: inner.protocol,
                 };
-                match self.flows.lookup(&t, now, generation) {
+                // An error refers to a flow; it neither refreshes nor answers it.
+                match self.flows.peek(&t, now, generation) {
                     Lookup::Hit { .. } => None,
                     Lookup::Stale { flow, .. } => Some(refresh(
                         plan,

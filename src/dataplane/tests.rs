@@ -740,3 +740,43 @@ fn a_flood_of_unanswered_flows_cannot_lock_out_other_tenants() {
     assert_eq!(h.tcp(MAME, "10.0.0.3", "100.64.0.2", 104, 1, ACK).len(), 1);
     assert_eq!(h.drops(DropReason::Policy), 0);
 }
+
+#[test]
+fn icmp_errors_cannot_make_an_openers_flows_look_answered() {
+    let mut h = Harness::new();
+    for port in 1..2049u16 {
+        assert_eq!(
+            h.tcp(AJISAI, "10.0.0.2", "100.65.0.3", port, 104, SYN)
+                .len(),
+            1
+        );
+        // ajisai forges an error quoting a reply mame never sent.
+        let n = build::tcp(
+            &mut h.buf,
+            ip("100.65.0.3"),
+            ip("10.0.0.2"),
+            104,
+            port,
+            1,
+            1,
+            SYN | ACK,
+            None,
+            b"",
+        )
+        .unwrap();
+        let quoted = h.buf[..n].to_vec();
+        let n =
+            build::icmp_error(&mut h.buf, ip("10.0.0.2"), ip("100.65.0.3"), 3, 3, &quoted).unwrap();
+        h.send(AJISAI, n);
+    }
+    assert_eq!(
+        h.drops(DropReason::FlowTableFull),
+        0,
+        "unanswered flows are evicted, never refused"
+    );
+    assert_eq!(
+        h.tcp(MAME, "10.0.0.7", "100.127.0.10", 5, 443, SYN).len(),
+        1,
+        "another tenant still gets a flow"
+    );
+}

@@ -220,6 +220,16 @@ impl FlowTable {
     /// time to `now`; a packet from the responder makes the flow replied. A dead entry found on
     /// the way is removed.
     pub fn lookup(&mut self, t: &Tuple, now: Instant, generation: u64) -> Lookup {
+        self.find_flow(t, now, generation, true)
+    }
+
+    /// Like [`FlowTable::lookup`], but the entry is neither refreshed nor marked replied: for
+    /// packets that only refer to a flow (ICMP errors), which anyone on the path can forge.
+    pub fn peek(&mut self, t: &Tuple, now: Instant, generation: u64) -> Lookup {
+        self.find_flow(t, now, generation, false)
+    }
+
+    fn find_flow(&mut self, t: &Tuple, now: Instant, generation: u64, touch: bool) -> Lookup {
         let now = self.tick(now);
         let key = Key::of(t);
         let Some((pos, slot)) = self.find(&key, self.hasher.hash_one(key)) else {
@@ -231,11 +241,13 @@ impl FlowTable {
         }
         let flow = self.slots[slot as usize].flow;
         let reply = *t != flow.opener;
-        let class = match self.slots[slot as usize].class {
-            UNREPLIED if reply => replied_class(key.protocol),
-            class => class,
-        };
-        self.touch(slot, now, class);
+        if touch {
+            let class = match self.slots[slot as usize].class {
+                UNREPLIED if reply => replied_class(key.protocol),
+                class => class,
+            };
+            self.touch(slot, now, class);
+        }
         if flow.generation == generation {
             Lookup::Hit { flow, reply }
         } else {
@@ -1476,5 +1488,57 @@ mod tests {
                 table.check_invariants();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod peek_tests {
+    use super::*;
+
+    #[test]
+    fn peek_neither_refreshes_nor_answers() {
+        let t0 = Instant::now();
+        let timeouts = Timeouts {
+            tcp: Duration::from_secs(3600),
+            udp: Duration::from_secs(60),
+            icmp: Duration::from_secs(30),
+            other: Duration::from_secs(60),
+            unreplied: Duration::from_secs(30),
+        };
+        let mut table = FlowTable::new(4, timeouts);
+        let opener = Tuple {
+            src: "100.64.0.2".parse().unwrap(),
+            src_port: 1000,
+            dst: "100.65.0.3".parse().unwrap(),
+            dst_port: 104,
+            protocol: 6,
+        };
+        let reply = Tuple {
+            src: opener.dst,
+            src_port: opener.dst_port,
+            dst: opener.src,
+            dst_port: opener.src_port,
+            protocol: 6,
+        };
+        table
+            .insert(
+                Flow {
+                    opener,
+                    facility: None,
+                    rule: crate::ids::RuleId(0),
+                    generation: 1,
+                },
+                t0,
+            )
+            .unwrap();
+        assert!(matches!(
+            table.peek(&reply, t0 + Duration::from_secs(20), 1),
+            Lookup::Hit { reply: true, .. }
+        ));
+        // Still unreplied and not refreshed: gone 30 s after the insert.
+        assert_eq!(
+            table.lookup(&opener, t0 + Duration::from_secs(31), 1),
+            Lookup::Miss
+        );
     }
 }
