@@ -222,8 +222,9 @@ enum KernelOp {
 }
 
 /// What the kernel must change once `new` runs after `old` (`None` at start): the
-/// `kernel_routes` of new devices, and the differences in routes and MTU of devices kept by
-/// name. Devices `new` no longer uses are closed by the worker, and their routes go with them.
+/// `kernel_routes` of new devices; for devices kept by name the removed routes, a changed
+/// MTU, and every current route again (`replace` is idempotent, so a route an earlier reload
+/// failed to add is retried). Devices `new` no longer uses are closed by the worker, and their routes go with them.
 /// Deletions come first, so that a prefix moving between devices is not deleted after its
 /// new route replaced the old one.
 fn kernel_changes(old: Option<&Plan>, new: &Plan) -> Vec<KernelOp> {
@@ -262,7 +263,9 @@ fn kernel_changes(old: Option<&Plan>, new: &Plan) -> Vec<KernelOp> {
                 mtu: a.mtu,
             });
         }
-        for prefix in kernel_routes.iter().filter(|p| !old_routes.contains(p)) {
+        // Every current prefix, not only the new ones: `replace` is idempotent, and a route
+        // a previous reload failed to add (or that someone removed) comes back.
+        for prefix in kernel_routes {
             adds.push(KernelOp::AddRoute {
                 attachment: a.name.clone(),
                 tun: tun.clone(),
