@@ -874,11 +874,14 @@ fn packets_waiting_for_a_handshake_are_accounted_for() {
     let mut p = Pair::new(2, |_, c| {
         c.endpoint = Some("198.51.100.99:51820".parse().unwrap())
     });
-    // boringtun holds 256 packets per peer while the handshake is pending; beyond that the
-    // gateway refuses them itself, so that none is lost silently.
+    // boringtun holds 256 packets per peer while the handshake is pending, keepalives
+    // included; the gateway stops short of that and refuses the rest itself, so that none is
+    // lost silently.
+    let limit = ixgw::tunnel::wireguard::queue_limit(None);
+    assert!((200..256).contains(&limit));
     for n in 0..300u16 {
         let r = p.gw_send(PeerId(0), &ipv4(9, 1, &n.to_be_bytes()));
-        if n < 256 {
+        if usize::from(n) < limit {
             assert_eq!(r, Ok(()), "packet {n} waits for the handshake");
         } else {
             assert_eq!(
@@ -888,7 +891,7 @@ fn packets_waiting_for_a_handshake_are_accounted_for() {
             );
         }
     }
-    assert_eq!(p.gw.queued(), 256);
+    assert_eq!(p.gw.queued(), limit);
     assert_eq!(
         p.counters.drop_count(DropReason::NoSession),
         0,
@@ -898,7 +901,7 @@ fn packets_waiting_for_a_handshake_are_accounted_for() {
     // Nobody answers: when boringtun gives up it empties the queue, and those are counted.
     p.advance(Duration::from_secs(100));
     assert_eq!(p.handshakes(HandshakeResult::Timeout), 1);
-    assert_eq!(p.counters.drop_count(DropReason::NoSession), 256);
+    assert_eq!(p.counters.drop_count(DropReason::NoSession), limit as u64);
     assert_eq!(p.gw.queued(), 0);
 
     // A reload that replaces a peer with queued packets reports them lost.
@@ -908,4 +911,38 @@ fn packets_waiting_for_a_handshake_are_accounted_for() {
     let mut configs = p.configs.clone();
     configs[1].public_key = keys::public_key(&[0x77; 32]);
     assert_eq!(p.gw.set_peers(&configs, p.now), 5);
+}
+
+#[test]
+fn keepalives_queued_without_a_session_do_not_hide_a_loss() {
+    // A 25 s persistent keepalive towards an endpoint nobody answers at: boringtun queues the
+    // keepalive (an empty packet) with the handshake it starts.
+    let mut p = Pair::new(1, |_, c| {
+        c.persistent_keepalive = Some(25);
+        c.endpoint = Some("198.51.100.99:51820".parse().unwrap());
+    });
+    p.advance(Duration::from_secs(26));
+    let limit = ixgw::tunnel::wireguard::queue_limit(Some(25));
+    let sent: Vec<_> = (0..limit as u16)
+        .map(|n| ipv4(9, 1, &n.to_be_bytes()))
+        .collect();
+    for packet in &sent {
+        assert_eq!(p.gw_send(PeerId(0), packet), Ok(()));
+    }
+    assert_eq!(
+        p.gw_send(PeerId(0), &ipv4(9, 1, b"over")),
+        Err(DropReason::NoSession)
+    );
+    // The facility turns up: every packet the gateway accepted arrives.
+    let mut configs = p.configs.clone();
+    configs[0].endpoint = Some(fac_addr(0, 51820));
+    p.set_peers(configs);
+    p.advance(Duration::from_secs(10));
+    let got = p.facs[0]
+        .received
+        .iter()
+        .filter(|r| sent.contains(r))
+        .count();
+    assert_eq!(got, sent.len(), "accepted packets all arrive");
+    assert_eq!(p.gw.queued(), 0);
 }

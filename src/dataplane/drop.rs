@@ -54,7 +54,7 @@ reasons! {
     /// The destination WireGuard peer has no known endpoint (never connected, none configured).
     NoEndpoint => "no_endpoint",
     /// The destination WireGuard peer has no session: the packets waiting for its handshake
-    /// exceeded the queue (256), the handshake timed out, or the peer was removed or re-keyed.
+    /// exceeded the queue, the handshake timed out, or the peer was removed or re-keyed.
     NoSession => "no_session",
     /// A WireGuard datagram that could not be parsed.
     WgMalformed => "wg_malformed",

@@ -344,13 +344,11 @@ impl Core {
                 // An error refers to a flow; it neither refreshes nor answers it.
                 match self.flows.peek(&t, now, generation) {
                     Lookup::Hit { .. } => None,
-                    Lookup::Stale { flow, .. } => Some(refresh(
-                        plan,
-                        &self.facilities,
-                        &mut self.flows,
-                        flow,
-                        generation,
-                    )?),
+                    Lookup::Stale { flow, .. } => {
+                        let renewed =
+                            refresh(plan, &self.facilities, &mut self.flows, flow, generation)?;
+                        Some((renewed, false))
+                    }
                     Lookup::Miss => return Err(DropReason::Policy),
                 }
             }
@@ -377,25 +375,35 @@ impl Core {
         nat::translate(pkt, &st.map, &dt.map, Some(mss))?;
         let pkt = &pkt[..len];
 
-        // Only a packet that will leave takes (or renews) a flow entry.
-        if let Some(flow) = admitted {
+        // Only a packet that leaves takes (or renews) a flow entry: a new entry is taken back
+        // when the tunnel refuses the packet.
+        if let Some((flow, _)) = admitted {
             self.flows
                 .insert(flow, now)
                 .map_err(|_| DropReason::FlowTableFull)?;
         }
 
         // encap
-        match (route, &mut self.tunnels[egress.index()]) {
-            (Route::Peer(p), Tunnel::WireGuard(wg)) => {
-                wg.send(now, p, pkt, tx, &self.counters)?;
-                self.counters.peer(p.index()).tx(len);
+        let sent = match (route, &mut self.tunnels[egress.index()]) {
+            (Route::Peer(p), Tunnel::WireGuard(wg)) => wg.send(now, p, pkt, tx, &self.counters),
+            (Route::Plain(a), Tunnel::Plain(_)) => match tx.next_buf() {
+                Some(buf) => {
+                    buf[..len].copy_from_slice(pkt);
+                    tx.commit(a, TxTarget::Tun, len);
+                    Ok(())
+                }
+                None => Err(DropReason::TxQueueFull),
+            },
+            _ => Err(DropReason::NoRoute),
+        };
+        if let Err(reason) = sent {
+            if let Some((flow, true)) = admitted {
+                self.flows.remove(&flow.opener);
             }
-            (Route::Plain(a), Tunnel::Plain(_)) => {
-                let buf = tx.next_buf().ok_or(DropReason::TxQueueFull)?;
-                buf[..len].copy_from_slice(pkt);
-                tx.commit(a, TxTarget::Tun, len);
-            }
-            _ => return Err(DropReason::NoRoute),
+            return Err(reason);
+        }
+        if let Route::Peer(p) = route {
+            self.counters.peer(p.index()).tx(len);
         }
         self.counters.tenant(dst_tenant.index()).tx(len);
         Ok(())
@@ -485,7 +493,8 @@ impl IcmpBudget {
 }
 
 /// Looks a flow up, evaluating the policy on a miss or a stale verdict. Returns the flow to
-/// insert once the packet is sure to leave, or `None` for a live verdict.
+/// insert once the packet is sure to leave (and whether it is new), or `None` for a live
+/// verdict.
 fn admit_flow(
     plan: &Plan,
     facilities: &FacilityTable,
@@ -494,18 +503,21 @@ fn admit_flow(
     generation: u64,
     tuple: Tuple,
     query: Query,
-) -> Result<Option<Flow>, DropReason> {
+) -> Result<Option<(Flow, bool)>, DropReason> {
     match flows.lookup(&tuple, now, generation) {
         Lookup::Hit { .. } => Ok(None),
-        Lookup::Stale { flow, .. } => refresh(plan, facilities, flows, flow, generation).map(Some),
+        Lookup::Stale { flow, .. } => {
+            refresh(plan, facilities, flows, flow, generation).map(|f| Some((f, false)))
+        }
         Lookup::Miss => {
             let rule = plan.policy.evaluate(&query).ok_or(DropReason::Policy)?;
-            Ok(Some(Flow {
+            let flow = Flow {
                 opener: tuple,
                 facility: query.src_facility,
                 rule,
                 generation,
-            }))
+            };
+            Ok(Some((flow, true)))
         }
     }
 }

@@ -780,3 +780,26 @@ fn icmp_errors_cannot_make_an_openers_flows_look_answered() {
         "another tenant still gets a flow"
     );
 }
+
+#[test]
+fn a_packet_the_tunnel_refuses_takes_no_flow() {
+    let mut c = super::fuzz::fuzz_config();
+    if let AttachmentKind::WireGuard(wg) = &mut c.tenants[3].attachments[0].kind {
+        wg.peers[0].endpoint = None;
+    }
+    let now = Instant::now();
+    let mut gw = Gateway::new(Arc::new(Plan::compile(&c, 1)), now);
+    let (mut rx, mut tx) = (RxBatch::new(4), TxBatch::new(4));
+    let mut buf = vec![0u8; 256];
+    let n = build::udp(&mut buf, ip("10.0.0.2"), ip("100.66.0.5"), 1, 2, b"x").unwrap();
+    assert!(rx.push(AttachmentId(0), None, &buf[..n]));
+    gw.handle_batch(now, &mut rx, &mut tx);
+    assert!(tx.is_empty());
+    assert_eq!(gw.counters().drop_count(DropReason::NoEndpoint), 1);
+    assert_eq!(gw.flow_count(), 0, "the refused packet left no flow behind");
+    assert_eq!(
+        gw.counters().tenant(3).tx_packets.get(),
+        0,
+        "nor a tx count"
+    );
+}

@@ -57,6 +57,18 @@ const MESSAGE_DATA: u8 = 4;
 /// boringtun's bound on packets queued per peer while a handshake is pending
 /// (`MAX_QUEUE_DEPTH` in `noise/mod.rs`).
 const BORINGTUN_QUEUE: usize = 256;
+/// How long boringtun keeps trying a handshake before it empties the queue (REKEY_ATTEMPT_TIME).
+const REKEY_ATTEMPT_SECS: usize = 90;
+
+/// How many packets the gateway lets wait for a peer's handshake. boringtun's timers queue
+/// keepalives (empty packets) in the same queue while there is no session, one per
+/// persistent-keepalive interval, which the gateway cannot see; leaving room for them keeps
+/// boringtun from ever dropping a packet silently.
+pub fn queue_limit(persistent_keepalive: Option<u16>) -> usize {
+    let keepalives =
+        persistent_keepalive.map_or(0, |k| REKEY_ATTEMPT_SECS / usize::from(k.max(1)) + 1);
+    BORINGTUN_QUEUE - (keepalives + 2).min(BORINGTUN_QUEUE / 2)
+}
 
 /// A queue flush sends at most this many packets (boringtun queues at most 256 per peer).
 const MAX_FLUSH: usize = 256;
@@ -491,7 +503,7 @@ impl WgAttachment {
         if queued {
             // No session: boringtun queued the packet (and started a handshake) unless its
             // queue was full, in which case it dropped it.
-            if p.queued >= BORINGTUN_QUEUE {
+            if p.queued >= queue_limit(p.persistent_keepalive) {
                 return Err(DropReason::NoSession);
             }
             p.queued += 1;
@@ -597,7 +609,8 @@ fn flush(peer: &mut Peer, att: AttachmentId, tx: &mut TxBatch) {
         };
         match Out::from(peer.tunn.decapsulate(None, &[], buf)) {
             Out::Network(len) => {
-                if buf[0] == MESSAGE_DATA {
+                // A queued keepalive leaves as an empty data message: not one of ours.
+                if buf[0] == MESSAGE_DATA && len > DATA_OVERHEAD {
                     peer.queued = peer.queued.saturating_sub(1);
                 }
                 tx.commit(att, TxTarget::Udp(endpoint), len)
