@@ -186,6 +186,19 @@ impl Harness {
         n
     }
 
+    /// Sends a destination-unreachable (`code`) from `src` to `dst` quoting `quoted` in on `att`.
+    fn unreachable(
+        &mut self,
+        att: AttachmentId,
+        src: &str,
+        dst: &str,
+        code: u8,
+        quoted: &[u8],
+    ) -> Vec<(AttachmentId, Vec<u8>)> {
+        let n = build::icmp_error(&mut self.buf, ip(src), ip(dst), 3, code, quoted).unwrap();
+        self.send(att, n)
+    }
+
     fn drops(&self, r: DropReason) -> u64 {
         self.gw.counters().drop_count(r)
     }
@@ -335,16 +348,7 @@ fn echo_and_its_icmp_error_pass_with_the_quoted_header_translated() {
     ));
 
     // A router in mame answers the delivered echo with "port unreachable" quoting it.
-    let n = build::icmp_error(
-        &mut h.buf,
-        ip("10.0.0.254"),
-        ip("100.64.0.2"),
-        3,
-        3,
-        &delivered,
-    )
-    .unwrap();
-    let err = h.send(MAME, n);
+    let err = h.unreachable(MAME, "10.0.0.254", "100.64.0.2", 3, &delivered);
     assert_eq!(err.len(), 1);
     let s = summary(&err[0].1);
     assert_eq!((s.src, s.dst), (ip("100.65.0.254"), ip("10.0.0.2")));
@@ -358,16 +362,9 @@ fn echo_and_its_icmp_error_pass_with_the_quoted_header_translated() {
     // An error about a flow that never existed is not let through.
     let n = build::udp(&mut h.buf, ip("100.64.0.9"), ip("10.0.0.3"), 1, 2, b"").unwrap();
     let quoted = h.buf[..n].to_vec();
-    let n = build::icmp_error(
-        &mut h.buf,
-        ip("10.0.0.254"),
-        ip("100.64.0.9"),
-        3,
-        3,
-        &quoted,
-    )
-    .unwrap();
-    assert!(h.send(MAME, n).is_empty());
+    assert!(h
+        .unreachable(MAME, "10.0.0.254", "100.64.0.9", 3, &quoted)
+        .is_empty());
     assert_eq!(h.drops(DropReason::Policy), 1);
 }
 
@@ -625,49 +622,31 @@ fn icmp_errors_only_go_back_to_the_quoted_source_through_its_tunnel() {
         .clone();
 
     // Addressed to another ajisai host than the flow's opener: refused.
-    let n = build::icmp_error(
-        &mut h.buf,
-        ip("10.0.0.3"),
-        ip("100.64.0.99"),
-        3,
-        1,
-        &delivered,
-    )
-    .unwrap();
-    assert!(h.send(MAME, n).is_empty());
+    assert!(h
+        .unreachable(MAME, "10.0.0.3", "100.64.0.99", 1, &delivered)
+        .is_empty());
     assert_eq!(h.drops(DropReason::Policy), 1);
 
     // Quoting a flow that did not go through the tunnel the error comes from: refused.
-    let n = build::icmp_error(
-        &mut h.buf,
-        ip("192.168.50.1"),
-        ip("100.64.0.2"),
-        3,
-        1,
-        &delivered,
-    )
-    .unwrap();
-    assert!(h.send(CLAIMS, n).is_empty());
+    assert!(h
+        .unreachable(CLAIMS, "192.168.50.1", "100.64.0.2", 1, &delivered)
+        .is_empty());
     assert_eq!(h.drops(DropReason::Policy), 2);
 
     // Larger than any ICMP error a router sends [RFC 1812 § 4.3.2.3]: malformed.
     let mut big = delivered.clone();
     big.resize(700, 0);
-    let n = build::icmp_error(&mut h.buf, ip("10.0.0.3"), ip("100.64.0.2"), 3, 1, &big).unwrap();
-    assert!(h.send(MAME, n).is_empty());
+    assert!(h
+        .unreachable(MAME, "10.0.0.3", "100.64.0.2", 1, &big)
+        .is_empty());
     assert_eq!(h.drops(DropReason::Malformed), 1);
 
     // The real thing passes.
-    let n = build::icmp_error(
-        &mut h.buf,
-        ip("10.0.0.3"),
-        ip("100.64.0.2"),
-        3,
-        1,
-        &delivered,
-    )
-    .unwrap();
-    assert_eq!(h.send(MAME, n).len(), 1);
+    assert_eq!(
+        h.unreachable(MAME, "10.0.0.3", "100.64.0.2", 1, &delivered)
+            .len(),
+        1
+    );
 }
 
 #[test]
