@@ -77,14 +77,7 @@ pub(super) fn spawn(
         .name("ixgw-worker".into())
         .spawn(move || {
             rt.block_on(async move {
-                let mut w = Worker {
-                    gateway,
-                    hub,
-                    open: HashMap::new(),
-                    sources: Vec::new(),
-                    rx: RxBatch::new(RX_BATCH),
-                    tx: TxBatch::new(TX_BATCH),
-                };
+                let mut w = Worker::new(gateway, hub);
                 let plan = w.gateway.plan().clone();
                 let ready = Worker::register(sources)
                     .map_err(|e| format!("cannot register a socket or device: {e}"))
@@ -100,6 +93,18 @@ pub(super) fn spawn(
 }
 
 impl Worker {
+    /// A worker with no sources yet and its batches sized once.
+    fn new(gateway: Gateway, hub: Arc<MetricsHub>) -> Worker {
+        Worker {
+            gateway,
+            hub,
+            open: HashMap::new(),
+            sources: Vec::new(),
+            rx: RxBatch::new(RX_BATCH),
+            tx: TxBatch::new(TX_BATCH),
+        }
+    }
+
     /// Registers new sockets and devices with this thread's reactor, all or none: on error
     /// the ones registered so far are closed again.
     fn register(new: NewSources) -> std::io::Result<Vec<(SourceKey, Source)>> {
@@ -323,14 +328,7 @@ mod tests {
     fn worker(plan: Arc<Plan>, sources: NewSources) -> Worker {
         let gateway = Gateway::new(plan.clone(), Instant::now());
         let hub = Arc::new(MetricsHub::new([gateway.counters().clone()]));
-        let mut w = Worker {
-            gateway,
-            hub,
-            open: HashMap::new(),
-            sources: Vec::new(),
-            rx: RxBatch::new(RX_BATCH),
-            tx: TxBatch::new(TX_BATCH),
-        };
+        let mut w = Worker::new(gateway, hub);
         let new = Worker::register(sources).expect("register");
         w.adopt(&plan, new).expect("adopt");
         w
