@@ -219,6 +219,20 @@ struct Facility {
     received: Vec<Vec<u8>>,
 }
 
+/// Runs `total` packets in chunks of at most `CHUNK` (refill untimed, then timed) and sums
+/// the time and allocations `step` reports for each chunk.
+fn in_chunks(total: usize, mut step: impl FnMut(usize) -> (Duration, u64)) -> (Duration, u64) {
+    let (mut time, mut allocs, mut left) = (Duration::ZERO, 0, total);
+    while left > 0 {
+        let n = left.min(CHUNK);
+        let (t, a) = step(n);
+        time += t;
+        allocs += a;
+        left -= n;
+    }
+    (time, allocs)
+}
+
 /// The gateway and both facilities with their sessions established.
 struct Rig {
     gw: Gateway,
@@ -367,17 +381,10 @@ impl Rig {
     /// `total` packets in chunks; every one must have been forwarded to B.
     fn measure(&mut self, packet: &[u8], total: usize) -> (Duration, u64) {
         let before = self.forwarded();
-        let mut time = Duration::ZERO;
-        let mut allocs = 0;
-        let mut left = total;
-        while left > 0 {
-            let n = left.min(CHUNK);
+        let (time, allocs) = in_chunks(total, |n| {
             self.refill(packet, n);
-            let (t, a) = self.run(n);
-            time += t;
-            allocs += a;
-            left -= n;
-        }
+            self.run(n)
+        });
         assert_eq!(
             self.forwarded() - before,
             total as u64,
@@ -489,18 +496,10 @@ impl Floor {
     }
 
     fn measure(&mut self, packet: &[u8], total: usize) -> (Duration, u64) {
-        let mut time = Duration::ZERO;
-        let mut allocs = 0;
-        let mut left = total;
-        while left > 0 {
-            let n = left.min(CHUNK);
+        in_chunks(total, |n| {
             self.refill(packet, n);
-            let (t, a) = self.run(n);
-            time += t;
-            allocs += a;
-            left -= n;
-        }
-        (time, allocs)
+            self.run(n)
+        })
     }
 }
 
