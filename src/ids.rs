@@ -36,6 +36,10 @@ handle!(
     PeerId(u32)
 );
 handle!(
+    /// A facility: one distinct facility code among the plan's peers.
+    FacilityId(u32)
+);
+handle!(
     /// A published service.
     ServiceId(u16)
 );

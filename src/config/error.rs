@@ -99,6 +99,8 @@ pub enum Problem {
     },
     #[error("`{value}` is not a duration (write 25s, 5m, 2h or a number of seconds)")]
     Duration { value: String },
+    #[error("`{value}` is not a flow limit (write a number of flows like 20000, or a share of dataplane.flow_table_size like 25%)")]
+    FlowLimit { value: String },
     #[error("{value} is out of range ({min}..={max})")]
     OutOfRange { value: u64, min: u64, max: u64 },
     #[error("mtu {value} is out of range for a {kind} attachment ({min}..={max})")]

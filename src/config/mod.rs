@@ -68,6 +68,10 @@ pub struct Dataplane {
     pub tcp_idle_timeout: Duration,
     pub udp_idle_timeout: Duration,
     pub icmp_idle_timeout: Duration,
+    /// The most flows the hosts of one tenant may have opened at once.
+    pub max_flows_per_tenant: FlowLimit,
+    /// The most flows one facility (the peers that carry its code) may have opened at once.
+    pub max_flows_per_facility: FlowLimit,
 }
 
 impl Default for Dataplane {
@@ -77,6 +81,37 @@ impl Default for Dataplane {
             tcp_idle_timeout: Duration::from_secs(7200),
             udp_idle_timeout: Duration::from_secs(120),
             icmp_idle_timeout: Duration::from_secs(30),
+            max_flows_per_tenant: FlowLimit::Percent(50.0),
+            max_flows_per_facility: FlowLimit::Percent(10.0),
+        }
+    }
+}
+
+/// A limit on the flows one tenant or facility holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FlowLimit {
+    /// A share of `flow_table_size`, in percent (0, 100].
+    Percent(f64),
+    /// A number of flows.
+    Flows(usize),
+}
+
+impl FlowLimit {
+    /// The number of flows this limit allows in a table of `capacity`: a share is rounded
+    /// down, but never below one flow.
+    pub fn flows(self, capacity: usize) -> usize {
+        match self {
+            FlowLimit::Flows(n) => n,
+            FlowLimit::Percent(p) => ((capacity as f64 * p / 100.0) as usize).max(1),
+        }
+    }
+}
+
+impl std::fmt::Display for FlowLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlowLimit::Percent(p) => write!(f, "{p}%"),
+            FlowLimit::Flows(n) => write!(f, "{n}"),
         }
     }
 }

@@ -43,6 +43,8 @@ pub(super) struct Dataplane {
     pub tcp_idle_timeout: Option<String>,
     pub udp_idle_timeout: Option<String>,
     pub icmp_idle_timeout: Option<String>,
+    pub max_flows_per_tenant: Option<yaml_serde::Value>,
+    pub max_flows_per_facility: Option<yaml_serde::Value>,
 }
 
 #[derive(Debug, Deserialize)]

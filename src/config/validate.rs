@@ -20,8 +20,8 @@ use super::error::Problem;
 use super::lines::LineMap;
 use super::raw;
 use super::{
-    Attachment, AttachmentKind, Config, ConfigError, Dataplane, Destination, Ix, Key32, Metrics,
-    Network, PlainAttachment, Policy, PortRule, Protocol, Service, Source, Tenant,
+    Attachment, AttachmentKind, Config, ConfigError, Dataplane, Destination, FlowLimit, Ix, Key32,
+    Metrics, Network, PlainAttachment, Policy, PortRule, Protocol, Service, Source, Tenant,
     WireGuardAttachment, WireGuardPeer,
 };
 use crate::ids::FacilityCode;
@@ -227,7 +227,45 @@ impl Validator {
                 &d.icmp_idle_timeout,
                 def.icmp_idle_timeout,
             )?,
+            max_flows_per_tenant: match &d.max_flows_per_tenant {
+                Some(v) => self.flow_limit("dataplane.max_flows_per_tenant", v)?,
+                None => def.max_flows_per_tenant,
+            },
+            max_flows_per_facility: match &d.max_flows_per_facility {
+                Some(v) => self.flow_limit("dataplane.max_flows_per_facility", v)?,
+                None => def.max_flows_per_facility,
+            },
         })
+    }
+
+    /// A number of flows (1..=the largest table), or a share of the table like `25%` or
+    /// `12.5%` (above 0, at most 100).
+    fn flow_limit(&self, key: &str, v: &yaml_serde::Value) -> Result<FlowLimit, ConfigError> {
+        let text = match v {
+            yaml_serde::Value::Number(n) => n.to_string(),
+            yaml_serde::Value::String(s) => s.trim().to_string(),
+            other => yaml_serde::to_string(other)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+        };
+        let bad = || {
+            self.err(
+                key,
+                Problem::FlowLimit {
+                    value: text.clone(),
+                },
+            )
+        };
+        if let Some(p) = text.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|_| bad())?;
+            if !(p > 0.0 && p <= 100.0) {
+                return Err(bad());
+            }
+            return Ok(FlowLimit::Percent(p));
+        }
+        let n: u64 = text.parse().map_err(|_| bad())?;
+        self.in_range(key, n, FLOW_TABLE_SIZE)?;
+        Ok(FlowLimit::Flows(n as usize))
     }
 
     fn tenants(&self, raw: &[raw::Tenant], ix: &Ix) -> Result<Vec<Tenant>, ConfigError> {

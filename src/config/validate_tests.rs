@@ -1306,3 +1306,63 @@ mod fuzz_props {
         }
     }
 }
+
+#[test]
+fn flow_quotas_are_numbers_or_shares_of_the_table() {
+    let d = load(&format!(
+        "{BASE}dataplane:\n  flow_table_size: 1000\n  max_flows_per_tenant: 25%\n  max_flows_per_facility: 30\n"
+    ))
+    .unwrap()
+    .dataplane;
+    assert_eq!(d.max_flows_per_tenant, FlowLimit::Percent(25.0));
+    assert_eq!(d.max_flows_per_facility, FlowLimit::Flows(30));
+    assert_eq!(d.max_flows_per_tenant.flows(d.flow_table_size), 250);
+    assert_eq!(d.max_flows_per_facility.flows(d.flow_table_size), 30);
+    let d = load(&format!(
+        "{BASE}dataplane:\n  max_flows_per_facility: \"12.5 %\"\n"
+    ))
+    .unwrap()
+    .dataplane;
+    assert_eq!(d.max_flows_per_facility, FlowLimit::Percent(12.5));
+    assert_eq!(
+        d.max_flows_per_tenant,
+        Dataplane::default().max_flows_per_tenant
+    );
+    assert_eq!(FlowLimit::Percent(10.0).flows(131_072), 13_107);
+    assert_eq!(
+        FlowLimit::Percent(0.001).flows(10),
+        1,
+        "never below one flow"
+    );
+    let defaults = Dataplane::default();
+    assert_eq!(
+        (
+            defaults.max_flows_per_tenant,
+            defaults.max_flows_per_facility
+        ),
+        (FlowLimit::Percent(50.0), FlowLimit::Percent(10.0))
+    );
+}
+
+#[test]
+fn rejects_flow_quotas_that_are_no_limit() {
+    for (value, needle) in [
+        ("0%", "`0%` is not a flow limit"),
+        ("100.5%", "`100.5%` is not a flow limit"),
+        ("-5%", "`-5%` is not a flow limit"),
+        ("nan%", "`nan%` is not a flow limit"),
+        ("half", "`half` is not a flow limit"),
+        ("[1, 2]", "is not a flow limit"),
+        ("0", "0 is out of range (1..=16777216)"),
+        ("16777217", "16777217 is out of range"),
+        ("-3", "`-3` is not a flow limit"),
+    ] {
+        let text = format!("{BASE}dataplane:\n  max_flows_per_facility: {value}\n");
+        rejects(
+            &text,
+            "dataplane.max_flows_per_facility",
+            "max_flows_per_facility",
+            &[needle],
+        );
+    }
+}

@@ -47,8 +47,17 @@ reasons! {
     Fragment => "fragment",
     /// An ICMP message type that is neither echo nor a supported error.
     IcmpUnsupported => "icmp_unsupported",
-    /// The flow table is full of live flows; a new flow cannot be admitted.
+    /// The flow table is full of live conversations (nothing transient left to evict); a new
+    /// flow cannot be admitted.
     FlowTableFull => "flow_table_full",
+    /// A packet that may only continue a tracked flow found none: a TCP SYN-ACK, RST or FIN
+    /// or a segment without SYN or ACK, an ICMP echo reply, an ICMP error about no known flow.
+    NoFlow => "no_flow",
+    /// A new flow whose opener's tenant already holds `dataplane.max_flows_per_tenant` flows.
+    TenantFlowQuota => "tenant_flow_quota",
+    /// A new flow whose opener's facility already holds `dataplane.max_flows_per_facility`
+    /// flows.
+    FacilityFlowQuota => "facility_flow_quota",
     /// The packet does not fit the egress tunnel's MTU and may not be fragmented.
     TooBig => "too_big",
     /// The destination WireGuard peer has no known endpoint (never connected, none configured).

@@ -11,7 +11,9 @@ use crate::facility::FacilityTable;
 use crate::ids::{AttachmentId, ExchangeV4, FacilityCode, InternalV4, PeerId, TenantId};
 use crate::metrics::Counters;
 use crate::nat;
-use crate::policy::flows::{Flow, FlowTable, Lookup, Timeouts, Tuple};
+use crate::policy::flows::{
+    Flow, FlowTable, Lookup, Owner, Refused, Signal, Start, Timeouts, Tuple,
+};
 use crate::policy::Query;
 use crate::tunnel::plain::PlainTunnel;
 use crate::tunnel::wireguard::WgAttachment;
@@ -19,7 +21,8 @@ use crate::tunnel::Tunnel;
 use crate::wire::{self, Summary, L4, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-const SWEEP_BUDGET: usize = 4096;
+/// Dead flows removed per sweep: dead entries still count against their owner's quota.
+const SWEEP_BUDGET: usize = 16_384;
 /// IPv4 + TCP headers without options: MSS = MTU - 40.
 const TCP_IP_HEADERS: u16 = 40;
 
@@ -59,7 +62,9 @@ impl Gateway {
         let tunnels = (0..plan.attachments.len())
             .map(|i| new_tunnel(&plan, AttachmentId(i as u16), now))
             .collect();
-        let flows = FlowTable::new(plan.limits.flow_table_size, Timeouts::from(&plan.limits));
+        let mut flows = FlowTable::new(plan.limits.flow_table_size, Timeouts::from(&plan.limits));
+        flows.set_quotas(plan.flow_quotas());
+        flows.reown(plan.tenants.len(), plan.facilities.len(), |_| None);
         Gateway {
             core: Core {
                 plan,
@@ -156,12 +161,25 @@ impl Gateway {
                 }
             }
         }
+        core.flows.set_quotas(plan.flow_quotas());
+        let orphans = core
+            .flows
+            .reown(plan.tenants.len(), plan.facilities.len(), |f| {
+                let (tenant, src) = plan.resolve_exchange(f.opener.src)?;
+                plan.owner(tenant, src)
+            });
+        if orphans > 0 {
+            tracing::info!(
+                flows = orphans,
+                "flows whose opener is in no tenant of the new configuration were removed"
+            );
+        }
         core.counters = Arc::new(
             core.counters
                 .successor(plan.tenant_names(), plan.peer_labels()),
         );
         core.counters.drops_add(DropReason::NoSession, lost as u64);
-        core.counters.set_flows(core.flows.len());
+        core.publish_flows();
         core.counters.clone()
     }
 
@@ -173,7 +191,7 @@ impl Gateway {
             let (meta, data) = rx.get_mut(i);
             self.handle_packet(now, meta, data, tx);
         }
-        self.core.counters.set_flows(self.core.flows.len());
+        self.core.publish_flows();
     }
 
     fn handle_packet(&mut self, now: Instant, meta: RxMeta, data: &mut [u8], tx: &mut TxBatch) {
@@ -211,7 +229,7 @@ impl Gateway {
         }
         if core.next_sweep <= now {
             core.flows.expire(now, SWEEP_BUDGET);
-            core.counters.set_flows(core.flows.len());
+            core.publish_flows();
             core.next_sweep = now + SWEEP_INTERVAL;
         }
     }
@@ -229,15 +247,27 @@ impl Gateway {
     }
 }
 
-/// The flow tuple of a packet in exchange space, and the destination port policy sees.
-fn flow_tuple(s: &Summary, src_x: ExchangeV4) -> Option<(Tuple, u16)> {
-    let (src_port, dst_port, protocol, policy_port) = match s.l4 {
+/// The flow tuple of a packet in exchange space, the destination port policy sees, and what
+/// the packet says about its flow's state.
+fn flow_tuple(s: &Summary, src_x: ExchangeV4) -> Option<(Tuple, u16, Signal)> {
+    let (src_port, dst_port, protocol, policy_port, signal) = match s.l4 {
         L4::Tcp {
-            src_port, dst_port, ..
-        } => (src_port, dst_port, PROTO_TCP, dst_port),
-        L4::Udp { src_port, dst_port } => (src_port, dst_port, PROTO_UDP, dst_port),
-        L4::IcmpEcho { ident, .. } => (ident, ident, PROTO_ICMP, 0),
-        L4::Other { protocol } => (0, 0, protocol, 0),
+            src_port,
+            dst_port,
+            flags,
+        } => (src_port, dst_port, PROTO_TCP, dst_port, Signal::Tcp(flags)),
+        L4::Udp { src_port, dst_port } => {
+            (src_port, dst_port, PROTO_UDP, dst_port, Signal::Datagram)
+        }
+        L4::IcmpEcho { ident, reply } => {
+            let signal = if reply {
+                Signal::EchoReply
+            } else {
+                Signal::Datagram
+            };
+            (ident, ident, PROTO_ICMP, 0, signal)
+        }
+        L4::Other { protocol } => (0, 0, protocol, 0, Signal::Datagram),
         L4::IcmpError { .. } => return None,
     };
     Some((
@@ -249,10 +279,20 @@ fn flow_tuple(s: &Summary, src_x: ExchangeV4) -> Option<(Tuple, u16)> {
             protocol,
         },
         policy_port,
+        signal,
     ))
 }
 
 impl Core {
+    /// Publishes the flow table's size and each tenant's share of it.
+    fn publish_flows(&self) {
+        self.counters.set_flows(self.flows.len());
+        for t in 0..self.plan.tenants.len() {
+            let n = self.flows.tenant_flows(TenantId(t as u16));
+            self.counters.tenant_flows(t).set(n);
+        }
+    }
+
     fn verdict_generation(&self) -> u64 {
         (self.plan.generation << 32) ^ self.facilities.generation()
     }
@@ -289,6 +329,10 @@ impl Core {
         let src = InternalV4(s.src);
         let src_x = st.map.to_exchange(src).ok_or(DropReason::Spoofed)?;
         let facility = peer.map(|p| plan.peers[p.index()].facility);
+        let owner = Owner {
+            tenant: src_tenant,
+            facility: peer.map(|p| plan.peers[p.index()].facility_id),
+        };
         let (dst_tenant, dst) = plan.resolve_exchange(s.dst).ok_or(DropReason::NoRoute)?;
 
         // admit
@@ -298,7 +342,7 @@ impl Core {
         }
         let generation = self.verdict_generation();
         let admitted = match flow_tuple(&s, src_x) {
-            Some((tuple, policy_port)) => {
+            Some((tuple, policy_port, signal)) => {
                 let query = Query {
                     src_tenant,
                     src_facility: facility,
@@ -314,8 +358,9 @@ impl Core {
                     &mut self.flows,
                     now,
                     generation,
-                    tuple,
+                    (tuple, signal),
                     query,
+                    owner,
                 )?
             }
             None => {
@@ -347,9 +392,9 @@ impl Core {
                     Lookup::Stale { flow, .. } => {
                         let renewed =
                             refresh(plan, &self.facilities, &mut self.flows, flow, generation)?;
-                        Some((renewed, false))
+                        Some((renewed, None))
                     }
-                    Lookup::Miss => return Err(DropReason::Policy),
+                    Lookup::Miss => return Err(DropReason::NoFlow),
                 }
             }
         };
@@ -377,10 +422,29 @@ impl Core {
 
         // Only a packet that leaves takes (or renews) a flow entry: a new entry is taken back
         // when the tunnel refuses the packet.
-        if let Some((flow, _)) = admitted {
-            self.flows
-                .insert(flow, now)
-                .map_err(|_| DropReason::FlowTableFull)?;
+        if let Some((flow, start)) = admitted {
+            match self
+                .flows
+                .insert(flow, start.unwrap_or(Start::Datagram), now)
+            {
+                Ok(None) => {}
+                Ok(Some(victim)) => {
+                    let t = victim.tenant.index();
+                    self.counters.tenant_flows(t).evictions.add(1);
+                }
+                Err(refused) => {
+                    let reason = match refused {
+                        Refused::Full => DropReason::FlowTableFull,
+                        Refused::TenantQuota => DropReason::TenantFlowQuota,
+                        Refused::FacilityQuota => DropReason::FacilityFlowQuota,
+                    };
+                    if reason != DropReason::FlowTableFull {
+                        let t = src_tenant.index();
+                        self.counters.tenant_flows(t).quota_drops.add(1);
+                    }
+                    return Err(reason);
+                }
+            }
         }
 
         // encap
@@ -397,7 +461,7 @@ impl Core {
             _ => Err(DropReason::NoRoute),
         };
         if let Err(reason) = sent {
-            if let Some((flow, true)) = admitted {
+            if let Some((flow, Some(_))) = admitted {
                 self.flows.remove(&flow.opener);
             }
             return Err(reason);
@@ -492,32 +556,37 @@ impl IcmpBudget {
     }
 }
 
-/// Looks a flow up, evaluating the policy on a miss or a stale verdict. Returns the flow to
-/// insert once the packet is sure to leave (and whether it is new), or `None` for a live
-/// verdict.
+/// Looks a flow up (advancing its state with `signal`), evaluating the policy on a miss or a
+/// stale verdict. Returns the flow to insert once the packet is sure to leave (with how it
+/// starts, if it is new), or `None` for a live verdict. A packet that cannot start a flow
+/// finds `NoFlow` on a miss.
+#[allow(clippy::too_many_arguments)]
 fn admit_flow(
     plan: &Plan,
     facilities: &FacilityTable,
     flows: &mut FlowTable,
     now: Instant,
     generation: u64,
-    tuple: Tuple,
+    (tuple, signal): (Tuple, Signal),
     query: Query,
-) -> Result<Option<(Flow, bool)>, DropReason> {
-    match flows.lookup(&tuple, now, generation) {
+    owner: Owner,
+) -> Result<Option<(Flow, Option<Start>)>, DropReason> {
+    match flows.lookup(&tuple, signal, now, generation) {
         Lookup::Hit { .. } => Ok(None),
         Lookup::Stale { flow, .. } => {
-            refresh(plan, facilities, flows, flow, generation).map(|f| Some((f, false)))
+            refresh(plan, facilities, flows, flow, generation).map(|f| Some((f, None)))
         }
         Lookup::Miss => {
+            let start = signal.start().ok_or(DropReason::NoFlow)?;
             let rule = plan.policy.evaluate(&query).ok_or(DropReason::Policy)?;
             let flow = Flow {
                 opener: tuple,
                 facility: query.src_facility,
+                owner,
                 rule,
                 generation,
             };
-            Ok(Some((flow, true)))
+            Ok(Some((flow, Some(start))))
         }
     }
 }
@@ -532,9 +601,10 @@ fn refresh(
     generation: u64,
 ) -> Result<Flow, DropReason> {
     match reevaluate(plan, facilities, &flow) {
-        Some((rule, facility)) => Ok(Flow {
+        Some((rule, facility, owner)) => Ok(Flow {
             rule,
             facility,
+            owner,
             generation,
             ..flow
         }),
@@ -552,14 +622,12 @@ fn reevaluate(
     plan: &Plan,
     facilities: &FacilityTable,
     flow: &Flow,
-) -> Option<(crate::ids::RuleId, Option<FacilityCode>)> {
+) -> Option<(crate::ids::RuleId, Option<FacilityCode>, Owner)> {
     let o = &flow.opener;
     let (src_tenant, src): (TenantId, InternalV4) = plan.resolve_exchange(o.src)?;
     let (dst_tenant, dst) = plan.resolve_exchange(o.dst)?;
-    let facility = match plan.tenants[src_tenant.index()].routes.lookup(src.0)? {
-        Route::Peer(p) => Some(plan.peers[p.index()].facility),
-        Route::Plain(_) => None,
-    };
+    let owner = plan.owner(src_tenant, src)?;
+    let facility = owner.facility.map(|f| plan.facilities[f.index()]);
     if !facilities.state(facility).0.allows_traffic() {
         return None;
     }
@@ -576,7 +644,7 @@ fn reevaluate(
         protocol: o.protocol,
         dst_port,
     })?;
-    Some((rule, facility))
+    Some((rule, facility, owner))
 }
 
 #[cfg(test)]
@@ -642,6 +710,10 @@ mod reevaluate_tests {
         let flow = Flow {
             opener,
             facility: Some(FacilityCode::parse("4212345678").unwrap()),
+            owner: Owner {
+                tenant: TenantId(3),
+                facility: Some(crate::ids::FacilityId(0)),
+            },
             rule: crate::ids::RuleId(4),
             generation: 1,
         };

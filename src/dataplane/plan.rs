@@ -2,6 +2,7 @@
 //! reads. Immutable once built; a reload builds a new plan and the worker switches to it
 //! between two batches.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
@@ -9,9 +10,12 @@ use ipnetwork::Ipv4Network;
 
 use super::lpm::PrefixTable;
 use crate::config::{self, AttachmentKind, Config};
-use crate::ids::{AttachmentId, ExchangeV4, FacilityCode, InternalV4, PeerId, TenantId};
+use crate::ids::{
+    AttachmentId, ExchangeV4, FacilityCode, FacilityId, InternalV4, PeerId, TenantId,
+};
 use crate::metrics::PeerLabels;
 use crate::nat::TenantMap;
+use crate::policy::flows::{Owner, Quotas};
 use crate::policy::PolicySet;
 use crate::tunnel::wireguard::WgPeerConfig;
 
@@ -58,6 +62,8 @@ pub struct PeerPlan {
     pub tenant: TenantId,
     pub attachment: AttachmentId,
     pub facility: FacilityCode,
+    /// The facility's index in [`Plan::facilities`].
+    pub facility_id: FacilityId,
     pub wg: WgPeerConfig,
 }
 
@@ -70,6 +76,8 @@ pub struct Plan {
     pub tenants: Vec<TenantPlan>,
     pub attachments: Vec<AttachmentPlan>,
     pub peers: Vec<PeerPlan>,
+    /// The distinct facility codes of the peers, indexed by [`FacilityId`].
+    pub facilities: Vec<FacilityCode>,
     /// Exchange prefixes → tenant.
     pub exchange: PrefixTable<TenantId>,
     pub policy: PolicySet,
@@ -84,6 +92,8 @@ impl Plan {
         let mut tenants = Vec::with_capacity(config.tenants.len());
         let mut attachments = Vec::new();
         let mut peers = Vec::new();
+        let mut facilities: Vec<FacilityCode> = Vec::new();
+        let mut facility_ids: HashMap<FacilityCode, FacilityId> = HashMap::new();
         let mut exchange = PrefixTable::default();
 
         for (ti, t) in config.tenants.iter().enumerate() {
@@ -102,11 +112,17 @@ impl Plan {
                             for ip in &p.allowed_ips {
                                 routes.insert(*ip, Route::Peer(pid));
                             }
+                            let facility_id =
+                                *facility_ids.entry(p.facility).or_insert_with(|| {
+                                    facilities.push(p.facility);
+                                    FacilityId(facilities.len() as u32 - 1)
+                                });
                             peers.push(PeerPlan {
                                 name: p.name.clone(),
                                 tenant: tid,
                                 attachment: aid,
                                 facility: p.facility,
+                                facility_id,
                                 wg: WgPeerConfig {
                                     id: pid,
                                     public_key: p.public_key.0,
@@ -157,11 +173,32 @@ impl Plan {
             tenants,
             attachments,
             peers,
+            facilities,
             exchange,
             policy: PolicySet::compile(config),
             limits: config.dataplane.clone(),
             metrics_listen: config.metrics.listen,
         }
+    }
+
+    /// The flow quotas of `limits`, as numbers of flows.
+    pub fn flow_quotas(&self) -> Quotas {
+        let size = self.limits.flow_table_size;
+        Quotas {
+            per_tenant: self.limits.max_flows_per_tenant.flows(size),
+            per_facility: self.limits.max_flows_per_facility.flows(size),
+        }
+    }
+
+    /// Who a flow opened from `src` in `tenant` counts against: the tenant, and the facility
+    /// of the peer that routes `src` (none behind a plain attachment).
+    #[inline]
+    pub fn owner(&self, tenant: TenantId, src: InternalV4) -> Option<Owner> {
+        let facility = match self.tenants.get(tenant.index())?.routes.lookup(src.0)? {
+            Route::Peer(p) => Some(self.peers[p.index()].facility_id),
+            Route::Plain(_) => None,
+        };
+        Some(Owner { tenant, facility })
     }
 
     pub fn tenant(&self, id: TenantId) -> &TenantPlan {

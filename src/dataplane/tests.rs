@@ -104,8 +104,12 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
+        Self::with(config())
+    }
+
+    fn with(config: Config) -> Self {
         let now = Instant::now();
-        let plan = Arc::new(Plan::compile(&config(), 1));
+        let plan = Arc::new(Plan::compile(&config, 1));
         Harness {
             gw: Gateway::new(plan, now),
             rx: RxBatch::new(8),
@@ -365,7 +369,7 @@ fn echo_and_its_icmp_error_pass_with_the_quoted_header_translated() {
     assert!(h
         .unreachable(MAME, "10.0.0.254", "100.64.0.9", 3, &quoted)
         .is_empty());
-    assert_eq!(h.drops(DropReason::Policy), 1);
+    assert_eq!(h.drops(DropReason::NoFlow), 1);
 }
 
 #[test]
@@ -689,25 +693,35 @@ fn changing_limits_on_reload_keeps_established_flows() {
     assert_eq!(h.drops(DropReason::Policy), 0);
 }
 
+/// The test configuration with quotas larger than the table: only early drop protects it.
+fn config_without_quotas() -> Config {
+    let mut c = config();
+    c.dataplane.max_flows_per_tenant = FlowLimit::Flows(1 << 20);
+    c.dataplane.max_flows_per_facility = FlowLimit::Flows(1 << 20);
+    c
+}
+
+/// A TCP connection ajisai 10.0.0.2:`port` → mame 100.65.0.3:104 through its handshake.
+fn establish(h: &mut Harness, port: u16) {
+    for (att, src, dst, sp, dp, flags) in [
+        (AJISAI, "10.0.0.2", "100.65.0.3", port, 104, SYN),
+        (MAME, "10.0.0.3", "100.64.0.2", 104, port, SYN | ACK),
+        (AJISAI, "10.0.0.2", "100.65.0.3", port, 104, ACK),
+    ] {
+        assert_eq!(h.tcp(att, src, dst, sp, dp, flags).len(), 1);
+    }
+}
+
 #[test]
 fn a_flood_of_unanswered_flows_cannot_lock_out_other_tenants() {
-    let mut h = Harness::new();
-    // An answered flow first.
-    assert_eq!(
-        h.tcp(AJISAI, "10.0.0.2", "100.65.0.3", 1, 104, SYN).len(),
-        1
-    );
-    assert_eq!(
-        h.tcp(MAME, "10.0.0.3", "100.64.0.2", 104, 1, SYN | ACK)
-            .len(),
-        1
-    );
-    // Twice the table's capacity of flows nobody answers.
+    let mut h = Harness::with(config_without_quotas());
+    establish(&mut h, 1);
     for port in 2..2050u16 {
         assert_eq!(
             h.tcp(AJISAI, "10.0.0.2", "100.65.0.3", port, 104, ACK)
                 .len(),
-            1
+            1,
+            "{port}"
         );
     }
     assert_eq!(h.drops(DropReason::FlowTableFull), 0);
@@ -722,7 +736,7 @@ fn a_flood_of_unanswered_flows_cannot_lock_out_other_tenants() {
 
 #[test]
 fn icmp_errors_cannot_make_an_openers_flows_look_answered() {
-    let mut h = Harness::new();
+    let mut h = Harness::with(config_without_quotas());
     for port in 1..2049u16 {
         assert_eq!(
             h.tcp(AJISAI, "10.0.0.2", "100.65.0.3", port, 104, SYN)
@@ -781,4 +795,115 @@ fn a_packet_the_tunnel_refuses_takes_no_flow() {
         0,
         "nor a tx count"
     );
+}
+
+#[test]
+fn a_tenant_at_its_quota_only_hurts_itself() {
+    // A table of 1024: each tenant may hold 512 flows.
+    let mut h = Harness::new();
+    establish(&mut h, 1);
+    let mut passed = 0;
+    for port in 2..2050u16 {
+        passed += h
+            .tcp(AJISAI, "10.0.0.2", "100.65.0.3", port, 104, SYN)
+            .len();
+    }
+    assert_eq!(passed, 511, "the established flow holds one of the 512");
+    let refused = 2048 - 511;
+    assert_eq!(h.drops(DropReason::TenantFlowQuota), refused);
+    assert_eq!(h.drops(DropReason::FlowTableFull), 0);
+    let c = h.gw.counters().clone();
+    assert_eq!(c.tenant_flows(0).quota_drops.get(), refused);
+    assert_eq!(c.tenant_flows(0).get(), 512);
+    assert_eq!(c.tenant_flows(1).quota_drops.get(), 0);
+    // mame opens new flows and ajisai's established connection lives on.
+    assert_eq!(
+        h.tcp(MAME, "10.0.0.7", "100.127.0.10", 5, 443, SYN).len(),
+        1
+    );
+    assert_eq!(h.tcp(MAME, "10.0.0.3", "100.64.0.2", 104, 1, ACK).len(), 1);
+    assert_eq!(h.gw.counters().tenant_flows(1).get(), 1);
+    // Once the half-open attempts have died, ajisai opens flows again.
+    h.now += Duration::from_secs(11);
+    assert_eq!(
+        h.tcp(AJISAI, "10.0.0.2", "100.65.0.3", 9999, 104, SYN)
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn packets_that_cannot_open_a_flow_are_no_flow() {
+    let mut h = Harness::new();
+    const RST: u8 = 0x04;
+    const FIN: u8 = 0x01;
+    for flags in [SYN | ACK, RST, RST | ACK, FIN | ACK, 0] {
+        assert!(h
+            .tcp(AJISAI, "10.0.0.2", "100.65.0.3", 7, 104, flags)
+            .is_empty());
+    }
+    assert_eq!(h.drops(DropReason::NoFlow), 5);
+    // An unsolicited echo reply opens nothing; the request it would answer then passes as new.
+    let n = build::icmp_echo(
+        &mut h.buf,
+        ip("10.0.0.2"),
+        ip("100.65.0.3"),
+        9,
+        1,
+        true,
+        b"x",
+    )
+    .unwrap();
+    assert!(h.send(AJISAI, n).is_empty());
+    assert_eq!(h.drops(DropReason::NoFlow), 6);
+    assert_eq!(h.gw.flow_count(), 0);
+    let n = build::icmp_echo(
+        &mut h.buf,
+        ip("10.0.0.2"),
+        ip("100.65.0.3"),
+        9,
+        1,
+        false,
+        b"x",
+    )
+    .unwrap();
+    assert_eq!(h.send(AJISAI, n).len(), 1);
+    let n = build::icmp_echo(
+        &mut h.buf,
+        ip("10.0.0.3"),
+        ip("100.64.0.2"),
+        9,
+        1,
+        true,
+        b"x",
+    )
+    .unwrap();
+    assert_eq!(h.send(MAME, n).len(), 1, "the reply to it passes");
+    assert_eq!(h.drops(DropReason::Policy), 0);
+}
+
+#[test]
+fn a_connection_the_table_never_saw_is_picked_up_mid_stream() {
+    let mut h = Harness::new();
+    // After a restart: the client's next segment, then the server's answer.
+    assert_eq!(
+        h.tcp(AJISAI, "10.0.0.2", "100.65.0.3", 4000, 104, ACK)
+            .len(),
+        1
+    );
+    assert_eq!(
+        h.tcp(MAME, "10.0.0.3", "100.64.0.2", 104, 4000, ACK).len(),
+        1
+    );
+    // Established now: it outlives the transient timeout.
+    h.now += Duration::from_secs(3600);
+    assert_eq!(
+        h.tcp(MAME, "10.0.0.3", "100.64.0.2", 104, 4000, ACK).len(),
+        1
+    );
+    // The server's segment alone cannot pick a connection up: no policy lets mame open it.
+    assert!(h
+        .tcp(MAME, "10.0.0.3", "100.64.0.2", 104, 4001, ACK)
+        .is_empty());
+    assert_eq!(h.drops(DropReason::Policy), 1);
 }

@@ -108,6 +108,25 @@ const PEER_TRAFFIC: [Def; 4] = [
     ),
 ];
 
+/// Indexed like [`Sum::tenant_flows`]: flows, evictions, quota drops.
+const TENANT_FLOWS: [Def; 3] = [
+    gauge(
+        "ixgw_tenant_flows",
+        TENANT,
+        "Flows opened by the tenant's hosts that the flow tables hold, counted against its quota.",
+    ),
+    counter(
+        "ixgw_tenant_flow_evictions_total",
+        TENANT,
+        "Live transient flows (half-open, closed, unanswered) of the tenant evicted early to make room for a new flow.",
+    ),
+    counter(
+        "ixgw_tenant_flow_quota_drops_total",
+        TENANT,
+        "New flows of the tenant's hosts refused because the tenant or the opening facility held its flow quota.",
+    ),
+];
+
 const PEER_LAST_HANDSHAKE: Def = gauge(
     "ixgw_peer_last_handshake_timestamp_seconds",
     PEER,
@@ -155,6 +174,7 @@ fn defs() -> impl Iterator<Item = &'static Def> {
     ];
     TENANT_TRAFFIC
         .iter()
+        .chain(TENANT_FLOWS.iter())
         .chain(PEER_TRAFFIC.iter())
         .chain(SINGLE)
 }
@@ -191,6 +211,7 @@ struct Sum<'a> {
     drops: [u64; DropReason::COUNT],
     handshakes: [u64; HandshakeResult::COUNT],
     tenants: BTreeMap<&'a str, TrafficSum>,
+    tenant_flows: BTreeMap<&'a str, [u64; 3]>,
     peers: BTreeMap<PeerKey<'a>, PeerSum>,
     flows: u64,
 }
@@ -201,6 +222,7 @@ impl<'a> Sum<'a> {
             drops: [0; DropReason::COUNT],
             handshakes: [0; HandshakeResult::COUNT],
             tenants: BTreeMap::new(),
+            tenant_flows: BTreeMap::new(),
             peers: BTreeMap::new(),
             flows: 0,
         };
@@ -213,6 +235,13 @@ impl<'a> Sum<'a> {
             }
             for (name, traffic) in table.tenants() {
                 sum.tenants.entry(name).or_default().add(traffic);
+            }
+            for (name, f) in table.tenants_flows() {
+                let v = [f.get(), f.evictions.get(), f.quota_drops.get()];
+                let entry = sum.tenant_flows.entry(name).or_default();
+                for (s, x) in entry.iter_mut().zip(v) {
+                    *s = s.wrapping_add(x);
+                }
             }
             for (labels, traffic, last) in table.peers() {
                 let key = [
@@ -263,6 +292,14 @@ impl HotCollector {
                 .tenants
                 .iter()
                 .map(|(name, t)| metric(def, &[name], t.0[i] as f64))
+                .collect();
+            out.push(family(def, metrics));
+        }
+        for (i, def) in TENANT_FLOWS.iter().enumerate() {
+            let metrics = sum
+                .tenant_flows
+                .iter()
+                .map(|(name, v)| metric(def, &[name], v[i] as f64))
                 .collect();
             out.push(family(def, metrics));
         }

@@ -86,6 +86,28 @@ impl Traffic {
     }
 }
 
+/// One tenant's share of a worker's flow table.
+#[derive(Debug, Default)]
+pub struct TenantFlows {
+    /// Flows the tenant's hosts opened that the table holds now (a gauge).
+    flows: AtomicU64,
+    /// Live transient flows of the tenant evicted early to make room for a new flow.
+    pub evictions: Counter,
+    /// New flows of the tenant's hosts refused by the tenant's or a facility's quota.
+    pub quota_drops: Counter,
+}
+
+impl TenantFlows {
+    #[inline]
+    pub fn set(&self, n: usize) {
+        self.flows.store(n as u64, Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.flows.load(Relaxed)
+    }
+}
+
 /// Labels of one peer series.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerLabels {
@@ -111,6 +133,7 @@ pub struct Counters {
     handshakes: [Counter; HandshakeResult::COUNT],
     tenant_names: Vec<String>,
     tenants: Box<[Traffic]>,
+    tenant_flows: Box<[TenantFlows]>,
     peer_labels: Vec<PeerLabels>,
     peers: Box<[PeerCounters]>,
     flows: AtomicU64,
@@ -125,6 +148,10 @@ impl Counters {
             drops: Default::default(),
             handshakes: Default::default(),
             tenants: tenant_names.iter().map(|_| Traffic::default()).collect(),
+            tenant_flows: tenant_names
+                .iter()
+                .map(|_| TenantFlows::default())
+                .collect(),
             tenant_names,
             peers: peer_labels
                 .iter()
@@ -148,6 +175,10 @@ impl Counters {
         for (i, name) in next.tenant_names.iter().enumerate() {
             if let Some(j) = self.tenant_names.iter().position(|n| n == name) {
                 next.tenants[i].carry(&self.tenants[j]);
+                let (a, b) = (&next.tenant_flows[i], &self.tenant_flows[j]);
+                a.evictions.set(b.evictions.get());
+                a.quota_drops.set(b.quota_drops.get());
+                a.set(b.get() as usize);
             }
         }
         for (i, l) in next.peer_labels.iter().enumerate() {
@@ -189,6 +220,11 @@ impl Counters {
     #[inline]
     pub fn tenant(&self, index: usize) -> &Traffic {
         &self.tenants[index]
+    }
+
+    #[inline]
+    pub fn tenant_flows(&self, index: usize) -> &TenantFlows {
+        &self.tenant_flows[index]
     }
 
     #[inline]
@@ -243,6 +279,13 @@ impl Counters {
             .zip(self.tenants.iter())
     }
 
+    pub fn tenants_flows(&self) -> impl Iterator<Item = (&str, &TenantFlows)> {
+        self.tenant_names
+            .iter()
+            .map(String::as_str)
+            .zip(self.tenant_flows.iter())
+    }
+
     pub fn peers(&self) -> impl Iterator<Item = (&PeerLabels, &Traffic, Option<Instant>)> {
         self.peer_labels
             .iter()
@@ -275,6 +318,9 @@ mod tests {
         );
         old.drop(DropReason::Policy);
         old.tenant(1).rx(100);
+        old.tenant_flows(1).evictions.add(3);
+        old.tenant_flows(1).quota_drops.add(4);
+        old.tenant_flows(1).set(5);
         old.peer(1).tx(40);
         old.peer_handshake(1, base + std::time::Duration::from_secs(3));
 
@@ -286,6 +332,9 @@ mod tests {
         assert_eq!(new.drop_count(DropReason::Policy), 1);
         assert_eq!(new.tenant(0).rx_bytes.get(), 100);
         assert_eq!(new.tenant(1).rx_bytes.get(), 0);
+        let b = new.tenant_flows(0);
+        assert_eq!((b.evictions.get(), b.quota_drops.get(), b.get()), (3, 4, 5));
+        assert_eq!(new.tenant_flows(1).evictions.get(), 0);
         assert_eq!(new.peer(0).tx_bytes.get(), 40);
         assert_eq!(
             new.last_handshake(0),

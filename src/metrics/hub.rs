@@ -38,6 +38,7 @@ pub struct MetricsHub {
     reloads: IntCounterVec,
     last_reload_success: Gauge,
     flow_table_capacity: IntGauge,
+    flow_quota: IntGaugeVec,
 }
 
 impl fmt::Debug for MetricsHub {
@@ -91,7 +92,16 @@ impl MetricsHub {
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(last_reload_success.clone()))?;
         registry.register(Box::new(build_info))?;
+        let flow_quota = IntGaugeVec::new(
+            Opts::new(
+                "ixgw_flow_quota",
+                "The most flows one tenant, or one facility, may hold in a worker's flow table.",
+            ),
+            &["scope"],
+        )?;
+
         registry.register(Box::new(flow_table_capacity.clone()))?;
+        registry.register(Box::new(flow_quota.clone()))?;
         registry.register(Box::new(HotCollector::new(Arc::clone(&slots))?))?;
 
         Ok(MetricsHub {
@@ -100,6 +110,7 @@ impl MetricsHub {
             reloads,
             last_reload_success,
             flow_table_capacity,
+            flow_quota,
         })
     }
 
@@ -144,6 +155,15 @@ impl MetricsHub {
     pub fn set_flow_table_capacity(&self, flows: usize) {
         self.flow_table_capacity
             .set(i64::try_from(flows).unwrap_or(i64::MAX));
+    }
+
+    /// The running plan's flow quotas per tenant and per facility.
+    pub fn set_flow_quotas(&self, per_tenant: usize, per_facility: usize) {
+        for (scope, n) in [("tenant", per_tenant), ("facility", per_facility)] {
+            self.flow_quota
+                .with_label_values(&[scope])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// The registry of the hub's metrics, for other modules to add theirs to.
@@ -394,6 +414,7 @@ mod tests {
         hub.reload_succeeded(UNIX_EPOCH + Duration::from_millis(1_700_000_000_500));
         hub.reload_failed();
         hub.set_flow_table_capacity(65_536);
+        hub.set_flow_quotas(32_768, 6_553);
         let after = hub.encode();
 
         assert_line(&after, r#"ixgw_config_reloads_total{result="ok"} 1"#);
@@ -403,6 +424,8 @@ mod tests {
             "ixgw_config_last_reload_success_timestamp_seconds 1700000000.5",
         );
         assert_line(&after, "ixgw_flow_table_capacity 65536");
+        assert_line(&after, r#"ixgw_flow_quota{scope="tenant"} 32768"#);
+        assert_line(&after, r#"ixgw_flow_quota{scope="facility"} 6553"#);
     }
 
     #[test]
@@ -422,6 +445,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(families, 18);
+        assert_eq!(families, 21);
     }
 }

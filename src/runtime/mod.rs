@@ -416,6 +416,8 @@ impl Running {
         let hub = Arc::new(MetricsHub::new([gateway.counters().clone()]));
         hub.config_loaded(SystemTime::now());
         hub.set_flow_table_capacity(plan.limits.flow_table_size);
+        let q = plan.flow_quotas();
+        hub.set_flow_quotas(q.per_tenant, q.per_facility);
         let (control, control_rx) = mpsc::channel(4);
         let (started, started_rx) = oneshot::channel();
         let worker = worker::spawn(gateway, sources, hub.clone(), control_rx, started)
@@ -484,6 +486,8 @@ impl Running {
                 self.hub.reload_succeeded(SystemTime::now());
                 self.hub
                     .set_flow_table_capacity(self.plan.limits.flow_table_size);
+                let q = self.plan.flow_quotas();
+                self.hub.set_flow_quotas(q.per_tenant, q.per_facility);
             }
             Err(_) => self.hub.reload_failed(),
         }

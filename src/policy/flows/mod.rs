@@ -1,0 +1,686 @@
+//! The bounded flow table: admitted flows keyed by their 5-tuple in exchange space, tracked
+//! by state, with per-tenant and per-facility quotas.
+//!
+//! Exchange addresses are unique in the IX, so one canonical key (lower endpoint first)
+//! names a flow in both directions: a reply finds the entry its request created. Each entry
+//! remembers which side opened the flow, its [`Owner`] (the opener's tenant and facility), the
+//! rule and the generation its verdict was computed at; an entry older than the current
+//! generation (reload, facility state change) is reported `Stale` and must be re-evaluated by
+//! the caller.
+//!
+//! For ICMP echo the caller puts the identifier in both ports, so that request and reply name
+//! the same flow.
+//!
+//! States and classes ([`state`]): every lookup advances the flow's [`State`] with what the
+//! packet says ([`Signal`]); the state puts the entry in one of seven classes, each with one
+//! idle timeout: established TCP, UDP, ICMP, other protocols and half-closed TCP hold live
+//! conversations; *unreplied* datagram flows and *transient* TCP flows (half-open, picked up
+//! and unanswered, closed by RST or FINs) are the refuse of floods and scans.
+//!
+//! Room: a new flow is refused when its opener's tenant or facility already holds its quota
+//! ([`Quotas`]) — so a flooding facility only locks itself out — and otherwise takes a free
+//! slot, else the slot of a dead entry, else the slot of the live transient entry closest to
+//! its deadline (an early drop, as Linux conntrack does); only a table full of live
+//! conversations refuses one. Quotas count every entry the owner holds, dead ones not yet
+//! removed included, so they hold exactly; a refused owner first has a few dead entries
+//! removed.
+//!
+//! Liveness: an entry whose idle time (`now` − last seen) exceeds its class's timeout is
+//! dead: lookups miss it and it may be removed at any time. Time passed in never runs
+//! backwards inside the table: a `now` earlier than one already seen counts as that latest one.
+//!
+//! Shape: a slab of entries allocated at construction (and again only by
+//! [`FlowTable::resize`]), an open-addressing index (linear probing, at most half full,
+//! backward-shift deletion, so no tombstones and no rehash) keyed by a randomly seeded SipHash
+//! of the canonical key, one intrusive LRU list per class, and a flow count per tenant and per
+//! facility. Entries of one class share one timeout, so each list is ordered by expiry and its
+//! head is the first to die: finding dead entries and the next transient victim costs O(1).
+
+pub mod state;
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use crate::ids::{FacilityCode, FacilityId, RuleId, TenantId};
+
+use state::{Class, CLASSES};
+pub use state::{
+    Signal, Start, State, Timeouts, TCP_HALF_CLOSED_TIMEOUT, TCP_TRANSIENT_TIMEOUT,
+    UNREPLIED_TIMEOUT,
+};
+
+/// A packet's 5-tuple in exchange space, as it travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tuple {
+    pub src: Ipv4Addr,
+    pub src_port: u16,
+    pub dst: Ipv4Addr,
+    pub dst_port: u16,
+    pub protocol: u8,
+}
+
+/// A flow's name independent of direction: the lower (address, port) endpoint first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    lo: (Ipv4Addr, u16),
+    hi: (Ipv4Addr, u16),
+    protocol: u8,
+}
+
+impl Key {
+    fn of(t: &Tuple) -> Key {
+        let (a, b) = ((t.src, t.src_port), (t.dst, t.dst_port));
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        Key {
+            lo,
+            hi,
+            protocol: t.protocol,
+        }
+    }
+}
+
+/// Who a flow counts against: the tenant and the facility (if any) of its opener, as indices
+/// of the running plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub tenant: TenantId,
+    pub facility: Option<FacilityId>,
+}
+
+/// An admitted flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    /// The tuple of the flow's first packet (opener → responder).
+    pub opener: Tuple,
+    /// The facility of the opener, if known.
+    pub facility: Option<FacilityCode>,
+    /// Whom the flow counts against.
+    pub owner: Owner,
+    /// The rule that admitted it.
+    pub rule: RuleId,
+    /// The verdict's generation.
+    pub generation: u64,
+}
+
+/// The answer of [`FlowTable::lookup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// A live flow of the current generation; `reply` is true when the packet travels from
+    /// the responder to the opener.
+    Hit {
+        flow: Flow,
+        reply: bool,
+    },
+    /// A live flow whose verdict predates `generation`: re-evaluate, then
+    /// [`FlowTable::insert`] again or [`FlowTable::remove`].
+    Stale {
+        flow: Flow,
+        reply: bool,
+    },
+    Miss,
+}
+
+/// The most flows one tenant, and one facility, may hold at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    pub per_tenant: usize,
+    pub per_facility: usize,
+}
+
+impl Quotas {
+    pub const UNLIMITED: Quotas = Quotas {
+        per_tenant: usize::MAX,
+        per_facility: usize::MAX,
+    };
+}
+
+/// Why a new flow was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("flow table full of live conversations")]
+    Full,
+    #[error("the opener's tenant holds its flow quota")]
+    TenantQuota,
+    #[error("the opener's facility holds its flow quota")]
+    FacilityQuota,
+}
+
+/// Dead entries removed when a new flow meets a quota, before the quota is asked again.
+const QUOTA_EXPIRE_BUDGET: usize = 32;
+
+const NIL: u32 = u32::MAX;
+
+/// The largest capacity a table accepts; larger requests are clamped to it.
+pub const MAX_CAPACITY: usize = 1 << 30;
+
+#[derive(Clone, Copy)]
+struct Slot {
+    key: Key,
+    hash: u64,
+    flow: Flow,
+    last_seen: Instant,
+    state: State,
+    class: Class,
+    /// LRU neighbours within the slot's class (towards the head / the tail); `next` also links
+    /// the free list.
+    prev: u32,
+    next: u32,
+}
+
+#[derive(Clone, Copy)]
+struct List {
+    head: u32,
+    tail: u32,
+}
+
+/// A bounded map of admitted flows. Never grows past its capacity; never allocates after
+/// construction except in [`FlowTable::resize`] and [`FlowTable::reown`].
+pub struct FlowTable {
+    capacity: usize,
+    timeouts: [Duration; CLASSES],
+    hasher: RandomState,
+    /// Slot numbers, `NIL` when empty; its length is a power of two ≥ 2 × capacity.
+    index: Box<[u32]>,
+    slots: Vec<Slot>,
+    free: u32,
+    len: usize,
+    lru: [List; CLASSES],
+    /// The latest `now` seen.
+    clock: Option<Instant>,
+    quotas: Quotas,
+    /// Entries per tenant and per facility index; owners beyond these are neither counted
+    /// nor limited.
+    tenant_flows: Vec<u32>,
+    facility_flows: Vec<u32>,
+}
+
+impl FlowTable {
+    /// A table for up to `capacity` flows (clamped to [`MAX_CAPACITY`]) without quotas and
+    /// without owners to count; all memory is allocated here.
+    pub fn new(capacity: usize, timeouts: Timeouts) -> Self {
+        Self::with_hasher(capacity, timeouts.by_class(), RandomState::new())
+    }
+
+    fn with_hasher(capacity: usize, timeouts: [Duration; CLASSES], hasher: RandomState) -> Self {
+        let capacity = capacity.min(MAX_CAPACITY);
+        let buckets = (capacity * 2).max(2).next_power_of_two();
+        FlowTable {
+            capacity,
+            timeouts,
+            hasher,
+            index: vec![NIL; buckets].into_boxed_slice(),
+            slots: Vec::with_capacity(capacity),
+            free: NIL,
+            len: 0,
+            lru: [List {
+                head: NIL,
+                tail: NIL,
+            }; CLASSES],
+            clock: None,
+            quotas: Quotas::UNLIMITED,
+            tenant_flows: Vec::new(),
+            facility_flows: Vec::new(),
+        }
+    }
+
+    /// Looks the packet's flow up and, when found and not idle-expired, refreshes its last-seen
+    /// time to `now` and advances its state with `signal`. A dead entry found on the way is
+    /// removed.
+    pub fn lookup(&mut self, t: &Tuple, signal: Signal, now: Instant, generation: u64) -> Lookup {
+        self.find_flow(t, now, generation, Some(signal))
+    }
+
+    /// Like [`FlowTable::lookup`], but the entry is neither refreshed nor advanced: for
+    /// packets that only refer to a flow (ICMP errors), which anyone on the path can forge.
+    pub fn peek(&mut self, t: &Tuple, now: Instant, generation: u64) -> Lookup {
+        self.find_flow(t, now, generation, None)
+    }
+
+    fn find_flow(
+        &mut self,
+        t: &Tuple,
+        now: Instant,
+        generation: u64,
+        signal: Option<Signal>,
+    ) -> Lookup {
+        let now = self.tick(now);
+        let key = Key::of(t);
+        let Some((pos, slot)) = self.find(&key, self.hasher.hash_one(key)) else {
+            return Lookup::Miss;
+        };
+        if self.is_dead(slot, now) {
+            self.remove_at(pos);
+            return Lookup::Miss;
+        }
+        let flow = self.slots[slot as usize].flow;
+        let reply = *t != flow.opener;
+        if let Some(signal) = signal {
+            let state = self.slots[slot as usize].state.next(reply, signal);
+            self.touch(slot, now, state);
+        }
+        if flow.generation == generation {
+            Lookup::Hit { flow, reply }
+        } else {
+            Lookup::Stale { flow, reply }
+        }
+    }
+
+    /// The state of `t`'s flow, live or dead, without touching it.
+    pub fn state(&self, t: &Tuple) -> Option<State> {
+        let key = Key::of(t);
+        let (_, slot) = self.find(&key, self.hasher.hash_one(key))?;
+        Some(self.slots[slot as usize].state)
+    }
+
+    /// Admits the flow whose first packet is `flow.opener` and started it as `start`, or
+    /// re-admits an existing flow (either direction).
+    ///
+    /// A new flow is refused when its owner's tenant or facility holds its quota (after up to
+    /// [`QUOTA_EXPIRE_BUDGET`] dead entries of anyone were removed), else it takes a free
+    /// slot, a dead entry's, or a live transient entry's (the one closest to its deadline);
+    /// `Refused::Full` if every entry is a live conversation. Returns the owner of a live
+    /// entry evicted to make room.
+    ///
+    /// Re-admitting an existing flow replaces its whole `Flow`, opener and owner included,
+    /// keeps its state and is never refused: to keep the original orientation after a
+    /// `Stale` re-evaluation, pass back the `opener` that [`FlowTable::lookup`] returned.
+    pub fn insert(
+        &mut self,
+        flow: Flow,
+        start: Start,
+        now: Instant,
+    ) -> Result<Option<Owner>, Refused> {
+        let now = self.tick(now);
+        let key = Key::of(&flow.opener);
+        let hash = self.hasher.hash_one(key);
+        if let Some((_, slot)) = self.find(&key, hash) {
+            let old = self.slots[slot as usize].flow.owner;
+            self.count(old, false);
+            self.count(flow.owner, true);
+            self.slots[slot as usize].flow = flow;
+            let state = self.slots[slot as usize].state;
+            self.touch(slot, now, state);
+            return Ok(None);
+        }
+        if self.over_quota(flow.owner).is_some() {
+            self.expire(now, QUOTA_EXPIRE_BUDGET);
+            if let Some(refused) = self.over_quota(flow.owner) {
+                return Err(refused);
+            }
+        }
+        let mut evicted = None;
+        if self.len == self.capacity && self.evict_dead(now).is_none() {
+            evicted = Some(self.evict_transient().ok_or(Refused::Full)?);
+        }
+        let state = State::initial(start);
+        self.place(Slot {
+            key,
+            hash,
+            flow,
+            last_seen: now,
+            state,
+            class: state.class(key.protocol),
+            prev: NIL,
+            next: NIL,
+        });
+        Ok(evicted)
+    }
+
+    /// Forgets the flow of `t` (either direction), live or dead.
+    pub fn remove(&mut self, t: &Tuple) {
+        let key = Key::of(t);
+        if let Some((pos, _)) = self.find(&key, self.hasher.hash_one(key)) {
+            self.remove_at(pos);
+        }
+    }
+
+    /// Removes up to `budget` idle-expired entries, earliest deadline first; returns how many
+    /// were removed.
+    pub fn expire(&mut self, now: Instant, budget: usize) -> usize {
+        let now = self.tick(now);
+        let mut removed = 0;
+        while removed < budget && self.evict_dead(now).is_some() {
+            removed += 1;
+        }
+        removed
+    }
+
+    /// Replaces the timeouts in place. Entries keep their class and last-seen time, so some
+    /// may now be dead, or alive again.
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.timeouts = timeouts.by_class();
+    }
+
+    /// Replaces the quotas in place. Owners above a lowered quota keep their flows but open
+    /// no new one until they are below it.
+    pub fn set_quotas(&mut self, quotas: Quotas) {
+        self.quotas = quotas;
+    }
+
+    /// Assigns every entry to the owner `owner_of` gives it, counted among `tenants` tenants
+    /// and `facilities` facilities (a new plan's numbering); entries it gives no owner are
+    /// removed. Returns how many were removed. Allocates the counts; O(entries).
+    pub fn reown(
+        &mut self,
+        tenants: usize,
+        facilities: usize,
+        mut owner_of: impl FnMut(&Flow) -> Option<Owner>,
+    ) -> usize {
+        self.tenant_flows = vec![0; tenants];
+        self.facility_flows = vec![0; facilities];
+        let mut orphans = Vec::new();
+        for pos in 0..self.index.len() {
+            let slot = self.index[pos];
+            if slot == NIL {
+                continue;
+            }
+            let flow = self.slots[slot as usize].flow;
+            match owner_of(&flow) {
+                Some(owner) => {
+                    self.slots[slot as usize].flow.owner = owner;
+                    self.count(owner, true);
+                }
+                None => orphans.push(flow.opener),
+            }
+        }
+        for t in &orphans {
+            let key = Key::of(t);
+            if let Some((pos, slot)) = self.find(&key, self.hasher.hash_one(key)) {
+                // Not counted above, so not uncounted by `remove_at` either.
+                let owner = self.slots[slot as usize].flow.owner;
+                self.count(owner, true);
+                self.remove_at(pos);
+            }
+        }
+        orphans.len()
+    }
+
+    /// Moves every live entry (judged at the latest `now` the table has seen) into new storage
+    /// for `capacity` flows (clamped to [`MAX_CAPACITY`]), keeping each entry's state, class,
+    /// owner and last-seen time and each class's LRU order; dead entries are discarded. When
+    /// the live entries outnumber `capacity`, transient entries go first (earliest deadline
+    /// first), then the least recently seen others. Returns how many live entries were
+    /// dropped. Allocates; O(entries).
+    pub fn resize(&mut self, capacity: usize) -> usize {
+        let capacity = capacity.min(MAX_CAPACITY);
+        let mut first = [NIL; CLASSES];
+        let mut live = 0usize;
+        // Each list is ordered by expiry, so its dead entries form a prefix.
+        for (class, list) in self.lru.iter().enumerate() {
+            let mut cur = list.head;
+            while cur != NIL && self.clock.is_some_and(|now| self.is_dead(cur, now)) {
+                cur = self.slots[cur as usize].next;
+            }
+            first[class] = cur;
+            while cur != NIL {
+                live += 1;
+                cur = self.slots[cur as usize].next;
+            }
+        }
+        let dropped = live.saturating_sub(capacity);
+        for _ in 0..dropped {
+            let transient = self.earliest(&first, |c| c.transient(), |s, d| s.last_seen + d);
+            let victim = transient.or_else(|| self.earliest(&first, |_| true, |s, _| s.last_seen));
+            let Some(class) = victim else { break };
+            first[class] = self.slots[first[class] as usize].next;
+        }
+        let mut next = Self::with_hasher(capacity, self.timeouts, self.hasher.clone());
+        next.clock = self.clock;
+        next.quotas = self.quotas;
+        next.tenant_flows = vec![0; self.tenant_flows.len()];
+        next.facility_flows = vec![0; self.facility_flows.len()];
+        for mut cur in first {
+            while cur != NIL {
+                let slot = self.slots[cur as usize];
+                next.place(slot);
+                cur = slot.next;
+            }
+        }
+        *self = next;
+        dropped
+    }
+
+    /// The class, among those `eligible`, whose entry at `first` has the smallest `when`
+    /// (given the entry and its class's timeout); the first such class on ties.
+    fn earliest(
+        &self,
+        first: &[u32; CLASSES],
+        eligible: impl Fn(Class) -> bool,
+        when: impl Fn(&Slot, Duration) -> Instant,
+    ) -> Option<usize> {
+        let mut best: Option<(usize, Instant)> = None;
+        for class in Class::ALL {
+            let c = class as usize;
+            if first[c] == NIL || !eligible(class) {
+                continue;
+            }
+            let at = when(&self.slots[first[c] as usize], self.timeouts[c]);
+            if best.is_none_or(|(_, b)| at < b) {
+                best = Some((c, at));
+            }
+        }
+        best.map(|(c, _)| c)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn quotas(&self) -> Quotas {
+        self.quotas
+    }
+
+    /// Entries (live or not yet removed) counted against `tenant`.
+    pub fn tenant_flows(&self, tenant: TenantId) -> usize {
+        self.tenant_flows
+            .get(tenant.index())
+            .map_or(0, |&n| n as usize)
+    }
+
+    /// Entries (live or not yet removed) counted against `facility`.
+    pub fn facility_flows(&self, facility: FacilityId) -> usize {
+        self.facility_flows
+            .get(facility.index())
+            .map_or(0, |&n| n as usize)
+    }
+
+    fn over_quota(&self, owner: Owner) -> Option<Refused> {
+        let at = |counts: &[u32], i: usize, quota: usize| {
+            counts.get(i).is_some_and(|&n| n as usize >= quota)
+        };
+        if at(
+            &self.tenant_flows,
+            owner.tenant.index(),
+            self.quotas.per_tenant,
+        ) {
+            return Some(Refused::TenantQuota);
+        }
+        match owner.facility {
+            Some(f) if at(&self.facility_flows, f.index(), self.quotas.per_facility) => {
+                Some(Refused::FacilityQuota)
+            }
+            _ => None,
+        }
+    }
+
+    /// Counts one entry of `owner` in (`add`) or out.
+    fn count(&mut self, owner: Owner, add: bool) {
+        let bump = |n: &mut u32| *n = if add { *n + 1 } else { n.saturating_sub(1) };
+        if let Some(n) = self.tenant_flows.get_mut(owner.tenant.index()) {
+            bump(n);
+        }
+        if let Some(n) = owner
+            .facility
+            .and_then(|f| self.facility_flows.get_mut(f.index()))
+        {
+            bump(n);
+        }
+    }
+
+    fn tick(&mut self, now: Instant) -> Instant {
+        let now = self.clock.map_or(now, |c| c.max(now));
+        self.clock = Some(now);
+        now
+    }
+
+    fn is_dead(&self, slot: u32, now: Instant) -> bool {
+        let s = &self.slots[slot as usize];
+        now.saturating_duration_since(s.last_seen) > self.timeouts[s.class as usize]
+    }
+
+    /// The index position and slot of `key`, whose hash is `hash`.
+    fn find(&self, key: &Key, hash: u64) -> Option<(usize, u32)> {
+        let mask = self.index.len() - 1;
+        let mut pos = hash as usize & mask;
+        loop {
+            let slot = self.index[pos];
+            if slot == NIL {
+                return None;
+            }
+            if self.slots[slot as usize].key == *key {
+                return Some((pos, slot));
+            }
+            pos = (pos + 1) & mask;
+        }
+    }
+
+    /// Stores a new entry (the table has room and `s.key` is absent) at the tail of its class.
+    fn place(&mut self, s: Slot) {
+        let hash = s.hash;
+        self.count(s.flow.owner, true);
+        let slot = self.alloc(s);
+        self.link_tail(slot);
+        let mask = self.index.len() - 1;
+        let mut pos = hash as usize & mask;
+        while self.index[pos] != NIL {
+            pos = (pos + 1) & mask;
+        }
+        self.index[pos] = slot;
+        self.len += 1;
+    }
+
+    /// Removes the dead head of some class, earliest deadline first; returns its slot.
+    fn evict_dead(&mut self, now: Instant) -> Option<u32> {
+        let heads = self.lru.map(|l| l.head);
+        let dead = |c: Class| {
+            let head = heads[c as usize];
+            head != NIL && self.is_dead(head, now)
+        };
+        let class = self.earliest(&heads, dead, |s, d| s.last_seen + d)?;
+        self.evict(heads[class])
+    }
+
+    /// Removes the live or dead transient entry closest to its deadline; returns its owner.
+    fn evict_transient(&mut self) -> Option<Owner> {
+        let heads = self.lru.map(|l| l.head);
+        let class = self.earliest(&heads, Class::transient, |s, d| s.last_seen + d)?;
+        let owner = self.slots[heads[class] as usize].flow.owner;
+        self.evict(heads[class]).map(|_| owner)
+    }
+
+    fn evict(&mut self, slot: u32) -> Option<u32> {
+        let Slot { key, hash, .. } = self.slots[slot as usize];
+        let (pos, _) = self.find(&key, hash)?;
+        self.remove_at(pos);
+        Some(slot)
+    }
+
+    /// Removes the entry at index position `pos`, closing the probe gap by shifting later
+    /// entries of the run back [Knuth, TAOCP vol. 3, § 6.4, Algorithm R].
+    fn remove_at(&mut self, mut pos: usize) {
+        let slot = self.index[pos];
+        self.unlink(slot);
+        let owner = self.slots[slot as usize].flow.owner;
+        self.count(owner, false);
+        self.slots[slot as usize].next = self.free;
+        self.free = slot;
+        self.len -= 1;
+
+        let mask = self.index.len() - 1;
+        self.index[pos] = NIL;
+        let mut j = pos;
+        loop {
+            j = (j + 1) & mask;
+            let s = self.index[j];
+            if s == NIL {
+                return;
+            }
+            let home = self.slots[s as usize].hash as usize & mask;
+            // The entry at `j` may move to the gap unless its home lies cyclically in (pos, j].
+            let stays = if pos <= j {
+                pos < home && home <= j
+            } else {
+                pos < home || home <= j
+            };
+            if !stays {
+                self.index[pos] = s;
+                self.index[j] = NIL;
+                pos = j;
+            }
+        }
+    }
+
+    fn alloc(&mut self, s: Slot) -> u32 {
+        if self.free != NIL {
+            let slot = self.free;
+            self.free = self.slots[slot as usize].next;
+            self.slots[slot as usize] = s;
+            slot
+        } else {
+            self.slots.push(s);
+            (self.slots.len() - 1) as u32
+        }
+    }
+
+    /// Marks the entry seen at `now` in `state` and moves it to the tail of its class.
+    fn touch(&mut self, slot: u32, now: Instant, state: State) {
+        self.unlink(slot);
+        let s = &mut self.slots[slot as usize];
+        s.last_seen = now;
+        s.state = state;
+        s.class = state.class(s.key.protocol);
+        self.link_tail(slot);
+    }
+
+    fn link_tail(&mut self, slot: u32) {
+        let class = self.slots[slot as usize].class as usize;
+        let tail = self.lru[class].tail;
+        let s = &mut self.slots[slot as usize];
+        s.prev = tail;
+        s.next = NIL;
+        if tail == NIL {
+            self.lru[class].head = slot;
+        } else {
+            self.slots[tail as usize].next = slot;
+        }
+        self.lru[class].tail = slot;
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let class = self.slots[slot as usize].class as usize;
+        let Slot { prev, next, .. } = self.slots[slot as usize];
+        if prev == NIL {
+            self.lru[class].head = next;
+        } else {
+            self.slots[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.lru[class].tail = prev;
+        } else {
+            self.slots[next as usize].prev = prev;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
