@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Runs every test of ixgw: unit, property and doc tests; the in-memory WireGuard pair harness
-# (virtual time); the end-to-end tests in network namespaces against wireguard-go and iperf3
-# (root). Fails on the first failing suite.
+# Runs every test of ixgw: the alert rules and their unit tests (promtool); unit, property and
+# doc tests; the in-memory WireGuard pair harness (virtual time); the end-to-end tests in network
+# namespaces against wireguard-go and iperf3 (root). Fails on the first failing suite.
 set -euo pipefail
 cd "$(dirname "$0")"
 
+echo "== promtool (alert rules and their unit tests)"
+if ! command -v promtool >/dev/null; then
+  echo "promtool is missing: install it (Debian: apt-get install --no-install-recommends prometheus)" >&2
+  exit 1
+fi
+promtool check rules config/alerts/ixgw-rules.yaml
+promtool test rules config/alerts/ixgw-rules.test.yaml
 echo "== cargo test (unit, property, integration)"
 cargo test --all-targets
 echo "== cargo test --features virtual-time (pair harnesses with virtual time)"

@@ -131,3 +131,30 @@ fn peer_config_prints_a_wg_quick_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nobody"));
 }
+
+#[test]
+fn check_rejects_a_file_over_the_size_limit() {
+    let dir = std::env::temp_dir().join(format!("ixgw-cli-big-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("huge.yaml");
+    // Sparse, 30 MiB: the size the issue saw read whole on reload.
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(30 << 20)
+        .unwrap();
+    let out = ixgw()
+        .args(["check", "--config"])
+        .arg(&big)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}: the configuration file has 31457280 bytes; ixgw reads at most 16777216 bytes (16 MiB)",
+            big.display()
+        )),
+        "{err}"
+    );
+}

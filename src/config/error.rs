@@ -21,6 +21,18 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// The configuration file is larger than ixgw reads ([`super::CONFIG_FILE_LIMIT`]);
+    /// `size` is unknown when the file is not a regular one or grew while it was read.
+    #[error(
+        "{path}: the configuration file has {}; ixgw reads at most {limit} bytes{}",
+        size_text(*.size, *.limit),
+        mib_text(*.limit)
+    )]
+    TooLarge {
+        path: String,
+        size: Option<u64>,
+        limit: u64,
+    },
     /// The text is not YAML, or not a YAML mapping at its top level.
     #[error("{file}:{line}: {message}")]
     Syntax {
@@ -50,7 +62,7 @@ impl ConfigError {
     /// The 1-based line the error points at, if it concerns the file's content.
     pub fn line(&self) -> Option<usize> {
         match self {
-            ConfigError::Io { .. } => None,
+            ConfigError::Io { .. } | ConfigError::TooLarge { .. } => None,
             ConfigError::Syntax { line, .. } | ConfigError::Invalid { line, .. } => Some(*line),
         }
     }
@@ -233,6 +245,22 @@ pub enum Problem {
         services: String,
         ports: String,
     },
+}
+
+fn size_text(size: Option<u64>, limit: u64) -> String {
+    match size {
+        Some(size) => format!("{size} bytes"),
+        None => format!("more than {limit} bytes"),
+    }
+}
+
+fn mib_text(limit: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if limit >= MIB && limit % MIB == 0 {
+        format!(" ({} MiB)", limit / MIB)
+    } else {
+        String::new()
+    }
 }
 
 fn other_value(value: &Ipv4Network, other: &Ipv4Network) -> String {

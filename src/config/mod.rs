@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -235,10 +236,17 @@ pub enum Destination {
     Services(Vec<String>),
 }
 
+/// The largest configuration file ixgw reads: 16 MiB. A WireGuard peer takes 300 to 400 bytes
+/// of YAML (name, facility, public key, allowed_ips, a comment), so 10,000 peers fit in about
+/// 4 MiB and the limit leaves four times that room; it bounds what a reload can make the daemon
+/// allocate (the parsed YAML tree takes several times the text) and keeps a wrong path (a log,
+/// a disk image, a device) from being read whole.
+pub const CONFIG_FILE_LIMIT: u64 = 16 << 20;
+
 impl Config {
-    /// Reads, parses and validates a configuration file.
+    /// Reads, parses and validates a configuration file of at most [`CONFIG_FILE_LIMIT`] bytes.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
+        let text = read_limited(path, CONFIG_FILE_LIMIT)?;
         Config::from_str_at(&text, path)
     }
 
@@ -247,6 +255,37 @@ impl Config {
     pub fn from_str_at(text: &str, path: &Path) -> Result<Config, ConfigError> {
         validate::validate(text, path)
     }
+}
+
+/// Reads a text file of at most `limit` bytes. A regular file's size is checked before reading;
+/// the read itself stops one byte past the limit, which also bounds FIFOs, devices and files
+/// that grow while they are read.
+fn read_limited(path: &Path, limit: u64) -> Result<String, ConfigError> {
+    let too_large = |size| ConfigError::TooLarge {
+        path: path.display().to_string(),
+        size,
+        limit,
+    };
+    let file = std::fs::File::open(path).map_err(|e| ConfigError::io(path, e))?;
+    let meta = file.metadata().map_err(|e| ConfigError::io(path, e))?;
+    if meta.is_file() && meta.len() > limit {
+        return Err(too_large(Some(meta.len())));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| ConfigError::io(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(None));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let message = format!("not UTF-8 text (invalid byte at offset {at})");
+        ConfigError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, message),
+        )
+    })
 }
 
 /// Fuzzing body shared by `fuzz/` and the property tests: any bytes as a configuration file
@@ -261,6 +300,102 @@ pub fn fuzz_parse(data: &[u8]) {
         assert!(
             shown.starts_with("/nonexistent-ixgw-fuzz/fuzz.yaml"),
             "error without the file: {shown}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("ixgw-config-limit-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_rejected_by_its_size_without_reading_it() {
+        let path = temp_path("big.yaml");
+        let file = std::fs::File::create(&path).expect("create temp file");
+        // Sparse: no data blocks, so only the size check can reject it quickly.
+        file.set_len(CONFIG_FILE_LIMIT + 1).expect("set_len");
+        drop(file);
+
+        let err = Config::load(&path).expect_err("over the limit");
+        let _ = std::fs::remove_file(&path);
+
+        assert!(
+            matches!(
+                err,
+                ConfigError::TooLarge {
+                    size: Some(size),
+                    limit: CONFIG_FILE_LIMIT,
+                    ..
+                } if size == CONFIG_FILE_LIMIT + 1
+            ),
+            "{err:?}"
+        );
+        let shown = err.to_string();
+        assert_eq!(
+            shown,
+            format!(
+                "{}: the configuration file has 16777217 bytes; ixgw reads at most 16777216 bytes (16 MiB)",
+                path.display()
+            )
+        );
+        assert_eq!(err.line(), None);
+    }
+
+    #[test]
+    fn a_stream_is_read_only_up_to_the_limit() {
+        // A character device has no size to check; the bounded read must stop it.
+        let path = Path::new("/dev/zero");
+        if !path.exists() {
+            return;
+        }
+        let err = Config::load(path).expect_err("endless stream");
+        assert!(
+            matches!(err, ConfigError::TooLarge { size: None, .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "/dev/zero: the configuration file has more than 16777216 bytes; ixgw reads at most 16777216 bytes (16 MiB)"
+        );
+    }
+
+    #[test]
+    fn a_file_at_the_limit_is_read_and_one_byte_more_is_not() {
+        let path = temp_path("exact.yaml");
+        let text = "ix: {name: x}\n";
+        std::fs::write(&path, text).expect("write temp file");
+        let len = text.len() as u64;
+
+        let at = read_limited(&path, len);
+        let over = read_limited(&path, len - 1);
+        let _ = std::fs::remove_file(&path);
+
+        assert_eq!(at.expect("at the limit"), text);
+        let err = over.expect_err("one byte over");
+        assert!(
+            matches!(err, ConfigError::TooLarge { size: Some(s), limit, .. } if s == len && limit == len - 1),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_named() {
+        let path = temp_path("latin1.yaml");
+        std::fs::write(&path, b"ix:\n  name: caf\xe9\n").expect("write temp file");
+
+        let err = Config::load(&path).expect_err("not UTF-8");
+        let _ = std::fs::remove_file(&path);
+
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: not UTF-8 text (invalid byte at offset 15)",
+                path.display()
+            )
         );
     }
 }

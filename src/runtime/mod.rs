@@ -10,6 +10,7 @@
 //! failed reload cannot take a route away from a running device; a failure there is logged,
 //! the new plan keeps running.
 
+mod socket_drops;
 #[cfg(test)]
 mod tests;
 mod worker;
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{Config, ConfigError};
 use crate::dataplane::{AttachmentPlanKind, Gateway, Plan};
 use crate::metrics::MetricsHub;
+use socket_drops::{SocketDrops, SocketDropsCollector, TrackedSocket};
 
 pub use worker::SourceKey;
 
@@ -111,15 +113,68 @@ pub struct Running {
     hub: Arc<MetricsHub>,
     ready: Arc<AtomicBool>,
     metrics_addr: SocketAddr,
-    /// What is bound now: source key → local address.
-    bound: HashMap<SourceKey, Option<SocketAddr>>,
+    /// What is bound now, by source key.
+    bound: HashMap<SourceKey, Bound>,
+    /// The WireGuard sockets whose kernel drops `/metrics` exports.
+    socket_drops: Arc<SocketDrops>,
     plan: Arc<Plan>,
+}
+
+/// What the runtime remembers of a bound socket or created device.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bound {
+    /// A socket's local address.
+    addr: Option<SocketAddr>,
+    /// A socket's inode (the `inode` column of `/proc/net/udp`).
+    inode: Option<u64>,
+    /// A socket's receive buffer size as the kernel reports it.
+    receive_buffer: Option<usize>,
+}
+
+impl NewSources {
+    /// What to remember of each new socket and device.
+    fn bound(&self) -> Vec<(SourceKey, Bound)> {
+        let udp = self.udp.iter().map(|(k, s)| {
+            let inode = socket_drops::socket_inode(s)
+                .map_err(|e| {
+                    tracing::warn!(
+                        ?k,
+                        "cannot stat the UDP socket, its kernel drops will not be exported: {e}"
+                    )
+                })
+                .ok();
+            let bound = Bound {
+                addr: s.local_addr().ok(),
+                inode,
+                receive_buffer: rustix::net::sockopt::socket_recv_buffer_size(s).ok(),
+            };
+            (k.clone(), bound)
+        });
+        let tun = self.tun.iter().map(|(k, _)| (k.clone(), Bound::default()));
+        udp.chain(tun).collect()
+    }
+}
+
+/// The WireGuard sockets `plan` uses, by attachment, among what is `bound`.
+fn tracked_sockets(plan: &Plan, bound: &HashMap<SourceKey, Bound>) -> Vec<TrackedSocket> {
+    plan.attachments
+        .iter()
+        .filter(|a| matches!(a.kind, AttachmentPlanKind::WireGuard { .. }))
+        .filter_map(|a| {
+            let b = bound.get(&SourceKey::of(a))?;
+            Some(TrackedSocket {
+                attachment: a.name.clone(),
+                inode: b.inode?,
+                receive_buffer: b.receive_buffer,
+            })
+        })
+        .collect()
 }
 
 /// Binds and creates what `plan` needs that is not in `bound` yet.
 fn open_sources(
     plan: &Plan,
-    bound: &HashMap<SourceKey, Option<SocketAddr>>,
+    bound: &HashMap<SourceKey, Bound>,
 ) -> Result<NewSources, RuntimeError> {
     let mut new = NewSources::default();
     for a in &plan.attachments {
@@ -165,8 +220,8 @@ fn open_sources(
 const SOCKET_BUFFER: usize = 4 << 20;
 
 /// Enlarges a UDP socket's kernel buffers: past `net.core.rmem_max` when the process may
-/// (CAP_NET_ADMIN), else up to it. Overflows there are invisible to our counters, so this
-/// matters.
+/// (CAP_NET_ADMIN), else up to it. Overflows there happen before the data path sees a
+/// datagram (only `ixgw_socket_drops_total` shows them), so this matters.
 fn size_buffers(s: &std::net::UdpSocket, attachment: &str) {
     use rustix::net::sockopt;
     if sockopt::set_socket_recv_buffer_size_force(s, SOCKET_BUFFER).is_err() {
@@ -404,13 +459,7 @@ impl Running {
             })?;
 
         let sources = open_sources(&plan, &HashMap::new())?;
-        let mut bound = HashMap::new();
-        for (k, s) in &sources.udp {
-            bound.insert(k.clone(), s.local_addr().ok());
-        }
-        for (k, _) in &sources.tun {
-            bound.insert(k.clone(), None);
-        }
+        let bound: HashMap<SourceKey, Bound> = sources.bound().into_iter().collect();
 
         let gateway = Gateway::new(plan.clone(), Instant::now());
         let hub = Arc::new(MetricsHub::new([gateway.counters().clone()]));
@@ -418,6 +467,13 @@ impl Running {
         hub.set_flow_table_capacity(plan.limits.flow_table_size);
         let q = plan.flow_quotas();
         hub.set_flow_quotas(q.per_tenant, q.per_facility);
+        let socket_drops = Arc::new(SocketDrops::default());
+        socket_drops.track(tracked_sockets(&plan, &bound));
+        let registered = SocketDropsCollector::new(socket_drops.clone())
+            .and_then(|c| hub.registry().register(Box::new(c)));
+        if let Err(e) = registered {
+            tracing::error!("cannot export the kernel's socket drops: {e}");
+        }
         let (control, control_rx) = mpsc::channel(4);
         let (started, started_rx) = oneshot::channel();
         let worker = worker::spawn(gateway, sources, hub.clone(), control_rx, started)
@@ -456,6 +512,7 @@ impl Running {
             ready,
             metrics_addr,
             bound,
+            socket_drops,
             plan,
         })
     }
@@ -475,7 +532,7 @@ impl Running {
     /// The local address of a WireGuard attachment's socket.
     pub fn attachment_addr(&self, name: &str) -> Option<SocketAddr> {
         let a = self.plan.attachments.iter().find(|a| a.name == name)?;
-        self.bound.get(&SourceKey::of(a)).copied().flatten()
+        self.bound.get(&SourceKey::of(a)).and_then(|b| b.addr)
     }
 
     /// Switches to a new validated configuration; on error the running plan is untouched.
@@ -504,13 +561,9 @@ impl Running {
         }
         let plan = Arc::new(Plan::compile(config, self.plan.generation + 1));
         let sources = open_sources(&plan, &self.bound)?;
-        let mut added = Vec::new();
-        for (k, s) in &sources.udp {
-            added.push((k.clone(), s.local_addr().ok()));
-        }
-        for (k, _) in &sources.tun {
-            added.push((k.clone(), None));
-        }
+        let added = sources.bound();
+        // The sockets the new plan drops close with the switch: count their drops until now.
+        self.socket_drops.refresh();
         let (done, done_rx) = oneshot::channel();
         self.control
             .send(Control::Reload {
@@ -527,6 +580,7 @@ impl Running {
         let keep: Vec<SourceKey> = plan.attachments.iter().map(SourceKey::of).collect();
         self.bound.retain(|k, _| keep.contains(k));
         self.bound.extend(added);
+        self.socket_drops.track(tracked_sockets(&plan, &self.bound));
         let old = std::mem::replace(&mut self.plan, plan);
         let failed = apply_kernel_changes_logged(&kernel_changes(Some(&old), &self.plan)).await;
         tracing::info!(

@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use super::socket_drops::parse_udp_drops;
 use super::*;
 use crate::config::{
     Attachment, AttachmentKind, Dataplane, Ix, Key32, Metrics, Network, PlainAttachment, Tenant,
@@ -229,6 +230,105 @@ async fn timers_run_while_a_socket_stays_readable() {
     assert!(dropped > 10_000, "the gateway saw the flood: {dropped}");
     let (len, kind, from) = initiation.expect("a handshake initiation within 4 s");
     assert_eq!((len, kind, from), (148, 1, target));
+}
+
+/// The kernel's count of `inode` in `/proc/net/udp`.
+fn proc_drops(inode: u64) -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/net/udp").expect("read /proc/net/udp");
+    parse_udp_drops(&text)
+        .expect("parse /proc/net/udp")
+        .into_iter()
+        .find_map(|(i, d)| (i == inode).then_some(d))
+}
+
+#[track_caller]
+fn assert_line(text: &str, line: &str) {
+    assert!(
+        text.lines().any(|l| l == line),
+        "missing line `{line}` in:\n{text}"
+    );
+}
+
+/// A socket whose receive buffer overflows on loopback: the exported counter is the kernel's
+/// count, and not zero.
+#[test]
+fn kernel_socket_drops_are_exported() {
+    let rx = UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
+    // The kernel rounds this up to its minimum, a few datagrams' worth.
+    rustix::net::sockopt::set_socket_recv_buffer_size(&rx, 1024).expect("SO_RCVBUF");
+    let inode = socket_drops::socket_inode(&rx).expect("fstat");
+    let drops = Arc::new(SocketDrops::default());
+    drops.track(vec![TrackedSocket {
+        attachment: "wg".into(),
+        inode,
+        receive_buffer: Some(2048),
+    }]);
+    let hub = MetricsHub::new([]);
+    let collector = SocketDropsCollector::new(drops).expect("static descs");
+    hub.registry()
+        .register(Box::new(collector))
+        .expect("register");
+    assert_line(
+        &hub.encode(),
+        r#"ixgw_socket_drops_total{attachment="wg"} 0"#,
+    );
+
+    let tx = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+    let target = rx.local_addr().expect("receiver address");
+    for _ in 0..2000 {
+        let _ = tx.send_to(&[0x5a; 512], target);
+    }
+    let text = hub.encode();
+    let kernel = proc_drops(inode).expect("the socket is in /proc/net/udp");
+
+    assert!(kernel > 1000, "the burst overflowed the buffer: {kernel}");
+    assert_line(
+        &text,
+        &format!(r#"ixgw_socket_drops_total{{attachment="wg"}} {kernel}"#),
+    );
+    assert_line(
+        &text,
+        r#"ixgw_socket_receive_buffer_bytes{attachment="wg"} 2048"#,
+    );
+    assert_line(&text, "# TYPE ixgw_socket_drops_total counter");
+}
+
+/// The gateway exports its WireGuard sockets' drops by attachment, and a reload that moves an
+/// attachment to a new socket keeps the series: the old socket is closed by then, so the
+/// series is there only if the new socket's inode is the one tracked.
+#[tokio::test]
+async fn the_gateway_exports_its_sockets_drops() {
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").expect("bind metrics");
+    let first = "127.0.0.1:0".parse().expect("test address");
+    let mut running = Running::start(&config(vec![wg("wg", first, vec![])]), Some(metrics))
+        .await
+        .expect("gateway starts");
+    let before = running.attachment_addr("wg").expect("bound");
+    assert_line(
+        &running.hub().encode(),
+        r#"ixgw_socket_drops_total{attachment="wg"} 0"#,
+    );
+
+    let second = "127.0.0.2:0".parse().expect("test address");
+    running
+        .reload(&config(vec![wg("wg", second, vec![])]))
+        .await
+        .expect("reload");
+    let after = running.attachment_addr("wg").expect("bound");
+    let text = running.hub().encode();
+    running.stop().await.expect("stops");
+
+    assert_ne!(before.ip(), after.ip(), "a new socket");
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("ixgw_socket_drops_total{"))
+        .collect();
+    assert_eq!(series, [r#"ixgw_socket_drops_total{attachment="wg"} 0"#]);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(r#"ixgw_socket_receive_buffer_bytes{attachment="wg"} "#)),
+        "{text}"
+    );
 }
 
 /// The name of the network namespace this process runs in, if it is a named one (not the
