@@ -45,6 +45,10 @@ reasons! {
     Ttl => "ttl",
     /// A non-first IPv4 fragment: it carries no ports, so no flow can be admitted for it.
     Fragment => "fragment",
+    /// An IPv4 option that records or dictates addresses: record route, loose or strict source
+    /// route, or a timestamp with addresses [RFC 791 § 3.1]. Such a packet would carry one
+    /// tenant's internal numbering to another, or choose its own path through a facility.
+    IpOptions => "ip_options",
     /// An ICMP message type that is neither echo nor a supported error.
     IcmpUnsupported => "icmp_unsupported",
     /// The flow table is full of live flows; a new flow cannot be admitted.
