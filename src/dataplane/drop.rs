@@ -49,7 +49,8 @@ reasons! {
     /// route, or a timestamp with addresses [RFC 791 § 3.1]. Such a packet would carry one
     /// tenant's internal numbering to another, or choose its own path through a facility.
     IpOptions => "ip_options",
-    /// An ICMP message type that is neither echo nor a supported error.
+    /// An ICMP message type that is neither echo nor a supported error, or an echo request or
+    /// reply with a code other than 0 [RFC 792].
     IcmpUnsupported => "icmp_unsupported",
     /// The flow table is full of live flows; a new flow cannot be admitted.
     FlowTableFull => "flow_table_full",

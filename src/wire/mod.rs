@@ -106,7 +106,8 @@ impl From<Error> for DropReason {
 /// Errors: `Ipv6` for version 6, `Malformed` for anything truncated or inconsistent (an
 /// IPv4 option list included), `IpOptions` for an option that carries addresses (see
 /// [`check_options`]), `Fragment` for a non-first fragment, `IcmpUnsupported` for ICMP types
-/// other than echo and the three errors above.
+/// other than echo and the three errors above, and for an echo with a code other than 0
+/// [RFC 792].
 ///
 /// Bytes after the IPv4 total length (link padding) are ignored. A first fragment must hold
 /// its whole transport header; its UDP length may exceed the fragment. An ICMP error must
@@ -147,6 +148,9 @@ pub fn inspect(packet: &[u8]) -> Result<Summary, DropReason> {
         PROTO_ICMP => {
             let icmp = IcmpPacket::new_checked(payload)?;
             match icmp.msg_type() {
+                icmp::TYPE_ECHO_REQUEST | icmp::TYPE_ECHO_REPLY if icmp.code() != 0 => {
+                    return Err(DropReason::IcmpUnsupported)
+                }
                 icmp::TYPE_ECHO_REQUEST | icmp::TYPE_ECHO_REPLY => L4::IcmpEcho {
                     ident: icmp.echo_ident(),
                     reply: icmp.msg_type() == icmp::TYPE_ECHO_REPLY,
@@ -451,6 +455,24 @@ mod tests {
             panic!("not an ICMP error")
         };
         assert_eq!((inner.src, inner.src_port), (B, 53));
+    }
+
+    #[test]
+    fn echo_with_a_nonzero_code_is_unsupported() {
+        let mut buf = [0u8; 64];
+        for reply in [false, true] {
+            let n = build::icmp_echo(&mut buf, A, B, 9, 1, reply, b"x").unwrap();
+            assert!(inspect(&buf[..n]).is_ok());
+            for code in [1u8, 8, 255] {
+                let mut p = buf;
+                p[21] = code;
+                assert_eq!(
+                    inspect(&p[..n]),
+                    Err(DropReason::IcmpUnsupported),
+                    "reply {reply} code {code}"
+                );
+            }
+        }
     }
 
     #[test]
