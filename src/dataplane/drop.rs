@@ -37,6 +37,10 @@ reasons! {
     /// The destination is in no tenant's exchange prefix, or no attachment of the destination
     /// tenant routes it.
     NoRoute => "no_route",
+    /// The destination is the network or the broadcast address of the prefix that routes it
+    /// (a prefix of length 30 or less), and that route does not accept directed broadcasts
+    /// [RFC 1812 § 4.2.3.1, RFC 2644].
+    DirectedBroadcast => "directed_broadcast",
     /// No policy allows the flow (default deny).
     Policy => "policy",
     /// The facility's certificate state forbids traffic.

@@ -49,6 +49,9 @@ pub struct AttachmentPlan {
     pub tenant: TenantId,
     /// The largest inner packet the attachment carries.
     pub mtu: u16,
+    /// A plain attachment's routes accept directed broadcasts; WireGuard attachments decide
+    /// per peer ([`PeerPlan::directed_broadcast`]), and this is false for them.
+    pub directed_broadcast: bool,
     pub kind: AttachmentPlanKind,
 }
 
@@ -58,6 +61,8 @@ pub struct PeerPlan {
     pub tenant: TenantId,
     pub attachment: AttachmentId,
     pub facility: FacilityCode,
+    /// The peer's allowed-ips accept directed broadcasts.
+    pub directed_broadcast: bool,
     pub wg: WgPeerConfig,
 }
 
@@ -107,6 +112,7 @@ impl Plan {
                                 tenant: tid,
                                 attachment: aid,
                                 facility: p.facility,
+                                directed_broadcast: p.directed_broadcast,
                                 wg: WgPeerConfig {
                                     id: pid,
                                     public_key: p.public_key.0,
@@ -133,14 +139,15 @@ impl Plan {
                         }
                     }
                 };
-                let mtu = match &a.kind {
-                    AttachmentKind::WireGuard(wg) => wg.mtu,
-                    AttachmentKind::Plain(pl) => pl.mtu,
+                let (mtu, directed_broadcast) = match &a.kind {
+                    AttachmentKind::WireGuard(wg) => (wg.mtu, false),
+                    AttachmentKind::Plain(pl) => (pl.mtu, pl.directed_broadcast),
                 };
                 attachments.push(AttachmentPlan {
                     name: a.name.clone(),
                     tenant: tid,
                     mtu,
+                    directed_broadcast,
                     kind,
                 });
             }
@@ -161,6 +168,26 @@ impl Plan {
             policy: PolicySet::compile(config),
             limits: config.dataplane.clone(),
             metrics_listen: config.metrics.listen,
+        }
+    }
+
+    /// Whether `addr`, which `route` reaches through a prefix of length `prefix_len`, is a
+    /// directed broadcast the route refuses: the prefix's network or broadcast address
+    /// [RFC 1812 § 4.2.3.1], for a prefix that has them (a /31 has none [RFC 3021], a /32
+    /// is one host), on a route that did not opt in [RFC 2644].
+    #[inline]
+    pub fn refuses_directed_broadcast(&self, addr: Ipv4Addr, prefix_len: u8, route: Route) -> bool {
+        if prefix_len > 30 {
+            return false;
+        }
+        let host_bits = u32::MAX >> prefix_len;
+        let host = u32::from(addr) & host_bits;
+        if host != 0 && host != host_bits {
+            return false;
+        }
+        !match route {
+            Route::Peer(p) => self.peers[p.index()].directed_broadcast,
+            Route::Plain(a) => self.attachments[a.index()].directed_broadcast,
         }
     }
 
