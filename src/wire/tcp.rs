@@ -155,8 +155,9 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
 /// Walks `options` (a TCP header's option list [RFC 9293 § 3.1]) from `*pos` to the next
 /// well-formed MSS option [RFC 9293 § 3.7.1] and returns the offset of its value within
-/// `options`, leaving `*pos` after that option. END, a length below 2 or one running past
-/// the list ends the walk (`None`): the options before it were read, as Linux reads them.
+/// `options`, leaving `*pos` after that option. END, a missing length, a length below 2 or
+/// one running past the list ends the walk (`None`, and `*pos` at the end): the options
+/// before it were read, as Linux reads them.
 /// Taking a position rather than borrowing lets a caller rewrite each value as it is found.
 pub fn next_mss_value(options: &[u8], pos: &mut usize) -> Option<usize> {
     while let Some(&kind) = options.get(*pos) {
@@ -165,7 +166,7 @@ pub fn next_mss_value(options: &[u8], pos: &mut usize) -> Option<usize> {
             OPT_END => break,
             OPT_NOP => *pos += 1,
             _ => {
-                let len = usize::from(*options.get(i + 1)?);
+                let len = options.get(i + 1).map_or(0, |&l| usize::from(l));
                 if len < 2 || len > options.len() - i {
                     break;
                 }
@@ -311,6 +312,10 @@ mod tests {
         let mut pos = 0;
         assert_eq!(next_mss_value(&[2, 3, 5, 2, 4, 1, 0], &mut pos), Some(5));
         assert_eq!(next_mss_value(&[2, 3, 5, 2, 4, 1, 0], &mut pos), None);
+        // A kind without its length octet ends the walk for good.
+        let mut pos = 0;
+        assert_eq!(next_mss_value(&[1, 1, 1, 2], &mut pos), None);
+        assert_eq!(pos, 4);
     }
 
     #[test]
