@@ -137,6 +137,7 @@ fn wg_tenant(
                     address: None,
                     endpoint,
                     persistent_keepalive: None,
+                    directed_broadcast: false,
                 }],
             }),
         }],

@@ -144,6 +144,7 @@ fn wg_tenant(i: usize, setup: Setup) -> Tenant {
                     address: None,
                     endpoint,
                     persistent_keepalive: None,
+                    directed_broadcast: false,
                 }],
             }),
         }],

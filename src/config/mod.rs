@@ -169,6 +169,9 @@ pub struct WireGuardPeer {
     /// A fixed endpoint; without one the gateway learns it from the peer's first handshake.
     pub endpoint: Option<SocketAddr>,
     pub persistent_keepalive: Option<u16>,
+    /// Packets to the network or broadcast address of an `allowed_ips` prefix (of length 30
+    /// or less) are forwarded; by default they are dropped (`directed_broadcast`).
+    pub directed_broadcast: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -181,6 +184,9 @@ pub struct PlainAttachment {
     /// Prefixes the gateway routes into the device in the kernel, so that replies come back
     /// (defaults to the IX exchange space).
     pub kernel_routes: Vec<Ipv4Network>,
+    /// Packets to the network or broadcast address of a `routes` prefix (of length 30 or
+    /// less) are forwarded; by default they are dropped (`directed_broadcast`).
+    pub directed_broadcast: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -81,6 +81,7 @@ pub(super) struct Attachment {
     pub tun: Option<String>,
     pub routes: Option<Vec<String>>,
     pub kernel_routes: Option<Vec<String>>,
+    pub directed_broadcast: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +95,7 @@ pub(super) struct Peer {
     pub address: Option<String>,
     pub endpoint: Option<String>,
     pub persistent_keepalive: Option<String>,
+    pub directed_broadcast: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

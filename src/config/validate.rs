@@ -410,6 +410,12 @@ impl Validator {
         self.not_for_kind(ak, "tun", a.tun.is_some(), KIND)?;
         self.not_for_kind(ak, "routes", a.routes.is_some(), KIND)?;
         self.not_for_kind(ak, "kernel_routes", a.kernel_routes.is_some(), KIND)?;
+        self.not_for_kind(
+            ak,
+            "directed_broadcast",
+            a.directed_broadcast.is_some(),
+            KIND,
+        )?;
         let lk = format!("{ak}.listen");
         let listen = self.socket(&lk, self.required(ak, "listen", &a.listen, KIND)?)?;
         if let Some((_, other)) = listens.iter().find(|(l, _)| same_socket(*l, listen)) {
@@ -514,6 +520,7 @@ impl Validator {
                 address,
                 endpoint,
                 persistent_keepalive,
+                directed_broadcast: p.directed_broadcast.unwrap_or(false),
             });
         }
         Ok(WireGuardAttachment {
@@ -575,6 +582,7 @@ impl Validator {
             mtu,
             routes: plain_routes,
             kernel_routes,
+            directed_broadcast: a.directed_broadcast.unwrap_or(false),
         })
     }
 

@@ -1166,6 +1166,79 @@ fn type_errors_carry_key_and_line() {
 }
 
 #[test]
+fn directed_broadcast_is_opt_in_per_peer_and_plain_attachment() {
+    let c = load(BASE).unwrap();
+    let AttachmentKind::WireGuard(wg) = &c.tenants[0].attachments[0].kind else {
+        panic!("wireguard");
+    };
+    assert!(wg.peers.iter().all(|p| !p.directed_broadcast));
+    let AttachmentKind::Plain(plain) = &c.tenants[1].attachments[0].kind else {
+        panic!("plain");
+    };
+    assert!(!plain.directed_broadcast);
+
+    let text = edit(
+        BASE,
+        "            allowed_ips: [10.0.2.0/24]\n",
+        "            allowed_ips: [10.0.2.0/24]\n            directed_broadcast: true\n",
+    );
+    let text = edit(
+        &text,
+        "        tun: ixgw-beta\n",
+        "        tun: ixgw-beta\n        directed_broadcast: true\n",
+    );
+    let c = load(&text).unwrap();
+    let AttachmentKind::WireGuard(wg) = &c.tenants[0].attachments[0].kind else {
+        panic!("wireguard");
+    };
+    assert_eq!(
+        wg.peers
+            .iter()
+            .map(|p| p.directed_broadcast)
+            .collect::<Vec<_>>(),
+        [false, true]
+    );
+    let AttachmentKind::Plain(plain) = &c.tenants[1].attachments[0].kind else {
+        panic!("plain");
+    };
+    assert!(plain.directed_broadcast);
+    let text = edit(
+        &text,
+        "        directed_broadcast: true\n        routes",
+        "        directed_broadcast: false\n        routes",
+    );
+    let AttachmentKind::Plain(plain) = &load(&text).unwrap().tenants[1].attachments[0].kind else {
+        panic!("plain");
+    };
+    assert!(!plain.directed_broadcast);
+
+    // A WireGuard attachment takes it per peer, not as a whole.
+    let text = edit(
+        BASE,
+        "        listen: 0.0.0.0:51820\n",
+        "        listen: 0.0.0.0:51820\n        directed_broadcast: true\n",
+    );
+    rejects(
+        &text,
+        "tenants[0].attachments[0].directed_broadcast",
+        "directed_broadcast",
+        &["unknown key `directed_broadcast` for a wireguard attachment"],
+    );
+    // Only a boolean.
+    let text = edit(
+        BASE,
+        "        tun: ixgw-beta\n",
+        "        tun: ixgw-beta\n        directed_broadcast: sometimes\n",
+    );
+    rejects(
+        &text,
+        "tenants[1].attachments[0].directed_broadcast",
+        "directed_broadcast",
+        &["sometimes"],
+    );
+}
+
+#[test]
 fn non_mapping_document_is_rejected() {
     let err = load("- 1\n").unwrap_err();
     assert!(matches!(err, ConfigError::Syntax { line: 1, .. }), "{err}");

@@ -37,6 +37,10 @@ reasons! {
     /// The destination is in no tenant's exchange prefix, or no attachment of the destination
     /// tenant routes it.
     NoRoute => "no_route",
+    /// The destination is the network or the broadcast address of the prefix that routes it
+    /// (a prefix of length 30 or less), and that route does not accept directed broadcasts
+    /// [RFC 1812 § 4.2.3.1, RFC 2644].
+    DirectedBroadcast => "directed_broadcast",
     /// No policy allows the flow (default deny).
     Policy => "policy",
     /// The facility's certificate state forbids traffic.
@@ -45,7 +49,12 @@ reasons! {
     Ttl => "ttl",
     /// A non-first IPv4 fragment: it carries no ports, so no flow can be admitted for it.
     Fragment => "fragment",
-    /// An ICMP message type that is neither echo nor a supported error.
+    /// An IPv4 option that records or dictates addresses: record route, loose or strict source
+    /// route, or a timestamp with addresses [RFC 791 § 3.1]. Such a packet would carry one
+    /// tenant's internal numbering to another, or choose its own path through a facility.
+    IpOptions => "ip_options",
+    /// An ICMP message type that is neither echo nor a supported error, or an echo request or
+    /// reply with a code other than 0 [RFC 792].
     IcmpUnsupported => "icmp_unsupported",
     /// The flow table is full of live conversations (nothing transient left to evict); a new
     /// flow cannot be admitted.

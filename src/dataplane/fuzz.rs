@@ -32,6 +32,7 @@ pub(crate) fn plain(name: &str, internal: &str, exchange: &str) -> Tenant {
                 mtu: 1500,
                 routes: vec![net(internal)],
                 kernel_routes: vec![],
+                directed_broadcast: false,
             }),
         }],
     }
@@ -97,6 +98,7 @@ pub fn fuzz_config() -> Config {
                             address: None,
                             endpoint: Some(SocketAddr::from(([127, 0, 0, 1], 51999))),
                             persistent_keepalive: None,
+                            directed_broadcast: false,
                         }],
                     }),
                 }],

@@ -401,7 +401,10 @@ impl Core {
 
         // route
         let dt = &plan.tenants[dst_tenant.index()];
-        let route = dt.routes.lookup(dst.0).ok_or(DropReason::NoRoute)?;
+        let (prefix_len, route) = dt.routes.lookup_prefix(dst.0).ok_or(DropReason::NoRoute)?;
+        if plan.refuses_directed_broadcast(dst.0, prefix_len, route) {
+            return Err(DropReason::DirectedBroadcast);
+        }
         let egress = match route {
             Route::Peer(p) => plan.peers[p.index()].attachment,
             Route::Plain(a) => a,

@@ -50,10 +50,16 @@ impl<T: Copy> PrefixTable<T> {
     /// The value of the longest prefix holding `addr`.
     #[inline]
     pub fn lookup(&self, addr: Ipv4Addr) -> Option<T> {
+        self.lookup_prefix(addr).map(|(_, value)| value)
+    }
+
+    /// The length and the value of the longest prefix holding `addr`.
+    #[inline]
+    pub fn lookup_prefix(&self, addr: Ipv4Addr) -> Option<(u8, T)> {
         let a = u32::from(addr);
         self.levels
             .iter()
-            .find_map(|(len, map)| map.get(&(a & mask(*len))).copied())
+            .find_map(|(len, map)| map.get(&(a & mask(*len))).map(|v| (*len, *v)))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -80,6 +86,21 @@ mod tests {
         assert_eq!(t.lookup("10.1.2.4".parse().unwrap()), Some(2));
         assert_eq!(t.lookup("10.2.0.1".parse().unwrap()), Some(1));
         assert_eq!(t.lookup("192.0.2.1".parse().unwrap()), Some(0));
+    }
+
+    #[test]
+    fn lookup_prefix_names_the_matching_length() {
+        let mut t = PrefixTable::default();
+        t.insert(net("10.0.0.0/8"), 1);
+        t.insert(net("10.1.0.0/16"), 2);
+        t.insert(net("10.1.2.3/32"), 3);
+        assert_eq!(t.lookup_prefix("10.1.2.3".parse().unwrap()), Some((32, 3)));
+        assert_eq!(
+            t.lookup_prefix("10.1.255.255".parse().unwrap()),
+            Some((16, 2))
+        );
+        assert_eq!(t.lookup_prefix("10.0.0.0".parse().unwrap()), Some((8, 1)));
+        assert_eq!(t.lookup_prefix("11.0.0.0".parse().unwrap()), None);
     }
 
     #[test]

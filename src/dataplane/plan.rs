@@ -53,6 +53,9 @@ pub struct AttachmentPlan {
     pub tenant: TenantId,
     /// The largest inner packet the attachment carries.
     pub mtu: u16,
+    /// A plain attachment's routes accept directed broadcasts; WireGuard attachments decide
+    /// per peer ([`PeerPlan::directed_broadcast`]), and this is false for them.
+    pub directed_broadcast: bool,
     pub kind: AttachmentPlanKind,
 }
 
@@ -64,6 +67,8 @@ pub struct PeerPlan {
     pub facility: FacilityCode,
     /// The facility's index in [`Plan::facilities`].
     pub facility_id: FacilityId,
+    /// The peer's allowed-ips accept directed broadcasts.
+    pub directed_broadcast: bool,
     pub wg: WgPeerConfig,
 }
 
@@ -123,6 +128,7 @@ impl Plan {
                                 attachment: aid,
                                 facility: p.facility,
                                 facility_id,
+                                directed_broadcast: p.directed_broadcast,
                                 wg: WgPeerConfig {
                                     id: pid,
                                     public_key: p.public_key.0,
@@ -149,14 +155,15 @@ impl Plan {
                         }
                     }
                 };
-                let mtu = match &a.kind {
-                    AttachmentKind::WireGuard(wg) => wg.mtu,
-                    AttachmentKind::Plain(pl) => pl.mtu,
+                let (mtu, directed_broadcast) = match &a.kind {
+                    AttachmentKind::WireGuard(wg) => (wg.mtu, false),
+                    AttachmentKind::Plain(pl) => (pl.mtu, pl.directed_broadcast),
                 };
                 attachments.push(AttachmentPlan {
                     name: a.name.clone(),
                     tenant: tid,
                     mtu,
+                    directed_broadcast,
                     kind,
                 });
             }
@@ -199,6 +206,26 @@ impl Plan {
             Route::Plain(_) => None,
         };
         Some(Owner { tenant, facility })
+    }
+
+    /// Whether `addr`, which `route` reaches through a prefix of length `prefix_len`, is a
+    /// directed broadcast the route refuses: the prefix's network or broadcast address
+    /// [RFC 1812 § 4.2.3.1], for a prefix that has them (a /31 has none [RFC 3021], a /32
+    /// is one host), on a route that did not opt in [RFC 2644].
+    #[inline]
+    pub fn refuses_directed_broadcast(&self, addr: Ipv4Addr, prefix_len: u8, route: Route) -> bool {
+        if prefix_len > 30 {
+            return false;
+        }
+        let host_bits = u32::MAX >> prefix_len;
+        let host = u32::from(addr) & host_bits;
+        if host != 0 && host != host_bits {
+            return false;
+        }
+        !match route {
+            Route::Peer(p) => self.peers[p.index()].directed_broadcast,
+            Route::Plain(a) => self.attachments[a.index()].directed_broadcast,
+        }
     }
 
     pub fn tenant(&self, id: TenantId) -> &TenantPlan {

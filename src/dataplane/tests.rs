@@ -907,3 +907,117 @@ fn a_connection_the_table_never_saw_is_picked_up_mid_stream() {
         .is_empty());
     assert_eq!(h.drops(DropReason::Policy), 1);
 }
+
+/// `config()` with mame's plain attachment routing `routes` and opting in to directed
+/// broadcasts or not.
+fn mame_routes(routes: &[&str], directed_broadcast: bool) -> Config {
+    let mut c = config();
+    let AttachmentKind::Plain(p) = &mut c.tenants[1].attachments[0].kind else {
+        panic!("mame-lan is plain")
+    };
+    p.routes = routes.iter().map(|r| net(r)).collect();
+    p.directed_broadcast = directed_broadcast;
+    c
+}
+
+/// Sends an allowed ajisai → mame SYN to each mame exchange address of `hosts`; returns
+/// which of them came out, in order.
+fn delivered(h: &mut Harness, hosts: &[&str]) -> Vec<bool> {
+    hosts
+        .iter()
+        .enumerate()
+        .map(|(i, dst)| {
+            let out = h.tcp(AJISAI, "10.0.0.2", dst, 1000 + i as u16, 104, SYN);
+            out.len() == 1 && out[0].0 == MAME
+        })
+        .collect()
+}
+
+#[test]
+fn directed_broadcasts_to_a_routed_prefix_are_dropped() {
+    let mut h = Harness::new();
+    // mame routes 10.0.0.0/24: 100.65.0.0 and 100.65.0.255 are its network and broadcast.
+    assert_eq!(
+        delivered(
+            &mut h,
+            &["100.65.0.0", "100.65.0.255", "100.65.0.1", "100.65.0.254"]
+        ),
+        [false, false, true, true]
+    );
+    assert_eq!(h.drops(DropReason::DirectedBroadcast), 2);
+    assert_eq!(h.gw.flow_count(), 2, "a dropped broadcast takes no flow");
+
+    // Echo requests too (a smurf amplifier is the classic abuse [RFC 2644]).
+    let n = build::icmp_echo(
+        &mut h.buf,
+        ip("10.0.0.2"),
+        ip("100.65.0.255"),
+        3,
+        1,
+        false,
+        b"",
+    )
+    .unwrap();
+    assert!(h.send(AJISAI, n).is_empty());
+    assert_eq!(h.drops(DropReason::DirectedBroadcast), 3);
+}
+
+#[test]
+fn the_matched_prefix_decides_and_31_and_32_have_no_broadcast() {
+    let routes = [
+        "10.0.0.0/25",
+        "10.0.0.128/30",
+        "10.0.0.132/31",
+        "10.0.0.134/32",
+    ];
+    let mut h = Harness::with(mame_routes(&routes, false));
+    let hosts = [
+        ("100.65.0.0", false),   // /25 network
+        ("100.65.0.127", false), // /25 broadcast
+        ("100.65.0.64", true),
+        ("100.65.0.128", false), // /30 network
+        ("100.65.0.129", true),
+        ("100.65.0.130", true),
+        ("100.65.0.131", false), // /30 broadcast
+        ("100.65.0.132", true),  // both hosts of a /31 [RFC 3021]
+        ("100.65.0.133", true),
+        ("100.65.0.134", true),  // a /32
+        ("100.65.0.255", false), // routed by nothing
+    ];
+    let dsts: Vec<&str> = hosts.iter().map(|(d, _)| *d).collect();
+    let want: Vec<bool> = hosts.iter().map(|(_, ok)| *ok).collect();
+    assert_eq!(delivered(&mut h, &dsts), want);
+    assert_eq!(h.drops(DropReason::DirectedBroadcast), 4);
+    assert_eq!(h.drops(DropReason::NoRoute), 1);
+}
+
+#[test]
+fn a_route_that_opts_in_passes_directed_broadcasts() {
+    let mut h = Harness::with(mame_routes(&["10.0.0.0/24"], true));
+    let out = h.tcp(AJISAI, "10.0.0.2", "100.65.0.255", 1, 104, SYN);
+    assert_eq!(out.len(), 1);
+    assert_eq!(summary(&out[0].1).dst, ip("10.0.0.255"));
+    assert_eq!(
+        delivered(&mut h, &["100.65.0.0", "100.65.0.9"]),
+        [true, true]
+    );
+    assert_eq!(h.drops(DropReason::DirectedBroadcast), 0);
+}
+
+#[test]
+fn a_wireguard_peer_opts_in_for_its_allowed_ips() {
+    let mut c = super::fuzz::fuzz_config();
+    let plan = Plan::compile(&c, 1);
+    let peer = Route::Peer(crate::ids::PeerId(0));
+    let (network, broadcast, host) = (ip("10.9.0.0"), ip("10.9.0.255"), ip("10.9.0.7"));
+    assert!(plan.refuses_directed_broadcast(network, 24, peer));
+    assert!(plan.refuses_directed_broadcast(broadcast, 24, peer));
+    assert!(!plan.refuses_directed_broadcast(host, 24, peer));
+    let AttachmentKind::WireGuard(wg) = &mut c.tenants[3].attachments[0].kind else {
+        panic!("w-wg is a WireGuard attachment")
+    };
+    wg.peers[0].directed_broadcast = true;
+    let plan = Plan::compile(&c, 2);
+    assert!(!plan.refuses_directed_broadcast(network, 24, peer));
+    assert!(!plan.refuses_directed_broadcast(broadcast, 24, peer));
+}

@@ -4,7 +4,7 @@
 //! The oracle: a packet whose checksums were correct before [`super::translate`] has correct
 //! checksums after it, its addresses are the tenant maps' images, it still passes
 //! [`crate::wire::inspect`] with the same transport summary, and translating its reply back
-//! restores the original addresses.
+//! restores the original addresses; no MSS option of a translated SYN exceeds the clamp.
 
 use std::net::Ipv4Addr;
 
@@ -164,6 +164,16 @@ pub fn fuzz_maps() -> (TenantMap, TenantMap) {
     (a, b)
 }
 
+/// The largest value of the MSS options of a TCP packet (a first fragment or whole).
+fn max_mss(packet: &[u8]) -> Option<u16> {
+    let ip = Ipv4Packet::new_checked(packet).ok()?;
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    let b = ip.payload();
+    tcp.mss_value_offsets()
+        .map(|at| u16::from_be_bytes([b[at], b[at + 1]]))
+        .max()
+}
+
 /// The MSS clamp the fuzz target applies.
 pub const FUZZ_MSS_CLAMP: u16 = 1200;
 
@@ -209,6 +219,15 @@ pub fn inspect_translate(data: &[u8]) {
             );
         }
         (x, y) => assert_eq!(x, y),
+    }
+
+    if let L4::Tcp { flags, .. } = after.l4 {
+        if flags & crate::wire::tcp::FLAG_SYN != 0 {
+            assert!(
+                max_mss(&pkt).is_none_or(|m| m <= FUZZ_MSS_CLAMP),
+                "an MSS option of a SYN was left above the clamp"
+            );
+        }
     }
 
     swap_addresses(&mut pkt);

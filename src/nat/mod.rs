@@ -73,8 +73,8 @@ pub fn remap(addr: Ipv4Addr, from: Ipv4Network, to: Ipv4Network) -> Ipv4Addr {
 /// tenant `to`: src ∈ from.internal → from.exchange, dst ∈ to.exchange → to.internal; the TTL
 /// is decremented; IPv4/TCP/UDP/ICMP checksums are patched incrementally; an ICMP error's
 /// quoted header is translated the opposite way (its src ∈ to.exchange → to.internal, its dst
-/// ∈ from.internal → from.exchange) with its checksums; a TCP SYN's MSS option is lowered to
-/// `mss_clamp` when it is larger.
+/// ∈ from.internal → from.exchange) with its checksums; every MSS option of a TCP SYN is
+/// lowered to `mss_clamp` when it is larger.
 ///
 /// The packet must have passed [`crate::wire::inspect`]. Errors: `Ttl` when the TTL is ≤ 1,
 /// `NoRoute` when an address lies in no prefix of its tenant, `Malformed` for an inconsistent
@@ -151,26 +151,32 @@ impl AddrChange {
     }
 }
 
+/// Patches the pseudo-header change into the TCP checksum and, in a SYN, lowers every MSS
+/// option above `mss_clamp`: a host may read any of them (Linux keeps the last one).
 fn translate_tcp(
     segment: &mut [u8],
     addrs: AddrChange,
     mss_clamp: Option<u16>,
 ) -> Result<(), DropReason> {
-    let tcp = TcpPacket::new_checked(&*segment)?;
-    let mut c = addrs.patch(tcp.checksum());
-    let mss_at = tcp.mss_value_offset().filter(|_| tcp.syn());
-    if let (Some(at), Some(clamp)) = (mss_at, mss_clamp) {
-        let old = u16::from_be_bytes([segment[at], segment[at + 1]]);
-        if old > clamp {
-            segment[at..at + 2].copy_from_slice(&clamp.to_be_bytes());
-            c = if at % 2 == 0 {
-                update_u16(c, old, clamp)
-            } else {
-                update_u16_odd(c, old, clamp)
-            };
+    let mut seg = TcpPacket::new_checked(segment)?;
+    let mut c = addrs.patch(seg.checksum());
+    if let Some(clamp) = mss_clamp.filter(|_| seg.syn()) {
+        let mut pos = 0;
+        while let Some(at) = tcp::next_mss_value(seg.options(), &mut pos) {
+            let value = &mut seg.options_mut()[at..at + 2];
+            let old = u16::from_be_bytes([value[0], value[1]]);
+            if old > clamp {
+                value.copy_from_slice(&clamp.to_be_bytes());
+                // The options start at an even offset of the segment (20).
+                c = if at % 2 == 0 {
+                    update_u16(c, old, clamp)
+                } else {
+                    update_u16_odd(c, old, clamp)
+                };
+            }
         }
     }
-    TcpPacket::new_unchecked(segment).set_checksum(c);
+    seg.set_checksum(c);
     Ok(())
 }
 

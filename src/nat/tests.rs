@@ -215,10 +215,121 @@ fn mss_clamp_at_an_odd_offset_keeps_the_checksum_right() {
     t.options_mut()
         .copy_from_slice(&[1, 2, 4, 0x05, 0xb4, 1, 1, 1]);
     t.fill_checksum(src, dst);
-    assert_eq!(t.mss_value_offset(), Some(23));
+    assert!(t.mss_value_offsets().eq([23]));
     translate(&mut buf[..n], &a, &b, Some(1380)).unwrap();
     assert_eq!(mss_of(&buf[..n]), Some(1380));
     assert_eq!(Checks::of(&buf[..n]).l4, Some(true));
+}
+
+/// A SYN (or `flags`) from 10.0.1.5 to 100.65.20.7 whose TCP options are `options` (a
+/// multiple of 4 bytes), with a correct checksum and 5 bytes of payload.
+fn segment_with_options(buf: &mut [u8], flags: u8, options: &[u8]) -> usize {
+    let (src, dst) = (ip("10.0.1.5"), ip("100.65.20.7"));
+    let payload = [0x5a; 5];
+    let mut data = [0u8; 45];
+    data[..payload.len() + options.len()][options.len()..].copy_from_slice(&payload);
+    let n = build::tcp(
+        buf,
+        src,
+        dst,
+        40000,
+        443,
+        1,
+        0,
+        flags,
+        None,
+        &data[..options.len() + payload.len()],
+    )
+    .unwrap();
+    let mut t = TcpPacket::new_unchecked(&mut buf[20..n]);
+    t.set_header_len(20 + options.len());
+    t.options_mut().copy_from_slice(options);
+    t.fill_checksum(src, dst);
+    n
+}
+
+/// The values of every MSS option, and whether the TCP checksum equals a recomputation.
+fn mss_values_and_checksum(p: &[u8]) -> (Vec<u16>, bool) {
+    let h = ipv4(p);
+    let t = TcpPacket::new_checked(h.payload()).unwrap();
+    let values = t
+        .mss_value_offsets()
+        .map(|at| u16::from_be_bytes([h.payload()[at], h.payload()[at + 1]]))
+        .collect();
+    let mut copy = h.payload().to_vec();
+    let mut c = TcpPacket::new_unchecked(&mut copy[..]);
+    c.fill_checksum(h.src_addr(), h.dst_addr());
+    (values, c.checksum() == t.checksum())
+}
+
+#[test]
+fn every_mss_option_of_a_syn_is_clamped() {
+    let (a, b) = tenants();
+    let mut buf = [0u8; 160];
+    // (options, offsets of the MSS values in the segment, MSS values before).
+    let cases: [(&[u8], &[usize], &[u16]); 6] = [
+        (
+            &[2, 4, 0x05, 0xb4, 2, 4, 0x23, 0x28],
+            &[22, 26],
+            &[1460, 9000],
+        ),
+        (
+            &[1, 2, 4, 0x05, 0xb4, 2, 4, 0xff, 0xff, 1, 1, 1],
+            &[23, 27],
+            &[1460, 65535],
+        ),
+        // The second one already below the clamps but the last.
+        (
+            &[2, 4, 0x05, 0xb4, 1, 2, 4, 0x01, 0x00, 0, 0, 0],
+            &[22, 27],
+            &[1460, 256],
+        ),
+        // A window scale between the second and the third.
+        (
+            &[
+                1, 2, 4, 0x05, 0xb4, 2, 4, 0x05, 0xdc, 3, 3, 7, 2, 4, 0x21, 0x34, 0, 0, 0, 0,
+            ],
+            &[23, 27, 34],
+            &[1460, 1500, 8500],
+        ),
+        (
+            &[
+                1, 2, 4, 0x05, 0xb4, 1, 1, 2, 4, 0x05, 0xdc, 1, 2, 4, 0x21, 0x34,
+            ],
+            &[23, 29, 34],
+            &[1460, 1500, 8500],
+        ),
+        // Three in a row, then SACK permitted.
+        (
+            &[
+                2, 4, 0x05, 0xb4, 2, 4, 0x05, 0xb4, 2, 4, 0x05, 0xb4, 4, 2, 1, 1,
+            ],
+            &[22, 26, 30],
+            &[1460, 1460, 1460],
+        ),
+    ];
+    for (options, offsets, before) in cases {
+        for clamp in [1380u16, 1460, 100] {
+            let n = segment_with_options(&mut buf, tcp::FLAG_SYN, options);
+            let seg = TcpPacket::new_checked(&buf[20..n]).unwrap();
+            assert!(seg.mss_value_offsets().eq(offsets.iter().copied()));
+            let (values, ok) = mss_values_and_checksum(&buf[..n]);
+            assert_eq!((values.as_slice(), ok), (before, true), "{options:?}");
+            translate(&mut buf[..n], &a, &b, Some(clamp)).unwrap();
+            let (values, ok) = mss_values_and_checksum(&buf[..n]);
+            let want: Vec<u16> = before.iter().map(|&v| v.min(clamp)).collect();
+            assert_eq!(values, want, "{options:?} clamp {clamp}");
+            assert!(ok, "checksum after clamping {options:?} to {clamp}");
+            assert!(Checks::of(&buf[..n]).all_ok());
+        }
+    }
+    // Not a SYN: nothing is clamped.
+    let n = segment_with_options(&mut buf, tcp::FLAG_ACK, cases[3].0);
+    translate(&mut buf[..n], &a, &b, Some(1000)).unwrap();
+    assert_eq!(
+        mss_values_and_checksum(&buf[..n]),
+        (vec![1460, 1500, 8500], true)
+    );
 }
 
 #[test]
@@ -418,6 +529,30 @@ fn write_seed_corpus() {
     seeds.push(("icmp_error_tcp_short", buf[..n].to_vec()));
     let n = build::udp(&mut buf, h, x, 1, 2, b"padded").unwrap();
     seeds.push(("udp_padded", [&buf[..n], &[0u8; 6][..]].concat()));
+    let n = segment_with_options(
+        &mut buf,
+        tcp::FLAG_SYN,
+        &[1, 2, 4, 5, 0xb4, 2, 4, 0x23, 0x28, 0, 0, 0],
+    );
+    seeds.push(("tcp_syn_two_mss", buf[..n].to_vec()));
+    let n = build::udp(&mut buf, h, x, 4000, 53, b"seed").unwrap();
+    for (name, options) in [
+        ("ip_option_router_alert", &[148u8, 4, 0, 0][..]),
+        ("ip_option_lsrr", &[1, 131, 7, 4, 10, 0, 0, 9][..]),
+        (
+            "ip_option_timestamp",
+            &[68, 12, 5, 0x01, 0, 0, 0, 0, 0, 0, 0, 0][..],
+        ),
+    ] {
+        let mut p = buf[..20].to_vec();
+        p.extend_from_slice(options);
+        p.extend_from_slice(&buf[20..n]);
+        let mut ip = Ipv4Packet::new_unchecked(&mut p[..]);
+        ip.set_version_and_header_len(20 + options.len());
+        ip.set_total_len((n + options.len()) as u16);
+        ip.fill_checksum();
+        seeds.push((name, p));
+    }
     for (name, bytes) in seeds {
         std::fs::write(dir.join(name), bytes).unwrap();
     }

@@ -41,6 +41,7 @@ pub(super) fn peer(endpoint: SocketAddr, keepalive: Option<u16>) -> WireGuardPee
         address: None,
         endpoint: Some(endpoint),
         persistent_keepalive: keepalive,
+        directed_broadcast: false,
     }
 }
 
@@ -52,6 +53,7 @@ pub(super) fn plain(name: &str, tun: &str, mtu: u16, kernel_routes: &[&str]) -> 
             mtu,
             routes: vec![net("10.0.0.0/24")],
             kernel_routes: kernel_routes.iter().map(|s| net(s)).collect(),
+            directed_broadcast: false,
         }),
     }
 }

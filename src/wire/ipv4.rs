@@ -1,4 +1,4 @@
-//! IPv4 header view [RFC 791 § 3.1]. Options are carried but not interpreted.
+//! IPv4 header view [RFC 791 § 3.1], with a walker over the header's options.
 
 use std::net::Ipv4Addr;
 
@@ -21,6 +21,19 @@ mod field {
     pub const SRC: Range<usize> = 12..16;
     pub const DST: Range<usize> = 16..20;
 }
+
+/// Option types [RFC 791 § 3.1]: the whole type octet (copied flag, class and number).
+pub const OPT_END: u8 = 0;
+pub const OPT_NOP: u8 = 1;
+pub const OPT_RECORD_ROUTE: u8 = 7;
+pub const OPT_TIMESTAMP: u8 = 68;
+pub const OPT_LOOSE_SOURCE_ROUTE: u8 = 131;
+pub const OPT_STRICT_SOURCE_ROUTE: u8 = 137;
+pub const OPT_ROUTER_ALERT: u8 = 148;
+
+/// The timestamp option's flag for "timestamps only"; 1 and 3 make it carry addresses
+/// [RFC 791 § 3.1, Internet Timestamp].
+const TIMESTAMP_ONLY: u8 = 0;
 
 const FLAG_DF: u16 = 0x4000;
 const FLAG_MF: u16 = 0x2000;
@@ -147,6 +160,13 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         &b[HEADER_LEN.min(hl)..hl]
     }
 
+    /// The options one by one, as [`Options`] reads them.
+    pub fn iter_options(&self) -> Options<'_> {
+        Options {
+            rest: self.options(),
+        }
+    }
+
     /// The bytes after the header up to the total length (padding excluded).
     pub fn payload(&self) -> &[u8] {
         let (start, end) = self.payload_range();
@@ -246,6 +266,82 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 }
 
+/// One option of an IPv4 header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Option<'a> {
+    /// The type octet.
+    pub kind: u8,
+    /// The octets after type and length (empty for the one-octet END and NOP).
+    pub data: &'a [u8],
+}
+
+impl Ipv4Option<'_> {
+    /// Whether routers write their addresses into the option (record route, a timestamp with
+    /// flag 1) or the option names addresses the packet is to visit (loose and strict source
+    /// route, a timestamp with flag 3) [RFC 791 § 3.1]. A timestamp flag RFC 791 does not
+    /// define counts as carrying addresses: nothing says it does not.
+    pub fn carries_addresses(&self) -> bool {
+        match self.kind {
+            OPT_RECORD_ROUTE | OPT_LOOSE_SOURCE_ROUTE | OPT_STRICT_SOURCE_ROUTE => true,
+            OPT_TIMESTAMP => self.data.get(1).is_none_or(|b| b & 0x0f != TIMESTAMP_ONLY),
+            _ => false,
+        }
+    }
+}
+
+/// The smallest valid length octet of an option: 2 (type and length), 3 for the route
+/// options (and the pointer), 4 for the timestamp (and overflow/flag) [RFC 791 § 3.1].
+fn min_option_len(kind: u8) -> usize {
+    match kind {
+        OPT_RECORD_ROUTE | OPT_LOOSE_SOURCE_ROUTE | OPT_STRICT_SOURCE_ROUTE => 3,
+        OPT_TIMESTAMP => 4,
+        _ => 2,
+    }
+}
+
+/// Reads an option list [RFC 791 § 3.1]: END and NOP are one octet, every other option has a
+/// length octet counting type and length. END is yielded and ends the list; the octets after
+/// it are padding. A length below the option's minimum or running past the header yields
+/// [`Error::OptionLength`] and ends the list.
+#[derive(Debug, Clone)]
+pub struct Options<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Options<'a> {
+    pub fn new(options: &'a [u8]) -> Self {
+        Options { rest: options }
+    }
+}
+
+impl<'a> Iterator for Options<'a> {
+    type Item = Result<Ipv4Option<'a>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let bytes = self.rest;
+        let kind = *bytes.first()?;
+        let len = match kind {
+            OPT_END => bytes.len(),
+            OPT_NOP => 1,
+            _ => match bytes.get(1).map(|&l| usize::from(l)) {
+                Some(l) if l >= min_option_len(kind) && l <= bytes.len() => l,
+                _ => {
+                    self.rest = &[];
+                    return Some(Err(Error::OptionLength));
+                }
+            },
+        };
+        let (option, rest) = bytes.split_at(len);
+        self.rest = rest;
+        let data = if kind == OPT_END || kind == OPT_NOP {
+            &[]
+        } else {
+            &option[2..]
+        };
+        Some(Ok(Ipv4Option { kind, data }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +400,84 @@ mod tests {
         assert_eq!(p.header_len(), 24);
         assert_eq!(p.options(), &[1, 1, 1, 0]);
         assert_eq!(p.payload().len(), 4);
+    }
+
+    fn kinds(options: &[u8]) -> Result<Vec<(u8, bool)>, Error> {
+        Options::new(options)
+            .map(|o| o.map(|o| (o.kind, o.carries_addresses())))
+            .collect()
+    }
+
+    #[test]
+    fn option_walker_reads_kinds_and_lengths() {
+        // NOP, router alert [RFC 2113 § 2.1], timestamp flag 0 with one slot, END, padding.
+        let opts = [1, 148, 4, 0, 0, 68, 8, 5, 0x00, 0, 0, 0, 0, 0, 0xee, 0xee];
+        assert_eq!(
+            kinds(&opts),
+            Ok(vec![(1, false), (148, false), (68, false), (0, false)])
+        );
+        let o: Vec<_> = Options::new(&opts).map(Result::unwrap).collect();
+        assert_eq!(o[1].data, &[0, 0]);
+        assert_eq!(o[2].data, &[5, 0, 0, 0, 0, 0]);
+        assert_eq!(kinds(&[]), Ok(vec![]));
+    }
+
+    #[test]
+    fn address_options_are_recognised() {
+        // Record route with room for one address.
+        assert_eq!(
+            kinds(&[7, 7, 4, 0, 0, 0, 0, 0]),
+            Ok(vec![(7, true), (0, false)])
+        );
+        // Loose and strict source route through 192.0.2.1.
+        assert_eq!(
+            kinds(&[131, 7, 4, 192, 0, 2, 1, 0]),
+            Ok(vec![(131, true), (0, false)])
+        );
+        assert_eq!(
+            kinds(&[137, 7, 4, 192, 0, 2, 1, 1]),
+            Ok(vec![(137, true), (1, false)])
+        );
+        // Timestamp: flag 1 (address and timestamp), 3 (prespecified), 2 (undefined) carry
+        // addresses; the overflow nibble does not matter.
+        for (flags, addresses) in [
+            (0x00, false),
+            (0xf0, false),
+            (0x01, true),
+            (0x03, true),
+            (0x02, true),
+            (0x31, true),
+        ] {
+            let opts = [68, 12, 5, flags, 0, 0, 0, 0, 0, 0, 0, 0];
+            assert_eq!(kinds(&opts), Ok(vec![(68, addresses)]), "flags {flags:#x}");
+        }
+        // An address option after harmless ones is still found.
+        assert_eq!(
+            kinds(&[1, 1, 148, 4, 0, 0, 7, 3, 4, 0, 0, 0]).map(|k| k.iter().any(|k| k.1)),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn malformed_option_lists_are_errors() {
+        for opts in [
+            &[148, 0, 0, 0][..], // length 0
+            &[148, 1, 0, 0],     // length 1
+            &[148, 5, 0, 0],     // past the header
+            &[1, 1, 1, 148],     // length octet missing
+            &[7, 2, 0, 0],       // record route without its pointer
+            &[68, 3, 5, 0],      // timestamp without its flags
+            &[1, 68, 2, 0],      // timestamp of length 2
+            &[131, 40, 4, 0],    // source route past the header
+        ] {
+            assert_eq!(
+                Options::new(opts).find_map(Result::err),
+                Some(Error::OptionLength),
+                "{opts:?}"
+            );
+            // The walker stops after an error.
+            assert_eq!(Options::new(opts).skip_while(Result::is_ok).count(), 1);
+        }
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub enum Error {
     Length,
     #[error("IP version is not 4")]
     Version,
+    #[error("option length below its minimum or past the header")]
+    OptionLength,
 }
 
 impl From<Error> for DropReason {
@@ -101,9 +103,11 @@ impl From<Error> for DropReason {
 
 /// Parses the headers of an IPv4 packet as far as the data path needs.
 ///
-/// Errors: `Ipv6` for version 6, `Malformed` for anything truncated or inconsistent,
-/// `Fragment` for a non-first fragment, `IcmpUnsupported` for ICMP types other than echo and
-/// the three errors above.
+/// Errors: `Ipv6` for version 6, `Malformed` for anything truncated or inconsistent (an
+/// IPv4 option list included), `IpOptions` for an option that carries addresses (see
+/// [`check_options`]), `Fragment` for a non-first fragment, `IcmpUnsupported` for ICMP types
+/// other than echo and the three errors above, and for an echo with a code other than 0
+/// [RFC 792].
 ///
 /// Bytes after the IPv4 total length (link padding) are ignored. A first fragment must hold
 /// its whole transport header; its UDP length may exceed the fragment. An ICMP error must
@@ -115,6 +119,7 @@ pub fn inspect(packet: &[u8]) -> Result<Summary, DropReason> {
         Some(_) => {}
     }
     let ip = Ipv4Packet::new_checked(packet)?;
+    check_options(&ip)?;
     if ip.frag_offset() != 0 {
         return Err(DropReason::Fragment);
     }
@@ -143,6 +148,9 @@ pub fn inspect(packet: &[u8]) -> Result<Summary, DropReason> {
         PROTO_ICMP => {
             let icmp = IcmpPacket::new_checked(payload)?;
             match icmp.msg_type() {
+                icmp::TYPE_ECHO_REQUEST | icmp::TYPE_ECHO_REPLY if icmp.code() != 0 => {
+                    return Err(DropReason::IcmpUnsupported)
+                }
                 icmp::TYPE_ECHO_REQUEST | icmp::TYPE_ECHO_REPLY => L4::IcmpEcho {
                     ident: icmp.echo_ident(),
                     reply: icmp.msg_type() == icmp::TYPE_ECHO_REPLY,
@@ -163,6 +171,31 @@ pub fn inspect(packet: &[u8]) -> Result<Summary, DropReason> {
         dont_fragment: ip.dont_frag(),
         l4,
     })
+}
+
+/// Refuses a packet whose IPv4 options record or dictate addresses: record route, loose and
+/// strict source route, a timestamp with addresses. Record route and timestamps would bring
+/// the destination tenant's internal addresses back to the sender; a source route makes the
+/// header's destination only the first hop, so the policy would judge an address the packet
+/// does not end at. Other options (END, NOP, router alert, a timestamp without addresses)
+/// pass unchanged; a malformed list is `Malformed`.
+///
+/// The packet is dropped, not stripped of the option: removing it changes the header length
+/// and the total length and moves the payload, and a packet that silently lost its record
+/// route or source route would mislead its sender. A drop is what a router with source
+/// routing disabled does, and the default [RFC 7126 § 4.3, § 4.4] advise for source routes;
+/// [RFC 7126 § 4.5, § 4.7] allow it for record route and timestamp.
+///
+/// The header quoted inside an ICMP error is not checked: it is payload no router acts on,
+/// written by the error's sender, and the packet it quotes crossed the gateway, so it passed
+/// this check on its way.
+pub fn check_options<T: AsRef<[u8]>>(ip: &Ipv4Packet<T>) -> Result<(), DropReason> {
+    for option in ip.iter_options() {
+        if option?.carries_addresses() {
+            return Err(DropReason::IpOptions);
+        }
+    }
+    Ok(())
 }
 
 /// The header of the packet quoted in an ICMP error, which needs its IPv4 header and the 8
@@ -361,6 +394,85 @@ mod tests {
         q[0] = 0x60;
         let n = build::icmp_error(&mut buf, A, B, 12, 0, &q[..48]).unwrap();
         assert_eq!(inspect(&buf[..n]), Err(DropReason::Malformed));
+    }
+
+    /// `packet` (a 20-byte header) with `options` inserted after its header, header length,
+    /// total length and header checksum adjusted (the transport checksum does not cover them).
+    fn with_options(packet: &[u8], options: &[u8]) -> Vec<u8> {
+        assert_eq!(options.len() % 4, 0);
+        let mut out = packet[..20].to_vec();
+        out.extend_from_slice(options);
+        out.extend_from_slice(&packet[20..]);
+        let mut ip = Ipv4Packet::new_unchecked(&mut out[..]);
+        ip.set_version_and_header_len(20 + options.len());
+        ip.set_total_len((packet.len() + options.len()) as u16);
+        ip.fill_checksum();
+        out
+    }
+
+    #[test]
+    fn options_that_carry_addresses_are_dropped() {
+        let mut buf = [0u8; 64];
+        let n = udp_packet(&mut buf);
+        let cases: [(&[u8], Result<(), DropReason>); 12] = [
+            (&[1, 1, 1, 0], Ok(())),
+            (&[0, 0, 0, 0], Ok(())),
+            (&[148, 4, 0, 0], Ok(())),
+            (&[68, 8, 5, 0x10, 0, 0, 0, 0], Ok(())),
+            (&[7, 7, 4, 0, 0, 0, 0, 0], Err(DropReason::IpOptions)),
+            (&[131, 7, 4, 10, 0, 0, 9, 0], Err(DropReason::IpOptions)),
+            (&[1, 137, 7, 4, 10, 0, 0, 9], Err(DropReason::IpOptions)),
+            (
+                &[68, 12, 5, 0x01, 0, 0, 0, 0, 0, 0, 0, 0],
+                Err(DropReason::IpOptions),
+            ),
+            (
+                &[68, 12, 5, 0x03, 10, 0, 0, 9, 0, 0, 0, 0],
+                Err(DropReason::IpOptions),
+            ),
+            (&[148, 1, 0, 0], Err(DropReason::Malformed)),
+            (&[1, 1, 148, 8], Err(DropReason::Malformed)),
+            (&[68, 3, 5, 0], Err(DropReason::Malformed)),
+        ];
+        for (options, want) in cases {
+            let p = with_options(&buf[..n], options);
+            assert_eq!(inspect(&p).map(|_| ()), want, "{options:?}");
+        }
+        // A route option in the first fragment and in a later one: the option decides.
+        let mut p = with_options(&buf[..n], &[131, 7, 4, 10, 0, 0, 9, 0]);
+        Ipv4Packet::new_unchecked(&mut p[..]).set_frag(false, false, 8);
+        assert_eq!(inspect(&p), Err(DropReason::IpOptions));
+    }
+
+    #[test]
+    fn options_of_a_quoted_header_are_not_judged() {
+        let mut inner = [0u8; 64];
+        let ni = build::udp(&mut inner, B, A, 53, 4000, b"12345678").unwrap();
+        let quoted = with_options(&inner[..ni], &[7, 7, 4, 10, 0, 0, 9, 0]);
+        let mut buf = [0u8; 128];
+        let n = build::icmp_error(&mut buf, A, B, 3, 3, &quoted).unwrap();
+        let L4::IcmpError { inner } = inspect(&buf[..n]).unwrap().l4 else {
+            panic!("not an ICMP error")
+        };
+        assert_eq!((inner.src, inner.src_port), (B, 53));
+    }
+
+    #[test]
+    fn echo_with_a_nonzero_code_is_unsupported() {
+        let mut buf = [0u8; 64];
+        for reply in [false, true] {
+            let n = build::icmp_echo(&mut buf, A, B, 9, 1, reply, b"x").unwrap();
+            assert!(inspect(&buf[..n]).is_ok());
+            for code in [1u8, 8, 255] {
+                let mut p = buf;
+                p[21] = code;
+                assert_eq!(
+                    inspect(&p[..n]),
+                    Err(DropReason::IcmpUnsupported),
+                    "reply {reply} code {code}"
+                );
+            }
+        }
     }
 
     #[test]

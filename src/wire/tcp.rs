@@ -119,33 +119,17 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         &b[HEADER_LEN.min(hl)..hl]
     }
 
-    /// The offset of the MSS option's 16-bit value from the start of the TCP header, if a
-    /// well-formed MSS option is present. A malformed option list ends the search.
-    pub fn mss_value_offset(&self) -> Option<usize> {
-        let opts = self.options();
-        let mut i = 0;
-        while i < opts.len() {
-            match opts[i] {
-                OPT_END => return None,
-                OPT_NOP => i += 1,
-                kind => {
-                    let len = usize::from(*opts.get(i + 1)?);
-                    if len < 2 || i + len > opts.len() {
-                        return None;
-                    }
-                    if kind == OPT_MSS && len == 4 {
-                        return Some(HEADER_LEN + i + 2);
-                    }
-                    i += len;
-                }
-            }
-        }
-        None
+    /// The offsets of the 16-bit values of every well-formed MSS option (kind 2, length 4),
+    /// from the start of the TCP header, in order. See [`next_mss_value`].
+    pub fn mss_value_offsets(&self) -> impl Iterator<Item = usize> + '_ {
+        let options = self.options();
+        let mut pos = 0;
+        std::iter::from_fn(move || next_mss_value(options, &mut pos)).map(|at| HEADER_LEN + at)
     }
 
-    /// The MSS option's value, if present.
+    /// The value of the last MSS option, the one Linux acts on when a SYN carries several.
     pub fn mss(&self) -> Option<u16> {
-        self.mss_value_offset().map(|at| self.read_u16(at))
+        self.mss_value_offsets().last().map(|at| self.read_u16(at))
     }
 
     pub fn payload(&self) -> &[u8] {
@@ -167,6 +151,34 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         let b = self.buffer.as_ref();
         u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
     }
+}
+
+/// Walks `options` (a TCP header's option list [RFC 9293 § 3.1]) from `*pos` to the next
+/// well-formed MSS option [RFC 9293 § 3.7.1] and returns the offset of its value within
+/// `options`, leaving `*pos` after that option. END, a missing length, a length below 2 or
+/// one running past the list ends the walk (`None`, and `*pos` at the end): the options
+/// before it were read, as Linux reads them.
+/// Taking a position rather than borrowing lets a caller rewrite each value as it is found.
+pub fn next_mss_value(options: &[u8], pos: &mut usize) -> Option<usize> {
+    while let Some(&kind) = options.get(*pos) {
+        let i = *pos;
+        match kind {
+            OPT_END => break,
+            OPT_NOP => *pos += 1,
+            _ => {
+                let len = options.get(i + 1).map_or(0, |&l| usize::from(l));
+                if len < 2 || len > options.len() - i {
+                    break;
+                }
+                *pos += len;
+                if kind == OPT_MSS && len == 4 {
+                    return Some(i + 2);
+                }
+            }
+        }
+    }
+    *pos = options.len();
+    None
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
@@ -251,7 +263,7 @@ mod tests {
         assert!(p.syn());
         assert_eq!(p.window_len(), 0xffff);
         assert_eq!(p.options(), &[2, 4, 0x05, 0xb4]);
-        assert_eq!(p.mss_value_offset(), Some(22));
+        assert!(p.mss_value_offsets().eq([22]));
         assert_eq!(p.mss(), Some(1460));
         assert_eq!(p.payload(), b"abc");
     }
@@ -262,7 +274,7 @@ mod tests {
         b[12] = 0x70;
         b[20..28].copy_from_slice(&[1, 1, 1, 2, 4, 0x05, 0xb4, 0]);
         let p = TcpPacket::new_checked(&b[..]).unwrap();
-        assert_eq!(p.mss_value_offset(), Some(25));
+        assert!(p.mss_value_offsets().eq([25]));
         assert_eq!(p.mss(), Some(1460));
     }
 
@@ -278,6 +290,32 @@ mod tests {
         assert_eq!(TcpPacket::new_checked(&b[..]).unwrap().mss(), None);
         b[20..24].copy_from_slice(&[1, 1, 2, 4]);
         assert_eq!(TcpPacket::new_checked(&b[..]).unwrap().mss(), None);
+    }
+
+    #[test]
+    fn every_mss_option_is_found_and_the_last_one_counts() {
+        let mut b = [0u8; 36];
+        b[12] = 0x90;
+        // MSS 1460 at 22, NOP, MSS 1400 at 27, window scale, MSS 1300 at 34.
+        b[20..36].copy_from_slice(&[
+            2, 4, 0x05, 0xb4, 1, 2, 4, 0x05, 0x78, 3, 3, 7, 2, 4, 0x05, 0x14,
+        ]);
+        let p = TcpPacket::new_checked(&b[..]).unwrap();
+        assert!(p.mss_value_offsets().eq([22, 27, 34]));
+        assert_eq!(p.mss(), Some(1300));
+        // A malformed option ends the walk; the MSS options before it were read.
+        b[29..31].copy_from_slice(&[9, 0]);
+        let p = TcpPacket::new_checked(&b[..]).unwrap();
+        assert!(p.mss_value_offsets().eq([22, 27]));
+        assert_eq!(p.mss(), Some(1400));
+        // MSS options of another length are not MSS options.
+        let mut pos = 0;
+        assert_eq!(next_mss_value(&[2, 3, 5, 2, 4, 1, 0], &mut pos), Some(5));
+        assert_eq!(next_mss_value(&[2, 3, 5, 2, 4, 1, 0], &mut pos), None);
+        // A kind without its length octet ends the walk for good.
+        let mut pos = 0;
+        assert_eq!(next_mss_value(&[1, 1, 1, 2], &mut pos), None);
+        assert_eq!(pos, 4);
     }
 
     #[test]
