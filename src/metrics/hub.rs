@@ -218,16 +218,10 @@ mod tests {
         ))
     }
 
+    use crate::metrics::testing::assert_line;
+
     fn lines(text: &str) -> Vec<&str> {
         text.lines().collect()
-    }
-
-    #[track_caller]
-    fn assert_line(text: &str, line: &str) {
-        assert!(
-            text.lines().any(|l| l == line),
-            "missing line `{line}` in:\n{text}"
-        );
     }
 
     #[test]

@@ -14,3 +14,16 @@ mod hub;
 pub use collector::PEER_UP_WITHIN;
 pub use counters::{Counters, HandshakeResult, PeerLabels, Traffic};
 pub use hub::{MetricsHub, UnknownWorker};
+
+/// Helpers for tests that read an exposition.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Asserts that the exposition `text` has the whole line `line`.
+    #[track_caller]
+    pub(crate) fn assert_line(text: &str, line: &str) {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing line `{line}` in:\n{text}"
+        );
+    }
+}

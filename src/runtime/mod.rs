@@ -30,6 +30,7 @@ use crate::dataplane::{AttachmentPlanKind, Gateway, Plan};
 use crate::metrics::MetricsHub;
 use socket_drops::{SocketDrops, SocketDropsCollector, TrackedSocket};
 
+pub use socket_drops::fuzz_parse_udp_drops;
 pub use worker::SourceKey;
 
 /// Why the gateway could not start or reload.

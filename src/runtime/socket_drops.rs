@@ -109,6 +109,19 @@ pub(crate) fn parse_udp_drops(text: &str) -> Result<Vec<(u64, u32)>, ProcParseEr
     Ok(out)
 }
 
+/// Fuzzing body shared by `fuzz/` and the property tests: any bytes as `/proc/net/udp` text give
+/// (inode, drops) pairs, at most one per line, or an error naming a line of the text, never a
+/// panic.
+pub fn fuzz_parse_udp_drops(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match parse_udp_drops(text) {
+        Ok(pairs) => assert!(pairs.len() < text.lines().count().max(1)),
+        Err(e) => assert!(e.line >= 1 && e.line <= text.lines().count().max(1), "{e}"),
+    }
+}
+
 #[derive(Debug)]
 struct Socket {
     tracked: TrackedSocket,
@@ -443,5 +456,20 @@ mod tests {
         assert_eq!(f[1].name(), RCVBUF_NAME);
         assert_eq!(f[1].get_metric().len(), 2);
         assert_eq!(f[1].get_metric()[0].get_gauge().get_value(), 8_388_608.0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_names_its_line(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            fuzz_parse_udp_drops(&data);
+        }
+
+        #[test]
+        fn mangled_proc_text_never_panics(cut in 0usize..400, junk in "[ 0-9A-Fa-f:\n]{0,40}") {
+            let mut text = UDP.to_string();
+            text.truncate(cut.min(text.len()));
+            text.push_str(&junk);
+            fuzz_parse_udp_drops(text.as_bytes());
+        }
     }
 }

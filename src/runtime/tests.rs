@@ -10,6 +10,7 @@ use crate::config::{
     WireGuardAttachment, WireGuardPeer,
 };
 use crate::ids::FacilityCode;
+use crate::metrics::testing::assert_line;
 use crate::tunnel::wireguard::keys;
 
 pub(super) fn net(s: &str) -> Ipv4Network {
@@ -241,14 +242,6 @@ fn proc_drops(inode: u64) -> Option<u32> {
         .expect("parse /proc/net/udp")
         .into_iter()
         .find_map(|(i, d)| (i == inode).then_some(d))
-}
-
-#[track_caller]
-fn assert_line(text: &str, line: &str) {
-    assert!(
-        text.lines().any(|l| l == line),
-        "missing line `{line}` in:\n{text}"
-    );
 }
 
 /// A socket whose receive buffer overflows on loopback: the exported counter is the kernel's
