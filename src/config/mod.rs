@@ -82,7 +82,7 @@ impl Default for Dataplane {
             tcp_idle_timeout: Duration::from_secs(7200),
             udp_idle_timeout: Duration::from_secs(120),
             icmp_idle_timeout: Duration::from_secs(30),
-            max_flows_per_tenant: FlowLimit::Percent(50.0),
+            max_flows_per_tenant: FlowLimit::Percent(25.0),
             max_flows_per_facility: FlowLimit::Percent(10.0),
         }
     }

@@ -1413,7 +1413,7 @@ fn flow_quotas_are_numbers_or_shares_of_the_table() {
             defaults.max_flows_per_tenant,
             defaults.max_flows_per_facility
         ),
-        (FlowLimit::Percent(50.0), FlowLimit::Percent(10.0))
+        (FlowLimit::Percent(25.0), FlowLimit::Percent(10.0))
     );
 }
 

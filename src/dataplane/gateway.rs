@@ -191,7 +191,7 @@ impl Gateway {
             let (meta, data) = rx.get_mut(i);
             self.handle_packet(now, meta, data, tx);
         }
-        self.core.publish_flows();
+        self.core.counters.set_flows(self.core.flows.len());
     }
 
     fn handle_packet(&mut self, now: Instant, meta: RxMeta, data: &mut [u8], tx: &mut TxBatch) {
@@ -263,7 +263,7 @@ fn flow_tuple(s: &Summary, src_x: ExchangeV4) -> Option<(Tuple, u16, Signal)> {
             let signal = if reply {
                 Signal::EchoReply
             } else {
-                Signal::Datagram
+                Signal::EchoRequest
             };
             (ident, ident, PROTO_ICMP, 0, signal)
         }
@@ -284,7 +284,8 @@ fn flow_tuple(s: &Summary, src_x: ExchangeV4) -> Option<(Tuple, u16, Signal)> {
 }
 
 impl Core {
-    /// Publishes the flow table's size and each tenant's share of it.
+    /// Publishes the flow table's size and each tenant's share of it (O(tenants): on timers
+    /// and plan changes, not per batch).
     fn publish_flows(&self) {
         self.counters.set_flows(self.flows.len());
         for t in 0..self.plan.tenants.len() {
@@ -574,7 +575,15 @@ fn admit_flow(
     query: Query,
     owner: Owner,
 ) -> Result<Option<(Flow, Option<Start>)>, DropReason> {
-    match flows.lookup(&tuple, signal, now, generation) {
+    let lookup = flows.lookup(&tuple, signal, now, generation);
+    // Request and reply of an echo share one key: a request from the responder's side is not
+    // part of the flow but a query of its own.
+    if let Lookup::Hit { reply: true, .. } | Lookup::Stale { reply: true, .. } = lookup {
+        if signal == Signal::EchoRequest && plan.policy.evaluate(&query).is_none() {
+            return Err(DropReason::Policy);
+        }
+    }
+    match lookup {
         Lookup::Hit { .. } => Ok(None),
         Lookup::Stale { flow, .. } => {
             refresh(plan, facilities, flows, flow, generation).map(|f| Some((f, None)))

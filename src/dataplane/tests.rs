@@ -799,7 +799,7 @@ fn a_packet_the_tunnel_refuses_takes_no_flow() {
 
 #[test]
 fn a_tenant_at_its_quota_only_hurts_itself() {
-    // A table of 1024: each tenant may hold 512 flows.
+    // A table of 1024: each tenant may hold 256 flows (25 %).
     let mut h = Harness::new();
     establish(&mut h, 1);
     let mut passed = 0;
@@ -808,13 +808,16 @@ fn a_tenant_at_its_quota_only_hurts_itself() {
             .tcp(AJISAI, "10.0.0.2", "100.65.0.3", port, 104, SYN)
             .len();
     }
-    assert_eq!(passed, 511, "the established flow holds one of the 512");
-    let refused = 2048 - 511;
+    assert_eq!(passed, 255, "the established flow holds one of the 256");
+    let refused = 2048 - 255;
     assert_eq!(h.drops(DropReason::TenantFlowQuota), refused);
     assert_eq!(h.drops(DropReason::FlowTableFull), 0);
+    // The per-tenant gauges follow at the next timer.
+    h.now += Duration::from_secs(1);
+    h.gw.handle_timeout(h.now, &mut h.tx);
     let c = h.gw.counters().clone();
     assert_eq!(c.tenant_flows(0).quota_drops.get(), refused);
-    assert_eq!(c.tenant_flows(0).get(), 512);
+    assert_eq!(c.tenant_flows(0).get(), 256);
     assert_eq!(c.tenant_flows(1).quota_drops.get(), 0);
     // mame opens new flows and ajisai's established connection lives on.
     assert_eq!(
@@ -822,6 +825,8 @@ fn a_tenant_at_its_quota_only_hurts_itself() {
         1
     );
     assert_eq!(h.tcp(MAME, "10.0.0.3", "100.64.0.2", 104, 1, ACK).len(), 1);
+    h.now += Duration::from_secs(1);
+    h.gw.handle_timeout(h.now, &mut h.tx);
     assert_eq!(h.gw.counters().tenant_flows(1).get(), 1);
     // Once the half-open attempts have died, ajisai opens flows again.
     h.now += Duration::from_secs(11);
@@ -1020,4 +1025,21 @@ fn a_wireguard_peer_opts_in_for_its_allowed_ips() {
     let plan = Plan::compile(&c, 2);
     assert!(!plan.refuses_directed_broadcast(network, 24, peer));
     assert!(!plan.refuses_directed_broadcast(broadcast, 24, peer));
+}
+
+#[test]
+fn an_echo_request_from_the_responders_side_is_asked_of_the_policy() {
+    let mut h = Harness::new();
+    let echo = |h: &mut Harness, src: &str, dst: &str, reply: bool| {
+        build::icmp_echo(&mut h.buf, ip(src), ip(dst), 77, 1, reply, b"x").unwrap()
+    };
+    let n = echo(&mut h, "10.0.0.2", "100.65.0.3", false);
+    assert_eq!(h.send(AJISAI, n).len(), 1, "ajisai may ping mame");
+    // mame pings back with the same identifier: no policy lets mame ping ajisai.
+    let n = echo(&mut h, "10.0.0.3", "100.64.0.2", false);
+    assert!(h.send(MAME, n).is_empty());
+    assert_eq!(h.drops(DropReason::Policy), 1);
+    // Its reply passes.
+    let n = echo(&mut h, "10.0.0.3", "100.64.0.2", true);
+    assert_eq!(h.send(MAME, n).len(), 1);
 }

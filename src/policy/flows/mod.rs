@@ -151,6 +151,10 @@ pub enum Refused {
 const QUOTA_EXPIRE_BUDGET: usize = 32;
 
 const NIL: u32 = u32::MAX;
+const EMPTY: List = List {
+    head: NIL,
+    tail: NIL,
+};
 
 /// The largest capacity a table accepts; larger requests are clamped to it.
 pub const MAX_CAPACITY: usize = 1 << 30;
@@ -167,6 +171,11 @@ struct Slot {
     /// the free list.
     prev: u32,
     next: u32,
+    /// The owner list the slot is linked into ([`FlowTable::owner_lru`] index), or `NIL`.
+    olist: u32,
+    /// LRU neighbours within that owner list.
+    oprev: u32,
+    onext: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -187,6 +196,10 @@ pub struct FlowTable {
     free: u32,
     len: usize,
     lru: [List; CLASSES],
+    /// Per counted tenant, its transient entries in LRU order, one list per transient class
+    /// (list `tenant × 2 + i` for [`Class::TRANSIENT`]`[i]`): the victims when the table is
+    /// full come from the tenant that holds the most.
+    owner_lru: Vec<List>,
     /// The latest `now` seen.
     clock: Option<Instant>,
     quotas: Quotas,
@@ -218,6 +231,7 @@ impl FlowTable {
                 head: NIL,
                 tail: NIL,
             }; CLASSES],
+            owner_lru: Vec::new(),
             clock: None,
             quotas: Quotas::UNLIMITED,
             tenant_flows: Vec::new(),
@@ -299,6 +313,7 @@ impl FlowTable {
             let old = self.slots[slot as usize].flow.owner;
             self.count(old, false);
             self.count(flow.owner, true);
+            self.owner_unlink(slot);
             self.slots[slot as usize].flow = flow;
             let state = self.slots[slot as usize].state;
             self.touch(slot, now, state);
@@ -324,6 +339,9 @@ impl FlowTable {
             class: state.class(key.protocol),
             prev: NIL,
             next: NIL,
+            olist: NIL,
+            oprev: NIL,
+            onext: NIL,
         });
         Ok(evicted)
     }
@@ -370,24 +388,28 @@ impl FlowTable {
     ) -> usize {
         self.tenant_flows = vec![0; tenants];
         self.facility_flows = vec![0; facilities];
+        self.owner_lru = vec![EMPTY; tenants * Class::TRANSIENT.len()];
         let mut orphans = Vec::new();
-        for pos in 0..self.index.len() {
-            let slot = self.index[pos];
-            if slot == NIL {
-                continue;
-            }
-            let flow = self.slots[slot as usize].flow;
-            match owner_of(&flow) {
-                Some(owner) => {
-                    self.slots[slot as usize].flow.owner = owner;
-                    self.count(owner, true);
+        for class in 0..CLASSES {
+            let mut cur = self.lru[class].head;
+            while cur != NIL {
+                let s = &mut self.slots[cur as usize];
+                s.olist = NIL;
+                let next = s.next;
+                match owner_of(&s.flow) {
+                    Some(owner) => {
+                        s.flow.owner = owner;
+                        self.count(owner, true);
+                        self.owner_link_tail(cur);
+                    }
+                    None => orphans.push(cur),
                 }
-                None => orphans.push(flow.opener),
+                cur = next;
             }
         }
-        for t in &orphans {
-            let key = Key::of(t);
-            if let Some((pos, slot)) = self.find(&key, self.hasher.hash_one(key)) {
+        for &slot in &orphans {
+            let Slot { key, hash, .. } = self.slots[slot as usize];
+            if let Some((pos, _)) = self.find(&key, hash) {
                 // Not counted above, so not uncounted by `remove_at` either.
                 let owner = self.slots[slot as usize].flow.owner;
                 self.count(owner, true);
@@ -431,6 +453,7 @@ impl FlowTable {
         next.quotas = self.quotas;
         next.tenant_flows = vec![0; self.tenant_flows.len()];
         next.facility_flows = vec![0; self.facility_flows.len()];
+        next.owner_lru = vec![EMPTY; self.owner_lru.len()];
         for mut cur in first {
             while cur != NIL {
                 let slot = self.slots[cur as usize];
@@ -558,8 +581,9 @@ impl FlowTable {
     fn place(&mut self, s: Slot) {
         let hash = s.hash;
         self.count(s.flow.owner, true);
-        let slot = self.alloc(s);
+        let slot = self.alloc(Slot { olist: NIL, ..s });
         self.link_tail(slot);
+        self.owner_link_tail(slot);
         let mask = self.index.len() - 1;
         let mut pos = hash as usize & mask;
         while self.index[pos] != NIL {
@@ -580,12 +604,35 @@ impl FlowTable {
         self.evict(heads[class])
     }
 
-    /// Removes the live or dead transient entry closest to its deadline; returns its owner.
+    /// Removes a transient entry, live or dead, to make room: of the counted tenant that holds
+    /// the most flows among those with transient entries (the lowest index on ties), the one
+    /// closest to its deadline; if no counted tenant has one, the transient entry closest to
+    /// its deadline. Returns the removed entry's owner. O(tenants).
     fn evict_transient(&mut self) -> Option<Owner> {
-        let heads = self.lru.map(|l| l.head);
-        let class = self.earliest(&heads, Class::transient, |s, d| s.last_seen + d)?;
-        let owner = self.slots[heads[class] as usize].flow.owner;
-        self.evict(heads[class]).map(|_| owner)
+        let per = Class::TRANSIENT.len();
+        let heaviest = (0..self.tenant_flows.len())
+            .filter(|&t| {
+                self.owner_lru[t * per..(t + 1) * per]
+                    .iter()
+                    .any(|l| l.head != NIL)
+            })
+            .min_by_key(|&t| (std::cmp::Reverse(self.tenant_flows[t]), t));
+        let slot = match heaviest {
+            Some(t) => {
+                let mut first = [NIL; CLASSES];
+                for (i, class) in Class::TRANSIENT.iter().enumerate() {
+                    first[*class as usize] = self.owner_lru[t * per + i].head;
+                }
+                let class = self.earliest(&first, |_| true, |s, d| s.last_seen + d)?;
+                first[class]
+            }
+            None => {
+                let heads = self.lru.map(|l| l.head);
+                heads[self.earliest(&heads, Class::transient, |s, d| s.last_seen + d)?]
+            }
+        };
+        let owner = self.slots[slot as usize].flow.owner;
+        self.evict(slot).map(|_| owner)
     }
 
     fn evict(&mut self, slot: u32) -> Option<u32> {
@@ -600,6 +647,7 @@ impl FlowTable {
     fn remove_at(&mut self, mut pos: usize) {
         let slot = self.index[pos];
         self.unlink(slot);
+        self.owner_unlink(slot);
         let owner = self.slots[slot as usize].flow.owner;
         self.count(owner, false);
         self.slots[slot as usize].next = self.free;
@@ -645,11 +693,59 @@ impl FlowTable {
     /// Marks the entry seen at `now` in `state` and moves it to the tail of its class.
     fn touch(&mut self, slot: u32, now: Instant, state: State) {
         self.unlink(slot);
+        self.owner_unlink(slot);
         let s = &mut self.slots[slot as usize];
         s.last_seen = now;
         s.state = state;
         s.class = state.class(s.key.protocol);
         self.link_tail(slot);
+        self.owner_link_tail(slot);
+    }
+
+    /// Links a transient entry of a counted tenant at the tail of its owner list.
+    fn owner_link_tail(&mut self, slot: u32) {
+        let s = &self.slots[slot as usize];
+        let tenant = s.flow.owner.tenant.index();
+        let Some(i) = s.class.transient_index() else {
+            return;
+        };
+        if tenant >= self.tenant_flows.len() {
+            return;
+        }
+        let list = tenant * Class::TRANSIENT.len() + i;
+        let tail = self.owner_lru[list].tail;
+        let s = &mut self.slots[slot as usize];
+        (s.olist, s.oprev, s.onext) = (list as u32, tail, NIL);
+        if tail == NIL {
+            self.owner_lru[list].head = slot;
+        } else {
+            self.slots[tail as usize].onext = slot;
+        }
+        self.owner_lru[list].tail = slot;
+    }
+
+    fn owner_unlink(&mut self, slot: u32) {
+        let Slot {
+            olist,
+            oprev,
+            onext,
+            ..
+        } = self.slots[slot as usize];
+        if olist == NIL {
+            return;
+        }
+        let list = olist as usize;
+        if oprev == NIL {
+            self.owner_lru[list].head = onext;
+        } else {
+            self.slots[oprev as usize].onext = onext;
+        }
+        if onext == NIL {
+            self.owner_lru[list].tail = oprev;
+        } else {
+            self.slots[onext as usize].oprev = oprev;
+        }
+        self.slots[slot as usize].olist = NIL;
     }
 
     fn link_tail(&mut self, slot: u32) {

@@ -12,10 +12,17 @@
 //! A flow may start with a SYN (no ACK), or with a mid-stream segment (ACK, no SYN/FIN/RST) as
 //! Linux conntrack's loose mode picks up connections established before the table saw them
 //! (after a restart, or a flow taken over from another gateway); such a flow is established
-//! once the other side answers. A SYN-ACK, a RST or a FIN never starts a flow.
+//! once the other side answers. A SYN-ACK, a RST or a FIN never starts a flow. Only an answered
+//! connection can become half-closed: a FIN before any answer ends the attempt.
+//!
+//! No sequence numbers are checked, so a RST the endpoint ignores [RFC 5961 § 3.2] would end
+//! a live connection; a reset flow therefore resumes like a picked-up one when the opener
+//! sends again and the responder answers. FINs from both sides end a flow for good: after
+//! them only final ACKs are valid.
 //!
 //! Other protocols have no handshake: a flow is *unreplied* until the first packet from its
-//! responder, then *replied*. An ICMP echo reply answers a flow but never starts one.
+//! responder, then *replied*. An ICMP echo reply answers a flow but never starts one; an echo
+//! request from the responder's side is no answer.
 
 use std::time::Duration;
 
@@ -30,7 +37,9 @@ pub enum Signal {
     Tcp(u8),
     /// An ICMP echo reply: it answers a flow and never starts one.
     EchoReply,
-    /// Any other packet that has a flow: UDP, an ICMP echo request, other protocols.
+    /// An ICMP echo request: it starts a flow and answers none.
+    EchoRequest,
+    /// Any other packet that has a flow: UDP, other protocols.
     Datagram,
 }
 
@@ -53,7 +62,7 @@ impl Signal {
             Signal::Tcp(f) if f & FLAG_SYN != 0 => (f & FLAG_ACK == 0).then_some(Start::Syn),
             Signal::Tcp(f) => (f & FLAG_ACK != 0).then_some(Start::Pickup),
             Signal::EchoReply => None,
-            Signal::Datagram => Some(Start::Datagram),
+            Signal::EchoRequest | Signal::Datagram => Some(Start::Datagram),
         }
     }
 }
@@ -77,8 +86,10 @@ pub enum State {
     FinFromOpener,
     /// TCP: the responder sent a FIN; the opener may still send.
     FinFromResponder,
-    /// TCP: FINs from both sides, or a RST.
+    /// TCP: FINs from both sides, or a FIN before any answer.
     Closed,
+    /// TCP: a RST from either side.
+    Reset,
 }
 
 impl State {
@@ -102,28 +113,32 @@ impl State {
                     s => s,
                 };
             }
+            Signal::EchoRequest => return self,
         };
         if flags & FLAG_RST != 0 {
-            return Closed;
+            return Reset;
         }
+        let ack = flags & FLAG_ACK != 0;
         if flags & FLAG_SYN != 0 {
-            return match (self, reply, flags & FLAG_ACK != 0) {
+            return match (self, reply, ack) {
                 // The opener reuses the tuple of a closed connection [RFC 9293 § 3.6.1].
-                (Closed, false, false) => SynSent,
+                (Closed | Reset, false, false) => SynSent,
                 (SynSent, true, true) => SynReceived,
                 (s, ..) => s,
             };
         }
         if flags & FLAG_FIN != 0 {
             return match (self, reply) {
-                (SynReceived | PickedUp | Established | FinFromOpener, false) => FinFromOpener,
-                (SynReceived | PickedUp | Established | FinFromResponder, true) => FinFromResponder,
+                (SynReceived | Established | FinFromOpener, false) => FinFromOpener,
+                (SynReceived | Established | FinFromResponder, true) => FinFromResponder,
                 (FinFromResponder, false) | (FinFromOpener, true) => Closed,
+                (SynSent | PickedUp, _) => Closed,
                 (s, _) => s,
             };
         }
-        match (self, reply, flags & FLAG_ACK != 0) {
+        match (self, reply, ack) {
             (SynReceived, false, true) | (PickedUp, true, true) => Established,
+            (Reset, false, true) => PickedUp,
             (s, ..) => s,
         }
     }
@@ -137,21 +152,14 @@ impl State {
                 PROTO_ICMP => Class::Icmp,
                 _ => Class::Other,
             },
-            State::SynSent | State::SynReceived | State::PickedUp | State::Closed => {
-                Class::TcpTransient
-            }
+            State::SynSent
+            | State::SynReceived
+            | State::PickedUp
+            | State::Closed
+            | State::Reset => Class::TcpTransient,
             State::Established => Class::Tcp,
             State::FinFromOpener | State::FinFromResponder => Class::TcpHalfClosed,
         }
-    }
-
-    /// Whether the flow has been answered: a reply packet was seen (TCP: a SYN-ACK or an
-    /// answer to a picked-up segment).
-    pub fn replied(self) -> bool {
-        !matches!(
-            self,
-            State::Unreplied | State::SynSent | State::PickedUp | State::Closed
-        )
     }
 }
 
@@ -183,9 +191,17 @@ impl Class {
         Class::TcpTransient,
     ];
 
+    /// The classes whose live entries may be evicted for a new flow.
+    pub(super) const TRANSIENT: [Class; 2] = [Class::Unreplied, Class::TcpTransient];
+
     /// May a live entry of this class be evicted for a new flow?
     pub(super) fn transient(self) -> bool {
-        matches!(self, Class::Unreplied | Class::TcpTransient)
+        self.transient_index().is_some()
+    }
+
+    /// The position of this class in [`Class::TRANSIENT`].
+    pub(super) fn transient_index(self) -> Option<usize> {
+        Class::TRANSIENT.iter().position(|&c| c == self)
     }
 }
 
@@ -277,6 +293,7 @@ mod tests {
         assert_eq!(ACK.start(), Some(Start::Pickup));
         assert_eq!(DATA.start(), Some(Start::Pickup));
         assert_eq!(Signal::Datagram.start(), Some(Start::Datagram));
+        assert_eq!(Signal::EchoRequest.start(), Some(Start::Datagram));
         for never in [
             SYN_ACK,
             FIN,
@@ -325,19 +342,96 @@ mod tests {
     }
 
     #[test]
-    fn a_rst_answer_closes_the_attempt() {
+    fn a_rst_answer_resets_the_attempt() {
         use State::*;
-        assert_eq!(run(SYN, &[(RESPONDER, RST_ACK)]), [SynSent, Closed]);
+        assert_eq!(run(SYN, &[(RESPONDER, RST_ACK)]), [SynSent, Reset]);
         assert_eq!(
             run(SYN, &[(RESPONDER, SYN_ACK), (OPENER, RST)]),
-            [SynSent, SynReceived, Closed]
+            [SynSent, SynReceived, Reset]
         );
         assert_eq!(
             run(
                 SYN,
                 &[(RESPONDER, SYN_ACK), (OPENER, ACK), (RESPONDER, RST)]
             ),
-            [SynSent, SynReceived, Established, Closed]
+            [SynSent, SynReceived, Established, Reset]
+        );
+    }
+
+    #[test]
+    fn a_connection_that_ignored_a_rst_resumes_when_both_sides_send() {
+        use State::*;
+        let steps = [
+            (RESPONDER, SYN_ACK),
+            (OPENER, ACK),
+            (OPENER, RST),
+            (RESPONDER, DATA),
+            (OPENER, ACK),
+            (RESPONDER, DATA),
+        ];
+        assert_eq!(
+            run(SYN, &steps),
+            [
+                SynSent,
+                SynReceived,
+                Established,
+                Reset,
+                Reset,
+                PickedUp,
+                Established
+            ]
+        );
+        // A refused attempt stays transient whatever the opener sends: the closed port
+        // answers every segment with another RST.
+        assert_eq!(
+            run(
+                SYN,
+                &[(RESPONDER, RST_ACK), (OPENER, ACK), (RESPONDER, RST)]
+            ),
+            [SynSent, Reset, PickedUp, Reset]
+        );
+    }
+
+    #[test]
+    fn only_an_answered_connection_half_closes() {
+        use State::*;
+        // A FIN to a silent address ends the attempt instead of holding a slot for a minute.
+        assert_eq!(
+            run(ACK, &[(OPENER, FIN), (OPENER, FIN)]),
+            [PickedUp, Closed, Closed]
+        );
+        assert_eq!(run(SYN, &[(OPENER, FIN)]), [SynSent, Closed]);
+        for s in [PickedUp, SynSent, Closed, Reset] {
+            let after = s.next(OPENER, FIN);
+            assert_eq!(after.class(PROTO_TCP), Class::TcpTransient, "{s:?}");
+        }
+        assert_eq!(SynReceived.next(OPENER, FIN), FinFromOpener);
+        assert_eq!(Established.next(RESPONDER, FIN), FinFromResponder);
+    }
+
+    #[test]
+    fn fins_from_both_sides_end_a_flow_for_good() {
+        use State::*;
+        // A simultaneous close: the final ACKs of both sides do not revive it.
+        let steps = [
+            (RESPONDER, SYN_ACK),
+            (OPENER, ACK),
+            (OPENER, FIN),
+            (RESPONDER, FIN),
+            (OPENER, ACK),
+            (RESPONDER, ACK),
+        ];
+        assert_eq!(
+            run(SYN, &steps),
+            [
+                SynSent,
+                SynReceived,
+                Established,
+                FinFromOpener,
+                Closed,
+                Closed,
+                Closed
+            ]
         );
     }
 
@@ -367,11 +461,7 @@ mod tests {
             run(DATA, &[(OPENER, DATA), (RESPONDER, ACK)]),
             [PickedUp, PickedUp, Established]
         );
-        assert_eq!(run(ACK, &[(RESPONDER, RST)]), [PickedUp, Closed]);
-        assert_eq!(
-            run(ACK, &[(OPENER, FIN), (RESPONDER, FIN)]),
-            [PickedUp, FinFromOpener, Closed]
-        );
+        assert_eq!(run(ACK, &[(RESPONDER, RST)]), [PickedUp, Reset]);
     }
 
     #[test]
@@ -381,8 +471,10 @@ mod tests {
             SYN,
             &[(RESPONDER, RST), (OPENER, SYN), (RESPONDER, SYN_ACK)],
         );
-        assert_eq!(s, [SynSent, Closed, SynSent, SynReceived]);
+        assert_eq!(s, [SynSent, Reset, SynSent, SynReceived]);
+        assert_eq!(Closed.next(OPENER, SYN), SynSent);
         assert_eq!(Closed.next(RESPONDER, SYN), Closed);
+        assert_eq!(Reset.next(RESPONDER, SYN), Reset);
         assert_eq!(Established.next(OPENER, SYN), Established);
     }
 
@@ -392,13 +484,18 @@ mod tests {
         assert_eq!(Unreplied.next(OPENER, Signal::Datagram), Unreplied);
         assert_eq!(Unreplied.next(RESPONDER, Signal::Datagram), Replied);
         assert_eq!(Unreplied.next(RESPONDER, Signal::EchoReply), Replied);
+        assert_eq!(
+            Unreplied.next(RESPONDER, Signal::EchoRequest),
+            Unreplied,
+            "a request from the other side is no answer"
+        );
         assert_eq!(Replied.next(OPENER, Signal::Datagram), Replied);
     }
 
     #[test]
     fn classes_and_what_may_be_evicted_live() {
         use State::*;
-        let transient = [SynSent, SynReceived, PickedUp, Closed];
+        let transient = [SynSent, SynReceived, PickedUp, Closed, Reset];
         for s in transient {
             assert_eq!(s.class(PROTO_TCP), Class::TcpTransient);
             assert!(s.class(PROTO_TCP).transient());

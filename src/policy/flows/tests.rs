@@ -98,6 +98,43 @@ impl FlowTable {
         }
         assert_eq!(tenants, self.tenant_flows, "flows per tenant");
         assert_eq!(facilities, self.facility_flows, "flows per facility");
+        // Owner lists: exactly the transient entries of counted tenants, each in its list, in
+        // the order of its class list.
+        assert_eq!(
+            self.owner_lru.len(),
+            self.tenant_flows.len() * Class::TRANSIENT.len()
+        );
+        let mut in_lists = 0;
+        for (list, l) in self.owner_lru.iter().enumerate() {
+            let (mut prev, mut cur) = (NIL, l.head);
+            while cur != NIL {
+                let s = &self.slots[cur as usize];
+                assert_eq!(s.olist as usize, list);
+                assert_eq!(s.oprev, prev);
+                let i = s.class.transient_index().expect("only transient entries");
+                assert_eq!(
+                    s.flow.owner.tenant.index() * Class::TRANSIENT.len() + i,
+                    list
+                );
+                if prev != NIL {
+                    assert!(self.slots[prev as usize].last_seen <= s.last_seen);
+                }
+                in_lists += 1;
+                (prev, cur) = (cur, s.onext);
+            }
+            assert_eq!(l.tail, prev);
+        }
+        let expected = occupied
+            .iter()
+            .filter(|&&(_, slot)| {
+                let s = &self.slots[slot as usize];
+                s.class.transient() && s.flow.owner.tenant.index() < self.tenant_flows.len()
+            })
+            .count();
+        assert_eq!(
+            in_lists, expected,
+            "owner lists hold every counted transient entry"
+        );
     }
 }
 
@@ -993,6 +1030,28 @@ impl Model {
         }
     }
 
+    /// The entry a full table gives up: a transient one of the counted tenant holding the
+    /// most flows (lowest index on ties), closest to its deadline; else any transient one.
+    fn transient_victim(&self) -> Option<Name> {
+        let rank = |e: &Entry| (self.deadline(e), Self::class(e) as usize, e.touched);
+        let transient_of = |t: usize| {
+            move |e: &Entry| e.flow.owner.tenant.index() == t && Self::class(e).transient()
+        };
+        let heaviest = (0..self.tenants)
+            .filter(|&t| self.flows.values().any(transient_of(t)))
+            .min_by_key(|&t| {
+                let owner = Owner {
+                    tenant: TenantId(t as u16),
+                    facility: None,
+                };
+                (std::cmp::Reverse(self.held(owner).0), t)
+            });
+        match heaviest {
+            Some(t) => self.first(transient_of(t), rank),
+            None => self.first(|e| Self::class(e).transient(), rank),
+        }
+    }
+
     fn store(&mut self, name: Name, flow: Flow, state: State) {
         self.touches += 1;
         let e = Entry {
@@ -1020,12 +1079,7 @@ impl Model {
         }
         let mut evicted = None;
         if self.flows.len() >= self.capacity && !self.expire_one() {
-            let victim = self
-                .first(
-                    |e| Self::class(e).transient(),
-                    |e| (self.deadline(e), Self::class(e) as usize, e.touched),
-                )
-                .ok_or(Refused::Full)?;
+            let victim = self.transient_victim().ok_or(Refused::Full)?;
             evicted = self.flows.remove(&victim).map(|e| e.flow.owner);
         }
         self.store(name, flow, State::initial(start));
@@ -1248,7 +1302,7 @@ fn a_rst_answered_attempt_is_transient_and_goes_before_conversations() {
     let refused = tuple(1, 3, 2, 22, 6);
     table.ins(flow(refused, 0, 0), t0).unwrap();
     tcp_seg(&mut table, reverse(refused), FLAG_RST | FLAG_ACK, t0);
-    assert_eq!(table.state(&refused), Some(State::Closed));
+    assert_eq!(table.state(&refused), Some(State::Reset));
 
     let newcomer = tuple(1, 4, 2, 80, 6);
     assert_eq!(table.ins(flow(newcomer, 0, 0), t0), Ok(Some(OWNER)));
@@ -1261,6 +1315,62 @@ fn a_rst_answered_attempt_is_transient_and_goes_before_conversations() {
         "three established conversations are never evicted"
     );
     table.check_invariants();
+}
+
+#[test]
+fn a_full_table_takes_room_from_the_tenant_holding_the_most() {
+    let t0 = Instant::now();
+    let mut table = real_table(4, Quotas::UNLIMITED);
+    // Tenant 1's handshake is older, closer to its deadline, than tenant 0's three attempts.
+    let handshake = tuple(2, 1, 9, 443, 6);
+    table.ins(owned(handshake, 1, Some(1)), t0).unwrap();
+    let flood: Vec<Tuple> = (1..=3).map(|p| tuple(1, p, 9, 80, 6)).collect();
+    for t in &flood {
+        table.ins(owned(*t, 0, Some(0)), t0 + secs(1)).unwrap();
+    }
+    let newcomer = owned(tuple(3, 1, 9, 443, 6), 2, None);
+    let evicted = table.ins(newcomer, t0 + secs(2)).unwrap();
+    assert_eq!(evicted.map(|o| o.tenant), Some(TenantId(0)));
+    assert!(
+        !table.contains(&flood[0]),
+        "the heaviest tenant's oldest attempt"
+    );
+    assert!(
+        table.contains(&handshake),
+        "another tenant's handshake in progress survives"
+    );
+    // Now tenants 0 and 1 hold 2 and 1: tenant 0 again.
+    table
+        .ins(owned(tuple(3, 2, 9, 443, 6), 2, None), t0 + secs(2))
+        .unwrap();
+    assert!(!table.contains(&flood[1]) && table.contains(&handshake));
+    // A tie (tenant 0: 1, tenant 1: 1, tenant 2: 2 but all established) goes to the lowest index.
+    for p in 1..=2 {
+        answer(&mut table, tuple(3, p, 9, 443, 6), t0 + secs(2));
+    }
+    table
+        .ins(owned(tuple(3, 3, 9, 443, 6), 3, None), t0 + secs(2))
+        .unwrap();
+    assert!(!table.contains(&flood[2]) && table.contains(&handshake));
+    table.check_invariants();
+}
+
+#[test]
+fn a_fin_to_a_silent_address_holds_no_slot() {
+    use crate::wire::tcp::FLAG_FIN;
+    let t0 = Instant::now();
+    let mut table = real_table(2, Quotas::UNLIMITED);
+    for p in 1..=2 {
+        let t = tuple(1, p, 2, 80, 6);
+        table.insert(flow(t, 0, 0), Start::Pickup, t0).unwrap();
+        tcp_seg(&mut table, t, FLAG_FIN | FLAG_ACK, t0);
+        assert_eq!(table.state(&t), Some(State::Closed));
+    }
+    assert_eq!(
+        table.ins(owned(tuple(5, 5, 6, 443, 6), 1, None), t0),
+        Ok(Some(OWNER)),
+        "another tenant's SYN evicts an unanswered FIN"
+    );
 }
 
 #[test]
@@ -1424,87 +1534,146 @@ fn reown_recounts_by_the_new_numbering_and_drops_orphans() {
     table.check_invariants();
 }
 
-/// One step of a mixed workload: a flooding tenant (half-open SYNs, RST-answered SYNs, and
-/// handshakes its two colluding facilities complete), and the other tenants opening and
-/// using their own connections.
+/// One step of a mixed workload: tenant 0 floods through facility 0 (half-open SYNs,
+/// RST-answered SYNs, unanswered datagrams, FINs to silent addresses) and through facility 1,
+/// whose handshakes a colluding responder completes; tenants 1–3 open connections over several
+/// steps (SYN, retransmissions, then the answer) and keep using them.
 #[derive(Debug, Clone)]
 enum Step {
     HalfOpen { facility: u32 },
     RstAnswered { facility: u32 },
-    Colluding { facility: u32 },
     Datagram { facility: u32 },
-    Legit { tenant: u16 },
+    SilentFin { facility: u32 },
+    Colluding,
+    LegitSyn { tenant: u16 },
+    LegitAnswer { tenant: u16 },
+    LegitClose { tenant: u16 },
     Advance { millis: u64 },
 }
 
 fn step() -> impl Strategy<Value = Step> {
+    let facility = || 0u32..2;
+    let legit = || 1u16..4;
     prop_oneof![
-        4 => (0u32..2).prop_map(|facility| Step::HalfOpen { facility }),
-        4 => (0u32..2).prop_map(|facility| Step::RstAnswered { facility }),
-        3 => (0u32..2).prop_map(|facility| Step::Colluding { facility }),
-        2 => (0u32..2).prop_map(|facility| Step::Datagram { facility }),
-        3 => (1u16..4).prop_map(|tenant| Step::Legit { tenant }),
-        2 => (0u64..4000).prop_map(|millis| Step::Advance { millis }),
+        4 => facility().prop_map(|facility| Step::HalfOpen { facility }),
+        4 => facility().prop_map(|facility| Step::RstAnswered { facility }),
+        2 => facility().prop_map(|facility| Step::Datagram { facility }),
+        2 => facility().prop_map(|facility| Step::SilentFin { facility }),
+        3 => Just(Step::Colluding),
+        3 => legit().prop_map(|tenant| Step::LegitSyn { tenant }),
+        3 => legit().prop_map(|tenant| Step::LegitAnswer { tenant }),
+        1 => legit().prop_map(|tenant| Step::LegitClose { tenant }),
+        3 => (0u64..3000).prop_map(|millis| Step::Advance { millis }),
     ]
+}
+
+#[derive(Default)]
+struct Legit {
+    pending: Option<Tuple>,
+    established: Vec<Tuple>,
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// Tenant 0 floods through facilities 0 and 1, which also answer each other's handshakes;
-    /// tenants 1–3 (facilities 2–4) keep up to 4 connections each and open new ones. Quotas of
-    /// 24 per tenant and 12 per facility in a table of 48: the flood never costs another
-    /// tenant a new or an established flow, and no quota is ever exceeded.
+    /// A table of 32 with quotas of 24 per tenant and 12 per facility: the flooding tenant
+    /// can hold 24 (at most 12 of them established, through facility 1), the others at most
+    /// 15, so the table fills, and a full table must take its room from the flood. No other
+    /// tenant is ever refused a flow or loses one, a handshake in progress included; no quota
+    /// is exceeded; the flood meets its facility's quota.
     #[test]
     fn a_flooding_tenant_only_hurts_itself(steps in prop::collection::vec(step(), 1..400)) {
-        use crate::wire::tcp::FLAG_RST;
+        use crate::wire::tcp::{FLAG_FIN, FLAG_RST};
         let quotas = Quotas { per_tenant: 24, per_facility: 12 };
-        let mut table = real_table(48, quotas);
+        let mut table = real_table(32, quotas);
         let mut now = Instant::now();
         let mut port = 0u16;
         let mut next_port = || { port = port.wrapping_add(1); port };
-        let mut legit: HashMap<u16, Vec<Tuple>> = HashMap::new();
+        let mut legit: HashMap<u16, Legit> = HashMap::new();
         let mut refused = 0usize;
-        for step in &steps {
-            match *step {
+        let flood = (0..40).map(|_| Step::HalfOpen { facility: 0 });
+        for (i, step) in flood.chain(steps.iter().cloned()).enumerate() {
+            match step {
                 Step::HalfOpen { facility }
                 | Step::RstAnswered { facility }
-                | Step::Colluding { facility }
-                | Step::Datagram { facility } => {
+                | Step::Datagram { facility }
+                | Step::SilentFin { facility } => {
                     let protocol = if matches!(step, Step::Datagram { .. }) { 17 } else { 6 };
                     let t = tuple(10 + facility as u8, next_port(), 20, 7, protocol);
-                    match table.ins(owned(t, 0, Some(facility)), now) {
-                        Ok(_) => match step {
-                            Step::RstAnswered { .. } => {
-                                tcp_seg(&mut table, reverse(t), FLAG_RST | FLAG_ACK, now);
+                    let start = match step {
+                        Step::SilentFin { .. } => Start::Pickup,
+                        _ => start_of(&t),
+                    };
+                    match table.insert(owned(t, 0, Some(facility)), start, now) {
+                        Ok(evicted) => {
+                            prop_assert!(evicted.is_none_or(|o| o.tenant == TenantId(0)));
+                            match step {
+                                Step::RstAnswered { .. } => {
+                                    tcp_seg(&mut table, reverse(t), FLAG_RST | FLAG_ACK, now);
+                                }
+                                Step::SilentFin { .. } => {
+                                    tcp_seg(&mut table, t, FLAG_FIN | FLAG_ACK, now);
+                                }
+                                _ => {}
                             }
-                            Step::Colluding { .. } => answer(&mut table, t, now),
-                            _ => {}
-                        },
-                        Err(Refused::Full) => prop_assert!(false, "the flood filled the table"),
+                        }
+                        Err(Refused::Full) => prop_assert!(false, "the table refused the flood"),
                         Err(_) => refused += 1,
                     }
                 }
-                Step::Legit { tenant } => {
-                    let mine = legit.entry(tenant).or_default();
-                    if mine.len() == 4 {
-                        let t = mine.remove(0);
-                        table.remove(&t);
+                Step::Colluding => {
+                    let t = tuple(11, next_port(), 21, 7, 6);
+                    match table.ins(owned(t, 0, Some(1)), now) {
+                        Ok(evicted) => {
+                            prop_assert!(evicted.is_none_or(|o| o.tenant == TenantId(0)));
+                            answer(&mut table, t, now);
+                        }
+                        Err(Refused::Full) => prop_assert!(false, "the table refused the flood"),
+                        Err(_) => refused += 1,
                     }
-                    let t = tuple(30 + tenant as u8, next_port(), 40 + tenant as u8, 443, 6);
-                    let f = owned(t, tenant, Some(1 + u32::from(tenant)));
-                    prop_assert_eq!(table.ins(f, now).map(|_| ()), Ok(()), "{:?} refused", t);
-                    answer(&mut table, t, now);
-                    legit.get_mut(&tenant).unwrap().push(t);
+                }
+                Step::LegitSyn { tenant } => {
+                    let mine = legit.entry(tenant).or_default();
+                    if mine.pending.is_none() && mine.established.len() < 4 {
+                        let t = tuple(30 + tenant as u8, next_port(), 40 + tenant as u8, 443, 6);
+                        let f = owned(t, tenant, Some(1 + u32::from(tenant)));
+                        let got = table.ins(f, now);
+                        prop_assert!(got.is_ok(), "{:?} refused: {:?}", t, got);
+                        prop_assert!(got.unwrap().is_none_or(|o| o.tenant == TenantId(0)));
+                        mine.pending = Some(t);
+                    }
+                }
+                Step::LegitAnswer { tenant } => {
+                    let mine = legit.entry(tenant).or_default();
+                    if let Some(t) = mine.pending.take() {
+                        answer(&mut table, t, now);
+                        mine.established.push(t);
+                    }
+                }
+                Step::LegitClose { tenant } => {
+                    let mine = legit.entry(tenant).or_default();
+                    if !mine.established.is_empty() {
+                        table.remove(&mine.established.remove(0));
+                    }
                 }
                 Step::Advance { millis } => now += Duration::from_millis(millis),
             }
-            for t in legit.values().flatten() {
-                prop_assert!(
-                    matches!(table.look(t, now, 0), Lookup::Hit { .. }),
-                    "{:?} lost after {:?}", t, step
-                );
-                prop_assert_eq!(table.state(t), Some(State::Established));
+            // The legitimate tenants keep talking: data on their connections at every step,
+            // and the SYN retransmitted, when time passes, on a handshake that waits for its
+            // answer (so the flood's attempts are younger than it).
+            let retransmit = matches!(step, Step::Advance { .. });
+            for l in legit.values() {
+                for &t in &l.established {
+                    let hit = tcp_seg(&mut table, t, FLAG_ACK | FLAG_PSH, now);
+                    prop_assert!(matches!(hit, Lookup::Hit { .. }), "{:?} lost at step {}", t, i);
+                    prop_assert_eq!(table.state(&t), Some(State::Established));
+                }
+                if let Some(t) = l.pending {
+                    prop_assert_eq!(table.state(&t), Some(State::SynSent), "{:?} at step {}", t, i);
+                    if retransmit {
+                        tcp_seg(&mut table, t, FLAG_SYN, now);
+                    }
+                }
             }
             for t in 0..4 {
                 prop_assert!(table.tenant_flows(TenantId(t)) <= quotas.per_tenant);
@@ -1512,8 +1681,10 @@ proptest! {
             for f in 0..5 {
                 prop_assert!(table.facility_flows(FacilityId(f)) <= quotas.per_facility);
             }
+            if i == 39 {
+                prop_assert_eq!(refused, 28, "the flood met its facility's quota");
+            }
             table.check_invariants();
         }
-        let _ = refused;
     }
 }
