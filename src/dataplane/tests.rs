@@ -1043,3 +1043,39 @@ fn an_echo_request_from_the_responders_side_is_asked_of_the_policy() {
     let n = echo(&mut h, "10.0.0.3", "100.64.0.2", true);
     assert_eq!(h.send(MAME, n).len(), 1);
 }
+
+#[test]
+fn a_reload_counts_flows_again_by_the_new_numbering() {
+    let mut h = Harness::new();
+    establish(&mut h, 1);
+    assert_eq!(
+        h.tcp(MAME, "10.0.0.7", "100.127.0.10", 5, 443, SYN).len(),
+        1
+    );
+    let flows_of = |h: &mut Harness, tenant: &str| {
+        h.now += Duration::from_secs(1);
+        h.gw.handle_timeout(h.now, &mut h.tx);
+        h.gw.counters()
+            .tenants_flows()
+            .find(|(name, _)| *name == tenant)
+            .map(|(_, f)| f.get())
+    };
+    assert_eq!(flows_of(&mut h, "ajisai"), Some(1));
+
+    // The same tenants in the opposite order: every flow keeps its opener's tenant.
+    let mut c = config();
+    c.tenants.reverse();
+    h.gw.apply_plan(Arc::new(Plan::compile(&c, 2)), h.now);
+    assert_eq!(h.gw.flow_count(), 2);
+    assert_eq!(flows_of(&mut h, "ajisai"), Some(1));
+    assert_eq!(flows_of(&mut h, "mame"), Some(1));
+    assert_eq!(flows_of(&mut h, "claims"), Some(0));
+
+    // ajisai moves to another exchange prefix: its flow's opener is in no tenant any more.
+    let mut c = config();
+    c.tenants[0].networks[0].exchange = net("100.68.0.0/24");
+    h.gw.apply_plan(Arc::new(Plan::compile(&c, 3)), h.now);
+    assert_eq!(h.gw.flow_count(), 1, "the orphaned flow is removed");
+    assert_eq!(flows_of(&mut h, "ajisai"), Some(0));
+    assert_eq!(flows_of(&mut h, "mame"), Some(1));
+}
