@@ -18,9 +18,9 @@ use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 
 use crate::config::Config;
-use crate::dataplane::DropReason;
 use crate::runtime::Running;
 use crate::tunnel::wireguard::keys;
+use crate::vocab::DropReason;
 use crate::wire::{self, build, L4};
 
 const TCP_SYN: u8 = 0x02;

@@ -20,4 +20,5 @@ pub mod peer_config;
 pub mod policy;
 pub mod runtime;
 pub mod tunnel;
+pub mod vocab;
 pub mod wire;

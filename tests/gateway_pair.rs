@@ -25,10 +25,11 @@ use ixgw::config::{
     Attachment, AttachmentKind, Config, Dataplane, Destination, Ix, Key32, Metrics, Network,
     Policy, PortRule, Protocol, Source, Tenant, WireGuardAttachment, WireGuardPeer,
 };
-use ixgw::dataplane::{AttachmentPlanKind, DropReason, Gateway, Plan};
+use ixgw::dataplane::{AttachmentPlanKind, Gateway, Plan};
 use ixgw::ids::{AttachmentId, FacilityCode, PeerId};
 use ixgw::metrics::{HandshakeResult, MetricsHub};
 use ixgw::tunnel::wireguard::{clock, keys, TIMER_TICK};
+use ixgw::vocab::DropReason;
 use ixgw::wire::icmp::IcmpPacket;
 use ixgw::wire::ipv4::Ipv4Packet;
 use ixgw::wire::tcp::TcpPacket;

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use boringtun::noise::Tunn;
 use boringtun::x25519::{PublicKey, StaticSecret};
 use ixgw::buffer::{TxBatch, TxTarget, BUF_SIZE};
-use ixgw::dataplane::DropReason;
 use ixgw::ids::{AttachmentId, PeerId};
 use ixgw::metrics::{Counters, HandshakeResult, PeerLabels};
 use ixgw::tunnel::wireguard::{clock, keys, WgAttachment, WgPeerConfig};
+use ixgw::vocab::DropReason;
 
 const TICK: Duration = Duration::from_millis(250);
 const ATTACHMENT: AttachmentId = AttachmentId(7);

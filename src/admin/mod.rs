@@ -224,8 +224,8 @@ mod tests {
     use tokio::task::JoinHandle;
 
     use super::*;
-    use crate::dataplane::DropReason;
     use crate::metrics::Counters;
+    use crate::vocab::DropReason;
 
     struct Server {
         addr: SocketAddr,

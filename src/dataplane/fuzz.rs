@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{DropReason, Gateway, Plan};
+use super::{Gateway, Plan};
 use crate::buffer::{RxBatch, TxBatch, BUF_SIZE};
 use crate::config::*;
 use crate::ids::{AttachmentId, FacilityCode};
+use crate::vocab::DropReason;
 
 fn net(s: &str) -> ipnetwork::Ipv4Network {
     s.parse().expect("a literal prefix")

@@ -5,11 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::plan::{AttachmentPlanKind, Plan, Route};
-use super::DropReason;
 use crate::buffer::{RxBatch, RxMeta, TxBatch, TxTarget};
 use crate::facility::FacilityTable;
 use crate::ids::{AttachmentId, ExchangeV4, FacilityCode, InternalV4, PeerId, TenantId};
-use crate::metrics::Counters;
 use crate::nat;
 use crate::policy::flows::{
     Flow, FlowTable, Lookup, Owner, Refused, Signal, Start, Timeouts, Tuple,
@@ -18,6 +16,8 @@ use crate::policy::Query;
 use crate::tunnel::plain::PlainTunnel;
 use crate::tunnel::wireguard::WgAttachment;
 use crate::tunnel::Tunnel;
+use crate::vocab::Counters;
+use crate::vocab::DropReason;
 use crate::wire::{self, Summary, L4, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);

@@ -6,13 +6,11 @@
 
 #![forbid(unsafe_code)]
 
-mod drop;
 pub mod fuzz;
 mod gateway;
 pub mod lpm;
 mod plan;
 
-pub use drop::DropReason;
 pub use gateway::Gateway;
 pub use plan::{AttachmentPlan, AttachmentPlanKind, PeerPlan, Plan, Route, TenantPlan};
 

@@ -13,7 +13,7 @@ use crate::config::{self, AttachmentKind, Config};
 use crate::ids::{
     AttachmentId, ExchangeV4, FacilityCode, FacilityId, InternalV4, PeerId, TenantId,
 };
-use crate::metrics::PeerLabels;
+use crate::vocab::PeerLabels;
 use crate::nat::TenantMap;
 use crate::policy::flows::{Owner, Quotas};
 use crate::policy::PolicySet;

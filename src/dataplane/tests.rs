@@ -11,6 +11,7 @@ use super::*;
 use crate::buffer::{RxBatch, TxBatch, TxTarget};
 use crate::config::*;
 use crate::ids::AttachmentId;
+use crate::vocab::DropReason;
 use crate::wire::{self, build, L4};
 
 const AJISAI: AttachmentId = AttachmentId(0);

@@ -25,8 +25,7 @@ use arc_swap::ArcSwap;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, Metric, MetricFamily, MetricType};
 
-use super::counters::{Counters, HandshakeResult, Traffic};
-use crate::dataplane::DropReason;
+use crate::vocab::{Counters, DropReason, HandshakeResult, Traffic};
 
 /// A peer counts as up while its last completed handshake is younger than this: WireGuard's
 /// `REJECT_AFTER_TIME` [WireGuard whitepaper § 6.1], after which its session keys are dead.

@@ -21,7 +21,7 @@ use arc_swap::ArcSwap;
 use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::collector::HotCollector;
-use super::counters::Counters;
+use crate::vocab::Counters;
 
 /// [`MetricsHub::publish`] was given a worker index the hub has no slot for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -195,8 +195,8 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::dataplane::DropReason;
     use crate::metrics::{HandshakeResult, PeerLabels};
+    use crate::vocab::DropReason;
 
     fn omura() -> PeerLabels {
         PeerLabels {

@@ -8,11 +8,10 @@
 #![forbid(unsafe_code)]
 
 mod collector;
-pub mod counters;
 mod hub;
 
+pub use crate::vocab::{Counters, HandshakeResult, PeerLabels, TenantFlows, Traffic};
 pub use collector::PEER_UP_WITHIN;
-pub use counters::{Counters, HandshakeResult, PeerLabels, Traffic};
 pub use hub::{MetricsHub, UnknownWorker};
 
 /// Helpers for tests that read an exposition.

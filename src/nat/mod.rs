@@ -16,8 +16,8 @@ use std::net::Ipv4Addr;
 use ipnetwork::Ipv4Network;
 
 use crate::config::Network;
-use crate::dataplane::DropReason;
 use crate::ids::{ExchangeV4, InternalV4};
+use crate::vocab::DropReason;
 use crate::wire::checksum::{update_addr, update_u16, update_u16_odd};
 use crate::wire::icmp::{self, IcmpPacket};
 use crate::wire::ipv4::Ipv4Packet;

@@ -15,9 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Control, NewSources};
 use crate::buffer::{RxBatch, RxMeta, TxBatch, TxTarget};
-use crate::dataplane::{AttachmentPlan, AttachmentPlanKind, DropReason, Gateway, Plan};
+use crate::dataplane::{AttachmentPlan, AttachmentPlanKind, Gateway, Plan};
 use crate::ids::AttachmentId;
 use crate::metrics::{Counters, MetricsHub};
+use crate::vocab::DropReason;
 
 const RX_BATCH: usize = 64;
 /// Room for every packet of a batch plus handshake traffic and flushed queues.

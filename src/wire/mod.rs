@@ -18,7 +18,7 @@ pub mod udp;
 
 use std::net::Ipv4Addr;
 
-use crate::dataplane::DropReason;
+use crate::vocab::DropReason;
 
 use icmp::IcmpPacket;
 use ipv4::Ipv4Packet;

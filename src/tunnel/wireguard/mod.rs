@@ -30,9 +30,9 @@ use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 
 use crate::buffer::{TxBatch, TxTarget, BUF_SIZE};
-use crate::dataplane::DropReason;
 use crate::ids::{AttachmentId, PeerId};
-use crate::metrics::{Counters, HandshakeResult};
+use crate::vocab::DropReason;
+use crate::vocab::{Counters, HandshakeResult};
 
 pub mod clock;
 pub mod keys;
@@ -624,7 +624,7 @@ fn flush(peer: &mut Peer, att: AttachmentId, tx: &mut TxBatch) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::PeerLabels;
+    use crate::vocab::PeerLabels;
 
     const HANDSHAKE_RESPONSE_LEN: usize = 92;
 

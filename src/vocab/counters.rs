@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
-use crate::dataplane::DropReason;
+use super::DropReason;
 
 macro_rules! results {
     ($($variant:ident => $label:literal,)*) => {
