@@ -1,6 +1,7 @@
 //! ixgw — the data plane of an IX interconnect for Japan's medical networks.
 //!
-//! Layers, from the wire up: [`wire`] (packet views) and [`nat`] (translation), [`policy`],
+//! Layers, from the wire up, over the shared vocabulary of [`ids`] and [`vocab`] (drop
+//! reasons, per-worker counters): [`wire`] (packet views) and [`nat`] (translation), [`policy`],
 //! [`facility`], [`tunnel`] (sans-IO tunnel state machines), [`dataplane`] (the pipeline),
 //! then [`config`], [`metrics`], [`admin`] and [`runtime`], which alone touches sockets,
 //! devices, signals and the clock. See `docs/architecture.md`.

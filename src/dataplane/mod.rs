@@ -10,6 +10,7 @@ pub mod fuzz;
 mod gateway;
 pub mod lpm;
 mod plan;
+mod reasons;
 
 pub use gateway::Gateway;
 pub use plan::{AttachmentPlan, AttachmentPlanKind, PeerPlan, Plan, Route, TenantPlan};

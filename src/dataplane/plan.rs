@@ -13,11 +13,11 @@ use crate::config::{self, AttachmentKind, Config};
 use crate::ids::{
     AttachmentId, ExchangeV4, FacilityCode, FacilityId, InternalV4, PeerId, TenantId,
 };
-use crate::vocab::PeerLabels;
 use crate::nat::TenantMap;
 use crate::policy::flows::{Owner, Quotas};
 use crate::policy::PolicySet;
 use crate::tunnel::wireguard::WgPeerConfig;
+use crate::vocab::PeerLabels;
 
 /// Where a tenant's internal address is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

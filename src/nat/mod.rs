@@ -17,7 +17,6 @@ use ipnetwork::Ipv4Network;
 
 use crate::config::Network;
 use crate::ids::{ExchangeV4, InternalV4};
-use crate::vocab::DropReason;
 use crate::wire::checksum::{update_addr, update_u16, update_u16_odd};
 use crate::wire::icmp::{self, IcmpPacket};
 use crate::wire::ipv4::Ipv4Packet;
@@ -62,6 +61,29 @@ impl TenantMap {
     }
 }
 
+/// Why [`translate`] refuses a packet; the data path maps each to its drop reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("the TTL would reach 0")]
+    Ttl,
+    #[error("an address lies in no prefix of its tenant")]
+    Unmapped,
+    #[error("an inconsistent packet")]
+    Malformed,
+}
+
+impl From<crate::wire::Error> for Error {
+    fn from(_: crate::wire::Error) -> Self {
+        Error::Malformed
+    }
+}
+
+impl From<crate::wire::Refusal> for Error {
+    fn from(_: crate::wire::Refusal) -> Self {
+        Error::Malformed
+    }
+}
+
 /// Replaces the network part, keeping the host part: `to.network() | (addr & !from.mask())`.
 /// Both prefixes have the same length (the configuration guarantees it).
 pub fn remap(addr: Ipv4Addr, from: Ipv4Network, to: Ipv4Network) -> Ipv4Addr {
@@ -77,27 +99,27 @@ pub fn remap(addr: Ipv4Addr, from: Ipv4Network, to: Ipv4Network) -> Ipv4Addr {
 /// lowered to `mss_clamp` when it is larger.
 ///
 /// The packet must have passed [`crate::wire::inspect`]. Errors: `Ttl` when the TTL is ≤ 1,
-/// `NoRoute` when an address lies in no prefix of its tenant, `Malformed` for an inconsistent
+/// `Unmapped` when an address lies in no prefix of its tenant, `Malformed` for an inconsistent
 /// packet.
 pub fn translate(
     packet: &mut [u8],
     from: &TenantMap,
     to: &TenantMap,
     mss_clamp: Option<u16>,
-) -> Result<(), DropReason> {
+) -> Result<(), Error> {
     let mut ip = Ipv4Packet::new_checked(packet)?;
     let ttl = ip.ttl();
     if ttl <= 1 {
-        return Err(DropReason::Ttl);
+        return Err(Error::Ttl);
     }
     let (old_src, old_dst) = (ip.src_addr(), ip.dst_addr());
     let new_src = from
         .to_exchange(InternalV4(old_src))
-        .ok_or(DropReason::NoRoute)?
+        .ok_or(Error::Unmapped)?
         .0;
     let new_dst = to
         .to_internal(ExchangeV4(old_dst))
-        .ok_or(DropReason::NoRoute)?
+        .ok_or(Error::Unmapped)?
         .0;
     let protocol = ip.protocol();
     let first_fragment = ip.frag_offset() == 0;
@@ -157,7 +179,7 @@ fn translate_tcp(
     segment: &mut [u8],
     addrs: AddrChange,
     mss_clamp: Option<u16>,
-) -> Result<(), DropReason> {
+) -> Result<(), Error> {
     let mut seg = TcpPacket::new_checked(segment)?;
     let mut c = addrs.patch(seg.checksum());
     if let Some(clamp) = mss_clamp.filter(|_| seg.syn()) {
@@ -181,11 +203,7 @@ fn translate_tcp(
 }
 
 /// A first fragment (`more_frags`) carries only part of the datagram its length counts.
-fn translate_udp(
-    datagram: &mut [u8],
-    addrs: AddrChange,
-    more_frags: bool,
-) -> Result<(), DropReason> {
+fn translate_udp(datagram: &mut [u8], addrs: AddrChange, more_frags: bool) -> Result<(), Error> {
     let mut udp = UdpPacket::new_unchecked(datagram);
     if more_frags {
         udp.check_header_len()?;
@@ -210,7 +228,7 @@ fn patch_udp(checksum: u16, addrs: AddrChange) -> u16 {
 /// Translates the packet quoted in an ICMP error the opposite way of the packet carrying it:
 /// it is a packet the destination once sent towards the source [RFC 3022 § 4.3]. Echo
 /// messages need nothing: the ICMP checksum has no pseudo-header.
-fn translate_icmp(message: &mut [u8], from: &TenantMap, to: &TenantMap) -> Result<(), DropReason> {
+fn translate_icmp(message: &mut [u8], from: &TenantMap, to: &TenantMap) -> Result<(), Error> {
     let mut msg = IcmpPacket::new_checked(message)?;
     if !icmp::is_supported_error(msg.msg_type()) {
         return Ok(());
@@ -221,11 +239,11 @@ fn translate_icmp(message: &mut [u8], from: &TenantMap, to: &TenantMap) -> Resul
     let (old_src, old_dst) = (inner.src_addr(), inner.dst_addr());
     let new_src = to
         .to_internal(ExchangeV4(old_src))
-        .ok_or(DropReason::NoRoute)?
+        .ok_or(Error::Unmapped)?
         .0;
     let new_dst = from
         .to_exchange(InternalV4(old_dst))
-        .ok_or(DropReason::NoRoute)?
+        .ok_or(Error::Unmapped)?
         .0;
     let addrs = AddrChange {
         old_src,

@@ -90,11 +90,7 @@ fn ttl_one_or_zero_is_dropped_and_two_passes() {
     let (a, b) = tenants();
     let mut buf = [0u8; 128];
     let n = build::udp(&mut buf, ip("10.0.1.5"), ip("100.65.20.7"), 1, 2, b"").unwrap();
-    for (ttl, expect) in [
-        (0, Err(DropReason::Ttl)),
-        (1, Err(DropReason::Ttl)),
-        (2, Ok(())),
-    ] {
+    for (ttl, expect) in [(0, Err(Error::Ttl)), (1, Err(Error::Ttl)), (2, Ok(()))] {
         let mut p = buf[..n].to_vec();
         let mut h = Ipv4Packet::new_unchecked(&mut p[..]);
         h.set_ttl(ttl);
@@ -117,10 +113,7 @@ fn addresses_outside_the_tenants_are_no_route() {
     for (src, dst) in [("10.9.0.1", "100.65.0.1"), ("10.0.0.1", "100.64.0.1")] {
         let n = build::udp(&mut buf, ip(src), ip(dst), 1, 2, b"x").unwrap();
         let orig = buf[..n].to_vec();
-        assert_eq!(
-            translate(&mut buf[..n], &a, &b, None),
-            Err(DropReason::NoRoute)
-        );
+        assert_eq!(translate(&mut buf[..n], &a, &b, None), Err(Error::Unmapped));
         assert_eq!(&buf[..n], &orig[..]);
     }
 }
@@ -458,10 +451,7 @@ fn icmp_error_with_inner_address_outside_is_no_route() {
     )
     .unwrap();
     let orig = buf[..n].to_vec();
-    assert_eq!(
-        translate(&mut buf[..n], &a, &b, None),
-        Err(DropReason::NoRoute)
-    );
+    assert_eq!(translate(&mut buf[..n], &a, &b, None), Err(Error::Unmapped));
     assert_eq!(&buf[..n], &orig[..]);
 }
 

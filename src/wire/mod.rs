@@ -18,8 +18,6 @@ pub mod udp;
 
 use std::net::Ipv4Addr;
 
-use crate::vocab::DropReason;
-
 use icmp::IcmpPacket;
 use ipv4::Ipv4Packet;
 use tcp::TcpPacket;
@@ -95,9 +93,24 @@ pub enum Error {
     OptionLength,
 }
 
-impl From<Error> for DropReason {
+/// Why [`inspect`] refuses a packet; the data path maps each to its drop reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("not a well-formed IPv4 packet")]
+    Malformed,
+    #[error("an IPv6 packet")]
+    Ipv6,
+    #[error("a non-first fragment")]
+    Fragment,
+    #[error("an ICMP type or code the data path does not carry")]
+    IcmpUnsupported,
+    #[error("an IPv4 option that records or dictates addresses")]
+    IpOptions,
+}
+
+impl From<Error> for Refusal {
     fn from(_: Error) -> Self {
-        DropReason::Malformed
+        Refusal::Malformed
     }
 }
 
@@ -112,16 +125,16 @@ impl From<Error> for DropReason {
 /// Bytes after the IPv4 total length (link padding) are ignored. A first fragment must hold
 /// its whole transport header; its UDP length may exceed the fragment. An ICMP error must
 /// quote at least the IPv4 header and 8 bytes of the packet it is about [RFC 792].
-pub fn inspect(packet: &[u8]) -> Result<Summary, DropReason> {
+pub fn inspect(packet: &[u8]) -> Result<Summary, Refusal> {
     match packet.first() {
-        None => return Err(DropReason::Malformed),
-        Some(b) if b >> 4 == 6 => return Err(DropReason::Ipv6),
+        None => return Err(Refusal::Malformed),
+        Some(b) if b >> 4 == 6 => return Err(Refusal::Ipv6),
         Some(_) => {}
     }
     let ip = Ipv4Packet::new_checked(packet)?;
     check_options(&ip)?;
     if ip.frag_offset() != 0 {
-        return Err(DropReason::Fragment);
+        return Err(Refusal::Fragment);
     }
     let payload = ip.payload();
     let l4 = match ip.protocol() {
@@ -149,7 +162,7 @@ pub fn inspect(packet: &[u8]) -> Result<Summary, DropReason> {
             let icmp = IcmpPacket::new_checked(payload)?;
             match icmp.msg_type() {
                 icmp::TYPE_ECHO_REQUEST | icmp::TYPE_ECHO_REPLY if icmp.code() != 0 => {
-                    return Err(DropReason::IcmpUnsupported)
+                    return Err(Refusal::IcmpUnsupported)
                 }
                 icmp::TYPE_ECHO_REQUEST | icmp::TYPE_ECHO_REPLY => L4::IcmpEcho {
                     ident: icmp.echo_ident(),
@@ -158,7 +171,7 @@ pub fn inspect(packet: &[u8]) -> Result<Summary, DropReason> {
                 t if icmp::is_supported_error(t) => L4::IcmpError {
                     inner: quoted(icmp.data())?,
                 },
-                _ => return Err(DropReason::IcmpUnsupported),
+                _ => return Err(Refusal::IcmpUnsupported),
             }
         }
         protocol => L4::Other { protocol },
@@ -189,10 +202,10 @@ pub fn inspect(packet: &[u8]) -> Result<Summary, DropReason> {
 /// The header quoted inside an ICMP error is not checked: it is payload no router acts on,
 /// written by the error's sender, and the packet it quotes crossed the gateway, so it passed
 /// this check on its way.
-pub fn check_options<T: AsRef<[u8]>>(ip: &Ipv4Packet<T>) -> Result<(), DropReason> {
+pub fn check_options<T: AsRef<[u8]>>(ip: &Ipv4Packet<T>) -> Result<(), Refusal> {
     for option in ip.iter_options() {
         if option?.carries_addresses() {
-            return Err(DropReason::IpOptions);
+            return Err(Refusal::IpOptions);
         }
     }
     Ok(())
@@ -201,7 +214,7 @@ pub fn check_options<T: AsRef<[u8]>>(ip: &Ipv4Packet<T>) -> Result<(), DropReaso
 /// The header of the packet quoted in an ICMP error, which needs its IPv4 header and the 8
 /// bytes after it. Its total length is not checked: the quote is truncated by design. A
 /// quoted non-first fragment carries no ports.
-fn quoted(data: &[u8]) -> Result<Quoted, DropReason> {
+fn quoted(data: &[u8]) -> Result<Quoted, Refusal> {
     let inner = quoted_ipv4(data)?;
     let l4 = &data[inner.header_len()..];
     let (src_port, dst_port) = if inner.frag_offset() != 0 {
@@ -226,15 +239,15 @@ fn quoted(data: &[u8]) -> Result<Quoted, DropReason> {
 }
 
 /// The view of a quoted IPv4 header, checked to be followed by at least 8 bytes.
-pub(crate) fn quoted_ipv4<T: AsRef<[u8]>>(data: T) -> Result<Ipv4Packet<T>, DropReason> {
+pub(crate) fn quoted_ipv4<T: AsRef<[u8]>>(data: T) -> Result<Ipv4Packet<T>, Refusal> {
     let len = data.as_ref().len();
     if len < ipv4::HEADER_LEN {
-        return Err(DropReason::Malformed);
+        return Err(Refusal::Malformed);
     }
     let inner = Ipv4Packet::new_unchecked(data);
     let hl = inner.header_len();
     if inner.version() != 4 || hl < ipv4::HEADER_LEN || hl + 8 > len {
-        return Err(DropReason::Malformed);
+        return Err(Refusal::Malformed);
     }
     Ok(inner)
 }
@@ -274,13 +287,13 @@ mod tests {
 
     #[test]
     fn version_6_is_ipv6_and_others_malformed() {
-        assert_eq!(inspect(&[0x60; 40]), Err(DropReason::Ipv6));
-        assert_eq!(inspect(&[0x60]), Err(DropReason::Ipv6));
-        assert_eq!(inspect(&[]), Err(DropReason::Malformed));
+        assert_eq!(inspect(&[0x60; 40]), Err(Refusal::Ipv6));
+        assert_eq!(inspect(&[0x60]), Err(Refusal::Ipv6));
+        assert_eq!(inspect(&[]), Err(Refusal::Malformed));
         let mut buf = [0u8; 64];
         let n = udp_packet(&mut buf);
         buf[0] = 0x55;
-        assert_eq!(inspect(&buf[..n]), Err(DropReason::Malformed));
+        assert_eq!(inspect(&buf[..n]), Err(Refusal::Malformed));
     }
 
     #[test]
@@ -289,8 +302,8 @@ mod tests {
         let n = udp_packet(&mut buf);
         let s = inspect(&buf[..n + 10]).unwrap();
         assert_eq!(s.total_len as usize, n);
-        assert_eq!(inspect(&buf[..n - 1]), Err(DropReason::Malformed));
-        assert_eq!(inspect(&buf[..19]), Err(DropReason::Malformed));
+        assert_eq!(inspect(&buf[..n - 1]), Err(Refusal::Malformed));
+        assert_eq!(inspect(&buf[..19]), Err(Refusal::Malformed));
     }
 
     #[test]
@@ -299,22 +312,22 @@ mod tests {
         let n = udp_packet(&mut buf);
         let mut b = buf;
         b[0] = 0x44;
-        assert_eq!(inspect(&b[..n]), Err(DropReason::Malformed));
+        assert_eq!(inspect(&b[..n]), Err(Refusal::Malformed));
         let mut b = buf;
         b[2..4].copy_from_slice(&19u16.to_be_bytes());
-        assert_eq!(inspect(&b[..n]), Err(DropReason::Malformed));
+        assert_eq!(inspect(&b[..n]), Err(Refusal::Malformed));
         // UDP length beyond the IPv4 total length.
         let mut b = buf;
         b[24..26].copy_from_slice(&100u16.to_be_bytes());
-        assert_eq!(inspect(&b[..n]), Err(DropReason::Malformed));
+        assert_eq!(inspect(&b[..n]), Err(Refusal::Malformed));
         // IPv4 total length that leaves no room for the UDP header.
         let mut b = buf;
         b[2..4].copy_from_slice(&24u16.to_be_bytes());
-        assert_eq!(inspect(&b[..n]), Err(DropReason::Malformed));
+        assert_eq!(inspect(&b[..n]), Err(Refusal::Malformed));
         // TCP data offset beyond the segment.
         let n = build::tcp(&mut b, A, B, 1, 2, 0, 0, 0, None, b"").unwrap();
         b[32] = 0x60;
-        assert_eq!(inspect(&b[..n]), Err(DropReason::Malformed));
+        assert_eq!(inspect(&b[..n]), Err(Refusal::Malformed));
     }
 
     #[test]
@@ -323,7 +336,7 @@ mod tests {
         let n = udp_packet(&mut buf);
         let mut ip = Ipv4Packet::new_unchecked(&mut buf[..n]);
         ip.set_frag(false, true, 8);
-        assert_eq!(inspect(&buf[..n]), Err(DropReason::Fragment));
+        assert_eq!(inspect(&buf[..n]), Err(Refusal::Fragment));
         // A first fragment whose UDP length counts the later fragments too.
         let mut ip = Ipv4Packet::new_unchecked(&mut buf[..n]);
         ip.set_frag(false, true, 0);
@@ -354,10 +367,10 @@ mod tests {
         );
         for t in [4u8, 5, 13, 255] {
             buf[20] = t;
-            assert_eq!(inspect(&buf[..n]), Err(DropReason::IcmpUnsupported), "{t}");
+            assert_eq!(inspect(&buf[..n]), Err(Refusal::IcmpUnsupported), "{t}");
         }
         let n = build::icmp_echo(&mut buf, A, B, 9, 1, true, b"").unwrap();
-        assert_eq!(inspect(&buf[..n - 1]), Err(DropReason::Malformed));
+        assert_eq!(inspect(&buf[..n - 1]), Err(Refusal::Malformed));
     }
 
     #[test]
@@ -382,18 +395,18 @@ mod tests {
                     }
                 );
             } else {
-                assert_eq!(r, Err(DropReason::Malformed), "quote {quote}");
+                assert_eq!(r, Err(Refusal::Malformed), "quote {quote}");
             }
         }
         // A quoted header claiming options that are not there.
         let mut q = inner;
         q[0] = 0x47;
         let n = build::icmp_error(&mut buf, A, B, 11, 0, &q[..28]).unwrap();
-        assert_eq!(inspect(&buf[..n]), Err(DropReason::Malformed));
+        assert_eq!(inspect(&buf[..n]), Err(Refusal::Malformed));
         // A quoted IPv6 packet.
         q[0] = 0x60;
         let n = build::icmp_error(&mut buf, A, B, 12, 0, &q[..48]).unwrap();
-        assert_eq!(inspect(&buf[..n]), Err(DropReason::Malformed));
+        assert_eq!(inspect(&buf[..n]), Err(Refusal::Malformed));
     }
 
     /// `packet` (a 20-byte header) with `options` inserted after its header, header length,
@@ -414,25 +427,25 @@ mod tests {
     fn options_that_carry_addresses_are_dropped() {
         let mut buf = [0u8; 64];
         let n = udp_packet(&mut buf);
-        let cases: [(&[u8], Result<(), DropReason>); 12] = [
+        let cases: [(&[u8], Result<(), Refusal>); 12] = [
             (&[1, 1, 1, 0], Ok(())),
             (&[0, 0, 0, 0], Ok(())),
             (&[148, 4, 0, 0], Ok(())),
             (&[68, 8, 5, 0x10, 0, 0, 0, 0], Ok(())),
-            (&[7, 7, 4, 0, 0, 0, 0, 0], Err(DropReason::IpOptions)),
-            (&[131, 7, 4, 10, 0, 0, 9, 0], Err(DropReason::IpOptions)),
-            (&[1, 137, 7, 4, 10, 0, 0, 9], Err(DropReason::IpOptions)),
+            (&[7, 7, 4, 0, 0, 0, 0, 0], Err(Refusal::IpOptions)),
+            (&[131, 7, 4, 10, 0, 0, 9, 0], Err(Refusal::IpOptions)),
+            (&[1, 137, 7, 4, 10, 0, 0, 9], Err(Refusal::IpOptions)),
             (
                 &[68, 12, 5, 0x01, 0, 0, 0, 0, 0, 0, 0, 0],
-                Err(DropReason::IpOptions),
+                Err(Refusal::IpOptions),
             ),
             (
                 &[68, 12, 5, 0x03, 10, 0, 0, 9, 0, 0, 0, 0],
-                Err(DropReason::IpOptions),
+                Err(Refusal::IpOptions),
             ),
-            (&[148, 1, 0, 0], Err(DropReason::Malformed)),
-            (&[1, 1, 148, 8], Err(DropReason::Malformed)),
-            (&[68, 3, 5, 0], Err(DropReason::Malformed)),
+            (&[148, 1, 0, 0], Err(Refusal::Malformed)),
+            (&[1, 1, 148, 8], Err(Refusal::Malformed)),
+            (&[68, 3, 5, 0], Err(Refusal::Malformed)),
         ];
         for (options, want) in cases {
             let p = with_options(&buf[..n], options);
@@ -441,7 +454,7 @@ mod tests {
         // A route option in the first fragment and in a later one: the option decides.
         let mut p = with_options(&buf[..n], &[131, 7, 4, 10, 0, 0, 9, 0]);
         Ipv4Packet::new_unchecked(&mut p[..]).set_frag(false, false, 8);
-        assert_eq!(inspect(&p), Err(DropReason::IpOptions));
+        assert_eq!(inspect(&p), Err(Refusal::IpOptions));
     }
 
     #[test]
@@ -468,7 +481,7 @@ mod tests {
                 p[21] = code;
                 assert_eq!(
                     inspect(&p[..n]),
-                    Err(DropReason::IcmpUnsupported),
+                    Err(Refusal::IcmpUnsupported),
                     "reply {reply} code {code}"
                 );
             }
