@@ -1,5 +1,6 @@
-//! Metrics: per-worker hot counters ([`counters`]), the [`MetricsHub`] that the workers publish
-//! them to, and their Prometheus text exposition, gathered at scrape time.
+//! Metrics: the [`MetricsHub`] that the workers publish their hot counters
+//! ([`crate::vocab::Counters`]) to, and their Prometheus text exposition, gathered at scrape
+//! time.
 //!
 //! Layer: beside the control plane, above the data path. The data path only touches its own
 //! [`Counters`] table (relaxed atomics, no lock, no allocation); everything Prometheus-shaped

@@ -19,9 +19,10 @@
 //!
 //! Room: a new flow is refused when its opener's tenant or facility already holds its quota
 //! ([`Quotas`]) — so a flooding facility only locks itself out — and otherwise takes a free
-//! slot, else the slot of a dead entry, else the slot of the live transient entry closest to
-//! its deadline (an early drop, as Linux conntrack does); only a table full of live
-//! conversations refuses one. Quotas count every entry the owner holds, dead ones not yet
+//! slot, else the slot of a dead entry, else the slot of a live transient entry (an early
+//! drop, as Linux conntrack does) of the tenant that holds the most flows, the one closest to
+//! its deadline, so that a flood pays for the room and not the others' handshakes in
+//! progress; only a table full of live conversations refuses one. Quotas count every entry the owner holds, dead ones not yet
 //! removed included, so they hold exactly; a refused owner first has a few dead entries
 //! removed.
 //!
@@ -32,9 +33,10 @@
 //! Shape: a slab of entries allocated at construction (and again only by
 //! [`FlowTable::resize`]), an open-addressing index (linear probing, at most half full,
 //! backward-shift deletion, so no tombstones and no rehash) keyed by a randomly seeded SipHash
-//! of the canonical key, one intrusive LRU list per class, and a flow count per tenant and per
-//! facility. Entries of one class share one timeout, so each list is ordered by expiry and its
-//! head is the first to die: finding dead entries and the next transient victim costs O(1).
+//! of the canonical key, one intrusive LRU list per class, one per tenant and transient class,
+//! and a flow count per tenant and per facility. Entries of one class share one timeout, so
+//! each list is ordered by expiry and its head is the first to die: finding dead entries costs
+//! O(1), the next transient victim O(tenants).
 
 pub mod state;
 
@@ -292,8 +294,8 @@ impl FlowTable {
     /// re-admits an existing flow (either direction).
     ///
     /// A new flow is refused when its owner's tenant or facility holds its quota (after up to
-    /// [`QUOTA_EXPIRE_BUDGET`] dead entries of anyone were removed), else it takes a free
-    /// slot, a dead entry's, or a live transient entry's (the one closest to its deadline);
+    /// 32 dead entries of anyone were removed), else it takes a free slot, a dead entry's, or
+    /// a transient entry's of the tenant holding the most flows (see `evict_transient`);
     /// `Refused::Full` if every entry is a live conversation. Returns the owner of a live
     /// entry evicted to make room.
     ///
