@@ -1,3 +1,4 @@
+use super::policies::covers;
 use super::*;
 
 use proptest::prelude::*;
@@ -1354,7 +1355,7 @@ fn port_zero_listeners_never_clash() {
 mod fuzz_props {
     use proptest::prelude::*;
 
-    const EXAMPLE: &str = include_str!("../../config/ixgw.yaml");
+    const EXAMPLE: &str = include_str!("../../../config/ixgw.yaml");
 
     proptest! {
         #[test]

@@ -1,0 +1,371 @@
+//! The grammar of single values (prefixes, sockets, durations, port rules, facility codes,
+//! keys and key files) and the generic checks (ranges, uniqueness, overlaps), each error
+//! naming its key.
+
+use super::*;
+
+impl Validator {
+    /// The first overlap among `items`, reported at the later of the two in file order.
+    pub(super) fn no_overlap(&self, items: &[Keyed]) -> Result<(), ConfigError> {
+        match first_overlap(items) {
+            None => Ok(()),
+            Some((later, earlier)) => {
+                let (value, key) = &items[later];
+                let (other, other_key) = &items[earlier];
+                Err(self.err(
+                    key,
+                    Problem::Overlap {
+                        value: *value,
+                        other: *other,
+                        other_key: other_key.clone(),
+                        other_line: self.lines.line(other_key),
+                    },
+                ))
+            }
+        }
+    }
+
+    pub(super) fn unique(
+        &self,
+        names: &mut Names,
+        what: &'static str,
+        name: &str,
+        key: &str,
+    ) -> Result<(), ConfigError> {
+        self.nonempty(key, name)?;
+        if let Some(first) = names.0.get(name) {
+            return Err(self.err(
+                key,
+                Problem::DuplicateName {
+                    what,
+                    name: name.to_string(),
+                    first_key: first.clone(),
+                    first_line: self.lines.line(first),
+                },
+            ));
+        }
+        names.0.insert(name.to_string(), key.to_string());
+        Ok(())
+    }
+
+    pub(super) fn nonempty(&self, key: &str, value: &str) -> Result<(), ConfigError> {
+        if value.trim().is_empty() {
+            return Err(self.err(key, Problem::Empty));
+        }
+        Ok(())
+    }
+
+    pub(super) fn not_for_kind(
+        &self,
+        ak: &str,
+        key: &'static str,
+        present: bool,
+        kind: &'static str,
+    ) -> Result<(), ConfigError> {
+        if present {
+            return Err(self.err(&format!("{ak}.{key}"), Problem::KeyNotForKind { key, kind }));
+        }
+        Ok(())
+    }
+
+    pub(super) fn required<'v, T>(
+        &self,
+        ak: &str,
+        key: &'static str,
+        value: &'v Option<T>,
+        kind: &'static str,
+    ) -> Result<&'v T, ConfigError> {
+        value.as_ref().ok_or_else(|| {
+            self.err(
+                &format!("{ak}.{key}"),
+                Problem::MissingForKind { key, kind },
+            )
+        })
+    }
+
+    pub(super) fn in_range(
+        &self,
+        key: &str,
+        value: u64,
+        range: RangeInclusive<u64>,
+    ) -> Result<(), ConfigError> {
+        if !range.contains(&value) {
+            return Err(self.err(key, out_of_range(value, range)));
+        }
+        Ok(())
+    }
+
+    pub(super) fn mtu(
+        &self,
+        ak: &str,
+        value: Option<u64>,
+        kind: &'static str,
+        range: RangeInclusive<u16>,
+        default: u16,
+    ) -> Result<u16, ConfigError> {
+        let Some(v) = value else {
+            return Ok(default);
+        };
+        match u16::try_from(v) {
+            Ok(m) if range.contains(&m) => Ok(m),
+            _ => Err(self.err(
+                &format!("{ak}.mtu"),
+                Problem::Mtu {
+                    value: v,
+                    kind,
+                    min: *range.start(),
+                    max: *range.end(),
+                },
+            )),
+        }
+    }
+
+    /// A network prefix without host bits.
+    pub(super) fn prefix(&self, key: &str, s: &str) -> Result<Ipv4Network, ConfigError> {
+        let net = self.prefix_with_host(key, s)?;
+        if net.ip() != net.network() {
+            let network = Ipv4Network::new(net.network(), net.prefix()).unwrap_or(net);
+            return Err(self.err(
+                key,
+                Problem::HostBits {
+                    value: net,
+                    network,
+                },
+            ));
+        }
+        Ok(net)
+    }
+
+    /// An address with its prefix length (an interface address; host bits expected).
+    pub(super) fn prefix_with_host(&self, key: &str, s: &str) -> Result<Ipv4Network, ConfigError> {
+        s.trim().parse::<Ipv4Network>().map_err(|e| {
+            self.err(
+                key,
+                Problem::Prefix {
+                    value: s.to_string(),
+                    reason: e.to_string(),
+                },
+            )
+        })
+    }
+
+    pub(super) fn socket(&self, key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+        s.trim().parse().map_err(|_| {
+            self.err(
+                key,
+                Problem::SocketAddr {
+                    value: s.to_string(),
+                },
+            )
+        })
+    }
+
+    pub(super) fn duration(&self, key: &str, s: &str) -> Result<Duration, ConfigError> {
+        parse_duration(s).ok_or_else(|| {
+            self.err(
+                key,
+                Problem::Duration {
+                    value: s.to_string(),
+                },
+            )
+        })
+    }
+
+    pub(super) fn port_rule(&self, key: &str, s: &str) -> Result<PortRule, ConfigError> {
+        parse_port_rule(s).map_err(|reason| {
+            self.err(
+                key,
+                Problem::PortRule {
+                    value: s.to_string(),
+                    reason,
+                },
+            )
+        })
+    }
+
+    pub(super) fn facility(&self, key: &str, s: &str) -> Result<FacilityCode, ConfigError> {
+        FacilityCode::parse(s).map_err(|reason| {
+            let lost_zero = s.len() == 9 && s.bytes().all(|b| b.is_ascii_digit());
+            if lost_zero && self.lines.is_plain(key) {
+                self.err(
+                    key,
+                    Problem::FacilityUnquoted {
+                        value: s.to_string(),
+                        digits: s.len(),
+                        padded: format!("0{s}"),
+                    },
+                )
+            } else {
+                self.err(
+                    key,
+                    Problem::FacilityCode {
+                        value: s.to_string(),
+                        reason,
+                    },
+                )
+            }
+        })
+    }
+
+    pub(super) fn public_key(&self, key: &str, s: &str) -> Result<Key32, ConfigError> {
+        decode_key(s.trim()).ok_or_else(|| {
+            self.err(
+                key,
+                Problem::PublicKey {
+                    value: s.to_string(),
+                },
+            )
+        })
+    }
+
+    /// Reads a key file (relative paths are relative to the configuration's directory).
+    pub(super) fn key_file(&self, key: &str, s: &str) -> Result<(PathBuf, Key32), ConfigError> {
+        let given = Path::new(s);
+        let path = if given.is_relative() {
+            self.dir.join(given)
+        } else {
+            given.to_path_buf()
+        };
+        let file = path.display().to_string();
+        let mut bytes = Vec::new();
+        std::fs::File::open(&path)
+            .and_then(|f| f.take(KEY_FILE_LIMIT + 1).read_to_end(&mut bytes))
+            .map_err(|source| {
+                self.err(
+                    key,
+                    Problem::KeyFileRead {
+                        file: file.clone(),
+                        source,
+                    },
+                )
+            })?;
+        let malformed = |reason| {
+            self.err(
+                key,
+                Problem::KeyFileMalformed {
+                    file: file.clone(),
+                    reason,
+                },
+            )
+        };
+        if bytes.len() as u64 > KEY_FILE_LIMIT {
+            return Err(malformed("the file is too large"));
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|_| malformed("not text"))?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(malformed("the file is empty"));
+        }
+        if text.lines().count() > 1 {
+            return Err(malformed("more than one line"));
+        }
+        let key32 = decode_key(text).ok_or_else(|| malformed("not base64 of 32 bytes"))?;
+        Ok((path, key32))
+    }
+}
+
+pub(super) fn out_of_range(value: u64, range: RangeInclusive<u64>) -> Problem {
+    Problem::OutOfRange {
+        value,
+        min: *range.start(),
+        max: *range.end(),
+    }
+}
+
+pub(super) fn decode_key(s: &str) -> Option<Key32> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
+    <[u8; 32]>::try_from(bytes.as_slice()).ok().map(Key32)
+}
+
+pub(super) fn join(nets: &[Ipv4Network]) -> String {
+    nets.iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Finds two overlapping prefixes as `(later, earlier)` indices in file order. Prefixes are
+/// either nested or disjoint, so after sorting by start address a prefix overlaps an earlier
+/// one exactly when it starts before the furthest end seen so far.
+pub(super) fn first_overlap(items: &[Keyed]) -> Option<(usize, usize)> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| (u32::from(items[i].0.network()), items[i].0.prefix(), i));
+    let mut furthest: Option<(u32, usize)> = None;
+    for &i in &order {
+        let net = items[i].0;
+        let start = u32::from(net.network());
+        let end = u32::from(net.broadcast());
+        if let Some((f_end, f_idx)) = furthest {
+            if start <= f_end {
+                return Some((i.max(f_idx), i.min(f_idx)));
+            }
+        }
+        if furthest.is_none_or(|(f_end, _)| end > f_end) {
+            furthest = Some((end, i));
+        }
+    }
+    None
+}
+
+/// `25s`, `5m`, `2h`, or a whole number of seconds.
+pub(super) fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (digits, unit) = match s.as_bytes().last()? {
+        b's' => (&s[..s.len() - 1], 1),
+        b'm' => (&s[..s.len() - 1], 60),
+        b'h' => (&s[..s.len() - 1], 3600),
+        _ => (s, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(unit)
+        .map(Duration::from_secs)
+}
+
+/// `tcp/443`, `tcp/1000-2000`, `udp/53`, `tcp`, `udp` (all ports), `icmp`, `any`.
+pub(super) fn parse_port_rule(s: &str) -> Result<PortRule, &'static str> {
+    let s = s.trim().to_ascii_lowercase();
+    let (proto, ports) = match s.split_once('/') {
+        Some((p, r)) => (p, Some(r)),
+        None => (s.as_str(), None),
+    };
+    let protocol = match proto {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        "icmp" => Protocol::Icmp,
+        "any" => Protocol::Any,
+        _ => return Err("unknown protocol"),
+    };
+    let Some(range) = ports else {
+        return Ok(PortRule {
+            protocol,
+            ports: None,
+        });
+    };
+    if !matches!(protocol, Protocol::Tcp | Protocol::Udp) {
+        return Err("only tcp and udp take ports");
+    }
+    let port = |p: &str| match p.trim().parse::<u16>() {
+        Ok(0) => Err("port 0 is not a destination port"),
+        Ok(n) => Ok(n),
+        Err(_) => Err("a port is a number in 1..=65535"),
+    };
+    let (lo, hi) = match range.split_once('-') {
+        Some((a, b)) => (port(a)?, port(b)?),
+        None => {
+            let p = port(range)?;
+            (p, p)
+        }
+    };
+    if lo > hi {
+        return Err("the range's first port is above its last");
+    }
+    Ok(PortRule {
+        protocol,
+        ports: Some((lo, hi)),
+    })
+}
