@@ -13,7 +13,9 @@ mod plan;
 mod reasons;
 
 pub use gateway::Gateway;
-pub use plan::{AttachmentPlan, AttachmentPlanKind, PeerPlan, Plan, Route, TenantPlan};
+pub use plan::{
+    AttachmentPlan, AttachmentPlanKind, PeerPlan, PeerPlanKind, Plan, Route, TenantPlan,
+};
 
 #[cfg(test)]
 mod tests;

@@ -69,7 +69,14 @@ pub struct PeerPlan {
     pub facility_id: FacilityId,
     /// The peer's allowed-ips accept directed broadcasts.
     pub directed_broadcast: bool,
-    pub wg: WgPeerConfig,
+    /// What only a peer of its tunnel kind has.
+    pub kind: PeerPlanKind,
+}
+
+/// The per-kind part of a peer.
+#[derive(Debug, Clone)]
+pub enum PeerPlanKind {
+    WireGuard(WgPeerConfig),
 }
 
 /// The data path's view of one configuration.
@@ -129,13 +136,13 @@ impl Plan {
                                 facility: p.facility,
                                 facility_id,
                                 directed_broadcast: p.directed_broadcast,
-                                wg: WgPeerConfig {
+                                kind: PeerPlanKind::WireGuard(WgPeerConfig {
                                     id: pid,
                                     public_key: p.public_key.0,
                                     preshared_key: p.preshared_key.as_ref().map(|k| k.0),
                                     persistent_keepalive: p.persistent_keepalive,
                                     endpoint: p.endpoint,
-                                },
+                                }),
                             });
                             ids.push(pid);
                         }
@@ -261,7 +268,9 @@ impl Plan {
         match &self.attachments[a.index()].kind {
             AttachmentPlanKind::WireGuard { peers, .. } => peers
                 .iter()
-                .map(|p| self.peers[p.index()].wg.clone())
+                .map(|p| match &self.peers[p.index()].kind {
+                    PeerPlanKind::WireGuard(wg) => wg.clone(),
+                })
                 .collect(),
             AttachmentPlanKind::Plain { .. } => Vec::new(),
         }
