@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 use boringtun::noise::Tunn;
 use boringtun::x25519::{PublicKey, StaticSecret};
 use ixgw::buffer::{TxBatch, TxTarget, BUF_SIZE};
+use ixgw::dataplane::count_event;
 use ixgw::ids::{AttachmentId, PeerId};
-use ixgw::metrics::{Counters, HandshakeResult, PeerLabels};
 use ixgw::tunnel::wireguard::{clock, keys, WgAttachment, WgPeerConfig};
 use ixgw::vocab::DropReason;
+use ixgw::vocab::{Counters, HandshakeResult, PeerLabels};
 
 const TICK: Duration = Duration::from_millis(250);
 const ATTACHMENT: AttachmentId = AttachmentId(7);
@@ -188,10 +189,16 @@ impl Pair {
         self.tx.clear();
     }
 
+    /// Counts what the attachment reported, as the pipeline does.
+    fn count_events(&mut self) {
+        while let Some(event) = self.gw.poll_event() {
+            count_event(&self.counters, event);
+        }
+    }
+
     fn gw_send(&mut self, peer: PeerId, packet: &[u8]) -> Result<(), DropReason> {
-        let r = self
-            .gw
-            .send(self.now, peer, packet, &mut self.tx, &self.counters);
+        let r = self.gw.send(self.now, peer, packet, &mut self.tx);
+        self.count_events();
         self.collect();
         r
     }
@@ -201,14 +208,10 @@ impl Pair {
         from: SocketAddr,
         datagram: &[u8],
     ) -> Result<Option<(PeerId, usize)>, DropReason> {
-        let r = self.gw.handle_datagram(
-            self.now,
-            from,
-            datagram,
-            &mut self.inner,
-            &mut self.tx,
-            &self.counters,
-        );
+        let r = self
+            .gw
+            .handle_datagram(self.now, from, datagram, &mut self.inner, &mut self.tx);
+        self.count_events();
         match r {
             Ok(Some((peer, len))) => self.gw_rx.push((peer, self.inner[..len].to_vec())),
             Ok(None) => {}
@@ -274,8 +277,8 @@ impl Pair {
     fn tick(&mut self) {
         self.now += TICK;
         if self.gw.poll_timeout().is_some_and(|t| t <= self.now) {
-            self.gw
-                .update_timers(self.now, &mut self.tx, &self.counters);
+            self.gw.update_timers(self.now, &mut self.tx);
+            self.count_events();
             self.collect();
         }
         clock::sync(self.now);
@@ -849,14 +852,9 @@ fn handshake_response_lost_to_a_full_batch_is_counted() {
     p.tx.commit(ATTACHMENT, TxTarget::Udp(fac_addr(9, 1)), 1);
     let init = p.fac_seal(0, &ipv4(1, 9, b"up")).unwrap();
 
-    let r = p.gw.handle_datagram(
-        p.now,
-        fac_addr(0, 51820),
-        &init,
-        &mut p.inner,
-        &mut p.tx,
-        &p.counters,
-    );
+    let r =
+        p.gw.handle_datagram(p.now, fac_addr(0, 51820), &init, &mut p.inner, &mut p.tx);
+    p.count_events();
 
     assert_eq!(r, Ok(None));
     assert_eq!(p.tx.len(), 1, "nothing added");

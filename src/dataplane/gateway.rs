@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::plan::{AttachmentPlanKind, Plan, Route};
-use crate::buffer::{RxBatch, RxMeta, TxBatch, TxTarget};
+use super::plan::{Plan, Route};
+use crate::buffer::{RxBatch, RxMeta, TxBatch};
 use crate::facility::FacilityTable;
 use crate::ids::{AttachmentId, ExchangeV4, FacilityCode, InternalV4, PeerId, TenantId};
 use crate::nat;
@@ -13,11 +13,10 @@ use crate::policy::flows::{
     Flow, FlowTable, Lookup, Owner, Refused, Signal, Start, Timeouts, Tuple,
 };
 use crate::policy::Query;
-use crate::tunnel::plain::PlainTunnel;
 use crate::tunnel::wireguard::WgAttachment;
-use crate::tunnel::Tunnel;
-use crate::vocab::Counters;
+use crate::tunnel::{Event, Tunnel};
 use crate::vocab::DropReason;
+use crate::vocab::{Counters, HandshakeResult};
 use crate::wire::{self, Summary, L4, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -44,14 +43,18 @@ struct Core {
 }
 
 fn new_tunnel(plan: &Plan, id: AttachmentId, now: Instant) -> Tunnel {
-    let a = &plan.attachments[id.index()];
-    match &a.kind {
-        AttachmentPlanKind::WireGuard { private_key, .. } => {
-            let mut wg = WgAttachment::new(id, private_key);
-            wg.set_peers(&plan.wg_peers(id), now);
-            Tunnel::WireGuard(wg)
+    Tunnel::new(id, &plan.tunnel_config(id), now)
+}
+
+/// Counts what a tunnel reported: the pipeline's half of [`Event`].
+pub fn count_event(counters: &Counters, event: Event) {
+    match event {
+        Event::Handshake(result) => counters.handshake(result),
+        Event::HandshakeDone { peer, at } => {
+            counters.handshake(HandshakeResult::Ok);
+            counters.peer_handshake(peer.index(), at);
         }
-        AttachmentPlanKind::Plain { .. } => Tunnel::Plain(PlainTunnel { mtu: a.mtu }),
+        Event::Dropped { reason, packets } => counters.drops_add(reason, packets),
     }
 }
 
@@ -94,10 +97,10 @@ impl Gateway {
 
     /// The WireGuard state of an attachment, if it is one.
     pub fn wireguard(&self, id: AttachmentId) -> Option<&WgAttachment> {
-        match self.core.tunnels.get(id.index()) {
-            Some(Tunnel::WireGuard(wg)) => Some(wg),
-            _ => None,
-        }
+        self.core
+            .tunnels
+            .get(id.index())
+            .and_then(Tunnel::wireguard)
     }
 
     /// Switches to a new plan. WireGuard attachments with the same name, listen address and
@@ -106,6 +109,7 @@ impl Gateway {
     /// lazily (the plan's generation changed). Returns the new counters table to publish.
     pub fn apply_plan(&mut self, plan: Arc<Plan>, now: Instant) -> Arc<Counters> {
         let core = &mut self.core;
+        core.count_events();
         let old_plan = std::mem::replace(&mut core.plan, plan);
         let mut lost = 0;
         let mut old: Vec<Option<Tunnel>> = std::mem::take(&mut core.tunnels)
@@ -115,39 +119,24 @@ impl Gateway {
         let plan = &core.plan;
         for (i, a) in plan.attachments.iter().enumerate() {
             let id = AttachmentId(i as u16);
-            let reuse = old_plan.attachments.iter().position(|o| {
-                o.name == a.name
-                    && match (&o.kind, &a.kind) {
-                        (
-                            AttachmentPlanKind::WireGuard {
-                                listen: l0,
-                                private_key: k0,
-                                ..
-                            },
-                            AttachmentPlanKind::WireGuard {
-                                listen: l1,
-                                private_key: k1,
-                                ..
-                            },
-                        ) => l0 == l1 && k0 == k1,
-                        _ => false,
+            let config = plan.tunnel_config(id);
+            let same_name = old_plan.attachments.iter().position(|o| o.name == a.name);
+            let tunnel = match same_name.and_then(|j| old[j].take()) {
+                Some(t) => match t.reconfigure(id, &config, now) {
+                    Ok((kept, gone)) => {
+                        lost += gone;
+                        kept
                     }
-            });
-            let tunnel = match reuse.and_then(|j| old[j].take()) {
-                Some(Tunnel::WireGuard(mut wg)) => {
-                    wg.set_id(id);
-                    lost += wg.set_peers(&plan.wg_peers(id), now);
-                    Tunnel::WireGuard(wg)
-                }
-                _ => new_tunnel(plan, id, now),
+                    Err(replaced) => {
+                        lost += replaced.queued();
+                        Tunnel::new(id, &config, now)
+                    }
+                },
+                None => Tunnel::new(id, &config, now),
             };
             core.tunnels.push(tunnel);
         }
-        for t in old.into_iter().flatten() {
-            if let Tunnel::WireGuard(wg) = t {
-                lost += wg.queued();
-            }
-        }
+        lost += old.into_iter().flatten().map(|t| t.queued()).sum::<usize>();
         if plan.limits != old_plan.limits {
             core.flows.set_timeouts(Timeouts::from(&plan.limits));
             if plan.limits.flow_table_size != core.flows.capacity() {
@@ -191,26 +180,20 @@ impl Gateway {
             let (meta, data) = rx.get_mut(i);
             self.handle_packet(now, meta, data, tx);
         }
+        self.core.count_events();
         self.core.counters.set_flows(self.core.flows.len());
     }
 
     fn handle_packet(&mut self, now: Instant, meta: RxMeta, data: &mut [u8], tx: &mut TxBatch) {
         let Gateway { core, scratch } = self;
-        let result = match core.tunnels.get_mut(meta.attachment.index()) {
+        let input = match core.tunnels.get_mut(meta.attachment.index()) {
             None => Err(DropReason::NoRoute),
-            Some(Tunnel::WireGuard(wg)) => match meta.from {
-                None => Err(DropReason::WgMalformed),
-                Some(from) => {
-                    match wg.handle_datagram(now, from, data, scratch, tx, &core.counters) {
-                        Ok(Some((peer, len))) => {
-                            core.forward(now, meta.attachment, Some(peer), &mut scratch[..len], tx)
-                        }
-                        Ok(None) => Ok(()),
-                        Err(reason) => Err(reason),
-                    }
-                }
-            },
-            Some(Tunnel::Plain(_)) => core.forward(now, meta.attachment, None, data, tx),
+            Some(t) => t.handle_input(now, meta.from, data, scratch, tx),
+        };
+        let result = match input {
+            Ok(Some(inner)) => core.forward(now, meta.attachment, inner.peer, inner.packet, tx),
+            Ok(None) => Ok(()),
+            Err(reason) => Err(reason),
         };
         if let Err(reason) = result {
             Counters::drop(&core.counters, reason);
@@ -221,12 +204,9 @@ impl Gateway {
     pub fn handle_timeout(&mut self, now: Instant, tx: &mut TxBatch) {
         let core = &mut self.core;
         for t in &mut core.tunnels {
-            if let Tunnel::WireGuard(wg) = t {
-                if wg.poll_timeout().is_some_and(|t| t <= now) {
-                    wg.update_timers(now, tx, &core.counters);
-                }
-            }
+            t.handle_timeout(now, tx);
         }
+        core.count_events();
         if core.next_sweep <= now {
             core.flows.expire(now, SWEEP_BUDGET);
             core.publish_flows();
@@ -239,10 +219,7 @@ impl Gateway {
         self.core
             .tunnels
             .iter()
-            .filter_map(|t| match t {
-                Tunnel::WireGuard(wg) => wg.poll_timeout(),
-                Tunnel::Plain(_) => None,
-            })
+            .filter_map(Tunnel::poll_timeout)
             .fold(self.core.next_sweep, Instant::min)
     }
 }
@@ -284,6 +261,15 @@ fn flow_tuple(s: &Summary, src_x: ExchangeV4) -> Option<(Tuple, u16, Signal)> {
 }
 
 impl Core {
+    /// Counts what the tunnels reported since the last call.
+    fn count_events(&mut self) {
+        for t in &mut self.tunnels {
+            while let Some(event) = t.poll_event() {
+                count_event(&self.counters, event);
+            }
+        }
+    }
+
     /// Publishes the flow table's size and each tenant's share of it (O(tenants): on timers
     /// and plan changes, not per batch).
     fn publish_flows(&self) {
@@ -452,18 +438,11 @@ impl Core {
         }
 
         // encap
-        let sent = match (route, &mut self.tunnels[egress.index()]) {
-            (Route::Peer(p), Tunnel::WireGuard(wg)) => wg.send(now, p, pkt, tx, &self.counters),
-            (Route::Plain(a), Tunnel::Plain(_)) => match tx.next_buf() {
-                Some(buf) => {
-                    buf[..len].copy_from_slice(pkt);
-                    tx.commit(a, TxTarget::Tun, len);
-                    Ok(())
-                }
-                None => Err(DropReason::TxQueueFull),
-            },
-            _ => Err(DropReason::NoRoute),
+        let egress_peer = match route {
+            Route::Peer(p) => Some(p),
+            Route::Plain(_) => None,
         };
+        let sent = self.tunnels[egress.index()].encapsulate(now, egress, egress_peer, pkt, tx);
         if let Err(reason) = sent {
             if let Some((flow, Some(_))) = admitted {
                 self.flows.remove(&flow.opener);
@@ -505,18 +484,9 @@ impl Core {
         };
         let icmp = &buf[..n];
         let tenant = self.plan.attachments[attachment.index()].tenant;
-        let sent = match (peer, &mut self.tunnels[attachment.index()]) {
-            (Some(p), Tunnel::WireGuard(wg)) => wg.send(now, p, icmp, tx, &self.counters).is_ok(),
-            (None, Tunnel::Plain(_)) => match tx.next_buf() {
-                Some(b) => {
-                    b[..n].copy_from_slice(icmp);
-                    tx.commit(attachment, TxTarget::Tun, n);
-                    true
-                }
-                None => false,
-            },
-            _ => false,
-        };
+        let sent = self.tunnels[attachment.index()]
+            .encapsulate(now, attachment, peer, icmp, tx)
+            .is_ok();
         if sent {
             self.counters.tenant(tenant.index()).tx(n);
             if let Some(p) = peer {

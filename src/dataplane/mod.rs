@@ -12,7 +12,7 @@ pub mod lpm;
 mod plan;
 mod reasons;
 
-pub use gateway::Gateway;
+pub use gateway::{count_event, Gateway};
 pub use plan::{
     AttachmentPlan, AttachmentPlanKind, PeerPlan, PeerPlanKind, Plan, Route, TenantPlan,
 };

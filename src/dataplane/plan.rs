@@ -17,6 +17,7 @@ use crate::nat::TenantMap;
 use crate::policy::flows::{Owner, Quotas};
 use crate::policy::PolicySet;
 use crate::tunnel::wireguard::WgPeerConfig;
+use crate::tunnel::TunnelConfig;
 use crate::vocab::PeerLabels;
 
 /// Where a tenant's internal address is reached.
@@ -263,16 +264,27 @@ impl Plan {
             .collect()
     }
 
-    /// The configured peers of a WireGuard attachment (empty for other kinds).
-    pub fn wg_peers(&self, a: AttachmentId) -> Vec<WgPeerConfig> {
-        match &self.attachments[a.index()].kind {
-            AttachmentPlanKind::WireGuard { peers, .. } => peers
-                .iter()
-                .map(|p| match &self.peers[p.index()].kind {
-                    PeerPlanKind::WireGuard(wg) => wg.clone(),
-                })
-                .collect(),
-            AttachmentPlanKind::Plain { .. } => Vec::new(),
+    /// The tunnel configuration of attachment `a`.
+    pub fn tunnel_config(&self, a: AttachmentId) -> TunnelConfig {
+        let attachment = &self.attachments[a.index()];
+        match &attachment.kind {
+            AttachmentPlanKind::WireGuard {
+                listen,
+                private_key,
+                peers,
+            } => TunnelConfig::WireGuard {
+                listen: *listen,
+                private_key: *private_key,
+                peers: peers
+                    .iter()
+                    .map(|p| match &self.peers[p.index()].kind {
+                        PeerPlanKind::WireGuard(wg) => wg.clone(),
+                    })
+                    .collect(),
+            },
+            AttachmentPlanKind::Plain { .. } => TunnelConfig::Plain {
+                mtu: attachment.mtu,
+            },
         }
     }
 }

@@ -1,16 +1,209 @@
 //! Tunnel state machines. Each kind is sans-IO: datagrams in, datagrams and inner packets
 //! out through caller-supplied buffers, time passed in as `now`.
 //!
-//! The data path talks to attachments through [`Tunnel`]; a new tunnel kind (IPsec, TLS) is a
-//! new variant, not a new code path in the pipeline.
+//! The data path talks to attachments through [`Tunnel`] only, in the quinn / firezone shape:
+//! [`Tunnel::handle_input`] for what the attachment received, [`Tunnel::encapsulate`] for an
+//! inner packet to send, [`Tunnel::handle_timeout`] when [`Tunnel::poll_timeout`] is due, and
+//! [`Tunnel::poll_event`] for what happened that the return values do not say (handshakes,
+//! packets lost inside the tunnel). A tunnel counts nothing itself: the pipeline counts the
+//! errors it returns and the events it reports. A new tunnel kind (IPsec, TLS) is a new folder
+//! here and a new variant of [`Tunnel`] and [`TunnelConfig`]; the pipeline names no kind.
 
 #![forbid(unsafe_code)]
 
 pub mod plain;
 pub mod wireguard;
 
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::buffer::{TxBatch, TxTarget};
+use crate::ids::{AttachmentId, PeerId};
+use crate::vocab::{DropReason, HandshakeResult};
+
+/// What a tunnel reports besides the return values of its calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A handshake message was handled with this outcome (other than a completed handshake).
+    Handshake(HandshakeResult),
+    /// `peer` completed a handshake at `at`.
+    HandshakeDone { peer: PeerId, at: Instant },
+    /// Packets lost inside the tunnel, not the one the call was about: replies that found the
+    /// transmit batch full, packets that waited for a session that never came.
+    Dropped { reason: DropReason, packets: u64 },
+}
+
+impl Event {
+    pub fn dropped(reason: DropReason, packets: u64) -> Event {
+        Event::Dropped { reason, packets }
+    }
+}
+
+/// How the plan configures one attachment's tunnel.
+#[derive(Debug, Clone)]
+pub enum TunnelConfig {
+    WireGuard {
+        listen: SocketAddr,
+        private_key: [u8; 32],
+        peers: Vec<wireguard::WgPeerConfig>,
+    },
+    Plain {
+        mtu: u16,
+    },
+}
+
 /// One attachment's tunnel state.
 pub enum Tunnel {
-    WireGuard(wireguard::WgAttachment),
+    WireGuard {
+        listen: SocketAddr,
+        wg: Box<wireguard::WgAttachment>,
+    },
     Plain(plain::PlainTunnel),
+}
+
+/// An inner packet out of a tunnel, and the peer it came from (for tunnels with peers).
+#[derive(Debug)]
+pub struct Inner<'a> {
+    pub peer: Option<PeerId>,
+    pub packet: &'a mut [u8],
+}
+
+impl Tunnel {
+    /// A fresh tunnel for attachment `id`.
+    pub fn new(id: AttachmentId, config: &TunnelConfig, now: Instant) -> Tunnel {
+        match config {
+            TunnelConfig::WireGuard {
+                listen,
+                private_key,
+                peers,
+            } => {
+                let mut wg = wireguard::WgAttachment::new(id, private_key);
+                wg.set_peers(peers, now);
+                Tunnel::WireGuard {
+                    listen: *listen,
+                    wg: Box::new(wg),
+                }
+            }
+            TunnelConfig::Plain { mtu } => Tunnel::Plain(plain::PlainTunnel { mtu: *mtu }),
+        }
+    }
+
+    /// Takes a reload's configuration for the same attachment (now numbered `id`), keeping
+    /// what it can: a WireGuard tunnel with the same listen address and key keeps every peer
+    /// whose keys did not change, with its session. Returns the packets lost with the peers
+    /// that went, or `Err(self)` when the tunnel cannot serve `config` (another kind, socket or
+    /// key): the caller builds a new one.
+    pub fn reconfigure(
+        mut self,
+        id: AttachmentId,
+        config: &TunnelConfig,
+        now: Instant,
+    ) -> Result<(Tunnel, usize), Tunnel> {
+        match (&mut self, config) {
+            (
+                Tunnel::WireGuard { listen, wg },
+                TunnelConfig::WireGuard {
+                    listen: new_listen,
+                    private_key,
+                    peers,
+                },
+            ) if listen == new_listen && wg.has_private_key(private_key) => {
+                wg.set_id(id);
+                let lost = wg.set_peers(peers, now);
+                Ok((self, lost))
+            }
+            _ => Err(self),
+        }
+    }
+
+    /// Handles what the attachment received (a datagram from `from`, or a device packet).
+    /// Returns the inner packet to forward, in `data` or decrypted into `scratch`, with the
+    /// peer it came from; `Ok(None)` when there is nothing to forward (a handshake message,
+    /// a keepalive). The caller counts a returned error.
+    pub fn handle_input<'a>(
+        &mut self,
+        now: Instant,
+        from: Option<SocketAddr>,
+        data: &'a mut [u8],
+        scratch: &'a mut [u8],
+        tx: &mut TxBatch,
+    ) -> Result<Option<Inner<'a>>, DropReason> {
+        match self {
+            Tunnel::WireGuard { wg, .. } => {
+                let from = from.ok_or(DropReason::WgMalformed)?;
+                let out = wg.handle_datagram(now, from, data, scratch, tx)?;
+                Ok(out.map(|(peer, len)| Inner {
+                    peer: Some(peer),
+                    packet: &mut scratch[..len],
+                }))
+            }
+            Tunnel::Plain(_) => Ok(Some(Inner {
+                peer: None,
+                packet: data,
+            })),
+        }
+    }
+
+    /// Sends one inner packet into the tunnel, to `peer` for tunnels with peers; it goes out
+    /// through `tx` as attachment `id`.
+    pub fn encapsulate(
+        &mut self,
+        now: Instant,
+        id: AttachmentId,
+        peer: Option<PeerId>,
+        packet: &[u8],
+        tx: &mut TxBatch,
+    ) -> Result<(), DropReason> {
+        match (self, peer) {
+            (Tunnel::WireGuard { wg, .. }, Some(p)) => wg.send(now, p, packet, tx),
+            (Tunnel::Plain(_), None) => {
+                let buf = tx.next_buf().ok_or(DropReason::TxQueueFull)?;
+                buf[..packet.len()].copy_from_slice(packet);
+                tx.commit(id, TxTarget::Tun, packet.len());
+                Ok(())
+            }
+            _ => Err(DropReason::NoRoute),
+        }
+    }
+
+    /// Runs the tunnel's timers if they are due.
+    pub fn handle_timeout(&mut self, now: Instant, tx: &mut TxBatch) {
+        if let Tunnel::WireGuard { wg, .. } = self {
+            if wg.poll_timeout().is_some_and(|t| t <= now) {
+                wg.update_timers(now, tx);
+            }
+        }
+    }
+
+    /// When [`Tunnel::handle_timeout`] is next due, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Tunnel::WireGuard { wg, .. } => wg.poll_timeout(),
+            Tunnel::Plain(_) => None,
+        }
+    }
+
+    /// The next event the caller has not taken yet.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        match self {
+            Tunnel::WireGuard { wg, .. } => wg.poll_event(),
+            Tunnel::Plain(_) => None,
+        }
+    }
+
+    /// Packets waiting inside the tunnel (for a handshake), lost if the tunnel goes.
+    pub fn queued(&self) -> usize {
+        match self {
+            Tunnel::WireGuard { wg, .. } => wg.queued(),
+            Tunnel::Plain(_) => 0,
+        }
+    }
+
+    /// The WireGuard state, if this is a WireGuard tunnel (for inspection and tests).
+    pub fn wireguard(&self) -> Option<&wireguard::WgAttachment> {
+        match self {
+            Tunnel::WireGuard { wg, .. } => Some(wg),
+            Tunnel::Plain(_) => None,
+        }
+    }
 }

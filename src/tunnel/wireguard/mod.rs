@@ -15,8 +15,10 @@
 //! sessions survive a reload.
 //!
 //! Counting: a datagram's fate is the return value; the caller counts a returned
-//! [`DropReason`] (and the inner traffic). This module counts what the caller cannot see:
-//! handshake outcomes, a peer's last handshake, and replies lost to a full [`TxBatch`].
+//! [`DropReason`] (and the inner traffic). What the caller cannot see — handshake outcomes,
+//! completed handshakes, replies lost to a full [`TxBatch`], packets boringtun discarded — is
+//! reported as [`Event`]s, which the caller takes with [`WgAttachment::poll_event`] after each
+//! call. This module writes no counter.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -29,10 +31,10 @@ use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 
+use super::Event;
 use crate::buffer::{TxBatch, TxTarget, BUF_SIZE};
 use crate::ids::{AttachmentId, PeerId};
-use crate::vocab::DropReason;
-use crate::vocab::{Counters, HandshakeResult};
+use crate::vocab::{DropReason, HandshakeResult};
 
 pub mod clock;
 pub mod keys;
@@ -122,7 +124,13 @@ pub struct WgAttachment {
     next_tick: Option<Instant>,
     /// The slot [`WgAttachment::update_timers`] resumes at after the batch filled up.
     timer_cursor: usize,
+    /// What happened since the caller last asked ([`WgAttachment::poll_event`]).
+    events: std::collections::VecDeque<Event>,
 }
+
+/// Events queued before the caller drains them; the queue grows past this only when a timer
+/// run reports on more peers at once.
+const EVENTS: usize = 256;
 
 /// What a boringtun call produced, without the borrow of the output buffer. boringtun writes
 /// every output at the start of the buffer it was given.
@@ -191,7 +199,13 @@ impl WgAttachment {
             scratch: vec![0; BUF_SIZE].into_boxed_slice(),
             next_tick: None,
             timer_cursor: 0,
+            events: std::collections::VecDeque::with_capacity(EVENTS),
         }
+    }
+
+    /// Whether the attachment's static key is `private_key`.
+    pub fn has_private_key(&self, private_key: &[u8; 32]) -> bool {
+        self.statics.private.to_bytes() == *private_key
     }
 
     pub fn id(&self) -> AttachmentId {
@@ -333,11 +347,10 @@ impl WgAttachment {
         datagram: &[u8],
         inner: &mut [u8],
         tx: &mut TxBatch,
-        counters: &Counters,
     ) -> Result<Option<(PeerId, usize)>, DropReason> {
         clock::sync(now);
         let src = Some(from.ip());
-        let (kind, slot) = self.demultiplex(src, from, datagram, tx, counters)?;
+        let (kind, slot) = self.demultiplex(src, from, datagram, tx)?;
         let Some(Some(peer)) = self.slots.get_mut(slot) else {
             return Err(DropReason::WgUnknownIndex);
         };
@@ -370,7 +383,8 @@ impl WgAttachment {
         let (len, fits) = match out {
             (Out::Err(e), _) => {
                 if kind != Kind::CookieReply {
-                    counters.handshake(HandshakeResult::Invalid);
+                    self.events
+                        .push_back(Event::Handshake(HandshakeResult::Invalid));
                 }
                 return Err(drop_reason(&e));
             }
@@ -378,7 +392,8 @@ impl WgAttachment {
                 if fits {
                     tx.commit(att, TxTarget::Udp(from), len);
                 } else {
-                    counters.drop(DropReason::TxQueueFull);
+                    self.events
+                        .push_back(Event::dropped(DropReason::TxQueueFull, 1));
                 }
                 (len, fits)
             }
@@ -386,14 +401,17 @@ impl WgAttachment {
         };
         match kind {
             Kind::Initiation | Kind::Response if len == COOKIE_REPLY_LEN => {
-                counters.handshake(HandshakeResult::CookieSent);
+                self.events
+                    .push_back(Event::Handshake(HandshakeResult::CookieSent));
                 Err(DropReason::WgUnderLoad)
             }
             // The response never left: the initiator will retry; not a completed handshake.
             Kind::Initiation if !fits => Ok(None),
             Kind::Initiation | Kind::Response if len > 0 => {
-                counters.handshake(HandshakeResult::Ok);
-                counters.peer_handshake(peer.id.index(), now);
+                self.events.push_back(Event::HandshakeDone {
+                    peer: peer.id,
+                    at: now,
+                });
                 peer.endpoint = Some(from);
                 peer.active = true;
                 // The initiator's session is current at once; a responder's only with the
@@ -405,7 +423,8 @@ impl WgAttachment {
                 Ok(None)
             }
             Kind::Initiation | Kind::Response => {
-                counters.handshake(HandshakeResult::Invalid);
+                self.events
+                    .push_back(Event::Handshake(HandshakeResult::Invalid));
                 Err(DropReason::WgProtocol)
             }
             Kind::CookieReply | Kind::Data => Ok(None),
@@ -420,25 +439,28 @@ impl WgAttachment {
         from: SocketAddr,
         datagram: &[u8],
         tx: &mut TxBatch,
-        counters: &Counters,
     ) -> Result<(Kind, usize), DropReason> {
         let mut cookie = [0u8; COOKIE_REPLY_LEN];
         let packet = match self.rate_limiter.verify_packet(src, datagram, &mut cookie) {
             Ok(p) => p,
             Err(TunnResult::WriteToNetwork(reply)) => {
-                counters.handshake(HandshakeResult::CookieSent);
+                self.events
+                    .push_back(Event::Handshake(HandshakeResult::CookieSent));
                 match tx.next_buf() {
                     Some(buf) => {
                         buf[..reply.len()].copy_from_slice(reply);
                         tx.commit(self.id, TxTarget::Udp(from), reply.len());
                     }
-                    None => counters.drop(DropReason::TxQueueFull),
+                    None => self
+                        .events
+                        .push_back(Event::dropped(DropReason::TxQueueFull, 1)),
                 }
                 return Err(DropReason::WgUnderLoad);
             }
             Err(TunnResult::Err(e)) => {
                 if matches!(e, WireGuardError::InvalidMac) {
-                    counters.handshake(HandshakeResult::Invalid);
+                    self.events
+                        .push_back(Event::Handshake(HandshakeResult::Invalid));
                 }
                 return Err(drop_reason(&e));
             }
@@ -447,15 +469,20 @@ impl WgAttachment {
         let by_index = |receiver_idx: u32| (receiver_idx >> 8) as usize;
         match packet {
             Packet::HandshakeInit(p) => {
-                let half = parse_handshake_anon(&self.statics.private, &self.statics.public, &p)
-                    .map_err(|e| {
-                        counters.handshake(HandshakeResult::Invalid);
-                        drop_reason(&e)
-                    })?;
+                let half =
+                    match parse_handshake_anon(&self.statics.private, &self.statics.public, &p) {
+                        Ok(half) => half,
+                        Err(e) => {
+                            self.events
+                                .push_back(Event::Handshake(HandshakeResult::Invalid));
+                            return Err(drop_reason(&e));
+                        }
+                    };
                 match self.by_key.get(&half.peer_static_public) {
                     Some(&s) => Ok((Kind::Initiation, s as usize)),
                     None => {
-                        counters.handshake(HandshakeResult::UnknownPeer);
+                        self.events
+                            .push_back(Event::Handshake(HandshakeResult::UnknownPeer));
                         Err(DropReason::WgUnknownPeer)
                     }
                 }
@@ -475,7 +502,6 @@ impl WgAttachment {
         peer: PeerId,
         packet: &[u8],
         tx: &mut TxBatch,
-        _counters: &Counters,
     ) -> Result<(), DropReason> {
         let Some(&slot) = self.by_id.get(&peer) else {
             return Err(DropReason::NoRoute);
@@ -514,7 +540,7 @@ impl WgAttachment {
     /// Runs the peers' timers: handshake retransmission and rekeying, keepalives, session
     /// expiry, the rate limiter's reset. When `tx` fills up, the remaining peers run at the
     /// next call, which [`WgAttachment::poll_timeout`] then reports due at once.
-    pub fn update_timers(&mut self, now: Instant, tx: &mut TxBatch, counters: &Counters) {
+    pub fn update_timers(&mut self, now: Instant, tx: &mut TxBatch) {
         clock::sync(now);
         self.rate_limiter.reset_count();
         let att = self.id;
@@ -541,13 +567,15 @@ impl WgAttachment {
                 }
                 Out::Err(WireGuardError::ConnectionExpired) => {
                     if std::mem::take(&mut peer.active) {
-                        counters.handshake(HandshakeResult::Timeout);
+                        self.events
+                            .push_back(Event::Handshake(HandshakeResult::Timeout));
                     }
                     // boringtun empties its queue when the connection expires.
-                    counters.drops_add(
-                        DropReason::NoSession,
-                        std::mem::take(&mut peer.queued) as u64,
-                    );
+                    let lost = std::mem::take(&mut peer.queued) as u64;
+                    if lost > 0 {
+                        self.events
+                            .push_back(Event::dropped(DropReason::NoSession, lost));
+                    }
                 }
                 Out::Err(e) => {
                     tracing::debug!(attachment = att.0, peer = peer.id.0, error = ?e, "WireGuard timer")
@@ -560,6 +588,11 @@ impl WgAttachment {
         }
         self.timer_cursor = 0;
         self.next_tick = (!self.by_id.is_empty()).then(|| now + TIMER_TICK);
+    }
+
+    /// The next thing that happened that the caller has not taken yet.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
     }
 
     /// When [`WgAttachment::update_timers`] is next due; `None` without peers.
@@ -624,21 +657,8 @@ fn flush(peer: &mut Peer, att: AttachmentId, tx: &mut TxBatch) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vocab::PeerLabels;
 
     const HANDSHAKE_RESPONSE_LEN: usize = 92;
-
-    fn counters(peers: usize) -> Counters {
-        let labels = (0..peers)
-            .map(|i| PeerLabels {
-                peer: format!("p{i}"),
-                tenant: "t".into(),
-                attachment: "wg".into(),
-                facility: "4212345678".into(),
-            })
-            .collect();
-        Counters::new(Instant::now(), vec!["t".into()], labels)
-    }
 
     /// The UDP payloads of an Ethernet/IPv4/UDP pcap (microsecond, little-endian) with their
     /// source address.
@@ -693,8 +713,7 @@ mod tests {
         assert_eq!(init.len(), 148);
         assert_eq!(init[0], 1, "handshake initiation");
 
-        let c = counters(4);
-        let now = c.base() + Duration::from_secs(1);
+        let now = Instant::now() + Duration::from_secs(1);
         let mut wg = WgAttachment::new(AttachmentId(0), &b_private);
         let a = PeerId(3);
         wg.set_peers(
@@ -710,7 +729,7 @@ mod tests {
         let mut tx = TxBatch::new(4);
         let mut inner = [0u8; BUF_SIZE];
 
-        let r = wg.handle_datagram(now, from, init, &mut inner, &mut tx, &c);
+        let r = wg.handle_datagram(now, from, init, &mut inner, &mut tx);
 
         assert_eq!(r, Ok(None));
         let sent: Vec<_> = tx.iter().collect();
@@ -733,16 +752,15 @@ mod tests {
             TxTarget::Udp("10.250.1.1:51820".parse().unwrap())
         );
         assert_eq!(wg.peer_endpoint(a), Some(from));
-        let ok = c
-            .handshakes()
-            .find(|(r, _)| *r == HandshakeResult::Ok)
-            .unwrap();
-        assert_eq!(ok.1, 1);
-        assert_eq!(c.last_handshake(a.index()), Some(now));
+        assert_eq!(
+            wg.poll_event(),
+            Some(Event::HandshakeDone { peer: a, at: now })
+        );
+        assert_eq!(wg.poll_event(), None);
 
         // The same initiation again is a replay (its TAI64N timestamp is not newer).
         tx.clear();
-        let r = wg.handle_datagram(now, from, init, &mut inner, &mut tx, &c);
+        let r = wg.handle_datagram(now, from, init, &mut inner, &mut tx);
         assert_eq!(r, Err(DropReason::WgReplay));
         assert!(tx.is_empty());
     }
@@ -752,17 +770,15 @@ mod tests {
         let pcap = include_bytes!("../../../tests/vectors/wg-handshake.pcap");
         let (from, init) = pcap_udp_payloads(pcap)[0];
         let mut wg = WgAttachment::new(AttachmentId(0), &[7u8; 32]);
-        let c = counters(1);
         let mut tx = TxBatch::new(2);
         let mut inner = [0u8; BUF_SIZE];
-        let r = wg.handle_datagram(Instant::now(), from, init, &mut inner, &mut tx, &c);
+        let r = wg.handle_datagram(Instant::now(), from, init, &mut inner, &mut tx);
         // MAC1 is keyed with the responder's public key.
         assert_eq!(r, Err(DropReason::WgAuth));
-        let invalid = c
-            .handshakes()
-            .find(|(r, _)| *r == HandshakeResult::Invalid)
-            .unwrap();
-        assert_eq!(invalid.1, 1);
+        assert_eq!(
+            wg.poll_event(),
+            Some(Event::Handshake(HandshakeResult::Invalid))
+        );
     }
 
     #[test]
