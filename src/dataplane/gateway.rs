@@ -15,8 +15,7 @@ use crate::policy::flows::{
 use crate::policy::Query;
 use crate::tunnel::wireguard::WgAttachment;
 use crate::tunnel::{Event, Tunnel};
-use crate::vocab::DropReason;
-use crate::vocab::{Counters, HandshakeResult};
+use crate::vocab::{Counters, DropReason, HandshakeResult};
 use crate::wire::{self, Summary, L4, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
