@@ -124,34 +124,10 @@ YAML
 "$IXGW" check --config "$T_TMP/ixgw.yaml" || die "the test configuration does not validate"
 
 log "ixgw in ns fl-ix"
-start_bg fl-ix "$T_TMP/ixgw.log" env RUST_LOG=info "$IXGW" run --config "$T_TMP/ixgw.yaml"
-IXGW_PID=$BG_PID
-for (( i=0; i<50; i++ )); do
-  http_get fl-ix 127.0.0.1 9478 /ready 2>/dev/null | grep -q '^HTTP/1.[01] 200' && break
-  kill -0 $IXGW_PID 2>/dev/null || { cat "$T_TMP/ixgw.log" >&2; die "ixgw exited"; }
-  sleep 0.2
-done
-http_get fl-ix 127.0.0.1 9478 /ready | grep -q '^HTTP/1.[01] 200' || { cat "$T_TMP/ixgw.log" >&2; die "ixgw not ready"; }
+start_ixgw fl-ix 9478
 
-# facility NS IFNAME PEER : wireguard-go + the wg-quick file from `ixgw peer-config`
-facility() {
-  local ns=$1 ifn=$2 peer=$3 conf="$T_TMP/$2.conf" i p
-  start_bg "$ns" "$T_TMP/$ifn.log" env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 LOG_LEVEL=error wireguard-go -f "$ifn"
-  for (( i=0; i<50; i++ )); do
-    [[ -S /var/run/wireguard/$ifn.sock ]] && ip -n "$ns" link show "$ifn" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  "$IXGW" peer-config --config "$T_TMP/ixgw.yaml" --peer "$peer" --private-key "$T_TMP/$peer.key" >"$conf"
-  wg-quick strip "$conf" >"$T_TMP/$ifn.wg"
-  ip netns exec "$ns" wg setconf "$ifn" "$T_TMP/$ifn.wg"
-  ip -n "$ns" addr add "$(awk -F' = ' '/^Address/{print $2}' "$conf")" dev "$ifn"
-  ip -n "$ns" link set "$ifn" mtu "$(awk -F' = ' '/^MTU/{print $2}' "$conf")" up
-  for p in $(awk -F' = ' '/^AllowedIPs/{gsub(/,/, " ", $2); print $2}' "$conf"); do
-    ip -n "$ns" route add "$p" dev "$ifn"
-  done
-}
-facility fl-a $IF_A fl-fac-a
-facility fl-c $IF_C fl-fac-c
+wg_facility fl-a $IF_A fl-fac-a
+wg_facility fl-c $IF_C fl-fac-c
 # The RSTs come back to every address of A's /24: make them all local to fl-a, so that its
 # kernel swallows them (no socket, no answer) instead of forwarding them into the tunnel again.
 ip -n fl-a route add local 10.0.0.0/24 dev lo

@@ -129,35 +129,10 @@ write_config 0
 "$IXGW" check --config "$T_TMP/ixgw.yaml" || die "the test configuration does not validate"
 
 log "ixgw in ns ix"
-start_bg ix "$T_TMP/ixgw.log" env RUST_LOG=info "$IXGW" run --config "$T_TMP/ixgw.yaml"
-IXGW_PID=$BG_PID
-for (( i=0; i<50; i++ )); do
-  http_get ix 127.0.0.1 9477 /ready 2>/dev/null | grep -q '^HTTP/1.[01] 200' && break
-  kill -0 $IXGW_PID 2>/dev/null || { cat "$T_TMP/ixgw.log" >&2; die "ixgw exited"; }
-  sleep 0.2
-done
-http_get ix 127.0.0.1 9477 /ready | grep -q '^HTTP/1.[01] 200' || { cat "$T_TMP/ixgw.log" >&2; die "ixgw not ready"; }
+start_ixgw ix 9477
 
-# facility NS IFNAME PEER : wireguard-go + the wg-quick file from `ixgw peer-config`
-facility() {
-  local ns=$1 ifn=$2 peer=$3 conf="$T_TMP/$2.conf" i
-  start_bg "$ns" "$T_TMP/$ifn.log" env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 LOG_LEVEL=error wireguard-go -f "$ifn"
-  for (( i=0; i<50; i++ )); do
-    [[ -S /var/run/wireguard/$ifn.sock ]] && ip -n "$ns" link show "$ifn" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  "$IXGW" peer-config --config "$T_TMP/ixgw.yaml" --peer "$peer" --private-key "$T_TMP/$peer.key" >"$conf"
-  wg-quick strip "$conf" >"$T_TMP/$ifn.wg"
-  ip netns exec "$ns" wg setconf "$ifn" "$T_TMP/$ifn.wg"
-  ip -n "$ns" addr add "$(awk -F' = ' '/^Address/{print $2}' "$conf")" dev "$ifn"
-  ip -n "$ns" link set "$ifn" mtu "$(awk -F' = ' '/^MTU/{print $2}' "$conf")" up
-  local p
-  for p in $(awk -F' = ' '/^AllowedIPs/{gsub(/,/, " ", $2); print $2}' "$conf"); do
-    ip -n "$ns" route add "$p" dev "$ifn"
-  done
-}
-facility fac-a $IF_A fac-a
-facility fac-b $IF_B fac-b
+wg_facility fac-a $IF_A fac-a
+wg_facility fac-b $IF_B fac-b
 grep -q '^AllowedIPs = .*100.65.0.0/24' "$T_TMP/$IF_A.conf" && grep -q '100.127.0.10/32' "$T_TMP/$IF_A.conf" \
   && pass "peer-config gives fac-a the exchange prefixes its policies reach" \
   || { cat "$T_TMP/$IF_A.conf" >&2; fail "peer-config AllowedIPs of fac-a"; }
@@ -267,7 +242,7 @@ if [[ $crc == 0 ]]; then
 else
   cat "$T_TMP/long.json" >&2; fail "the A → B transfer across the reload failed"
 fi
-facility fac-c $IF_C fac-c
+wg_facility fac-c $IF_C fac-c
 check "fac-c, added by the reload, pings B (100.65.0.2)" wait_ping fac-c 100.65.0.2 20
 
 log "SIGHUP with a bad file keeps the running configuration"

@@ -90,3 +90,36 @@ forget_pid() {
   for p in "${T_PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
   T_PIDS=("${keep[@]}")
 }
+
+# start_ixgw NS PORT : `$IXGW run --config $T_TMP/ixgw.yaml` in NS, waits until /ready on
+# 127.0.0.1:PORT answers 200; PID in IXGW_PID. Dies with the log if it exits or never gets ready.
+start_ixgw() {
+  local ns=$1 port=$2 i
+  start_bg "$ns" "$T_TMP/ixgw.log" env RUST_LOG=info "$IXGW" run --config "$T_TMP/ixgw.yaml"
+  IXGW_PID=$BG_PID
+  for (( i=0; i<50; i++ )); do
+    http_get "$ns" 127.0.0.1 "$port" /ready 2>/dev/null | grep -q '^HTTP/1.[01] 200' && return 0
+    kill -0 "$IXGW_PID" 2>/dev/null || { cat "$T_TMP/ixgw.log" >&2; die "ixgw exited"; }
+    sleep 0.2
+  done
+  cat "$T_TMP/ixgw.log" >&2; die "ixgw not ready"
+}
+
+# wg_facility NS IFNAME PEER : a wireguard-go facility configured from the wg-quick file that
+# `$IXGW peer-config` writes for PEER of $T_TMP/ixgw.yaml (key in $T_TMP/PEER.key)
+wg_facility() {
+  local ns=$1 ifn=$2 peer=$3 conf="$T_TMP/$2.conf" i p
+  start_bg "$ns" "$T_TMP/$ifn.log" env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 LOG_LEVEL=error wireguard-go -f "$ifn"
+  for (( i=0; i<50; i++ )); do
+    [[ -S /var/run/wireguard/$ifn.sock ]] && ip -n "$ns" link show "$ifn" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  "$IXGW" peer-config --config "$T_TMP/ixgw.yaml" --peer "$peer" --private-key "$T_TMP/$peer.key" >"$conf"
+  wg-quick strip "$conf" >"$T_TMP/$ifn.wg"
+  ip netns exec "$ns" wg setconf "$ifn" "$T_TMP/$ifn.wg"
+  ip -n "$ns" addr add "$(awk -F' = ' '/^Address/{print $2}' "$conf")" dev "$ifn"
+  ip -n "$ns" link set "$ifn" mtu "$(awk -F' = ' '/^MTU/{print $2}' "$conf")" up
+  for p in $(awk -F' = ' '/^AllowedIPs/{gsub(/,/, " ", $2); print $2}' "$conf"); do
+    ip -n "$ns" route add "$p" dev "$ifn"
+  done
+}
