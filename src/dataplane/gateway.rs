@@ -41,10 +41,6 @@ struct Core {
     icmp_budget: IcmpBudget,
 }
 
-fn new_tunnel(plan: &Plan, id: AttachmentId, now: Instant) -> Tunnel {
-    Tunnel::new(id, &plan.tunnel_config(id), now)
-}
-
 /// Counts what a tunnel reported: the pipeline's half of [`Event`].
 pub fn count_event(counters: &Counters, event: Event) {
     match event {
@@ -62,7 +58,10 @@ impl Gateway {
     pub fn new(plan: Arc<Plan>, now: Instant) -> Self {
         let counters = Arc::new(Counters::new(now, plan.tenant_names(), plan.peer_labels()));
         let tunnels = (0..plan.attachments.len())
-            .map(|i| new_tunnel(&plan, AttachmentId(i as u16), now))
+            .map(|i| {
+                let id = AttachmentId(i as u16);
+                Tunnel::new(id, &plan.tunnel_config(id), now)
+            })
             .collect();
         let mut flows = FlowTable::new(plan.limits.flow_table_size, Timeouts::from(&plan.limits));
         flows.set_quotas(plan.flow_quotas());
