@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 
 pub mod plain;
+#[cfg(test)]
+pub mod testvec;
 pub mod wireguard;
 
 use std::net::SocketAddr;

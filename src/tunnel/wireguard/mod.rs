@@ -660,34 +660,6 @@ mod tests {
 
     const HANDSHAKE_RESPONSE_LEN: usize = 92;
 
-    /// The UDP payloads of an Ethernet/IPv4/UDP pcap (microsecond, little-endian) with their
-    /// source address.
-    fn pcap_udp_payloads(pcap: &[u8]) -> Vec<(SocketAddr, &[u8])> {
-        assert_eq!(&pcap[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "pcap magic");
-        assert_eq!(
-            u32::from_le_bytes(pcap[20..24].try_into().unwrap()),
-            1,
-            "Ethernet"
-        );
-        let mut out = Vec::new();
-        let mut off = 24;
-        while off + 16 <= pcap.len() {
-            let incl = u32::from_le_bytes(pcap[off + 8..off + 12].try_into().unwrap()) as usize;
-            let frame = &pcap[off + 16..off + 16 + incl];
-            off += 16 + incl;
-            assert_eq!(&frame[12..14], &[0x08, 0x00], "IPv4 ethertype");
-            let ip = &frame[14..];
-            let ihl = usize::from(ip[0] & 0x0f) * 4;
-            assert_eq!(ip[9], 17, "UDP");
-            let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-            let udp = &ip[ihl..];
-            let sport = u16::from_be_bytes([udp[0], udp[1]]);
-            let ulen = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-            out.push((SocketAddr::from((src, sport)), &udp[8..ulen]));
-        }
-        out
-    }
-
     fn key_field(keys: &str, line_start: &str, field: &str) -> [u8; 32] {
         let line = keys.lines().find(|l| l.starts_with(line_start)).unwrap();
         let value = line
@@ -709,7 +681,7 @@ mod tests {
             key_field(keys, "B ", "public=")
         );
 
-        let (from, init) = pcap_udp_payloads(pcap)[0];
+        let (from, init) = crate::tunnel::testvec::udp_payloads(pcap)[0].from_payload();
         assert_eq!(init.len(), 148);
         assert_eq!(init[0], 1, "handshake initiation");
 
@@ -768,7 +740,7 @@ mod tests {
     #[test]
     fn initiation_to_another_key_fails_authentication() {
         let pcap = include_bytes!("../../../tests/vectors/wg-handshake.pcap");
-        let (from, init) = pcap_udp_payloads(pcap)[0];
+        let (from, init) = crate::tunnel::testvec::udp_payloads(pcap)[0].from_payload();
         let mut wg = WgAttachment::new(AttachmentId(0), &[7u8; 32]);
         let mut tx = TxBatch::new(2);
         let mut inner = [0u8; BUF_SIZE];
