@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use criterion::{Criterion, Throughput};
-use ixgw::buffer::{RxBatch, TxBatch, TxTarget, BUF_SIZE};
+use ixgw::buffer::{RxBatch, TxBatch, Via, BUF_SIZE};
 use ixgw::config::*;
 use ixgw::dataplane::{Gateway, Plan};
 use ixgw::ids::{AttachmentId, FacilityCode};
@@ -288,12 +288,12 @@ impl Rig {
                 break;
             };
             let mut rx = RxBatch::new(1);
-            assert!(rx.push(att, Some(from), &datagram));
+            assert!(rx.push(att, Via::udp(0, from), &datagram));
             self.tx.clear();
             self.gw.handle_batch(Instant::now(), &mut rx, &mut self.tx);
             for (meta, bytes) in self.tx.iter() {
-                let TxTarget::Udp(to) = meta.target else {
-                    panic!("WireGuard output to {:?}", meta.target)
+                let Some(to) = meta.via.udp_addr() else {
+                    panic!("WireGuard output to {:?}", meta.via)
                 };
                 let fac = [&mut self.a, &mut self.b]
                     .into_iter()
@@ -358,7 +358,7 @@ impl Rig {
             };
             rx.commit(ixgw::buffer::RxMeta {
                 attachment: ATT_A,
-                from: Some(from),
+                via: Via::udp(0, from),
                 len,
             });
         }
@@ -406,7 +406,7 @@ impl Rig {
         assert_eq!(out.len(), 1, "one datagram out");
         let (meta, datagram) = &out[0];
         assert_eq!(meta.attachment, ATT_B);
-        assert_eq!(meta.target, TxTarget::Udp(fac_addr_b()));
+        assert_eq!(meta.via, Via::udp(0, fac_addr_b()));
         assert_eq!(datagram.len(), packet.len() + 32, "WireGuard data message");
         let mut inner = vec![0u8; BUF_SIZE];
         let TunnResult::WriteToTunnelV4(p, _) =

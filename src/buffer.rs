@@ -3,7 +3,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::ids::AttachmentId;
 
@@ -11,19 +11,54 @@ use crate::ids::AttachmentId;
 /// overhead fits, with room to spare.
 pub const BUF_SIZE: usize = 2048;
 
-/// Where a transmitted packet goes.
+/// The far end of a packet on one of an attachment's sockets or devices.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum TxTarget {
-    /// A datagram on the attachment's UDP socket.
+pub enum Remote {
+    /// A UDP datagram's peer.
     Udp(SocketAddr),
-    /// An IP packet into the attachment's TUN device.
-    Tun,
+    /// The peer of a raw IP socket (ESP, IP protocol 50).
+    Ip(IpAddr),
+    /// The attachment's device (a TUN packet has no far end).
+    Device,
+}
+
+/// Which of an attachment's sockets or devices a packet came in on or goes out of (its index
+/// in the attachment plan's `io`: an IPsec attachment has UDP 500, UDP 4500 and raw ESP, and
+/// IKE and ESP-in-UDP share 4500), and the far end.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Via {
+    pub io: u8,
+    pub remote: Remote,
+}
+
+impl Via {
+    /// The first device of an attachment.
+    pub const DEVICE: Via = Via {
+        io: 0,
+        remote: Remote::Device,
+    };
+
+    /// A datagram to or from `addr` on the attachment's `io`-th socket.
+    pub const fn udp(io: u8, addr: SocketAddr) -> Via {
+        Via {
+            io,
+            remote: Remote::Udp(addr),
+        }
+    }
+
+    /// The UDP peer, if this is a datagram.
+    pub fn udp_addr(self) -> Option<SocketAddr> {
+        match self.remote {
+            Remote::Udp(a) => Some(a),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct TxMeta {
     pub attachment: AttachmentId,
-    pub target: TxTarget,
+    pub via: Via,
     pub len: usize,
 }
 
@@ -56,11 +91,11 @@ impl TxBatch {
 
     /// Queues the first `len` bytes of the buffer last returned by [`TxBatch::next_buf`].
     #[inline]
-    pub fn commit(&mut self, attachment: AttachmentId, target: TxTarget, len: usize) {
+    pub fn commit(&mut self, attachment: AttachmentId, via: Via, len: usize) {
         debug_assert!(self.meta.len() < self.capacity && len <= BUF_SIZE);
         self.meta.push(TxMeta {
             attachment,
-            target,
+            via,
             len,
         });
     }
@@ -93,8 +128,7 @@ impl TxBatch {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct RxMeta {
     pub attachment: AttachmentId,
-    /// The datagram's source for UDP attachments; `None` for TUN.
-    pub from: Option<SocketAddr>,
+    pub via: Via,
     pub len: usize,
 }
 
@@ -131,12 +165,7 @@ impl RxBatch {
     }
 
     /// Appends a copy of `packet` (tests, the demo); `false` when full or too large.
-    pub fn push(
-        &mut self,
-        attachment: AttachmentId,
-        from: Option<SocketAddr>,
-        packet: &[u8],
-    ) -> bool {
+    pub fn push(&mut self, attachment: AttachmentId, via: Via, packet: &[u8]) -> bool {
         if packet.len() > BUF_SIZE {
             return false;
         }
@@ -145,7 +174,7 @@ impl RxBatch {
                 buf[..packet.len()].copy_from_slice(packet);
                 self.commit(RxMeta {
                     attachment,
-                    from,
+                    via,
                     len: packet.len(),
                 });
                 true

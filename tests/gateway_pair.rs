@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 
 use boringtun::noise::Tunn;
 use boringtun::x25519::{PublicKey, StaticSecret};
-use ixgw::buffer::{RxBatch, TxBatch, TxTarget, BUF_SIZE};
+use ixgw::buffer::{RxBatch, TxBatch, Via, BUF_SIZE};
 use ixgw::config::{
     Attachment, AttachmentKind, Config, Dataplane, Destination, Ix, Key32, Metrics, Network,
     Policy, PortRule, Protocol, Source, Tenant, WireGuardAttachment, WireGuardPeer,
 };
-use ixgw::dataplane::{AttachmentPlanKind, Gateway, Plan};
+use ixgw::dataplane::{Gateway, Plan};
 use ixgw::ids::{AttachmentId, FacilityCode, PeerId};
 use ixgw::metrics::{HandshakeResult, MetricsHub};
 use ixgw::tunnel::wireguard::{clock, keys, TIMER_TICK};
@@ -208,18 +208,15 @@ fn config(setup: Setup, sites: &[usize]) -> Config {
 }
 
 fn listen_of(plan: &Plan, att: AttachmentId) -> SocketAddr {
-    match &plan.attachments[att.index()].kind {
-        AttachmentPlanKind::WireGuard { listen, .. } => *listen,
-        AttachmentPlanKind::Plain { .. } => panic!("attachment {att:?} is not WireGuard"),
-    }
+    plan.attachments[att.index()]
+        .udp_listen(0)
+        .unwrap_or_else(|| panic!("attachment {att:?} has no UDP socket"))
 }
 
 fn attachment_at(plan: &Plan, addr: SocketAddr) -> Option<AttachmentId> {
     plan.attachments
         .iter()
-        .position(
-            |a| matches!(&a.kind, AttachmentPlanKind::WireGuard { listen, .. } if *listen == addr),
-        )
+        .position(|a| a.udp_listen(0) == Some(addr))
         .map(|i| AttachmentId(i as u16))
 }
 
@@ -430,8 +427,8 @@ impl Pair {
     fn collect(&mut self) {
         let plan = self.gw.plan();
         for (meta, bytes) in self.tx.iter() {
-            let TxTarget::Udp(to) = meta.target else {
-                panic!("WireGuard output to {:?}", meta.target)
+            let Some(to) = meta.via.udp_addr() else {
+                panic!("WireGuard output to {:?}", meta.via)
             };
             self.gw_sent.push(Sent {
                 at: self.now,
@@ -466,9 +463,9 @@ impl Pair {
                 assert!(budget > 0, "datagrams ping-pong forever");
                 if let Some(att) = attachment_at(self.gw.plan(), d.to) {
                     self.gw_received.push((self.now, d.from, d.bytes.clone()));
-                    if !self.rx.push(att, Some(d.from), &d.bytes) {
+                    if !self.rx.push(att, Via::udp(0, d.from), &d.bytes) {
                         self.run_gateway();
-                        assert!(self.rx.push(att, Some(d.from), &d.bytes));
+                        assert!(self.rx.push(att, Via::udp(0, d.from), &d.bytes));
                     }
                 } else {
                     self.run_gateway();

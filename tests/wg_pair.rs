@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use boringtun::noise::Tunn;
 use boringtun::x25519::{PublicKey, StaticSecret};
-use ixgw::buffer::{TxBatch, TxTarget, BUF_SIZE};
+use ixgw::buffer::{TxBatch, Via, BUF_SIZE};
 use ixgw::dataplane::count_event;
 use ixgw::ids::{AttachmentId, PeerId};
 use ixgw::tunnel::wireguard::{clock, keys, WgAttachment, WgPeerConfig};
@@ -176,8 +176,8 @@ impl Pair {
     fn collect(&mut self) {
         for (meta, bytes) in self.tx.iter() {
             assert_eq!(meta.attachment, ATTACHMENT);
-            let TxTarget::Udp(to) = meta.target else {
-                panic!("WireGuard output to {:?}", meta.target)
+            let Some(to) = meta.via.udp_addr() else {
+                panic!("WireGuard output to {:?}", meta.via)
             };
             self.gw_sent.push(Sent {
                 at: self.now,
@@ -849,7 +849,7 @@ fn handshake_response_lost_to_a_full_batch_is_counted() {
     p.tx = TxBatch::new(1);
     let filler = p.tx.next_buf().unwrap();
     filler[0] = 0xff;
-    p.tx.commit(ATTACHMENT, TxTarget::Udp(fac_addr(9, 1)), 1);
+    p.tx.commit(ATTACHMENT, Via::udp(0, fac_addr(9, 1)), 1);
     let init = p.fac_seal(0, &ipv4(1, 9, b"up")).unwrap();
 
     let r =

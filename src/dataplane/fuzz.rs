@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Gateway, Plan};
-use crate::buffer::{RxBatch, TxBatch, BUF_SIZE};
+use crate::buffer::{RxBatch, TxBatch, Via, BUF_SIZE};
 use crate::config::*;
 use crate::ids::{AttachmentId, FacilityCode};
 use crate::vocab::DropReason;
@@ -138,11 +138,15 @@ pub fn pipeline(data: &[u8]) {
         } else {
             &packet[..packet.len().min(BUF_SIZE)]
         };
-        let from = (attachment.0 == 3).then_some(wg_from);
+        let via = if attachment.0 == 3 {
+            Via::udp(0, wg_from)
+        } else {
+            Via::DEVICE
+        };
         if attachment.0 < 3 {
             plain_in += 1;
         }
-        let _ = rx.push(attachment, from, packet);
+        let _ = rx.push(attachment, via, packet);
         if rx.is_full() || selector & 0x80 != 0 {
             gw.handle_batch(now, &mut rx, &mut tx);
             rx.clear();

@@ -101,8 +101,8 @@ impl Gateway {
             .and_then(Tunnel::wireguard)
     }
 
-    /// Switches to a new plan. WireGuard attachments with the same name, listen address and
-    /// private key keep their state, and their peers whose keys did not change keep their
+    /// Switches to a new plan. Attachments with the same name and sockets keep their tunnel
+    /// when it can serve the new configuration (WireGuard: the same private key), and their peers whose keys did not change keep their
     /// sessions; counters continue by name; flows are kept and their verdicts re-evaluated
     /// lazily (the plan's generation changed). Returns the new counters table to publish.
     pub fn apply_plan(&mut self, plan: Arc<Plan>, now: Instant) -> Arc<Counters> {
@@ -118,8 +118,11 @@ impl Gateway {
         for (i, a) in plan.attachments.iter().enumerate() {
             let id = AttachmentId(i as u16);
             let config = plan.tunnel_config(id);
-            let same_name = old_plan.attachments.iter().position(|o| o.name == a.name);
-            let tunnel = match same_name.and_then(|j| old[j].take()) {
+            let same = old_plan
+                .attachments
+                .iter()
+                .position(|o| o.name == a.name && o.io == a.io);
+            let tunnel = match same.and_then(|j| old[j].take()) {
                 Some(t) => match t.reconfigure(id, &config, now) {
                     Ok((kept, gone)) => {
                         lost += gone;
@@ -186,7 +189,7 @@ impl Gateway {
         let Gateway { core, scratch } = self;
         let input = match core.tunnels.get_mut(meta.attachment.index()) {
             None => Err(DropReason::NoRoute),
-            Some(t) => t.handle_input(now, meta.from, data, scratch, tx),
+            Some(t) => t.handle_input(now, meta.via, data, scratch, tx),
         };
         let result = match input {
             Ok(Some(inner)) => core.forward(now, meta.attachment, inner.peer, inner.packet, tx),

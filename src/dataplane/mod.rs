@@ -14,7 +14,7 @@ mod reasons;
 
 pub use gateway::{count_event, Gateway};
 pub use plan::{
-    AttachmentPlan, AttachmentPlanKind, PeerPlan, PeerPlanKind, Plan, Route, TenantPlan,
+    AttachmentPlan, AttachmentPlanKind, Io, PeerPlan, PeerPlanKind, Plan, Route, TenantPlan,
 };
 
 #[cfg(test)]

@@ -35,15 +35,26 @@ pub struct TenantPlan {
     pub routes: PrefixTable<Route>,
 }
 
+/// The per-kind part of an attachment.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttachmentPlanKind {
     WireGuard {
-        listen: SocketAddr,
         private_key: [u8; 32],
         peers: Vec<PeerId>,
     },
-    Plain {
-        tun: String,
+    Plain,
+}
+
+/// A socket or device an attachment needs from the operating system. The runtime opens one
+/// source per entry of [`AttachmentPlan::io`] and knows nothing else of the attachment; a
+/// packet names the entry it came in on or goes out of by its index ([`crate::buffer::Via`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Io {
+    /// A UDP socket bound to this address.
+    Udp(SocketAddr),
+    /// A TUN device, and the kernel routes that point into it.
+    Tun {
+        name: String,
         kernel_routes: Vec<Ipv4Network>,
     },
 }
@@ -57,7 +68,19 @@ pub struct AttachmentPlan {
     /// A plain attachment's routes accept directed broadcasts; WireGuard attachments decide
     /// per peer ([`PeerPlan::directed_broadcast`]), and this is false for them.
     pub directed_broadcast: bool,
+    /// Its sockets and devices; a packet's [`crate::buffer::Via::io`] indexes this.
+    pub io: Vec<Io>,
     pub kind: AttachmentPlanKind,
+}
+
+impl AttachmentPlan {
+    /// The address the `io`-th socket listens on, if it is a UDP socket.
+    pub fn udp_listen(&self, io: usize) -> Option<SocketAddr> {
+        match self.io.get(io) {
+            Some(Io::Udp(a)) => Some(*a),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -117,7 +140,7 @@ impl Plan {
             }
             for a in &t.attachments {
                 let aid = AttachmentId(attachments.len() as u16);
-                let kind = match &a.kind {
+                let (kind, io) = match &a.kind {
                     AttachmentKind::WireGuard(wg) => {
                         let mut ids = Vec::with_capacity(wg.peers.len());
                         for p in &wg.peers {
@@ -147,20 +170,21 @@ impl Plan {
                             });
                             ids.push(pid);
                         }
-                        AttachmentPlanKind::WireGuard {
-                            listen: wg.listen,
+                        let kind = AttachmentPlanKind::WireGuard {
                             private_key: wg.private_key.0,
                             peers: ids,
-                        }
+                        };
+                        (kind, vec![Io::Udp(wg.listen)])
                     }
                     AttachmentKind::Plain(pl) => {
                         for r in &pl.routes {
                             routes.insert(*r, Route::Plain(aid));
                         }
-                        AttachmentPlanKind::Plain {
-                            tun: pl.tun.clone(),
+                        let tun = Io::Tun {
+                            name: pl.tun.clone(),
                             kernel_routes: pl.kernel_routes.clone(),
-                        }
+                        };
+                        (AttachmentPlanKind::Plain, vec![tun])
                     }
                 };
                 let (mtu, directed_broadcast) = match &a.kind {
@@ -172,6 +196,7 @@ impl Plan {
                     tenant: tid,
                     mtu,
                     directed_broadcast,
+                    io,
                     kind,
                 });
             }
@@ -268,12 +293,7 @@ impl Plan {
     pub fn tunnel_config(&self, a: AttachmentId) -> TunnelConfig {
         let attachment = &self.attachments[a.index()];
         match &attachment.kind {
-            AttachmentPlanKind::WireGuard {
-                listen,
-                private_key,
-                peers,
-            } => TunnelConfig::WireGuard {
-                listen: *listen,
+            AttachmentPlanKind::WireGuard { private_key, peers } => TunnelConfig::WireGuard {
                 private_key: *private_key,
                 peers: peers
                     .iter()
@@ -282,7 +302,7 @@ impl Plan {
                     })
                     .collect(),
             },
-            AttachmentPlanKind::Plain { .. } => TunnelConfig::Plain {
+            AttachmentPlanKind::Plain => TunnelConfig::Plain {
                 mtu: attachment.mtu,
             },
         }

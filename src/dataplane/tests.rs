@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 
 use super::*;
-use crate::buffer::{RxBatch, TxBatch, TxTarget};
+use crate::buffer::{RxBatch, TxBatch, Via};
 use crate::config::*;
 use crate::ids::AttachmentId;
 use crate::vocab::DropReason;
@@ -124,12 +124,12 @@ impl Harness {
     fn send(&mut self, att: AttachmentId, len: usize) -> Vec<(AttachmentId, Vec<u8>)> {
         self.rx.clear();
         self.tx.clear();
-        assert!(self.rx.push(att, None, &self.buf[..len]));
+        assert!(self.rx.push(att, Via::DEVICE, &self.buf[..len]));
         self.gw.handle_batch(self.now, &mut self.rx, &mut self.tx);
         self.tx
             .iter()
             .map(|(m, b)| {
-                assert_eq!(m.target, TxTarget::Tun);
+                assert_eq!(m.via, Via::DEVICE);
                 (m.attachment, b.to_vec())
             })
             .collect()
@@ -786,7 +786,7 @@ fn a_packet_the_tunnel_refuses_takes_no_flow() {
     let (mut rx, mut tx) = (RxBatch::new(4), TxBatch::new(4));
     let mut buf = vec![0u8; 256];
     let n = build::udp(&mut buf, ip("10.0.0.2"), ip("100.66.0.5"), 1, 2, b"x").unwrap();
-    assert!(rx.push(AttachmentId(0), None, &buf[..n]));
+    assert!(rx.push(AttachmentId(0), Via::DEVICE, &buf[..n]));
     gw.handle_batch(now, &mut rx, &mut tx);
     assert!(tx.is_empty());
     assert_eq!(gw.counters().drop_count(DropReason::NoEndpoint), 1);

@@ -26,7 +26,7 @@ use ipnetwork::Ipv4Network;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, ConfigError};
-use crate::dataplane::{AttachmentPlanKind, Gateway, Plan};
+use crate::dataplane::{AttachmentPlan, Gateway, Io, Plan};
 use crate::metrics::MetricsHub;
 use socket_drops::{SocketDrops, SocketDropsCollector, TrackedSocket};
 
@@ -156,13 +156,13 @@ impl NewSources {
     }
 }
 
-/// The WireGuard sockets `plan` uses, by attachment, among what is `bound`.
+/// The UDP sockets `plan` uses, by attachment, among what is `bound`.
 fn tracked_sockets(plan: &Plan, bound: &HashMap<SourceKey, Bound>) -> Vec<TrackedSocket> {
     plan.attachments
         .iter()
-        .filter(|a| matches!(a.kind, AttachmentPlanKind::WireGuard { .. }))
-        .filter_map(|a| {
-            let b = bound.get(&SourceKey::of(a))?;
+        .flat_map(|a| SourceKey::all(a).map(move |k| (a, k)))
+        .filter_map(|(a, k)| {
+            let b = bound.get(&k)?;
             Some(TrackedSocket {
                 attachment: a.name.clone(),
                 inode: b.inode?,
@@ -179,12 +179,27 @@ fn open_sources(
 ) -> Result<NewSources, RuntimeError> {
     let mut new = NewSources::default();
     for a in &plan.attachments {
-        let key = SourceKey::of(a);
-        if bound.contains_key(&key) {
-            continue;
+        for (i, io) in a.io.iter().enumerate() {
+            let key = SourceKey::of(a, i);
+            if bound.contains_key(&key) {
+                continue;
+            }
+            open_source(a, io, key, &mut new)?;
         }
-        match &a.kind {
-            AttachmentPlanKind::WireGuard { listen, .. } => {
+    }
+    Ok(new)
+}
+
+/// Binds or creates `io` of attachment `a` into `new`.
+fn open_source(
+    a: &AttachmentPlan,
+    io: &Io,
+    key: SourceKey,
+    new: &mut NewSources,
+) -> Result<(), RuntimeError> {
+    {
+        match io {
+            Io::Udp(listen) => {
                 let s = std::net::UdpSocket::bind(listen)
                     .and_then(|s| s.set_nonblocking(true).map(|()| s))
                     .map_err(|source| RuntimeError::Bind {
@@ -195,7 +210,7 @@ fn open_sources(
                 size_buffers(&s, &a.name);
                 new.udp.push((key, s));
             }
-            AttachmentPlanKind::Plain { tun, .. } => {
+            Io::Tun { name: tun, .. } => {
                 let tun_err = |source| RuntimeError::Tun {
                     attachment: a.name.clone(),
                     tun: tun.clone(),
@@ -213,7 +228,7 @@ fn open_sources(
             }
         }
     }
-    Ok(new)
+    Ok(())
 }
 
 /// Socket buffer size asked for in each direction: at 500 Mbit/s the default 208 KiB holds
@@ -284,23 +299,31 @@ enum KernelOp {
 /// Deletions come first, so that a prefix moving between devices is not deleted after its
 /// new route replaced the old one.
 fn kernel_changes(old: Option<&Plan>, new: &Plan) -> Vec<KernelOp> {
-    let plain = |p: &Plan| -> HashMap<String, (u16, Vec<Ipv4Network>)> {
+    let devices = |p: &Plan| -> HashMap<String, (u16, Vec<Ipv4Network>)> {
         p.attachments
             .iter()
-            .filter_map(|a| match &a.kind {
-                AttachmentPlanKind::Plain { tun, kernel_routes } => {
-                    Some((tun.clone(), (a.mtu, kernel_routes.clone())))
-                }
-                AttachmentPlanKind::WireGuard { .. } => None,
+            .flat_map(|a| a.io.iter().map(move |io| (a, io)))
+            .filter_map(|(a, io)| match io {
+                Io::Tun {
+                    name,
+                    kernel_routes,
+                } => Some((name.clone(), (a.mtu, kernel_routes.clone()))),
+                Io::Udp(_) => None,
             })
             .collect()
     };
-    let before = old.map(plain).unwrap_or_default();
+    let before = old.map(devices).unwrap_or_default();
     let (mut dels, mut mtus, mut adds) = (Vec::new(), Vec::new(), Vec::new());
-    for a in &new.attachments {
-        let AttachmentPlanKind::Plain { tun, kernel_routes } = &a.kind else {
-            continue;
-        };
+    let tuns = new.attachments.iter().flat_map(|a| {
+        a.io.iter().filter_map(move |io| match io {
+            Io::Tun {
+                name,
+                kernel_routes,
+            } => Some((a, name, kernel_routes)),
+            Io::Udp(_) => None,
+        })
+    });
+    for (a, tun, kernel_routes) in tuns {
         let (old_mtu, old_routes) = match before.get(tun) {
             Some((mtu, routes)) => (Some(*mtu), routes.as_slice()),
             None => (None, &[][..]),
@@ -530,10 +553,10 @@ impl Running {
         &self.plan
     }
 
-    /// The local address of a WireGuard attachment's socket.
+    /// The local address of an attachment's first socket.
     pub fn attachment_addr(&self, name: &str) -> Option<SocketAddr> {
         let a = self.plan.attachments.iter().find(|a| a.name == name)?;
-        self.bound.get(&SourceKey::of(a)).and_then(|b| b.addr)
+        self.bound.get(&SourceKey::of(a, 0)).and_then(|b| b.addr)
     }
 
     /// Switches to a new validated configuration; on error the running plan is untouched.
@@ -578,7 +601,7 @@ impl Running {
             .await
             .map_err(|_| RuntimeError::WorkerGone)?
             .map_err(RuntimeError::Worker)?;
-        let keep: Vec<SourceKey> = plan.attachments.iter().map(SourceKey::of).collect();
+        let keep: Vec<SourceKey> = plan.attachments.iter().flat_map(SourceKey::all).collect();
         self.bound.retain(|k, _| keep.contains(k));
         self.bound.extend(added);
         self.socket_drops.track(tracked_sockets(&plan, &self.bound));

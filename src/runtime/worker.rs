@@ -14,8 +14,8 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Control, NewSources};
-use crate::buffer::{RxBatch, RxMeta, TxBatch, TxTarget};
-use crate::dataplane::{AttachmentPlan, AttachmentPlanKind, Gateway, Plan};
+use crate::buffer::{Remote, RxBatch, RxMeta, TxBatch, Via};
+use crate::dataplane::{AttachmentPlan, Gateway, Io, Plan};
 use crate::ids::AttachmentId;
 use crate::metrics::{Counters, MetricsHub};
 use crate::vocab::DropReason;
@@ -28,22 +28,28 @@ const IO_LOOP_BOUND: usize = 16;
 /// Packets read from one source per pass, so that one busy source does not starve the others.
 const PER_SOURCE: usize = 16;
 
-/// Identifies a socket or device across reloads: a WireGuard listen address (by name too
-/// when the port is chosen by the kernel) or a TUN device name.
+/// Identifies a socket or device across reloads: a UDP listen address (with the attachment
+/// name and socket index too when the port is chosen by the kernel) or a TUN device name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SourceKey {
-    Udp(SocketAddr, Option<String>),
+    Udp(SocketAddr, Option<(String, usize)>),
     Tun(String),
 }
 
 impl SourceKey {
-    pub fn of(a: &AttachmentPlan) -> SourceKey {
-        match &a.kind {
-            AttachmentPlanKind::WireGuard { listen, .. } => {
-                SourceKey::Udp(*listen, (listen.port() == 0).then(|| a.name.clone()))
+    /// The key of `a`'s `i`-th socket or device.
+    pub fn of(a: &AttachmentPlan, i: usize) -> SourceKey {
+        match &a.io[i] {
+            Io::Udp(listen) => {
+                SourceKey::Udp(*listen, (listen.port() == 0).then(|| (a.name.clone(), i)))
             }
-            AttachmentPlanKind::Plain { tun, .. } => SourceKey::Tun(tun.clone()),
+            Io::Tun { name, .. } => SourceKey::Tun(name.clone()),
         }
+    }
+
+    /// The keys of all of `a`'s sockets and devices, in `io` order.
+    pub fn all(a: &AttachmentPlan) -> impl Iterator<Item = SourceKey> + '_ {
+        (0..a.io.len()).map(|i| SourceKey::of(a, i))
     }
 }
 
@@ -58,8 +64,8 @@ struct Worker {
     hub: Arc<MetricsHub>,
     /// Everything open, by key.
     open: HashMap<SourceKey, Source>,
-    /// The current plan's sources, by attachment index.
-    sources: Vec<Source>,
+    /// The current plan's sources, by attachment index, then by index in its `io`.
+    sources: Vec<Vec<Source>>,
     rx: RxBatch,
     tx: TxBatch,
 }
@@ -129,16 +135,19 @@ impl Worker {
             .attachments
             .iter()
             .map(|a| {
-                let key = SourceKey::of(a);
-                new.iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, s)| s)
-                    .or_else(|| self.open.get(&key))
-                    .cloned()
-                    .ok_or_else(|| format!("no socket or device for attachment {}", a.name))
+                SourceKey::all(a)
+                    .map(|key| {
+                        new.iter()
+                            .find(|(k, _)| *k == key)
+                            .map(|(_, s)| s)
+                            .or_else(|| self.open.get(&key))
+                            .cloned()
+                            .ok_or_else(|| format!("no socket or device for attachment {}", a.name))
+                    })
+                    .collect::<Result<Vec<Source>, String>>()
             })
-            .collect::<Result<Vec<Source>, String>>()?;
-        let keep: Vec<SourceKey> = plan.attachments.iter().map(SourceKey::of).collect();
+            .collect::<Result<Vec<Vec<Source>>, String>>()?;
+        let keep: Vec<SourceKey> = plan.attachments.iter().flat_map(SourceKey::all).collect();
         self.open.extend(new);
         self.open.retain(|k, _| keep.contains(k));
         self.sources = sources;
@@ -202,28 +211,38 @@ impl Worker {
         let mut progress = true;
         while progress && !self.rx.is_full() {
             progress = false;
-            for (i, src) in self.sources.iter().enumerate() {
-                let attachment = AttachmentId(i as u16);
+            let all = self
+                .sources
+                .iter()
+                .enumerate()
+                .flat_map(|(a, io)| io.iter().enumerate().map(move |(i, s)| (a, i, s)));
+            for (a, io, src) in all {
+                let attachment = AttachmentId(a as u16);
                 for _ in 0..PER_SOURCE {
                     let Some(buf) = self.rx.next_buf() else {
                         return self.rx.len();
                     };
                     let got = match src {
-                        Source::Udp(s) => s.try_recv_from(buf).map(|(n, from)| (n, Some(from))),
-                        Source::Tun(d) => d.try_recv(buf).map(|n| (n, None)),
+                        Source::Udp(s) => {
+                            s.try_recv_from(buf).map(|(n, from)| (n, Remote::Udp(from)))
+                        }
+                        Source::Tun(d) => d.try_recv(buf).map(|n| (n, Remote::Device)),
                     };
                     match got {
-                        Ok((len, from)) => {
+                        Ok((len, remote)) => {
                             self.rx.commit(RxMeta {
                                 attachment,
-                                from,
+                                via: Via {
+                                    io: io as u8,
+                                    remote,
+                                },
                                 len,
                             });
                             progress = true;
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(e) => {
-                            tracing::debug!(attachment = i, "receive error: {e}");
+                            tracing::debug!(attachment = a, io, "receive error: {e}");
                             break;
                         }
                     }
@@ -237,12 +256,16 @@ impl Worker {
     async fn flush(&mut self) {
         let counters: Arc<Counters> = self.gateway.counters().clone();
         for (meta, pkt) in self.tx.iter() {
-            let Some(src) = self.sources.get(meta.attachment.index()) else {
+            let src = self
+                .sources
+                .get(meta.attachment.index())
+                .and_then(|io| io.get(usize::from(meta.via.io)));
+            let Some(src) = src else {
                 Counters::drop(&counters, DropReason::SendFailed);
                 continue;
             };
-            let sent = match (src, meta.target) {
-                (Source::Udp(s), TxTarget::Udp(to)) => loop {
+            let sent = match (src, meta.via.remote) {
+                (Source::Udp(s), Remote::Udp(to)) => loop {
                     match s.try_send_to(pkt, to) {
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {
                             if s.writable().await.is_err() {
@@ -252,7 +275,7 @@ impl Worker {
                         other => break other.map(drop),
                     }
                 },
-                (Source::Tun(d), TxTarget::Tun) => loop {
+                (Source::Tun(d), Remote::Device) => loop {
                     match d.try_send(pkt) {
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {
                             if d.writable().await.is_err() {
@@ -263,7 +286,7 @@ impl Worker {
                     }
                 },
                 _ => Err(std::io::Error::other(
-                    "target does not match the attachment kind",
+                    "the packet's far end does not suit the socket or device",
                 )),
             };
             if let Err(e) = sent {
@@ -276,9 +299,9 @@ impl Worker {
 }
 
 /// Resolves when any source is readable (or has an error to report).
-async fn readable(sources: &[Source]) {
+async fn readable(sources: &[Vec<Source>]) {
     poll_fn(|cx| {
-        for s in sources {
+        for s in sources.iter().flatten() {
             let ready = match s {
                 Source::Udp(u) => u.poll_recv_ready(cx).is_ready(),
                 Source::Tun(d) => d.poll_readable(cx).is_ready(),
@@ -308,7 +331,7 @@ mod tests {
 
     fn key(plan: &Plan, name: &str) -> SourceKey {
         let a = plan.attachments.iter().find(|a| a.name == name);
-        SourceKey::of(a.expect("attachment in plan"))
+        SourceKey::of(a.expect("attachment in plan"), 0)
     }
 
     fn socket() -> UdpSocket {

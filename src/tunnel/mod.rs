@@ -16,10 +16,9 @@ pub mod plain;
 pub mod testvec;
 pub mod wireguard;
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::buffer::{TxBatch, TxTarget};
+use crate::buffer::{TxBatch, Via};
 use crate::ids::{AttachmentId, PeerId};
 use crate::vocab::{DropReason, HandshakeResult};
 
@@ -45,7 +44,6 @@ impl Event {
 #[derive(Debug, Clone)]
 pub enum TunnelConfig {
     WireGuard {
-        listen: SocketAddr,
         private_key: [u8; 32],
         peers: Vec<wireguard::WgPeerConfig>,
     },
@@ -56,10 +54,7 @@ pub enum TunnelConfig {
 
 /// One attachment's tunnel state.
 pub enum Tunnel {
-    WireGuard {
-        listen: SocketAddr,
-        wg: Box<wireguard::WgAttachment>,
-    },
+    WireGuard(Box<wireguard::WgAttachment>),
     Plain(plain::PlainTunnel),
 }
 
@@ -74,26 +69,19 @@ impl Tunnel {
     /// A fresh tunnel for attachment `id`.
     pub fn new(id: AttachmentId, config: &TunnelConfig, now: Instant) -> Tunnel {
         match config {
-            TunnelConfig::WireGuard {
-                listen,
-                private_key,
-                peers,
-            } => {
+            TunnelConfig::WireGuard { private_key, peers } => {
                 let mut wg = wireguard::WgAttachment::new(id, private_key);
                 wg.set_peers(peers, now);
-                Tunnel::WireGuard {
-                    listen: *listen,
-                    wg: Box::new(wg),
-                }
+                Tunnel::WireGuard(Box::new(wg))
             }
             TunnelConfig::Plain { mtu } => Tunnel::Plain(plain::PlainTunnel { mtu: *mtu }),
         }
     }
 
-    /// Takes a reload's configuration for the same attachment (now numbered `id`), keeping
-    /// what it can: a WireGuard tunnel with the same listen address and key keeps every peer
-    /// whose keys did not change, with its session. Returns the packets lost with the peers
-    /// that went, or `Err(self)` when the tunnel cannot serve `config` (another kind, socket or
+    /// Takes a reload's configuration for the same attachment on the same sockets (now
+    /// numbered `id`), keeping what it can: a WireGuard tunnel with the same key keeps every
+    /// peer whose keys did not change, with its session. Returns the packets lost with the
+    /// peers that went, or `Err(self)` when the tunnel cannot serve `config` (another kind or
     /// key): the caller builds a new one.
     pub fn reconfigure(
         mut self,
@@ -102,14 +90,9 @@ impl Tunnel {
         now: Instant,
     ) -> Result<(Tunnel, usize), Tunnel> {
         match (&mut self, config) {
-            (
-                Tunnel::WireGuard { listen, wg },
-                TunnelConfig::WireGuard {
-                    listen: new_listen,
-                    private_key,
-                    peers,
-                },
-            ) if listen == new_listen && wg.has_private_key(private_key) => {
+            (Tunnel::WireGuard(wg), TunnelConfig::WireGuard { private_key, peers })
+                if wg.has_private_key(private_key) =>
+            {
                 wg.set_id(id);
                 let lost = wg.set_peers(peers, now);
                 Ok((self, lost))
@@ -118,21 +101,21 @@ impl Tunnel {
         }
     }
 
-    /// Handles what the attachment received (a datagram from `from`, or a device packet).
+    /// Handles what the attachment received on `via` (a datagram, or a device packet).
     /// Returns the inner packet to forward, in `data` or decrypted into `scratch`, with the
     /// peer it came from; `Ok(None)` when there is nothing to forward (a handshake message,
     /// a keepalive). The caller counts a returned error.
     pub fn handle_input<'a>(
         &mut self,
         now: Instant,
-        from: Option<SocketAddr>,
+        via: Via,
         data: &'a mut [u8],
         scratch: &'a mut [u8],
         tx: &mut TxBatch,
     ) -> Result<Option<Inner<'a>>, DropReason> {
         match self {
-            Tunnel::WireGuard { wg, .. } => {
-                let from = from.ok_or(DropReason::WgMalformed)?;
+            Tunnel::WireGuard(wg) => {
+                let from = via.udp_addr().ok_or(DropReason::WgMalformed)?;
                 let out = wg.handle_datagram(now, from, data, scratch, tx)?;
                 Ok(out.map(|(peer, len)| Inner {
                     peer: Some(peer),
@@ -157,11 +140,11 @@ impl Tunnel {
         tx: &mut TxBatch,
     ) -> Result<(), DropReason> {
         match (self, peer) {
-            (Tunnel::WireGuard { wg, .. }, Some(p)) => wg.send(now, p, packet, tx),
+            (Tunnel::WireGuard(wg), Some(p)) => wg.send(now, p, packet, tx),
             (Tunnel::Plain(_), None) => {
                 let buf = tx.next_buf().ok_or(DropReason::TxQueueFull)?;
                 buf[..packet.len()].copy_from_slice(packet);
-                tx.commit(id, TxTarget::Tun, packet.len());
+                tx.commit(id, Via::DEVICE, packet.len());
                 Ok(())
             }
             _ => Err(DropReason::NoRoute),
@@ -170,7 +153,7 @@ impl Tunnel {
 
     /// Runs the tunnel's timers if they are due.
     pub fn handle_timeout(&mut self, now: Instant, tx: &mut TxBatch) {
-        if let Tunnel::WireGuard { wg, .. } = self {
+        if let Tunnel::WireGuard(wg) = self {
             if wg.poll_timeout().is_some_and(|t| t <= now) {
                 wg.update_timers(now, tx);
             }
@@ -180,7 +163,7 @@ impl Tunnel {
     /// When [`Tunnel::handle_timeout`] is next due, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self {
-            Tunnel::WireGuard { wg, .. } => wg.poll_timeout(),
+            Tunnel::WireGuard(wg) => wg.poll_timeout(),
             Tunnel::Plain(_) => None,
         }
     }
@@ -188,7 +171,7 @@ impl Tunnel {
     /// The next event the caller has not taken yet.
     pub fn poll_event(&mut self) -> Option<Event> {
         match self {
-            Tunnel::WireGuard { wg, .. } => wg.poll_event(),
+            Tunnel::WireGuard(wg) => wg.poll_event(),
             Tunnel::Plain(_) => None,
         }
     }
@@ -196,7 +179,7 @@ impl Tunnel {
     /// Packets waiting inside the tunnel (for a handshake), lost if the tunnel goes.
     pub fn queued(&self) -> usize {
         match self {
-            Tunnel::WireGuard { wg, .. } => wg.queued(),
+            Tunnel::WireGuard(wg) => wg.queued(),
             Tunnel::Plain(_) => 0,
         }
     }
@@ -204,7 +187,7 @@ impl Tunnel {
     /// The WireGuard state, if this is a WireGuard tunnel (for inspection and tests).
     pub fn wireguard(&self) -> Option<&wireguard::WgAttachment> {
         match self {
-            Tunnel::WireGuard { wg, .. } => Some(wg),
+            Tunnel::WireGuard(wg) => Some(wg),
             Tunnel::Plain(_) => None,
         }
     }

@@ -32,7 +32,7 @@ use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 
 use super::Event;
-use crate::buffer::{TxBatch, TxTarget, BUF_SIZE};
+use crate::buffer::{TxBatch, Via, BUF_SIZE};
 use crate::ids::{AttachmentId, PeerId};
 use crate::vocab::{DropReason, HandshakeResult};
 
@@ -390,7 +390,7 @@ impl WgAttachment {
             }
             (Out::Network(len), fits) => {
                 if fits {
-                    tx.commit(att, TxTarget::Udp(from), len);
+                    tx.commit(att, Via::udp(0, from), len);
                 } else {
                     self.events
                         .push_back(Event::dropped(DropReason::TxQueueFull, 1));
@@ -449,7 +449,7 @@ impl WgAttachment {
                 match tx.next_buf() {
                     Some(buf) => {
                         buf[..reply.len()].copy_from_slice(reply);
-                        tx.commit(self.id, TxTarget::Udp(from), reply.len());
+                        tx.commit(self.id, Via::udp(0, from), reply.len());
                     }
                     None => self
                         .events
@@ -518,7 +518,7 @@ impl WgAttachment {
         let queued = match Out::from(p.tunn.encapsulate(packet, buf)) {
             Out::Network(len) => {
                 let data = buf[0] == MESSAGE_DATA;
-                tx.commit(self.id, TxTarget::Udp(endpoint), len);
+                tx.commit(self.id, Via::udp(0, endpoint), len);
                 p.active = true;
                 !data
             }
@@ -561,7 +561,7 @@ impl WgAttachment {
             match Out::from(peer.tunn.update_timers(buf)) {
                 Out::Network(len) => {
                     if let Some(ep) = peer.endpoint {
-                        tx.commit(att, TxTarget::Udp(ep), len);
+                        tx.commit(att, Via::udp(0, ep), len);
                         peer.active = true;
                     }
                 }
@@ -646,7 +646,7 @@ fn flush(peer: &mut Peer, att: AttachmentId, tx: &mut TxBatch) {
                 if buf[0] == MESSAGE_DATA && len > DATA_OVERHEAD {
                     peer.queued = peer.queued.saturating_sub(1);
                 }
-                tx.commit(att, TxTarget::Udp(endpoint), len)
+                tx.commit(att, Via::udp(0, endpoint), len)
             }
             _ => break,
         }
@@ -719,10 +719,7 @@ mod tests {
             0,
             "slot 0"
         );
-        assert_eq!(
-            meta.target,
-            TxTarget::Udp("10.250.1.1:51820".parse().unwrap())
-        );
+        assert_eq!(meta.via, Via::udp(0, "10.250.1.1:51820".parse().unwrap()));
         assert_eq!(wg.peer_endpoint(a), Some(from));
         assert_eq!(
             wg.poll_event(),
