@@ -83,10 +83,7 @@ pub enum Problem {
     #[error("{0}")]
     Schema(String),
     #[error("unknown key `{key}` for a {kind} attachment")]
-    KeyNotForKind {
-        key: &'static str,
-        kind: &'static str,
-    },
+    KeyNotForKind { key: String, kind: &'static str },
     #[error("missing key `{key}`, required for a {kind} attachment")]
     MissingForKind {
         key: &'static str,

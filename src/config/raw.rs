@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -53,8 +53,10 @@ pub(super) struct Tenant {
     pub name: String,
     #[serde(default)]
     pub networks: Vec<Network>,
+    /// Read as values first: an attachment's `type` decides which struct it is read into
+    /// ([`Attachment`]).
     #[serde(default)]
-    pub attachments: Vec<Attachment>,
+    pub attachments: Vec<yaml_serde::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,20 +66,45 @@ pub(super) struct Network {
     pub exchange: String,
 }
 
-/// All keys of all attachment types; validation rejects the keys the `type` does not take.
-/// (A serde-tagged enum would buffer the mapping and lose the line of errors inside it.)
+/// One attachment, by its `type`: each type is a struct of its own that denies the keys of
+/// the others. (A serde-tagged enum would buffer the mapping and lose the line of errors
+/// inside it; validation reads the `type` from the value and then the struct, keeping the key
+/// path of every error.)
+#[derive(Debug)]
+pub(super) enum Attachment {
+    WireGuard(WireGuardAttachment),
+    Plain(PlainAttachment),
+}
+
+impl Attachment {
+    pub fn name(&self) -> &str {
+        match self {
+            Attachment::WireGuard(a) => &a.name,
+            Attachment::Plain(a) => &a.name,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Attachment {
+pub(super) struct WireGuardAttachment {
     pub name: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub _type: IgnoredAny,
     pub mtu: Option<u64>,
-    // wireguard
     pub listen: Option<String>,
     pub private_key_file: Option<String>,
-    pub peers: Option<Vec<Peer>>,
-    // plain
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PlainAttachment {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub _type: IgnoredAny,
+    pub mtu: Option<u64>,
     pub tun: Option<String>,
     pub routes: Option<Vec<String>>,
     pub kernel_routes: Option<Vec<String>>,

@@ -32,9 +32,11 @@ use super::{
 };
 use crate::ids::FacilityCode;
 
+mod plain;
 mod policies;
 mod tenants;
 mod values;
+mod wireguard;
 
 use tenants::*;
 use values::*;
@@ -86,30 +88,11 @@ fn serde_error(file: &str, e: &yaml_serde::Error) -> ConfigError {
         }
         None => 1,
     };
-    let (mut key, mut message) = match message.split_once(": ") {
+    let (key, message) = match message.split_once(": ") {
         Some((head, rest)) if is_key_path(head) => (head.to_string(), rest.to_string()),
         _ => (String::new(), message),
     };
-    for (field, word) in [
-        ("unknown field `", "unknown key `"),
-        ("missing field `", "missing key `"),
-    ] {
-        if let Some(rest) = message.strip_prefix(field) {
-            if let Some((name, _)) = rest.split_once('`') {
-                key = if key.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{key}.{name}")
-                };
-            }
-            message = format!("{word}{rest}");
-        }
-    }
-    // Name the expected YAML shapes rather than the Rust types behind them.
-    if let Some(i) = message.find(", expected struct ") {
-        message.replace_range(i.., ", expected a mapping");
-    }
-    message = message.replace("expected u64", "expected a whole number");
+    let (key, message) = schema_words(key, message);
     if key.is_empty() {
         ConfigError::Syntax {
             file: file.to_string(),
@@ -124,6 +107,33 @@ fn serde_error(file: &str, e: &yaml_serde::Error) -> ConfigError {
             problem: Box::new(Problem::Schema(message)),
         }
     }
+}
+
+/// Words a deserializer's message for the operator: unknown and missing keys extend the key
+/// path by the key, and YAML shapes are named rather than the Rust types behind them.
+fn schema_words(mut key: String, mut message: String) -> (String, String) {
+    for (field, word) in [
+        ("unknown field `", "unknown key `"),
+        ("missing field `", "missing key `"),
+    ] {
+        if let Some(rest) = message.strip_prefix(field) {
+            if let Some((name, _)) = rest.split_once('`') {
+                if !key.ends_with(&format!(".{name}")) && key != name {
+                    key = if key.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{key}.{name}")
+                    };
+                }
+            }
+            message = format!("{word}{rest}");
+        }
+    }
+    if let Some(i) = message.find(", expected struct ") {
+        message.replace_range(i.., ", expected a mapping");
+    }
+    message = message.replace("expected u64", "expected a whole number");
+    (key, message)
 }
 
 fn is_key_path(s: &str) -> bool {

@@ -61,16 +61,17 @@ impl Validator {
             let tk = format!("tenants[{ti}]");
             let mut routes: Vec<Keyed> = Vec::new();
             let mut attachments = Vec::with_capacity(t.attachments.len());
-            for (ai, a) in t.attachments.iter().enumerate() {
+            for (ai, value) in t.attachments.iter().enumerate() {
                 let ak = format!("{tk}.attachments[{ai}]");
+                let a = self.raw_attachment(&ak, value)?;
                 self.unique(
                     &mut attachment_names,
                     "attachment",
-                    &a.name,
+                    a.name(),
                     &format!("{ak}.name"),
                 )?;
-                let kind = match a.kind.as_str() {
-                    "wireguard" => AttachmentKind::WireGuard(self.wireguard(
+                let kind = match &a {
+                    raw::Attachment::WireGuard(a) => AttachmentKind::WireGuard(self.wireguard(
                         &ak,
                         a,
                         &tenants[ti],
@@ -78,7 +79,7 @@ impl Validator {
                         &mut listens,
                         &mut routes,
                     )?),
-                    "plain" => {
+                    raw::Attachment::Plain(a) => {
                         let plain = self.plain(&ak, a, &tenants[ti], ix, &mut tuns, &mut routes)?;
                         let owner = (ti, ai);
                         kernel_routes.extend(plain.kernel_routes.iter().enumerate().map(
@@ -89,15 +90,9 @@ impl Validator {
                         ));
                         AttachmentKind::Plain(plain)
                     }
-                    other => {
-                        return Err(self.err(
-                            &format!("{ak}.type"),
-                            Problem::UnknownAttachmentType(other.to_string()),
-                        ))
-                    }
                 };
                 attachments.push(Attachment {
-                    name: a.name.clone(),
+                    name: a.name().to_string(),
                     kind,
                 });
             }
@@ -106,6 +101,79 @@ impl Validator {
         }
         self.no_kernel_route_overlap(&kernel_routes)?;
         Ok(tenants)
+    }
+
+    /// Reads attachment `ak` into the struct of its `type`, which denies the keys of other
+    /// types; errors keep their key path below `ak`.
+    fn raw_attachment(
+        &self,
+        ak: &str,
+        value: &yaml_serde::Value,
+    ) -> Result<raw::Attachment, ConfigError> {
+        let tk = format!("{ak}.type");
+        let kind = match value {
+            yaml_serde::Value::Mapping(m) => match m.get("type") {
+                Some(yaml_serde::Value::String(s)) => s.as_str(),
+                Some(_) => return Err(self.err(&tk, Problem::Schema("expected a string".into()))),
+                None => return Err(self.err(&tk, Problem::Schema("missing key `type`".into()))),
+            },
+            _ => return Err(self.err(ak, Problem::Schema("expected a mapping".into()))),
+        };
+        match kind {
+            "wireguard" => self
+                .typed(ak, value, "wireguard")
+                .map(raw::Attachment::WireGuard),
+            "plain" => self.typed(ak, value, "plain").map(raw::Attachment::Plain),
+            other => Err(self.err(&tk, Problem::UnknownAttachmentType(other.to_string()))),
+        }
+    }
+
+    /// Deserializes `value` (the mapping at `key`) into `T`, an attachment of `kind`. The
+    /// value goes back through YAML text so that scalars are read as the operator wrote them
+    /// (`persistent_keepalive: 25` into a string, as for every other key).
+    fn typed<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        value: &yaml_serde::Value,
+        kind: &'static str,
+    ) -> Result<T, ConfigError> {
+        let text = yaml_serde::to_string(value)
+            .map_err(|e| self.err(key, Problem::Schema(e.to_string())))?;
+        serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(&text)).map_err(|e| {
+            let below = e.path().to_string();
+            let mut message = e.into_inner().to_string();
+            // Lines of the text made here mean nothing to the operator; the key path tells.
+            if let Some(i) = message.rfind(" at line ") {
+                message.truncate(i);
+            }
+            // The deserializer names the path as well; `below` already has it.
+            if let Some((head, rest)) = message.split_once(": ") {
+                if is_key_path(head) {
+                    message = rest.to_string();
+                }
+            }
+            let path = match below.as_str() {
+                "" | "." => key.to_string(),
+                p if p.starts_with('[') => format!("{key}{p}"),
+                p => format!("{key}.{p}"),
+            };
+            // An unknown key directly in the attachment belongs to another type.
+            if let Some(rest) = message.strip_prefix("unknown field `") {
+                if let Some((name, _)) = rest.split_once('`') {
+                    if name == below {
+                        return self.err(
+                            &path,
+                            Problem::KeyNotForKind {
+                                key: name.to_string(),
+                                kind,
+                            },
+                        );
+                    }
+                }
+            }
+            let (path, message) = schema_words(path, message);
+            self.err(&path, Problem::Schema(message))
+        })
     }
 
     /// The kernel routes a prefix into one device, so plain attachments must not claim
@@ -131,195 +199,6 @@ impl Validator {
             }
         }
         Ok(())
-    }
-
-    pub(super) fn wireguard(
-        &self,
-        ak: &str,
-        a: &raw::Attachment,
-        tenant: &Tenant,
-        peer_names: &mut Names,
-        listens: &mut Vec<(SocketAddr, String)>,
-        routes: &mut Vec<Keyed>,
-    ) -> Result<WireGuardAttachment, ConfigError> {
-        const KIND: &str = "wireguard";
-        self.not_for_kind(ak, "tun", a.tun.is_some(), KIND)?;
-        self.not_for_kind(ak, "routes", a.routes.is_some(), KIND)?;
-        self.not_for_kind(ak, "kernel_routes", a.kernel_routes.is_some(), KIND)?;
-        self.not_for_kind(
-            ak,
-            "directed_broadcast",
-            a.directed_broadcast.is_some(),
-            KIND,
-        )?;
-        let lk = format!("{ak}.listen");
-        let listen = self.socket(&lk, self.required(ak, "listen", &a.listen, KIND)?)?;
-        if let Some((_, other)) = listens.iter().find(|(l, _)| same_socket(*l, listen)) {
-            return Err(self.err(
-                &lk,
-                Problem::SameListen {
-                    value: listen.to_string(),
-                    other_key: other.clone(),
-                    other_line: self.lines.line(other),
-                },
-            ));
-        }
-        listens.push((listen, lk));
-        let private_key_file = self.required(ak, "private_key_file", &a.private_key_file, KIND)?;
-        let (private_key_file, private_key) =
-            self.key_file(&format!("{ak}.private_key_file"), private_key_file)?;
-        let mtu = self.mtu(ak, a.mtu, KIND, WIREGUARD_MTU, WIREGUARD_DEFAULT_MTU)?;
-
-        let mut public_keys: HashMap<[u8; 32], String> = HashMap::new();
-        let mut peers = Vec::new();
-        for (pi, p) in a.peers.iter().flatten().enumerate() {
-            let pk = format!("{ak}.peers[{pi}]");
-            self.unique(peer_names, "peer", &p.name, &format!("{pk}.name"))?;
-            let fk = format!("{pk}.facility");
-            let facility = match &p.facility {
-                Some(s) => self.facility(&fk, s)?,
-                None => {
-                    return Err(self.err(
-                        &fk,
-                        Problem::MissingFacility {
-                            peer: p.name.clone(),
-                        },
-                    ))
-                }
-            };
-            let kk = format!("{pk}.public_key");
-            let public_key = self.public_key(&kk, &p.public_key)?;
-            if let Some(other) = public_keys.get(&public_key.0) {
-                return Err(self.err(
-                    &kk,
-                    Problem::DuplicatePublicKey {
-                        value: p.public_key.trim().to_string(),
-                        other_key: other.clone(),
-                        other_line: self.lines.line(other),
-                    },
-                ));
-            }
-            public_keys.insert(public_key.0, kk);
-            let (preshared_key_file, preshared_key) = match &p.preshared_key_file {
-                Some(f) => {
-                    let (path, key) = self.key_file(&format!("{pk}.preshared_key_file"), f)?;
-                    (Some(path), Some(key))
-                }
-                None => (None, None),
-            };
-            let allowed_ips = self.internal_prefixes(
-                &format!("{pk}.allowed_ips"),
-                &p.allowed_ips,
-                tenant,
-                routes,
-            )?;
-            let address = match &p.address {
-                Some(s) => {
-                    let key = format!("{pk}.address");
-                    let net = self.prefix_with_host(&key, s)?;
-                    if !allowed_ips.iter().any(|a| a.contains(net.ip())) {
-                        return Err(self.err(
-                            &key,
-                            Problem::AddressNotAllowed {
-                                value: net,
-                                allowed: join(&allowed_ips),
-                            },
-                        ));
-                    }
-                    Some(net)
-                }
-                None => None,
-            };
-            let endpoint = match &p.endpoint {
-                Some(s) => Some(self.socket(&format!("{pk}.endpoint"), s)?),
-                None => None,
-            };
-            let persistent_keepalive = match &p.persistent_keepalive {
-                Some(s) => {
-                    let key = format!("{pk}.persistent_keepalive");
-                    let secs = self.duration(&key, s)?.as_secs();
-                    self.in_range(&key, secs, KEEPALIVE)?;
-                    Some(
-                        u16::try_from(secs)
-                            .map_err(|_| self.err(&key, out_of_range(secs, KEEPALIVE)))?,
-                    )
-                }
-                None => None,
-            };
-            peers.push(WireGuardPeer {
-                name: p.name.clone(),
-                facility,
-                public_key,
-                preshared_key_file,
-                preshared_key,
-                allowed_ips,
-                address,
-                endpoint,
-                persistent_keepalive,
-                directed_broadcast: p.directed_broadcast.unwrap_or(false),
-            });
-        }
-        Ok(WireGuardAttachment {
-            listen,
-            private_key_file,
-            private_key,
-            mtu,
-            peers,
-        })
-    }
-
-    pub(super) fn plain(
-        &self,
-        ak: &str,
-        a: &raw::Attachment,
-        tenant: &Tenant,
-        ix: &Ix,
-        tuns: &mut HashMap<String, String>,
-        routes: &mut Vec<Keyed>,
-    ) -> Result<PlainAttachment, ConfigError> {
-        const KIND: &str = "plain";
-        self.not_for_kind(ak, "listen", a.listen.is_some(), KIND)?;
-        self.not_for_kind(ak, "private_key_file", a.private_key_file.is_some(), KIND)?;
-        self.not_for_kind(ak, "peers", a.peers.is_some(), KIND)?;
-        let tk = format!("{ak}.tun");
-        let tun = self.required(ak, "tun", &a.tun, KIND)?;
-        let valid_name = (1..=TUN_NAME_MAX).contains(&tun.len())
-            && tun
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-        if !valid_name {
-            return Err(self.err(&tk, Problem::TunName { value: tun.clone() }));
-        }
-        if let Some(other) = tuns.get(tun) {
-            return Err(self.err(
-                &tk,
-                Problem::SameTun {
-                    value: tun.clone(),
-                    other_key: other.clone(),
-                    other_line: self.lines.line(other),
-                },
-            ));
-        }
-        tuns.insert(tun.clone(), tk);
-        let mtu = self.mtu(ak, a.mtu, KIND, PLAIN_MTU, PLAIN_DEFAULT_MTU)?;
-        let raw_routes = self.required(ak, "routes", &a.routes, KIND)?;
-        let plain_routes =
-            self.internal_prefixes(&format!("{ak}.routes"), raw_routes, tenant, routes)?;
-        let kernel_routes = match &a.kernel_routes {
-            Some(list) => list
-                .iter()
-                .enumerate()
-                .map(|(i, s)| self.prefix(&format!("{ak}.kernel_routes[{i}]"), s))
-                .collect::<Result<Vec<_>, _>>()?,
-            None => vec![ix.exchange_space],
-        };
-        Ok(PlainAttachment {
-            tun: tun.clone(),
-            mtu,
-            routes: plain_routes,
-            kernel_routes,
-            directed_broadcast: a.directed_broadcast.unwrap_or(false),
-        })
     }
 }
 

@@ -548,6 +548,60 @@ fn rejects_unknown_keys_anywhere() {
     );
 }
 
+/// Each attachment type is read into a struct of its own; errors inside it keep their key path
+/// and line.
+#[test]
+fn attachment_errors_keep_their_key_path_and_line() {
+    let text = edit(
+        BASE,
+        "        tun: ixgw-beta\n",
+        "        tun: ixgw-beta\n        mtu: big\n",
+    );
+    rejects(
+        &text,
+        "tenants[1].attachments[0].mtu",
+        "mtu: big",
+        &["expected a whole number"],
+    );
+    let text = edit(
+        BASE,
+        "            allowed_ips: [10.0.2.0/24]\n",
+        "            allowed_ips: { a: 1 }\n",
+    );
+    rejects(
+        &text,
+        "tenants[0].attachments[0].peers[1].allowed_ips",
+        "allowed_ips: { a: 1 }",
+        &["expected a sequence"],
+    );
+    let text = edit(BASE, "        type: plain\n", "");
+    rejects(
+        &text,
+        "tenants[1].attachments[0].type",
+        "- name: lan-b",
+        &["missing key `type`"],
+    );
+    let text = edit(BASE, "        type: plain\n", "        type: [plain]\n");
+    rejects(
+        &text,
+        "tenants[1].attachments[0].type",
+        "type: [plain]",
+        &["expected a string"],
+    );
+    let text = edit(
+        BASE,
+        "          - name: clinic-b\n",
+        "          - facility: \"4240123456\" # no name\n",
+    );
+    let text = edit(&text, "            facility: \"4240123456\"\n", "");
+    rejects(
+        &text,
+        "tenants[0].attachments[0].peers[1].name",
+        "# no name",
+        &["missing key `name`"],
+    );
+}
+
 #[test]
 fn rejects_duplicate_tenant_names() {
     let text = edit(BASE, "  - name: beta", "  - name: alpha # dup");

@@ -55,19 +55,6 @@ impl Validator {
         Ok(())
     }
 
-    pub(super) fn not_for_kind(
-        &self,
-        ak: &str,
-        key: &'static str,
-        present: bool,
-        kind: &'static str,
-    ) -> Result<(), ConfigError> {
-        if present {
-            return Err(self.err(&format!("{ak}.{key}"), Problem::KeyNotForKind { key, kind }));
-        }
-        Ok(())
-    }
-
     pub(super) fn required<'v, T>(
         &self,
         ak: &str,
