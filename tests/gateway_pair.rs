@@ -26,6 +26,7 @@ use ixgw::config::{
     Policy, PortRule, Protocol, Source, Tenant, WireGuardAttachment, WireGuardPeer,
 };
 use ixgw::dataplane::{Gateway, Plan};
+use ixgw::facility::FacilityState;
 use ixgw::ids::{AttachmentId, FacilityCode, PeerId};
 use ixgw::metrics::{HandshakeResult, MetricsHub};
 use ixgw::tunnel::wireguard::{clock, keys, TIMER_TICK};
@@ -1168,4 +1169,31 @@ fn replies_follow_a_facility_that_roams() {
     assert_eq!(p.facs[A].initiations_sent(), 1);
     assert_eq!(p.all_drops(), vec![]);
     p.assert_no_facility_errors();
+}
+
+/// A facility whose state forbids traffic loses it at once, its open flows included (a reply
+/// on a flow it opened finds the verdict stale and asks again); restoring the state brings
+/// traffic back without a new handshake.
+#[test]
+fn a_facility_that_may_not_send_loses_its_flows_until_restored() {
+    let mut p = Pair::new(Setup {
+        b_endpoint: true,
+        ..Setup::default()
+    });
+    ping_pong(&mut p, 1);
+    let a_facility = p.plan().peers[p.peer(A).index()].facility_id;
+
+    assert!(p.gw.set_facility_state(a_facility, FacilityState::Revoked));
+    let (a0, b0) = (p.received(A).len(), p.received(B).len());
+    p.send(B, &echo("10.0.0.2", "100.64.0.2", 7, 1, true, b"ping"));
+    p.send(A, &echo("10.0.0.2", "100.65.0.2", 7, 2, false, b"ping"));
+    assert_eq!((p.received(A).len(), p.received(B).len()), (a0, b0));
+    assert_eq!(p.drops(DropReason::Facility), 2);
+
+    assert!(p
+        .gw
+        .set_facility_state(a_facility, FacilityState::NotRequired));
+    ping_pong(&mut p, 3);
+    assert_eq!(p.drops(DropReason::Facility), 2);
+    assert_eq!(p.handshakes(HandshakeResult::Ok), 2, "sessions kept");
 }

@@ -6,11 +6,14 @@ use std::time::{Duration, Instant};
 
 use super::plan::{Plan, Route};
 use crate::buffer::{RxBatch, RxMeta, TxBatch};
-use crate::facility::FacilityTable;
-use crate::ids::{AttachmentId, ExchangeV4, FacilityCode, InternalV4, PeerId, TenantId};
+use crate::facility::{FacilityState, FacilityTable};
+use crate::ids::{
+    AttachmentId, ExchangeV4, FacilityCode, FacilityId, InternalV4, PeerId, TenantId,
+};
 use crate::nat;
 use crate::policy::flows::{
-    Flow, FlowTable, Lookup, Owner, Refused, Signal, Start, Timeouts, Tuple,
+    Flow, FlowTable, Generation, Generations, Lookup, Owner, Refused, Signal, Start, Timeouts,
+    Tuple,
 };
 use crate::policy::Query;
 use crate::tunnel::wireguard::WgAttachment;
@@ -66,12 +69,13 @@ impl Gateway {
         let mut flows = FlowTable::new(plan.limits.flow_table_size, Timeouts::from(&plan.limits));
         flows.set_quotas(plan.flow_quotas());
         flows.reown(plan.tenants.len(), plan.facilities.len(), |_| None);
+        let facilities = FacilityTable::new(plan.facilities.len());
         Gateway {
             core: Core {
                 plan,
                 tunnels,
                 flows,
-                facilities: FacilityTable::default(),
+                facilities,
                 counters,
                 next_sweep: now + SWEEP_INTERVAL,
                 icmp_budget: IcmpBudget::new(now),
@@ -99,6 +103,12 @@ impl Gateway {
             .tunnels
             .get(id.index())
             .and_then(Tunnel::wireguard)
+    }
+
+    /// Sets a facility's state (numbered as in the running plan). Only that facility's cached
+    /// verdicts are asked again, on their next packet. Returns whether the state changed.
+    pub fn set_facility_state(&mut self, facility: FacilityId, state: FacilityState) -> bool {
+        self.core.facilities.set_state(facility, state)
     }
 
     /// Switches to a new plan. Attachments with the same name and sockets keep their tunnel
@@ -152,6 +162,7 @@ impl Gateway {
             }
         }
         core.flows.set_quotas(plan.flow_quotas());
+        core.facilities = FacilityTable::new(plan.facilities.len());
         let orphans = core
             .flows
             .reown(plan.tenants.len(), plan.facilities.len(), |f| {
@@ -281,10 +292,6 @@ impl Core {
         }
     }
 
-    fn verdict_generation(&self) -> u64 {
-        (self.plan.generation << 32) ^ self.facilities.generation()
-    }
-
     /// classify → admit → translate → route → encap for one inner packet that arrived on
     /// `attachment` (from `peer` for tunnels with peers).
     fn forward(
@@ -324,11 +331,13 @@ impl Core {
         let (dst_tenant, dst) = plan.resolve_exchange(s.dst).ok_or(DropReason::NoRoute)?;
 
         // admit
-        let (fstate, _) = self.facilities.state(facility);
-        if !fstate.allows_traffic() {
+        if !self.facilities.state(owner.facility).allows_traffic() {
             return Err(DropReason::Facility);
         }
-        let generation = self.verdict_generation();
+        let generation = Generations {
+            plan: plan.generation,
+            facilities: self.facilities.generations(),
+        };
         let admitted = match flow_tuple(&s, src_x) {
             Some((tuple, policy_port, signal)) => {
                 let query = Query {
@@ -541,7 +550,7 @@ fn admit_flow(
     facilities: &FacilityTable,
     flows: &mut FlowTable,
     now: Instant,
-    generation: u64,
+    generation: Generations<'_>,
     (tuple, signal): (Tuple, Signal),
     query: Query,
     owner: Owner,
@@ -567,7 +576,7 @@ fn admit_flow(
                 facility: query.src_facility,
                 owner,
                 rule,
-                generation,
+                generation: generation.of(&owner),
             };
             Ok(Some((flow, Some(start))))
         }
@@ -575,25 +584,26 @@ fn admit_flow(
 }
 
 /// A flow admitted under an older plan or facility state, asked again: the renewed flow, or
-/// `Policy` (and the flow is forgotten).
+/// why not (`Facility` when its opener's facility may not send now, else `Policy`), and the
+/// flow is forgotten.
 fn refresh(
     plan: &Plan,
     facilities: &FacilityTable,
     flows: &mut FlowTable,
     flow: Flow,
-    generation: u64,
+    generation: Generations<'_>,
 ) -> Result<Flow, DropReason> {
     match reevaluate(plan, facilities, &flow) {
-        Some((rule, facility, owner)) => Ok(Flow {
+        Ok((rule, facility, owner)) => Ok(Flow {
             rule,
             facility,
             owner,
-            generation,
+            generation: generation.of(&owner),
             ..flow
         }),
-        None => {
+        Err(reason) => {
             flows.remove(&flow.opener);
-            Err(DropReason::Policy)
+            Err(reason)
         }
     }
 }
@@ -605,14 +615,15 @@ fn reevaluate(
     plan: &Plan,
     facilities: &FacilityTable,
     flow: &Flow,
-) -> Option<(crate::ids::RuleId, Option<FacilityCode>, Owner)> {
+) -> Result<(crate::ids::RuleId, Option<FacilityCode>, Owner), DropReason> {
     let o = &flow.opener;
-    let (src_tenant, src): (TenantId, InternalV4) = plan.resolve_exchange(o.src)?;
-    let (dst_tenant, dst) = plan.resolve_exchange(o.dst)?;
-    let owner = plan.owner(src_tenant, src)?;
+    let (src_tenant, src): (TenantId, InternalV4) =
+        plan.resolve_exchange(o.src).ok_or(DropReason::Policy)?;
+    let (dst_tenant, dst) = plan.resolve_exchange(o.dst).ok_or(DropReason::Policy)?;
+    let owner = plan.owner(src_tenant, src).ok_or(DropReason::Policy)?;
     let facility = owner.facility.map(|f| plan.facilities[f.index()]);
-    if !facilities.state(facility).0.allows_traffic() {
-        return None;
+    if !facilities.state(owner.facility).allows_traffic() {
+        return Err(DropReason::Facility);
     }
     let dst_port = match o.protocol {
         PROTO_TCP | PROTO_UDP => o.dst_port,
@@ -626,8 +637,8 @@ fn reevaluate(
         dst,
         protocol: o.protocol,
         dst_port,
-    })?;
-    Some((rule, facility, owner))
+    });
+    Ok((rule.ok_or(DropReason::Policy)?, facility, owner))
 }
 
 #[cfg(test)]
@@ -689,7 +700,7 @@ mod reevaluate_tests {
             protocol: PROTO_TCP,
         };
         let before = Plan::compile(&config("4212345678"), 1);
-        let facilities = FacilityTable::default();
+        let facilities = FacilityTable::new(1);
         let flow = Flow {
             opener,
             facility: Some(FacilityCode::parse("4212345678").unwrap()),
@@ -700,13 +711,13 @@ mod reevaluate_tests {
             rule: crate::ids::RuleId(4),
             generation: 1,
         };
-        assert!(reevaluate(&before, &facilities, &flow).is_some());
+        assert!(reevaluate(&before, &facilities, &flow).is_ok());
 
         // The same peer (same addresses) now belongs to another facility.
         let after = Plan::compile(&config("4219999999"), 2);
         assert_eq!(
             reevaluate(&after, &facilities, &flow),
-            None,
+            Err(DropReason::Policy),
             "the old facility's verdict must not survive"
         );
     }

@@ -4,9 +4,10 @@
 //! Exchange addresses are unique in the IX, so one canonical key (lower endpoint first)
 //! names a flow in both directions: a reply finds the entry its request created. Each entry
 //! remembers which side opened the flow, its [`Owner`] (the opener's tenant and facility), the
-//! rule and the generation its verdict was computed at; an entry older than the current
-//! generation (reload, facility state change) is reported `Stale` and must be re-evaluated by
-//! the caller.
+//! rule and the generation its verdict was computed at; an entry whose generation is not the
+//! current one *for its owner* ([`Generation`]: the plan's, changed by a reload, and its
+//! opener's facility's, changed by that facility's state) is reported `Stale` and must be
+//! re-evaluated by the caller.
 //!
 //! For ICMP echo the caller puts the identifier in both ports, so that request and reply name
 //! the same flow.
@@ -91,6 +92,39 @@ pub struct Owner {
     pub facility: Option<FacilityId>,
 }
 
+/// The current verdict generation of a flow, by its owner.
+pub trait Generation {
+    fn of(&self, owner: &Owner) -> u64;
+}
+
+/// One generation for every flow.
+impl Generation for u64 {
+    #[inline]
+    fn of(&self, _: &Owner) -> u64 {
+        *self
+    }
+}
+
+/// The plan's generation (high 32 bits) with the opener's facility's (low 32 bits): a reload
+/// re-checks every flow, a facility's state change only that facility's.
+#[derive(Debug, Clone, Copy)]
+pub struct Generations<'a> {
+    pub plan: u64,
+    /// By [`FacilityId`].
+    pub facilities: &'a [u32],
+}
+
+impl Generation for Generations<'_> {
+    #[inline]
+    fn of(&self, owner: &Owner) -> u64 {
+        let facility = owner
+            .facility
+            .and_then(|f| self.facilities.get(f.index()).copied())
+            .unwrap_or(0);
+        (self.plan << 32) | u64::from(facility)
+    }
+}
+
 /// An admitted flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flow {
@@ -102,7 +136,7 @@ pub struct Flow {
     pub owner: Owner,
     /// The rule that admitted it.
     pub rule: RuleId,
-    /// The verdict's generation.
+    /// The verdict's generation ([`Generation::of`] its owner when it was computed).
     pub generation: u64,
 }
 
@@ -115,7 +149,7 @@ pub enum Lookup {
         flow: Flow,
         reply: bool,
     },
-    /// A live flow whose verdict predates `generation`: re-evaluate, then
+    /// A live flow whose verdict predates its owner's generation: re-evaluate, then
     /// [`FlowTable::insert`] again or [`FlowTable::remove`].
     Stale {
         flow: Flow,
@@ -244,13 +278,19 @@ impl FlowTable {
     /// Looks the packet's flow up and, when found and not idle-expired, refreshes its last-seen
     /// time to `now` and advances its state with `signal`. A dead entry found on the way is
     /// removed.
-    pub fn lookup(&mut self, t: &Tuple, signal: Signal, now: Instant, generation: u64) -> Lookup {
+    pub fn lookup(
+        &mut self,
+        t: &Tuple,
+        signal: Signal,
+        now: Instant,
+        generation: impl Generation,
+    ) -> Lookup {
         self.find_flow(t, now, generation, Some(signal))
     }
 
     /// Like [`FlowTable::lookup`], but the entry is neither refreshed nor advanced: for
     /// packets that only refer to a flow (ICMP errors), which anyone on the path can forge.
-    pub fn peek(&mut self, t: &Tuple, now: Instant, generation: u64) -> Lookup {
+    pub fn peek(&mut self, t: &Tuple, now: Instant, generation: impl Generation) -> Lookup {
         self.find_flow(t, now, generation, None)
     }
 
@@ -258,7 +298,7 @@ impl FlowTable {
         &mut self,
         t: &Tuple,
         now: Instant,
-        generation: u64,
+        generation: impl Generation,
         signal: Option<Signal>,
     ) -> Lookup {
         let now = self.tick(now);
@@ -276,7 +316,7 @@ impl FlowTable {
             let state = self.slots[slot as usize].state.next(reply, signal);
             self.touch(slot, now, state);
         }
-        if flow.generation == generation {
+        if flow.generation == generation.of(&flow.owner) {
             Lookup::Hit { flow, reply }
         } else {
             Lookup::Stale { flow, reply }

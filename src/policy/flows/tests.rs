@@ -388,6 +388,49 @@ fn stale_generation_and_readmission() {
     assert_eq!(table.len(), 1);
 }
 
+/// A facility's state change makes its own flows stale and leaves every other facility's (and
+/// facility-less flows) as they were; a reload makes them all stale.
+#[test]
+fn a_facility_generation_stales_only_that_facilitys_flows() {
+    let t0 = Instant::now();
+    let mut table = FlowTable::new(8, TIMEOUTS);
+    let owner = |f: Option<u32>| Owner {
+        tenant: TenantId(0),
+        facility: f.map(FacilityId),
+    };
+    let mut facilities = vec![0u32, 0];
+    let current = |plan: u64, facilities: &[u32], o: &Owner| Generations { plan, facilities }.of(o);
+    let flows: Vec<(Tuple, Owner)> = [Some(0), Some(1), None]
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (tuple(1, 5000 + i as u16, 2, 104, 17), owner(f)))
+        .collect();
+    for (t, o) in &flows {
+        let generation = current(7, &facilities, o);
+        table
+            .ins(
+                Flow {
+                    owner: *o,
+                    ..flow(*t, 1, generation)
+                },
+                t0,
+            )
+            .unwrap();
+    }
+    facilities[1] += 1;
+    let stale = |table: &mut FlowTable, plan: u64, facilities: &[u32]| -> Vec<bool> {
+        flows
+            .iter()
+            .map(|(t, _)| {
+                let g = Generations { plan, facilities };
+                matches!(table.lookup(t, data(t), t0, g), Lookup::Stale { .. })
+            })
+            .collect()
+    };
+    assert_eq!(stale(&mut table, 7, &facilities), [false, true, false]);
+    assert_eq!(stale(&mut table, 8, &facilities), [true, true, true]);
+}
+
 #[test]
 fn readmission_replaces_the_verdict_as_given() {
     let t0 = Instant::now();
