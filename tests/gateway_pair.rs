@@ -30,6 +30,7 @@ use ixgw::facility::FacilityState;
 use ixgw::ids::{AttachmentId, FacilityCode, PeerId};
 use ixgw::metrics::{HandshakeResult, MetricsHub};
 use ixgw::tunnel::wireguard::{clock, keys, TIMER_TICK};
+use ixgw::tunnel::Tunnel;
 use ixgw::vocab::DropReason;
 use ixgw::wire::icmp::IcmpPacket;
 use ixgw::wire::ipv4::Ipv4Packet;
@@ -324,7 +325,8 @@ impl Pair {
 
     fn established(&self, i: usize) -> bool {
         self.gw
-            .wireguard(self.attachment(i))
+            .tunnel(self.attachment(i))
+            .and_then(Tunnel::wireguard)
             .expect("WireGuard attachment")
             .peer_session_established(self.peer(i))
     }
@@ -656,7 +658,8 @@ fn echo_to_unconnected_b_without_endpoint_is_dropped_until_b_connects() {
     p.connect(B);
     assert!(p.established(B));
     assert_eq!(
-        p.gw.wireguard(p.attachment(B))
+        p.gw.tunnel(p.attachment(B))
+            .and_then(Tunnel::wireguard)
             .unwrap()
             .peer_endpoint(p.peer(B)),
         Some(site(B).facility_addr)
@@ -943,7 +946,8 @@ fn keepalives_hold_an_idle_session_and_data_flows_after() {
     assert!(p.established(A));
     assert!(p.established(B));
     assert_eq!(
-        p.gw.wireguard(p.attachment(A))
+        p.gw.tunnel(p.attachment(A))
+            .and_then(Tunnel::wireguard)
             .unwrap()
             .peer_endpoint(p.peer(A)),
         Some(site(A).facility_addr)
@@ -1161,7 +1165,8 @@ fn replies_follow_a_facility_that_roams() {
         one_hop_later(echo("100.65.0.2", "10.0.0.2", 7, 2, true, b"ping"))
     );
     assert_eq!(
-        p.gw.wireguard(p.attachment(A))
+        p.gw.tunnel(p.attachment(A))
+            .and_then(Tunnel::wireguard)
             .unwrap()
             .peer_endpoint(p.peer(A)),
         Some(roamed)

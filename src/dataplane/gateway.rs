@@ -16,7 +16,6 @@ use crate::policy::flows::{
     Tuple,
 };
 use crate::policy::Query;
-use crate::tunnel::wireguard::WgAttachment;
 use crate::tunnel::{Event, Tunnel};
 use crate::vocab::{Counters, DropReason, HandshakeResult};
 use crate::wire::{self, Summary, L4, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
@@ -97,12 +96,9 @@ impl Gateway {
         self.core.flows.len()
     }
 
-    /// The WireGuard state of an attachment, if it is one.
-    pub fn wireguard(&self, id: AttachmentId) -> Option<&WgAttachment> {
-        self.core
-            .tunnels
-            .get(id.index())
-            .and_then(Tunnel::wireguard)
+    /// An attachment's tunnel (for inspection and tests).
+    pub fn tunnel(&self, id: AttachmentId) -> Option<&Tunnel> {
+        self.core.tunnels.get(id.index())
     }
 
     /// Sets a facility's state (numbered as in the running plan). Only that facility's cached
@@ -212,7 +208,7 @@ impl Gateway {
         }
     }
 
-    /// Runs due timers: WireGuard keepalives, rekeys and handshake retries; flow expiry.
+    /// Runs due timers: the tunnels' (keepalives, rekeys, handshake retries) and flow expiry.
     pub fn handle_timeout(&mut self, now: Instant, tx: &mut TxBatch) {
         let core = &mut self.core;
         for t in &mut core.tunnels {

@@ -116,7 +116,7 @@ pub struct Running {
     metrics_addr: SocketAddr,
     /// What is bound now, by source key.
     bound: HashMap<SourceKey, Bound>,
-    /// The WireGuard sockets whose kernel drops `/metrics` exports.
+    /// The UDP sockets whose kernel drops `/metrics` exports.
     socket_drops: Arc<SocketDrops>,
     plan: Arc<Plan>,
 }
@@ -160,11 +160,13 @@ impl NewSources {
 fn tracked_sockets(plan: &Plan, bound: &HashMap<SourceKey, Bound>) -> Vec<TrackedSocket> {
     plan.attachments
         .iter()
-        .flat_map(|a| SourceKey::all(a).map(move |k| (a, k)))
-        .filter_map(|(a, k)| {
-            let b = bound.get(&k)?;
+        .flat_map(|a| a.io.iter().enumerate().map(move |(i, io)| (a, i, io)))
+        .filter_map(|(a, i, io)| {
+            let Io::Udp(listen) = io else { return None };
+            let b = bound.get(&SourceKey::of(a, i))?;
             Some(TrackedSocket {
                 attachment: a.name.clone(),
+                socket: listen.to_string(),
                 inode: b.inode?,
                 receive_buffer: b.receive_buffer,
             })

@@ -1,11 +1,11 @@
-//! Kernel drops of the WireGuard sockets, exported per attachment.
+//! Kernel drops of the UDP sockets, exported per attachment.
 //!
 //! A datagram the kernel cannot queue on a full socket receive buffer is dropped before ixgw
 //! sees it; the kernel counts it per socket in the `drops` column of `/proc/net/udp` and
 //! `/proc/net/udp6` (see proc_net(5)), where the `inode` column is the socket's `st_ino`. The
-//! runtime records each WireGuard socket's inode when it binds it ([`SocketDrops::track`]);
+//! runtime records each UDP socket's inode when it binds it ([`SocketDrops::track`]);
 //! at scrape time [`SocketDropsCollector`] reads both files once and emits
-//! `ixgw_socket_drops_total{attachment}` for the sockets in use.
+//! `ixgw_socket_drops_total{attachment,socket}` for the sockets in use.
 //!
 //! The exported counter never goes backwards for an attachment name within one process: the
 //! collector accumulates the increase of each socket's count since its last reading into a
@@ -35,10 +35,12 @@ const DROPS_HELP: &str = "Datagrams the kernel dropped on the attachment's UDP s
 const RCVBUF_NAME: &str = "ixgw_socket_receive_buffer_bytes";
 const RCVBUF_HELP: &str = "The attachment's UDP socket receive buffer as the kernel reports it (SO_RCVBUF, which counts the kernel's bookkeeping: twice the size asked for).";
 
-/// One WireGuard socket in use: its attachment, its inode and its receive buffer size.
+/// One UDP socket in use: its attachment, the address it was bound to (an attachment may have
+/// several sockets: IPsec's 500 and 4500), its inode and its receive buffer size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TrackedSocket {
     pub attachment: String,
+    pub socket: String,
     pub inode: u64,
     pub receive_buffer: Option<usize>,
 }
@@ -132,21 +134,21 @@ struct Socket {
 #[derive(Debug, Default)]
 struct State {
     sockets: Vec<Socket>,
-    /// Per attachment name, every drop counted so far; entries are never removed, so a name
-    /// that comes back continues from its total.
-    totals: HashMap<String, u64>,
+    /// Per attachment name and socket address, every drop counted so far; entries are never
+    /// removed, so a pair that comes back continues from its total.
+    totals: HashMap<(String, String), u64>,
 }
 
-/// The WireGuard sockets in use and the drops counted on them so far. Shared by the runtime
+/// The UDP sockets in use and the drops counted on them so far. Shared by the runtime
 /// (which replaces the set on start and reload) and the scraper.
 #[derive(Debug, Default)]
 pub(crate) struct SocketDrops {
     state: Mutex<State>,
 }
 
-/// The series of one scrape: attachment, total drops (`None` when its socket was not found)
-/// and receive buffer size.
-pub(crate) type Series = Vec<(String, Option<u64>, Option<usize>)>;
+/// The series of one scrape: attachment, socket address, total drops (`None` when its socket
+/// was not found) and receive buffer size.
+pub(crate) type Series = Vec<(String, String, Option<u64>, Option<usize>)>;
 
 impl SocketDrops {
     fn state(&self) -> MutexGuard<'_, State> {
@@ -184,12 +186,14 @@ impl SocketDrops {
                 let total = readings.get(&s.tracked.inode).map(|&now| {
                     let increase = u64::from(now.wrapping_sub(s.last));
                     s.last = now;
-                    let total = totals.entry(s.tracked.attachment.clone()).or_insert(0);
+                    let key = (s.tracked.attachment.clone(), s.tracked.socket.clone());
+                    let total = totals.entry(key).or_insert(0);
                     *total = total.saturating_add(increase);
                     *total
                 });
                 (
                     s.tracked.attachment.clone(),
+                    s.tracked.socket.clone(),
                     total,
                     s.tracked.receive_buffer,
                 )
@@ -231,7 +235,7 @@ impl SocketDropsCollector {
             Desc::new(
                 name.to_owned(),
                 help.to_owned(),
-                vec!["attachment".to_owned()],
+                vec!["attachment".to_owned(), "socket".to_owned()],
                 HashMap::new(),
             )
         };
@@ -247,24 +251,26 @@ impl SocketDropsCollector {
         let series = self.drops.observe(readings);
         let mut drops = Vec::new();
         let mut buffers = Vec::new();
-        for (attachment, total, buffer) in &series {
+        for (attachment, socket, total, buffer) in &series {
+            let labels = || vec![label("attachment", attachment), label("socket", socket)];
             match total {
                 Some(total) => {
                     let mut c = proto::Counter::default();
                     c.set_value(*total as f64);
-                    let mut m = Metric::from_label(vec![label(attachment)]);
+                    let mut m = Metric::from_label(labels());
                     m.set_counter(c);
                     drops.push(m);
                 }
                 None => tracing::debug!(
                     attachment,
+                    socket,
                     "socket drops: the attachment's socket is not in /proc/net/udp or udp6"
                 ),
             }
             if let Some(bytes) = buffer {
                 let mut g = proto::Gauge::default();
                 g.set_value(*bytes as f64);
-                let mut m = Metric::from_label(vec![label(attachment)]);
+                let mut m = Metric::from_label(labels());
                 m.set_gauge(g);
                 buffers.push(m);
             }
@@ -286,10 +292,10 @@ impl Collector for SocketDropsCollector {
     }
 }
 
-fn label(attachment: &str) -> LabelPair {
+fn label(name: &str, value: &str) -> LabelPair {
     let mut pair = LabelPair::default();
-    pair.set_name("attachment".to_owned());
-    pair.set_value(attachment.to_owned());
+    pair.set_name(name.to_owned());
+    pair.set_value(value.to_owned());
     pair
 }
 
@@ -383,6 +389,7 @@ mod tests {
     fn tracked(attachment: &str, inode: u64) -> TrackedSocket {
         TrackedSocket {
             attachment: attachment.into(),
+            socket: "0.0.0.0:51820".into(),
             inode,
             receive_buffer: Some(8 << 20),
         }
@@ -393,7 +400,7 @@ mod tests {
     }
 
     fn totals(series: &Series) -> Vec<(&str, Option<u64>)> {
-        series.iter().map(|(a, t, _)| (a.as_str(), *t)).collect()
+        series.iter().map(|(a, _, t, _)| (a.as_str(), *t)).collect()
     }
 
     #[test]

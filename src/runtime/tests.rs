@@ -255,6 +255,7 @@ fn kernel_socket_drops_are_exported() {
     let drops = Arc::new(SocketDrops::default());
     drops.track(vec![TrackedSocket {
         attachment: "wg".into(),
+        socket: "127.0.0.1:0".into(),
         inode,
         receive_buffer: Some(2048),
     }]);
@@ -265,7 +266,7 @@ fn kernel_socket_drops_are_exported() {
         .expect("register");
     assert_line(
         &hub.encode(),
-        r#"ixgw_socket_drops_total{attachment="wg"} 0"#,
+        r#"ixgw_socket_drops_total{attachment="wg",socket="127.0.0.1:0"} 0"#,
     );
 
     let tx = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
@@ -279,18 +280,18 @@ fn kernel_socket_drops_are_exported() {
     assert!(kernel > 1000, "the burst overflowed the buffer: {kernel}");
     assert_line(
         &text,
-        &format!(r#"ixgw_socket_drops_total{{attachment="wg"}} {kernel}"#),
+        &format!(r#"ixgw_socket_drops_total{{attachment="wg",socket="127.0.0.1:0"}} {kernel}"#),
     );
     assert_line(
         &text,
-        r#"ixgw_socket_receive_buffer_bytes{attachment="wg"} 2048"#,
+        r#"ixgw_socket_receive_buffer_bytes{attachment="wg",socket="127.0.0.1:0"} 2048"#,
     );
     assert_line(&text, "# TYPE ixgw_socket_drops_total counter");
 }
 
-/// The gateway exports its WireGuard sockets' drops by attachment, and a reload that moves an
-/// attachment to a new socket keeps the series: the old socket is closed by then, so the
-/// series is there only if the new socket's inode is the one tracked.
+/// The gateway exports its UDP sockets' drops by attachment and socket address; after a reload
+/// that moves an attachment to a new socket only the new socket's series is there: the old
+/// socket is closed by then, so the series is there only if the new socket's inode is tracked.
 #[tokio::test]
 async fn the_gateway_exports_its_sockets_drops() {
     let metrics = std::net::TcpListener::bind("127.0.0.1:0").expect("bind metrics");
@@ -301,7 +302,7 @@ async fn the_gateway_exports_its_sockets_drops() {
     let before = running.attachment_addr("wg").expect("bound");
     assert_line(
         &running.hub().encode(),
-        r#"ixgw_socket_drops_total{attachment="wg"} 0"#,
+        r#"ixgw_socket_drops_total{attachment="wg",socket="127.0.0.1:0"} 0"#,
     );
 
     let second = "127.0.0.2:0".parse().expect("test address");
@@ -318,10 +319,14 @@ async fn the_gateway_exports_its_sockets_drops() {
         .lines()
         .filter(|l| l.starts_with("ixgw_socket_drops_total{"))
         .collect();
-    assert_eq!(series, [r#"ixgw_socket_drops_total{attachment="wg"} 0"#]);
+    assert_eq!(
+        series,
+        [r#"ixgw_socket_drops_total{attachment="wg",socket="127.0.0.2:0"} 0"#]
+    );
     assert!(
-        text.lines()
-            .any(|l| l.starts_with(r#"ixgw_socket_receive_buffer_bytes{attachment="wg"} "#)),
+        text.lines().any(|l| l.starts_with(
+            r#"ixgw_socket_receive_buffer_bytes{attachment="wg",socket="127.0.0.2:0"} "#
+        )),
         "{text}"
     );
 }
