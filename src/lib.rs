@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod buffer;
 pub mod config;
+pub mod crypto;
 pub mod dataplane;
 pub mod demo;
 pub mod facility;
