@@ -1,0 +1,3 @@
+//! IKEv2 [RFC 7296]: key derivation, messages, the SA state machines.
+
+pub mod keys;
