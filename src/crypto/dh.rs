@@ -5,9 +5,9 @@
 //! coordinates, each the size of the field, concatenated *without* the 0x04 prefix of the
 //! SEC1 uncompressed form [RFC 5903 § 7]; for Curve25519 the 32-byte u coordinate
 //! [RFC 8031 § 3.1]. The shared secret is the x coordinate of the shared point for ECP
-//! [RFC 5903 § 7] and the X25519 output for Curve25519 [RFC 8031 § 2.1], which is what ring
+//! [RFC 5903 § 7] and the X25519 output for Curve25519 [RFC 8031 § 2], which is what ring
 //! returns. Peer values of the wrong length, off the curve, or of low order (an all-zero
-//! X25519 result, refused as RFC 8031 § 2.1 requires) are errors; IKE answers them with
+//! X25519 result, refused as RFC 8031 § 2 requires) are errors; IKE answers them with
 //! INVALID_SYNTAX or INVALID_KE_PAYLOAD.
 
 use std::fmt;
@@ -274,7 +274,7 @@ mod tests {
     }
 
     /// Low-order Curve25519 points give an all-zero shared secret, which must be refused
-    /// [RFC 8031 § 2.1, RFC 7748 § 6.1].
+    /// [RFC 8031 § 2, RFC 7748 § 6.1].
     #[test]
     fn refuses_low_order_curve25519_points() {
         let rng = SystemRandom::new();

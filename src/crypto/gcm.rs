@@ -1,7 +1,7 @@
 //! AES-GCM with a 16-byte tag (ENCR_AES_GCM_16) over caller buffers, in place.
 //!
 //! The caller builds the 12-byte nonce: ESP and IKE both use the 4-byte salt from the keying
-//! material followed by the 8-byte IV carried in the packet [RFC 4106 § 4, RFC 5282 § 4].
+//! material followed by the 8-byte IV carried in the packet [RFC 4106 § 4; RFC 5282 for IKE].
 //! The caller also guarantees that a nonce is never used twice with a key (ESP uses the
 //! sequence number as IV); that is why this goes through ring's `LessSafeKey`.
 

@@ -37,6 +37,8 @@ pub use dh::{DhGroup, DhPrivateKey, SharedSecret};
 pub use gcm::AesGcm;
 pub use integ::{Integ, IntegAlg};
 pub use prf::{Prf, PrfAlg, PrfOutput};
+#[cfg(test)]
+pub(crate) use random::CountingRandom;
 pub use random::{Random, SystemRandom};
 
 /// Why a cryptographic operation failed. Carries no data: a peer's garbage must never cost an
@@ -117,7 +119,7 @@ impl EncrAlg {
     }
 
     /// Length of the salt that follows the AES key in the keying material: 4 for GCM
-    /// [RFC 4106 § 8.1, RFC 5282 § 7.1], 0 for CBC.
+    /// [RFC 4106 § 8.1; RFC 5282 for IKE], 0 for CBC.
     pub const fn salt_len(self) -> usize {
         if self.is_aead() {
             4

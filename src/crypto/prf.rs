@@ -169,11 +169,13 @@ mod tests {
     const LONG_DATA: &[u8] = b"This is a test using a larger than block-size key and a larger \
 than block-size data. The key needs to be hashed before being used by the HMAC algorithm.";
 
-    /// [RFC 4868 § 2.7.1] PRF-1 .. PRF-6 (the RFC 4231 cases): key, data, and the outputs of
-    /// PRF-HMAC-SHA-256, -384 and -512.
+    /// [RFC 4868 § 2.7.1] PRF-1 .. PRF-6 (the RFC 4231 cases) for PRF-HMAC-SHA-256, -384
+    /// and -512.
     #[test]
     fn rfc4868_2_7_1_prf_test_vectors() {
-        let cases: [(&str, Vec<u8>, &[u8], [&str; 3]); 6] = [
+        // Name, key, data, then the SHA-256, -384 and -512 outputs.
+        type Case = (&'static str, Vec<u8>, &'static [u8], [&'static str; 3]);
+        let cases: [Case; 6] = [
             (
                 "PRF-1",
                 vec![0x0b; 20],
