@@ -19,18 +19,32 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
+mod builder;
 mod error;
 mod header;
+mod msg;
 mod notify;
+mod payload;
 mod reader;
+mod sa;
+pub mod sk;
+mod ts;
 mod types;
 
-pub use error::{EncodeError, Error, Syntax};
-pub use header::{
-    strip_non_esp_marker, Flags, Header, HEADER_LEN, MAJOR_VERSION, NON_ESP_MARKER,
+pub use auth::{
+    algorithm_identifier, Auth, Cert, CertReq, DigitalSignature, Id, IdValue, CA_HASH_LEN,
 };
+pub use builder::{MessageBuilder, PayloadChain};
+pub use error::{EncodeError, Error, Syntax};
+pub use header::{strip_non_esp_marker, Flags, Header, HEADER_LEN, MAJOR_VERSION, NON_ESP_MARKER};
+pub use msg::{parse_inner, Message, SaInitValues};
 pub use notify::{Delete, Notify, NotifyType};
+pub use payload::{Cp, CpAttribute, Ke, Payload, Payloads, GENERIC_HEADER_LEN, NONCE_LEN};
+pub use sa::{Attribute, Proposal, ProposalSpec, Sa, Transform, TransformSpec, ATTR_KEY_LENGTH};
+pub use sk::{unpad, Encrypted, Fragment, SkLayout, SkParams};
+pub use ts::{AddrRange, Selector, TrafficSelector, Ts};
 pub use types::{
-    transform_id, AuthMethod, CertEncoding, CfgType, DhGroup, ExchangeType, HashAlgorithm,
-    IdType, PayloadType, ProtocolId, TransformType, TsType,
+    transform_id, AuthMethod, CertEncoding, CfgType, DhGroup, ExchangeType, HashAlgorithm, IdType,
+    PayloadType, ProtocolId, TransformType, TsType,
 };
