@@ -22,6 +22,7 @@
 mod auth;
 mod builder;
 mod error;
+pub mod fuzz;
 mod header;
 mod msg;
 mod notify;
