@@ -33,6 +33,13 @@ pub mod sk;
 mod ts;
 mod types;
 
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub(crate) mod testvec;
+
 pub use auth::{
     algorithm_identifier, Auth, Cert, CertReq, DigitalSignature, Id, IdValue, CA_HASH_LEN,
 };
