@@ -1,3 +1,4 @@
 //! IKEv2 [RFC 7296]: key derivation, messages, the SA state machines.
 
 pub mod keys;
+pub mod message;
