@@ -177,37 +177,11 @@ fn split(stream: &[u8], lens: &[usize]) -> Vec<Key> {
 mod tests {
     use super::*;
     use crate::crypto::AesGcm;
-    use crate::tunnel::testvec::{charon_secret, udp_payloads};
-
-    const PCAP: &[u8] = include_bytes!("../../../../tests/vectors/ipsec-ike-esp.pcap");
-    const LOG: &str = include_str!("../../../../tests/vectors/ipsec-ike-esp.keys.log");
-    const NONCE: u8 = 40;
-    const SK: u8 = 46;
-
-    /// The payloads of an IKE message as (type, offset of the generic header, body), by
-    /// walking the generic payload headers [RFC 7296 § 3.2].
-    fn payloads(msg: &[u8]) -> Vec<(u8, usize, &[u8])> {
-        let mut out = Vec::new();
-        let (mut next, mut at) = (msg[16], 28);
-        while next != 0 {
-            let len = usize::from(u16::from_be_bytes([msg[at + 2], msg[at + 3]]));
-            out.push((next, at, &msg[at + 4..at + len]));
-            if next == SK {
-                break;
-            }
-            next = msg[at];
-            at += len;
-        }
-        out
-    }
-
-    fn nonce(msg: &[u8]) -> &[u8] {
-        payloads(msg)
-            .into_iter()
-            .find(|p| p.0 == NONCE)
-            .expect("a nonce")
-            .2
-    }
+    use crate::tunnel::ipsec::ike::message::testvec::{
+        ike_messages, sa_init_values, AUTH_REQUEST, KEYS_LOG as LOG,
+    };
+    use crate::tunnel::ipsec::ike::message::{Message, Payload, PayloadType};
+    use crate::tunnel::testvec::charon_secret;
 
     struct Exchange<'a> {
         ni: &'a [u8],
@@ -217,13 +191,12 @@ mod tests {
     }
 
     fn exchange() -> Exchange<'static> {
-        let d = udp_payloads(PCAP);
-        let (req, resp) = (d[0].payload, d[1].payload);
+        let v = sa_init_values();
         Exchange {
-            ni: nonce(req),
-            nr: nonce(resp),
-            spi_i: req[..8].try_into().unwrap(),
-            spi_r: resp[8..16].try_into().unwrap(),
+            ni: v.ni,
+            nr: v.nr,
+            spi_i: v.spi_i.to_be_bytes(),
+            spi_r: v.spi_r.to_be_bytes(),
         }
     }
 
@@ -268,35 +241,36 @@ mod tests {
         assert!(c.integ_i.is_empty() && c.integ_r.is_empty());
     }
 
-    /// The derived SK_ei opens the initiator's IKE_AUTH: AES-GCM with nonce = salt | IV and
-    /// the IKE header through the SK payload header as associated data [RFC 5282 § 5.1],
-    /// and its first inner payload is IDi naming gw-a.lab (ID_FQDN).
+    /// The derived SK_ei opens the initiator's IKE_AUTH (AES-GCM, nonce = salt | IV), and
+    /// its first inner payload is IDi naming gw-a.lab; SK_er does not open it.
     #[test]
     fn the_derived_keys_open_strongswans_ike_auth() {
         let k = strongswan_keys();
-        let d = udp_payloads(PCAP);
-        assert_eq!(&d[2].payload[..4], &[0; 4], "non-ESP marker");
-        let msg = &d[2].payload[4..];
-        let (ty, at, body) = *payloads(msg).last().unwrap();
-        assert_eq!(ty, SK);
-        let first_inner = msg[at];
-        let aad = &msg[..at + 4];
-        let (iv, sealed) = body.split_at(8);
+        let msg = Message::parse(ike_messages()[AUTH_REQUEST]).unwrap();
+        let e = msg.encrypted().unwrap();
+        let (iv, ct, icv) = e.split(8, 16).unwrap();
         let mut nonce = [0u8; 12];
         nonce[..4].copy_from_slice(&k.sk_ei[32..]);
         nonce[4..].copy_from_slice(iv);
-        let mut buf = sealed.to_vec();
+        let sealed = [ct, icv].concat();
+        let aad = msg.aad().unwrap();
+
+        let mut buf = sealed.clone();
         let gcm = AesGcm::new(&k.sk_ei[..32]).unwrap();
         let n = gcm.open_in_place(&nonce, aad, &mut buf).unwrap();
-        let plain = &buf[..n];
-        let pad = usize::from(plain[n - 1]);
-        let inner = &plain[..n - 1 - pad];
-        assert_eq!(first_inner, 35, "IDi");
-        let id_len = usize::from(u16::from_be_bytes([inner[2], inner[3]]));
-        assert_eq!(inner[4], 2, "ID_FQDN");
-        assert_eq!(&inner[8..id_len], b"gw-a.lab");
+        let inner = crate::tunnel::ipsec::ike::message::unpad(&buf[..n]).unwrap();
+        let payloads =
+            crate::tunnel::ipsec::ike::message::parse_inner(e.first_inner, inner).unwrap();
+        let Some(Payload::IdI(id)) = payloads.first() else {
+            panic!(
+                "IDi first, got {:?}",
+                payloads.first().map(Payload::payload_type)
+            );
+        };
+        assert_eq!(id.data, b"gw-a.lab");
+        assert_eq!(e.first_inner, PayloadType::IDI);
 
-        let mut wrong = sealed.to_vec();
+        let mut wrong = sealed;
         let gcm_r = AesGcm::new(&k.sk_er[..32]).unwrap();
         assert!(gcm_r.open_in_place(&nonce, aad, &mut wrong).is_err());
     }
