@@ -88,6 +88,20 @@ reasons! {
     WgUnknownPeer => "wg_unknown_peer",
     /// Any other WireGuard protocol error reported by the tunnel state machine.
     WgProtocol => "wg_protocol",
+    /// An ESP packet whose SPI belongs to no installed inbound SA (never installed, or
+    /// deleted after a rekey or by the peer).
+    EspUnknownSpi => "esp_unknown_spi",
+    /// An ESP packet with sequence number 0, one seen before, or one left of the replay
+    /// window [RFC 4303 § 3.4.3].
+    EspReplay => "esp_replay",
+    /// An ESP packet whose ICV (GCM tag or HMAC) did not verify.
+    EspIntegrity => "esp_integrity",
+    /// An ESP packet too short or misaligned for its SA, with bad padding, a next header
+    /// other than IPv4, or an inner packet that is not IPv4; or an IKE/ESP datagram that is
+    /// neither.
+    EspMalformed => "esp_malformed",
+    /// An IKE message that found the queue to the IKE thread full.
+    IkeQueueFull => "ike_queue_full",
     /// The transmit batch was full for this wake-up.
     TxQueueFull => "tx_queue_full",
     /// The operating system refused to send the packet.

@@ -2,3 +2,6 @@
 
 pub mod esp;
 pub mod ike;
+pub mod tunnel;
+
+pub use tunnel::{EspPath, IkeDatagram, IpsecTunnel};

@@ -1,0 +1,271 @@
+//! The data-path half of an IPsec attachment: CHILD SAs by inbound SPI, one outbound SA per
+//! peer, ESP in and out of the attachment's sockets, and IKE datagrams set aside for the IKE
+//! thread (see `docs/architecture.md`, "IPsec").
+//!
+//! Sockets, by their index in the attachment's `io` ([`IO_IKE`], [`IO_NAT_T`], [`IO_ESP`]):
+//! UDP 500 carries IKE only; UDP 4500 carries IKE behind the four-zero-byte non-ESP marker,
+//! ESP (a non-zero SPI first) and NAT keepalives (one 0xff byte) [RFC 3948 § 2]; a raw socket
+//! of IP protocol 50 hands ESP with its IPv4 header in front.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use rustc_hash::FxHashMap;
+
+use super::esp::{Decap, EspError, EspHeader, InboundSa, OutboundSa};
+use crate::buffer::{Remote, TxBatch, Via, BUF_SIZE};
+use crate::crypto::SystemRandom;
+use crate::ids::{AttachmentId, PeerId};
+use crate::tunnel::{Event, Inner};
+use crate::vocab::DropReason;
+
+/// The attachment's UDP socket for IKE (port 500).
+pub const IO_IKE: u8 = 0;
+/// The attachment's UDP socket for IKE and ESP-in-UDP (port 4500).
+pub const IO_NAT_T: u8 = 1;
+/// The attachment's raw socket of IP protocol 50.
+pub const IO_ESP: u8 = 2;
+
+/// IKE datagrams waiting for the IKE thread; more are dropped (`ike_queue_full`).
+pub const IKE_QUEUE: usize = 64;
+
+/// An IKE datagram for the IKE thread: the socket it came in on, the sender, and the message
+/// (without the non-ESP marker).
+#[derive(Clone)]
+pub struct IkeDatagram {
+    pub io: u8,
+    pub from: SocketAddr,
+    len: usize,
+    buf: Box<[u8; BUF_SIZE]>,
+}
+
+impl IkeDatagram {
+    pub fn data(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::fmt::Debug for IkeDatagram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IkeDatagram")
+            .field("io", &self.io)
+            .field("from", &self.from)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// Where a peer's ESP goes: UDP-encapsulated to an address and port on 4500, or raw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EspPath {
+    Udp(SocketAddr),
+    Raw(std::net::IpAddr),
+}
+
+impl EspPath {
+    fn via(self) -> Via {
+        match self {
+            EspPath::Udp(a) => Via::udp(IO_NAT_T, a),
+            EspPath::Raw(a) => Via {
+                io: IO_ESP,
+                remote: Remote::Ip(a),
+            },
+        }
+    }
+}
+
+struct Outbound {
+    sa: OutboundSa,
+    path: EspPath,
+}
+
+/// One attachment's CHILD SAs and its queue of IKE datagrams.
+pub struct IpsecTunnel {
+    id: AttachmentId,
+    inbound: FxHashMap<u32, (PeerId, InboundSa)>,
+    outbound: FxHashMap<PeerId, Outbound>,
+    ike: VecDeque<IkeDatagram>,
+    /// Buffers of taken datagrams, reused so that receiving IKE does not allocate; boxed so
+    /// that they move between this list and the queue without copying.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<[u8; BUF_SIZE]>>,
+    events: VecDeque<Event>,
+    rng: SystemRandom,
+}
+
+/// What an IPsec datagram turned out to be.
+enum Kind {
+    Ike { skip: usize },
+    Esp { skip: usize },
+    Keepalive,
+}
+
+impl IpsecTunnel {
+    pub fn new(id: AttachmentId) -> IpsecTunnel {
+        IpsecTunnel {
+            id,
+            inbound: FxHashMap::default(),
+            outbound: FxHashMap::default(),
+            ike: VecDeque::with_capacity(IKE_QUEUE),
+            spare: (0..IKE_QUEUE).map(|_| Box::new([0; BUF_SIZE])).collect(),
+            events: VecDeque::new(),
+            rng: SystemRandom::new(),
+        }
+    }
+
+    pub fn set_id(&mut self, id: AttachmentId) {
+        self.id = id;
+    }
+
+    /// Installs a CHILD SA of `peer`: its inbound half is found by SPI from now on, its
+    /// outbound half replaces the peer's current one (after a rekey the old inbound SA stays
+    /// until [`IpsecTunnel::remove_inbound`], so packets in flight are not lost).
+    pub fn install(
+        &mut self,
+        peer: PeerId,
+        inbound: InboundSa,
+        outbound: OutboundSa,
+        path: EspPath,
+    ) {
+        self.inbound.insert(inbound.spi(), (peer, inbound));
+        self.outbound.insert(peer, Outbound { sa: outbound, path });
+    }
+
+    /// Removes an inbound SA; `true` if it was installed.
+    pub fn remove_inbound(&mut self, spi: u32) -> bool {
+        self.inbound.remove(&spi).is_some()
+    }
+
+    /// Removes every SA of `peer` (the peer is down or its IKE SA was deleted).
+    pub fn remove_peer(&mut self, peer: PeerId) {
+        self.inbound.retain(|_, (p, _)| *p != peer);
+        self.outbound.remove(&peer);
+    }
+
+    /// Whether `peer` has an outbound SA.
+    pub fn has_sa(&self, peer: PeerId) -> bool {
+        self.outbound.contains_key(&peer)
+    }
+
+    /// The next IKE datagram for the IKE thread.
+    pub fn take_ike(&mut self) -> Option<IkeDatagram> {
+        self.ike.pop_front()
+    }
+
+    /// Gives back the buffer of an IKE datagram the IKE thread is done with.
+    pub fn recycle(&mut self, d: IkeDatagram) {
+        if self.spare.len() < IKE_QUEUE {
+            self.spare.push(d.buf);
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Handles a datagram of the attachment's sockets: ESP is decrypted in place and its
+    /// inner packet returned with the peer it came from; IKE is queued for the IKE thread.
+    pub fn handle_input<'a>(
+        &mut self,
+        via: Via,
+        data: &'a mut [u8],
+    ) -> Result<Option<Inner<'a>>, DropReason> {
+        match classify(via, data)? {
+            Kind::Keepalive => Ok(None),
+            Kind::Ike { skip } => {
+                let Remote::Udp(from) = via.remote else {
+                    return Err(DropReason::EspMalformed);
+                };
+                self.queue_ike(via.io, from, &data[skip..])?;
+                Ok(None)
+            }
+            Kind::Esp { skip } => {
+                let packet = &mut data[skip..];
+                let spi = EspHeader::parse(packet).map_err(esp_reason)?.spi;
+                let (peer, sa) = self
+                    .inbound
+                    .get_mut(&spi)
+                    .ok_or(DropReason::EspUnknownSpi)?;
+                let peer = *peer;
+                match sa.decapsulate(packet).map_err(esp_reason)? {
+                    Decap::Packet(range) => Ok(Some(Inner {
+                        peer: Some(peer),
+                        packet: &mut packet[range],
+                    })),
+                    Decap::Dummy => Ok(None),
+                }
+            }
+        }
+    }
+
+    fn queue_ike(&mut self, io: u8, from: SocketAddr, msg: &[u8]) -> Result<(), DropReason> {
+        let Some(mut buf) = self.spare.pop() else {
+            return Err(DropReason::IkeQueueFull);
+        };
+        buf[..msg.len()].copy_from_slice(msg);
+        self.ike.push_back(IkeDatagram {
+            io,
+            from,
+            len: msg.len(),
+            buf,
+        });
+        Ok(())
+    }
+
+    /// Encrypts `packet` into `peer`'s outbound SA and queues it on the SA's path.
+    pub fn encapsulate(
+        &mut self,
+        peer: PeerId,
+        packet: &[u8],
+        tx: &mut TxBatch,
+    ) -> Result<(), DropReason> {
+        let out = self.outbound.get_mut(&peer).ok_or(DropReason::NoSession)?;
+        let buf = tx.next_buf().ok_or(DropReason::TxQueueFull)?;
+        let len = out
+            .sa
+            .encapsulate(&mut self.rng, packet, buf)
+            .map_err(|e| match e {
+                EspError::BufferTooSmall => DropReason::TooBig,
+                EspError::SequenceExhausted => DropReason::NoSession,
+                _ => DropReason::EspMalformed,
+            })?;
+        tx.commit(self.id, out.path.via(), len);
+        Ok(())
+    }
+}
+
+/// Tells IKE from ESP by socket and first bytes.
+fn classify(via: Via, data: &[u8]) -> Result<Kind, DropReason> {
+    match via.io {
+        IO_IKE => Ok(Kind::Ike { skip: 0 }),
+        IO_NAT_T => match data {
+            [0xff] => Ok(Kind::Keepalive),
+            [0, 0, 0, 0, ..] => Ok(Kind::Ike { skip: 4 }),
+            d if d.len() >= super::esp::HEADER_LEN => Ok(Kind::Esp { skip: 0 }),
+            _ => Err(DropReason::EspMalformed),
+        },
+        IO_ESP => {
+            // A raw IPv4 socket hands the packet with its header.
+            let ihl = data
+                .first()
+                .map(|b| usize::from(b & 0x0f) * 4)
+                .filter(|&ihl| ihl >= 20 && ihl <= data.len())
+                .ok_or(DropReason::EspMalformed)?;
+            Ok(Kind::Esp { skip: ihl })
+        }
+        _ => Err(DropReason::EspMalformed),
+    }
+}
+
+/// The drop reason of an ESP error.
+fn esp_reason(e: EspError) -> DropReason {
+    match e {
+        EspError::Replay => DropReason::EspReplay,
+        EspError::Integrity => DropReason::EspIntegrity,
+        EspError::WrongSpi => DropReason::EspUnknownSpi,
+        _ => DropReason::EspMalformed,
+    }
+}
+
+#[cfg(test)]
+mod tests;
