@@ -106,6 +106,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     .flat_map(|t| &t.attachments)
                     .map(|a| match &a.kind {
                         ixgw::config::AttachmentKind::WireGuard(wg) => wg.peers.len(),
+                        ixgw::config::AttachmentKind::Ipsec(ipsec) => ipsec.peers.len(),
                         ixgw::config::AttachmentKind::Plain(_) => 0,
                     })
                     .sum();

@@ -68,7 +68,7 @@ pub fn wg_quick(
                 .iter()
                 .find(|p| p.name == name)
                 .map(|p| (t, a, wg, p)),
-            AttachmentKind::Plain(_) => None,
+            AttachmentKind::Plain(_) | AttachmentKind::Ipsec(_) => None,
         })
     });
     let Some((tenant, attachment, wg, peer)) = found else {
