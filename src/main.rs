@@ -49,16 +49,22 @@ enum Command {
     Genkey,
     /// Read a private key on stdin, print its public key, like `wg pubkey`.
     Pubkey,
-    /// Print the wg-quick configuration for the facility side of a peer.
+    /// Print the facility side's configuration of a peer: wg-quick for a WireGuard peer,
+    /// swanctl.conf for an IPsec peer.
     PeerConfig {
         #[arg(long, short)]
         config: PathBuf,
         /// The peer's name in the configuration.
         #[arg(long)]
         peer: String,
-        /// The facility's private key file, to fill in `PrivateKey` (else a placeholder).
+        /// WireGuard: the facility's private key file, to fill in `PrivateKey` (else a
+        /// placeholder).
         #[arg(long)]
         private_key: Option<PathBuf>,
+        /// IPsec with `auth: psk`: write the pre-shared key from the peer's `psk_file` (else a
+        /// placeholder).
+        #[arg(long)]
+        with_psk: bool,
     },
 }
 
@@ -106,6 +112,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     .flat_map(|t| &t.attachments)
                     .map(|a| match &a.kind {
                         ixgw::config::AttachmentKind::WireGuard(wg) => wg.peers.len(),
+                        ixgw::config::AttachmentKind::Ipsec(ipsec) => ipsec.peers.len(),
                         ixgw::config::AttachmentKind::Plain(_) => 0,
                     })
                     .sum();
@@ -154,6 +161,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             config,
             peer,
             private_key,
+            with_psk,
         } => {
             let c = match Config::load(&config) {
                 Ok(c) => c,
@@ -169,10 +177,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ),
                 None => None,
             };
-            print!(
-                "{}",
-                ixgw::peer_config::wg_quick(&c, &peer, key.as_deref())?
-            );
+            let secrets = ixgw::peer_config::Secrets {
+                private_key: key.as_deref(),
+                psk: with_psk,
+            };
+            print!("{}", ixgw::peer_config::render(&c, &peer, secrets)?);
             Ok(ExitCode::SUCCESS)
         }
     }

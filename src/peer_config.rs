@@ -1,9 +1,11 @@
-//! `ixgw peer-config`: the facility side's wg-quick file, derived from the same
-//! configuration the gateway runs, so that onboarding a facility is one command.
+//! `ixgw peer-config`: the facility side's configuration — a wg-quick file for a WireGuard
+//! peer, a strongSwan swanctl.conf for an IPsec peer — derived from the same configuration the
+//! gateway runs, so that onboarding a facility is one command.
 //!
-//! AllowedIPs lists every exchange prefix the peer can exchange traffic with in either
+//! AllowedIPs (WireGuard) and the facility's remote traffic selectors (IPsec, unless the peer
+//! sets `local_ts`) list every exchange prefix the peer can exchange traffic with in either
 //! direction: what its policies let it open, and who may open flows to it (the replies come
-//! from there and WireGuard's cryptokey routing would drop them otherwise).
+//! from there and the tunnel's selectors would drop them otherwise).
 
 #![forbid(unsafe_code)]
 
@@ -15,12 +17,25 @@ use ipnetwork::Ipv4Network;
 use crate::config::{
     AttachmentKind, Config, Destination, Tenant, WireGuardAttachment, WireGuardPeer,
 };
+use crate::ids::FacilityCode;
 use crate::nat::remap;
+
+mod swanctl;
+
+pub use swanctl::swanctl;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerConfigError {
-    #[error("{file}: no WireGuard peer is named {peer:?}")]
+    #[error("{file}: no WireGuard or IPsec peer is named {peer:?}")]
     UnknownPeer { file: String, peer: String },
+    #[error("{file}: peer {peer:?} is {actual} peer; {option} applies to {wanted} peers")]
+    OptionNotForPeer {
+        file: String,
+        peer: String,
+        option: &'static str,
+        actual: &'static str,
+        wanted: &'static str,
+    },
     #[error("{file}: ix.public_address is not set and attachment {attachment} listens on {listen}: set ix.public_address to the address facilities dial")]
     NoEndpoint {
         file: String,
@@ -53,6 +68,78 @@ fn overlaps(a: &Ipv4Network, b: &Ipv4Network) -> bool {
     a.contains(b.network()) || b.contains(a.network())
 }
 
+/// What `ixgw peer-config` fills in besides the configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Secrets<'a> {
+    /// The facility's WireGuard private key (base64), else a placeholder is written.
+    pub private_key: Option<&'a str>,
+    /// Write an IPsec peer's pre-shared key (from its `psk_file`), else a placeholder.
+    pub psk: bool,
+}
+
+/// The facility side's configuration for peer `name`, of the peer's kind.
+pub fn render(config: &Config, name: &str, secrets: Secrets) -> Result<String, PeerConfigError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Kind {
+        WireGuard,
+        Ipsec,
+    }
+    let kind = config
+        .tenants
+        .iter()
+        .flat_map(|t| &t.attachments)
+        .find_map(|a| match &a.kind {
+            AttachmentKind::WireGuard(wg) => wg
+                .peers
+                .iter()
+                .any(|p| p.name == name)
+                .then_some(Kind::WireGuard),
+            AttachmentKind::Ipsec(ipsec) => ipsec
+                .peers
+                .iter()
+                .any(|p| p.name == name)
+                .then_some(Kind::Ipsec),
+            AttachmentKind::Plain(_) => None,
+        });
+    let mismatch = |actual, option, wanted| PeerConfigError::OptionNotForPeer {
+        file: config.source.display().to_string(),
+        peer: name.into(),
+        option,
+        actual,
+        wanted,
+    };
+    match kind {
+        Some(Kind::WireGuard) if secrets.psk => Err(mismatch("a WireGuard", "--with-psk", "IPsec")),
+        Some(Kind::Ipsec) if secrets.private_key.is_some() => {
+            Err(mismatch("an IPsec", "--private-key", "WireGuard"))
+        }
+        Some(Kind::WireGuard) => wg_quick(config, name, secrets.private_key),
+        Some(Kind::Ipsec) => swanctl(config, name, secrets.psk),
+        None => Err(PeerConfigError::UnknownPeer {
+            file: config.source.display().to_string(),
+            peer: name.into(),
+        }),
+    }
+}
+
+/// Where facilities dial attachment `attachment` listening on `listen`: `ix.public_address`,
+/// else the listen address unless it is the wildcard.
+fn gateway_host(
+    config: &Config,
+    attachment: &str,
+    listen: std::net::SocketAddr,
+) -> Result<std::net::IpAddr, PeerConfigError> {
+    match config.ix.public_address {
+        Some(a) => Ok(a),
+        None if !listen.ip().is_unspecified() => Ok(listen.ip()),
+        None => Err(PeerConfigError::NoEndpoint {
+            file: config.source.display().to_string(),
+            attachment: attachment.to_string(),
+            listen,
+        }),
+    }
+}
+
 /// Renders the wg-quick configuration for peer `name`. `private_key` is the facility's own
 /// private key (base64) if the operator has it; otherwise a placeholder is written.
 pub fn wg_quick(
@@ -68,7 +155,7 @@ pub fn wg_quick(
                 .iter()
                 .find(|p| p.name == name)
                 .map(|p| (t, a, wg, p)),
-            AttachmentKind::Plain(_) => None,
+            AttachmentKind::Plain(_) | AttachmentKind::Ipsec(_) => None,
         })
     });
     let Some((tenant, attachment, wg, peer)) = found else {
@@ -77,19 +164,9 @@ pub fn wg_quick(
             peer: name.into(),
         });
     };
-    let host = match config.ix.public_address {
-        Some(a) => a,
-        None if !wg.listen.ip().is_unspecified() => wg.listen.ip(),
-        None => {
-            return Err(PeerConfigError::NoEndpoint {
-                file,
-                attachment: attachment.name.clone(),
-                listen: wg.listen,
-            })
-        }
-    };
+    let host = gateway_host(config, &attachment.name, wg.listen)?;
     let endpoint = std::net::SocketAddr::new(host, wg.listen.port());
-    let allowed = reachable(config, tenant, peer);
+    let allowed = reachable(config, tenant, peer.facility, &peer.allowed_ips);
 
     let mut s = String::new();
     let _ = writeln!(
@@ -159,13 +236,20 @@ fn interface_address(peer: &WireGuardPeer) -> String {
     }
 }
 
-fn reachable(config: &Config, tenant: &Tenant, peer: &WireGuardPeer) -> BTreeSet<Ipv4Network> {
+/// The exchange prefixes a peer of `tenant` with `facility`, routing `routes` (internal), can
+/// exchange traffic with under the policies, in either direction.
+fn reachable(
+    config: &Config,
+    tenant: &Tenant,
+    facility: FacilityCode,
+    routes: &[Ipv4Network],
+) -> BTreeSet<Ipv4Network> {
     let by_name = |n: &str| config.tenants.iter().find(|t| t.name == n);
     let peer_prefix_match = |prefixes: &[Ipv4Network]| {
         prefixes.is_empty()
             || prefixes
                 .iter()
-                .any(|p| peer.allowed_ips.iter().any(|a| overlaps(p, a)))
+                .any(|p| routes.iter().any(|a| overlaps(p, a)))
     };
     let mut out = BTreeSet::new();
     for pol in &config.policies {
@@ -175,7 +259,7 @@ fn reachable(config: &Config, tenant: &Tenant, peer: &WireGuardPeer) -> BTreeSet
             pol.from.tenants.iter().filter_map(|n| by_name(n)).collect()
         };
         let is_source = from_tenants.iter().any(|t| t.name == tenant.name)
-            && (pol.from.facilities.is_empty() || pol.from.facilities.contains(&peer.facility))
+            && (pol.from.facilities.is_empty() || pol.from.facilities.contains(&facility))
             && peer_prefix_match(&pol.from.prefixes);
         let (is_destination, to) = match &pol.to {
             Destination::Tenants { tenants, prefixes } => {

@@ -158,3 +158,61 @@ fn check_rejects_a_file_over_the_size_limit() {
         "{err}"
     );
 }
+
+#[test]
+fn the_ipsec_example_is_checked_and_configures_its_peers_but_does_not_run() {
+    let out = ixgw()
+        .args(["check", "--config", "config/ipsec-example.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = ixgw()
+        .args([
+            "peer-config",
+            "--config",
+            "config/ipsec-example.yaml",
+            "--peer",
+            "goto-clinic",
+            "--with-psk",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conf = String::from_utf8(out.stdout).unwrap();
+    for key in [
+        "connections {",
+        "    version = 2\n",
+        "remote_addrs = 203.0.113.10\n",
+        "local_ts = 10.0.30.0/24\n",
+        "secrets {",
+        "secret = 0x",
+    ] {
+        assert!(conf.contains(key), "missing {key}:\n{conf}");
+    }
+
+    let out = ixgw()
+        .args([
+            "--log",
+            "off",
+            "run",
+            "--config",
+            "config/ipsec-example.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("attachment ajisai-ipsec: type ipsec is not served by this build yet"),
+        "{err}"
+    );
+}

@@ -82,14 +82,14 @@ pub enum Problem {
     /// A structural error reported while deserializing (unknown key, missing key, wrong type).
     #[error("{0}")]
     Schema(String),
-    #[error("unknown key `{key}` for a {kind} attachment")]
+    #[error("unknown key `{key}` for {} {kind} attachment", article(.kind))]
     KeyNotForKind { key: String, kind: &'static str },
-    #[error("missing key `{key}`, required for a {kind} attachment")]
+    #[error("missing key `{key}`, required for {} {kind} attachment", article(.kind))]
     MissingForKind {
         key: &'static str,
         kind: &'static str,
     },
-    #[error("unknown attachment type `{0}` (expected `wireguard` or `plain`)")]
+    #[error("unknown attachment type `{0}` (expected `wireguard`, `plain` or `ipsec`)")]
     UnknownAttachmentType(String),
     #[error("must not be empty")]
     Empty,
@@ -112,7 +112,7 @@ pub enum Problem {
     FlowLimit { value: String },
     #[error("{value} is out of range ({min}..={max})")]
     OutOfRange { value: u64, min: u64, max: u64 },
-    #[error("mtu {value} is out of range for a {kind} attachment ({min}..={max})")]
+    #[error("mtu {value} is out of range for {} {kind} attachment ({min}..={max})", article(.kind))]
     Mtu {
         value: u64,
         kind: &'static str,
@@ -190,7 +190,7 @@ pub enum Problem {
         tenant: String,
         internal: String,
     },
-    #[error("{value} is routed by no attachment of tenant `{tenant}` (no peer's allowed_ips, no plain attachment's routes): the service would be unreachable")]
+    #[error("{value} is routed by no attachment of tenant `{tenant}` (no peer's allowed_ips or remote_ts, no plain attachment's routes): the service would be unreachable")]
     UnroutedService { value: Ipv4Addr, tenant: String },
     #[error("address {value} is not inside this peer's allowed_ips ({allowed})")]
     AddressNotAllowed { value: Ipv4Network, allowed: String },
@@ -208,8 +208,10 @@ pub enum Problem {
     },
     #[error("TUN device name `{value}` must be 1 to 15 characters of [A-Za-z0-9_.-]")]
     TunName { value: String },
-    #[error("cannot read key file {file}: {source}")]
+    #[error("cannot read {what} file {file}: {source}")]
     KeyFileRead {
+        /// What the file holds: `key`, `certificate`, `pre-shared key`, ...
+        what: &'static str,
         file: String,
         #[source]
         source: std::io::Error,
@@ -242,6 +244,120 @@ pub enum Problem {
         services: String,
         ports: String,
     },
+    #[error("`{value}` is not one of {expected}")]
+    Choice {
+        value: String,
+        expected: &'static str,
+    },
+    #[error("ike_port and nat_t_port are both {port}: IKE starts on ike_port and moves to nat_t_port, so they must differ")]
+    SamePorts { port: u64 },
+    #[error("`{value}` is not an IKE identity: {reason}")]
+    Identity { value: String, reason: String },
+    #[error(
+        "`{value}` is {kind}; ixgw supports FQDN, ASN.1 DN, IPv4 address and key ID identities"
+    )]
+    UnsupportedIdentity { value: String, kind: &'static str },
+    #[error("remote_id {value} is already used by {other_key} (line {other_line}): each peer of an attachment needs an identity of its own")]
+    DuplicateRemoteId {
+        value: String,
+        other_key: String,
+        other_line: usize,
+    },
+    #[error("`auth: {auth}` needs `{key}`")]
+    AuthNeeds {
+        auth: &'static str,
+        key: &'static str,
+    },
+    #[error("`{key}` does not go with `auth: {auth}`")]
+    NotForAuth {
+        key: &'static str,
+        auth: &'static str,
+    },
+    #[error("peer `{peer}` authenticates with a certificate, so the gateway needs one too: set `certificate_file` and `private_key_file` on the attachment")]
+    NoGatewayCredentials { peer: String },
+    #[error("`{given}` is set without `{missing}`: the gateway's certificate and its private key go together")]
+    CredentialPair {
+        given: &'static str,
+        missing: &'static str,
+    },
+    #[error("pre-shared key file {file} is not usable ({reason})")]
+    PskFile { file: String, reason: &'static str },
+    #[error("the pre-shared key in {file} has {len} bytes; ixgw requires at least {min}: a short key can be guessed offline from one recorded IKE_AUTH exchange")]
+    PskTooShort {
+        file: String,
+        len: usize,
+        min: usize,
+    },
+    #[error("certificate file {file}: {reason}")]
+    CertificateFile { file: String, reason: String },
+    #[error("private key file {file}: {reason}")]
+    PrivateKeyFile { file: String, reason: String },
+    #[error("CA file {file}: {reason}")]
+    CaFile { file: String, reason: String },
+    #[error(
+        "`{value}` is not an IPv4 address with an optional port (192.0.2.7 or 192.0.2.7:4500)"
+    )]
+    Endpoint { value: String },
+    #[error("peer `{peer}` has `start: initiate` but no `endpoint` to send IKE_SA_INIT to")]
+    InitiateWithoutEndpoint { peer: String },
+    #[error("dpd_timeout {timeout}s{} must be longer than dpd_interval {interval}s", if *.timeout_default { " (the default)" } else { "" })]
+    DpdTimeout {
+        timeout: u64,
+        timeout_default: bool,
+        interval: u64,
+    },
+    #[error("`{value}` is not a byte count (write 500M, 10G or a number of bytes; K, M and G are powers of 1024)")]
+    Bytes { value: String },
+    #[error("`{value}` in proposal `{proposal}` is refused as weak: {reason}")]
+    WeakAlgorithm {
+        value: String,
+        proposal: String,
+        reason: &'static str,
+    },
+    #[error(
+        "`{value}` in proposal `{proposal}` is not supported by ixgw (supported: {})",
+        SUPPORTED_TOKENS
+    )]
+    UnsupportedAlgorithm { value: String, proposal: String },
+    #[error(
+        "unknown algorithm `{value}` in proposal `{proposal}` (supported: {})",
+        SUPPORTED_TOKENS
+    )]
+    UnknownAlgorithm { value: String, proposal: String },
+    #[error("`{value}` in proposal `{proposal}`: {reason}")]
+    AlgorithmNotFor {
+        value: String,
+        proposal: String,
+        reason: &'static str,
+    },
+    #[error("proposal `{proposal}` mixes the AEAD cipher {aead} with the cipher {other}, which needs an integrity algorithm: split them into two proposals")]
+    MixedAead {
+        proposal: String,
+        aead: &'static str,
+        other: &'static str,
+    },
+    #[error("proposal `{proposal}` has the AEAD cipher {aead}, which protects integrity itself: remove {integ}")]
+    AeadWithIntegrity {
+        proposal: String,
+        aead: &'static str,
+        integ: &'static str,
+    },
+    #[error("proposal `{proposal}` has no {what}")]
+    ProposalMissing {
+        proposal: String,
+        what: &'static str,
+    },
+}
+
+/// The algorithm tokens ixgw accepts in proposals.
+const SUPPORTED_TOKENS: &str = "aes128gcm16, aes256gcm16, aes128, aes256, sha256, sha384, sha512, prfsha256, prfsha384, prfsha512, ecp256, ecp384, x25519, and in ESP proposals esn, noesn";
+
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }
 
 fn size_text(size: Option<u64>, limit: u64) -> String {

@@ -17,11 +17,17 @@ use ipnetwork::Ipv4Network;
 use crate::ids::FacilityCode;
 
 mod error;
+mod ipsec;
 mod lines;
 mod raw;
 mod validate;
 
 pub use error::{ConfigError, Problem};
+pub use ipsec::{
+    dh_token, encr_token, integ_token, prf_token, DpdAction, Esn, EspProposal, GatewayCredentials,
+    IkeIdentity, IkeProposal, IpsecAttachment, IpsecAuth, IpsecPeer, IpsecStart, KeyFormat,
+    PrivateKey, Secret, DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS,
+};
 
 /// A 32-byte key (X25519 private/public key, WireGuard preshared key).
 #[derive(Clone, PartialEq, Eq)]
@@ -141,6 +147,20 @@ pub struct Attachment {
 pub enum AttachmentKind {
     WireGuard(WireGuardAttachment),
     Plain(PlainAttachment),
+    /// Validated in full; the data path does not serve it yet
+    /// ([`crate::dataplane::Plan::compile`] refuses it).
+    Ipsec(IpsecAttachment),
+}
+
+impl AttachmentKind {
+    /// The `type` written in the configuration.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            AttachmentKind::WireGuard(_) => "wireguard",
+            AttachmentKind::Plain(_) => "plain",
+            AttachmentKind::Ipsec(_) => "ipsec",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

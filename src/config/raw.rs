@@ -74,6 +74,7 @@ pub(super) struct Network {
 pub(super) enum Attachment {
     WireGuard(WireGuardAttachment),
     Plain(PlainAttachment),
+    Ipsec(IpsecAttachment),
 }
 
 impl Attachment {
@@ -81,6 +82,7 @@ impl Attachment {
         match self {
             Attachment::WireGuard(a) => &a.name,
             Attachment::Plain(a) => &a.name,
+            Attachment::Ipsec(a) => &a.name,
         }
     }
 }
@@ -122,6 +124,48 @@ pub(super) struct Peer {
     pub address: Option<String>,
     pub endpoint: Option<String>,
     pub persistent_keepalive: Option<String>,
+    pub directed_broadcast: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IpsecAttachment {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub _type: IgnoredAny,
+    pub mtu: Option<u64>,
+    pub listen: Option<String>,
+    pub ike_port: Option<u64>,
+    pub nat_t_port: Option<u64>,
+    pub raw_esp: Option<bool>,
+    pub local_id: Option<String>,
+    pub certificate_file: Option<String>,
+    pub private_key_file: Option<String>,
+    #[serde(default)]
+    pub peers: Vec<IpsecPeer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IpsecPeer {
+    pub name: String,
+    pub facility: Option<String>,
+    pub remote_id: String,
+    pub auth: String,
+    pub psk_file: Option<String>,
+    pub ca_file: Option<String>,
+    pub remote_ts: Vec<String>,
+    pub local_ts: Option<Vec<String>>,
+    pub endpoint: Option<String>,
+    pub start: Option<String>,
+    pub proposals: Option<Vec<String>>,
+    pub esp_proposals: Option<Vec<String>>,
+    pub ike_rekey_time: Option<String>,
+    pub child_rekey_time: Option<String>,
+    pub child_rekey_bytes: Option<String>,
+    pub dpd_interval: Option<String>,
+    pub dpd_timeout: Option<String>,
+    pub dpd_action: Option<String>,
     pub directed_broadcast: Option<bool>,
 }
 

@@ -14,7 +14,8 @@ mod reasons;
 
 pub use gateway::{count_event, Gateway};
 pub use plan::{
-    AttachmentPlan, AttachmentPlanKind, Io, PeerPlan, PeerPlanKind, Plan, Route, TenantPlan,
+    AttachmentPlan, AttachmentPlanKind, Io, PeerPlan, PeerPlanKind, Plan, PlanError, Route,
+    TenantPlan,
 };
 
 #[cfg(test)]

@@ -121,10 +121,23 @@ pub struct Plan {
     pub metrics_listen: SocketAddr,
 }
 
+/// Why a validated configuration cannot become a plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The configuration validates, but the data path has no tunnel for this attachment type
+    /// yet: refused here, the one place every start and reload passes, rather than left out.
+    #[error("attachment {attachment}: type {kind} is not served by this build yet (`ixgw check` validates it; its data path is in progress)")]
+    NotServed {
+        attachment: String,
+        kind: &'static str,
+    },
+}
+
 impl Plan {
     /// Compiles a validated configuration. Validation guarantees what this relies on (unique
-    /// names, non-overlapping exchange prefixes and allowed-ips), so compiling cannot fail.
-    pub fn compile(config: &Config, generation: u64) -> Plan {
+    /// names, non-overlapping exchange prefixes and allowed-ips); what fails is an attachment
+    /// of a type the data path does not serve yet ([`PlanError::NotServed`]).
+    pub fn compile(config: &Config, generation: u64) -> Result<Plan, PlanError> {
         let mut tenants = Vec::with_capacity(config.tenants.len());
         let mut attachments = Vec::new();
         let mut peers = Vec::new();
@@ -186,10 +199,17 @@ impl Plan {
                         };
                         (AttachmentPlanKind::Plain, vec![tun])
                     }
+                    AttachmentKind::Ipsec(_) => {
+                        return Err(PlanError::NotServed {
+                            attachment: a.name.clone(),
+                            kind: a.kind.type_name(),
+                        })
+                    }
                 };
                 let (mtu, directed_broadcast) = match &a.kind {
                     AttachmentKind::WireGuard(wg) => (wg.mtu, false),
                     AttachmentKind::Plain(pl) => (pl.mtu, pl.directed_broadcast),
+                    AttachmentKind::Ipsec(ipsec) => (ipsec.mtu, false),
                 };
                 attachments.push(AttachmentPlan {
                     name: a.name.clone(),
@@ -207,7 +227,7 @@ impl Plan {
             });
         }
 
-        Plan {
+        Ok(Plan {
             generation,
             source: config.source.clone(),
             tenants,
@@ -218,7 +238,7 @@ impl Plan {
             policy: PolicySet::compile(config),
             limits: config.dataplane.clone(),
             metrics_listen: config.metrics.listen,
-        }
+        })
     }
 
     /// The flow quotas of `limits`, as numbers of flows.

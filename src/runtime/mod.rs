@@ -26,7 +26,7 @@ use ipnetwork::Ipv4Network;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, ConfigError};
-use crate::dataplane::{AttachmentPlan, Gateway, Io, Plan};
+use crate::dataplane::{AttachmentPlan, Gateway, Io, Plan, PlanError};
 use crate::metrics::MetricsHub;
 use socket_drops::{SocketDrops, SocketDropsCollector, TrackedSocket};
 
@@ -38,6 +38,8 @@ pub use worker::SourceKey;
 pub enum RuntimeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     #[error("attachment {attachment}: cannot bind UDP {addr}: {source}")]
     Bind {
         attachment: String,
@@ -461,7 +463,7 @@ impl Running {
         config: &Config,
         metrics: Option<TcpListener>,
     ) -> Result<Running, RuntimeError> {
-        let plan = Arc::new(Plan::compile(config, 1));
+        let plan = Arc::new(Plan::compile(config, 1)?);
         let metrics = match metrics {
             Some(l) => l,
             None => TcpListener::bind(config.metrics.listen).map_err(|source| {
@@ -585,7 +587,7 @@ impl Running {
                 "metrics.listen changed: takes effect at the next restart"
             );
         }
-        let plan = Arc::new(Plan::compile(config, self.plan.generation + 1));
+        let plan = Arc::new(Plan::compile(config, self.plan.generation + 1)?);
         let sources = open_sources(&plan, &self.bound)?;
         let added = sources.bound();
         // The sockets the new plan drops close with the switch: count their drops until now.

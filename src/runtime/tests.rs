@@ -90,7 +90,7 @@ pub(super) fn config(attachments: Vec<Attachment>) -> Config {
 }
 
 fn plan(attachments: Vec<Attachment>) -> Plan {
-    Plan::compile(&config(attachments), 1)
+    Plan::compile(&config(attachments), 1).unwrap()
 }
 
 fn add(attachment: &str, tun: &str, prefix: &str) -> KernelOp {
@@ -329,6 +329,45 @@ async fn the_gateway_exports_its_sockets_drops() {
         )),
         "{text}"
     );
+}
+
+fn ipsec_example() -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ipsec-example.yaml");
+    Config::load(&path).expect("the IPsec example validates")
+}
+
+/// `ixgw check` accepts ipsec attachments, the daemon refuses them until it can serve them:
+/// at start before anything is bound, and on reload with the running plan kept.
+#[tokio::test]
+async fn a_configuration_with_an_ipsec_attachment_is_refused_at_start_and_reload() {
+    let ipsec = ipsec_example();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").expect("bind metrics");
+    let err = match Running::start(&ipsec, Some(metrics)).await {
+        Ok(_) => panic!("started with an ipsec attachment"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(&err, RuntimeError::Plan(PlanError::NotServed { attachment, kind: "ipsec" }) if attachment == "ajisai-ipsec"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "attachment ajisai-ipsec: type ipsec is not served by this build yet (`ixgw check` validates it; its data path is in progress)"
+    );
+
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").expect("bind metrics");
+    let first = "127.0.0.1:0".parse().expect("test address");
+    let mut running = Running::start(&config(vec![wg("wg", first, vec![])]), Some(metrics))
+        .await
+        .expect("gateway starts");
+    let bound = running.attachment_addr("wg");
+    let err = running.reload(&ipsec).await.expect_err("refused");
+    assert!(matches!(err, RuntimeError::Plan(_)), "{err:?}");
+    assert_eq!(running.plan().generation, 1);
+    assert_eq!(running.attachment_addr("wg"), bound);
+    let text = running.hub().encode();
+    running.stop().await.expect("stops");
+    assert_line(&text, r#"ixgw_config_reloads_total{result="failed"} 1"#);
 }
 
 /// The name of the network namespace this process runs in, if it is a named one (not the

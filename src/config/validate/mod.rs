@@ -8,8 +8,8 @@
 //!
 //! By concern: this file holds the entry, the translation of deserializer errors and the
 //! top-level sections (`ix`, `metrics`, `dataplane`); `tenants.rs` the address plan and the
-//! attachments, `policies.rs` services and policies, `values.rs` the grammar of single values
-//! and the generic checks. Every check is a method of [`Validator`], which knows the file and
+//! attachments, one file (or folder, `ipsec/`) per attachment type, `policies.rs` services and
+//! policies, `values.rs` the grammar of single values and the generic checks. Every check is a method of [`Validator`], which knows the file and
 //! the line of every key.
 
 use std::collections::HashMap;
@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use ipnetwork::Ipv4Network;
+use zeroize::Zeroizing;
 
 use super::error::Problem;
 use super::lines::LineMap;
@@ -32,6 +33,7 @@ use super::{
 };
 use crate::ids::FacilityCode;
 
+mod ipsec;
 mod plain;
 mod policies;
 mod tenants;
@@ -53,12 +55,21 @@ pub(super) const WIREGUARD_DEFAULT_MTU: u16 = 1420;
 /// a packet crossing into a WireGuard tunnel must fit its MTU anyway.
 pub(super) const PLAIN_MTU: RangeInclusive<u16> = 576..=1500;
 pub(super) const PLAIN_DEFAULT_MTU: u16 = 1500;
+/// IPsec attachments: the same bounds as WireGuard's. ESP-in-UDP with AES-CBC and
+/// HMAC-SHA-512, the largest overhead ixgw negotiates, adds 92 bytes to a 1400-byte packet
+/// (IPv4 20, UDP 8, SPI and sequence 8, IV 16, padding and trailer 8, ICV 32 [RFC 4303,
+/// RFC 3948]): it fits a 1500-byte underlay.
+pub(super) const IPSEC_MTU: RangeInclusive<u16> = 576..=1500;
+pub(super) const IPSEC_DEFAULT_MTU: u16 = 1400;
 pub(super) const FLOW_TABLE_SIZE: RangeInclusive<u64> = 1..=(1 << 24);
 /// Idle timeouts, in seconds: at least a second, at most a week.
 pub(super) const IDLE_TIMEOUT: RangeInclusive<u64> = 1..=604_800;
 pub(super) const KEEPALIVE: RangeInclusive<u64> = 1..=65_535;
-/// A key file larger than this is certainly not one base64 key.
+/// A key file larger than this is certainly not one base64 key (nor a pre-shared key).
 const KEY_FILE_LIMIT: u64 = 1024;
+/// Certificate, CA and private key files (PEM): a chain of a few certificates takes some
+/// kilobytes; the limit bounds what a wrong path makes `ixgw check` read.
+const PEM_FILE_LIMIT: u64 = 1 << 20;
 /// IFNAMSIZ - 1.
 const TUN_NAME_MAX: usize = 15;
 
@@ -154,6 +165,14 @@ struct Names(HashMap<String, String>);
 
 /// A prefix with the key path it was read from.
 type Keyed = (Ipv4Network, String);
+
+/// The sockets attachments claim, each with the key path that claimed it.
+#[derive(Default)]
+struct Sockets {
+    udp: Vec<(SocketAddr, String)>,
+    /// Raw ESP sockets (IP protocol 50), by local address.
+    esp: Vec<(Ipv4Addr, String)>,
+}
 
 /// A plain attachment's kernel route: prefix, key path, the attachment's (tenant, attachment)
 /// indices, and whether it is the default (`kernel_routes` left out).
@@ -292,5 +311,11 @@ impl Validator {
     }
 }
 
+#[cfg(test)]
+mod ipsec_file_tests;
+#[cfg(test)]
+mod ipsec_peer_tests;
+#[cfg(test)]
+mod ipsec_tests;
 #[cfg(test)]
 mod tests;

@@ -54,7 +54,7 @@ impl Validator {
 
         let mut attachment_names = Names::default();
         let mut peer_names = Names::default();
-        let mut listens: Vec<(SocketAddr, String)> = Vec::new();
+        let mut sockets = Sockets::default();
         let mut tuns: HashMap<String, String> = HashMap::new();
         let mut kernel_routes: Vec<KernelRoute> = Vec::new();
         for (ti, t) in raw.iter().enumerate() {
@@ -76,7 +76,16 @@ impl Validator {
                         a,
                         &tenants[ti],
                         &mut peer_names,
-                        &mut listens,
+                        &mut sockets.udp,
+                        &mut routes,
+                    )?),
+                    raw::Attachment::Ipsec(a) => AttachmentKind::Ipsec(self.ipsec(
+                        &ak,
+                        a,
+                        &tenants[ti],
+                        ix,
+                        &mut peer_names,
+                        &mut sockets,
                         &mut routes,
                     )?),
                     raw::Attachment::Plain(a) => {
@@ -124,6 +133,7 @@ impl Validator {
                 .typed(ak, value, "wireguard")
                 .map(raw::Attachment::WireGuard),
             "plain" => self.typed(ak, value, "plain").map(raw::Attachment::Plain),
+            "ipsec" => self.typed(ak, value, "ipsec").map(raw::Attachment::Ipsec),
             other => Err(self.err(&tk, Problem::UnknownAttachmentType(other.to_string()))),
         }
     }
@@ -210,7 +220,8 @@ pub(super) fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
-/// Everything a tenant's attachments route: peers' allowed-ips and plain routes.
+/// Everything a tenant's attachments route: peers' allowed-ips and remote traffic selectors,
+/// and plain routes.
 pub(super) fn tenant_routes(t: &Tenant) -> impl Iterator<Item = &Ipv4Network> {
     t.attachments.iter().flat_map(|a| match &a.kind {
         AttachmentKind::WireGuard(wg) => wg
@@ -219,5 +230,10 @@ pub(super) fn tenant_routes(t: &Tenant) -> impl Iterator<Item = &Ipv4Network> {
             .flat_map(|p| p.allowed_ips.iter())
             .collect::<Vec<_>>(),
         AttachmentKind::Plain(p) => p.routes.iter().collect(),
+        AttachmentKind::Ipsec(ipsec) => ipsec
+            .peers
+            .iter()
+            .flat_map(|p| p.remote_ts.iter())
+            .collect(),
     })
 }

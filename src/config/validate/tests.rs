@@ -4,7 +4,7 @@ use super::*;
 use proptest::prelude::*;
 
 /// A small valid configuration; tests edit one spot and check the error it causes.
-const BASE: &str = r#"ix:
+pub(super) const BASE: &str = r#"ix:
   name: test-ix
   exchange_space: 100.64.0.0/10
 tenants:
@@ -72,16 +72,16 @@ const SECOND_PLAIN: &str = r#"        kernel_routes: [100.64.0.0/16]
         kernel_routes: [100.66.0.0/16]
 "#;
 
-fn config_path() -> PathBuf {
+pub(super) fn config_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config/test.yaml")
 }
 
-fn load(text: &str) -> Result<Config, ConfigError> {
+pub(super) fn load(text: &str) -> Result<Config, ConfigError> {
     Config::from_str_at(text, &config_path())
 }
 
 /// Replaces the one occurrence of `old` (which must exist) by `new`.
-fn edit(text: &str, old: &str, new: &str) -> String {
+pub(super) fn edit(text: &str, old: &str, new: &str) -> String {
     assert_eq!(text.matches(old).count(), 1, "`{old}` must occur once");
     text.replacen(old, new, 1)
 }
@@ -103,7 +103,7 @@ fn with_second_plain(text: &str) -> String {
 }
 
 /// 1-based line of the only line containing `needle`.
-fn line_of(text: &str, needle: &str) -> usize {
+pub(super) fn line_of(text: &str, needle: &str) -> usize {
     let hits: Vec<usize> = text
         .lines()
         .enumerate()
@@ -115,7 +115,7 @@ fn line_of(text: &str, needle: &str) -> usize {
 }
 
 /// 1-based line of the only line equal to `line`.
-fn line_eq(text: &str, line: &str) -> usize {
+pub(super) fn line_eq(text: &str, line: &str) -> usize {
     let hits: Vec<usize> = text
         .lines()
         .enumerate()
@@ -129,7 +129,7 @@ fn line_eq(text: &str, line: &str) -> usize {
 /// Asserts that `text` is rejected at `key`, on the line holding `line_needle`, with a
 /// message containing every one of `values`. Returns the message.
 #[track_caller]
-fn rejects(text: &str, key: &str, line_needle: &str, values: &[&str]) -> String {
+pub(super) fn rejects(text: &str, key: &str, line_needle: &str, values: &[&str]) -> String {
     let err = match load(text) {
         Ok(_) => panic!("accepted, expected an error at {key}"),
         Err(e) => e,
@@ -149,7 +149,7 @@ fn rejects(text: &str, key: &str, line_needle: &str, values: &[&str]) -> String 
     msg
 }
 
-fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
+pub(super) fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
     let path = std::env::temp_dir().join(format!("ixgw-config-test-{}-{name}", std::process::id()));
     std::fs::write(&path, contents).expect("write temp key file");
     path
@@ -539,12 +539,12 @@ fn rejects_unknown_keys_anywhere() {
         "0.0.0.0:1",
         &["unknown key `listen` for a plain attachment"],
     );
-    let text = edit(BASE, "        type: plain\n", "        type: ipsec\n");
+    let text = edit(BASE, "        type: plain\n", "        type: openvpn\n");
     rejects(
         &text,
         "tenants[1].attachments[0].type",
-        "ipsec",
-        &["`ipsec`"],
+        "openvpn",
+        &["unknown attachment type `openvpn` (expected `wireguard`, `plain` or `ipsec`)"],
     );
 }
 

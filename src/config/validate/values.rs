@@ -205,27 +205,42 @@ impl Validator {
         })
     }
 
-    /// Reads a key file (relative paths are relative to the configuration's directory).
-    pub(super) fn key_file(&self, key: &str, s: &str) -> Result<(PathBuf, Key32), ConfigError> {
+    /// Reads at most `limit + 1` bytes of the file that key `key` names (`s`; a relative path
+    /// is relative to the configuration's directory), so that callers can tell a file over
+    /// the limit. The bytes are zeroed when dropped: the file may hold a secret.
+    pub(super) fn read_file(
+        &self,
+        key: &str,
+        s: &str,
+        what: &'static str,
+        limit: u64,
+    ) -> Result<(PathBuf, Zeroizing<Vec<u8>>), ConfigError> {
         let given = Path::new(s);
         let path = if given.is_relative() {
             self.dir.join(given)
         } else {
             given.to_path_buf()
         };
-        let file = path.display().to_string();
-        let mut bytes = Vec::new();
+        let mut bytes = Zeroizing::new(Vec::new());
         std::fs::File::open(&path)
-            .and_then(|f| f.take(KEY_FILE_LIMIT + 1).read_to_end(&mut bytes))
+            .and_then(|f| f.take(limit.saturating_add(1)).read_to_end(&mut bytes))
             .map_err(|source| {
                 self.err(
                     key,
                     Problem::KeyFileRead {
-                        file: file.clone(),
+                        what,
+                        file: path.display().to_string(),
                         source,
                     },
                 )
             })?;
+        Ok((path, bytes))
+    }
+
+    /// Reads a WireGuard key file: one base64 32-byte key.
+    pub(super) fn key_file(&self, key: &str, s: &str) -> Result<(PathBuf, Key32), ConfigError> {
+        let (path, bytes) = self.read_file(key, s, "key", KEY_FILE_LIMIT)?;
+        let file = path.display().to_string();
         let malformed = |reason| {
             self.err(
                 key,
