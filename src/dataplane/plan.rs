@@ -52,6 +52,8 @@ pub enum AttachmentPlanKind {
 pub enum Io {
     /// A UDP socket bound to this address.
     Udp(SocketAddr),
+    /// A raw IPv4 socket of IP protocol 50 (ESP) bound to this address.
+    Esp(Ipv4Addr),
     /// A TUN device, and the kernel routes that point into it.
     Tun {
         name: String,

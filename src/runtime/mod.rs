@@ -10,6 +10,7 @@
 //! failed reload cannot take a route away from a running device; a failure there is logged,
 //! the new plan keeps running.
 
+mod raw_esp;
 mod socket_drops;
 #[cfg(test)]
 mod tests;
@@ -94,6 +95,8 @@ pub enum RuntimeError {
 pub(crate) struct NewSources {
     pub udp: Vec<(SourceKey, std::net::UdpSocket)>,
     pub tun: Vec<(SourceKey, tun_rs::SyncDevice)>,
+    /// Raw ESP sockets, driven as UDP sockets (see `raw_esp`).
+    pub raw: Vec<(SourceKey, std::net::UdpSocket)>,
 }
 
 pub(crate) enum Control {
@@ -154,7 +157,8 @@ impl NewSources {
             (k.clone(), bound)
         });
         let tun = self.tun.iter().map(|(k, _)| (k.clone(), Bound::default()));
-        udp.chain(tun).collect()
+        let raw = self.raw.iter().map(|(k, _)| (k.clone(), Bound::default()));
+        udp.chain(tun).chain(raw).collect()
     }
 }
 
@@ -213,6 +217,14 @@ fn open_source(
                     })?;
                 size_buffers(&s, &a.name);
                 new.udp.push((key, s));
+            }
+            Io::Esp(addr) => {
+                let fd = raw_esp::open(*addr).map_err(|source| RuntimeError::Bind {
+                    attachment: a.name.clone(),
+                    addr: SocketAddr::from((*addr, 0)),
+                    source,
+                })?;
+                new.raw.push((key, fd));
             }
             Io::Tun { name: tun, .. } => {
                 let tun_err = |source| RuntimeError::Tun {
@@ -312,7 +324,7 @@ fn kernel_changes(old: Option<&Plan>, new: &Plan) -> Vec<KernelOp> {
                     name,
                     kernel_routes,
                 } => Some((name.clone(), (a.mtu, kernel_routes.clone()))),
-                Io::Udp(_) => None,
+                Io::Udp(_) | Io::Esp(_) => None,
             })
             .collect()
     };
@@ -324,7 +336,7 @@ fn kernel_changes(old: Option<&Plan>, new: &Plan) -> Vec<KernelOp> {
                 name,
                 kernel_routes,
             } => Some((a, name, kernel_routes)),
-            Io::Udp(_) => None,
+            Io::Udp(_) | Io::Esp(_) => None,
         })
     });
     for (a, tun, kernel_routes) in tuns {

@@ -33,6 +33,7 @@ const PER_SOURCE: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SourceKey {
     Udp(SocketAddr, Option<(String, usize)>),
+    Esp(std::net::Ipv4Addr),
     Tun(String),
 }
 
@@ -43,6 +44,7 @@ impl SourceKey {
             Io::Udp(listen) => {
                 SourceKey::Udp(*listen, (listen.port() == 0).then(|| (a.name.clone(), i)))
             }
+            Io::Esp(addr) => SourceKey::Esp(*addr),
             Io::Tun { name, .. } => SourceKey::Tun(name.clone()),
         }
     }
@@ -56,6 +58,8 @@ impl SourceKey {
 #[derive(Clone)]
 enum Source {
     Udp(Arc<tokio::net::UdpSocket>),
+    /// A raw ESP socket, driven as a UDP socket (see `raw_esp`).
+    Esp(Arc<tokio::net::UdpSocket>),
     Tun(Arc<tun_rs::AsyncDevice>),
 }
 
@@ -115,11 +119,17 @@ impl Worker {
     /// Registers new sockets and devices with this thread's reactor, all or none: on error
     /// the ones registered so far are closed again.
     fn register(new: NewSources) -> std::io::Result<Vec<(SourceKey, Source)>> {
-        let mut out = Vec::with_capacity(new.udp.len() + new.tun.len());
+        let mut out = Vec::with_capacity(new.udp.len() + new.tun.len() + new.raw.len());
         for (k, s) in new.udp {
             out.push((
                 k,
                 Source::Udp(Arc::new(tokio::net::UdpSocket::from_std(s)?)),
+            ));
+        }
+        for (k, fd) in new.raw {
+            out.push((
+                k,
+                Source::Esp(Arc::new(tokio::net::UdpSocket::from_std(fd)?)),
             ));
         }
         for (k, d) in new.tun {
@@ -226,6 +236,9 @@ impl Worker {
                         Source::Udp(s) => {
                             s.try_recv_from(buf).map(|(n, from)| (n, Remote::Udp(from)))
                         }
+                        Source::Esp(r) => r
+                            .try_recv_from(buf)
+                            .map(|(n, from)| (n, Remote::Ip(from.ip()))),
                         Source::Tun(d) => d.try_recv(buf).map(|n| (n, Remote::Device)),
                     };
                     match got {
@@ -275,6 +288,16 @@ impl Worker {
                         other => break other.map(drop),
                     }
                 },
+                (Source::Esp(r), Remote::Ip(to)) => loop {
+                    match r.try_send_to(pkt, SocketAddr::new(to, 0)) {
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            if r.writable().await.is_err() {
+                                break Err(e);
+                            }
+                        }
+                        other => break other.map(drop),
+                    }
+                },
                 (Source::Tun(d), Remote::Device) => loop {
                     match d.try_send(pkt) {
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -304,6 +327,7 @@ async fn readable(sources: &[Vec<Source>]) {
         for s in sources.iter().flatten() {
             let ready = match s {
                 Source::Udp(u) => u.poll_recv_ready(cx).is_ready(),
+                Source::Esp(r) => r.poll_recv_ready(cx).is_ready(),
                 Source::Tun(d) => d.poll_readable(cx).is_ready(),
             };
             if ready {
@@ -366,6 +390,7 @@ mod tests {
             NewSources {
                 udp: vec![(key(&first, "a"), socket())],
                 tun: vec![],
+                raw: vec![],
             },
         );
         let next = plan(&["a", "b", "c"], 2);
@@ -376,6 +401,7 @@ mod tests {
             NewSources {
                 udp: vec![(key(&next, "b"), good), (key(&next, "c"), unpollable())],
                 tun: vec![],
+                raw: vec![],
             },
         );
 
@@ -392,6 +418,7 @@ mod tests {
             NewSources {
                 udp: vec![(key(&next, "b"), again), (key(&next, "c"), socket())],
                 tun: vec![],
+                raw: vec![],
             },
         );
         assert_eq!(result, Ok(()));
