@@ -9,16 +9,10 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use ipnetwork::Ipv4Network;
-
-use crate::config::{
-    AttachmentKind, Config, Destination, Tenant, WireGuardAttachment, WireGuardPeer,
-};
-use crate::ids::FacilityCode;
-use crate::nat::remap;
+use crate::config::{AttachmentKind, Config, WireGuardAttachment, WireGuardPeer};
+pub(crate) use crate::policy::reach::reachable;
 
 mod swanctl;
 
@@ -42,30 +36,6 @@ pub enum PeerConfigError {
         attachment: String,
         listen: std::net::SocketAddr,
     },
-}
-
-/// The exchange prefixes of `prefixes` (internal numbering of `tenant`), or all of the
-/// tenant's exchange prefixes when `prefixes` is empty.
-fn exchange_of(tenant: &Tenant, prefixes: &[Ipv4Network]) -> Vec<Ipv4Network> {
-    if prefixes.is_empty() {
-        return tenant.networks.iter().map(|n| n.exchange).collect();
-    }
-    let mut out = Vec::new();
-    for p in prefixes {
-        for n in &tenant.networks {
-            if n.internal.contains(p.network()) && n.internal.prefix() <= p.prefix() {
-                let x = remap(p.network(), n.internal, n.exchange);
-                if let Ok(net) = Ipv4Network::new(x, p.prefix()) {
-                    out.push(net);
-                }
-            }
-        }
-    }
-    out
-}
-
-fn overlaps(a: &Ipv4Network, b: &Ipv4Network) -> bool {
-    a.contains(b.network()) || b.contains(a.network())
 }
 
 /// What `ixgw peer-config` fills in besides the configuration.
@@ -234,69 +204,6 @@ fn interface_address(peer: &WireGuardPeer) -> String {
         }
         None => "0.0.0.0/32".into(),
     }
-}
-
-/// The exchange prefixes a peer of `tenant` with `facility`, routing `routes` (internal), can
-/// exchange traffic with under the policies, in either direction.
-fn reachable(
-    config: &Config,
-    tenant: &Tenant,
-    facility: FacilityCode,
-    routes: &[Ipv4Network],
-) -> BTreeSet<Ipv4Network> {
-    let by_name = |n: &str| config.tenants.iter().find(|t| t.name == n);
-    let peer_prefix_match = |prefixes: &[Ipv4Network]| {
-        prefixes.is_empty()
-            || prefixes
-                .iter()
-                .any(|p| routes.iter().any(|a| overlaps(p, a)))
-    };
-    let mut out = BTreeSet::new();
-    for pol in &config.policies {
-        let from_tenants: Vec<&Tenant> = if pol.from.tenants.is_empty() {
-            config.tenants.iter().collect()
-        } else {
-            pol.from.tenants.iter().filter_map(|n| by_name(n)).collect()
-        };
-        let is_source = from_tenants.iter().any(|t| t.name == tenant.name)
-            && (pol.from.facilities.is_empty() || pol.from.facilities.contains(&facility))
-            && peer_prefix_match(&pol.from.prefixes);
-        let (is_destination, to) = match &pol.to {
-            Destination::Tenants { tenants, prefixes } => {
-                let mut to = Vec::new();
-                for t in tenants.iter().filter_map(|n| by_name(n)) {
-                    to.extend(exchange_of(t, prefixes));
-                }
-                (
-                    tenants.contains(&tenant.name) && peer_prefix_match(prefixes),
-                    to,
-                )
-            }
-            Destination::Services(names) => {
-                let mut to = Vec::new();
-                let mut dest = false;
-                for svc in config.services.iter().filter(|s| names.contains(&s.name)) {
-                    let Some(t) = by_name(&svc.tenant) else {
-                        continue;
-                    };
-                    if let Ok(host) = Ipv4Network::new(svc.address, 32) {
-                        to.extend(exchange_of(t, &[host]));
-                        dest |= t.name == tenant.name && peer_prefix_match(&[host]);
-                    }
-                }
-                (dest, to)
-            }
-        };
-        if is_source {
-            out.extend(to);
-        }
-        if is_destination {
-            for t in &from_tenants {
-                out.extend(exchange_of(t, &pol.from.prefixes));
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

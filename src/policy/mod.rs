@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod flows;
+pub mod reach;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
