@@ -110,7 +110,7 @@ impl Harness {
 
     fn with(config: Config) -> Self {
         let now = Instant::now();
-        let plan = Arc::new(Plan::compile(&config, 1).unwrap());
+        let plan = Arc::new(Plan::compile(&config, 1));
         Harness {
             gw: Gateway::new(plan, now),
             rx: RxBatch::new(8),
@@ -384,7 +384,7 @@ fn reload_reevaluates_cached_verdicts() {
 
     let mut c = config();
     c.policies.remove(0);
-    h.gw.apply_plan(Arc::new(Plan::compile(&c, 2).unwrap()), h.now);
+    h.gw.apply_plan(Arc::new(Plan::compile(&c, 2)), h.now);
     assert!(h
         .tcp(AJISAI, "10.0.0.2", "100.65.0.3", 40000, 104, ACK)
         .is_empty());
@@ -395,7 +395,7 @@ fn reload_reevaluates_cached_verdicts() {
         "counters survive the reload"
     );
 
-    h.gw.apply_plan(Arc::new(Plan::compile(&config(), 3).unwrap()), h.now);
+    h.gw.apply_plan(Arc::new(Plan::compile(&config(), 3)), h.now);
     assert_eq!(
         h.tcp(AJISAI, "10.0.0.2", "100.65.0.3", 40000, 104, ACK)
             .len(),
@@ -522,7 +522,7 @@ fn oversized_df_packet_gets_frag_needed_back() {
         p.mtu = 1000;
     }
     let mut h = Harness::new();
-    h.gw.apply_plan(Arc::new(Plan::compile(&c, 2).unwrap()), h.now);
+    h.gw.apply_plan(Arc::new(Plan::compile(&c, 2)), h.now);
 
     let payload = vec![0x5a; 1200];
     let n = build::icmp_echo(
@@ -684,7 +684,7 @@ fn changing_limits_on_reload_keeps_established_flows() {
     let mut c = config();
     c.dataplane.udp_idle_timeout = Duration::from_secs(30);
     c.dataplane.flow_table_size = 2048;
-    h.gw.apply_plan(Arc::new(Plan::compile(&c, 2).unwrap()), h.now);
+    h.gw.apply_plan(Arc::new(Plan::compile(&c, 2)), h.now);
     assert_eq!(h.gw.flow_count(), 1);
     assert_eq!(
         h.tcp(MAME, "10.0.0.3", "100.64.0.2", 104, 40000, ACK).len(),
@@ -782,7 +782,7 @@ fn a_packet_the_tunnel_refuses_takes_no_flow() {
         wg.peers[0].endpoint = None;
     }
     let now = Instant::now();
-    let mut gw = Gateway::new(Arc::new(Plan::compile(&c, 1).unwrap()), now);
+    let mut gw = Gateway::new(Arc::new(Plan::compile(&c, 1)), now);
     let (mut rx, mut tx) = (RxBatch::new(4), TxBatch::new(4));
     let mut buf = vec![0u8; 256];
     let n = build::udp(&mut buf, ip("10.0.0.2"), ip("100.66.0.5"), 1, 2, b"x").unwrap();
@@ -1013,7 +1013,7 @@ fn a_route_that_opts_in_passes_directed_broadcasts() {
 #[test]
 fn a_wireguard_peer_opts_in_for_its_allowed_ips() {
     let mut c = super::fuzz::fuzz_config();
-    let plan = Plan::compile(&c, 1).unwrap();
+    let plan = Plan::compile(&c, 1);
     let peer = Route::Peer(crate::ids::PeerId(0));
     let (network, broadcast, host) = (ip("10.9.0.0"), ip("10.9.0.255"), ip("10.9.0.7"));
     assert!(plan.refuses_directed_broadcast(network, 24, peer));
@@ -1023,7 +1023,7 @@ fn a_wireguard_peer_opts_in_for_its_allowed_ips() {
         panic!("w-wg is a WireGuard attachment")
     };
     wg.peers[0].directed_broadcast = true;
-    let plan = Plan::compile(&c, 2).unwrap();
+    let plan = Plan::compile(&c, 2);
     assert!(!plan.refuses_directed_broadcast(network, 24, peer));
     assert!(!plan.refuses_directed_broadcast(broadcast, 24, peer));
 }
@@ -1066,7 +1066,7 @@ fn a_reload_counts_flows_again_by_the_new_numbering() {
     // The same tenants in the opposite order: every flow keeps its opener's tenant.
     let mut c = config();
     c.tenants.reverse();
-    h.gw.apply_plan(Arc::new(Plan::compile(&c, 2).unwrap()), h.now);
+    h.gw.apply_plan(Arc::new(Plan::compile(&c, 2)), h.now);
     assert_eq!(h.gw.flow_count(), 2);
     assert_eq!(flows_of(&mut h, "ajisai"), Some(1));
     assert_eq!(flows_of(&mut h, "mame"), Some(1));
@@ -1075,7 +1075,7 @@ fn a_reload_counts_flows_again_by_the_new_numbering() {
     // ajisai moves to another exchange prefix: its flow's opener is in no tenant any more.
     let mut c = config();
     c.tenants[0].networks[0].exchange = net("100.68.0.0/24");
-    h.gw.apply_plan(Arc::new(Plan::compile(&c, 3).unwrap()), h.now);
+    h.gw.apply_plan(Arc::new(Plan::compile(&c, 3)), h.now);
     assert_eq!(h.gw.flow_count(), 1, "the orphaned flow is removed");
     assert_eq!(flows_of(&mut h, "ajisai"), Some(0));
     assert_eq!(flows_of(&mut h, "mame"), Some(1));

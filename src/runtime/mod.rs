@@ -475,7 +475,9 @@ impl Running {
         config: &Config,
         metrics: Option<TcpListener>,
     ) -> Result<Running, RuntimeError> {
-        let plan = Arc::new(Plan::compile(config, 1)?);
+        let plan = Plan::compile(config, 1);
+        plan.check_served()?;
+        let plan = Arc::new(plan);
         let metrics = match metrics {
             Some(l) => l,
             None => TcpListener::bind(config.metrics.listen).map_err(|source| {
@@ -599,7 +601,9 @@ impl Running {
                 "metrics.listen changed: takes effect at the next restart"
             );
         }
-        let plan = Arc::new(Plan::compile(config, self.plan.generation + 1)?);
+        let plan = Plan::compile(config, self.plan.generation + 1);
+        plan.check_served()?;
+        let plan = Arc::new(plan);
         let sources = open_sources(&plan, &self.bound)?;
         let added = sources.bound();
         // The sockets the new plan drops close with the switch: count their drops until now.

@@ -90,7 +90,7 @@ pub(super) fn config(attachments: Vec<Attachment>) -> Config {
 }
 
 fn plan(attachments: Vec<Attachment>) -> Plan {
-    Plan::compile(&config(attachments), 1).unwrap()
+    Plan::compile(&config(attachments), 1)
 }
 
 fn add(attachment: &str, tun: &str, prefix: &str) -> KernelOp {

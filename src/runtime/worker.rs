@@ -350,7 +350,7 @@ mod tests {
     fn plan(names: &[&str], generation: u64) -> Arc<Plan> {
         let listen = "127.0.0.1:0".parse().expect("test address");
         let attachments = names.iter().map(|n| wg(n, listen, vec![])).collect();
-        Arc::new(Plan::compile(&config(attachments), generation).unwrap())
+        Arc::new(Plan::compile(&config(attachments), generation))
     }
 
     fn key(plan: &Plan, name: &str) -> SourceKey {

@@ -51,12 +51,17 @@ pub enum TunnelConfig {
     Plain {
         mtu: u16,
     },
+    /// The peers of an IPsec attachment; their SAs come from the IKE thread.
+    Ipsec {
+        peers: Vec<PeerId>,
+    },
 }
 
 /// One attachment's tunnel state.
 pub enum Tunnel {
     WireGuard(Box<wireguard::WgAttachment>),
     Plain(plain::PlainTunnel),
+    Ipsec(Box<ipsec::IpsecTunnel>),
 }
 
 /// An inner packet out of a tunnel, and the peer it came from (for tunnels with peers).
@@ -76,6 +81,7 @@ impl Tunnel {
                 Tunnel::WireGuard(Box::new(wg))
             }
             TunnelConfig::Plain { mtu } => Tunnel::Plain(plain::PlainTunnel { mtu: *mtu }),
+            TunnelConfig::Ipsec { .. } => Tunnel::Ipsec(Box::new(ipsec::IpsecTunnel::new(id))),
         }
     }
 
@@ -97,6 +103,11 @@ impl Tunnel {
                 wg.set_id(id);
                 let lost = wg.set_peers(peers, now);
                 Ok((self, lost))
+            }
+            (Tunnel::Ipsec(t), TunnelConfig::Ipsec { peers }) => {
+                t.set_id(id);
+                t.retain_peers(peers);
+                Ok((self, 0))
             }
             _ => Err(self),
         }
@@ -127,6 +138,7 @@ impl Tunnel {
                 peer: None,
                 packet: data,
             })),
+            Tunnel::Ipsec(t) => t.handle_input(via, data),
         }
     }
 
@@ -142,6 +154,7 @@ impl Tunnel {
     ) -> Result<(), DropReason> {
         match (self, peer) {
             (Tunnel::WireGuard(wg), Some(p)) => wg.send(now, p, packet, tx),
+            (Tunnel::Ipsec(t), Some(p)) => t.encapsulate(p, packet, tx),
             (Tunnel::Plain(_), None) => {
                 let buf = tx.next_buf().ok_or(DropReason::TxQueueFull)?;
                 buf[..packet.len()].copy_from_slice(packet);
@@ -165,7 +178,7 @@ impl Tunnel {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self {
             Tunnel::WireGuard(wg) => wg.poll_timeout(),
-            Tunnel::Plain(_) => None,
+            Tunnel::Plain(_) | Tunnel::Ipsec(_) => None,
         }
     }
 
@@ -174,6 +187,7 @@ impl Tunnel {
         match self {
             Tunnel::WireGuard(wg) => wg.poll_event(),
             Tunnel::Plain(_) => None,
+            Tunnel::Ipsec(t) => t.poll_event(),
         }
     }
 
@@ -181,7 +195,7 @@ impl Tunnel {
     pub fn queued(&self) -> usize {
         match self {
             Tunnel::WireGuard(wg) => wg.queued(),
-            Tunnel::Plain(_) => 0,
+            Tunnel::Plain(_) | Tunnel::Ipsec(_) => 0,
         }
     }
 
@@ -189,7 +203,15 @@ impl Tunnel {
     pub fn wireguard(&self) -> Option<&wireguard::WgAttachment> {
         match self {
             Tunnel::WireGuard(wg) => Some(wg),
-            Tunnel::Plain(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The IPsec data-path state, if this is an IPsec tunnel: SAs are installed through it.
+    pub fn ipsec_mut(&mut self) -> Option<&mut ipsec::IpsecTunnel> {
+        match self {
+            Tunnel::Ipsec(t) => Some(t),
+            _ => None,
         }
     }
 }

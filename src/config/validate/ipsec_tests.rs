@@ -280,7 +280,9 @@ fn the_ipsec_example_configuration_validates_and_is_not_served_yet() {
     let hospital = &a.peers[1];
     assert_eq!(hospital.child_rekey_bytes, Some(10 << 30));
     assert_eq!(hospital.dpd_action, DpdAction::Restart);
-    let err = crate::dataplane::Plan::compile(&c, 1).expect_err("not served");
+    let err = crate::dataplane::Plan::compile(&c, 1)
+        .check_served()
+        .expect_err("not served");
     assert_eq!(
         err,
         crate::dataplane::PlanError::NotServed {

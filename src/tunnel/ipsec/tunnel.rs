@@ -142,6 +142,12 @@ impl IpsecTunnel {
         self.outbound.remove(&peer);
     }
 
+    /// Keeps the SAs of `peers` only (a reload removed the others).
+    pub fn retain_peers(&mut self, peers: &[PeerId]) {
+        self.inbound.retain(|_, (p, _)| peers.contains(p));
+        self.outbound.retain(|p, _| peers.contains(p));
+    }
+
     /// Whether `peer` has an outbound SA.
     pub fn has_sa(&self, peer: PeerId) -> bool {
         self.outbound.contains_key(&peer)

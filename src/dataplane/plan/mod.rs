@@ -2,13 +2,14 @@
 //! reads. Immutable once built; a reload builds a new plan and the worker switches to it
 //! between two batches.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use ipnetwork::Ipv4Network;
 
 use super::lpm::PrefixTable;
+
+mod compile;
 use crate::config::{self, AttachmentKind, Config};
 use crate::ids::{
     AttachmentId, ExchangeV4, FacilityCode, FacilityId, InternalV4, PeerId, TenantId,
@@ -43,6 +44,13 @@ pub enum AttachmentPlanKind {
         peers: Vec<PeerId>,
     },
     Plain,
+    /// `io` is UDP `ike_port`, UDP `nat_t_port`, then raw ESP if configured, in the order of
+    /// [`crate::tunnel::ipsec::tunnel::IO_IKE`], `IO_NAT_T`, `IO_ESP`.
+    Ipsec {
+        peers: Vec<PeerId>,
+        local_id: config::IkeIdentity,
+        credentials: Option<config::GatewayCredentials>,
+    },
 }
 
 /// A socket or device an attachment needs from the operating system. The runtime opens one
@@ -103,6 +111,16 @@ pub struct PeerPlan {
 #[derive(Debug, Clone)]
 pub enum PeerPlanKind {
     WireGuard(WgPeerConfig),
+    Ipsec(Box<IpsecPeerPlan>),
+}
+
+/// An IPsec peer as the IKE thread needs it.
+#[derive(Debug, Clone)]
+pub struct IpsecPeerPlan {
+    pub config: config::IpsecPeer,
+    /// The gateway's traffic selectors: `local_ts` as configured, else every exchange prefix
+    /// the peer's policies reach ([`crate::policy::reach::reachable`]).
+    pub local_ts: Vec<Ipv4Network>,
 }
 
 /// The data path's view of one configuration.
@@ -126,8 +144,8 @@ pub struct Plan {
 /// Why a validated configuration cannot become a plan.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    /// The configuration validates, but the data path has no tunnel for this attachment type
-    /// yet: refused here, the one place every start and reload passes, rather than left out.
+    /// The configuration validates, but the daemon cannot run this attachment type yet:
+    /// refused by [`Plan::check_served`], which every start and reload passes.
     #[error("attachment {attachment}: type {kind} is not served by this build yet (`ixgw check` validates it; its data path is in progress)")]
     NotServed {
         attachment: String,
@@ -137,110 +155,26 @@ pub enum PlanError {
 
 impl Plan {
     /// Compiles a validated configuration. Validation guarantees what this relies on (unique
-    /// names, non-overlapping exchange prefixes and allowed-ips); what fails is an attachment
-    /// of a type the data path does not serve yet ([`PlanError::NotServed`]).
-    pub fn compile(config: &Config, generation: u64) -> Result<Plan, PlanError> {
-        let mut tenants = Vec::with_capacity(config.tenants.len());
-        let mut attachments = Vec::new();
-        let mut peers = Vec::new();
-        let mut facilities: Vec<FacilityCode> = Vec::new();
-        let mut facility_ids: HashMap<FacilityCode, FacilityId> = HashMap::new();
-        let mut exchange = PrefixTable::default();
+    /// names, non-overlapping exchange prefixes and routes), so compiling cannot fail.
+    pub fn compile(config: &Config, generation: u64) -> Plan {
+        compile::compile(config, generation)
+    }
 
-        for (ti, t) in config.tenants.iter().enumerate() {
-            let tid = TenantId(ti as u16);
-            let mut routes = PrefixTable::default();
-            for n in &t.networks {
-                exchange.insert(n.exchange, tid);
-            }
-            for a in &t.attachments {
-                let aid = AttachmentId(attachments.len() as u16);
-                let (kind, io) = match &a.kind {
-                    AttachmentKind::WireGuard(wg) => {
-                        let mut ids = Vec::with_capacity(wg.peers.len());
-                        for p in &wg.peers {
-                            let pid = PeerId(peers.len() as u32);
-                            for ip in &p.allowed_ips {
-                                routes.insert(*ip, Route::Peer(pid));
-                            }
-                            let facility_id =
-                                *facility_ids.entry(p.facility).or_insert_with(|| {
-                                    facilities.push(p.facility);
-                                    FacilityId(facilities.len() as u32 - 1)
-                                });
-                            peers.push(PeerPlan {
-                                name: p.name.clone(),
-                                tenant: tid,
-                                attachment: aid,
-                                facility: p.facility,
-                                facility_id,
-                                directed_broadcast: p.directed_broadcast,
-                                kind: PeerPlanKind::WireGuard(WgPeerConfig {
-                                    id: pid,
-                                    public_key: p.public_key.0,
-                                    preshared_key: p.preshared_key.as_ref().map(|k| k.0),
-                                    persistent_keepalive: p.persistent_keepalive,
-                                    endpoint: p.endpoint,
-                                }),
-                            });
-                            ids.push(pid);
-                        }
-                        let kind = AttachmentPlanKind::WireGuard {
-                            private_key: wg.private_key.0,
-                            peers: ids,
-                        };
-                        (kind, vec![Io::Udp(wg.listen)])
-                    }
-                    AttachmentKind::Plain(pl) => {
-                        for r in &pl.routes {
-                            routes.insert(*r, Route::Plain(aid));
-                        }
-                        let tun = Io::Tun {
-                            name: pl.tun.clone(),
-                            kernel_routes: pl.kernel_routes.clone(),
-                        };
-                        (AttachmentPlanKind::Plain, vec![tun])
-                    }
-                    AttachmentKind::Ipsec(_) => {
-                        return Err(PlanError::NotServed {
-                            attachment: a.name.clone(),
-                            kind: a.kind.type_name(),
-                        })
-                    }
-                };
-                let (mtu, directed_broadcast) = match &a.kind {
-                    AttachmentKind::WireGuard(wg) => (wg.mtu, false),
-                    AttachmentKind::Plain(pl) => (pl.mtu, pl.directed_broadcast),
-                    AttachmentKind::Ipsec(ipsec) => (ipsec.mtu, false),
-                };
-                attachments.push(AttachmentPlan {
-                    name: a.name.clone(),
-                    tenant: tid,
-                    mtu,
-                    directed_broadcast,
-                    io,
-                    kind,
-                });
-            }
-            tenants.push(TenantPlan {
-                name: t.name.clone(),
-                map: TenantMap::new(&t.networks),
-                routes,
-            });
+    /// Refuses a plan with an attachment whose type the daemon cannot run yet: IPsec
+    /// attachments compile (the data path and its tests use them) but their IKE thread does
+    /// not exist yet.
+    pub fn check_served(&self) -> Result<(), PlanError> {
+        match self
+            .attachments
+            .iter()
+            .find(|a| matches!(a.kind, AttachmentPlanKind::Ipsec { .. }))
+        {
+            Some(a) => Err(PlanError::NotServed {
+                attachment: a.name.clone(),
+                kind: "ipsec",
+            }),
+            None => Ok(()),
         }
-
-        Ok(Plan {
-            generation,
-            source: config.source.clone(),
-            tenants,
-            attachments,
-            peers,
-            facilities,
-            exchange,
-            policy: PolicySet::compile(config),
-            limits: config.dataplane.clone(),
-            metrics_listen: config.metrics.listen,
-        })
     }
 
     /// The flow quotas of `limits`, as numbers of flows.
@@ -319,10 +253,14 @@ impl Plan {
                 private_key: *private_key,
                 peers: peers
                     .iter()
-                    .map(|p| match &self.peers[p.index()].kind {
-                        PeerPlanKind::WireGuard(wg) => wg.clone(),
+                    .filter_map(|p| match &self.peers[p.index()].kind {
+                        PeerPlanKind::WireGuard(wg) => Some(wg.clone()),
+                        PeerPlanKind::Ipsec(_) => None,
                     })
                     .collect(),
+            },
+            AttachmentPlanKind::Ipsec { peers, .. } => TunnelConfig::Ipsec {
+                peers: peers.clone(),
             },
             AttachmentPlanKind::Plain => TunnelConfig::Plain {
                 mtu: attachment.mtu,

@@ -1,0 +1,204 @@
+//! Config → [`Plan`]: one pass over the tenants, each attachment compiled by its kind into
+//! its per-kind plan, its sockets and devices (`Io`) and its routes.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::config::{IpsecAttachment, PlainAttachment, Tenant, WireGuardAttachment};
+use crate::policy::reach::reachable;
+
+struct Compiler<'c> {
+    config: &'c Config,
+    attachments: Vec<AttachmentPlan>,
+    peers: Vec<PeerPlan>,
+    facilities: Vec<FacilityCode>,
+    facility_ids: HashMap<FacilityCode, FacilityId>,
+}
+
+/// What every peer has, whatever its tunnel.
+struct PeerCommon<'a> {
+    name: &'a str,
+    facility: FacilityCode,
+    directed_broadcast: bool,
+    routes: &'a [Ipv4Network],
+}
+
+pub(super) fn compile(config: &Config, generation: u64) -> Plan {
+    let mut c = Compiler {
+        config,
+        attachments: Vec::new(),
+        peers: Vec::new(),
+        facilities: Vec::new(),
+        facility_ids: HashMap::new(),
+    };
+    let mut tenants = Vec::with_capacity(config.tenants.len());
+    let mut exchange = PrefixTable::default();
+    for (ti, t) in config.tenants.iter().enumerate() {
+        let tid = TenantId(ti as u16);
+        let mut routes = PrefixTable::default();
+        for n in &t.networks {
+            exchange.insert(n.exchange, tid);
+        }
+        for a in &t.attachments {
+            let aid = AttachmentId(c.attachments.len() as u16);
+            let (kind, io) = match &a.kind {
+                AttachmentKind::WireGuard(wg) => c.wireguard(tid, aid, wg, &mut routes),
+                AttachmentKind::Plain(pl) => plain(aid, pl, &mut routes),
+                AttachmentKind::Ipsec(ipsec) => c.ipsec(t, tid, aid, ipsec, &mut routes),
+            };
+            let (mtu, directed_broadcast) = match &a.kind {
+                AttachmentKind::WireGuard(wg) => (wg.mtu, false),
+                AttachmentKind::Plain(pl) => (pl.mtu, pl.directed_broadcast),
+                AttachmentKind::Ipsec(ipsec) => (ipsec.mtu, false),
+            };
+            c.attachments.push(AttachmentPlan {
+                name: a.name.clone(),
+                tenant: tid,
+                mtu,
+                directed_broadcast,
+                io,
+                kind,
+            });
+        }
+        tenants.push(TenantPlan {
+            name: t.name.clone(),
+            map: TenantMap::new(&t.networks),
+            routes,
+        });
+    }
+    Plan {
+        generation,
+        source: config.source.clone(),
+        tenants,
+        attachments: c.attachments,
+        peers: c.peers,
+        facilities: c.facilities,
+        exchange,
+        policy: PolicySet::compile(config),
+        limits: config.dataplane.clone(),
+        metrics_listen: config.metrics.listen,
+    }
+}
+
+fn plain(
+    aid: AttachmentId,
+    pl: &PlainAttachment,
+    routes: &mut PrefixTable<Route>,
+) -> (AttachmentPlanKind, Vec<Io>) {
+    for r in &pl.routes {
+        routes.insert(*r, Route::Plain(aid));
+    }
+    let tun = Io::Tun {
+        name: pl.tun.clone(),
+        kernel_routes: pl.kernel_routes.clone(),
+    };
+    (AttachmentPlanKind::Plain, vec![tun])
+}
+
+impl Compiler<'_> {
+    /// Adds a peer of attachment `aid`: its facility numbered, its routes pointing at it.
+    fn peer(
+        &mut self,
+        tid: TenantId,
+        aid: AttachmentId,
+        common: PeerCommon<'_>,
+        routes: &mut PrefixTable<Route>,
+        kind: impl FnOnce(PeerId) -> PeerPlanKind,
+    ) -> PeerId {
+        let pid = PeerId(self.peers.len() as u32);
+        for r in common.routes {
+            routes.insert(*r, Route::Peer(pid));
+        }
+        let facilities = &mut self.facilities;
+        let facility_id = *self.facility_ids.entry(common.facility).or_insert_with(|| {
+            facilities.push(common.facility);
+            FacilityId(facilities.len() as u32 - 1)
+        });
+        self.peers.push(PeerPlan {
+            name: common.name.to_string(),
+            tenant: tid,
+            attachment: aid,
+            facility: common.facility,
+            facility_id,
+            directed_broadcast: common.directed_broadcast,
+            kind: kind(pid),
+        });
+        pid
+    }
+
+    fn wireguard(
+        &mut self,
+        tid: TenantId,
+        aid: AttachmentId,
+        wg: &WireGuardAttachment,
+        routes: &mut PrefixTable<Route>,
+    ) -> (AttachmentPlanKind, Vec<Io>) {
+        let mut ids = Vec::with_capacity(wg.peers.len());
+        for p in &wg.peers {
+            let common = PeerCommon {
+                name: &p.name,
+                facility: p.facility,
+                directed_broadcast: p.directed_broadcast,
+                routes: &p.allowed_ips,
+            };
+            ids.push(self.peer(tid, aid, common, routes, |id| {
+                PeerPlanKind::WireGuard(WgPeerConfig {
+                    id,
+                    public_key: p.public_key.0,
+                    preshared_key: p.preshared_key.as_ref().map(|k| k.0),
+                    persistent_keepalive: p.persistent_keepalive,
+                    endpoint: p.endpoint,
+                })
+            }));
+        }
+        let kind = AttachmentPlanKind::WireGuard {
+            private_key: wg.private_key.0,
+            peers: ids,
+        };
+        (kind, vec![Io::Udp(wg.listen)])
+    }
+
+    fn ipsec(
+        &mut self,
+        tenant: &Tenant,
+        tid: TenantId,
+        aid: AttachmentId,
+        ipsec: &IpsecAttachment,
+        routes: &mut PrefixTable<Route>,
+    ) -> (AttachmentPlanKind, Vec<Io>) {
+        let mut ids = Vec::with_capacity(ipsec.peers.len());
+        for p in &ipsec.peers {
+            let local_ts = match &p.local_ts {
+                Some(ts) => ts.clone(),
+                None => reachable(self.config, tenant, p.facility, &p.remote_ts)
+                    .into_iter()
+                    .collect(),
+            };
+            let common = PeerCommon {
+                name: &p.name,
+                facility: p.facility,
+                directed_broadcast: p.directed_broadcast,
+                routes: &p.remote_ts,
+            };
+            ids.push(self.peer(tid, aid, common, routes, |_| {
+                PeerPlanKind::Ipsec(Box::new(IpsecPeerPlan {
+                    config: p.clone(),
+                    local_ts,
+                }))
+            }));
+        }
+        let mut io = vec![
+            Io::Udp(SocketAddr::from((ipsec.listen, ipsec.ike_port))),
+            Io::Udp(SocketAddr::from((ipsec.listen, ipsec.nat_t_port))),
+        ];
+        if ipsec.raw_esp {
+            io.push(Io::Esp(ipsec.listen));
+        }
+        let kind = AttachmentPlanKind::Ipsec {
+            peers: ids,
+            local_id: ipsec.local_id.clone(),
+            credentials: ipsec.credentials.clone(),
+        };
+        (kind, io)
+    }
+}
