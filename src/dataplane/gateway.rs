@@ -101,6 +101,11 @@ impl Gateway {
         self.core.tunnels.get(id.index())
     }
 
+    /// An attachment's tunnel, to install what its control plane negotiated (IPsec SAs).
+    pub fn tunnel_mut(&mut self, id: AttachmentId) -> Option<&mut Tunnel> {
+        self.core.tunnels.get_mut(id.index())
+    }
+
     /// Sets a facility's state (numbered as in the running plan). Only that facility's cached
     /// verdicts are asked again, on their next packet. Returns whether the state changed.
     pub fn set_facility_state(&mut self, facility: FacilityId, state: FacilityState) -> bool {

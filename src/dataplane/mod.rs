@@ -14,9 +14,11 @@ mod reasons;
 
 pub use gateway::{count_event, Gateway};
 pub use plan::{
-    AttachmentPlan, AttachmentPlanKind, Io, PeerPlan, PeerPlanKind, Plan, PlanError, Route,
-    TenantPlan,
+    AttachmentPlan, AttachmentPlanKind, Io, IpsecPeerPlan, PeerPlan, PeerPlanKind, Plan, PlanError,
+    Route, TenantPlan,
 };
 
+#[cfg(test)]
+mod ipsec_tests;
 #[cfg(test)]
 mod tests;
