@@ -12,6 +12,7 @@
 use std::fmt::Write;
 
 use crate::config::{AttachmentKind, Config, WireGuardAttachment, WireGuardPeer};
+use crate::ids::FacilityCode;
 pub(crate) use crate::policy::reach::reachable;
 
 mod swanctl;
@@ -110,6 +111,16 @@ fn gateway_host(
     }
 }
 
+/// The comment lines every peer configuration starts with: whose it is and where from.
+fn header(config: &Config, peer: &str, facility: FacilityCode, tenant: &str) -> String {
+    format!(
+        "# ixgw peer configuration for {peer} (facility {facility}, tenant {tenant})\n\
+         # generated from {} by `ixgw peer-config`; IX {}\n",
+        config.source.display(),
+        config.ix.name
+    )
+}
+
 /// Renders the wg-quick configuration for peer `name`. `private_key` is the facility's own
 /// private key (base64) if the operator has it; otherwise a placeholder is written.
 pub fn wg_quick(
@@ -138,17 +149,7 @@ pub fn wg_quick(
     let endpoint = std::net::SocketAddr::new(host, wg.listen.port());
     let allowed = reachable(config, tenant, peer.facility, &peer.allowed_ips);
 
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# ixgw peer configuration for {} (facility {}, tenant {})",
-        peer.name, peer.facility, tenant.name
-    );
-    let _ = writeln!(
-        s,
-        "# generated from {file} by `ixgw peer-config`; IX {}",
-        config.ix.name
-    );
+    let mut s = header(config, &peer.name, peer.facility, &tenant.name);
     let _ = writeln!(s, "[Interface]");
     match private_key {
         Some(k) => {

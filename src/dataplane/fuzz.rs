@@ -39,14 +39,9 @@ pub(crate) fn plain(name: &str, internal: &str, exchange: &str) -> Tenant {
     }
 }
 
-/// Two overlapping plain tenants that may talk both ways, a claims tenant, and a WireGuard
-/// tenant with one peer.
-pub fn fuzz_config() -> Config {
-    let any = PortRule {
-        protocol: Protocol::Any,
-        ports: None,
-    };
-    let policy = |name: &str, from: &str, to: &str| Policy {
+/// A policy from every host of tenant `from` to every host of tenant `to`.
+pub(crate) fn tenant_policy(name: &str, from: &str, to: &str, allow: Vec<PortRule>) -> Policy {
+    Policy {
         name: name.into(),
         from: Source {
             tenants: vec![from.into()],
@@ -56,12 +51,22 @@ pub fn fuzz_config() -> Config {
             tenants: vec![to.into()],
             prefixes: vec![],
         },
-        allow: vec![any],
-    };
+        allow,
+    }
+}
+
+/// A configuration of `tenants` in the exchange space 100.64.0.0/10 with metrics on an
+/// ephemeral loopback port and a flow table of `flows` entries.
+pub(crate) fn config_of(
+    flows: usize,
+    tenants: Vec<Tenant>,
+    services: Vec<Service>,
+    policies: Vec<Policy>,
+) -> Config {
     Config {
-        source: PathBuf::from("fuzz.yaml"),
+        source: PathBuf::from("test.yaml"),
         ix: Ix {
-            name: "fuzz".into(),
+            name: "test-ix".into(),
             exchange_space: net("100.64.0.0/10"),
             public_address: None,
         },
@@ -69,50 +74,65 @@ pub fn fuzz_config() -> Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         },
         dataplane: Dataplane {
-            flow_table_size: 64,
+            flow_table_size: flows,
             ..Dataplane::default()
         },
-        tenants: vec![
-            plain("a", "10.0.0.0/24", "100.64.0.0/24"),
-            plain("b", "10.0.0.0/24", "100.65.0.0/24"),
-            plain("c", "192.168.50.0/24", "100.127.0.0/24"),
-            Tenant {
-                name: "w".into(),
-                networks: vec![Network {
-                    internal: net("10.9.0.0/24"),
-                    exchange: net("100.66.0.0/24"),
-                }],
-                attachments: vec![Attachment {
-                    name: "w-wg".into(),
-                    kind: AttachmentKind::WireGuard(WireGuardAttachment {
-                        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                        private_key_file: PathBuf::from("w.key"),
-                        private_key: Key32([7; 32]),
-                        mtu: 1420,
-                        peers: vec![WireGuardPeer {
-                            name: "w1".into(),
-                            facility: FacilityCode::parse("4212345678").expect("a literal code"),
-                            public_key: Key32(crate::tunnel::wireguard::keys::public_key(&[9; 32])),
-                            preshared_key_file: None,
-                            preshared_key: None,
-                            allowed_ips: vec![net("10.9.0.0/24")],
-                            address: None,
-                            endpoint: Some(SocketAddr::from(([127, 0, 0, 1], 51999))),
-                            persistent_keepalive: None,
-                            directed_broadcast: false,
-                        }],
-                    }),
-                }],
-            },
-        ],
-        services: vec![],
-        policies: vec![
-            policy("ab", "a", "b"),
-            policy("ba", "b", "a"),
-            policy("aw", "a", "w"),
-            policy("ac", "a", "c"),
-        ],
+        tenants,
+        services,
+        policies,
     }
+}
+
+/// Two overlapping plain tenants that may talk both ways, a claims tenant, and a WireGuard
+/// tenant with one peer.
+pub fn fuzz_config() -> Config {
+    let any = || {
+        vec![PortRule {
+            protocol: Protocol::Any,
+            ports: None,
+        }]
+    };
+    let policy = |name: &str, from: &str, to: &str| tenant_policy(name, from, to, any());
+    let tenants = vec![
+        plain("a", "10.0.0.0/24", "100.64.0.0/24"),
+        plain("b", "10.0.0.0/24", "100.65.0.0/24"),
+        plain("c", "192.168.50.0/24", "100.127.0.0/24"),
+        Tenant {
+            name: "w".into(),
+            networks: vec![Network {
+                internal: net("10.9.0.0/24"),
+                exchange: net("100.66.0.0/24"),
+            }],
+            attachments: vec![Attachment {
+                name: "w-wg".into(),
+                kind: AttachmentKind::WireGuard(WireGuardAttachment {
+                    listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    private_key_file: PathBuf::from("w.key"),
+                    private_key: Key32([7; 32]),
+                    mtu: 1420,
+                    peers: vec![WireGuardPeer {
+                        name: "w1".into(),
+                        facility: FacilityCode::parse("4212345678").expect("a literal code"),
+                        public_key: Key32(crate::tunnel::wireguard::keys::public_key(&[9; 32])),
+                        preshared_key_file: None,
+                        preshared_key: None,
+                        allowed_ips: vec![net("10.9.0.0/24")],
+                        address: None,
+                        endpoint: Some(SocketAddr::from(([127, 0, 0, 1], 51999))),
+                        persistent_keepalive: None,
+                        directed_broadcast: false,
+                    }],
+                }),
+            }],
+        },
+    ];
+    let policies = vec![
+        policy("ab", "a", "b"),
+        policy("ba", "b", "a"),
+        policy("aw", "a", "w"),
+        policy("ac", "a", "c"),
+    ];
+    config_of(64, tenants, vec![], policies)
 }
 
 /// Feeds records `[selector, len_hi, len_lo, bytes..]` to a gateway in batches of up to 8:

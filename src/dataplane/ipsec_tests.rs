@@ -78,55 +78,24 @@ fn config(raw_esp: bool) -> Config {
             peers: vec![ipsec_peer()],
         }),
     }];
-    let policy = |name: &str, from: &str, to: &str, allow: PortRule| Policy {
-        name: name.into(),
-        from: Source {
-            tenants: vec![from.into()],
-            ..Source::default()
-        },
-        to: Destination::Tenants {
-            tenants: vec![to.into()],
-            prefixes: vec![],
-        },
-        allow: vec![allow],
+    let icmp = PortRule {
+        protocol: Protocol::Icmp,
+        ports: None,
     };
-    Config {
-        source: PathBuf::from("test.yaml"),
-        ix: Ix {
-            name: "test-ix".into(),
-            exchange_space: net("100.64.0.0/10"),
-            public_address: None,
-        },
-        metrics: Metrics {
-            listen: "127.0.0.1:0".parse().unwrap(),
-        },
-        dataplane: Dataplane {
-            flow_table_size: 1024,
-            ..Dataplane::default()
-        },
-        tenants: vec![fuzz::plain("ajisai", "10.0.0.0/24", "100.64.0.0/24"), mame],
-        services: vec![],
-        policies: vec![
-            policy(
-                "ping",
-                "ajisai",
-                "mame",
-                PortRule {
-                    protocol: Protocol::Icmp,
-                    ports: None,
-                },
-            ),
-            policy(
-                "imaging",
-                "mame",
-                "ajisai",
-                PortRule {
-                    protocol: Protocol::Tcp,
-                    ports: Some((104, 104)),
-                },
-            ),
+    let dicom = PortRule {
+        protocol: Protocol::Tcp,
+        ports: Some((104, 104)),
+    };
+    let ajisai = fuzz::plain("ajisai", "10.0.0.0/24", "100.64.0.0/24");
+    fuzz::config_of(
+        1024,
+        vec![ajisai, mame],
+        vec![],
+        vec![
+            fuzz::tenant_policy("ping", "ajisai", "mame", vec![icmp]),
+            fuzz::tenant_policy("imaging", "mame", "ajisai", vec![dicom]),
         ],
-    }
+    )
 }
 
 fn sa(spi: u32, key: &[u8]) -> SaConfig<'_> {

@@ -1,7 +1,6 @@
 //! Pipeline tests over plain attachments (no crypto): every step between decap and encap.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,62 +36,38 @@ fn tcp(port: u16) -> PortRule {
 /// ajisai and mame both number 10.0.0.0/24; claims publishes 192.168.50.10 tcp/443; isolated
 /// has no policy at all.
 fn config() -> Config {
-    Config {
-        source: PathBuf::from("test.yaml"),
-        ix: Ix {
-            name: "test-ix".into(),
-            exchange_space: net("100.64.0.0/10"),
-            public_address: None,
+    let icmp = PortRule {
+        protocol: Protocol::Icmp,
+        ports: None,
+    };
+    let claims = Policy {
+        name: "claims".into(),
+        from: Source {
+            tenants: vec!["ajisai".into(), "mame".into()],
+            ..Source::default()
         },
-        metrics: Metrics {
-            listen: "127.0.0.1:0".parse().unwrap(),
-        },
-        dataplane: Dataplane {
-            flow_table_size: 1024,
-            ..Dataplane::default()
-        },
-        tenants: vec![
+        to: Destination::Services(vec!["online-claims".into()]),
+        allow: vec![],
+    };
+    super::fuzz::config_of(
+        1024,
+        vec![
             super::fuzz::plain("ajisai", "10.0.0.0/24", "100.64.0.0/24"),
             super::fuzz::plain("mame", "10.0.0.0/24", "100.65.0.0/24"),
             super::fuzz::plain("claims", "192.168.50.0/24", "100.127.0.0/24"),
             super::fuzz::plain("isolated", "10.0.0.0/24", "100.66.0.0/24"),
         ],
-        services: vec![Service {
+        vec![Service {
             name: "online-claims".into(),
             tenant: "claims".into(),
             address: ip("192.168.50.10"),
             ports: vec![tcp(443)],
         }],
-        policies: vec![
-            Policy {
-                name: "imaging".into(),
-                from: Source {
-                    tenants: vec!["ajisai".into()],
-                    ..Source::default()
-                },
-                to: Destination::Tenants {
-                    tenants: vec!["mame".into()],
-                    prefixes: vec![],
-                },
-                allow: vec![
-                    tcp(104),
-                    PortRule {
-                        protocol: Protocol::Icmp,
-                        ports: None,
-                    },
-                ],
-            },
-            Policy {
-                name: "claims".into(),
-                from: Source {
-                    tenants: vec!["ajisai".into(), "mame".into()],
-                    ..Source::default()
-                },
-                to: Destination::Services(vec!["online-claims".into()]),
-                allow: vec![],
-            },
+        vec![
+            super::fuzz::tenant_policy("imaging", "ajisai", "mame", vec![tcp(104), icmp]),
+            claims,
         ],
-    }
+    )
 }
 
 struct Harness {

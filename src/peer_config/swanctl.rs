@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::{gateway_host, reachable, PeerConfigError};
+use super::{gateway_host, header, reachable, PeerConfigError};
 use crate::config::{
     Config, IkeIdentity, IpsecAttachment, IpsecAuth, IpsecPeer, IpsecStart, Tenant,
 };
@@ -33,17 +33,7 @@ pub fn swanctl(config: &Config, name: &str, with_psk: bool) -> Result<String, Pe
     };
     let listen = std::net::SocketAddr::from((ipsec.listen, ipsec.ike_port));
     let host = gateway_host(config, attachment, listen)?;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# ixgw peer configuration for {} (facility {}, tenant {})",
-        peer.name, peer.facility, tenant.name
-    );
-    let _ = writeln!(
-        s,
-        "# generated from {file} by `ixgw peer-config`; IX {}",
-        config.ix.name
-    );
+    let mut s = header(config, &peer.name, peer.facility, &tenant.name);
     let _ = writeln!(
         s,
         "# strongSwan swanctl.conf of the facility side; load it with `swanctl --load-all`."

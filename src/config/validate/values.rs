@@ -170,6 +170,25 @@ impl Validator {
         })
     }
 
+    /// A peer's `facility`, which every peer must have.
+    pub(super) fn peer_facility(
+        &self,
+        pk: &str,
+        peer: &str,
+        facility: &Option<String>,
+    ) -> Result<FacilityCode, ConfigError> {
+        let fk = format!("{pk}.facility");
+        match facility {
+            Some(s) => self.facility(&fk, s),
+            None => Err(self.err(
+                &fk,
+                Problem::MissingFacility {
+                    peer: peer.to_string(),
+                },
+            )),
+        }
+    }
+
     pub(super) fn facility(&self, key: &str, s: &str) -> Result<FacilityCode, ConfigError> {
         FacilityCode::parse(s).map_err(|reason| {
             let lost_zero = s.len() == 9 && s.bytes().all(|b| b.is_ascii_digit());

@@ -37,18 +37,7 @@ impl Validator {
         for (pi, p) in a.peers.iter().enumerate() {
             let pk = format!("{ak}.peers[{pi}]");
             self.unique(peer_names, "peer", &p.name, &format!("{pk}.name"))?;
-            let fk = format!("{pk}.facility");
-            let facility = match &p.facility {
-                Some(s) => self.facility(&fk, s)?,
-                None => {
-                    return Err(self.err(
-                        &fk,
-                        Problem::MissingFacility {
-                            peer: p.name.clone(),
-                        },
-                    ))
-                }
-            };
+            let facility = self.peer_facility(&pk, &p.name, &p.facility)?;
             let kk = format!("{pk}.public_key");
             let public_key = self.public_key(&kk, &p.public_key)?;
             if let Some(other) = public_keys.get(&public_key.0) {

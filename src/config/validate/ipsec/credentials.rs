@@ -172,47 +172,42 @@ fn is_private_key(kind: SectionKind) -> bool {
 /// The certificates of a certificate file, in order; each must parse as X.509. A private key
 /// in the file is refused: certificate files are often readable by more users than keys.
 fn certificates(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    if let Some(reason) = too_large(bytes) {
-        return Err(reason);
-    }
-    let mut out = Vec::new();
-    for (kind, der) in sections(bytes)? {
-        if is_private_key(kind) {
-            return Err("it holds a private key: keep the key in private_key_file only".into());
-        }
-        if kind != SectionKind::Certificate {
-            continue;
-        }
-        let cert = CertificateDer::from(der);
-        webpki::EndEntityCert::try_from(&cert).map_err(|e| {
-            format!(
-                "CERTIFICATE block {} is not an X.509 certificate ({e})",
-                out.len() + 1
-            )
-        })?;
-        out.push(cert);
-    }
-    if out.is_empty() {
-        return Err("it holds no CERTIFICATE block".into());
-    }
-    Ok(out)
+    certificate_blocks(
+        bytes,
+        "it holds a private key: keep the key in private_key_file only",
+        |cert| webpki::EndEntityCert::try_from(cert).map(drop),
+    )
 }
 
 /// The CA certificates of a CA file; each must parse as a trust anchor.
 fn ca_certificates(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    certificate_blocks(
+        bytes,
+        "it holds a private key, which a CA file never needs",
+        |cert| webpki::anchor_from_trusted_cert(cert).map(drop),
+    )
+}
+
+/// The CERTIFICATE blocks of a PEM file, each accepted by `parse`; a private key block is
+/// refused with `key_found`.
+fn certificate_blocks(
+    bytes: &[u8],
+    key_found: &str,
+    parse: impl Fn(&CertificateDer<'static>) -> Result<(), webpki::Error>,
+) -> Result<Vec<CertificateDer<'static>>, String> {
     if let Some(reason) = too_large(bytes) {
         return Err(reason);
     }
     let mut out = Vec::new();
     for (kind, der) in sections(bytes)? {
         if is_private_key(kind) {
-            return Err("it holds a private key, which a CA file never needs".into());
+            return Err(key_found.into());
         }
         if kind != SectionKind::Certificate {
             continue;
         }
         let cert = CertificateDer::from(der);
-        webpki::anchor_from_trusted_cert(&cert).map_err(|e| {
+        parse(&cert).map_err(|e| {
             format!(
                 "CERTIFICATE block {} is not an X.509 certificate ({e})",
                 out.len() + 1

@@ -187,18 +187,7 @@ impl Validator {
         routes: &mut Vec<Keyed>,
     ) -> Result<IpsecPeer, ConfigError> {
         self.unique(peer_names, "peer", &p.name, &format!("{pk}.name"))?;
-        let fk = format!("{pk}.facility");
-        let facility = match &p.facility {
-            Some(s) => self.facility(&fk, s)?,
-            None => {
-                return Err(self.err(
-                    &fk,
-                    Problem::MissingFacility {
-                        peer: p.name.clone(),
-                    },
-                ))
-            }
-        };
+        let facility = self.peer_facility(pk, &p.name, &p.facility)?;
         let remote_id = self.identity(&format!("{pk}.remote_id"), &p.remote_id)?;
         let auth = self.peer_auth(pk, p)?;
         let remote_ts =
