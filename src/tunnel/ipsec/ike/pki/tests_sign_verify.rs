@@ -277,6 +277,56 @@ fn paths_are_refused_for_the_wrong_ca_and_missing_or_stale_certificates() {
     assert_eq!(r, Err(AuthError::Untrusted));
 }
 
+/// The CA certificate's own validity counts (webpki ignores it, strongSwan does not); a CA
+/// re-issued with the same name and key takes over from the expired one.
+#[test]
+fn an_expired_or_future_ca_is_refused_and_its_successor_accepted() {
+    let (root_key, _) = key(Alg::P256);
+    let root_cert = |not_before, not_after| {
+        let mut p = ca_params("Test Root");
+        (p.not_before, p.not_after) = (not_before, not_after);
+        p.self_signed(&root_key).unwrap().der().to_vec()
+    };
+    let ymd = rcgen::date_time_ymd;
+    let expired = root_cert(ymd(2025, 1, 1), ymd(2026, 3, 1));
+    let future = root_cert(ymd(2026, 9, 1), ymd(2030, 1, 1));
+    let current = root_cert(ymd(2026, 1, 1), ymd(2027, 6, 1));
+    let root_params = ca_params("Test Root");
+    let root = rcgen::Issuer::from_params(&root_params, &root_key);
+    let mid_params = ca_params("Test Intermediate");
+    let (mid_key, _) = key(Alg::P256);
+    let mid = mid_params.signed_by(&mid_key, &root).unwrap();
+    let (ee_key, ee_der) = key(Alg::P256);
+    let mid_issuer = rcgen::Issuer::from_params(&mid_params, &mid_key);
+    let ee = ee_params("gw").signed_by(&ee_key, &mid_issuer).unwrap();
+    let chain = Chain {
+        root: current.clone(),
+        intermediate: mid.der().to_vec(),
+        ee: ee.der().to_vec(),
+        ee_key: ee_der,
+    };
+    let o = octets(&fqdn());
+    let auth = credential(&chain).sign(&o, Some(&VERIFY_HASHES)).unwrap();
+    let verify = |cas: &[Vec<u8>]| {
+        let trust = TrustStore::from_der(cas).unwrap();
+        verify_peer(&trust, &chain.sent(), NOW, &fqdn(), &auth.payload(), &o)
+    };
+    assert_eq!(
+        verify(std::slice::from_ref(&expired)).map(|_| ()),
+        Err(AuthError::Expired)
+    );
+    assert_eq!(
+        verify(std::slice::from_ref(&future)).map(|_| ()),
+        Err(AuthError::NotYetValid)
+    );
+    let peer = verify(&[expired, future, current]).unwrap();
+    assert_eq!(peer.anchor, 2);
+    assert_eq!(
+        peer.not_after, 1_811_808_000,
+        "2027-06-01, the CA's notAfter"
+    );
+}
+
 /// Extended key usage: none, serverAuth, clientAuth, ipsecIKE or any are accepted, in the
 /// end entity and in the intermediate; a list of other purposes is refused.
 #[test]

@@ -10,10 +10,15 @@ use super::PkiError;
 use crate::crypto::sha1;
 use crate::tunnel::ipsec::ike::message::CA_HASH_LEN;
 
-/// Trust anchors, and the SHA-1 hash of each one's SubjectPublicKeyInfo.
+/// Trust anchors, the SHA-1 hash of each one's SubjectPublicKeyInfo, and each one's
+/// validity: webpki keeps none for an anchor, strongSwan checks it, and so do we (a path
+/// ends at a CA whose certificate, or one of the certificates with its name and key, is
+/// valid).
 #[derive(Debug, Clone)]
 pub struct TrustStore {
     pub(super) anchors: Vec<TrustAnchor<'static>>,
+    /// notBefore and notAfter of each CA certificate, in UNIX seconds.
+    pub(super) validity: Vec<(u64, u64)>,
     hashes: Vec<[u8; CA_HASH_LEN]>,
 }
 
@@ -26,6 +31,7 @@ impl TrustStore {
         }
         let mut anchors = Vec::with_capacity(cas.len());
         let mut hashes = Vec::with_capacity(cas.len());
+        let mut validity = Vec::with_capacity(cas.len());
         for (index, der) in cas.iter().enumerate() {
             let bad = |reason: String| PkiError::Certificate { index, reason };
             let (_, cert) = X509Certificate::from_der(der).map_err(|e| bad(e.to_string()))?;
@@ -42,9 +48,19 @@ impl TrustStore {
                 .map_err(|e| bad(e.to_string()))?
                 .to_owned();
             hashes.push(sha1(&[cert.public_key().raw]));
+            let v = cert.validity();
+            let secs = |t: i64| u64::try_from(t).unwrap_or(0);
+            validity.push((
+                secs(v.not_before.timestamp()),
+                secs(v.not_after.timestamp()),
+            ));
             anchors.push(anchor);
         }
-        Ok(TrustStore { anchors, hashes })
+        Ok(TrustStore {
+            anchors,
+            validity,
+            hashes,
+        })
     }
 
     /// The CA certificates of a PEM file (a `ca_file`).
@@ -70,6 +86,23 @@ impl TrustStore {
     /// Whether a hash of a peer's CERTREQ names one of these CAs.
     pub fn accepts(&self, certreq_hash: &[u8; CA_HASH_LEN]) -> bool {
         self.hashes.contains(certreq_hash)
+    }
+
+    /// The CAs with `anchor`'s name and key, by position, with their validity. Several
+    /// certificates of one CA (re-issued with the same key) are one anchor to webpki.
+    pub(super) fn matching<'a>(
+        &'a self,
+        anchor: &'a TrustAnchor<'_>,
+    ) -> impl Iterator<Item = (usize, (u64, u64))> + 'a {
+        self.anchors
+            .iter()
+            .zip(&self.validity)
+            .enumerate()
+            .filter(move |(_, (a, _))| {
+                a.subject == anchor.subject
+                    && a.subject_public_key_info == anchor.subject_public_key_info
+            })
+            .map(|(i, (_, &v))| (i, v))
     }
 
     /// The number of CAs.

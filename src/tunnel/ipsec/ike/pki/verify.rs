@@ -2,6 +2,10 @@
 //! identity matched with the certificate, and its AUTH signature verified with the
 //! certificate's key [RFC 7296 § 2.15, RFC 7427, RFC 4754].
 //!
+//! Validity: every certificate of the path at `now`, the CA's own included (webpki keeps no
+//! validity for a trust anchor; strongSwan checks it, and so do we). Revocation is not
+//! checked.
+//!
 //! Extended key usage: a certificate of the path without the extension, or whose extension
 //! lists serverAuth, clientAuth (strongSwan's `pki --flag serverAuth --flag clientAuth`
 //! certificates carry both), id-kp-ipsecIKE or anyExtendedKeyUsage [RFC 4945 § 5.1.3.12],
@@ -22,7 +26,7 @@ use std::time::Duration;
 use rustls_pki_types::{alg_id, CertificateDer, SignatureVerificationAlgorithm, UnixTime};
 use webpki::{
     EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeId, KeyPurposeIdIter, KeyUsage,
-    RequiredEkuNotFoundContext,
+    RequiredEkuNotFoundContext, VerifiedPath,
 };
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
@@ -206,8 +210,8 @@ fn is_weak(oid: &[u8]) -> bool {
 pub struct VerifiedPeer {
     /// The end entity's subject, a DER Name.
     pub subject: Vec<u8>,
-    /// When the first certificate of the verified path expires, in UNIX seconds: the IKE SA
-    /// should not outlive it.
+    /// When the first certificate of the verified path (the CA's included) expires, in UNIX
+    /// seconds: the IKE SA should not outlive it.
     pub not_after: u64,
     /// The trust anchor the path ends at, by its position in the [`TrustStore`].
     pub anchor: usize,
@@ -340,11 +344,53 @@ pub fn verify_peer(
         return Err(AuthError::IdMismatch);
     }
 
+    let (anchor, path_not_after) = validate_path(trust, &ee, intermediates, now)?;
+    ee.verify_signature(scheme.webpki(), signed_octets, &sig)
+        .map_err(|_| AuthError::BadSignature)?;
+    Ok(VerifiedPeer {
+        subject: parsed.subject().as_raw().to_vec(),
+        not_after: path_not_after.min(cert_not_after(&parsed)),
+        anchor,
+        method: auth.method,
+        scheme,
+    })
+}
+
+/// A path from `ee` through some of `intermediates` to a CA of `trust`, valid at `now`: the
+/// CA's position and when the first CA certificate of the path expires.
+fn validate_path(
+    trust: &TrustStore,
+    ee: &EndEntityCert<'_>,
+    intermediates: &[&[u8]],
+    now: u64,
+) -> Result<(usize, u64), AuthError> {
     let intermediates: Vec<CertificateDer<'_>> = intermediates
         .iter()
         .map(|&c| CertificateDer::from(c))
         .collect();
-    let time = UnixTime::since_unix_epoch(Duration::from_secs(now));
+    let unix = |secs| UnixTime::since_unix_epoch(Duration::from_secs(secs));
+    let time = unix(now);
+    let in_time =
+        |&(_, (not_before, not_after)): &(usize, (u64, u64))| not_before <= now && now <= not_after;
+    // Refusing a path here makes webpki try the others.
+    let anchor_in_time = |path: &VerifiedPath<'_>| {
+        let mut cas = trust.matching(path.anchor()).peekable();
+        let first = cas.peek().copied();
+        if cas.any(|ca| in_time(&ca)) {
+            return Ok(());
+        }
+        match first {
+            Some((_, (not_before, _))) if now < not_before => Err(webpki::Error::CertNotValidYet {
+                time,
+                not_before: unix(not_before),
+            }),
+            Some((_, (_, not_after))) => Err(webpki::Error::CertExpired {
+                time,
+                not_after: unix(not_after),
+            }),
+            None => Ok(()),
+        }
+    };
     let path = ee
         .verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
@@ -353,35 +399,20 @@ pub fn verify_peer(
             time,
             IkeUsage,
             None,
-            None,
+            Some(&anchor_in_time),
         )
         .map_err(path_error)?;
 
-    ee.verify_signature(scheme.webpki(), signed_octets, &sig)
-        .map_err(|_| AuthError::BadSignature)?;
-
-    let mut not_after = cert_not_after(&parsed);
+    let (anchor, (_, mut not_after)) = trust
+        .matching(path.anchor())
+        .find(in_time)
+        .unwrap_or((0, (0, u64::MAX)));
     for c in path.intermediate_certificates() {
         if let Ok((_, c)) = X509Certificate::from_der(c.der().as_ref()) {
             not_after = not_after.min(cert_not_after(&c));
         }
     }
-    let anchor = path.anchor();
-    let anchor = trust
-        .anchors
-        .iter()
-        .position(|a| {
-            a.subject == anchor.subject
-                && a.subject_public_key_info == anchor.subject_public_key_info
-        })
-        .unwrap_or(0);
-    Ok(VerifiedPeer {
-        subject: parsed.subject().as_raw().to_vec(),
-        not_after,
-        anchor,
-        method: auth.method,
-        scheme,
-    })
+    Ok((anchor, not_after))
 }
 
 fn cert_not_after(c: &X509Certificate<'_>) -> u64 {
