@@ -27,7 +27,7 @@
 //! * ring, directly, for signing: `EcdsaKeyPair` and `RsaKeyPair` are what webpki verifies
 //!   with, so both directions use one implementation. ring reads PKCS#8 and PKCS#1 keys;
 //!   SEC1 `EC PRIVATE KEY`s (and the PKCS#8 wrapping of EC keys, so that one path serves
-//!   both) are unwrapped in [`der`] and handed to
+//!   both) are unwrapped in `der.rs` and handed to
 //!   `EcdsaKeyPair::from_private_key_and_public_key`, which checks that the private scalar
 //!   gives the public point. No further crate was worth adding for thirty lines of DER.
 //! * The crypto seam ([`crate::crypto`]) for the PRF of AUTH and for SHA-1 (CERTREQ hashes).
@@ -56,7 +56,7 @@ mod testutil;
 pub use local::{AuthData, KeyFormat, LocalCredential, SignError};
 pub use psk::{psk_auth, psk_verify, signed_octets, KEY_PAD};
 pub use trust::TrustStore;
-pub use verify::{verify_peer, AuthError, SignatureScheme, VerifiedPeer, VERIFY_HASHES};
+pub use verify::{verify_peer, AuthError, SignatureScheme, VerifiedPeer, MAX_CHAIN, VERIFY_HASHES};
 
 /// Why a certificate, a chain, a CA file or a private key could not be loaded. Operator
 /// errors: each says what to fix.
