@@ -8,7 +8,8 @@
 //!
 //! Libraries:
 //! * [ring] for AES-GCM (`LessSafeKey`, nonces built by the caller as ESP and IKE do), HMAC,
-//!   Diffie-Hellman (ephemeral keys) and the system random generator.
+//!   Diffie-Hellman (ephemeral keys), the system random generator, and SHA-1 where IKEv2 uses
+//!   it as an identifier (CERTREQ and NAT detection hashes).
 //! * RustCrypto [`aes`] + [`cbc`] for AES-CBC, which ring does not offer. They are the
 //!   maintained pure-Rust AES of the RustCrypto project: the software fallback is bitsliced
 //!   (constant time, no table lookups) and AES-NI / ARMv8 AES are detected at run time. The
@@ -24,6 +25,7 @@
 
 mod cbc;
 mod dh;
+mod digest;
 mod gcm;
 mod integ;
 mod prf;
@@ -34,6 +36,7 @@ pub(crate) mod testutil;
 
 pub use self::cbc::AesCbc;
 pub use dh::{DhGroup, DhPrivateKey, SharedSecret};
+pub use digest::{sha1, SHA1_LEN};
 pub use gcm::AesGcm;
 pub use integ::{Integ, IntegAlg};
 pub use prf::{Prf, PrfAlg, PrfOutput};
