@@ -9,8 +9,8 @@
 //!   gateway in memory; floor: ChaCha20-Poly1305 open + seal with ring, as boringtun does.
 //! * ESP → ESP with AES-GCM-16-128, and again with -256 ([`esp`]): CHILD SAs installed by
 //!   hand; floor: AES-GCM open + seal through `ixgw::crypto::AesGcm` with the same key length.
-//! * ESP → WireGuard: A's CHILD SA is AES-GCM-16-256, the first of the default ESP proposals;
-//!   floor: AES-GCM open + ChaCha20-Poly1305 seal.
+//! * ESP → WireGuard: A's CHILD SA is AES-GCM-16-256, the first algorithm of the default ESP
+//!   proposals; floor: AES-GCM open + ChaCha20-Poly1305 seal.
 //!
 //! ESP rigs stop at 1400-byte packets, the IPsec attachments' MTU. How packets are fed so that
 //! replay protection holds is in [`rig`].
