@@ -26,6 +26,7 @@ mod cbc;
 mod dh;
 mod gcm;
 mod integ;
+mod legacy;
 mod prf;
 mod random;
 
@@ -36,6 +37,7 @@ pub use self::cbc::AesCbc;
 pub use dh::{DhGroup, DhPrivateKey, SharedSecret};
 pub use gcm::AesGcm;
 pub use integ::{Integ, IntegAlg};
+pub use legacy::{sha1_legacy, SHA1_LEN};
 pub use prf::{Prf, PrfAlg, PrfOutput};
 #[cfg(test)]
 pub(crate) use random::CountingRandom;

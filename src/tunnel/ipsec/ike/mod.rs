@@ -2,3 +2,4 @@
 
 pub mod keys;
 pub mod message;
+pub mod sa;

@@ -1,0 +1,1 @@
+//! The body of the `ike_engine` fuzz target (filled in below).
