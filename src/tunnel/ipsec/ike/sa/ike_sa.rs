@@ -372,10 +372,13 @@ impl IkeSa {
             return;
         }
         if h.exchange == ExchangeType::IKE_SA_INIT {
-            if h.flags.response() && matches!(self.state, State::ExpectSaInitResponse(_)) {
-                init::handle_response(self, ctx, now, local_port, from, msg);
-            } else {
-                ctx.refuse(self.peer, None, Refusal::UnexpectedExchange);
+            match (h.flags.response(), &self.state) {
+                (true, State::ExpectSaInitResponse(_)) => {
+                    init::handle_response(self, ctx, now, local_port, from, msg)
+                }
+                // A duplicate of the response we already took.
+                (true, _) => ctx.refuse(self.peer, None, Refusal::MessageId),
+                (false, _) => ctx.refuse(self.peer, None, Refusal::UnexpectedExchange),
             }
             return;
         }

@@ -83,7 +83,7 @@ fn psk_handshake_brings_up_ike_and_child_sas() {
     // encapsulation of ESP.
     assert!(!a[0].udp_encap && !b[0].udp_encap);
     assert_eq!(a[0].remote_addr.port(), 4500);
-    let ports: Vec<u16> = p.log.iter().map(|(_, t)| t.from_port).collect();
+    let ports: Vec<u16> = p.log.iter().map(|(_, _, t)| t.from_port).collect();
     assert_eq!(ports, [500, 500, 4500, 4500]);
     assert!(!p
         .a_events

@@ -32,7 +32,6 @@ pub(crate) enum Side {
 
 /// What happens to one datagram in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)]
 pub(crate) enum Fate {
     Deliver,
     Drop,
@@ -62,7 +61,7 @@ pub(crate) struct Pair {
     /// Deliver the datagrams of one round in reverse order.
     pub reorder: bool,
     /// Every datagram sent, for inspection.
-    pub log: Vec<(Side, Transmit)>,
+    pub log: Vec<(Instant, Side, Transmit)>,
 }
 
 pub(crate) fn net(s: &str) -> Ipv4Network {
@@ -195,7 +194,7 @@ impl Pair {
                     Side::B => self.b.poll_transmit(),
                 };
                 let Some(t) = t else { break };
-                self.log.push((side, t.clone()));
+                self.log.push((self.now, side, t.clone()));
                 let fate = (self.filter)(side, &t);
                 let Some(w) = self.route(side, &t) else {
                     continue;
