@@ -2,6 +2,7 @@
 
 mod failures;
 mod handshake;
+mod informational;
 pub(crate) mod pair;
 mod retransmit;
 mod strongswan;
