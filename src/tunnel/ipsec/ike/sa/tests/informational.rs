@@ -39,7 +39,9 @@ fn liveness_checks_keep_a_quiet_pair_up() {
     let dpd = p
         .log
         .iter()
-        .filter(|(_, _, t)| Message::parse(&t.data).unwrap().header.exchange == ExchangeType::INFORMATIONAL)
+        .filter(|(_, _, t)| {
+            Message::parse(&t.data).unwrap().header.exchange == ExchangeType::INFORMATIONAL
+        })
         .count();
     // Every 30 s of silence each side asks once (and answers the other).
     assert!(dpd >= 20, "{dpd}");
@@ -55,7 +57,13 @@ fn an_unanswered_liveness_check_takes_the_peer_down_and_restarts() {
     p.connect();
     let first = child_ups(&p.a_events)[0].inbound.spi;
     // B's answers stop arriving.
-    p.filter = Box::new(|side, _| if side == Side::B { Fate::Drop } else { Fate::Deliver });
+    p.filter = Box::new(|side, _| {
+        if side == Side::B {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
     p.advance(Duration::from_secs(89));
     assert!(p.a.is_up(PEER_OF_A));
     p.advance(Duration::from_secs(1));
@@ -75,7 +83,10 @@ fn an_unanswered_liveness_check_takes_the_peer_down_and_restarts() {
     assert_eq!((ca.len(), cb.len()), (2, 2));
     check_child_pair(ca[1], cb[1]);
     assert_eq!(child_downs(&p.b_events), [cb[0].inbound.spi]);
-    assert!(downs(&p.b_events).is_empty(), "B was never without an IKE SA");
+    assert!(
+        downs(&p.b_events).is_empty(),
+        "B was never without an IKE SA"
+    );
     assert_eq!(p.b.ike_sa_count(), 1);
     assert_eq!(p.b.child_spis(PEER_OF_B), [cb[1].inbound.spi]);
 }
@@ -84,12 +95,18 @@ fn an_unanswered_liveness_check_takes_the_peer_down_and_restarts() {
 fn deleting_the_ike_sa_takes_everything_down_on_both_sides() {
     let mut p = Pair::default_pair();
     p.connect();
-    let (sa, sb) = (child_ups(&p.a_events)[0].inbound.spi, child_ups(&p.b_events)[0].inbound.spi);
+    let (sa, sb) = (
+        child_ups(&p.a_events)[0].inbound.spi,
+        child_ups(&p.b_events)[0].inbound.spi,
+    );
     p.a.delete(PEER_OF_A, p.now);
     p.drive();
     assert_eq!(downs(&p.a_events), [DownReason::DeletedLocally]);
     assert_eq!(downs(&p.b_events), [DownReason::DeletedByPeer]);
-    assert_eq!((child_downs(&p.a_events), child_downs(&p.b_events)), (vec![sa], vec![sb]));
+    assert_eq!(
+        (child_downs(&p.a_events), child_downs(&p.b_events)),
+        (vec![sa], vec![sb])
+    );
     assert_eq!((p.a.ike_sa_count(), p.b.ike_sa_count()), (0, 0));
     // A deleted on purpose: no restart until asked.
     p.advance(Duration::from_secs(60));
@@ -109,5 +126,11 @@ fn both_sides_delete_at_once() {
     assert_eq!((p.a.ike_sa_count(), p.b.ike_sa_count()), (0, 0));
     assert_eq!(downs(&p.a_events).len(), 1);
     assert_eq!(downs(&p.b_events).len(), 1);
-    assert_eq!((child_downs(&p.a_events).len(), child_downs(&p.b_events).len()), (1, 1));
+    assert_eq!(
+        (
+            child_downs(&p.a_events).len(),
+            child_downs(&p.b_events).len()
+        ),
+        (1, 1)
+    );
 }

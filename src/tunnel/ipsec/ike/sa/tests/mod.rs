@@ -1,5 +1,6 @@
 //! Tests of the IKE engine over the in-memory pair ([`pair::Pair`]).
 
+mod cookie;
 mod failures;
 mod handshake;
 mod informational;
