@@ -415,7 +415,7 @@ pub(super) fn handle_child_response(
                 Some(NotifyType::CHILD_SA_NOT_FOUND) => sa.remove_child(ctx, r.old_inbound),
                 Some(NotifyType::TEMPORARY_FAILURE) => {
                     sa.children[i].state = ChildState::Installed;
-                    sa.children[i].rekey_at = Some(now + l.retry_delay);
+                    sa.children[i].rekey_at = Some(ctx.retry_at(now));
                 }
                 _ => {
                     sa.children[i].state = ChildState::Installed;

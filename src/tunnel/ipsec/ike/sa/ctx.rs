@@ -121,6 +121,19 @@ impl Ctx {
         }
     }
 
+    /// When to try a refused rekey again: after the retry delay and a random part of it
+    /// more, so that two peers refusing each other do not meet again.
+    pub(super) fn retry_at(&mut self, now: Instant) -> Instant {
+        let d = self.config.limits.retry_delay;
+        let span = d.as_millis() as u64;
+        let extra = if span == 0 {
+            0
+        } else {
+            u64::from_be_bytes(self.random()) % span
+        };
+        now + d + Duration::from_millis(extra)
+    }
+
     /// `d` shortened by a random part of up to the configured jitter; `None` for zero (off).
     pub(super) fn jittered(&mut self, now: Instant, d: Duration) -> Option<Instant> {
         if d.is_zero() {

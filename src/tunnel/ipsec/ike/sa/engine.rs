@@ -307,6 +307,17 @@ impl IkeEngine {
             .any(|sa| sa.peer.is_some() && sa.peer == i && sa.is_established())
     }
 
+    /// For each IKE SA of `peer`: whether we are its original initiator.
+    #[cfg(test)]
+    pub(crate) fn initiator_of(&self, peer: PeerId) -> Vec<bool> {
+        let i = self.index(peer);
+        self.sas
+            .values()
+            .filter(|sa| sa.peer.is_some() && sa.peer == i)
+            .map(|sa| sa.initiator)
+            .collect()
+    }
+
     fn index(&self, peer: PeerId) -> Option<usize> {
         self.ctx.config.peers.iter().position(|p| p.peer == peer)
     }

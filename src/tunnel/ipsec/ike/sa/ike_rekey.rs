@@ -275,12 +275,11 @@ pub(super) fn handle_response(
                 let temporary = p
                     .error
                     .is_some_and(|n| n.notify_type == NotifyType::TEMPORARY_FAILURE);
-                let wait = if temporary {
-                    l.retry_delay
+                sa.rekey_at = Some(if temporary {
+                    ctx.retry_at(now)
                 } else {
-                    l.reconnect_delay
-                };
-                sa.rekey_at = Some(now + wait);
+                    now + l.reconnect_delay
+                });
             }
             None => {}
         }

@@ -5,5 +5,6 @@ mod failures;
 mod handshake;
 mod informational;
 pub(crate) mod pair;
+mod rekey;
 mod retransmit;
 mod strongswan;
