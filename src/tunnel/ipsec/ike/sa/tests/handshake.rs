@@ -143,3 +143,40 @@ fn every_suite_end_to_end() {
         check_child_pair(ca[0], cb[0]);
     }
 }
+
+#[test]
+fn behind_a_nat_esp_goes_in_udp_to_the_translated_address() {
+    let (a, mut b) = configs();
+    b.peers[0].endpoint = None;
+    let mut p = Pair::new(a, b);
+    p.nat = true;
+    p.connect();
+    let (ca, cb) = (child_ups(&p.a_events), child_ups(&p.b_events));
+    assert_eq!((ca.len(), cb.len()), (1, 1), "{:?}", p.b_events);
+    check_child_pair(ca[0], cb[0]);
+    assert!(ca[0].udp_encap && cb[0].udp_encap);
+    assert_eq!(ca[0].remote_addr, std::net::SocketAddr::from((B_IP, 4500)));
+    assert_eq!(
+        cb[0].remote_addr,
+        std::net::SocketAddr::from((NAT_IP, 14500))
+    );
+    // Liveness checks from B reach A through the mapping of port 4500.
+    p.advance(Duration::from_secs(120));
+    assert!(p.a.is_up(PEER_OF_A) && p.b.is_up(PEER_OF_B));
+    assert!(!p
+        .a_events
+        .iter()
+        .chain(&p.b_events)
+        .any(|e| matches!(e, IkeEvent::Refused { .. } | IkeEvent::PeerDown { .. })));
+}
+
+#[test]
+fn an_unknown_local_address_announces_a_nat_as_strongswan_does() {
+    let (mut a, b) = configs();
+    a.local_addr = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let (ca, cb) = (child_ups(&p.a_events), child_ups(&p.b_events));
+    check_child_pair(ca[0], cb[0]);
+    assert!(ca[0].udp_encap && cb[0].udp_encap);
+}

@@ -2,6 +2,7 @@
 
 mod cookie;
 mod failures;
+mod fragment;
 mod handshake;
 mod informational;
 pub(crate) mod pair;
