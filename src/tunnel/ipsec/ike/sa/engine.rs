@@ -164,6 +164,8 @@ impl IkeEngine {
                 sa.handle_timeout(&mut self.ctx, now);
             }
         }
+        // IKE SAs that ended may restart their peer at once.
+        self.finish(now);
         for i in 0..self.peers.len() {
             if self.peers[i].restart_at.is_some_and(|t| t <= now) {
                 self.peers[i].restart_at = None;

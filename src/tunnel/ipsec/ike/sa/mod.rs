@@ -41,6 +41,7 @@ mod informational;
 mod init;
 mod nat;
 mod proposal;
+mod timers;
 mod ts;
 
 #[cfg(test)]

@@ -281,6 +281,13 @@ impl Pair {
                     self.now = self.now.max(t);
                     self.a.handle_timeout(self.now);
                     self.b.handle_timeout(self.now);
+                    // Every due timer was handled: nothing left in the past (no busy loop).
+                    for e in [&self.a, &self.b] {
+                        assert!(
+                            e.poll_timeout().is_none_or(|t| t > self.now),
+                            "a timer stuck in the past"
+                        );
+                    }
                     self.drive();
                 }
                 _ => break,
