@@ -3,3 +3,4 @@
 pub mod keys;
 pub mod message;
 pub mod pki;
+pub mod sa;

@@ -1,0 +1,11 @@
+//! Tests of the IKE engine over the in-memory pair ([`pair::Pair`]).
+
+mod cookie;
+mod failures;
+mod fragment;
+mod handshake;
+mod informational;
+pub(crate) mod pair;
+mod rekey;
+mod retransmit;
+mod strongswan;
