@@ -182,7 +182,7 @@ pub(super) fn pkcs8(der: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// Appends a DER length.
-fn push_len(out: &mut Vec<u8>, len: usize) {
+pub(super) fn push_len(out: &mut Vec<u8>, len: usize) {
     match len {
         0..=0x7f => out.push(len as u8),
         0x80..=0xff => out.extend_from_slice(&[0x81, len as u8]),

@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 mod der;
+mod dn;
 pub mod fuzz;
 mod identity;
 mod local;
@@ -53,6 +54,7 @@ mod tests_sign_verify;
 #[cfg(test)]
 mod testutil;
 
+pub use dn::dn_from_text;
 pub use local::{AuthData, KeyFormat, LocalCredential, SignError};
 pub use psk::{psk_auth, psk_verify, signed_octets, KEY_PAD};
 pub use trust::TrustStore;
