@@ -14,8 +14,8 @@ mod reasons;
 
 pub use gateway::{count_event, Gateway};
 pub use plan::{
-    AttachmentPlan, AttachmentPlanKind, Io, IpsecPeerPlan, PeerPlan, PeerPlanKind, Plan, PlanError,
-    Route, TenantPlan,
+    identity, AttachmentPlan, AttachmentPlanKind, IkeSetupError, Io, IpsecPeerPlan, PeerPlan,
+    PeerPlanKind, Plan, PlanError, Route, TenantPlan,
 };
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use ipnetwork::Ipv4Network;
 use super::lpm::PrefixTable;
 
 mod compile;
+mod ike;
+
 use crate::config::{self, AttachmentKind, Config};
 use crate::ids::{
     AttachmentId, ExchangeV4, FacilityCode, FacilityId, InternalV4, PeerId, TenantId,
@@ -20,6 +22,7 @@ use crate::policy::PolicySet;
 use crate::tunnel::wireguard::WgPeerConfig;
 use crate::tunnel::TunnelConfig;
 use crate::vocab::PeerLabels;
+pub use ike::{identity, IkeSetupError};
 
 /// Where a tenant's internal address is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -79,11 +79,25 @@ struct Outbound {
     path: EspPath,
 }
 
+/// A CHILD SA by its inbound SPI: the inbound half, and the outbound half until it becomes
+/// the peer's active one.
+struct Child {
+    peer: PeerId,
+    sa: InboundSa,
+    pending: Option<Outbound>,
+}
+
+/// The outbound SA a peer's packets go into, and the inbound SPI of its CHILD SA.
+struct Active {
+    inbound_spi: u32,
+    out: Outbound,
+}
+
 /// One attachment's CHILD SAs and its queue of IKE datagrams.
 pub struct IpsecTunnel {
     id: AttachmentId,
-    inbound: FxHashMap<u32, (PeerId, InboundSa)>,
-    outbound: FxHashMap<PeerId, Outbound>,
+    inbound: FxHashMap<u32, Child>,
+    outbound: FxHashMap<PeerId, Active>,
     ike: VecDeque<IkeDatagram>,
     /// Buffers of taken datagrams, reused so that receiving IKE does not allocate; boxed so
     /// that they move between this list and the queue without copying.
@@ -117,9 +131,7 @@ impl IpsecTunnel {
         self.id = id;
     }
 
-    /// Installs a CHILD SA of `peer`: its inbound half is found by SPI from now on, its
-    /// outbound half replaces the peer's current one (after a rekey the old inbound SA stays
-    /// until [`IpsecTunnel::remove_inbound`], so packets in flight are not lost).
+    /// Installs a CHILD SA of `peer` and makes it the one the peer's packets go into.
     pub fn install(
         &mut self,
         peer: PeerId,
@@ -127,25 +139,71 @@ impl IpsecTunnel {
         outbound: OutboundSa,
         path: EspPath,
     ) {
-        self.inbound.insert(inbound.spi(), (peer, inbound));
-        self.outbound.insert(peer, Outbound { sa: outbound, path });
+        let spi = inbound.spi();
+        self.add(peer, inbound, outbound, path);
+        self.activate(peer, spi);
     }
 
-    /// Removes an inbound SA; `true` if it was installed.
+    /// Installs a CHILD SA of `peer` that receives at once but sends only once activated: a
+    /// rekey's new SA, while the peer may not have it yet [RFC 7296 § 2.8].
+    pub fn add(&mut self, peer: PeerId, inbound: InboundSa, outbound: OutboundSa, path: EspPath) {
+        let child = Child {
+            peer,
+            sa: inbound,
+            pending: Some(Outbound { sa: outbound, path }),
+        };
+        self.inbound.insert(child.sa.spi(), child);
+    }
+
+    /// Sends `peer`'s packets into the CHILD SA whose inbound SPI is `inbound_spi` from now
+    /// on; `false` if there is no such SA waiting.
+    pub fn activate(&mut self, peer: PeerId, inbound_spi: u32) -> bool {
+        let Some(child) = self
+            .inbound
+            .get_mut(&inbound_spi)
+            .filter(|c| c.peer == peer)
+        else {
+            return false;
+        };
+        let Some(out) = child.pending.take() else {
+            return false;
+        };
+        self.outbound.insert(peer, Active { inbound_spi, out });
+        true
+    }
+
+    /// Removes the CHILD SA with inbound SPI `spi` (and its outbound half, if active); `true`
+    /// if it was installed.
     pub fn remove_inbound(&mut self, spi: u32) -> bool {
-        self.inbound.remove(&spi).is_some()
+        let Some(child) = self.inbound.remove(&spi) else {
+            return false;
+        };
+        if self
+            .outbound
+            .get(&child.peer)
+            .is_some_and(|a| a.inbound_spi == spi)
+        {
+            self.outbound.remove(&child.peer);
+        }
+        true
     }
 
     /// Removes every SA of `peer` (the peer is down or its IKE SA was deleted).
     pub fn remove_peer(&mut self, peer: PeerId) {
-        self.inbound.retain(|_, (p, _)| *p != peer);
+        self.inbound.retain(|_, c| c.peer != peer);
         self.outbound.remove(&peer);
     }
 
     /// Keeps the SAs of `peers` only (a reload removed the others).
     pub fn retain_peers(&mut self, peers: &[PeerId]) {
-        self.inbound.retain(|_, (p, _)| peers.contains(p));
+        self.inbound.retain(|_, c| peers.contains(&c.peer));
         self.outbound.retain(|p, _| peers.contains(p));
+    }
+
+    /// Removes every SA.
+    pub fn clear(&mut self) {
+        self.inbound.clear();
+        self.outbound.clear();
     }
 
     /// Whether `peer` has an outbound SA.
@@ -188,12 +246,12 @@ impl IpsecTunnel {
             Kind::Esp { skip } => {
                 let packet = &mut data[skip..];
                 let spi = EspHeader::parse(packet).map_err(esp_reason)?.spi;
-                let (peer, sa) = self
+                let child = self
                     .inbound
                     .get_mut(&spi)
                     .ok_or(DropReason::EspUnknownSpi)?;
-                let peer = *peer;
-                match sa.decapsulate(packet).map_err(esp_reason)? {
+                let peer = child.peer;
+                match child.sa.decapsulate(packet).map_err(esp_reason)? {
                     Decap::Packet(range) => Ok(Some(Inner {
                         peer: Some(peer),
                         packet: &mut packet[range],
@@ -225,7 +283,11 @@ impl IpsecTunnel {
         packet: &[u8],
         tx: &mut TxBatch,
     ) -> Result<(), DropReason> {
-        let out = self.outbound.get_mut(&peer).ok_or(DropReason::NoSession)?;
+        let out = &mut self
+            .outbound
+            .get_mut(&peer)
+            .ok_or(DropReason::NoSession)?
+            .out;
         let buf = tx.next_buf().ok_or(DropReason::TxQueueFull)?;
         let len = out
             .sa

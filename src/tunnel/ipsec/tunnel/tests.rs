@@ -240,3 +240,51 @@ fn decrypts_strongswans_esp_in_udp_from_the_capture() {
     }
     assert_eq!(seen, 4);
 }
+
+/// A rekey: the new SA receives at once, sends only once activated, and removing the old SA
+/// leaves the new one in charge.
+#[test]
+fn a_rekeyed_sa_sends_only_once_activated() {
+    let facility = SocketAddr::from(B_ADDR);
+    let (mut a, _) = pair(EspPath::Udp(facility), EspPath::Udp(facility));
+    let (new_key_i, new_key_r) = ([5u8; 20], [6u8; 20]);
+    a.add(
+        PEER,
+        InboundSa::new(&sa_config(0x101, &new_key_r)).unwrap(),
+        OutboundSa::new(&sa_config(0x201, &new_key_i)).unwrap(),
+        EspPath::Udp(facility),
+    );
+    let mut tx = TxBatch::new(8);
+    a.encapsulate(PEER, &ping(1), &mut tx).unwrap();
+    assert_eq!(
+        &sent(&tx)[0].1[..4],
+        &0x200u32.to_be_bytes(),
+        "still the old SA"
+    );
+
+    let mut peer_out = OutboundSa::new(&sa_config(0x101, &new_key_r)).unwrap();
+    let mut buf = vec![0u8; 256];
+    let n = peer_out
+        .encapsulate(&mut SystemRandom::new(), &ping(2), &mut buf)
+        .unwrap();
+    let from = Via::udp(IO_NAT_T, facility);
+    assert!(
+        a.handle_input(from, &mut buf[..n]).unwrap().is_some(),
+        "the new SA receives"
+    );
+
+    assert!(!a.activate(PeerId(99), 0x101), "another peer's SA");
+    assert!(a.activate(PeerId(7), 0x101));
+    assert!(!a.activate(PEER, 0x101), "activated once");
+    tx.clear();
+    a.encapsulate(PEER, &ping(3), &mut tx).unwrap();
+    assert_eq!(&sent(&tx)[0].1[..4], &0x201u32.to_be_bytes(), "the new SA");
+
+    assert!(a.remove_inbound(0x100));
+    assert!(
+        a.has_sa(PEER),
+        "removing the old SA keeps the active new one"
+    );
+    assert!(a.remove_inbound(0x101));
+    assert!(!a.has_sa(PEER));
+}

@@ -38,6 +38,7 @@
 
 mod der;
 mod dn;
+mod engine_auth;
 pub mod fuzz;
 mod identity;
 mod local;
@@ -55,6 +56,7 @@ mod tests_sign_verify;
 mod testutil;
 
 pub use dn::dn_from_text;
+pub use engine_auth::PkiAuth;
 pub use local::{AuthData, KeyFormat, LocalCredential, SignError};
 pub use psk::{psk_auth, psk_verify, signed_octets, KEY_PAD};
 pub use trust::TrustStore;

@@ -1,0 +1,184 @@
+//! An IPsec attachment's plan as the IKE engine's configuration: identities in their wire
+//! form, the gateway's credential and each certificate peer's trust store loaded, proposals
+//! as the engine's types. Building it can fail (a key that does not belong to its
+//! certificate, a CA that does not parse): the runtime reports that before the plan runs.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use super::*;
+use crate::config::{Esn, IkeIdentity, IpsecAuth};
+use crate::tunnel::ipsec::ike::message::IdType;
+use crate::tunnel::ipsec::ike::pki::{self, dn_from_text, LocalCredential, PkiAuth, TrustStore};
+use crate::tunnel::ipsec::ike::sa::{self as ike, IkeConfig, IkePeerConfig};
+
+/// Why an IPsec attachment's IKE configuration could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("attachment {attachment}{}: {problem}", peer.as_ref().map(|p| format!(", peer {p}")).unwrap_or_default())]
+pub struct IkeSetupError {
+    pub attachment: String,
+    pub peer: Option<String>,
+    pub problem: String,
+}
+
+/// An identity as an ID payload carries it.
+pub fn identity(id: &IkeIdentity) -> Option<ike::Identity> {
+    Some(match id {
+        IkeIdentity::Fqdn(name) => ike::Identity::fqdn(name),
+        IkeIdentity::Ipv4(a) => ike::Identity::ipv4(*a),
+        IkeIdentity::KeyId(bytes) => ike::Identity {
+            id_type: IdType::KEY_ID,
+            data: bytes.clone(),
+        },
+        IkeIdentity::Dn(text) => ike::Identity {
+            id_type: IdType::DER_ASN1_DN,
+            data: dn_from_text(text)?,
+        },
+    })
+}
+
+impl Plan {
+    /// The IKE configuration of IPsec attachment `a` (`None` for other kinds). `clock` gives
+    /// UNIX seconds for certificate validity.
+    pub fn ike_config(
+        &self,
+        a: AttachmentId,
+        clock: fn() -> u64,
+    ) -> Option<Result<IkeConfig, IkeSetupError>> {
+        let attachment = &self.attachments[a.index()];
+        let AttachmentPlanKind::Ipsec {
+            peers,
+            local_id,
+            credentials,
+        } = &attachment.kind
+        else {
+            return None;
+        };
+        let fail = |peer: Option<&str>, problem: String| IkeSetupError {
+            attachment: attachment.name.clone(),
+            peer: peer.map(str::to_string),
+            problem,
+        };
+        let build = || -> Result<IkeConfig, IkeSetupError> {
+            let local_id = identity(local_id).ok_or_else(|| {
+                fail(
+                    None,
+                    format!("local_id `{local_id}` cannot be encoded as a DN"),
+                )
+            })?;
+            let local = match credentials {
+                Some(c) => {
+                    let chain = c.certificates.iter().map(|d| d.to_vec()).collect();
+                    let format = match c.private_key.format {
+                        config::KeyFormat::Pkcs8 => pki::KeyFormat::Pkcs8,
+                        config::KeyFormat::Sec1 => pki::KeyFormat::Sec1,
+                        config::KeyFormat::Pkcs1 => pki::KeyFormat::Pkcs1,
+                    };
+                    let cred = LocalCredential::from_der(chain, c.private_key.der.expose(), format)
+                        .map_err(|e| {
+                            fail(
+                                None,
+                                format!(
+                                    "{} / {}: {e}",
+                                    c.certificate_file.display(),
+                                    c.private_key_file.display()
+                                ),
+                            )
+                        })?;
+                    Some(Arc::new(cred))
+                }
+                None => None,
+            };
+            let mut out = Vec::with_capacity(peers.len());
+            for &pid in peers {
+                let p = &self.peers[pid.index()];
+                let PeerPlanKind::Ipsec(ipsec) = &p.kind else {
+                    continue;
+                };
+                let c = &ipsec.config;
+                let remote_id = identity(&c.remote_id).ok_or_else(|| {
+                    fail(
+                        Some(&p.name),
+                        format!("remote_id `{}` cannot be encoded as a DN", c.remote_id),
+                    )
+                })?;
+                let auth = match &c.auth {
+                    IpsecAuth::Psk { psk, .. } => {
+                        ike::PeerAuth::Psk(zeroize::Zeroizing::new(psk.expose().to_vec()))
+                    }
+                    IpsecAuth::Certificate { ca_file, cas } => {
+                        let local = local.clone().ok_or_else(|| {
+                            fail(
+                                Some(&p.name),
+                                "certificate auth needs the attachment's certificate_file".into(),
+                            )
+                        })?;
+                        let cas: Vec<Vec<u8>> = cas.iter().map(|d| d.to_vec()).collect();
+                        let trust = TrustStore::from_der(&cas).map_err(|e| {
+                            fail(Some(&p.name), format!("{}: {e}", ca_file.display()))
+                        })?;
+                        ike::PeerAuth::Certificate(Arc::new(PkiAuth::new(local, trust, clock)))
+                    }
+                };
+                out.push(IkePeerConfig {
+                    peer: pid,
+                    remote_id,
+                    auth,
+                    local_ts: ipsec.local_ts.clone(),
+                    remote_ts: c.remote_ts.clone(),
+                    ike_proposals: c
+                        .proposals
+                        .iter()
+                        .map(|x| ike::IkeProposal {
+                            encr: x.encr.clone(),
+                            integ: x.integ.clone(),
+                            prf: x.prf.clone(),
+                            dh: x.dh.clone(),
+                        })
+                        .collect(),
+                    esp_proposals: c
+                        .esp_proposals
+                        .iter()
+                        .flat_map(|x| {
+                            let esn = match x.esn {
+                                Esn::No => &[false][..],
+                                Esn::Yes => &[true],
+                                Esn::Either => &[false, true],
+                            };
+                            esn.iter().map(|&esn| ike::EspProposal {
+                                encr: x.encr.clone(),
+                                integ: x.integ.clone(),
+                                dh: x.dh.clone(),
+                                esn,
+                            })
+                        })
+                        .collect(),
+                    start: match c.start {
+                        config::IpsecStart::Initiate => ike::Start::Initiate,
+                        config::IpsecStart::Respond => ike::Start::Respond,
+                    },
+                    endpoint: c.endpoint.map(SocketAddr::V4),
+                    ike_rekey: c.ike_rekey_time,
+                    child_rekey: c.child_rekey_time,
+                    child_rekey_bytes: c.child_rekey_bytes,
+                    dpd_interval: c.dpd_interval,
+                    dpd_timeout: c.dpd_timeout,
+                    dpd_action: match c.dpd_action {
+                        config::DpdAction::Clear => ike::DpdAction::Clear,
+                        config::DpdAction::Restart => ike::DpdAction::Restart,
+                    },
+                });
+            }
+            let local_addr = attachment
+                .udp_listen(0)
+                .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+            Ok(IkeConfig {
+                local_id,
+                local_addr,
+                peers: out,
+                limits: ike::Limits::default(),
+            })
+        };
+        Some(build())
+    }
+}
