@@ -212,7 +212,7 @@ fn the_ipsec_example_is_checked_and_configures_its_peers_but_does_not_run() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("attachment ajisai-ipsec: type ipsec is not served by this build yet"),
-        "{err}"
+        err.contains("ajisai-ipsec") && err.contains("192.0.2.10:500"),
+        "the example's documentation address cannot be bound here: {err}"
     );
 }

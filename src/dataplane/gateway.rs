@@ -101,6 +101,24 @@ impl Gateway {
         self.core.tunnels.get(id.index())
     }
 
+    /// Hands every IKE datagram the IPsec attachments set aside to `take` (which returns
+    /// `false` when it has no room: the datagram is dropped as `ike_queue_full`), and reuses
+    /// their buffers.
+    pub fn drain_ike(
+        &mut self,
+        mut take: impl FnMut(AttachmentId, &crate::tunnel::ipsec::IkeDatagram) -> bool,
+    ) {
+        for (i, t) in self.core.tunnels.iter_mut().enumerate() {
+            let Some(t) = t.ipsec_mut() else { continue };
+            while let Some(d) = t.take_ike() {
+                if !take(AttachmentId(i as u16), &d) {
+                    self.core.counters.drops_add(DropReason::IkeQueueFull, 1);
+                }
+                t.recycle(d);
+            }
+        }
+    }
+
     /// An attachment's tunnel, to install what its control plane negotiated (IPsec SAs).
     pub fn tunnel_mut(&mut self, id: AttachmentId) -> Option<&mut Tunnel> {
         self.core.tunnels.get_mut(id.index())

@@ -15,7 +15,7 @@ mod reasons;
 pub use gateway::{count_event, Gateway};
 pub use plan::{
     identity, AttachmentPlan, AttachmentPlanKind, IkeSetupError, Io, IpsecPeerPlan, PeerPlan,
-    PeerPlanKind, Plan, PlanError, Route, TenantPlan,
+    PeerPlanKind, Plan, Route, TenantPlan,
 };
 
 #[cfg(test)]

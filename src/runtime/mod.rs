@@ -10,6 +10,7 @@
 //! failed reload cannot take a route away from a running device; a failure there is logged,
 //! the new plan keeps running.
 
+mod ike;
 mod raw_esp;
 mod socket_drops;
 #[cfg(test)]
@@ -27,7 +28,8 @@ use ipnetwork::Ipv4Network;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, ConfigError};
-use crate::dataplane::{AttachmentPlan, Gateway, Io, Plan, PlanError};
+use crate::dataplane::{AttachmentPlan, Gateway, IkeSetupError, Io, Plan};
+use crate::ids::AttachmentId;
 use crate::metrics::MetricsHub;
 use socket_drops::{SocketDrops, SocketDropsCollector, TrackedSocket};
 
@@ -39,8 +41,6 @@ pub use worker::SourceKey;
 pub enum RuntimeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error(transparent)]
-    Plan(#[from] PlanError),
     #[error("attachment {attachment}: cannot bind UDP {addr}: {source}")]
     Bind {
         attachment: String,
@@ -82,6 +82,8 @@ pub enum RuntimeError {
         mtu: u16,
         message: String,
     },
+    #[error("{0}")]
+    Ike(#[from] IkeSetupError),
     #[error("the data-path worker has stopped")]
     WorkerGone,
     #[error("the data-path worker refused the plan: {0}")]
@@ -105,6 +107,12 @@ pub(crate) enum Control {
         sources: NewSources,
         done: oneshot::Sender<Result<(), String>>,
     },
+    /// An SA change of the IKE thread, for the plan of `generation`.
+    Ipsec {
+        generation: u64,
+        attachment: AttachmentId,
+        change: ike::SaChange,
+    },
     Stop {
         done: oneshot::Sender<()>,
     },
@@ -121,6 +129,11 @@ pub struct Running {
     metrics_addr: SocketAddr,
     /// What is bound now, by source key.
     bound: HashMap<SourceKey, Bound>,
+    /// The IKE thread's queue, and the thread.
+    ike_tx: std::sync::mpsc::SyncSender<ike::IkeInput>,
+    ike_thread: Option<std::thread::JoinHandle<()>>,
+    /// Clones of the UDP sockets in use, for the IKE thread to send from.
+    udp_clones: HashMap<SourceKey, Arc<std::net::UdpSocket>>,
     /// The UDP sockets whose kernel drops `/metrics` exports.
     socket_drops: Arc<SocketDrops>,
     plan: Arc<Plan>,
@@ -138,6 +151,18 @@ struct Bound {
 }
 
 impl NewSources {
+    /// Adds a clone of each new UDP socket to `clones` (the IKE thread sends from them).
+    fn clone_udp(&self, clones: &mut HashMap<SourceKey, Arc<std::net::UdpSocket>>) {
+        for (k, s) in &self.udp {
+            match s.try_clone() {
+                Ok(c) => {
+                    clones.insert(k.clone(), Arc::new(c));
+                }
+                Err(e) => tracing::warn!(?k, "cannot clone a UDP socket for IKE: {e}"),
+            }
+        }
+    }
+
     /// What to remember of each new socket and device.
     fn bound(&self) -> Vec<(SourceKey, Bound)> {
         let udp = self.udp.iter().map(|(k, s)| {
@@ -475,9 +500,7 @@ impl Running {
         config: &Config,
         metrics: Option<TcpListener>,
     ) -> Result<Running, RuntimeError> {
-        let plan = Plan::compile(config, 1);
-        plan.check_served()?;
-        let plan = Arc::new(plan);
+        let plan = Arc::new(Plan::compile(config, 1));
         let metrics = match metrics {
             Some(l) => l,
             None => TcpListener::bind(config.metrics.listen).map_err(|source| {
@@ -502,6 +525,9 @@ impl Running {
 
         let sources = open_sources(&plan, &HashMap::new())?;
         let bound: HashMap<SourceKey, Bound> = sources.bound().into_iter().collect();
+        let mut udp_clones = HashMap::new();
+        sources.clone_udp(&mut udp_clones);
+        let engines = ike_setups(&plan, &udp_clones)?;
 
         let gateway = Gateway::new(plan.clone(), Instant::now());
         let hub = Arc::new(MetricsHub::new([gateway.counters().clone()]));
@@ -516,10 +542,18 @@ impl Running {
         if let Err(e) = registered {
             tracing::error!("cannot export the kernel's socket drops: {e}");
         }
-        let (control, control_rx) = mpsc::channel(4);
+        let (control, control_rx) = mpsc::channel(64);
         let (started, started_rx) = oneshot::channel();
-        let worker = worker::spawn(gateway, sources, hub.clone(), control_rx, started)
-            .map_err(RuntimeError::Thread)?;
+        let (ike_tx, ike_rx) = std::sync::mpsc::sync_channel(ike::QUEUE);
+        let worker = worker::spawn(
+            gateway,
+            sources,
+            hub.clone(),
+            control_rx,
+            started,
+            ike_tx.clone(),
+        )
+        .map_err(RuntimeError::Thread)?;
         let accepted = match started_rx.await {
             Ok(r) => r.map_err(RuntimeError::Worker),
             Err(_) => Err(RuntimeError::WorkerGone),
@@ -528,10 +562,21 @@ impl Running {
             Ok(()) => apply_kernel_changes(&kernel_changes(None, &plan)).await,
             Err(e) => Err(e),
         };
-        if let Err(e) = routed {
-            stop_worker(&control, worker).await;
-            return Err(e);
-        }
+        let ike_thread = match routed {
+            Ok(()) => ike::spawn(ike_rx, control.clone()).map_err(RuntimeError::Thread),
+            Err(e) => Err(e),
+        };
+        let ike_thread = match ike_thread {
+            Ok(t) => t,
+            Err(e) => {
+                stop_worker(&control, worker).await;
+                return Err(e);
+            }
+        };
+        let _ = ike_tx.send(ike::IkeInput::Plan {
+            plan: plan.clone(),
+            engines,
+        });
 
         let ready = Arc::new(AtomicBool::new(true));
         let listener =
@@ -554,6 +599,9 @@ impl Running {
             ready,
             metrics_addr,
             bound,
+            ike_tx,
+            ike_thread: Some(ike_thread),
+            udp_clones,
             socket_drops,
             plan,
         })
@@ -601,10 +649,11 @@ impl Running {
                 "metrics.listen changed: takes effect at the next restart"
             );
         }
-        let plan = Plan::compile(config, self.plan.generation + 1);
-        plan.check_served()?;
-        let plan = Arc::new(plan);
+        let plan = Arc::new(Plan::compile(config, self.plan.generation + 1));
         let sources = open_sources(&plan, &self.bound)?;
+        let mut udp_clones = self.udp_clones.clone();
+        sources.clone_udp(&mut udp_clones);
+        let engines = ike_setups(&plan, &udp_clones)?;
         let added = sources.bound();
         // The sockets the new plan drops close with the switch: count their drops until now.
         self.socket_drops.refresh();
@@ -624,6 +673,12 @@ impl Running {
         let keep: Vec<SourceKey> = plan.attachments.iter().flat_map(SourceKey::all).collect();
         self.bound.retain(|k, _| keep.contains(k));
         self.bound.extend(added);
+        udp_clones.retain(|k, _| keep.contains(k));
+        self.udp_clones = udp_clones;
+        let _ = self.ike_tx.send(ike::IkeInput::Plan {
+            plan: plan.clone(),
+            engines,
+        });
         self.socket_drops.track(tracked_sockets(&plan, &self.bound));
         let old = std::mem::replace(&mut self.plan, plan);
         let failed = apply_kernel_changes_logged(&kernel_changes(Some(&old), &self.plan)).await;
@@ -639,6 +694,11 @@ impl Running {
     /// Drains the worker (pending packets are sent) and stops everything.
     pub async fn stop(mut self) -> Result<(), RuntimeError> {
         self.ready.store(false, Ordering::Relaxed);
+        // IKE first: its peers are told the SAs go while the worker still takes SA changes.
+        if let Some(t) = self.ike_thread.take() {
+            let _ = self.ike_tx.send(ike::IkeInput::Stop);
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
         if let Some(w) = self.worker.take() {
             stop_worker(&self.control, w).await;
         }
@@ -648,6 +708,19 @@ impl Running {
         let _ = (&mut self.admin).await;
         Ok(())
     }
+}
+
+/// The IKE engines of `plan`'s IPsec attachments, with clones of their UDP sockets.
+fn ike_setups(
+    plan: &Plan,
+    clones: &HashMap<SourceKey, Arc<std::net::UdpSocket>>,
+) -> Result<Vec<ike::EngineSetup>, RuntimeError> {
+    let setups = ike::setups(plan, |a, io| {
+        clones
+            .get(&SourceKey::of(&plan.attachments[a.index()], io))
+            .cloned()
+    })?;
+    Ok(setups)
 }
 
 /// Drains the worker (pending packets are sent) and waits for its thread to end.

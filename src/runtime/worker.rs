@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::ike::{IkeInput, SaChange};
 use super::{Control, NewSources};
 use crate::buffer::{Remote, RxBatch, RxMeta, TxBatch, Via};
 use crate::dataplane::{AttachmentPlan, Gateway, Io, Plan};
@@ -65,6 +66,8 @@ enum Source {
 
 struct Worker {
     gateway: Gateway,
+    /// The IKE thread's queue of IKE datagrams.
+    ike: std::sync::mpsc::SyncSender<IkeInput>,
     hub: Arc<MetricsHub>,
     /// Everything open, by key.
     open: HashMap<SourceKey, Source>,
@@ -80,6 +83,7 @@ pub(super) fn spawn(
     hub: Arc<MetricsHub>,
     control: mpsc::Receiver<Control>,
     started: oneshot::Sender<Result<(), String>>,
+    ike: std::sync::mpsc::SyncSender<IkeInput>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -88,7 +92,7 @@ pub(super) fn spawn(
         .name("ixgw-worker".into())
         .spawn(move || {
             rt.block_on(async move {
-                let mut w = Worker::new(gateway, hub);
+                let mut w = Worker::new(gateway, hub, ike);
                 let plan = w.gateway.plan().clone();
                 let ready = Worker::register(sources)
                     .map_err(|e| format!("cannot register a socket or device: {e}"))
@@ -105,9 +109,14 @@ pub(super) fn spawn(
 
 impl Worker {
     /// A worker with no sources yet and its batches sized once.
-    fn new(gateway: Gateway, hub: Arc<MetricsHub>) -> Worker {
+    fn new(
+        gateway: Gateway,
+        hub: Arc<MetricsHub>,
+        ike: std::sync::mpsc::SyncSender<IkeInput>,
+    ) -> Worker {
         Worker {
             gateway,
+            ike,
             hub,
             open: HashMap::new(),
             sources: Vec::new(),
@@ -189,6 +198,9 @@ impl Worker {
                     Some(Control::Reload { plan, sources, done }) => {
                         let _ = done.send(self.reload(plan, sources));
                     }
+                    Some(Control::Ipsec { generation, attachment, change }) => {
+                        self.ipsec(generation, attachment, change);
+                    }
                     Some(Control::Stop { done }) => {
                         self.flush().await;
                         let _ = done.send(());
@@ -203,6 +215,7 @@ impl Worker {
                         }
                         self.gateway.handle_batch(Instant::now(), &mut self.rx, &mut self.tx);
                         self.rx.clear();
+                        self.hand_over_ike();
                         self.flush().await;
                     }
                 }
@@ -214,6 +227,39 @@ impl Worker {
                 self.flush().await;
             }
         }
+    }
+
+    /// Applies an SA change of the IKE thread, if it belongs to the running plan (a change
+    /// made for an older plan names attachments by their old numbers).
+    fn ipsec(&mut self, generation: u64, attachment: AttachmentId, change: SaChange) {
+        if generation != self.gateway.plan().generation {
+            return;
+        }
+        if let Some(t) = self
+            .gateway
+            .tunnel_mut(attachment)
+            .and_then(crate::tunnel::Tunnel::ipsec_mut)
+        {
+            change.apply(t);
+        }
+    }
+
+    /// Hands the IKE datagrams the batch set aside to the IKE thread.
+    fn hand_over_ike(&mut self) {
+        let generation = self.gateway.plan().generation;
+        let ike = &self.ike;
+        self.gateway.drain_ike(|attachment, d| {
+            super::ike::offer(
+                ike,
+                IkeInput::Datagram {
+                    generation,
+                    attachment,
+                    io: d.io,
+                    from: d.from,
+                    data: d.data().to_vec(),
+                },
+            )
+        });
     }
 
     /// Reads what is waiting, up to one batch; returns how many packets were read.
@@ -376,7 +422,7 @@ mod tests {
     fn worker(plan: Arc<Plan>, sources: NewSources) -> Worker {
         let gateway = Gateway::new(plan.clone(), Instant::now());
         let hub = Arc::new(MetricsHub::new([gateway.counters().clone()]));
-        let mut w = Worker::new(gateway, hub);
+        let mut w = Worker::new(gateway, hub, std::sync::mpsc::sync_channel(1).0);
         let new = Worker::register(sources).expect("register");
         w.adopt(&plan, new).expect("adopt");
         w

@@ -272,7 +272,7 @@ fn ipsec_peers_route_and_carry_facilities_for_services_and_policies() {
 }
 
 #[test]
-fn the_ipsec_example_configuration_validates_and_is_not_served_yet() {
+fn the_ipsec_example_configuration_validates() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ipsec-example.yaml");
     let c = Config::load(&path).expect("config/ipsec-example.yaml validates");
     let a = the_example_ipsec(&c);
@@ -280,16 +280,6 @@ fn the_ipsec_example_configuration_validates_and_is_not_served_yet() {
     let hospital = &a.peers[1];
     assert_eq!(hospital.child_rekey_bytes, Some(10 << 30));
     assert_eq!(hospital.dpd_action, DpdAction::Restart);
-    let err = crate::dataplane::Plan::compile(&c, 1)
-        .check_served()
-        .expect_err("not served");
-    assert_eq!(
-        err,
-        crate::dataplane::PlanError::NotServed {
-            attachment: "ajisai-ipsec".into(),
-            kind: "ipsec"
-        }
-    );
 }
 
 fn the_example_ipsec(c: &Config) -> &IpsecAttachment {

@@ -144,40 +144,11 @@ pub struct Plan {
     pub metrics_listen: SocketAddr,
 }
 
-/// Why a validated configuration cannot become a plan.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
-    /// The configuration validates, but the daemon cannot run this attachment type yet:
-    /// refused by [`Plan::check_served`], which every start and reload passes.
-    #[error("attachment {attachment}: type {kind} is not served by this build yet (`ixgw check` validates it; its data path is in progress)")]
-    NotServed {
-        attachment: String,
-        kind: &'static str,
-    },
-}
-
 impl Plan {
     /// Compiles a validated configuration. Validation guarantees what this relies on (unique
     /// names, non-overlapping exchange prefixes and routes), so compiling cannot fail.
     pub fn compile(config: &Config, generation: u64) -> Plan {
         compile::compile(config, generation)
-    }
-
-    /// Refuses a plan with an attachment whose type the daemon cannot run yet: IPsec
-    /// attachments compile (the data path and its tests use them) but their IKE thread does
-    /// not exist yet.
-    pub fn check_served(&self) -> Result<(), PlanError> {
-        match self
-            .attachments
-            .iter()
-            .find(|a| matches!(a.kind, AttachmentPlanKind::Ipsec { .. }))
-        {
-            Some(a) => Err(PlanError::NotServed {
-                attachment: a.name.clone(),
-                kind: "ipsec",
-            }),
-            None => Ok(()),
-        }
     }
 
     /// The flow quotas of `limits`, as numbers of flows.

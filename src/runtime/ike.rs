@@ -1,0 +1,450 @@
+//! The IKE thread: every IPsec attachment's IKEv2 engine, off the data path. Diffie-Hellman,
+//! signatures and certificate checks cost up to milliseconds; here they never hold up
+//! forwarding of established SAs (see `docs/architecture.md`, "IPsec").
+//!
+//! In: IKE datagrams the worker set aside (a bounded queue: when it is full the worker drops
+//! and counts), plans. Out: datagrams sent straight on clones of the attachments' UDP sockets
+//! (the non-ESP marker added on the NAT-T socket), and SA changes sent to the worker as
+//! control messages tagged with the plan generation they belong to.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use super::Control;
+use crate::dataplane::{AttachmentPlanKind, IkeSetupError, Plan};
+use crate::ids::{AttachmentId, PeerId};
+use crate::tunnel::ipsec::esp::{InboundSa, OutboundSa};
+use crate::tunnel::ipsec::ike::sa::{ChildSaUp, IkeConfig, IkeEngine, IkeEvent};
+use crate::tunnel::ipsec::tunnel::{IO_IKE, IO_NAT_T};
+use crate::tunnel::ipsec::{EspPath, IpsecTunnel};
+
+/// IKE datagrams waiting for the IKE thread.
+pub(crate) const QUEUE: usize = 256;
+/// The engine's ports: IKE_SA_INIT and NAT-T. The attachment's real ports may differ
+/// (`ike_port`, `nat_t_port`); the engine speaks of its two sockets by these numbers.
+const PORT_IKE: u16 = 500;
+const PORT_NAT_T: u16 = 4500;
+/// The non-ESP marker in front of IKE on the NAT-T port [RFC 3948 § 2.2].
+const NON_ESP_MARKER: [u8; 4] = [0; 4];
+
+/// What the IKE thread is told.
+pub(crate) enum IkeInput {
+    Datagram {
+        generation: u64,
+        attachment: AttachmentId,
+        io: u8,
+        from: SocketAddr,
+        data: Vec<u8>,
+    },
+    Plan {
+        plan: Arc<Plan>,
+        engines: Vec<EngineSetup>,
+    },
+    Stop,
+}
+
+/// One IPsec attachment's engine configuration and sockets.
+pub(crate) struct EngineSetup {
+    pub attachment: AttachmentId,
+    pub config: IkeConfig,
+    /// Clones of the attachment's UDP sockets: `ike_port`, then `nat_t_port`.
+    pub sockets: [Arc<UdpSocket>; 2],
+    /// The attachment has a raw ESP socket; without one, ESP goes in UDP even where no NAT
+    /// calls for it.
+    pub raw_esp: bool,
+}
+
+/// A CHILD SA to install.
+pub(crate) struct NewChild {
+    peer: PeerId,
+    inbound: InboundSa,
+    outbound: OutboundSa,
+    path: EspPath,
+    /// Sends the peer's packets into it at once (else it waits for `Activate`: a rekey's).
+    active: bool,
+}
+
+/// A change to an IPsec attachment's SAs, for the worker.
+pub(crate) enum SaChange {
+    /// A CHILD SA.
+    Add(Box<NewChild>),
+    Activate {
+        peer: PeerId,
+        inbound_spi: u32,
+    },
+    Remove {
+        inbound_spi: u32,
+    },
+    PeerDown {
+        peer: PeerId,
+    },
+    /// Every SA of the attachment: its engine was replaced.
+    Clear,
+}
+
+impl SaChange {
+    /// Applies the change to an attachment's data-path half.
+    pub(crate) fn apply(self, t: &mut IpsecTunnel) {
+        match self {
+            SaChange::Add(c) => {
+                let NewChild {
+                    peer,
+                    inbound,
+                    outbound,
+                    path,
+                    active,
+                } = *c;
+                let spi = inbound.spi();
+                t.add(peer, inbound, outbound, path);
+                if active {
+                    t.activate(peer, spi);
+                }
+            }
+            SaChange::Activate { peer, inbound_spi } => {
+                t.activate(peer, inbound_spi);
+            }
+            SaChange::Remove { inbound_spi } => {
+                t.remove_inbound(inbound_spi);
+            }
+            SaChange::PeerDown { peer } => t.remove_peer(peer),
+            SaChange::Clear => t.clear(),
+        }
+    }
+}
+
+/// UNIX seconds now, for certificate validity.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The engine configurations of `plan`'s IPsec attachments, with clones of their sockets
+/// (found by `socket`, which gives the UDP socket of an attachment's `io`-th source).
+pub(crate) fn setups(
+    plan: &Plan,
+    mut socket: impl FnMut(AttachmentId, usize) -> Option<Arc<UdpSocket>>,
+) -> Result<Vec<EngineSetup>, IkeSetupError> {
+    let mut out = Vec::new();
+    for i in 0..plan.attachments.len() {
+        let attachment = AttachmentId(i as u16);
+        let Some(config) = plan.ike_config(attachment, unix_now) else {
+            continue;
+        };
+        let config = config?;
+        let missing = || IkeSetupError {
+            attachment: plan.attachments[i].name.clone(),
+            peer: None,
+            problem: "its UDP sockets are not open".into(),
+        };
+        let ike = socket(attachment, usize::from(IO_IKE)).ok_or_else(missing)?;
+        let nat_t = socket(attachment, usize::from(IO_NAT_T)).ok_or_else(missing)?;
+        out.push(EngineSetup {
+            attachment,
+            config,
+            sockets: [ike, nat_t],
+            raw_esp: plan.attachments[i].io.len() > 2,
+        });
+    }
+    Ok(out)
+}
+
+/// Starts the IKE thread.
+pub(crate) fn spawn(
+    rx: Receiver<IkeInput>,
+    control: mpsc::Sender<Control>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("ixgw-ike".into())
+        .spawn(move || IkeThread::new(control.downgrade()).run(rx))
+}
+
+/// Hands an IKE datagram to the IKE thread; `false` when its queue is full.
+pub(crate) fn offer(tx: &SyncSender<IkeInput>, input: IkeInput) -> bool {
+    !matches!(tx.try_send(input), Err(TrySendError::Full(_)))
+}
+
+struct Engine {
+    attachment: AttachmentId,
+    engine: IkeEngine,
+    sockets: [Arc<UdpSocket>; 2],
+    /// Peer names, for log lines a helpdesk can read.
+    names: HashMap<PeerId, String>,
+    raw_esp: bool,
+    attachment_name: String,
+}
+
+struct IkeThread {
+    /// Weak, so that dropping the `Running` closes the worker's channel and the worker ends
+    /// (and with it the last sender of this thread's queue, which ends this thread).
+    control: mpsc::WeakSender<Control>,
+    generation: u64,
+    engines: Vec<Engine>,
+}
+
+impl IkeThread {
+    fn new(control: mpsc::WeakSender<Control>) -> IkeThread {
+        IkeThread {
+            control,
+            generation: 0,
+            engines: Vec::new(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<IkeInput>) {
+        loop {
+            let now = Instant::now();
+            let wait = self
+                .engines
+                .iter()
+                .filter_map(|e| e.engine.poll_timeout())
+                .min()
+                .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now));
+            match rx.recv_timeout(wait) {
+                Ok(IkeInput::Datagram {
+                    generation,
+                    attachment,
+                    io,
+                    from,
+                    data,
+                }) if generation == self.generation => {
+                    let port = if io == IO_IKE { PORT_IKE } else { PORT_NAT_T };
+                    if let Some(e) = self.engines.iter_mut().find(|e| e.attachment == attachment) {
+                        e.engine.handle_datagram(Instant::now(), port, from, &data);
+                    }
+                }
+                Ok(IkeInput::Datagram { .. }) => {}
+                Ok(IkeInput::Plan { plan, engines }) => self.adopt(&plan, engines),
+                Ok(IkeInput::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    self.shut_down();
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let now = Instant::now();
+            for i in 0..self.engines.len() {
+                if self.engines[i]
+                    .engine
+                    .poll_timeout()
+                    .is_some_and(|t| t <= now)
+                {
+                    self.engines[i].engine.handle_timeout(now);
+                }
+                self.drain(i);
+            }
+        }
+    }
+
+    /// Replaces the engines with those of a new plan. SAs live in the engines, so every
+    /// attachment's SAs are cleared in the data path and its peers negotiate again.
+    fn adopt(&mut self, plan: &Plan, setups: Vec<EngineSetup>) {
+        for e in &mut self.engines {
+            let peers: Vec<PeerId> = e.names.keys().copied().collect();
+            for p in peers {
+                e.engine.delete(p, Instant::now());
+            }
+        }
+        for i in 0..self.engines.len() {
+            self.drain(i);
+        }
+        self.generation = plan.generation;
+        self.engines = setups
+            .into_iter()
+            .map(|s| {
+                let a = &plan.attachments[s.attachment.index()];
+                let names = match &a.kind {
+                    AttachmentPlanKind::Ipsec { peers, .. } => peers
+                        .iter()
+                        .map(|p| (*p, plan.peers[p.index()].name.clone()))
+                        .collect(),
+                    _ => HashMap::new(),
+                };
+                Engine {
+                    attachment: s.attachment,
+                    engine: IkeEngine::new(s.config, Instant::now()),
+                    sockets: s.sockets,
+                    names,
+                    attachment_name: a.name.clone(),
+                    raw_esp: s.raw_esp,
+                }
+            })
+            .collect();
+        for e in &self.engines {
+            self.change(e.attachment, SaChange::Clear);
+            tracing::info!(
+                attachment = e.attachment_name,
+                peers = e.names.len(),
+                "IKE engine ready"
+            );
+        }
+    }
+
+    /// Deletes every IKE SA (the peers learn at once) and sends what that produced.
+    fn shut_down(&mut self) {
+        for i in 0..self.engines.len() {
+            let peers: Vec<PeerId> = self.engines[i].names.keys().copied().collect();
+            for p in peers {
+                self.engines[i].engine.delete(p, Instant::now());
+            }
+            self.drain(i);
+        }
+    }
+
+    /// Sends what engine `i` wants sent and acts on its events.
+    fn drain(&mut self, i: usize) {
+        while let Some(t) = self.engines[i].engine.poll_transmit() {
+            let e = &self.engines[i];
+            let sent = if t.from_port == PORT_IKE {
+                e.sockets[0].send_to(&t.data, t.to)
+            } else {
+                let mut d = Vec::with_capacity(4 + t.data.len());
+                d.extend_from_slice(&NON_ESP_MARKER);
+                d.extend_from_slice(&t.data);
+                e.sockets[1].send_to(&d, t.to)
+            };
+            if let Err(err) = sent {
+                tracing::debug!(attachment = e.attachment_name, to = %t.to, "IKE send failed: {err}");
+            }
+        }
+        while let Some(ev) = self.engines[i].engine.poll_event() {
+            self.event(i, ev);
+        }
+    }
+
+    fn event(&mut self, i: usize, ev: IkeEvent) {
+        let e = &self.engines[i];
+        let attachment = e.attachment;
+        let name = |p: &PeerId| e.names.get(p).map_or("?", String::as_str).to_string();
+        let a = e.attachment_name.clone();
+        match ev {
+            IkeEvent::IkeSaUp { peer, remote } => {
+                tracing::info!(attachment = a, peer = name(&peer), %remote, "IKE SA established");
+            }
+            IkeEvent::IkeSaRekeyed { peer } => {
+                tracing::info!(attachment = a, peer = name(&peer), "IKE SA rekeyed");
+            }
+            IkeEvent::ChildSaUp(up) => {
+                let peer = up.peer;
+                tracing::info!(
+                    attachment = a,
+                    peer = name(&peer),
+                    inbound_spi = format_args!("{:08x}", up.inbound.spi),
+                    outbound_spi = format_args!("{:08x}", up.outbound.spi),
+                    udp_encap = up.udp_encap,
+                    rekey = up.replaces.is_some(),
+                    "CHILD SA established"
+                );
+                match child_sa(&up, self.engines[i].raw_esp) {
+                    Ok(change) => self.change(attachment, change),
+                    Err(err) => tracing::error!(
+                        attachment = a,
+                        peer = name(&peer),
+                        "cannot install the CHILD SA: {err}"
+                    ),
+                }
+            }
+            IkeEvent::ChildSaRekeyed {
+                peer,
+                new_inbound_spi,
+                ..
+            } => self.change(
+                attachment,
+                SaChange::Activate {
+                    peer,
+                    inbound_spi: new_inbound_spi,
+                },
+            ),
+            IkeEvent::ChildSaDown { peer, inbound_spi } => {
+                tracing::info!(
+                    attachment = a,
+                    peer = name(&peer),
+                    inbound_spi = format_args!("{inbound_spi:08x}"),
+                    "CHILD SA deleted"
+                );
+                self.change(attachment, SaChange::Remove { inbound_spi });
+            }
+            IkeEvent::PeerDown { peer, reason } => {
+                tracing::warn!(attachment = a, peer = name(&peer), ?reason, "peer down");
+                self.change(attachment, SaChange::PeerDown { peer });
+            }
+            IkeEvent::Refused {
+                peer,
+                notify,
+                reason,
+            } => {
+                let peer = peer.map(|p| name(&p));
+                tracing::warn!(
+                    attachment = a,
+                    peer,
+                    ?notify,
+                    ?reason,
+                    "IKE message refused"
+                );
+            }
+            IkeEvent::Retransmit {
+                peer,
+                exchange,
+                attempt,
+            } => {
+                let peer = peer.map(|p| name(&p));
+                tracing::debug!(
+                    attachment = a,
+                    peer,
+                    ?exchange,
+                    attempt,
+                    "IKE retransmission"
+                );
+            }
+            IkeEvent::GaveUp { peer, exchange } => {
+                let peer = peer.map(|p| name(&p));
+                tracing::warn!(
+                    attachment = a,
+                    peer,
+                    ?exchange,
+                    "IKE request unanswered, giving up"
+                );
+            }
+            #[allow(unreachable_patterns)]
+            other => tracing::debug!(attachment = a, ?other, "IKE event"),
+        }
+    }
+
+    /// Sends an SA change to the worker; waits if its control queue is full.
+    fn change(&self, attachment: AttachmentId, change: SaChange) {
+        let msg = Control::Ipsec {
+            generation: self.generation,
+            attachment,
+            change,
+        };
+        let sent = self
+            .control
+            .upgrade()
+            .is_some_and(|c| c.blocking_send(msg).is_ok());
+        if !sent {
+            tracing::debug!("the worker is gone; SA change dropped");
+        }
+    }
+}
+
+/// The data-path SAs of a CHILD SA the engine set up.
+fn child_sa(up: &ChildSaUp, raw_esp: bool) -> Result<SaChange, String> {
+    let inbound = InboundSa::new(&up.inbound.sa_config()).map_err(|e| format!("{e:?}"))?;
+    let outbound = OutboundSa::new(&up.outbound.sa_config()).map_err(|e| format!("{e:?}"))?;
+    let path = if up.udp_encap || !raw_esp {
+        EspPath::Udp(up.remote_addr)
+    } else {
+        EspPath::Raw(up.remote_addr.ip())
+    };
+    Ok(SaChange::Add(Box::new(NewChild {
+        peer: up.peer,
+        inbound,
+        outbound,
+        path,
+        active: up.replaces.is_none(),
+    })))
+}
