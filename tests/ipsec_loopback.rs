@@ -294,4 +294,28 @@ async fn facilities_negotiate_with_the_gateway_and_ping_through_it() {
     if let Err(e) = result {
         panic!("{e}\n{metrics}");
     }
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+    };
+    assert_eq!(value("ixgw_peers_up "), 2.0, "both IKE SAs are up");
+    assert_eq!(value(r#"ixgw_handshakes_total{result="ok"}"#), 2.0);
+    assert!(
+        value(
+            r#"ixgw_peer_rx_packets_total{tenant="ajisai",attachment="ajisai-ipsec",peer="omura""#
+        ) >= 1.0
+    );
+    assert!(
+        value(r#"ixgw_peer_tx_packets_total{tenant="mame",attachment="mame-ipsec",peer="izumo""#)
+            >= 1.0
+    );
+    assert!(
+        value(
+            r#"ixgw_peer_last_handshake_timestamp_seconds{tenant="ajisai",attachment="ajisai-ipsec",peer="omura""#
+        ) > 1.7e9
+    );
 }

@@ -141,7 +141,7 @@ const DROPS: Def = counter(
 const HANDSHAKES: Def = counter(
     "ixgw_handshakes_total",
     &["result"],
-    "WireGuard handshake messages handled by the gateway, by outcome.",
+    "Tunnel handshakes handled by the gateway, by outcome: WireGuard handshake messages, IPsec IKE SAs established.",
 );
 
 const PEERS_CONFIGURED: Def = gauge(
@@ -153,7 +153,7 @@ const PEERS_CONFIGURED: Def = gauge(
 const PEERS_UP: Def = gauge(
     "ixgw_peers_up",
     &[],
-    "Tunnel peers whose last completed handshake is younger than 180 seconds (WireGuard REJECT_AFTER_TIME).",
+    "Tunnel peers that are up: IPsec peers with an established IKE SA, WireGuard peers whose last completed handshake is younger than 180 seconds (REJECT_AFTER_TIME).",
 );
 
 const FLOWS: Def = gauge(
@@ -200,6 +200,7 @@ impl TrafficSum {
 struct PeerSum {
     traffic: TrafficSum,
     last_handshake: Option<Instant>,
+    established: bool,
 }
 
 /// (tenant, attachment, peer, facility): the label values of a peer series, in [`PEER`] order.
@@ -242,7 +243,7 @@ impl<'a> Sum<'a> {
                     *s = s.wrapping_add(x);
                 }
             }
-            for (labels, traffic, last) in table.peers() {
+            for (labels, traffic, last, established) in table.peers() {
                 let key = [
                     labels.tenant.as_str(),
                     labels.attachment.as_str(),
@@ -252,6 +253,7 @@ impl<'a> Sum<'a> {
                 let peer = sum.peers.entry(key).or_default();
                 peer.traffic.add(traffic);
                 peer.last_handshake = peer.last_handshake.max(last);
+                peer.established |= established;
             }
             sum.flows = sum.flows.saturating_add(table.flows());
         }
@@ -338,8 +340,9 @@ impl HotCollector {
             .peers
             .values()
             .filter(|p| {
-                p.last_handshake
-                    .is_some_and(|t| now.saturating_duration_since(t) < PEER_UP_WITHIN)
+                p.established
+                    || p.last_handshake
+                        .is_some_and(|t| now.saturating_duration_since(t) < PEER_UP_WITHIN)
             })
             .count();
         let configured = sum.peers.len() as f64;

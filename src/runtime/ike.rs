@@ -83,6 +83,12 @@ pub(crate) enum SaChange {
     PeerDown {
         peer: PeerId,
     },
+    /// The peer has an IKE SA: a new one (`new_ike_sa`, counted as a handshake), or keys
+    /// renewed by a rekey. Sets its last handshake and marks it up.
+    Established {
+        peer: PeerId,
+        new_ike_sa: bool,
+    },
     /// Every SA of the attachment: its engine was replaced.
     Clear,
 }
@@ -112,6 +118,7 @@ impl SaChange {
                 t.remove_inbound(inbound_spi);
             }
             SaChange::PeerDown { peer } => t.remove_peer(peer),
+            SaChange::Established { .. } => {}
             SaChange::Clear => t.clear(),
         }
     }
@@ -324,9 +331,13 @@ impl IkeThread {
         match ev {
             IkeEvent::IkeSaUp { peer, remote } => {
                 tracing::info!(attachment = a, peer = name(&peer), %remote, "IKE SA established");
+                let new_ike_sa = true;
+                self.change(attachment, SaChange::Established { peer, new_ike_sa });
             }
             IkeEvent::IkeSaRekeyed { peer } => {
                 tracing::info!(attachment = a, peer = name(&peer), "IKE SA rekeyed");
+                let new_ike_sa = false;
+                self.change(attachment, SaChange::Established { peer, new_ike_sa });
             }
             IkeEvent::ChildSaUp(up) => {
                 let peer = up.peer;

@@ -235,6 +235,26 @@ impl Worker {
         if generation != self.gateway.plan().generation {
             return;
         }
+        let counters = self.gateway.counters().clone();
+        match &change {
+            SaChange::Established { peer, new_ike_sa } => {
+                counters.peer_handshake(peer.index(), Instant::now());
+                counters.set_established(peer.index(), true);
+                if *new_ike_sa {
+                    counters.handshake(crate::vocab::HandshakeResult::Ok);
+                }
+            }
+            SaChange::PeerDown { peer } => counters.set_established(peer.index(), false),
+            SaChange::Clear => {
+                let plan = self.gateway.plan();
+                for (i, p) in plan.peers.iter().enumerate() {
+                    if p.attachment == attachment {
+                        counters.set_established(i, false);
+                    }
+                }
+            }
+            _ => {}
+        }
         if let Some(t) = self
             .gateway
             .tunnel_mut(attachment)

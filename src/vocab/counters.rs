@@ -123,6 +123,9 @@ pub struct PeerCounters {
     /// Nanoseconds after [`Counters::base`] of the last completed handshake, plus one; 0 =
     /// never.
     last_handshake: AtomicU64,
+    /// Tunnels with a session state of their own (IPsec: an established IKE SA) say here
+    /// whether the peer is up; WireGuard peers are up by the age of their last handshake.
+    established: std::sync::atomic::AtomicBool,
 }
 
 /// The counters of one worker for one plan.
@@ -190,6 +193,9 @@ impl Counters {
                 next.peers[i]
                     .last_handshake
                     .store(self.peers[j].last_handshake.load(Relaxed), Relaxed);
+                next.peers[i]
+                    .established
+                    .store(self.peers[j].established.load(Relaxed), Relaxed);
             }
         }
         next.flows.store(self.flows.load(Relaxed), Relaxed);
@@ -240,6 +246,16 @@ impl Counters {
             .store(ns.saturating_add(1), Relaxed);
     }
 
+    /// Marks peer `index` up or down (tunnels with a session state of their own).
+    pub fn set_established(&self, index: usize, up: bool) {
+        self.peers[index].established.store(up, Relaxed);
+    }
+
+    /// Whether peer `index` has an established session state.
+    pub fn established(&self, index: usize) -> bool {
+        self.peers[index].established.load(Relaxed)
+    }
+
     /// When peer `index` last completed a handshake.
     pub fn last_handshake(&self, index: usize) -> Option<Instant> {
         match self.peers[index].last_handshake.load(Relaxed) {
@@ -286,12 +302,17 @@ impl Counters {
             .zip(self.tenant_flows.iter())
     }
 
-    pub fn peers(&self) -> impl Iterator<Item = (&PeerLabels, &Traffic, Option<Instant>)> {
+    /// Every peer: labels, traffic, last handshake, and whether its session state says it
+    /// is up.
+    pub fn peers(&self) -> impl Iterator<Item = (&PeerLabels, &Traffic, Option<Instant>, bool)> {
         self.peer_labels
             .iter()
             .zip(self.peers.iter())
             .enumerate()
-            .map(|(i, (l, c))| (l, &c.traffic, self.last_handshake(i)))
+            .map(|(i, (l, c))| {
+                let established = c.established.load(Relaxed);
+                (l, &c.traffic, self.last_handshake(i), established)
+            })
     }
 }
 
