@@ -286,6 +286,10 @@ async fn facilities_negotiate_with_the_gateway_and_ping_through_it() {
             (at_a.src, at_a.dst),
             ("100.65.1.7".parse().unwrap(), "10.0.1.5".parse().unwrap())
         );
+        // Garbage on the IKE port is refused and counted, not fatal.
+        let stranger = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 4), 0)).unwrap();
+        stranger.send_to(&[0x5a; 40], (gw, ports[0].0)).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
     })
     .await;
     let metrics = running.hub().encode();

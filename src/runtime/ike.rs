@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
+use super::ike_metrics::IkeMetrics;
 use super::Control;
 use crate::dataplane::{AttachmentPlanKind, IkeSetupError, Plan};
 use crate::ids::{AttachmentId, PeerId};
@@ -165,10 +166,11 @@ pub(crate) fn setups(
 pub(crate) fn spawn(
     rx: Receiver<IkeInput>,
     control: mpsc::Sender<Control>,
+    metrics: IkeMetrics,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("ixgw-ike".into())
-        .spawn(move || IkeThread::new(control.downgrade()).run(rx))
+        .spawn(move || IkeThread::new(control.downgrade(), metrics).run(rx))
 }
 
 /// Hands an IKE datagram to the IKE thread; `false` when its queue is full.
@@ -190,14 +192,16 @@ struct IkeThread {
     /// Weak, so that dropping the `Running` closes the worker's channel and the worker ends
     /// (and with it the last sender of this thread's queue, which ends this thread).
     control: mpsc::WeakSender<Control>,
+    metrics: IkeMetrics,
     generation: u64,
     engines: Vec<Engine>,
 }
 
 impl IkeThread {
-    fn new(control: mpsc::WeakSender<Control>) -> IkeThread {
+    fn new(control: mpsc::WeakSender<Control>, metrics: IkeMetrics) -> IkeThread {
         IkeThread {
             control,
+            metrics,
             generation: 0,
             engines: Vec::new(),
         }
@@ -321,6 +325,9 @@ impl IkeThread {
         while let Some(ev) = self.engines[i].engine.poll_event() {
             self.event(i, ev);
         }
+        let e = &self.engines[i];
+        let child_sas = e.names.keys().map(|p| e.engine.child_spis(*p).len()).sum();
+        self.metrics.sas(&e.attachment_name, &e.engine, child_sas);
     }
 
     fn event(&mut self, i: usize, ev: IkeEvent) {
@@ -328,6 +335,19 @@ impl IkeThread {
         let attachment = e.attachment;
         let name = |p: &PeerId| e.names.get(p).map_or("?", String::as_str).to_string();
         let a = e.attachment_name.clone();
+        let m = &self.metrics;
+        match &ev {
+            IkeEvent::IkeSaUp { .. } => m.event(&a, "ike_sa_up"),
+            IkeEvent::IkeSaRekeyed { .. } => m.event(&a, "ike_sa_rekeyed"),
+            IkeEvent::ChildSaUp(up) if up.replaces.is_some() => m.event(&a, "child_sa_rekeyed"),
+            IkeEvent::ChildSaUp(_) => m.event(&a, "child_sa_up"),
+            IkeEvent::ChildSaDown { .. } => m.event(&a, "child_sa_down"),
+            IkeEvent::Retransmit { .. } => m.event(&a, "retransmit"),
+            IkeEvent::GaveUp { .. } => m.event(&a, "gave_up"),
+            IkeEvent::PeerDown { reason, .. } => m.peer_down(&a, *reason),
+            IkeEvent::Refused { reason, .. } => m.refused(&a, *reason),
+            _ => {}
+        }
         match ev {
             IkeEvent::IkeSaUp { peer, remote } => {
                 tracing::info!(attachment = a, peer = name(&peer), %remote, "IKE SA established");

@@ -11,6 +11,7 @@
 //! the new plan keeps running.
 
 mod ike;
+mod ike_metrics;
 mod raw_esp;
 mod socket_drops;
 #[cfg(test)]
@@ -542,6 +543,8 @@ impl Running {
         if let Err(e) = registered {
             tracing::error!("cannot export the kernel's socket drops: {e}");
         }
+        let ike_metrics = ike_metrics::IkeMetrics::register(hub.registry())
+            .map_err(|e| RuntimeError::Thread(std::io::Error::other(e)))?;
         let (control, control_rx) = mpsc::channel(64);
         let (started, started_rx) = oneshot::channel();
         let (ike_tx, ike_rx) = std::sync::mpsc::sync_channel(ike::QUEUE);
@@ -563,7 +566,9 @@ impl Running {
             Err(e) => Err(e),
         };
         let ike_thread = match routed {
-            Ok(()) => ike::spawn(ike_rx, control.clone()).map_err(RuntimeError::Thread),
+            Ok(()) => {
+                ike::spawn(ike_rx, control.clone(), ike_metrics).map_err(RuntimeError::Thread)
+            }
             Err(e) => Err(e),
         };
         let ike_thread = match ike_thread {
