@@ -17,7 +17,7 @@ use crate::tunnel::ipsec::ike::message::{
 };
 
 use super::child::{install, negotiate, ChildState, NewChild};
-use super::ctx::Ctx;
+use super::ctx::{after, Ctx};
 use super::event::Refusal;
 use super::ike_rekey;
 use super::ike_sa::{IkeSa, Queued, Request, State};
@@ -338,7 +338,7 @@ fn child_request(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, h: Header, p: Part
         }
     };
     sa.children.push(child);
-    let linger = now + ctx.config.limits.rekeyed_linger;
+    let linger = after(now, ctx.config.limits.rekeyed_linger);
     if let Some(i) = old {
         let c = &mut sa.children[i];
         if collision {
@@ -392,7 +392,7 @@ pub(super) fn handle_child_response(
             };
             // A collision we lost by failing: the peer's new SA replaces the old one.
             if sa.children[i].collision.take().is_some() {
-                sa.children[i].state = ChildState::Rekeyed(now + l.rekeyed_linger);
+                sa.children[i].state = ChildState::Rekeyed(after(now, l.rekeyed_linger));
                 return;
             }
             match err {
@@ -410,7 +410,7 @@ pub(super) fn handle_child_response(
                         return start_child_rekey(sa, ctx, now, r.old_inbound, group);
                     }
                     sa.children[i].state = ChildState::Installed;
-                    sa.children[i].rekey_at = Some(now + l.reconnect_delay);
+                    sa.children[i].rekey_at = Some(after(now, l.reconnect_delay));
                 }
                 Some(NotifyType::CHILD_SA_NOT_FOUND) => sa.remove_child(ctx, r.old_inbound),
                 Some(NotifyType::TEMPORARY_FAILURE) => {
@@ -419,7 +419,7 @@ pub(super) fn handle_child_response(
                 }
                 _ => {
                     sa.children[i].state = ChildState::Installed;
-                    sa.children[i].rekey_at = Some(now + l.reconnect_delay);
+                    sa.children[i].rekey_at = Some(after(now, l.reconnect_delay));
                 }
             }
             return;
@@ -456,7 +456,7 @@ pub(super) fn handle_child_response(
             return;
         }
     }
-    let linger = now + l.rekeyed_linger;
+    let linger = after(now, l.rekeyed_linger);
     if redundant {
         // The peer's SA survives; it deletes the old one, we delete ours.
         sa.enqueue(Queued::DeleteChild(r.new_inbound));

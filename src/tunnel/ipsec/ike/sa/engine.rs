@@ -12,7 +12,7 @@ use crate::tunnel::ipsec::ike::message::{ExchangeType, Message};
 use super::child::ChildState;
 use super::config::{IkeConfig, Start};
 use super::cookie::CookieJar;
-use super::ctx::{Ctx, Effect};
+use super::ctx::{after, Ctx, Effect};
 use super::event::{DownReason, IkeEvent, Refusal, Transmit};
 use super::ike_sa::{IkeSa, Queued, Request, State};
 use super::init;
@@ -52,14 +52,7 @@ impl IkeEngine {
     pub fn new(config: IkeConfig, now: Instant) -> IkeEngine {
         let mut ctx = Ctx::new(config);
         let lifetime = ctx.config.limits.cookie_secret_lifetime;
-        let cookies = match CookieJar::new(&mut ctx.rng, now, lifetime) {
-            Ok(c) => c,
-            // Without a random generator nothing works anyway; a fixed secret keeps the
-            // engine total.
-            Err(_) => {
-                CookieJar::new(&mut FixedRandom, now, lifetime).unwrap_or_else(|_| unreachable!())
-            }
-        };
+        let cookies = CookieJar::new(&mut ctx.rng, now, lifetime);
         let peers = ctx
             .config
             .peers
@@ -472,20 +465,10 @@ impl IkeEngine {
             .values()
             .any(|o| o.peer == Some(i) && o.dead.is_none());
         let slot = &mut self.peers[i];
-        if let Some(after) = death.restart {
+        if let Some(delay) = death.restart {
             if !slot.stopped && !others_live && self.ctx.config.peers[i].endpoint.is_some() {
-                slot.restart_at = Some(now + after);
+                slot.restart_at = Some(after(now, delay));
             }
         }
-    }
-}
-
-/// A stand-in generator for the cookie secret when the system's fails at start.
-struct FixedRandom;
-
-impl crate::crypto::Random for FixedRandom {
-    fn fill(&mut self, out: &mut [u8]) -> Result<(), crate::crypto::CryptoError> {
-        out.fill(0x5a);
-        Ok(())
     }
 }

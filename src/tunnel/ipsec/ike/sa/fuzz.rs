@@ -16,7 +16,7 @@ use crate::crypto::{DhGroup, EncrAlg, IntegAlg, PrfAlg};
 use crate::ids::PeerId;
 
 use super::{
-    DpdAction, EspProposal, IkeConfig, IkeEngine, IkePeerConfig, IkeProposal, Identity, Limits,
+    DpdAction, EspProposal, Identity, IkeConfig, IkeEngine, IkePeerConfig, IkeProposal, Limits,
     PeerAuth, Start, Transmit,
 };
 
@@ -172,7 +172,11 @@ pub fn run(data: &[u8]) {
             op::TO_RESPONDER_500 | op::TO_RESPONDER_4500 => {
                 let (d, rest) = chunk(r);
                 r = rest;
-                let port = if o % op::COUNT == op::TO_RESPONDER_500 { 500 } else { 4500 };
+                let port = if o % op::COUNT == op::TO_RESPONDER_500 {
+                    500
+                } else {
+                    4500
+                };
                 h.b.handle_datagram(h.now, port, SocketAddr::from((A_IP, port)), d);
             }
             op::TO_INITIATOR => {
@@ -213,7 +217,9 @@ pub fn run(data: &[u8]) {
                     0 => h.a.rekey_child(PeerId(1), h.now),
                     1 => h.b.rekey_ike(PeerId(2), h.now),
                     2 => h.a.delete(PeerId(1), h.now),
-                    _ => h.b.esp_usage(PeerId(2), u32::from(what) << 8, u64::MAX, h.now),
+                    _ => {
+                        h.b.esp_usage(PeerId(2), u32::from(what) << 8, u64::MAX, h.now)
+                    }
                 }
             }
         }
@@ -223,10 +229,7 @@ pub fn run(data: &[u8]) {
 
 /// A script that runs a whole handshake and the exchanges after it, for seeds and tests.
 pub fn handshake_script() -> Vec<u8> {
-    let mut s = Vec::new();
-    for _ in 0..4 {
-        s.push(op::DELIVER);
-    }
+    let mut s = vec![op::DELIVER; 4];
     s.extend_from_slice(&[op::COMMAND, 0, op::DELIVER, op::DELIVER, op::DELIVER]);
     s.extend_from_slice(&[op::COMMAND, 1, op::DELIVER, op::DELIVER, op::DELIVER]);
     s.extend_from_slice(&[op::ADVANCE, 40, op::DELIVER, op::DELIVER]);
@@ -245,7 +248,11 @@ mod tests {
         run(&handshake_script());
         for m in ike_messages() {
             let len = (m.len() as u16).to_be_bytes();
-            for o in [op::TO_RESPONDER_500, op::TO_RESPONDER_4500, op::TO_INITIATOR] {
+            for o in [
+                op::TO_RESPONDER_500,
+                op::TO_RESPONDER_4500,
+                op::TO_INITIATOR,
+            ] {
                 let mut s = vec![o, len[0], len[1]];
                 s.extend_from_slice(m);
                 run(&s);
@@ -254,8 +261,28 @@ mod tests {
         // Handshake pieces with one octet changed at every position of the first messages.
         for at in (0u16..400).step_by(7) {
             let [hi, lo] = at.to_be_bytes();
-            run(&[op::DELIVER, op::MUTATE, hi, lo, 0x41, op::DELIVER, op::DELIVER, op::ADVANCE, 200, op::DELIVER]);
-            run(&[op::DELIVER, op::DELIVER, op::MUTATE, hi, lo, 0x01, op::DELIVER, op::DELIVER]);
+            run(&[
+                op::DELIVER,
+                op::MUTATE,
+                hi,
+                lo,
+                0x41,
+                op::DELIVER,
+                op::DELIVER,
+                op::ADVANCE,
+                200,
+                op::DELIVER,
+            ]);
+            run(&[
+                op::DELIVER,
+                op::DELIVER,
+                op::MUTATE,
+                hi,
+                lo,
+                0x01,
+                op::DELIVER,
+                op::DELIVER,
+            ]);
         }
     }
 

@@ -16,7 +16,7 @@ use crate::tunnel::ipsec::ike::message::{
 
 use super::create_child::{ours_is_redundant, respond_error, Parts};
 use super::crypt::SkCrypto;
-use super::ctx::{Ctx, Effect};
+use super::ctx::{after, Ctx, Effect};
 use super::event::{IkeEvent, Refusal};
 use super::ike_sa::{IkeCollision, IkeSa, Queued, Request, SaKeys, State};
 use super::proposal::{check_ike_answer, ike_answer, ike_offer, select_ike, IkeChoice};
@@ -239,7 +239,7 @@ fn retire(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, next: &mut IkeSa) {
     next.children.append(&mut sa.children);
     sa.state = State::Rekeyed;
     sa.rekey_at = None;
-    sa.linger_until = Some(now + ctx.config.limits.rekeyed_linger);
+    sa.linger_until = Some(after(now, ctx.config.limits.rekeyed_linger));
     sa.queue.retain(|q| matches!(q, Queued::DeleteIke));
     if let Some(peer) = ctx.peer_id(sa.peer) {
         ctx.event(IkeEvent::IkeSaRekeyed { peer });
@@ -266,7 +266,7 @@ pub(super) fn handle_response(
                     to: c.sibling,
                 });
                 sa.state = State::Rekeyed;
-                sa.linger_until = Some(now + l.rekeyed_linger);
+                sa.linger_until = Some(after(now, l.rekeyed_linger));
                 if let Some(peer) = ctx.peer_id(sa.peer) {
                     ctx.event(IkeEvent::IkeSaRekeyed { peer });
                 }
@@ -278,7 +278,7 @@ pub(super) fn handle_response(
                 sa.rekey_at = Some(if temporary {
                     ctx.retry_at(now)
                 } else {
-                    now + l.reconnect_delay
+                    after(now, l.reconnect_delay)
                 });
             }
             None => {}
@@ -299,7 +299,7 @@ pub(super) fn handle_response(
                 to: c.sibling,
             });
             sa.state = State::Rekeyed;
-            sa.linger_until = Some(now + l.rekeyed_linger);
+            sa.linger_until = Some(after(now, l.rekeyed_linger));
             if let Some(peer) = ctx.peer_id(sa.peer) {
                 ctx.event(IkeEvent::IkeSaRekeyed { peer });
             }

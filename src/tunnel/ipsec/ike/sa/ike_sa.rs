@@ -18,7 +18,7 @@ use crate::tunnel::ipsec::ike::message::{
 
 use super::child::ChildSa;
 use super::crypt::SkCrypto;
-use super::ctx::Ctx;
+use super::ctx::{after, Ctx};
 use super::event::{DownReason, IkeEvent, Refusal};
 use super::fragment::{Bounds, Reassembly};
 use super::nat::NatState;
@@ -278,7 +278,7 @@ impl IkeSa {
             Request::Dpd => self
                 .peer
                 .and_then(|p| ctx.peer(p))
-                .map(|c| now + c.dpd_timeout),
+                .map(|c| after(now, c.dpd_timeout)),
             _ => None,
         };
         self.send_pending(ctx, now, id, exchange, datagrams, deadline, request);
@@ -305,7 +305,7 @@ impl IkeSa {
             exchange,
             datagrams,
             retransmits: 0,
-            next: now + ctx.config.limits.retransmit_timeout,
+            next: after(now, ctx.config.limits.retransmit_timeout),
             deadline,
             request,
         });
@@ -449,7 +449,7 @@ impl IkeSa {
                     max_fragments: l.reassembly_max_fragments,
                     max_bytes: l.reassembly_max_bytes,
                 };
-                let deadline = now + l.half_open_timeout;
+                let deadline = after(now, l.half_open_timeout);
                 let slot = &mut self.reassembly[usize::from(response)];
                 match Reassembly::add(
                     slot,
