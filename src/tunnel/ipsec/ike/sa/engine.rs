@@ -7,7 +7,10 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::ids::PeerId;
-use crate::tunnel::ipsec::ike::message::{ExchangeType, Message};
+use crate::tunnel::ipsec::ike::message::{
+    Error as ParseError, ExchangeType, Flags, Header, Message, MessageBuilder, Notify, NotifyType,
+    Payload,
+};
 
 use super::child::ChildState;
 use super::config::{IkeConfig, Start};
@@ -87,7 +90,8 @@ impl IkeEngine {
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(e) => {
-                self.ctx.refuse(None, None, Refusal::Malformed(e));
+                let notify = self.version_answer(local_port, from, data, e);
+                self.ctx.refuse(None, notify, Refusal::Malformed(e));
                 return;
             }
         };
@@ -111,6 +115,31 @@ impl IkeEngine {
             }
         }
         self.finish(now);
+    }
+
+    /// An IKE_SA_INIT request of a higher major version is answered with
+    /// INVALID_MAJOR_VERSION from our version [RFC 7296 § 2.5]; nothing else that fails to
+    /// parse is answered.
+    fn version_answer(
+        &mut self,
+        local_port: u16,
+        from: SocketAddr,
+        data: &[u8],
+        e: ParseError,
+    ) -> Option<NotifyType> {
+        let notify = e
+            .notify()
+            .filter(|n| *n == NotifyType::INVALID_MAJOR_VERSION)?;
+        let h = Header::read(data).ok()?;
+        if h.exchange != ExchangeType::IKE_SA_INIT || h.flags.response() {
+            return None;
+        }
+        let header = Header::new(h.spi_i, h.spi_r, h.exchange, Flags::RESPONSE, h.message_id);
+        let mut m = MessageBuilder::new(header);
+        m.push(&Payload::Notify(Notify::new(notify, &[])));
+        let bytes = m.finish().ok()?;
+        self.ctx.send(local_port, from, bytes);
+        Some(notify)
     }
 
     fn sa_init_request(
