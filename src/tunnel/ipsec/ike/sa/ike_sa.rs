@@ -285,6 +285,24 @@ impl IkeSa {
         self.next_request_id = id.wrapping_add(1);
     }
 
+    /// Sends a protected request whose answer nobody waits for (the AUTHENTICATION_FAILED
+    /// of an initiator that forgets the IKE SA right after [RFC 7296 § 2.21.2]).
+    pub(super) fn send_unanswered(
+        &mut self,
+        ctx: &mut Ctx,
+        exchange: ExchangeType,
+        inner: &PayloadChain,
+    ) {
+        let id = self.next_request_id;
+        let header = self.header(exchange, false, id);
+        if let Some(datagrams) = self.protect(ctx, header, inner) {
+            for d in datagrams {
+                ctx.send(self.local_port, self.remote, d);
+            }
+        }
+        self.next_request_id = id.wrapping_add(1);
+    }
+
     /// Sends `datagrams` (message `id`) and waits for their response.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn send_pending(
