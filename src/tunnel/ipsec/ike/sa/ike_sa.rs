@@ -19,7 +19,7 @@ use crate::tunnel::ipsec::ike::message::{
 use super::child::ChildSa;
 use super::crypt::SkCrypto;
 use super::ctx::{after, Ctx};
-use super::event::{DownReason, IkeEvent, Refusal};
+use super::event::{DownReason, Refusal};
 use super::fragment::{Bounds, Reassembly};
 use super::nat::NatState;
 use super::proposal::IkeChoice;
@@ -588,36 +588,6 @@ impl IkeSa {
     pub(super) fn enqueue(&mut self, q: Queued) {
         if !self.queue.contains(&q) {
             self.queue.push_back(q);
-        }
-    }
-
-    /// Removes every CHILD SA and reports it gone.
-    pub(super) fn drop_children(&mut self, ctx: &mut Ctx) {
-        let peer = ctx.peer_id(self.peer);
-        for c in self.children.drain(..) {
-            ctx.child_spis.remove(&c.inbound_spi);
-            if let Some(peer) = peer {
-                ctx.event(IkeEvent::ChildSaDown {
-                    peer,
-                    inbound_spi: c.inbound_spi,
-                });
-            }
-        }
-    }
-
-    /// Removes one CHILD SA (by inbound SPI) and reports it gone.
-    pub(super) fn remove_child(&mut self, ctx: &mut Ctx, inbound_spi: u32) {
-        let Some(i) = self
-            .children
-            .iter()
-            .position(|c| c.inbound_spi == inbound_spi)
-        else {
-            return;
-        };
-        self.children.remove(i);
-        ctx.child_spis.remove(&inbound_spi);
-        if let Some(peer) = ctx.peer_id(self.peer) {
-            ctx.event(IkeEvent::ChildSaDown { peer, inbound_spi });
         }
     }
 }
