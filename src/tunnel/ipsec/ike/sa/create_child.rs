@@ -213,6 +213,10 @@ pub(super) fn handle_request(
     child_request(sa, ctx, now, h, p);
 }
 
+/// Responder: a rekey of a CHILD SA (REKEY_SA names the SA by the peer's inbound SPI, our
+/// outbound one) or a new CHILD SA. A rekey of an SA being rekeyed by us is a collision:
+/// we answer it and record its nonces for when our own answer comes. An SA already replaced
+/// or being deleted gets TEMPORARY_FAILURE, an unknown one CHILD_SA_NOT_FOUND.
 fn child_request(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, h: Header, p: Parts<'_>) {
     let Some(cfg) = sa.peer.and_then(|i| ctx.peer(i)).cloned() else {
         return;
@@ -367,6 +371,12 @@ fn child_request(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, h: Header, p: Part
 }
 
 /// Initiator: the answer to our CHILD SA rekey.
+///
+/// Without a collision the new SA replaces the old one, which we delete. With one (the
+/// peer rekeyed the same SA while ours was in flight, and we answered it), the four nonces
+/// decide: if ours holds the lowest, our new SA is the redundant one and we delete it, and
+/// the peer deletes the old one; otherwise the peer deletes its new SA and we the old one.
+/// Either way exactly one new SA remains on both sides.
 pub(super) fn handle_child_response(
     sa: &mut IkeSa,
     ctx: &mut Ctx,

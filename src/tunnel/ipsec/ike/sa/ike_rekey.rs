@@ -91,7 +91,10 @@ fn successor(
     Some(n)
 }
 
-/// Responder: the peer rekeys the IKE SA.
+/// Responder: the peer rekeys the IKE SA. Refused with TEMPORARY_FAILURE while a CHILD SA
+/// exchange of ours is in flight [RFC 7296 § 2.25.2]. The new IKE SA is made at once (the
+/// peer may use it as soon as it has our answer); if our own rekey is in flight it gets no
+/// CHILD SAs yet, the collision is settled when our answer comes.
 pub(super) fn handle_request(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, h: Header, p: Parts<'_>) {
     let busy = matches!(
         sa.pending.as_ref().map(|x| &x.request),
@@ -246,7 +249,8 @@ fn retire(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, next: &mut IkeSa) {
     }
 }
 
-/// Initiator: the answer to our IKE SA rekey.
+/// Initiator: the answer to our IKE SA rekey. On failure, a peer's new IKE SA from a
+/// collision inherits the CHILD SAs; otherwise the rekey is tried again later.
 pub(super) fn handle_response(
     sa: &mut IkeSa,
     ctx: &mut Ctx,

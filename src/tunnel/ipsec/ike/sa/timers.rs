@@ -80,6 +80,9 @@ impl IkeSa {
         (idle && !interval.is_zero()).then(|| after(self.last_inbound, interval))
     }
 
+    /// Sends the request in flight again after `timeout × base^n`, or gives up: after the
+    /// last try, or at a liveness check's deadline. Giving up ends the IKE SA (the peer is
+    /// unreachable, so nothing is sent) and restarts peers with `dpd_action: restart`.
     fn retransmit(&mut self, ctx: &mut Ctx, now: Instant) {
         let Some(p) = self.pending.as_mut() else {
             return;
