@@ -163,3 +163,35 @@ pub(super) fn install(
         collision: None,
     })
 }
+
+impl IkeSa {
+    /// Removes every CHILD SA and reports it gone.
+    pub(super) fn drop_children(&mut self, ctx: &mut Ctx) {
+        let peer = ctx.peer_id(self.peer);
+        for c in self.children.drain(..) {
+            ctx.child_spis.remove(&c.inbound_spi);
+            if let Some(peer) = peer {
+                ctx.event(IkeEvent::ChildSaDown {
+                    peer,
+                    inbound_spi: c.inbound_spi,
+                });
+            }
+        }
+    }
+
+    /// Removes one CHILD SA (by inbound SPI) and reports it gone.
+    pub(super) fn remove_child(&mut self, ctx: &mut Ctx, inbound_spi: u32) {
+        let Some(i) = self
+            .children
+            .iter()
+            .position(|c| c.inbound_spi == inbound_spi)
+        else {
+            return;
+        };
+        self.children.remove(i);
+        ctx.child_spis.remove(&inbound_spi);
+        if let Some(peer) = ctx.peer_id(self.peer) {
+            ctx.event(IkeEvent::ChildSaDown { peer, inbound_spi });
+        }
+    }
+}

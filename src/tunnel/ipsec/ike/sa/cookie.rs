@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
 
-use crate::crypto::{CryptoError, Prf, PrfAlg, Random};
+use crate::crypto::{Prf, PrfAlg, Random};
+
+use super::ctx::after;
 
 /// Length of our cookies: a version octet and a SHA-256 MAC.
 pub(super) const COOKIE_LEN: usize = 33;
@@ -29,10 +31,12 @@ impl std::fmt::Debug for CookieJar {
     }
 }
 
-fn secret(rng: &mut dyn Random) -> Result<Prf, CryptoError> {
+/// A fresh secret. Should the system generator fail, the key is whatever part it filled:
+/// nothing else of IKE works then either.
+fn secret(rng: &mut dyn Random) -> Prf {
     let mut key = zeroize::Zeroizing::new([0u8; 32]);
-    rng.fill(&mut key[..])?;
-    Ok(Prf::new(PrfAlg::HmacSha256, &key[..]))
+    let _ = rng.fill(&mut key[..]);
+    Prf::new(PrfAlg::HmacSha256, &key[..])
 }
 
 fn ip_octets(ip: IpAddr) -> Vec<u8> {
@@ -43,18 +47,14 @@ fn ip_octets(ip: IpAddr) -> Vec<u8> {
 }
 
 impl CookieJar {
-    pub(super) fn new(
-        rng: &mut dyn Random,
-        now: Instant,
-        lifetime: Duration,
-    ) -> Result<CookieJar, CryptoError> {
-        Ok(CookieJar {
+    pub(super) fn new(rng: &mut dyn Random, now: Instant, lifetime: Duration) -> CookieJar {
+        CookieJar {
             version: 0,
-            current: secret(rng)?,
+            current: secret(rng),
             previous: None,
-            rotate_at: now + lifetime,
+            rotate_at: after(now, lifetime),
             lifetime,
-        })
+        }
     }
 
     /// Replaces the secret if its time has come.
@@ -62,11 +62,10 @@ impl CookieJar {
         if now < self.rotate_at {
             return;
         }
-        if let Ok(next) = secret(rng) {
-            self.previous = Some(std::mem::replace(&mut self.current, next));
-            self.version = self.version.wrapping_add(1);
-        }
-        self.rotate_at = now + self.lifetime;
+        let next = secret(rng);
+        self.previous = Some(std::mem::replace(&mut self.current, next));
+        self.version = self.version.wrapping_add(1);
+        self.rotate_at = after(now, self.lifetime);
     }
 
     pub(super) fn next_rotation(&self) -> Instant {
@@ -117,7 +116,7 @@ mod tests {
         let mut rng = SystemRandom::new();
         let now = Instant::now();
         let life = Duration::from_secs(60);
-        let mut jar = CookieJar::new(&mut rng, now, life).unwrap();
+        let mut jar = CookieJar::new(&mut rng, now, life);
         let a: SocketAddr = "192.0.2.1:500".parse().unwrap();
         let b: SocketAddr = "192.0.2.2:500".parse().unwrap();
         let c = jar.issue(&[1; 32], a, 7);

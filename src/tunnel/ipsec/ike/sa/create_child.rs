@@ -17,7 +17,7 @@ use crate::tunnel::ipsec::ike::message::{
 };
 
 use super::child::{install, negotiate, ChildState, NewChild};
-use super::ctx::Ctx;
+use super::ctx::{after, Ctx};
 use super::event::Refusal;
 use super::ike_rekey;
 use super::ike_sa::{IkeSa, Queued, Request, State};
@@ -213,6 +213,10 @@ pub(super) fn handle_request(
     child_request(sa, ctx, now, h, p);
 }
 
+/// Responder: a rekey of a CHILD SA (REKEY_SA names the SA by the peer's inbound SPI, our
+/// outbound one) or a new CHILD SA. A rekey of an SA being rekeyed by us is a collision:
+/// we answer it and record its nonces for when our own answer comes. An SA already replaced
+/// or being deleted gets TEMPORARY_FAILURE, an unknown one CHILD_SA_NOT_FOUND.
 fn child_request(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, h: Header, p: Parts<'_>) {
     let Some(cfg) = sa.peer.and_then(|i| ctx.peer(i)).cloned() else {
         return;
@@ -338,7 +342,7 @@ fn child_request(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, h: Header, p: Part
         }
     };
     sa.children.push(child);
-    let linger = now + ctx.config.limits.rekeyed_linger;
+    let linger = after(now, ctx.config.limits.rekeyed_linger);
     if let Some(i) = old {
         let c = &mut sa.children[i];
         if collision {
@@ -367,6 +371,12 @@ fn child_request(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, h: Header, p: Part
 }
 
 /// Initiator: the answer to our CHILD SA rekey.
+///
+/// Without a collision the new SA replaces the old one, which we delete. With one (the
+/// peer rekeyed the same SA while ours was in flight, and we answered it), the four nonces
+/// decide: if ours holds the lowest, our new SA is the redundant one and we delete it, and
+/// the peer deletes the old one; otherwise the peer deletes its new SA and we the old one.
+/// Either way exactly one new SA remains on both sides.
 pub(super) fn handle_child_response(
     sa: &mut IkeSa,
     ctx: &mut Ctx,
@@ -392,7 +402,7 @@ pub(super) fn handle_child_response(
             };
             // A collision we lost by failing: the peer's new SA replaces the old one.
             if sa.children[i].collision.take().is_some() {
-                sa.children[i].state = ChildState::Rekeyed(now + l.rekeyed_linger);
+                sa.children[i].state = ChildState::Rekeyed(after(now, l.rekeyed_linger));
                 return;
             }
             match err {
@@ -410,7 +420,7 @@ pub(super) fn handle_child_response(
                         return start_child_rekey(sa, ctx, now, r.old_inbound, group);
                     }
                     sa.children[i].state = ChildState::Installed;
-                    sa.children[i].rekey_at = Some(now + l.reconnect_delay);
+                    sa.children[i].rekey_at = Some(after(now, l.reconnect_delay));
                 }
                 Some(NotifyType::CHILD_SA_NOT_FOUND) => sa.remove_child(ctx, r.old_inbound),
                 Some(NotifyType::TEMPORARY_FAILURE) => {
@@ -419,7 +429,7 @@ pub(super) fn handle_child_response(
                 }
                 _ => {
                     sa.children[i].state = ChildState::Installed;
-                    sa.children[i].rekey_at = Some(now + l.reconnect_delay);
+                    sa.children[i].rekey_at = Some(after(now, l.reconnect_delay));
                 }
             }
             return;
@@ -456,7 +466,7 @@ pub(super) fn handle_child_response(
             return;
         }
     }
-    let linger = now + l.rekeyed_linger;
+    let linger = after(now, l.rekeyed_linger);
     if redundant {
         // The peer's SA survives; it deletes the old one, we delete ours.
         sa.enqueue(Queued::DeleteChild(r.new_inbound));

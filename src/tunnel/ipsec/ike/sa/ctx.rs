@@ -14,6 +14,13 @@ use super::config::{IkeConfig, IkePeerConfig};
 use super::event::{IkeEvent, Refusal, Transmit};
 use super::ike_sa::IkeSa;
 
+/// `t + d`, for durations from the configuration: saturating far in the future rather than
+/// overflowing.
+pub(super) fn after(t: Instant, d: Duration) -> Instant {
+    const CAP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    t.checked_add(d.min(CAP)).unwrap_or(t)
+}
+
 /// Length of the nonces we send [RFC 7296 § 2.10: at least half the PRF key size]; strongSwan
 /// sends 32 octets too.
 pub(super) const NONCE_LEN: usize = 32;
@@ -131,7 +138,7 @@ impl Ctx {
         } else {
             u64::from_be_bytes(self.random()) % span
         };
-        now + d + Duration::from_millis(extra)
+        after(after(now, d), Duration::from_millis(extra))
     }
 
     /// `d` shortened by a random part of up to the configured jitter; `None` for zero (off).
@@ -146,6 +153,6 @@ impl Ctx {
         } else {
             u64::from_be_bytes(self.random()) % (span + 1)
         };
-        Some(now + d - Duration::from_millis(cut))
+        Some(after(now, d.saturating_sub(Duration::from_millis(cut))))
     }
 }

@@ -7,12 +7,15 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::ids::PeerId;
-use crate::tunnel::ipsec::ike::message::{ExchangeType, Message};
+use crate::tunnel::ipsec::ike::message::{
+    Error as ParseError, ExchangeType, Flags, Header, Message, MessageBuilder, Notify, NotifyType,
+    Payload,
+};
 
 use super::child::ChildState;
 use super::config::{IkeConfig, Start};
 use super::cookie::CookieJar;
-use super::ctx::{Ctx, Effect};
+use super::ctx::{after, Ctx, Effect};
 use super::event::{DownReason, IkeEvent, Refusal, Transmit};
 use super::ike_sa::{IkeSa, Queued, Request, State};
 use super::init;
@@ -52,14 +55,7 @@ impl IkeEngine {
     pub fn new(config: IkeConfig, now: Instant) -> IkeEngine {
         let mut ctx = Ctx::new(config);
         let lifetime = ctx.config.limits.cookie_secret_lifetime;
-        let cookies = match CookieJar::new(&mut ctx.rng, now, lifetime) {
-            Ok(c) => c,
-            // Without a random generator nothing works anyway; a fixed secret keeps the
-            // engine total.
-            Err(_) => {
-                CookieJar::new(&mut FixedRandom, now, lifetime).unwrap_or_else(|_| unreachable!())
-            }
-        };
+        let cookies = CookieJar::new(&mut ctx.rng, now, lifetime);
         let peers = ctx
             .config
             .peers
@@ -94,7 +90,8 @@ impl IkeEngine {
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(e) => {
-                self.ctx.refuse(None, None, Refusal::Malformed(e));
+                let notify = self.version_answer(local_port, from, data, e);
+                self.ctx.refuse(None, notify, Refusal::Malformed(e));
                 return;
             }
         };
@@ -118,6 +115,31 @@ impl IkeEngine {
             }
         }
         self.finish(now);
+    }
+
+    /// An IKE_SA_INIT request of a higher major version is answered with
+    /// INVALID_MAJOR_VERSION from our version [RFC 7296 § 2.5]; nothing else that fails to
+    /// parse is answered.
+    fn version_answer(
+        &mut self,
+        local_port: u16,
+        from: SocketAddr,
+        data: &[u8],
+        e: ParseError,
+    ) -> Option<NotifyType> {
+        let notify = e
+            .notify()
+            .filter(|n| *n == NotifyType::INVALID_MAJOR_VERSION)?;
+        let h = Header::read(data).ok()?;
+        if h.exchange != ExchangeType::IKE_SA_INIT || h.flags.response() {
+            return None;
+        }
+        let header = Header::new(h.spi_i, h.spi_r, h.exchange, Flags::RESPONSE, h.message_id);
+        let mut m = MessageBuilder::new(header);
+        m.push(&Payload::Notify(Notify::new(notify, &[])));
+        let bytes = m.finish().ok()?;
+        self.ctx.send(local_port, from, bytes);
+        Some(notify)
     }
 
     fn sa_init_request(
@@ -472,20 +494,10 @@ impl IkeEngine {
             .values()
             .any(|o| o.peer == Some(i) && o.dead.is_none());
         let slot = &mut self.peers[i];
-        if let Some(after) = death.restart {
+        if let Some(delay) = death.restart {
             if !slot.stopped && !others_live && self.ctx.config.peers[i].endpoint.is_some() {
-                slot.restart_at = Some(now + after);
+                slot.restart_at = Some(after(now, delay));
             }
         }
-    }
-}
-
-/// A stand-in generator for the cookie secret when the system's fails at start.
-struct FixedRandom;
-
-impl crate::crypto::Random for FixedRandom {
-    fn fill(&mut self, out: &mut [u8]) -> Result<(), crate::crypto::CryptoError> {
-        out.fill(0x5a);
-        Ok(())
     }
 }

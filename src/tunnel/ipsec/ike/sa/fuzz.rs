@@ -229,10 +229,7 @@ pub fn run(data: &[u8]) {
 
 /// A script that runs a whole handshake and the exchanges after it, for seeds and tests.
 pub fn handshake_script() -> Vec<u8> {
-    let mut s = Vec::new();
-    for _ in 0..4 {
-        s.push(op::DELIVER);
-    }
+    let mut s = vec![op::DELIVER; 4];
     s.extend_from_slice(&[op::COMMAND, 0, op::DELIVER, op::DELIVER, op::DELIVER]);
     s.extend_from_slice(&[op::COMMAND, 1, op::DELIVER, op::DELIVER, op::DELIVER]);
     s.extend_from_slice(&[op::ADVANCE, 40, op::DELIVER, op::DELIVER]);

@@ -257,15 +257,14 @@ pub(super) fn handle_request(
 }
 
 /// Initiator: an IKE SA we cannot authenticate; we tell the peer and forget it.
-fn fail_auth(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, reason: Refusal) {
+fn fail_auth(sa: &mut IkeSa, ctx: &mut Ctx, reason: Refusal) {
     ctx.refuse(sa.peer, Some(NotifyType::AUTHENTICATION_FAILED), reason);
     let mut inner = PayloadChain::new();
     inner.push(&Payload::Notify(Notify::new(
         NotifyType::AUTHENTICATION_FAILED,
         &[],
     )));
-    sa.send_request(ctx, now, ExchangeType::INFORMATIONAL, &inner, Request::Dpd);
-    sa.pending = None;
+    sa.send_unanswered(ctx, ExchangeType::INFORMATIONAL, &inner);
     let restart = retry_later(sa, ctx);
     sa.kill(DownReason::Failed, restart);
 }
@@ -305,13 +304,13 @@ pub(super) fn handle_response(
     };
     if !id_is(&idr, &cfg.remote_id) {
         ctx.child_spis.remove(&a.child_spi);
-        return fail_auth(sa, ctx, now, Refusal::IdMismatch);
+        return fail_auth(sa, ctx, Refusal::IdMismatch);
     }
     let prf = keys.choice.suite.prf;
     let octets = signed_octets(prf, &keys.keys.sk_pr, &a.init_response, &a.ni, &idr);
     if let Err(r) = verify(&cfg.auth, prf, &octets, &cfg.remote_id, &p.certs, &auth) {
         ctx.child_spis.remove(&a.child_spi);
-        return fail_auth(sa, ctx, now, r);
+        return fail_auth(sa, ctx, r);
     }
     sa.state = State::Established;
     sa.rekey_at = ctx.jittered(now, cfg.ike_rekey);

@@ -16,7 +16,7 @@ use crate::tunnel::ipsec::ike::message::{
 
 use super::create_child::{ours_is_redundant, respond_error, Parts};
 use super::crypt::SkCrypto;
-use super::ctx::{Ctx, Effect};
+use super::ctx::{after, Ctx, Effect};
 use super::event::{IkeEvent, Refusal};
 use super::ike_sa::{IkeCollision, IkeSa, Queued, Request, SaKeys, State};
 use super::proposal::{check_ike_answer, ike_answer, ike_offer, select_ike, IkeChoice};
@@ -91,7 +91,10 @@ fn successor(
     Some(n)
 }
 
-/// Responder: the peer rekeys the IKE SA.
+/// Responder: the peer rekeys the IKE SA. Refused with TEMPORARY_FAILURE while a CHILD SA
+/// exchange of ours is in flight [RFC 7296 § 2.25.2]. The new IKE SA is made at once (the
+/// peer may use it as soon as it has our answer); if our own rekey is in flight it gets no
+/// CHILD SAs yet, the collision is settled when our answer comes.
 pub(super) fn handle_request(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, h: Header, p: Parts<'_>) {
     let busy = matches!(
         sa.pending.as_ref().map(|x| &x.request),
@@ -239,14 +242,15 @@ fn retire(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, next: &mut IkeSa) {
     next.children.append(&mut sa.children);
     sa.state = State::Rekeyed;
     sa.rekey_at = None;
-    sa.linger_until = Some(now + ctx.config.limits.rekeyed_linger);
+    sa.linger_until = Some(after(now, ctx.config.limits.rekeyed_linger));
     sa.queue.retain(|q| matches!(q, Queued::DeleteIke));
     if let Some(peer) = ctx.peer_id(sa.peer) {
         ctx.event(IkeEvent::IkeSaRekeyed { peer });
     }
 }
 
-/// Initiator: the answer to our IKE SA rekey.
+/// Initiator: the answer to our IKE SA rekey. On failure, a peer's new IKE SA from a
+/// collision inherits the CHILD SAs; otherwise the rekey is tried again later.
 pub(super) fn handle_response(
     sa: &mut IkeSa,
     ctx: &mut Ctx,
@@ -266,7 +270,7 @@ pub(super) fn handle_response(
                     to: c.sibling,
                 });
                 sa.state = State::Rekeyed;
-                sa.linger_until = Some(now + l.rekeyed_linger);
+                sa.linger_until = Some(after(now, l.rekeyed_linger));
                 if let Some(peer) = ctx.peer_id(sa.peer) {
                     ctx.event(IkeEvent::IkeSaRekeyed { peer });
                 }
@@ -278,7 +282,7 @@ pub(super) fn handle_response(
                 sa.rekey_at = Some(if temporary {
                     ctx.retry_at(now)
                 } else {
-                    now + l.reconnect_delay
+                    after(now, l.reconnect_delay)
                 });
             }
             None => {}
@@ -299,7 +303,7 @@ pub(super) fn handle_response(
                 to: c.sibling,
             });
             sa.state = State::Rekeyed;
-            sa.linger_until = Some(now + l.rekeyed_linger);
+            sa.linger_until = Some(after(now, l.rekeyed_linger));
             if let Some(peer) = ctx.peer_id(sa.peer) {
                 ctx.event(IkeEvent::IkeSaRekeyed { peer });
             }

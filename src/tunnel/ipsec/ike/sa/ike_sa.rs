@@ -18,8 +18,8 @@ use crate::tunnel::ipsec::ike::message::{
 
 use super::child::ChildSa;
 use super::crypt::SkCrypto;
-use super::ctx::Ctx;
-use super::event::{DownReason, IkeEvent, Refusal};
+use super::ctx::{after, Ctx};
+use super::event::{DownReason, Refusal};
 use super::fragment::{Bounds, Reassembly};
 use super::nat::NatState;
 use super::proposal::IkeChoice;
@@ -278,10 +278,28 @@ impl IkeSa {
             Request::Dpd => self
                 .peer
                 .and_then(|p| ctx.peer(p))
-                .map(|c| now + c.dpd_timeout),
+                .map(|c| after(now, c.dpd_timeout)),
             _ => None,
         };
         self.send_pending(ctx, now, id, exchange, datagrams, deadline, request);
+        self.next_request_id = id.wrapping_add(1);
+    }
+
+    /// Sends a protected request whose answer nobody waits for (the AUTHENTICATION_FAILED
+    /// of an initiator that forgets the IKE SA right after [RFC 7296 § 2.21.2]).
+    pub(super) fn send_unanswered(
+        &mut self,
+        ctx: &mut Ctx,
+        exchange: ExchangeType,
+        inner: &PayloadChain,
+    ) {
+        let id = self.next_request_id;
+        let header = self.header(exchange, false, id);
+        if let Some(datagrams) = self.protect(ctx, header, inner) {
+            for d in datagrams {
+                ctx.send(self.local_port, self.remote, d);
+            }
+        }
         self.next_request_id = id.wrapping_add(1);
     }
 
@@ -305,7 +323,7 @@ impl IkeSa {
             exchange,
             datagrams,
             retransmits: 0,
-            next: now + ctx.config.limits.retransmit_timeout,
+            next: after(now, ctx.config.limits.retransmit_timeout),
             deadline,
             request,
         });
@@ -449,7 +467,7 @@ impl IkeSa {
                     max_fragments: l.reassembly_max_fragments,
                     max_bytes: l.reassembly_max_bytes,
                 };
-                let deadline = now + l.half_open_timeout;
+                let deadline = after(now, l.half_open_timeout);
                 let slot = &mut self.reassembly[usize::from(response)];
                 match Reassembly::add(
                     slot,
@@ -570,36 +588,6 @@ impl IkeSa {
     pub(super) fn enqueue(&mut self, q: Queued) {
         if !self.queue.contains(&q) {
             self.queue.push_back(q);
-        }
-    }
-
-    /// Removes every CHILD SA and reports it gone.
-    pub(super) fn drop_children(&mut self, ctx: &mut Ctx) {
-        let peer = ctx.peer_id(self.peer);
-        for c in self.children.drain(..) {
-            ctx.child_spis.remove(&c.inbound_spi);
-            if let Some(peer) = peer {
-                ctx.event(IkeEvent::ChildSaDown {
-                    peer,
-                    inbound_spi: c.inbound_spi,
-                });
-            }
-        }
-    }
-
-    /// Removes one CHILD SA (by inbound SPI) and reports it gone.
-    pub(super) fn remove_child(&mut self, ctx: &mut Ctx, inbound_spi: u32) {
-        let Some(i) = self
-            .children
-            .iter()
-            .position(|c| c.inbound_spi == inbound_spi)
-        else {
-            return;
-        };
-        self.children.remove(i);
-        ctx.child_spis.remove(&inbound_spi);
-        if let Some(peer) = ctx.peer_id(self.peer) {
-            ctx.event(IkeEvent::ChildSaDown { peer, inbound_spi });
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::child::ChildState;
 use super::config::DpdAction;
-use super::ctx::Ctx;
+use super::ctx::{after, Ctx};
 use super::event::{DownReason, IkeEvent};
 use super::ike_sa::{IkeSa, Queued, Request, State};
 
@@ -27,7 +27,7 @@ impl IkeSa {
         }
         match self.state {
             State::ExpectIkeAuth(_)
-                if now >= self.created + ctx.config.limits.half_open_timeout =>
+                if now >= after(self.created, ctx.config.limits.half_open_timeout) =>
             {
                 self.kill(DownReason::Failed, None);
                 return;
@@ -77,9 +77,12 @@ impl IkeSa {
     /// When the next liveness check is due, if the window is idle.
     fn dpd_at(&self, interval: Duration) -> Option<Instant> {
         let idle = self.pending.is_none() && self.queue.is_empty();
-        (idle && !interval.is_zero()).then(|| self.last_inbound + interval)
+        (idle && !interval.is_zero()).then(|| after(self.last_inbound, interval))
     }
 
+    /// Sends the request in flight again after `timeout × base^n`, or gives up: after the
+    /// last try, or at a liveness check's deadline. Giving up ends the IKE SA (the peer is
+    /// unreachable, so nothing is sent) and restarts peers with `dpd_action: restart`.
     fn retransmit(&mut self, ctx: &mut Ctx, now: Instant) {
         let Some(p) = self.pending.as_mut() else {
             return;
@@ -91,10 +94,11 @@ impl IkeSa {
         }
         if !expired && p.retransmits < l.retransmit_tries {
             p.retransmits += 1;
-            let wait = l
-                .retransmit_timeout
-                .mul_f64(l.retransmit_base.powi(p.retransmits as i32));
-            p.next = now + wait;
+            // timeout × base^n, as far as a Duration goes (the configuration may be odd).
+            let secs =
+                l.retransmit_timeout.as_secs_f64() * l.retransmit_base.powi(p.retransmits as i32);
+            let wait = Duration::try_from_secs_f64(secs).unwrap_or(Duration::from_secs(3600));
+            p.next = after(now, wait);
             let (exchange, attempt) = (p.exchange, p.retransmits);
             for d in p.datagrams.clone() {
                 ctx.send(self.local_port, self.remote, d);
@@ -142,7 +146,10 @@ impl IkeSa {
             at(Some(r.deadline));
         }
         match self.state {
-            State::ExpectIkeAuth(_) => at(Some(self.created + ctx.config.limits.half_open_timeout)),
+            State::ExpectIkeAuth(_) => at(Some(after(
+                self.created,
+                ctx.config.limits.half_open_timeout,
+            ))),
             State::Rekeyed => at(self.linger_until),
             State::Established => {
                 if let Some(cfg) = self.peer.and_then(|p| ctx.peer(p)) {

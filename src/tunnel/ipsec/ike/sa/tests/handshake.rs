@@ -180,3 +180,21 @@ fn an_unknown_local_address_announces_a_nat_as_strongswan_does() {
     check_child_pair(ca[0], cb[0]);
     assert!(ca[0].udp_encap && cb[0].udp_encap);
 }
+
+#[test]
+fn the_responder_finds_a_roaming_peer_by_its_identity() {
+    let (a, mut b) = configs();
+    let mut other = b.peers[0].clone();
+    other.peer = crate::ids::PeerId(7);
+    other.remote_id = super::super::Identity::fqdn("gw-x.lab");
+    other.auth = super::super::PeerAuth::Psk(zeroize::Zeroizing::new(b"x's key".to_vec()));
+    b.peers.insert(0, other);
+    for p in &mut b.peers {
+        p.endpoint = None;
+    }
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert!(p.b.is_up(PEER_OF_B) && !p.b.is_up(crate::ids::PeerId(7)));
+    check_child_pair(child_ups(&p.a_events)[0], child_ups(&p.b_events)[0]);
+    assert_eq!(child_ups(&p.b_events)[0].peer, PEER_OF_B);
+}

@@ -129,4 +129,24 @@ fn answers_strongswans_ike_sa_init_request() {
             ..
         })
     ));
+
+    // A higher major version is answered with ours [RFC 7296 § 2.5].
+    while engine.poll_event().is_some() {}
+    let mut v3 = request.to_vec();
+    v3[17] = 0x30;
+    engine.handle_datagram(now, 500, wire.from, &v3);
+    let t = engine.poll_transmit().unwrap();
+    let m = Message::parse(&t.data).unwrap();
+    assert_eq!(m.header.major_version, 2);
+    assert_eq!(
+        m.notifies().next().unwrap().notify_type,
+        NotifyType::INVALID_MAJOR_VERSION
+    );
+    assert!(matches!(
+        engine.poll_event(),
+        Some(IkeEvent::Refused {
+            notify: Some(NotifyType::INVALID_MAJOR_VERSION),
+            ..
+        })
+    ));
 }
