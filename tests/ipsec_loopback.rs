@@ -6,20 +6,13 @@
 
 #![cfg(not(feature = "virtual-time"))]
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ipnetwork::Ipv4Network;
 use ixgw::config::Config;
-use ixgw::crypto::{DhGroup, EncrAlg, PrfAlg, SystemRandom};
-use ixgw::ids::PeerId;
+use ixgw::demo::ipsec::{FacilitySetup, GatewayPorts, IpsecFacility};
 use ixgw::runtime::Running;
-use ixgw::tunnel::ipsec::esp::{Decap, InboundSa, OutboundSa};
-use ixgw::tunnel::ipsec::ike::sa::{
-    DpdAction, EspProposal, Identity, IkeConfig, IkeEngine, IkeEvent, IkePeerConfig, IkeProposal,
-    Limits, PeerAuth, Start,
-};
 use ixgw::wire::{self, build};
 
 const PSK: &[u8] = b"a pre-shared key of the loopback test";
@@ -83,122 +76,36 @@ tenants:
     Config::from_str_at(&text, &dir.join("ixgw.yaml")).expect("valid configuration")
 }
 
-/// A facility: our own IKE engine as initiator on two sockets (its "500" and "4500") and
-/// the ESP SAs it negotiated.
+/// A facility of the test: the demo's IPsec router and what reached it.
 struct Facility {
-    engine: IkeEngine,
-    sockets: [UdpSocket; 2],
-    /// The gateway's real ports for the engine's 500 and 4500.
-    gateway: (Ipv4Addr, u16, u16),
-    sa: Option<(InboundSa, OutboundSa, SocketAddr)>,
+    router: IpsecFacility,
     received: Vec<Vec<u8>>,
 }
 
 impl Facility {
-    fn new(name: &str, ip: Ipv4Addr, gateway: (Ipv4Addr, u16, u16), remote_ts: &str) -> Facility {
-        let sockets = [(); 2].map(|_| {
-            let s = UdpSocket::bind((ip, 0)).unwrap();
-            s.set_nonblocking(true).unwrap();
-            s
-        });
-        let net = |s: &str| s.parse::<Ipv4Network>().unwrap();
-        let config = IkeConfig {
-            local_id: Identity::fqdn(&format!("{name}.example")),
-            local_addr: ip.into(),
-            peers: vec![IkePeerConfig {
-                peer: PeerId(0),
-                remote_id: Identity::fqdn("gw.ix.example"),
-                auth: PeerAuth::Psk(PSK.to_vec().into()),
-                local_ts: vec![net("10.0.1.0/24")],
-                remote_ts: vec![net(remote_ts)],
-                ike_proposals: vec![IkeProposal {
-                    encr: vec![EncrAlg::AesGcm16_256],
-                    integ: vec![],
-                    prf: vec![PrfAlg::HmacSha256],
-                    dh: vec![DhGroup::Ecp256],
-                }],
-                esp_proposals: vec![EspProposal {
-                    encr: vec![EncrAlg::AesGcm16_128],
-                    integ: vec![],
-                    dh: vec![],
-                    esn: false,
-                }],
-                start: Start::Initiate,
-                endpoint: Some(SocketAddr::from((gateway.0, 500))),
-                ike_rekey: Duration::from_secs(3600),
-                child_rekey: Duration::from_secs(1800),
-                child_rekey_bytes: None,
-                dpd_interval: Duration::from_secs(30),
-                dpd_timeout: Duration::from_secs(150),
-                dpd_action: DpdAction::Clear,
-            }],
-            limits: Limits::default(),
+    fn new(name: &str, ip: Ipv4Addr, gateway: GatewayPorts, remote_ts: &str) -> Facility {
+        let id = format!("{name}.example");
+        let setup = FacilitySetup {
+            id: &id,
+            gateway_id: "gw.ix.example",
+            psk: PSK,
+            ip,
+            local_ts: "10.0.1.0/24".parse().unwrap(),
+            remote_ts: remote_ts.parse().unwrap(),
         };
         Facility {
-            engine: IkeEngine::new(config, Instant::now()),
-            sockets,
-            gateway,
-            sa: None,
+            router: IpsecFacility::new(&setup, gateway).unwrap(),
             received: Vec::new(),
         }
     }
 
-    /// Moves everything that is ready: engine output out, datagrams in, timers, events.
     fn step(&mut self) {
-        while let Some(t) = self.engine.poll_transmit() {
-            let (ip, ike, natt) = self.gateway;
-            let (socket, port, marker) = if t.from_port == 500 {
-                (&self.sockets[0], ike, false)
-            } else {
-                (&self.sockets[1], natt, true)
-            };
-            let to = if t.to.ip() == std::net::IpAddr::from(ip) {
-                SocketAddr::from((ip, port))
-            } else {
-                t.to
-            };
-            let mut d = if marker { vec![0; 4] } else { vec![] };
-            d.extend_from_slice(&t.data);
-            socket.send_to(&d, to).unwrap();
-        }
-        let mut buf = [0u8; 4096];
-        for (i, port) in [(0, 500), (1, 4500)] {
-            while let Ok((n, from)) = self.sockets[i].recv_from(&mut buf) {
-                let d = &mut buf[..n];
-                if i == 0 {
-                    self.engine.handle_datagram(Instant::now(), port, from, d);
-                } else if d.starts_with(&[0; 4]) {
-                    self.engine
-                        .handle_datagram(Instant::now(), port, from, &d[4..]);
-                } else if let Some((inbound, ..)) = &mut self.sa {
-                    if let Ok(Decap::Packet(r)) = inbound.decapsulate(d) {
-                        self.received.push(d[r].to_vec());
-                    }
-                }
-            }
-        }
-        let now = Instant::now();
-        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
-            self.engine.handle_timeout(now);
-        }
-        while let Some(ev) = self.engine.poll_event() {
-            if let IkeEvent::ChildSaUp(up) = ev {
-                let inbound = InboundSa::new(&up.inbound.sa_config()).unwrap();
-                let outbound = OutboundSa::new(&up.outbound.sa_config()).unwrap();
-                self.sa = Some((inbound, outbound, up.remote_addr));
-            }
-        }
+        let got = self.router.step();
+        self.received.extend(got);
     }
 
-    /// Sends `packet` into the CHILD SA, as ESP in UDP to the gateway's NAT-T port.
     fn send(&mut self, packet: &[u8]) {
-        let (_, outbound, _) = self.sa.as_mut().expect("a CHILD SA");
-        let mut buf = vec![0u8; 2048];
-        let n = outbound
-            .encapsulate(&mut SystemRandom::new(), packet, &mut buf)
-            .unwrap();
-        let (ip, _, natt) = self.gateway;
-        self.sockets[1].send_to(&buf[..n], (ip, natt)).unwrap();
+        self.router.send(packet).unwrap();
     }
 }
 
@@ -253,17 +160,25 @@ async fn facilities_negotiate_with_the_gateway_and_ping_through_it() {
         let mut a = Facility::new(
             "omura",
             Ipv4Addr::new(127, 0, 0, 2),
-            (gw, ports[0].0, ports[0].1),
+            GatewayPorts {
+                ip: gw,
+                ike: ports[0].0,
+                nat_t: ports[0].1,
+            },
             "100.65.0.0/16",
         );
         let mut b = Facility::new(
             "izumo",
             Ipv4Addr::new(127, 0, 0, 3),
-            (gw, ports[1].0, ports[1].1),
+            GatewayPorts {
+                ip: gw,
+                ike: ports[1].0,
+                nat_t: ports[1].1,
+            },
             "100.64.0.0/16",
         );
         until(Duration::from_secs(10), &mut [&mut a, &mut b], |f| {
-            f.iter().all(|f| f.sa.is_some())
+            f.iter().all(|f| f.router.established())
         });
         // Give the worker a moment to install what the IKE thread negotiated.
         std::thread::sleep(Duration::from_millis(200));

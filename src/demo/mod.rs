@@ -7,6 +7,8 @@
 //! flow (mame-net → ajisai-net tcp/22) is forbidden by policy and shows up as
 //! `ixgw_drops_total{reason="policy"}`.
 
+pub mod ipsec;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
