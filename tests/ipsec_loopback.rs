@@ -44,6 +44,7 @@ fn config(dir: &Path, ports: [(u16, u16); 2]) -> Config {
             auth: psk
             psk_file: psk
             remote_ts: [10.0.1.0/24]
+            child_rekey_bytes: 1M
 "#
         )
     };
@@ -110,7 +111,11 @@ impl Facility {
 }
 
 fn echo(src: &str, dst: &str, seq: u16, reply: bool) -> Vec<u8> {
-    let mut buf = vec![0u8; 256];
+    echo_of(src, dst, seq, reply, b"through ipsec")
+}
+
+fn echo_of(src: &str, dst: &str, seq: u16, reply: bool, payload: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; 2048];
     let n = build::icmp_echo(
         &mut buf,
         src.parse().unwrap(),
@@ -118,7 +123,7 @@ fn echo(src: &str, dst: &str, seq: u16, reply: bool) -> Vec<u8> {
         7,
         seq,
         reply,
-        b"through ipsec",
+        payload,
     )
     .unwrap();
     buf.truncate(n);
@@ -156,6 +161,7 @@ async fn facilities_negotiate_with_the_gateway_and_ping_through_it() {
         .await
         .expect("the gateway runs IPsec attachments");
 
+    let hub = running.hub().clone();
     let result = tokio::task::spawn_blocking(move || {
         let mut a = Facility::new(
             "omura",
@@ -201,6 +207,33 @@ async fn facilities_negotiate_with_the_gateway_and_ping_through_it() {
             (at_a.src, at_a.dst),
             ("100.65.1.7".parse().unwrap(), "10.0.1.5".parse().unwrap())
         );
+        // 1.5 MiB from A crosses `child_rekey_bytes` (1 MiB): the gateway rekeys A's CHILD
+        // SA, and traffic goes on in the new one.
+        let big = vec![0x42; 1300];
+        for seq in 0..1200u16 {
+            a.send(&echo_of("10.0.1.5", "100.65.1.7", 100 + seq, false, &big));
+            if seq % 50 == 0 {
+                a.step();
+                b.step();
+            }
+        }
+        let rekeyed =
+            r#"ixgw_ike_events_total{attachment="ajisai-ipsec",event="child_sa_rekeyed"} 1"#;
+        until(Duration::from_secs(10), &mut [&mut a, &mut b], |_| {
+            hub.encode().lines().any(|l| l == rekeyed)
+        });
+        // A new ping goes through the new SA.
+        std::thread::sleep(Duration::from_millis(200));
+        a.send(&echo("10.0.1.5", "100.65.1.7", 9999, false));
+        until(Duration::from_secs(5), &mut [&mut a, &mut b], |f| {
+            f[1].received.iter().any(|p| {
+                matches!(
+                    wire::inspect(p).map(|s| s.l4),
+                    Ok(wire::L4::IcmpEcho { .. })
+                ) && p.len() >= 28
+                    && u16::from_be_bytes([p[26], p[27]]) == 9999
+            })
+        });
         // Garbage on the IKE port is refused and counted, not fatal.
         let stranger = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 4), 0)).unwrap();
         stranger.send_to(&[0x5a; 40], (gw, ports[0].0)).unwrap();

@@ -119,6 +119,20 @@ impl Gateway {
         }
     }
 
+    /// The IPsec SAs' usage, by attachment: (peer, SPI, bytes).
+    pub fn ipsec_usage(&self) -> Vec<(AttachmentId, Vec<(PeerId, u32, u64)>)> {
+        self.core
+            .tunnels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| match t {
+                Tunnel::Ipsec(t) => Some((AttachmentId(i as u16), t.usage().collect())),
+                _ => None,
+            })
+            .filter(|(_, u): &(AttachmentId, Vec<_>)| !u.is_empty())
+            .collect()
+    }
+
     /// An attachment's tunnel, to install what its control plane negotiated (IPsec SAs).
     pub fn tunnel_mut(&mut self, id: AttachmentId) -> Option<&mut Tunnel> {
         self.core.tunnels.get_mut(id.index())

@@ -46,6 +46,12 @@ pub(crate) enum IkeInput {
         plan: Arc<Plan>,
         engines: Vec<EngineSetup>,
     },
+    /// What the data path counted on an attachment's SAs: (peer, SPI, bytes).
+    Usage {
+        generation: u64,
+        attachment: AttachmentId,
+        sas: Vec<(PeerId, u32, u64)>,
+    },
     Stop,
 }
 
@@ -230,6 +236,19 @@ impl IkeThread {
                     }
                 }
                 Ok(IkeInput::Datagram { .. }) => {}
+                Ok(IkeInput::Usage {
+                    generation,
+                    attachment,
+                    sas,
+                }) if generation == self.generation => {
+                    if let Some(e) = self.engines.iter_mut().find(|e| e.attachment == attachment) {
+                        let now = Instant::now();
+                        for (peer, spi, bytes) in sas {
+                            e.engine.esp_usage(peer, spi, bytes, now);
+                        }
+                    }
+                }
+                Ok(IkeInput::Usage { .. }) => {}
                 Ok(IkeInput::Plan { plan, engines }) => self.adopt(&plan, engines),
                 Ok(IkeInput::Stop) | Err(RecvTimeoutError::Disconnected) => {
                     self.shut_down();

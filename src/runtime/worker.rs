@@ -28,6 +28,8 @@ const TX_BATCH: usize = 256;
 const IO_LOOP_BOUND: usize = 16;
 /// Packets read from one source per pass, so that one busy source does not starve the others.
 const PER_SOURCE: usize = 16;
+/// How often the IPsec SAs' usage goes to the IKE thread.
+const USAGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Identifies a socket or device across reloads: a UDP listen address (with the attachment
 /// name and socket index too when the port is chosen by the kernel) or a TUN device name.
@@ -75,6 +77,8 @@ struct Worker {
     sources: Vec<Vec<Source>>,
     rx: RxBatch,
     tx: TxBatch,
+    /// When the IPsec SAs' usage is next reported.
+    next_usage: Instant,
 }
 
 pub(super) fn spawn(
@@ -122,6 +126,7 @@ impl Worker {
             sources: Vec::new(),
             rx: RxBatch::new(RX_BATCH),
             tx: TxBatch::new(TX_BATCH),
+            next_usage: Instant::now() + USAGE_INTERVAL,
         }
     }
 
@@ -226,6 +231,10 @@ impl Worker {
                 self.gateway.handle_timeout(now, &mut self.tx);
                 self.flush().await;
             }
+            if now >= self.next_usage {
+                self.next_usage = now + USAGE_INTERVAL;
+                self.report_usage();
+            }
         }
     }
 
@@ -261,6 +270,20 @@ impl Worker {
             .and_then(crate::tunnel::Tunnel::ipsec_mut)
         {
             change.apply(t);
+        }
+    }
+
+    /// Tells the IKE thread what the IPsec SAs carried (rekeys by volume, signs of life).
+    fn report_usage(&mut self) {
+        let generation = self.gateway.plan().generation;
+        for (attachment, sas) in self.gateway.ipsec_usage() {
+            let usage = IkeInput::Usage {
+                generation,
+                attachment,
+                sas,
+            };
+            // A full queue skips this report; the next one carries the totals.
+            super::ike::offer(&self.ike, usage);
         }
     }
 

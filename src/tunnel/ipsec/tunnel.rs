@@ -206,6 +206,20 @@ impl IpsecTunnel {
         self.outbound.clear();
     }
 
+    /// What each SA protected so far: (peer, SPI, bytes) of every inbound SA and of every
+    /// peer's active outbound SA, for the IKE engine's rekeys by volume and liveness.
+    pub fn usage(&self) -> impl Iterator<Item = (PeerId, u32, u64)> + '_ {
+        let inbound = self
+            .inbound
+            .iter()
+            .map(|(spi, c)| (c.peer, *spi, c.sa.usage().bytes));
+        let outbound = self
+            .outbound
+            .iter()
+            .map(|(peer, a)| (*peer, a.out.sa.spi(), a.out.sa.usage().bytes));
+        inbound.chain(outbound)
+    }
+
     /// Whether `peer` has an outbound SA.
     pub fn has_sa(&self, peer: PeerId) -> bool {
         self.outbound.contains_key(&peer)
