@@ -44,6 +44,9 @@ struct Core {
 }
 
 /// Counts what a tunnel reported: the pipeline's half of [`Event`].
+/// What one IPsec SA protected so far: its peer, its SPI and the bytes.
+pub type SaUsage = (PeerId, u32, u64);
+
 pub fn count_event(counters: &Counters, event: Event) {
     match event {
         Event::Handshake(result) => counters.handshake(result),
@@ -119,8 +122,8 @@ impl Gateway {
         }
     }
 
-    /// The IPsec SAs' usage, by attachment: (peer, SPI, bytes).
-    pub fn ipsec_usage(&self) -> Vec<(AttachmentId, Vec<(PeerId, u32, u64)>)> {
+    /// The IPsec SAs' usage, by attachment.
+    pub fn ipsec_usage(&self) -> Vec<(AttachmentId, Vec<SaUsage>)> {
         self.core
             .tunnels
             .iter()
@@ -129,7 +132,7 @@ impl Gateway {
                 Tunnel::Ipsec(t) => Some((AttachmentId(i as u16), t.usage().collect())),
                 _ => None,
             })
-            .filter(|(_, u): &(AttachmentId, Vec<_>)| !u.is_empty())
+            .filter(|(_, u): &(AttachmentId, Vec<SaUsage>)| !u.is_empty())
             .collect()
     }
 
