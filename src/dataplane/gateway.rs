@@ -43,10 +43,10 @@ struct Core {
     icmp_budget: IcmpBudget,
 }
 
-/// Counts what a tunnel reported: the pipeline's half of [`Event`].
 /// What one IPsec SA protected so far: its peer, its SPI and the bytes.
 pub type SaUsage = (PeerId, u32, u64);
 
+/// Counts what a tunnel reported: the pipeline's half of [`Event`].
 pub fn count_event(counters: &Counters, event: Event) {
     match event {
         Event::Handshake(result) => counters.handshake(result),
