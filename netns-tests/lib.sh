@@ -91,18 +91,19 @@ forget_pid() {
   T_PIDS=("${keep[@]}")
 }
 
-# start_ixgw NS PORT : `$IXGW run --config $T_TMP/ixgw.yaml` in NS, waits until /ready on
-# 127.0.0.1:PORT answers 200; PID in IXGW_PID. Dies with the log if it exits or never gets ready.
+# start_ixgw NS PORT [NAME] : `$IXGW run --config $T_TMP/NAME.yaml` (NAME: ixgw) in NS, logging
+# to $T_TMP/NAME.log, waits until /ready on 127.0.0.1:PORT answers 200; PID in IXGW_PID. Dies
+# with the log if it exits or never gets ready.
 start_ixgw() {
-  local ns=$1 port=$2 i
-  start_bg "$ns" "$T_TMP/ixgw.log" env RUST_LOG=info "$IXGW" run --config "$T_TMP/ixgw.yaml"
+  local ns=$1 port=$2 name=${3:-ixgw} i
+  start_bg "$ns" "$T_TMP/$name.log" env RUST_LOG=info "$IXGW" run --config "$T_TMP/$name.yaml"
   IXGW_PID=$BG_PID
   for (( i=0; i<50; i++ )); do
     http_get "$ns" 127.0.0.1 "$port" /ready 2>/dev/null | grep -q '^HTTP/1.[01] 200' && return 0
-    kill -0 "$IXGW_PID" 2>/dev/null || { cat "$T_TMP/ixgw.log" >&2; die "ixgw exited"; }
+    kill -0 "$IXGW_PID" 2>/dev/null || { cat "$T_TMP/$name.log" >&2; die "$name exited"; }
     sleep 0.2
   done
-  cat "$T_TMP/ixgw.log" >&2; die "ixgw not ready"
+  cat "$T_TMP/$name.log" >&2; die "$name not ready"
 }
 
 # wg_facility NS IFNAME PEER : a wireguard-go facility configured from the wg-quick file that

@@ -25,6 +25,7 @@ use arc_swap::ArcSwap;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, Metric, MetricFamily, MetricType};
 
+use crate::vocab::counters::{SESSION_NONE, SESSION_UP};
 use crate::vocab::{Counters, DropReason, HandshakeResult, Traffic};
 
 /// A peer counts as up while its last completed handshake is younger than this: WireGuard's
@@ -200,7 +201,8 @@ impl TrafficSum {
 struct PeerSum {
     traffic: TrafficSum,
     last_handshake: Option<Instant>,
-    established: bool,
+    /// The highest session state any worker reported (`SESSION_*`).
+    session: u8,
 }
 
 /// (tenant, attachment, peer, facility): the label values of a peer series, in [`PEER`] order.
@@ -243,7 +245,7 @@ impl<'a> Sum<'a> {
                     *s = s.wrapping_add(x);
                 }
             }
-            for (labels, traffic, last, established) in table.peers() {
+            for (labels, traffic, last, session) in table.peers() {
                 let key = [
                     labels.tenant.as_str(),
                     labels.attachment.as_str(),
@@ -253,7 +255,7 @@ impl<'a> Sum<'a> {
                 let peer = sum.peers.entry(key).or_default();
                 peer.traffic.add(traffic);
                 peer.last_handshake = peer.last_handshake.max(last);
-                peer.established |= established;
+                peer.session = peer.session.max(session);
             }
             sum.flows = sum.flows.saturating_add(table.flows());
         }
@@ -339,10 +341,11 @@ impl HotCollector {
         let up = sum
             .peers
             .values()
-            .filter(|p| {
-                p.established
-                    || p.last_handshake
-                        .is_some_and(|t| now.saturating_duration_since(t) < PEER_UP_WITHIN)
+            .filter(|p| match p.session {
+                SESSION_NONE => p
+                    .last_handshake
+                    .is_some_and(|t| now.saturating_duration_since(t) < PEER_UP_WITHIN),
+                s => s == SESSION_UP,
             })
             .count();
         let configured = sum.peers.len() as f64;

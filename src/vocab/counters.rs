@@ -124,9 +124,18 @@ pub struct PeerCounters {
     /// never.
     last_handshake: AtomicU64,
     /// Tunnels with a session state of their own (IPsec: an established IKE SA) say here
-    /// whether the peer is up; WireGuard peers are up by the age of their last handshake.
-    established: std::sync::atomic::AtomicBool,
+    /// whether the peer is up: [`SESSION_NONE`] until they first do (WireGuard peers never:
+    /// they are up by the age of their last handshake), then [`SESSION_DOWN`] or
+    /// [`SESSION_UP`].
+    session: std::sync::atomic::AtomicU8,
 }
+
+/// A peer without a session state of its own (WireGuard).
+pub const SESSION_NONE: u8 = 0;
+/// A peer whose session state says it is down.
+pub const SESSION_DOWN: u8 = 1;
+/// A peer whose session state says it is up.
+pub const SESSION_UP: u8 = 2;
 
 /// The counters of one worker for one plan.
 #[derive(Debug)]
@@ -194,8 +203,8 @@ impl Counters {
                     .last_handshake
                     .store(self.peers[j].last_handshake.load(Relaxed), Relaxed);
                 next.peers[i]
-                    .established
-                    .store(self.peers[j].established.load(Relaxed), Relaxed);
+                    .session
+                    .store(self.peers[j].session.load(Relaxed), Relaxed);
             }
         }
         next.flows.store(self.flows.load(Relaxed), Relaxed);
@@ -248,12 +257,13 @@ impl Counters {
 
     /// Marks peer `index` up or down (tunnels with a session state of their own).
     pub fn set_established(&self, index: usize, up: bool) {
-        self.peers[index].established.store(up, Relaxed);
+        let s = if up { SESSION_UP } else { SESSION_DOWN };
+        self.peers[index].session.store(s, Relaxed);
     }
 
-    /// Whether peer `index` has an established session state.
-    pub fn established(&self, index: usize) -> bool {
-        self.peers[index].established.load(Relaxed)
+    /// Peer `index`'s session state: [`SESSION_NONE`], [`SESSION_DOWN`] or [`SESSION_UP`].
+    pub fn session(&self, index: usize) -> u8 {
+        self.peers[index].session.load(Relaxed)
     }
 
     /// When peer `index` last completed a handshake.
@@ -302,16 +312,19 @@ impl Counters {
             .zip(self.tenant_flows.iter())
     }
 
-    /// Every peer: labels, traffic, last handshake, and whether its session state says it
-    /// is up.
-    pub fn peers(&self) -> impl Iterator<Item = (&PeerLabels, &Traffic, Option<Instant>, bool)> {
+    /// Every peer: labels, traffic, last handshake and session state.
+    pub fn peers(&self) -> impl Iterator<Item = (&PeerLabels, &Traffic, Option<Instant>, u8)> {
         self.peer_labels
             .iter()
             .zip(self.peers.iter())
             .enumerate()
             .map(|(i, (l, c))| {
-                let established = c.established.load(Relaxed);
-                (l, &c.traffic, self.last_handshake(i), established)
+                (
+                    l,
+                    &c.traffic,
+                    self.last_handshake(i),
+                    c.session.load(Relaxed),
+                )
             })
     }
 }
