@@ -506,6 +506,25 @@ mod tests {
         assert_eq!(value(&at, "ixgw_peers_up", &[]), Some(0.0));
     }
 
+    /// A peer with a session state (IPsec) is up while it says so, whatever the age of its
+    /// last handshake: an IKE SA lives for hours, and a deleted one is down at once.
+    #[test]
+    fn a_session_state_decides_over_the_handshake_age() {
+        let base = Instant::now();
+        let table = Counters::new(base, vec![], vec![peer("a", "old"), peer("a", "deleted")]);
+        table.peer_handshake(0, base);
+        table.set_established(0, true);
+        table.peer_handshake(1, base + Duration::from_secs(3600));
+        table.set_established(1, false);
+        let c = collector(vec![Arc::new(table)]);
+        let f = c.families_at(base + Duration::from_secs(3601), SystemTime::now());
+        assert_eq!(
+            value(&f, "ixgw_peers_up", &[]),
+            Some(1.0),
+            "old is up, deleted is not"
+        );
+    }
+
     #[test]
     fn latest_handshake_of_any_worker_wins() {
         let base = Instant::now();
