@@ -104,7 +104,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Check { config } => match Config::load(&config) {
+        Command::Check { config } => match Config::load(&config)
+            .map_err(|e| e.to_string())
+            .and_then(|c| match ixgw::runtime::preflight(&c) {
+                Ok(()) => Ok(c),
+                Err(e) => Err(format!("{}: {e}", config.display())),
+            }) {
             Ok(c) => {
                 let peers: usize = c
                     .tenants

@@ -216,3 +216,30 @@ fn the_ipsec_example_is_checked_and_configures_its_peers_but_does_not_run() {
         "the example's documentation address cannot be bound here: {err}"
     );
 }
+
+/// `ixgw check` builds what the daemon would before binding: an IPsec gateway key that does
+/// not belong to its certificate is refused there, not only at start.
+#[test]
+fn check_refuses_a_gateway_key_of_another_certificate() {
+    let dir = std::env::temp_dir().join(format!("ixgw-check-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let example = std::fs::read_to_string("config/ipsec-example.yaml").unwrap();
+    let keys = std::fs::canonicalize("config/example-keys").unwrap();
+    let text = example
+        .replace("example-keys/", &format!("{}/", keys.display()))
+        .replace("ipsec/gateway.key", "ipsec/example-ca.key");
+    std::fs::write(dir.join("ixgw.yaml"), text).unwrap();
+    let out = ixgw()
+        .args(["check", "--config"])
+        .arg(dir.join("ixgw.yaml"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("attachment ajisai-ipsec")
+            && err.contains("does not belong to the certificate"),
+        "{err}"
+    );
+}

@@ -93,6 +93,10 @@ fn connection(
     let _ = writeln!(s, "    proposals = {}", join(&peer.proposals));
     let _ = writeln!(s, "    rekey_time = {}s", peer.ike_rekey_time.as_secs());
     let _ = writeln!(s, "    dpd_delay = {}s", peer.dpd_interval.as_secs());
+    if facility_initiates {
+        // Keep trying while the gateway is unreachable (a restart, an upgrade).
+        let _ = writeln!(s, "    keyingtries = 0");
+    }
     let _ = writeln!(s, "    local {{");
     let _ = writeln!(s, "      auth = {auth}");
     let _ = writeln!(s, "      id = {}", id_value(&peer.remote_id));
@@ -144,15 +148,17 @@ fn connection(
         let _ = writeln!(s, "        rekey_bytes = {bytes}");
     }
     let _ = writeln!(s, "        mode = tunnel");
-    // The facility initiates when the gateway only responds, and then restarts a dead
-    // tunnel itself; when the gateway initiates, the facility waits and clears.
-    let (start, dpd) = if facility_initiates {
-        ("start", "restart")
+    // The facility initiates when the gateway only responds, and then restarts a tunnel the
+    // gateway closed (a reload, a restart: the gateway deletes its SAs) or that died; when
+    // the gateway initiates, the facility waits and clears.
+    let (start, dpd, close) = if facility_initiates {
+        ("start", "restart", "start")
     } else {
-        ("none", "clear")
+        ("none", "clear", "none")
     };
     let _ = writeln!(s, "        start_action = {start}");
     let _ = writeln!(s, "        dpd_action = {dpd}");
+    let _ = writeln!(s, "        close_action = {close}");
     let _ = writeln!(s, "      }}");
     let _ = writeln!(s, "    }}");
     let _ = writeln!(s, "  }}");
@@ -246,6 +252,8 @@ mod tests {
         assert_eq!(values(&conf, "dpd_delay"), ["30s"]);
         assert_eq!(values(&conf, "start_action"), ["start"]);
         assert_eq!(values(&conf, "dpd_action"), ["restart"]);
+        assert_eq!(values(&conf, "close_action"), ["start"]);
+        assert_eq!(values(&conf, "keyingtries"), ["0"]);
         assert!(values(&conf, "rekey_bytes").is_empty());
         assert!(conf.contains("secrets {\n  ike-goto-clinic {\n"));
         assert_eq!(values(&conf, "secret"), ["REPLACE_WITH_THE_PRE_SHARED_KEY"]);

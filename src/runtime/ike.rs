@@ -174,14 +174,25 @@ pub(crate) fn spawn(
     control: mpsc::Sender<Control>,
     metrics: IkeMetrics,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    // Only the weak sender may reach the thread: a strong one captured by the closure would
+    // keep the worker's channel open after the `Running` is dropped.
+    let control = control.downgrade();
     std::thread::Builder::new()
         .name("ixgw-ike".into())
-        .spawn(move || IkeThread::new(control.downgrade(), metrics).run(rx))
+        .spawn(move || IkeThread::new(control, metrics).run(rx))
 }
 
-/// Hands an IKE datagram to the IKE thread; `false` when its queue is full.
+/// Hands an IKE datagram to the IKE thread; `false` when it cannot take it (its queue is
+/// full, or the thread is gone), and the caller counts a drop.
 pub(crate) fn offer(tx: &SyncSender<IkeInput>, input: IkeInput) -> bool {
-    !matches!(tx.try_send(input), Err(TrySendError::Full(_)))
+    match tx.try_send(input) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_)) => false,
+        Err(TrySendError::Disconnected(_)) => {
+            tracing::error!("the IKE thread is gone: IKE messages are dropped");
+            false
+        }
+    }
 }
 
 struct Engine {
@@ -191,6 +202,8 @@ struct Engine {
     /// Peer names, for log lines a helpdesk can read.
     names: HashMap<PeerId, String>,
     raw_esp: bool,
+    /// When the SA gauges are next updated.
+    next_gauges: Instant,
     attachment_name: String,
 }
 
@@ -301,6 +314,7 @@ impl IkeThread {
                     names,
                     attachment_name: a.name.clone(),
                     raw_esp: s.raw_esp,
+                    next_gauges: Instant::now(),
                 }
             })
             .collect();
@@ -344,9 +358,14 @@ impl IkeThread {
         while let Some(ev) = self.engines[i].engine.poll_event() {
             self.event(i, ev);
         }
-        let e = &self.engines[i];
-        let child_sas = e.names.keys().map(|p| e.engine.child_spis(*p).len()).sum();
-        self.metrics.sas(&e.attachment_name, &e.engine, child_sas);
+        // The SA gauges cost a pass over the peers: once a second, not per message.
+        let now = Instant::now();
+        if now >= self.engines[i].next_gauges {
+            let e = &mut self.engines[i];
+            e.next_gauges = now + Duration::from_secs(1);
+            let child_sas = e.names.keys().map(|p| e.engine.child_spis(*p).len()).sum();
+            self.metrics.sas(&e.attachment_name, &e.engine, child_sas);
+        }
     }
 
     fn event(&mut self, i: usize, ev: IkeEvent) {
@@ -423,11 +442,11 @@ impl IkeThread {
                 self.change(attachment, SaChange::PeerDown { peer });
             }
             IkeEvent::Refused {
-                peer,
+                peer: Some(peer),
                 notify,
                 reason,
             } => {
-                let peer = peer.map(|p| name(&p));
+                let peer = name(&peer);
                 tracing::warn!(
                     attachment = a,
                     peer,
@@ -435,6 +454,10 @@ impl IkeThread {
                     ?reason,
                     "IKE message refused"
                 );
+            }
+            // From no known peer (garbage, scans, floods): counted, logged only at debug.
+            IkeEvent::Refused { notify, reason, .. } => {
+                tracing::debug!(attachment = a, ?notify, ?reason, "IKE message refused");
             }
             IkeEvent::Retransmit {
                 peer,

@@ -715,6 +715,20 @@ impl Running {
     }
 }
 
+/// What `ixgw check` adds to validation: everything the daemon derives from a configuration
+/// before it binds anything — the compiled plan, and each IPsec attachment's IKE
+/// configuration (the gateway's key against its certificate, each peer's CAs, identities in
+/// their wire form, non-empty traffic selectors).
+pub fn preflight(config: &Config) -> Result<(), IkeSetupError> {
+    let plan = Plan::compile(config, 1);
+    for i in 0..plan.attachments.len() {
+        if let Some(ike) = plan.ike_config(AttachmentId(i as u16), ike::unix_now) {
+            ike?;
+        }
+    }
+    Ok(())
+}
+
 /// The IKE engines of `plan`'s IPsec attachments, with clones of their UDP sockets.
 fn ike_setups(
     plan: &Plan,

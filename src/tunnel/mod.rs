@@ -104,9 +104,12 @@ impl Tunnel {
                 let lost = wg.set_peers(peers, now);
                 Ok((self, lost))
             }
-            (Tunnel::Ipsec(t), TunnelConfig::Ipsec { peers }) => {
+            (Tunnel::Ipsec(t), TunnelConfig::Ipsec { .. }) => {
+                // Peers are renumbered by a reload and the IKE thread replaces the engines:
+                // SAs kept under their old numbers would send one facility's packets to
+                // another until the IKE thread's `Clear` arrived.
                 t.set_id(id);
-                t.retain_peers(peers);
+                t.clear();
                 Ok((self, 0))
             }
             _ => Err(self),

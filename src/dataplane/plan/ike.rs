@@ -96,6 +96,14 @@ impl Plan {
                     continue;
                 };
                 let c = &ipsec.config;
+                if ipsec.local_ts.is_empty() {
+                    return Err(fail(
+                        Some(&p.name),
+                        "no policy lets this peer reach or be reached by anything, so its \
+                         traffic selectors would be empty: add a policy or set local_ts"
+                            .into(),
+                    ));
+                }
                 let remote_id = identity(&c.remote_id).ok_or_else(|| {
                     fail(
                         Some(&p.name),

@@ -85,6 +85,8 @@ struct Child {
     peer: PeerId,
     sa: InboundSa,
     pending: Option<Outbound>,
+    /// Install order: when a peer's active SA goes, its newest waiting SA takes over.
+    seq: u64,
 }
 
 /// The outbound SA a peer's packets go into, and the inbound SPI of its CHILD SA.
@@ -99,6 +101,8 @@ pub struct IpsecTunnel {
     inbound: FxHashMap<u32, Child>,
     outbound: FxHashMap<PeerId, Active>,
     ike: VecDeque<IkeDatagram>,
+    /// Children installed so far.
+    installed: u64,
     /// Buffers of taken datagrams, reused so that receiving IKE does not allocate; boxed so
     /// that they move between this list and the queue without copying.
     #[allow(clippy::vec_box)]
@@ -121,6 +125,7 @@ impl IpsecTunnel {
             inbound: FxHashMap::default(),
             outbound: FxHashMap::default(),
             ike: VecDeque::with_capacity(IKE_QUEUE),
+            installed: 0,
             spare: (0..IKE_QUEUE).map(|_| Box::new([0; BUF_SIZE])).collect(),
             events: VecDeque::new(),
             rng: SystemRandom::new(),
@@ -147,10 +152,12 @@ impl IpsecTunnel {
     /// Installs a CHILD SA of `peer` that receives at once but sends only once activated: a
     /// rekey's new SA, while the peer may not have it yet [RFC 7296 § 2.8].
     pub fn add(&mut self, peer: PeerId, inbound: InboundSa, outbound: OutboundSa, path: EspPath) {
+        self.installed += 1;
         let child = Child {
             peer,
             sa: inbound,
             pending: Some(Outbound { sa: outbound, path }),
+            seq: self.installed,
         };
         self.inbound.insert(child.sa.spi(), child);
     }
@@ -173,17 +180,29 @@ impl IpsecTunnel {
     }
 
     /// Removes the CHILD SA with inbound SPI `spi` (and its outbound half, if active); `true`
-    /// if it was installed.
+    /// if it was installed. When the peer's active SA goes while another of its SAs waits
+    /// (the losing side of simultaneous rekeys deletes the SA it made, after the peer's took
+    /// over or not), the newest waiting one sends from now on.
     pub fn remove_inbound(&mut self, spi: u32) -> bool {
         let Some(child) = self.inbound.remove(&spi) else {
             return false;
         };
+        let peer = child.peer;
         if self
             .outbound
-            .get(&child.peer)
+            .get(&peer)
             .is_some_and(|a| a.inbound_spi == spi)
         {
-            self.outbound.remove(&child.peer);
+            self.outbound.remove(&peer);
+            let successor = self
+                .inbound
+                .iter()
+                .filter(|(_, c)| c.peer == peer && c.pending.is_some())
+                .max_by_key(|(_, c)| c.seq)
+                .map(|(spi, _)| *spi);
+            if let Some(next) = successor {
+                self.activate(peer, next);
+            }
         }
         true
     }
@@ -192,12 +211,6 @@ impl IpsecTunnel {
     pub fn remove_peer(&mut self, peer: PeerId) {
         self.inbound.retain(|_, c| c.peer != peer);
         self.outbound.remove(&peer);
-    }
-
-    /// Keeps the SAs of `peers` only (a reload removed the others).
-    pub fn retain_peers(&mut self, peers: &[PeerId]) {
-        self.inbound.retain(|_, c| peers.contains(&c.peer));
-        self.outbound.retain(|p, _| peers.contains(p));
     }
 
     /// Removes every SA.

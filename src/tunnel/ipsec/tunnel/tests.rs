@@ -288,3 +288,33 @@ fn a_rekeyed_sa_sends_only_once_activated() {
     assert!(a.remove_inbound(0x101));
     assert!(!a.has_sa(PEER));
 }
+
+/// Simultaneous rekeys, the side that loses: the peer's new SA arrives first (waiting), then
+/// ours is installed as if it were a first SA and becomes active, then the engine deletes
+/// ours — the peer's SA must take over, not leave the peer without an outbound SA.
+#[test]
+fn the_surviving_sa_of_a_rekey_collision_takes_over() {
+    let facility = SocketAddr::from(B_ADDR);
+    let (mut a, _) = pair(EspPath::Udp(facility), EspPath::Udp(facility));
+    let sa = |spi, k: u8| (InboundSa::new(&sa_config(spi, &[k; 20])).unwrap(),);
+    let (theirs_in,) = sa(0x301, 7);
+    a.add(
+        PEER,
+        theirs_in,
+        OutboundSa::new(&sa_config(0x401, &[8; 20])).unwrap(),
+        EspPath::Udp(facility),
+    );
+    let (ours_in,) = sa(0x302, 9);
+    a.install(
+        PEER,
+        ours_in,
+        OutboundSa::new(&sa_config(0x402, &[10; 20])).unwrap(),
+        EspPath::Udp(facility),
+    );
+    assert!(a.remove_inbound(0x100), "the old SA goes");
+    assert!(a.remove_inbound(0x302), "the redundant one goes");
+    assert!(a.has_sa(PEER), "the survivor took over");
+    let mut tx = TxBatch::new(4);
+    a.encapsulate(PEER, &ping(5), &mut tx).unwrap();
+    assert_eq!(&sent(&tx)[0].1[..4], &0x401u32.to_be_bytes());
+}
