@@ -88,16 +88,12 @@ fn genkey_and_pubkey_round_trip() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid private key"));
 }
 
-#[test]
-fn peer_config_prints_a_wg_quick_file() {
+/// `ixgw peer-config --config ARGS[0] --peer ARGS[1] ARGS[2..]` succeeds and prints every
+/// one of `keys`.
+fn peer_config_contains(args: &[&str], keys: &[&str]) {
     let out = ixgw()
-        .args([
-            "peer-config",
-            "--config",
-            "config/ixgw.yaml",
-            "--peer",
-            "omura-clinic",
-        ])
+        .args(["peer-config", "--config", args[0], "--peer", args[1]])
+        .args(&args[2..])
         .output()
         .unwrap();
     assert!(
@@ -106,17 +102,25 @@ fn peer_config_prints_a_wg_quick_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     let conf = String::from_utf8(out.stdout).unwrap();
-    for key in [
-        "[Interface]",
-        "Address = ",
-        "MTU = ",
-        "[Peer]",
-        "PublicKey = ",
-        "Endpoint = ",
-        "AllowedIPs = ",
-    ] {
+    for key in keys {
         assert!(conf.contains(key), "missing {key}:\n{conf}");
     }
+}
+
+#[test]
+fn peer_config_prints_a_wg_quick_file() {
+    peer_config_contains(
+        &["config/ixgw.yaml", "omura-clinic"],
+        &[
+            "[Interface]",
+            "Address = ",
+            "MTU = ",
+            "[Peer]",
+            "PublicKey = ",
+            "Endpoint = ",
+            "AllowedIPs = ",
+        ],
+    );
 
     let out = ixgw()
         .args([
@@ -171,33 +175,17 @@ fn the_ipsec_example_is_checked_and_configures_its_peers_but_does_not_run() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let out = ixgw()
-        .args([
-            "peer-config",
-            "--config",
-            "config/ipsec-example.yaml",
-            "--peer",
-            "goto-clinic",
-            "--with-psk",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    peer_config_contains(
+        &["config/ipsec-example.yaml", "goto-clinic", "--with-psk"],
+        &[
+            "connections {",
+            "    version = 2\n",
+            "remote_addrs = 203.0.113.10\n",
+            "local_ts = 10.0.30.0/24\n",
+            "secrets {",
+            "secret = 0x",
+        ],
     );
-    let conf = String::from_utf8(out.stdout).unwrap();
-    for key in [
-        "connections {",
-        "    version = 2\n",
-        "remote_addrs = 203.0.113.10\n",
-        "local_ts = 10.0.30.0/24\n",
-        "secrets {",
-        "secret = 0x",
-    ] {
-        assert!(conf.contains(key), "missing {key}:\n{conf}");
-    }
 
     let out = ixgw()
         .args([

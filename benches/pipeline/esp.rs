@@ -3,9 +3,9 @@
 //! IKE thread will install it, and ESP travels in UDP 4500 [RFC 3948].
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ixgw::buffer::{Via, BUF_SIZE};
 use ixgw::config::*;
@@ -16,7 +16,7 @@ use ixgw::tunnel::ipsec::esp::{Decap, InboundSa, OutboundSa, SaConfig};
 use ixgw::tunnel::ipsec::tunnel::IO_NAT_T;
 use ixgw::tunnel::ipsec::EspPath;
 
-use crate::common::{self, *};
+use crate::common::*;
 use crate::rig::{Facility, Rig};
 use crate::wireguard::{self, WgFacility, FAC_KEY_B, GW_KEY_B};
 
@@ -26,28 +26,8 @@ pub const MTU: u16 = 1400;
 /// An IPsec attachment on `listen` with the one peer `facility`, which may source and is
 /// routed 10.0.0.0/24.
 fn attachment(name: &str, listen: Ipv4Addr, facility: &str) -> Attachment {
-    let peer = IpsecPeer {
-        name: format!("{name}-hub"),
-        facility: common::facility(facility),
-        remote_id: IkeIdentity::Fqdn(format!("{name}-hub.example")),
-        auth: IpsecAuth::Psk {
-            psk_file: PathBuf::from(format!("{name}.psk")),
-            psk: Secret::new(vec![7; 32]),
-        },
-        remote_ts: vec![net("10.0.0.0/24")],
-        local_ts: None,
-        endpoint: None,
-        start: IpsecStart::Respond,
-        proposals: vec![],
-        esp_proposals: vec![],
-        ike_rekey_time: Duration::from_secs(14_400),
-        child_rekey_time: Duration::from_secs(3600),
-        child_rekey_bytes: None,
-        dpd_interval: Duration::from_secs(30),
-        dpd_timeout: Duration::from_secs(150),
-        dpd_action: DpdAction::Clear,
-        directed_broadcast: false,
-    };
+    let peer =
+        ixgw::dataplane::fuzz::psk_ipsec_peer(&format!("{name}-hub"), facility, "10.0.0.0/24");
     Attachment {
         name: format!("{name}-ipsec"),
         kind: AttachmentKind::Ipsec(IpsecAttachment {

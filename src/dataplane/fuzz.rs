@@ -39,6 +39,32 @@ pub(crate) fn plain(name: &str, internal: &str, exchange: &str) -> Tenant {
     }
 }
 
+/// An IPsec peer with a pre-shared key that responds, with every other key at its default.
+pub fn psk_ipsec_peer(name: &str, facility: &str, remote_ts: &str) -> IpsecPeer {
+    IpsecPeer {
+        name: name.into(),
+        facility: FacilityCode::parse(facility).expect("a literal code"),
+        remote_id: IkeIdentity::Fqdn(format!("{name}.example")),
+        auth: IpsecAuth::Psk {
+            psk_file: PathBuf::from(format!("{name}.psk")),
+            psk: Secret::new(vec![7; 32]),
+        },
+        remote_ts: vec![net(remote_ts)],
+        local_ts: None,
+        endpoint: None,
+        start: IpsecStart::Respond,
+        proposals: vec![],
+        esp_proposals: vec![],
+        ike_rekey_time: std::time::Duration::from_secs(14_400),
+        child_rekey_time: std::time::Duration::from_secs(3600),
+        child_rekey_bytes: None,
+        dpd_interval: std::time::Duration::from_secs(30),
+        dpd_timeout: std::time::Duration::from_secs(150),
+        dpd_action: DpdAction::Clear,
+        directed_broadcast: false,
+    }
+}
+
 /// A policy from every host of tenant `from` to every host of tenant `to`.
 pub(crate) fn tenant_policy(name: &str, from: &str, to: &str, allow: Vec<PortRule>) -> Policy {
     Policy {

@@ -3,15 +3,14 @@
 //! other tunnel's packets, and packets routed to the peer leave encrypted into its SA.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::*;
 use crate::buffer::{RxBatch, TxBatch, Via};
 use crate::config::*;
 use crate::crypto::EncrAlg;
-use crate::ids::{AttachmentId, FacilityCode, PeerId};
+use crate::ids::{AttachmentId, PeerId};
 use crate::tunnel::ipsec::esp::{Decap, InboundSa, OutboundSa, SaConfig};
 use crate::tunnel::ipsec::tunnel::{IO_ESP, IO_NAT_T};
 use crate::tunnel::ipsec::EspPath;
@@ -37,28 +36,7 @@ fn ip(s: &str) -> Ipv4Addr {
 }
 
 fn ipsec_peer() -> IpsecPeer {
-    IpsecPeer {
-        name: "goto-clinic".into(),
-        facility: FacilityCode::parse("4212345670").unwrap(),
-        remote_id: IkeIdentity::Fqdn("goto-clinic.example".into()),
-        auth: IpsecAuth::Psk {
-            psk_file: PathBuf::from("psk"),
-            psk: Secret::new(vec![7; 32]),
-        },
-        remote_ts: vec![net("10.0.0.0/24")],
-        local_ts: None,
-        endpoint: None,
-        start: IpsecStart::Respond,
-        proposals: vec![],
-        esp_proposals: vec![],
-        ike_rekey_time: Duration::from_secs(14_400),
-        child_rekey_time: Duration::from_secs(3600),
-        child_rekey_bytes: None,
-        dpd_interval: Duration::from_secs(30),
-        dpd_timeout: Duration::from_secs(150),
-        dpd_action: DpdAction::Clear,
-        directed_broadcast: false,
-    }
+    fuzz::psk_ipsec_peer("goto-clinic", "4212345670", "10.0.0.0/24")
 }
 
 /// Tenant "ajisai" behind a plain attachment and tenant "mame" behind an IPsec attachment,
