@@ -91,12 +91,12 @@ forget_pid() {
   T_PIDS=("${keep[@]}")
 }
 
-# start_ixgw NS PORT [NAME] : `$IXGW run --config $T_TMP/NAME.yaml` (NAME: ixgw) in NS, logging
-# to $T_TMP/NAME.log, waits until /ready on 127.0.0.1:PORT answers 200; PID in IXGW_PID. Dies
-# with the log if it exits or never gets ready.
+# start_ixgw NS PORT [NAME] : `$IXGW run --config $T_TMP/NAME.yaml` (NAME: ixgw) in NS with
+# RUST_LOG=$IXGW_LOG (default info), logging to $T_TMP/NAME.log, waits until /ready on
+# 127.0.0.1:PORT answers 200; PID in IXGW_PID. Dies with the log if it exits or never gets ready.
 start_ixgw() {
   local ns=$1 port=$2 name=${3:-ixgw} i
-  start_bg "$ns" "$T_TMP/$name.log" env RUST_LOG=info "$IXGW" run --config "$T_TMP/$name.yaml"
+  start_bg "$ns" "$T_TMP/$name.log" env RUST_LOG="${IXGW_LOG:-info}" "$IXGW" run --config "$T_TMP/$name.yaml"
   IXGW_PID=$BG_PID
   for (( i=0; i<50; i++ )); do
     http_get "$ns" 127.0.0.1 "$port" /ready 2>/dev/null | grep -q '^HTTP/1.[01] 200' && return 0

@@ -1,0 +1,451 @@
+#!/usr/bin/env bash
+# End-to-end: ixgw's IKEv2 + ESP against live strongSwan 5.9.8 facilities (charon-systemd with
+# kernel-libipsec: userspace ESP in UDP 4500 on a TUN `ipsec0`, as this kernel has no XFRM),
+# and a wireguard-go facility of another tenant whose internal numbering overlaps.
+#
+#   ips-gcm  10.0.1.1 ─ veth 172.30.11.2 ↔ .1 ─┐            ajisai-net 10.0.0.0/16 ↔ 100.64.0.0/16
+#   ips-ec   10.0.2.1 ─ veth 172.30.12.2 ↔ .1 ─┤ ips-ix
+#   ips-rsa  10.0.3.1 ─ veth 172.30.13.2 ↔ .1 ─┤  ixgw: ajisai-ipsec on 192.0.2.1 (lo), ECDSA cert
+#   ips-init 10.0.4.1 ─ veth 172.30.14.2 ↔ .1 ─┤        ajisai-rsa   on 192.0.2.2 (lo), RSA cert
+#   ips-bad  10.0.5.1 ─ veth 172.30.15.2 ↔ .1 ─┤        mame-wg      on 172.30.2.1:51820
+#   ips-cbc  10.0.6.1 ─ veth 172.30.16.2 ↔ .1 ─┤
+#   ips-wg   10.0.1.1 on wireguard-go ─ veth 172.30.2.2 ↔ .1 ─┘   mame-net 10.0.0.0/16 ↔ 100.65.0.0/16
+#
+# Each strongSwan facility (charon with its own strongswan.conf, swanctl dir and vici socket)
+# is configured from `ixgw peer-config --peer NAME [--with-psk]` plus certificates made with
+# `pki`; its LAN address lies on its veth (no dummy links here), inside its `local_ts`.
+# Scenarios, one facility each, run one after another (only one charon at a time):
+#   1. fac-gcm  PSK, strongSwan initiates; IKE aes256gcm16-prfsha256-ecp256, ESP aes256gcm16
+#   2. fac-ec   ECDSA P-256 certificates, FQDN identities with SANs, default proposals
+#      fac-rsa  RSA 2048 certificates (a second attachment with an RSA gateway certificate)
+#   3. fac-init PSK, ixgw initiates (`start: initiate`), strongSwan only responds
+#   4. fac-bad  a wrong PSK is refused on both sides
+#   5. fac-cbc  PSK; IKE aes256-sha256-ecp256, ESP aes256-sha256 (with fac-gcm: both families)
+# Traffic checks per scenario: ping both ways through exchange addresses, iperf3 TCP both ways
+# (IPSEC_IPERF_SECONDS, default 3), ixgw's per-peer counters moved.
+#
+# Usage: netns-tests/ipsec.sh [path/to/ixgw]   (root; needs charon-systemd swanctl pki
+#        wireguard-go wg iperf3 jq ping; see .ci/run)
+# Env: KEEP_TMP=1 keeps configs and logs; SWAN_LOG=4 raises charon's IKE log level (default 2);
+#      IXGW_LOG sets ixgw's RUST_LOG (default info).
+set -euo pipefail
+here=$(dirname "$(readlink -f "$0")")
+IXGW=$(readlink -m "${1:-$here/../target/release/ixgw}")
+cd "$here"
+source ./lib.sh
+trap cleanup EXIT INT TERM
+
+[[ -x $IXGW ]] || die "ixgw binary not found at $IXGW (cargo build --release)"
+[[ $(id -u) == 0 ]] || die "netns tests need root (ip netns, TUN)"
+CHARON=${CHARON:-/usr/sbin/charon-systemd}
+[[ -x $CHARON ]] || die "$CHARON is missing (apt-get install --no-install-recommends charon-systemd, see .ci/run)"
+need ip swanctl pki wireguard-go wg wg-quick iperf3 jq ping timeout
+SECS=${IPSEC_IPERF_SECONDS:-3}
+SWAN_LOG=${SWAN_LOG:-2}
+
+METRICS=127.0.0.1:9478
+IX=ips-ix WGNS=ips-wg IF_WG=ipswg0
+GW=192.0.2.1 GW_RSA=192.0.2.2
+B_HOST=10.0.1.1 B_EXCH=100.65.1.1
+
+# facility NAME -> "NS INDEX": namespace, and N of its veth 172.30.1N.0/30, LAN 10.0.N.1
+declare -A FAC=([fac-gcm]="ips-gcm 1" [fac-ec]="ips-ec 2" [fac-rsa]="ips-rsa 3"
+                [fac-init]="ips-init 4" [fac-bad]="ips-bad 5" [fac-cbc]="ips-cbc 6")
+fac_ns() { read -r ns _ <<<"${FAC[$1]}"; echo "$ns"; }
+fac_n() { read -r _ n <<<"${FAC[$1]}"; echo "$n"; }
+
+log "namespaces and underlay"
+for ns in $IX $WGNS $(for f in "${!FAC[@]}"; do fac_ns "$f"; done); do netns_add "$ns"; done
+extra_cleanup() { rm -f /var/run/wireguard/$IF_WG.sock; }
+[[ -S /var/run/wireguard/$IF_WG.sock ]] && rm -f /var/run/wireguard/$IF_WG.sock
+ip -n $IX addr add $GW/32 dev lo
+ip -n $IX addr add $GW_RSA/32 dev lo
+for f in "${!FAC[@]}"; do
+  ns=$(fac_ns "$f") n=$(fac_n "$f")
+  ip link add "ixf$n" netns $IX type veth peer name "upf$n" netns "$ns"
+  ip -n $IX addr add "172.30.1$n.1/30" dev "ixf$n"; ip -n $IX link set "ixf$n" up
+  ip -n "$ns" addr add "172.30.1$n.2/30" dev "upf$n"
+  ip -n "$ns" addr add "10.0.$n.1/32" dev "upf$n"      # the facility's LAN host
+  ip -n "$ns" link set "upf$n" up
+  ip -n "$ns" route add 192.0.2.0/24 via "172.30.1$n.1"
+done
+ip link add ixwg netns $IX type veth peer name upwg netns $WGNS
+ip -n $IX addr add 172.30.2.1/30 dev ixwg; ip -n $IX link set ixwg up
+ip -n $WGNS addr add 172.30.2.2/30 dev upwg; ip -n $WGNS link set upwg up
+
+log "keys, pre-shared keys and certificates"
+umask 077
+for k in gw-b fac-wg; do "$IXGW" genkey >"$T_TMP/$k.key"; done
+for p in gcm init cbc; do head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/0x/' >"$T_TMP/$p.psk"; done
+printf 'the right key is not this one\n' >"$T_TMP/bad.psk"   # the gateway's; the facility gets another
+P=$T_TMP/pki; mkdir -p "$P"
+printf 'pki {\n  load = random nonce openssl pem pkcs1 pkcs8 x509 gmp\n}\n' >"$P/pki.conf"
+spki() { STRONGSWAN_CONF="$P/pki.conf" pki "$@"; }
+# mkca NAME TYPE SIZE ; mkcert CA NAME TYPE SIZE SAN
+mkca() {
+  spki --gen --type "$2" --size "$3" --outform pem >"$P/$1.key"
+  spki --self --ca --lifetime 30 --in "$P/$1.key" --type "$2" \
+       --dn "C=JP, O=ixgw test, CN=$1" --outform pem >"$P/$1.crt"
+}
+mkcert() {
+  spki --gen --type "$3" --size "$4" --outform pem >"$P/$2.key"
+  spki --pub --in "$P/$2.key" --type "$3" \
+    | spki --issue --lifetime 30 --cacert "$P/$1.crt" --cakey "$P/$1.key" \
+        --dn "C=JP, O=ixgw test, CN=$5" --san "$5" \
+        --flag serverAuth --flag clientAuth --outform pem >"$P/$2.crt"
+}
+mkca ca-ec ecdsa 256
+mkcert ca-ec gw-ec ecdsa 256 gw.ix.test
+mkcert ca-ec fac-ec ecdsa 256 fac-ec.ajisai.test
+mkca ca-rsa rsa 2048
+mkcert ca-rsa gw-rsa rsa 2048 gw-rsa.ix.test
+mkcert ca-rsa fac-rsa rsa 2048 fac-rsa.ajisai.test
+
+# ipsec_peer NAME AUTH(psk FILE | cert CA) [EXTRA YAML LINES...]
+ipsec_peer() {
+  local name=$1 n; n=$(fac_n "$1")
+  printf '          - name: %s\n            facility: "42100000%02d"\n            remote_id: %s.ajisai.test\n' "$name" "$n" "$name"
+  if [[ $2 == psk ]]; then
+    printf '            auth: psk\n            psk_file: %s\n' "$3"
+  else
+    printf '            auth: certificate\n            ca_file: pki/%s.crt\n' "$3"
+  fi
+  printf '            remote_ts: [10.0.%s.0/24]\n' "$n"
+  shift 3
+  local l; for l in "$@"; do printf '            %s\n' "$l"; done
+}
+
+cat >"$T_TMP/ixgw.yaml" <<YAML
+ix:
+  name: ipsec-netns-ix
+  exchange_space: 100.64.0.0/10
+metrics:
+  listen: $METRICS
+tenants:
+  - name: ajisai-net
+    networks:
+      - { internal: 10.0.0.0/16, exchange: 100.64.0.0/16 }
+    attachments:
+      - name: ajisai-ipsec
+        type: ipsec
+        listen: $GW
+        raw_esp: false
+        local_id: gw.ix.test
+        certificate_file: pki/gw-ec.crt
+        private_key_file: pki/gw-ec.key
+        peers:
+$(ipsec_peer fac-gcm psk gcm.psk "proposals: [aes256gcm16-prfsha256-ecp256]" "esp_proposals: [aes256gcm16]")
+$(ipsec_peer fac-ec cert ca-ec)
+$(ipsec_peer fac-init psk init.psk "start: initiate" "endpoint: 172.30.14.2")
+$(ipsec_peer fac-bad psk bad.psk)
+$(ipsec_peer fac-cbc psk cbc.psk "proposals: [aes256-sha256-ecp256]" "esp_proposals: [aes256-sha256]")
+      - name: ajisai-rsa
+        type: ipsec
+        listen: $GW_RSA
+        raw_esp: false
+        local_id: gw-rsa.ix.test
+        certificate_file: pki/gw-rsa.crt
+        private_key_file: pki/gw-rsa.key
+        peers:
+$(ipsec_peer fac-rsa cert ca-rsa)
+  - name: mame-net
+    networks:
+      - { internal: 10.0.0.0/16, exchange: 100.65.0.0/16 }
+    attachments:
+      - name: mame-wg
+        type: wireguard
+        listen: 172.30.2.1:51820
+        private_key_file: gw-b.key
+        peers:
+          - name: fac-wg
+            facility: "3219876543"
+            public_key: "$("$IXGW" pubkey <"$T_TMP/fac-wg.key")"
+            allowed_ips: [10.0.1.0/24]
+            address: $B_HOST/24
+            persistent_keepalive: 25s
+policies:
+  - name: ajisai-to-mame
+    from: { tenant: ajisai-net }
+    to: { tenant: mame-net }
+    allow: [tcp/5201, icmp]
+  - name: mame-to-ajisai
+    from: { tenant: mame-net }
+    to: { tenant: ajisai-net }
+    allow: [tcp/5201, icmp]
+YAML
+"$IXGW" check --config "$T_TMP/ixgw.yaml" || die "the test configuration does not validate"
+
+log "ixgw in ns $IX"
+start_ixgw $IX 9478
+wg_facility $WGNS $IF_WG fac-wg
+
+# ---------------------------------------------------------------- strongSwan facilities
+declare -A CHARON_PID=()
+# swan_conf NAME [--with-psk] : the facility's strongswan.conf and swanctl dir, swanctl.conf
+# from `ixgw peer-config`
+swan_conf() {
+  local name=$1 d=$T_TMP/$1; shift
+  mkdir -p "$d"/swanctl/{x509,x509ca,private}
+  "$IXGW" peer-config --config "$T_TMP/ixgw.yaml" --peer "$name" "$@" >"$d/swanctl/swanctl.conf"
+  cat >"$d/strongswan.conf" <<EOC
+charon-systemd {
+  journal {
+    default = -1
+  }
+}
+charon {
+  # kernel-libipsec before kernel-netlink (userspace ESP); kdf for 5.9.8's PRF+
+  load = random nonce openssl kdf hmac sha2 sha1 pem pkcs1 pkcs8 x509 revocation constraints pubkey kernel-libipsec kernel-netlink socket-default vici updown
+  install_routes = yes
+  install_virtual_ip = no
+  filelog {
+    test {
+      path = $d/charon.log
+      time_format = %T
+      flush_line = yes
+      ike_name = yes
+      default = 1
+      ike = $SWAN_LOG
+      chd = $SWAN_LOG
+      cfg = $SWAN_LOG
+      enc = $(( SWAN_LOG > 2 ? SWAN_LOG : 1 ))
+      knl = 2
+      esp = 1
+    }
+  }
+  plugins {
+    vici {
+      socket = unix://$d/charon.vici
+    }
+    kernel-libipsec {
+      allow_peer_ts = no
+    }
+  }
+}
+swanctl {
+  load = random nonce openssl pem pkcs1 pkcs8 x509
+  socket = unix://$d/charon.vici
+}
+EOC
+}
+swan() { # swan NAME COMMAND ARGS...
+  local d=$T_TMP/$1 cmd=$2; shift 2
+  STRONGSWAN_CONF="$d/strongswan.conf" SWANCTL_DIR="$d/swanctl" swanctl "$cmd" --uri "unix://$d/charon.vici" "$@"
+}
+start_charon() { # start_charon NAME : charon in the facility's namespace, then swanctl --load-all
+  local name=$1 d=$T_TMP/$1 ns i; ns=$(fac_ns "$1")
+  start_bg "$ns" "$d/stdout.log" env STRONGSWAN_CONF="$d/strongswan.conf" "$CHARON"
+  CHARON_PID[$name]=$BG_PID
+  for (( i=0; i<50; i++ )); do
+    [[ -S $d/charon.vici ]] && break
+    kill -0 "$BG_PID" 2>/dev/null || { cat "$d/stdout.log" "$d/charon.log" >&2 2>/dev/null; die "charon of $name exited"; }
+    sleep 0.1
+  done
+  [[ -S $d/charon.vici ]] || { cat "$d/charon.log" >&2; die "charon of $name: no vici socket"; }
+  swan "$name" --load-all --noprompt >"$d/load-all.log" 2>&1 || { cat "$d/load-all.log" >&2; die "swanctl --load-all for $name failed"; }
+}
+stop_charon() { # stop_charon NAME : SIGTERM (charon deletes its SAs), wait, forget the PID
+  local pid=${CHARON_PID[$1]}
+  kill "$pid" 2>/dev/null || true
+  timeout 10 tail --pid="$pid" -f /dev/null || kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  forget_pid "$pid"
+  unset "CHARON_PID[$1]"
+}
+child_up() { # child_up NAME : the facility's CHILD SA `net` is installed
+  swan "$1" --list-sas 2>/dev/null | grep -qE '^ +net: .*INSTALLED'
+}
+wait_child() { # wait_child NAME SECONDS
+  local i
+  for (( i=0; i<$2*4; i++ )); do child_up "$1" && return 0; sleep 0.25; done
+  return 1
+}
+iperf_run() { # iperf_run CLIENT_NS CLIENT_BIND SERVER_NS SERVER_BIND DST SECONDS OUT
+  start_bg "$3" "$T_TMP/iperf3-s.log" iperf3 -s -1 -B "$4" -p 5201
+  local spid=$BG_PID rc=0; sleep 0.5
+  ip netns exec "$1" timeout $(( $6 + 15 )) iperf3 -J -B "$2" -c "$5" -p 5201 -t "$6" >"$7" 2>&1 || rc=$?
+  wait "$spid" 2>/dev/null || true
+  forget_pid "$spid"
+  return $rc
+}
+mbits() { jq '.end.sum_received.bits_per_second / 1e6 | floor' "$1"; }
+declare -a RESULTS=()
+
+# traffic NAME LABEL : ping and iperf3 both ways between the facility's LAN host and mame-net's
+# wireguard-go host, through exchange addresses; ixgw's counters of the peer move
+traffic() {
+  local name=$1 label=$2 ns n lan exch
+  ns=$(fac_ns "$name") n=$(fac_n "$name")
+  lan=10.0.$n.1 exch=100.64.$n.1
+  local rx0 tx0 rx1 tx1
+  rx0=$(metric $IX $METRICS ixgw_peer_rx_bytes_total "peer=\"$name\"")
+  tx0=$(metric $IX $METRICS ixgw_peer_tx_bytes_total "peer=\"$name\"")
+  check "$label: ping $lan → mame-net $B_EXCH through the tunnel" \
+    bash -c "for i in \$(seq 20); do ip netns exec $ns ping -c1 -W1 -I $lan $B_EXCH >/dev/null 2>&1 && exit 0; sleep 0.25; done; exit 1"
+  check "$label: ping mame-net → $exch (the facility's LAN host)" wait_ping $WGNS "$exch" 10
+  if iperf_run "$ns" "$lan" $WGNS $B_HOST $B_EXCH "$SECS" "$T_TMP/$name-up.json"; then
+    local up; up=$(mbits "$T_TMP/$name-up.json")
+    pass "$label: iperf3 TCP facility → mame-net: $up Mbit/s, $(jq .end.sum_sent.retransmits "$T_TMP/$name-up.json") retransmits"
+    RESULTS+=("$label facility→mame $up Mbit/s")
+  else
+    tail -5 "$T_TMP/$name-up.json" >&2; fail "$label: iperf3 TCP facility → mame-net"
+  fi
+  if iperf_run $WGNS $B_HOST "$ns" "$lan" "$exch" "$SECS" "$T_TMP/$name-down.json"; then
+    local down; down=$(mbits "$T_TMP/$name-down.json")
+    pass "$label: iperf3 TCP mame-net → facility: $down Mbit/s, $(jq .end.sum_sent.retransmits "$T_TMP/$name-down.json") retransmits"
+    RESULTS+=("$label mame→facility $down Mbit/s")
+  else
+    tail -5 "$T_TMP/$name-down.json" >&2; fail "$label: iperf3 TCP mame-net → facility"
+  fi
+  rx1=$(metric $IX $METRICS ixgw_peer_rx_bytes_total "peer=\"$name\"")
+  tx1=$(metric $IX $METRICS ixgw_peer_tx_bytes_total "peer=\"$name\"")
+  check "$label: ixgw_peer_rx_bytes_total{peer=\"$name\"} moved by over 1 MB ($rx0 → $rx1)" test $(( rx1 - rx0 )) -gt 1000000
+  check "$label: ixgw_peer_tx_bytes_total{peer=\"$name\"} moved by over 1 MB ($tx0 → $tx1)" test $(( tx1 - tx0 )) -gt 1000000
+}
+
+# selected NAME : the proposals strongSwan selected ("IKE:... ESP:...")
+selected() { sed -n 's/.*selected proposal: //p' "$T_TMP/$1/charon.log" | paste -sd ' ' -; }
+# ixlog : ixgw's log without colours
+ixlog() { sed 's/\x1b\[[0-9;]*m//g' "$T_TMP/ixgw.log"; }
+ixlog_has() { ixlog | grep -qE "$1"; }
+
+dump_logs() { # dump_logs NAME : the tail of both sides' logs after a failure
+  log "charon log of $1:"; tail -40 "$T_TMP/$1/charon.log" >&2 || true
+  log "ixgw log:"; tail -30 "$T_TMP/ixgw.log" >&2 || true
+}
+
+# established NAME LABEL PROPOSALS : the CHILD SA is installed with the expected proposals,
+# and ixgw logged it
+established() {
+  local got; got=$(selected "$1")
+  pass "$2: strongSwan's CHILD SA is installed"
+  check "$2: strongSwan selected $3 (got: $got)" test "$got" == "$3"
+  check "$2: ixgw logs the CHILD SA of $1" ixlog_has "CHILD SA established .*peer=\"$1\""
+}
+
+# log_count REGEX : lines of ixgw's log that match
+log_count() { ixlog | grep -cE "$1" || true; }
+# wait_log REGEX MIN SECONDS : until ixgw's log has MIN lines matching
+wait_log() {
+  local i
+  for (( i=0; i<$3*4; i++ )); do (( $(log_count "$1") >= $2 )) && return 0; sleep 0.25; done
+  return 1
+}
+# ping_through NAME : one ping from the facility's LAN host to mame-net's host answered
+ping_through() {
+  local ns n i; ns=$(fac_ns "$1") n=$(fac_n "$1")
+  for (( i=0; i<20; i++ )); do
+    ip netns exec "$ns" ping -c1 -W1 -I "10.0.$n.1" $B_EXCH >/dev/null 2>&1 && return 0
+    sleep 0.25
+  done
+  return 1
+}
+
+# rekeys NAME LABEL : strongSwan rekeys the CHILD SA, then the IKE SA, then the CHILD SA under
+# the new IKE SA; traffic passes after each
+rekeys() {
+  local name=$1 label=$2 c k
+  c=$(log_count "CHILD SA established .*peer=\"$name\".*rekey=true")
+  swan "$name" --rekey --child net >/dev/null
+  check "$label: strongSwan rekeys the CHILD SA, ixgw installs the new one" \
+    wait_log "CHILD SA established .*peer=\"$name\".*rekey=true" $(( c + 1 )) 10
+  check "$label: traffic after the CHILD SA rekey" ping_through "$name"
+  k=$(log_count "IKE SA rekeyed .*peer=\"$name\"")
+  swan "$name" --rekey --ike "$name" >/dev/null
+  check "$label: strongSwan rekeys the IKE SA, ixgw follows" wait_log "IKE SA rekeyed .*peer=\"$name\"" $(( k + 1 )) 10
+  check "$label: traffic after the IKE SA rekey" ping_through "$name"
+  swan "$name" --rekey --child net >/dev/null
+  check "$label: a CHILD SA rekey under the new IKE SA" \
+    wait_log "CHILD SA established .*peer=\"$name\".*rekey=true" $(( c + 2 )) 10
+  check "$label: traffic after it" ping_through "$name"
+  check "$label: strongSwan has one IKE SA and one CHILD SA left" \
+    test "$(swan "$name" --list-sas | grep -cE '^[a-z-]+: #[0-9]+, ESTABLISHED')/$(swan "$name" --list-sas | grep -cE '^ +net: #[0-9]+.*INSTALLED')" == 1/1
+}
+
+# responder_scenario NAME LABEL PROPOSALS [peer-config options] : strongSwan initiates
+# (start_action = start, as peer-config writes it for a responding gateway); with REKEY=1 the
+# rekeys too; with KEEP=1 its charon keeps running
+responder_scenario() {
+  local name=$1 label=$2 props=$3; shift 3
+  log "== $label"
+  swan_conf "$name" "$@"
+  start_charon "$name"
+  if wait_child "$name" 15; then
+    established "$name" "$label" "$props"
+    traffic "$name" "$label"
+    [[ ${REKEY:-0} == 1 ]] && rekeys "$name" "$label"
+  else
+    fail "$label: no CHILD SA within 15 s"; dump_logs "$name"
+  fi
+  [[ ${KEEP:-0} == 1 ]] || stop_charon "$name"
+}
+
+# 1. PSK, strongSwan initiates, AES-GCM-256
+GCM="IKE:AES_GCM_16_256/PRF_HMAC_SHA2_256/ECP_256 ESP:AES_GCM_16_256/NO_EXT_SEQ"
+REKEY=1 responder_scenario fac-gcm "1 psk/aes-gcm-256" "$GCM" --with-psk
+grep -q 'proposals = aes256gcm16-prfsha256-ecp256' "$T_TMP/fac-gcm/swanctl/swanctl.conf" \
+  && grep -q 'start_action = start' "$T_TMP/fac-gcm/swanctl/swanctl.conf" \
+  || fail "peer-config of fac-gcm lacks the proposals or start_action = start"
+
+# 2. certificates: ECDSA P-256, then RSA 2048
+cert_files() { # cert_files NAME ATTACHMENT CA : the facility's certificate, key and the gateway's CA
+  local d=$T_TMP/$1/swanctl
+  mkdir -p "$d"/{x509,x509ca,private}
+  cp "$P/$1.crt" "$d/x509/$1.crt"; cp "$P/$1.key" "$d/private/$1.key"; cp "$P/$3.crt" "$d/x509ca/$2-ca.crt"
+}
+cert_files fac-ec ajisai-ipsec ca-ec
+# default proposals on both sides: the first of each, AES-GCM-256 with PRF SHA-256 and P-256
+responder_scenario fac-ec "2 ecdsa-p256 certificates" "$GCM"
+cert_files fac-rsa ajisai-rsa ca-rsa
+responder_scenario fac-rsa "2 rsa-2048 certificates" "$GCM"
+
+# 3. ixgw initiates; strongSwan only responds. The facility is loaded first, then a reload
+# makes ixgw's new IKE engine initiate at once (rather than waiting for a retransmission).
+log "== 3 ixgw initiates (psk)"
+swan_conf fac-init --with-psk
+grep -q 'start_action = none' "$T_TMP/fac-init/swanctl/swanctl.conf" || fail "peer-config of fac-init: start_action is not none"
+start_charon fac-init
+kill -HUP "$IXGW_PID"
+if wait_child fac-init 15; then
+  established fac-init "3 ixgw initiates" "$GCM"
+  check "3 ixgw initiates: strongSwan logs that ixgw initiated" grep -q "$GW is initiating an IKE_SA" "$T_TMP/fac-init/charon.log"
+  traffic fac-init "3 ixgw initiates"
+else
+  fail "3 ixgw initiates: no CHILD SA within 15 s"; dump_logs fac-init
+fi
+stop_charon fac-init
+
+# 4. a wrong pre-shared key
+log "== 4 wrong psk"
+swan_conf fac-bad --with-psk
+sed -i 's/^\( *secret = \).*/\10x000102030405060708090a0b0c0d0e0f1011121314151617/' "$T_TMP/fac-bad/swanctl/swanctl.conf"
+start_charon fac-bad
+for (( i=0; i<40; i++ )); do grep -q 'AUTHENTICATION_FAILED' "$T_TMP/fac-bad/charon.log" && break; sleep 0.25; done
+check "4 wrong psk: strongSwan logs AUTHENTICATION_FAILED" grep -q 'AUTHENTICATION_FAILED' "$T_TMP/fac-bad/charon.log"
+check "4 wrong psk: ixgw logs the refusal naming fac-bad" ixlog_has 'IKE message refused .*peer="fac-bad".*AUTHENTICATION_FAILED'
+if child_up fac-bad; then fail "4 wrong psk: a CHILD SA came up"; else pass "4 wrong psk: no CHILD SA"; fi
+stop_charon fac-bad
+check "4 wrong psk: no packet went through for fac-bad" test "$(metric $IX $METRICS ixgw_peer_rx_packets_total 'peer="fac-bad"')" -eq 0
+
+# 5. AES-CBC-256 + HMAC-SHA-256 for IKE and ESP (AES-GCM-256 was scenario 1)
+REKEY=1 KEEP=1 responder_scenario fac-cbc "5 psk/aes-cbc-256-sha256" \
+  "IKE:AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/ECP_256 ESP:AES_CBC_256/HMAC_SHA2_256_128/NO_EXT_SEQ" --with-psk
+
+log "throughput (TCP, ${SECS} s each): ${RESULTS[*]/%/;}"
+for r in "${RESULTS[@]}"; do log "  $r"; done
+log "drops by reason: $(http_get $IX 127.0.0.1 9478 /metrics | awk '/^ixgw_drops_total/ && $2 > 0 { printf "%s ", $0 }')"
+
+log "SIGTERM with fac-cbc connected"
+kill -TERM "$IXGW_PID"
+rc=0; wait "$IXGW_PID" || rc=$?
+forget_pid "$IXGW_PID"
+check "ixgw exited 0 on SIGTERM (rc=$rc)" test "$rc" -eq 0
+for (( i=0; i<20; i++ )); do grep -q 'received DELETE for IKE_SA' "$T_TMP/fac-cbc/charon.log" && break; sleep 0.25; done
+check "strongSwan received ixgw's DELETE of the IKE SA" grep -q 'received DELETE for IKE_SA' "$T_TMP/fac-cbc/charon.log"
+stop_charon fac-cbc
+
+if (( T_FAILS > 0 )); then
+  log "ixgw log:"; tail -60 "$T_TMP/ixgw.log" >&2
+  die "$T_FAILS check(s) failed"
+fi
+log "all checks passed"
