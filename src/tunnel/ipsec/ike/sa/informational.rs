@@ -10,6 +10,7 @@ use crate::tunnel::ipsec::ike::message::{
 };
 
 use super::child::ChildState;
+use super::config::Start;
 use super::ctx::{Ctx, Effect};
 use super::event::{DownReason, Refusal};
 use super::ike_sa::{IkeSa, Queued, Request, State};
@@ -61,7 +62,10 @@ pub(super) fn start(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, q: Queued) {
 }
 
 /// The IKE SA goes at the peer's request: its CHILD SAs go with it, unless a rekey collision
-/// already made a successor for them.
+/// already made a successor for them. A peer we keep the tunnel up with (`start: initiate`)
+/// is initiated again after `reconnect_delay` (strongSwan's `close_action = start`), unless
+/// another IKE SA with it lives on (a rekey's): else a facility that restarts its daemon,
+/// which deletes its IKE SAs and then waits for us, would stay down for good.
 fn deleted_by_peer(sa: &mut IkeSa, ctx: &mut Ctx) {
     match sa.collision.take() {
         Some(c) if !sa.children.is_empty() => ctx.effects.push(Effect::MoveChildren {
@@ -71,7 +75,12 @@ fn deleted_by_peer(sa: &mut IkeSa, ctx: &mut Ctx) {
         _ => sa.drop_children(ctx),
     }
     sa.pending = None;
-    sa.kill(DownReason::DeletedByPeer, None);
+    let restart = sa
+        .peer
+        .and_then(|p| ctx.peer(p))
+        .is_some_and(|c| c.start == Start::Initiate)
+        .then_some(ctx.config.limits.reconnect_delay);
+    sa.kill(DownReason::DeletedByPeer, restart);
 }
 
 /// Responder: an INFORMATIONAL request.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::tunnel::ipsec::ike::message::{ExchangeType, Message};
 
-use super::super::{DownReason, IkeEvent};
+use super::super::{DownReason, IkeEvent, Limits};
 use super::failures::refusals;
 use super::handshake::{check_child_pair, child_ups};
 use super::pair::*;
@@ -114,6 +114,29 @@ fn deleting_the_ike_sa_takes_everything_down_on_both_sides() {
     p.a.initiate(PEER_OF_A, p.now);
     p.drive();
     assert!(p.a.is_up(PEER_OF_A) && p.b.is_up(PEER_OF_B));
+}
+
+/// Found against strongSwan (netns-tests/ipsec.sh): a facility the gateway initiates to
+/// (`start_action = none`, as peer-config writes it) restarts charon, which deletes its IKE
+/// SA on the way down and then waits. The gateway keeps the tunnel up: it initiates again.
+#[test]
+fn a_peer_that_deletes_the_ike_sa_is_initiated_again_by_the_side_that_keeps_it_up() {
+    let mut p = Pair::default_pair();
+    p.connect();
+    // B (only responding) deletes, as a restarting charon does.
+    p.b.delete(PEER_OF_B, p.now);
+    p.drive();
+    assert_eq!(downs(&p.a_events), [DownReason::DeletedByPeer]);
+    assert_eq!((p.a.ike_sa_count(), p.b.ike_sa_count()), (0, 0));
+    let delay = Limits::default().reconnect_delay;
+    p.advance(delay - Duration::from_secs(1));
+    assert_eq!(p.a.ike_sa_count(), 0, "not before reconnect_delay");
+    p.advance(Duration::from_secs(1));
+    assert!(p.a.is_up(PEER_OF_A) && p.b.is_up(PEER_OF_B));
+    let (ca, cb) = (child_ups(&p.a_events), child_ups(&p.b_events));
+    assert_eq!((ca.len(), cb.len()), (2, 2));
+    check_child_pair(ca[1], cb[1]);
+    // B never initiates (`start: respond`): when A deletes, B stays down (the test above).
 }
 
 #[test]
