@@ -21,6 +21,9 @@
 #   3. fac-init PSK, ixgw initiates (`start: initiate`), strongSwan only responds
 #   4. fac-bad  a wrong PSK is refused on both sides
 #   5. fac-cbc  PSK; IKE aes256-sha256-ecp256, ESP aes256-sha256 (with fac-gcm: both families)
+#   6. fac-cbc  stays connected while ixgw reloads, then restarts: it comes back each time
+# fac-gcm and fac-cbc are also rekeyed by strongSwan (CHILD SA, IKE SA, CHILD SA again), and
+# fac-init's charon restarts (deleting its IKE SA): ixgw initiates again.
 # Traffic checks per scenario: ping both ways through exchange addresses, iperf3 TCP both ways
 # (IPSEC_IPERF_SECONDS, default 3), ixgw's per-peer counters moved.
 #
@@ -234,6 +237,7 @@ swan() { # swan NAME COMMAND ARGS...
 }
 start_charon() { # start_charon NAME : charon in the facility's namespace, then swanctl --load-all
   local name=$1 d=$T_TMP/$1 ns i; ns=$(fac_ns "$1")
+  rm -f "$d/charon.vici"   # left behind by an earlier run of this charon
   start_bg "$ns" "$d/stdout.log" env STRONGSWAN_CONF="$d/strongswan.conf" "$CHARON"
   CHARON_PID[$name]=$BG_PID
   for (( i=0; i<50; i++ )); do
@@ -413,6 +417,17 @@ if wait_child fac-init 15; then
 else
   fail "3 ixgw initiates: no CHILD SA within 15 s"; dump_logs fac-init
 fi
+# A facility restarting its daemon deletes the IKE SA on the way down and then waits
+# (start_action = none): ixgw keeps the tunnel up, so it initiates again (after 10 s).
+log "== 3 the facility restarts charon"
+stop_charon fac-init
+start_charon fac-init
+if wait_child fac-init 25; then
+  pass "3 ixgw initiates again after the facility's restart"
+  check "3 ping after the facility's restart" ping_through fac-init
+else
+  fail "3 ixgw did not initiate again within 25 s of the facility's restart"; dump_logs fac-init
+fi
 stop_charon fac-init
 
 # 4. a wrong pre-shared key
@@ -435,14 +450,33 @@ log "throughput (TCP, ${SECS} s each): ${RESULTS[*]/%/;}"
 for r in "${RESULTS[@]}"; do log "  $r"; done
 log "drops by reason: $(http_get $IX 127.0.0.1 9478 /metrics | awk '/^ixgw_drops_total/ && $2 > 0 { printf "%s ", $0 }')"
 
-log "SIGTERM with fac-cbc connected"
+# 6. The gateway reloads, then restarts, while fac-cbc (strongSwan initiates) is connected:
+# a reload replaces the IKE engines and a stop deletes the IKE SAs, and peer-config's
+# close_action = start and keyingtries = 0 bring the facility back each time.
+log "== 6 gateway reload and restart with fac-cbc connected"
+grep -q 'close_action = start' "$T_TMP/fac-cbc/swanctl/swanctl.conf" && grep -q 'keyingtries = 0' "$T_TMP/fac-cbc/swanctl/swanctl.conf" \
+  || fail "peer-config of fac-cbc lacks close_action = start or keyingtries = 0"
+ups=$(log_count 'CHILD SA established .*peer="fac-cbc".*rekey=false')
+kill -HUP "$IXGW_PID"
+check "6 fac-cbc is back after the reload" wait_log 'CHILD SA established .*peer="fac-cbc".*rekey=false' $(( ups + 1 )) 15
+check "6 ping after the reload" ping_through fac-cbc
+kill -TERM "$IXGW_PID"
+rc=0; wait "$IXGW_PID" || rc=$?
+forget_pid "$IXGW_PID"
+check "6 ixgw exited 0 on SIGTERM (rc=$rc)" test "$rc" -eq 0
+check "6 strongSwan received ixgw's DELETE of the IKE SA" grep -q 'received DELETE for IKE_SA' "$T_TMP/fac-cbc/charon.log"
+mv "$T_TMP/ixgw.log" "$T_TMP/ixgw.log.1"
+sleep 1
+start_ixgw $IX 9478
+check "6 fac-cbc is back after the restart" wait_log 'CHILD SA established .*peer="fac-cbc"' 1 30
+check "6 ping after the restart" ping_through fac-cbc
+stop_charon fac-cbc
+
+log "SIGTERM"
 kill -TERM "$IXGW_PID"
 rc=0; wait "$IXGW_PID" || rc=$?
 forget_pid "$IXGW_PID"
 check "ixgw exited 0 on SIGTERM (rc=$rc)" test "$rc" -eq 0
-for (( i=0; i<20; i++ )); do grep -q 'received DELETE for IKE_SA' "$T_TMP/fac-cbc/charon.log" && break; sleep 0.25; done
-check "strongSwan received ixgw's DELETE of the IKE SA" grep -q 'received DELETE for IKE_SA' "$T_TMP/fac-cbc/charon.log"
-stop_charon fac-cbc
 
 if (( T_FAILS > 0 )); then
   log "ixgw log:"; tail -60 "$T_TMP/ixgw.log" >&2
