@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of ixgw: the alert rules and their unit tests (promtool); unit, property and
 # doc tests; the in-memory WireGuard pair harness (virtual time); the end-to-end tests in network
-# namespaces against wireguard-go and iperf3 (root). Fails on the first failing suite.
+# namespaces against wireguard-go, strongSwan and iperf3 (root). Fails on the first failing suite.
 set -euo pipefail
 cd "$(dirname "$0")"
 
