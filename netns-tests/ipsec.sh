@@ -477,6 +477,10 @@ kill -TERM "$IXGW_PID"
 rc=0; wait "$IXGW_PID" || rc=$?
 forget_pid "$IXGW_PID"
 check "ixgw exited 0 on SIGTERM (rc=$rc)" test "$rc" -eq 0
+# Nothing above may log an error (e.g. the peers' answers to the Deletes of a stop, arriving
+# while the worker drains, once took the IKE thread for dead).
+errors=$(cat "$T_TMP/ixgw.log.1" "$T_TMP/ixgw.log" | sed 's/\x1b\[[0-9;]*m//g' | grep -c ' ERROR ' || true)
+check "ixgw logged no errors ($errors)" test "$errors" -eq 0
 
 if (( T_FAILS > 0 )); then
   log "ixgw log:"; tail -60 "$T_TMP/ixgw.log" >&2

@@ -173,7 +173,7 @@ pub(crate) fn spawn(
     rx: Receiver<IkeInput>,
     control: mpsc::Sender<Control>,
     metrics: IkeMetrics,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+) -> std::io::Result<std::thread::JoinHandle<Receiver<IkeInput>>> {
     // Only the weak sender may reach the thread: a strong one captured by the closure would
     // keep the worker's channel open after the `Running` is dropped.
     let control = control.downgrade();
@@ -226,7 +226,10 @@ impl IkeThread {
         }
     }
 
-    fn run(mut self, rx: Receiver<IkeInput>) {
+    /// Serves the queue until `Stop` (or until no one can send), then hands the queue back:
+    /// whoever stops the thread holds it open while the worker drains, so that the peers'
+    /// answers to our Deletes wait there unread instead of finding the IKE thread "gone".
+    fn run(mut self, rx: Receiver<IkeInput>) -> Receiver<IkeInput> {
         loop {
             let now = Instant::now();
             let wait = self
@@ -265,7 +268,7 @@ impl IkeThread {
                 Ok(IkeInput::Plan { plan, engines }) => self.adopt(&plan, engines),
                 Ok(IkeInput::Stop) | Err(RecvTimeoutError::Disconnected) => {
                     self.shut_down();
-                    return;
+                    return rx;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -520,4 +523,32 @@ fn child_sa(up: &ChildSaUp, raw_esp: bool) -> Result<SaChange, String> {
         path,
         active: up.replaces.is_none(),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found against strongSwan (netns-tests/ipsec.sh): on SIGTERM the IKE thread sends its
+    /// Deletes and ends; the peers' answers then reached the still draining worker, which
+    /// found the queue closed and logged "the IKE thread is gone" at error level, once per
+    /// peer, on every clean stop. The thread now hands its queue back to whoever stops it.
+    #[test]
+    fn a_stopped_ike_thread_hands_back_an_open_queue() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let (control, _control_rx) = mpsc::channel(8);
+        let metrics = IkeMetrics::register(&prometheus::Registry::new()).unwrap();
+        let thread = spawn(rx, control, metrics).unwrap();
+        tx.send(IkeInput::Stop).unwrap();
+        let queue = thread.join().expect("the IKE thread ends on Stop");
+        let late = IkeInput::Datagram {
+            generation: 0,
+            attachment: AttachmentId(0),
+            io: IO_NAT_T,
+            from: SocketAddr::from(([192, 0, 2, 1], 4500)),
+            data: vec![0; 64],
+        };
+        assert!(offer(&tx, late), "a late IKE datagram finds the queue open");
+        drop(queue);
+    }
 }

@@ -132,7 +132,7 @@ pub struct Running {
     bound: HashMap<SourceKey, Bound>,
     /// The IKE thread's queue, and the thread.
     ike_tx: std::sync::mpsc::SyncSender<ike::IkeInput>,
-    ike_thread: Option<std::thread::JoinHandle<()>>,
+    ike_thread: Option<std::thread::JoinHandle<std::sync::mpsc::Receiver<ike::IkeInput>>>,
     /// Clones of the UDP sockets in use, for the IKE thread to send from.
     udp_clones: HashMap<SourceKey, Arc<std::net::UdpSocket>>,
     /// The UDP sockets whose kernel drops `/metrics` exports.
@@ -700,13 +700,20 @@ impl Running {
     pub async fn stop(mut self) -> Result<(), RuntimeError> {
         self.ready.store(false, Ordering::Relaxed);
         // IKE first: its peers are told the SAs go while the worker still takes SA changes.
+        // The thread hands its queue back; held open until the worker is gone, it takes the
+        // peers' answers to those Deletes without the worker taking the thread for dead.
+        let mut ike_queue = None;
         if let Some(t) = self.ike_thread.take() {
             let _ = self.ike_tx.send(ike::IkeInput::Stop);
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+            ike_queue = tokio::task::spawn_blocking(move || t.join())
+                .await
+                .ok()
+                .and_then(Result::ok);
         }
         if let Some(w) = self.worker.take() {
             stop_worker(&self.control, w).await;
         }
+        drop(ike_queue);
         if let Some(s) = self.admin_stop.take() {
             let _ = s.send(());
         }
