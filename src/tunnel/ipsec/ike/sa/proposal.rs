@@ -53,17 +53,9 @@ pub(super) fn ike_offer<'a>(config: &[IkeProposal], spi: &'a [u8]) -> Vec<Propos
     let mut out = Vec::new();
     for p in config {
         for encr in split_aead(&p.encr) {
-            if encr.is_empty() || (!encr[0].is_aead() && p.integ.is_empty()) {
+            let Some(mut transforms) = cipher_transforms(&encr, &p.integ) else {
                 continue;
-            }
-            let mut transforms: Vec<_> = encr.iter().map(|&e| encr_spec(e)).collect();
-            if !encr[0].is_aead() {
-                transforms.extend(
-                    p.integ
-                        .iter()
-                        .map(|i| t(TransformType::INTEG, i.transform_id())),
-                );
-            }
+            };
             transforms.extend(
                 p.prf
                     .iter()
@@ -86,17 +78,9 @@ pub(super) fn esp_offer<'a>(
     let mut out = Vec::new();
     for p in config {
         for encr in split_aead(&p.encr) {
-            if encr.is_empty() || (!encr[0].is_aead() && p.integ.is_empty()) {
+            let Some(mut transforms) = cipher_transforms(&encr, &p.integ) else {
                 continue;
-            }
-            let mut transforms: Vec<_> = encr.iter().map(|&e| encr_spec(e)).collect();
-            if !encr[0].is_aead() {
-                transforms.extend(
-                    p.integ
-                        .iter()
-                        .map(|i| t(TransformType::INTEG, i.transform_id())),
-                );
-            }
+            };
             if with_dh {
                 transforms.extend(p.dh.iter().map(|g| t(TransformType::DH, g.transform_id())));
             }
@@ -105,6 +89,24 @@ pub(super) fn esp_offer<'a>(
         }
     }
     number(out, ProtocolId::ESP, spi)
+}
+
+/// The encryption transforms of one AEAD-or-not group of ciphers, with the integrity
+/// transforms a non-AEAD group needs; `None` when the group is empty or lacks integrity.
+fn cipher_transforms(encr: &[EncrAlg], integ: &[IntegAlg]) -> Option<Vec<TransformSpec<'static>>> {
+    let aead = encr.first()?.is_aead();
+    if !aead && integ.is_empty() {
+        return None;
+    }
+    let mut transforms: Vec<_> = encr.iter().map(|&e| encr_spec(e)).collect();
+    if !aead {
+        transforms.extend(
+            integ
+                .iter()
+                .map(|i| t(TransformType::INTEG, i.transform_id())),
+        );
+    }
+    Some(transforms)
 }
 
 fn number<'a>(
