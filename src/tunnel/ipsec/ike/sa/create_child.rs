@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use crate::crypto::{DhGroup, DhPrivateKey};
+use crate::crypto::{DhGroup, DhPrivateKey, SharedSecret};
 use crate::tunnel::ipsec::ike::message::{
     DhGroup as WireGroup, ExchangeType, Header, Ke, Notify, NotifyType, Payload, PayloadChain,
     ProtocolId, Sa, TrafficSelector, Ts,
@@ -158,6 +158,23 @@ pub(super) fn parts<'a>(payloads: &[Payload<'a>]) -> Parts<'a> {
     p
 }
 
+/// The responder's half of a Diffie-Hellman exchange with the peer's public value `peer`:
+/// our public value and the shared secret, or what to answer (TEMPORARY_FAILURE when our
+/// random generator fails, INVALID_SYNTAX for an unusable public value).
+pub(super) fn responder_dh(
+    ctx: &Ctx,
+    group: DhGroup,
+    peer: &[u8],
+) -> Result<(Vec<u8>, SharedSecret), (NotifyType, Refusal)> {
+    let dh = DhPrivateKey::generate(group, &ctx.rng)
+        .map_err(|_| (NotifyType::TEMPORARY_FAILURE, Refusal::Internal))?;
+    let public = dh.public_value().to_vec();
+    let shared = dh
+        .agree(peer)
+        .map_err(|_| (NotifyType::INVALID_SYNTAX, Refusal::InvalidKeValue))?;
+    Ok((public, shared))
+}
+
 pub(super) fn respond_error(
     sa: &mut IkeSa,
     ctx: &mut Ctx,
@@ -293,29 +310,12 @@ fn child_request(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, h: Header, p: Part
                     Refusal::InvalidKe,
                 );
             };
-            let Ok(dh) = DhPrivateKey::generate(g, &ctx.rng) else {
-                return respond_error(
-                    sa,
-                    ctx,
-                    h,
-                    NotifyType::TEMPORARY_FAILURE,
-                    &[],
-                    Refusal::Internal,
-                );
-            };
-            our_ke = Some(dh.public_value().to_vec());
-            match dh.agree(ke.data) {
-                Ok(s) => Some(s),
-                Err(_) => {
-                    return respond_error(
-                        sa,
-                        ctx,
-                        h,
-                        NotifyType::INVALID_SYNTAX,
-                        &[],
-                        Refusal::InvalidKeValue,
-                    )
+            match responder_dh(ctx, g, ke.data) {
+                Ok((public, shared)) => {
+                    our_ke = Some(public);
+                    Some(shared)
                 }
+                Err((notify, reason)) => return respond_error(sa, ctx, h, notify, &[], reason),
             }
         }
     };

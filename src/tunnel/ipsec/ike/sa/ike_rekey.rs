@@ -14,7 +14,7 @@ use crate::tunnel::ipsec::ike::message::{
     DhGroup as WireGroup, ExchangeType, Header, Ke, NotifyType, Payload, PayloadChain,
 };
 
-use super::create_child::{ours_is_redundant, respond_error, Parts};
+use super::create_child::{ours_is_redundant, respond_error, responder_dh, Parts};
 use super::crypt::SkCrypto;
 use super::ctx::{after, Ctx, Effect};
 use super::event::{IkeEvent, Refusal};
@@ -163,26 +163,9 @@ pub(super) fn handle_request(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, h: Hea
             Refusal::MissingPayload,
         );
     };
-    let Ok(dh) = DhPrivateKey::generate(choice.dh, &ctx.rng) else {
-        return respond_error(
-            sa,
-            ctx,
-            h,
-            NotifyType::TEMPORARY_FAILURE,
-            &[],
-            Refusal::Internal,
-        );
-    };
-    let public = dh.public_value().to_vec();
-    let Ok(shared) = dh.agree(ke.data) else {
-        return respond_error(
-            sa,
-            ctx,
-            h,
-            NotifyType::INVALID_SYNTAX,
-            &[],
-            Refusal::InvalidKeValue,
-        );
+    let (public, shared) = match responder_dh(ctx, choice.dh, ke.data) {
+        Ok(x) => x,
+        Err((notify, reason)) => return respond_error(sa, ctx, h, notify, &[], reason),
     };
     let our_spi = ctx.new_ike_spi();
     let nr = ctx.nonce();
