@@ -65,7 +65,7 @@ impl Gateway {
         let tunnels = (0..plan.attachments.len())
             .map(|i| {
                 let id = AttachmentId(i as u16);
-                Tunnel::new(id, &plan.tunnel_config(id), now)
+                Tunnel::new(id, &plan.tunnel_config(id, None), now)
             })
             .collect();
         let mut flows = FlowTable::new(plan.limits.flow_table_size, Timeouts::from(&plan.limits));
@@ -163,7 +163,7 @@ impl Gateway {
         let plan = &core.plan;
         for (i, a) in plan.attachments.iter().enumerate() {
             let id = AttachmentId(i as u16);
-            let config = plan.tunnel_config(id);
+            let config = plan.tunnel_config(id, Some(&old_plan));
             let same = old_plan
                 .attachments
                 .iter()

@@ -42,6 +42,10 @@ fn ipsec_peer() -> IpsecPeer {
 /// Tenant "ajisai" behind a plain attachment and tenant "mame" behind an IPsec attachment,
 /// both numbering 10.0.0.0/24; ajisai may reach mame with ICMP and mame ajisai's tcp/104.
 fn config(raw_esp: bool) -> Config {
+    config_with(raw_esp, vec![ipsec_peer()])
+}
+
+fn config_with(raw_esp: bool, peers: Vec<IpsecPeer>) -> Config {
     let mut mame = fuzz::plain("mame", "10.0.0.0/24", "100.65.0.0/24");
     mame.attachments = vec![Attachment {
         name: "mame-ipsec".into(),
@@ -53,7 +57,7 @@ fn config(raw_esp: bool) -> Config {
             mtu: 1400,
             local_id: IkeIdentity::Fqdn("gw.ix.example".into()),
             credentials: None,
-            peers: vec![ipsec_peer()],
+            peers,
         }),
     }];
     let icmp = PortRule {
@@ -286,4 +290,102 @@ fn without_an_sa_nothing_passes_and_every_drop_is_counted() {
     esp[7] = 1;
     assert!(run(&mut gw, now, IPSEC, Via::udp(IO_NAT_T, facility), &esp).is_empty());
     assert_eq!(gw.counters().drop_count(DropReason::EspUnknownSpi), 1);
+}
+
+/// A reload that adds a peer in front of goto-clinic renumbers it: its CHILD SA is kept
+/// under the new number (packets still leave in it, and its replies count for it); a reload
+/// that changes the peer's key drops its SA; one that changes the gateway's identity keeps
+/// nothing (the IKE engine is replaced).
+#[test]
+fn a_reload_keeps_the_sas_of_unchanged_peers_renumbered() {
+    let now = Instant::now();
+    let goto = || fuzz::psk_ipsec_peer("goto-clinic", "4212345670", "10.0.0.0/25");
+    let newcomer = fuzz::psk_ipsec_peer("iki-clinic", "4212345688", "10.0.0.128/25");
+    let before = Arc::new(Plan::compile(&config_with(true, vec![goto()]), 1));
+    let mut gw = Gateway::new(before.clone(), now);
+    let facility = SocketAddr::from(FACILITY_ADDR);
+    gw.tunnel_mut(IPSEC)
+        .and_then(|t| t.ipsec_mut())
+        .unwrap()
+        .install(
+            PEER,
+            InboundSa::new(&sa(SPI_IN, &KEY_IN)).unwrap(),
+            OutboundSa::new(&sa(SPI_OUT, &KEY_OUT)).unwrap(),
+            EspPath::Udp(facility),
+        );
+    let after = Arc::new(Plan::compile(
+        &config_with(true, vec![newcomer.clone(), goto()]),
+        2,
+    ));
+    let renumbered = PeerId(1);
+    assert_eq!(after.peers[renumbered.index()].name, "goto-clinic");
+    assert_eq!(
+        after.ipsec_carry(&before, IPSEC),
+        Some(IpsecCarry {
+            previous: IPSEC,
+            peers: vec![(PEER, renumbered)]
+        })
+    );
+    gw.apply_plan(after.clone(), now);
+
+    let out = run(
+        &mut gw,
+        now,
+        LAN,
+        Via::DEVICE,
+        &echo("10.0.0.2", "100.65.0.5", 1, false),
+    );
+    assert_eq!(out.len(), 1, "still encrypted into the kept SA");
+    let mut fac_in = InboundSa::new(&sa(SPI_OUT, &KEY_OUT)).unwrap();
+    let mut esp = out[0].1.clone();
+    assert!(matches!(fac_in.decapsulate(&mut esp), Ok(Decap::Packet(_))));
+    let reply = echo("10.0.0.5", "100.64.0.2", 1, true);
+    let mut buf = vec![0u8; 2048];
+    let mut fac_out = OutboundSa::new(&sa(SPI_IN, &KEY_IN)).unwrap();
+    let n = fac_out
+        .encapsulate(&mut crate::crypto::SystemRandom::new(), &reply, &mut buf)
+        .unwrap();
+    let via = Via::udp(IO_NAT_T, facility);
+    assert_eq!(run(&mut gw, now, IPSEC, via, &buf[..n]).len(), 1);
+    assert_eq!(gw.counters().peer(renumbered.index()).rx_packets.get(), 1);
+    assert_eq!(
+        gw.counters().peer(0).rx_packets.get(),
+        0,
+        "not the newcomer's"
+    );
+
+    // The peer's key changes: its SA goes (the newcomer is kept).
+    let mut rekeyed = goto();
+    if let IpsecAuth::Psk { psk, .. } = &mut rekeyed.auth {
+        *psk = Secret::new(vec![8; 32]);
+    }
+    let changed = Arc::new(Plan::compile(
+        &config_with(true, vec![newcomer.clone(), rekeyed]),
+        3,
+    ));
+    let carry = changed.ipsec_carry(&after, IPSEC).unwrap();
+    assert_eq!(carry.peers, [(PeerId(0), PeerId(0))]);
+    gw.apply_plan(changed.clone(), now);
+    let out = run(
+        &mut gw,
+        now,
+        LAN,
+        Via::DEVICE,
+        &echo("10.0.0.2", "100.65.0.5", 2, false),
+    );
+    assert!(out.is_empty());
+    assert_eq!(gw.counters().drop_count(DropReason::NoSession), 1);
+
+    // A new identity of the gateway: the engine is replaced, nothing is kept.
+    let mut renamed = config_with(true, vec![newcomer, goto()]);
+    if let AttachmentKind::Ipsec(a) = &mut renamed.tenants[1].attachments[0].kind {
+        a.local_id = IkeIdentity::Fqdn("gw2.ix.example".into());
+    }
+    let renamed = Plan::compile(&renamed, 4);
+    assert_eq!(renamed.ipsec_carry(&changed, IPSEC), None);
+    assert_eq!(
+        Plan::compile(&config_with(true, vec![goto()]), 5).ipsec_carry(&changed, LAN),
+        None,
+        "not an IPsec attachment"
+    );
 }

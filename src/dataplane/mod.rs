@@ -14,8 +14,8 @@ mod reasons;
 
 pub use gateway::{count_event, Gateway};
 pub use plan::{
-    identity, AttachmentPlan, AttachmentPlanKind, IkeSetupError, Io, IpsecPeerPlan, PeerPlan,
-    PeerPlanKind, Plan, Route, TenantPlan,
+    identity, AttachmentPlan, AttachmentPlanKind, IkeSetupError, Io, IpsecCarry, IpsecPeerPlan,
+    PeerPlan, PeerPlanKind, Plan, Route, TenantPlan,
 };
 
 #[cfg(test)]

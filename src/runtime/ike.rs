@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::ike_metrics::IkeMetrics;
 use super::Control;
-use crate::dataplane::{AttachmentPlanKind, IkeSetupError, Plan};
+use crate::dataplane::{AttachmentPlanKind, IkeSetupError, IpsecCarry, Plan};
 use crate::ids::{AttachmentId, PeerId};
 use crate::tunnel::ipsec::esp::{InboundSa, OutboundSa};
 use crate::tunnel::ipsec::ike::sa::{ChildSaUp, IkeConfig, IkeEngine, IkeEvent};
@@ -101,6 +101,29 @@ pub(crate) enum SaChange {
 }
 
 impl SaChange {
+    /// The change with its peer renumbered by `new` (a reload's); `None` if `new` drops the
+    /// peer, or for `Clear`, which only an engine replaced by that reload sends.
+    pub(crate) fn renumber(self, new: impl Fn(PeerId) -> Option<PeerId>) -> Option<SaChange> {
+        Some(match self {
+            SaChange::Add(mut c) => {
+                c.peer = new(c.peer)?;
+                SaChange::Add(c)
+            }
+            SaChange::Activate { peer, inbound_spi } => SaChange::Activate {
+                peer: new(peer)?,
+                inbound_spi,
+            },
+            // SPIs are unique in the attachment, whichever peer they belong to.
+            SaChange::Remove { inbound_spi } => SaChange::Remove { inbound_spi },
+            SaChange::PeerDown { peer } => SaChange::PeerDown { peer: new(peer)? },
+            SaChange::Established { peer, new_ike_sa } => SaChange::Established {
+                peer: new(peer)?,
+                new_ike_sa,
+            },
+            SaChange::Clear => return None,
+        })
+    }
+
     /// Applies the change to an attachment's data-path half.
     pub(crate) fn apply(self, t: &mut IpsecTunnel) {
         match self {
@@ -213,6 +236,8 @@ struct IkeThread {
     control: mpsc::WeakSender<Control>,
     metrics: IkeMetrics,
     generation: u64,
+    /// The plan the engines serve (none before the first).
+    plan: Option<Arc<Plan>>,
     engines: Vec<Engine>,
 }
 
@@ -222,6 +247,7 @@ impl IkeThread {
             control,
             metrics,
             generation: 0,
+            plan: None,
             engines: Vec::new(),
         }
     }
@@ -265,7 +291,7 @@ impl IkeThread {
                     }
                 }
                 Ok(IkeInput::Usage { .. }) => {}
-                Ok(IkeInput::Plan { plan, engines }) => self.adopt(&plan, engines),
+                Ok(IkeInput::Plan { plan, engines }) => self.adopt(plan, engines),
                 Ok(IkeInput::Stop) | Err(RecvTimeoutError::Disconnected) => {
                     self.shut_down();
                     return rx;
@@ -286,49 +312,116 @@ impl IkeThread {
         }
     }
 
-    /// Replaces the engines with those of a new plan. SAs live in the engines, so every
-    /// attachment's SAs are cleared in the data path and its peers negotiate again.
-    fn adopt(&mut self, plan: &Plan, setups: Vec<EngineSetup>) {
-        for e in &mut self.engines {
-            let peers: Vec<PeerId> = e.names.keys().copied().collect();
-            for p in peers {
-                e.engine.delete(p, Instant::now());
-            }
-        }
+    /// Switches to a new plan. An attachment whose IKE engine carries on
+    /// ([`Plan::ipsec_carry`]) keeps the SAs of its unchanged peers, renumbered as the data
+    /// path renumbers them; its removed and changed peers are deleted (they learn it by a
+    /// Delete) and changed ones negotiate again. Every other engine is replaced: its peers'
+    /// IKE SAs are deleted, its SAs cleared in the data path, and its peers negotiate again.
+    fn adopt(&mut self, plan: Arc<Plan>, setups: Vec<EngineSetup>) {
+        let now = Instant::now();
+        let carries: Vec<Option<IpsecCarry>> = setups
+            .iter()
+            .map(|s| {
+                let previous = self.plan.as_deref()?;
+                let carry = plan.ipsec_carry(previous, s.attachment)?;
+                self.engines
+                    .iter()
+                    .any(|e| e.attachment == carry.previous)
+                    .then_some(carry)
+            })
+            .collect();
+        // Under the old plan (its generation, its names): the Deletes of the peers that do
+        // not carry on.
         for i in 0..self.engines.len() {
+            let e = &mut self.engines[i];
+            let carry = carries
+                .iter()
+                .flatten()
+                .find(|c| c.previous == e.attachment);
+            let gone: Vec<PeerId> = e
+                .names
+                .keys()
+                .filter(|p| carry.is_none_or(|c| !c.peers.iter().any(|(old, _)| old == *p)))
+                .copied()
+                .collect();
+            for p in gone {
+                e.engine.delete(p, now);
+            }
             self.drain(i);
         }
         self.generation = plan.generation;
-        self.engines = setups
+        let mut old: Vec<Option<Engine>> = std::mem::take(&mut self.engines)
             .into_iter()
-            .map(|s| {
-                let a = &plan.attachments[s.attachment.index()];
-                let names = match &a.kind {
+            .map(Some)
+            .collect();
+        for (s, carry) in setups.into_iter().zip(carries) {
+            let a = &plan.attachments[s.attachment.index()];
+            let names: HashMap<PeerId, String> = match &a.kind {
+                AttachmentPlanKind::Ipsec { peers, .. } => peers
+                    .iter()
+                    .map(|p| (*p, plan.peers[p.index()].name.clone()))
+                    .collect(),
+                _ => HashMap::new(),
+            };
+            let reused = carry.as_ref().and_then(|c| {
+                old.iter_mut()
+                    .find(|e| e.as_ref().is_some_and(|e| e.attachment == c.previous))
+                    .and_then(Option::take)
+            });
+            let (engine, carried) = match (reused, carry) {
+                (Some(mut e), Some(c)) => {
+                    e.engine.reconfigure(s.config, &c.peers, now);
+                    (e.engine, Some(c))
+                }
+                _ => (IkeEngine::new(s.config, now), None),
+            };
+            let previous_names: Vec<&str> = self
+                .plan
+                .as_deref()
+                .zip(carried.as_ref())
+                .map(|(p, c)| match &p.attachments[c.previous.index()].kind {
                     AttachmentPlanKind::Ipsec { peers, .. } => peers
                         .iter()
-                        .map(|p| (*p, plan.peers[p.index()].name.clone()))
+                        .map(|o| p.peers[o.index()].name.as_str())
                         .collect(),
-                    _ => HashMap::new(),
-                };
-                Engine {
-                    attachment: s.attachment,
-                    engine: IkeEngine::new(s.config, Instant::now()),
-                    sockets: s.sockets,
-                    names,
-                    attachment_name: a.name.clone(),
-                    raw_esp: s.raw_esp,
-                    next_gauges: Instant::now(),
+                    _ => Vec::new(),
+                })
+                .unwrap_or_default();
+            match &carried {
+                Some(c) => {
+                    // Changed peers lost their SAs with the Deletes above.
+                    let mut renegotiate = 0;
+                    for (peer, name) in &names {
+                        let kept = c.peers.iter().any(|(_, new)| new == peer);
+                        if !kept && previous_names.contains(&name.as_str()) {
+                            renegotiate += 1;
+                            self.change(s.attachment, SaChange::PeerDown { peer: *peer });
+                        }
+                    }
+                    tracing::info!(
+                        attachment = a.name,
+                        peers = names.len(),
+                        kept = c.peers.len(),
+                        renegotiate,
+                        "IKE engine reconfigured, SAs of unchanged peers kept"
+                    );
                 }
-            })
-            .collect();
-        for e in &self.engines {
-            self.change(e.attachment, SaChange::Clear);
-            tracing::info!(
-                attachment = e.attachment_name,
-                peers = e.names.len(),
-                "IKE engine ready"
-            );
+                None => {
+                    self.change(s.attachment, SaChange::Clear);
+                    tracing::info!(attachment = a.name, peers = names.len(), "IKE engine ready");
+                }
+            }
+            self.engines.push(Engine {
+                attachment: s.attachment,
+                engine,
+                sockets: s.sockets,
+                names,
+                attachment_name: a.name.clone(),
+                raw_esp: s.raw_esp,
+                next_gauges: now,
+            });
         }
+        self.plan = Some(plan);
     }
 
     /// Deletes every IKE SA (the peers learn at once) and sends what that produced.

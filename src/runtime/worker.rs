@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::ike::{IkeInput, SaChange};
 use super::{Control, NewSources};
 use crate::buffer::{Remote, RxBatch, RxMeta, TxBatch, Via};
-use crate::dataplane::{AttachmentPlan, Gateway, Io, Plan};
+use crate::dataplane::{AttachmentPlan, Gateway, Io, IpsecCarry, Plan};
 use crate::ids::AttachmentId;
 use crate::metrics::{Counters, MetricsHub};
 use crate::vocab::DropReason;
@@ -79,6 +79,34 @@ struct Worker {
     tx: TxBatch,
     /// When the IPsec SAs' usage is next reported.
     next_usage: Instant,
+    /// What the last reload kept of the IPsec attachments: the IKE thread's changes made for
+    /// the plan before it, which arrive until the thread has the new plan too, are applied
+    /// renumbered (so a CHILD SA rekeyed across a reload is not lost).
+    carried: Option<Carried>,
+}
+
+/// The IPsec attachments a reload kept, from the plan of `generation`.
+struct Carried {
+    generation: u64,
+    /// (new attachment, what it kept of its previous one).
+    attachments: Vec<(AttachmentId, IpsecCarry)>,
+}
+
+impl Carried {
+    /// The change for the running plan, or `None` if it concerns what the reload dropped.
+    fn translate(
+        &self,
+        attachment: AttachmentId,
+        change: SaChange,
+    ) -> Option<(AttachmentId, SaChange)> {
+        let (new, carry) = self
+            .attachments
+            .iter()
+            .find(|(_, c)| c.previous == attachment)?;
+        let change =
+            change.renumber(|old| carry.peers.iter().find(|(o, _)| *o == old).map(|(_, n)| *n))?;
+        Some((*new, change))
+    }
 }
 
 pub(super) fn spawn(
@@ -127,6 +155,7 @@ impl Worker {
             rx: RxBatch::new(RX_BATCH),
             tx: TxBatch::new(TX_BATCH),
             next_usage: Instant::now() + USAGE_INTERVAL,
+            carried: None,
         }
     }
 
@@ -184,6 +213,16 @@ impl Worker {
         let new = Worker::register(new)
             .map_err(|e| format!("cannot register a new socket or device: {e}"))?;
         self.adopt(&plan, new)?;
+        let previous = self.gateway.plan().clone();
+        self.carried = Some(Carried {
+            generation: previous.generation,
+            attachments: (0..plan.attachments.len())
+                .filter_map(|i| {
+                    let a = AttachmentId(i as u16);
+                    Some((a, plan.ipsec_carry(&previous, a)?))
+                })
+                .collect(),
+        });
         let counters = self.gateway.apply_plan(plan, Instant::now());
         if let Err(e) = self.hub.publish(0, counters) {
             tracing::error!("worker: cannot publish counters: {e}");
@@ -238,12 +277,23 @@ impl Worker {
         }
     }
 
-    /// Applies an SA change of the IKE thread, if it belongs to the running plan (a change
-    /// made for an older plan names attachments by their old numbers).
+    /// Applies an SA change of the IKE thread made for the running plan, or for the one
+    /// before it if the reload kept that attachment and peer (a change made for an older plan
+    /// names attachments and peers by their old numbers).
     fn ipsec(&mut self, generation: u64, attachment: AttachmentId, change: SaChange) {
-        if generation != self.gateway.plan().generation {
-            return;
-        }
+        let (attachment, change) = if generation == self.gateway.plan().generation {
+            (attachment, change)
+        } else {
+            match self
+                .carried
+                .as_ref()
+                .filter(|c| c.generation == generation)
+                .and_then(|c| c.translate(attachment, change))
+            {
+                Some(translated) => translated,
+                None => return,
+            }
+        };
         let counters = self.gateway.counters().clone();
         match &change {
             SaChange::Established { peer, new_ike_sa } => {
@@ -435,6 +485,47 @@ mod tests {
 
     use super::*;
     use crate::runtime::tests::{config, wg};
+
+    /// A change the IKE thread made for the plan before a reload (it had not seen the new
+    /// one yet) is applied renumbered when the reload kept its attachment and peer, and
+    /// dropped otherwise.
+    #[test]
+    fn changes_made_for_the_previous_plan_are_renumbered_or_dropped() {
+        use crate::ids::PeerId;
+        let carried = Carried {
+            generation: 1,
+            attachments: vec![(
+                AttachmentId(0),
+                IpsecCarry {
+                    previous: AttachmentId(1),
+                    peers: vec![(PeerId(0), PeerId(3))],
+                },
+            )],
+        };
+        let activate = |peer| SaChange::Activate {
+            peer,
+            inbound_spi: 0x1234,
+        };
+        match carried.translate(AttachmentId(1), activate(PeerId(0))) {
+            Some((AttachmentId(0), SaChange::Activate { peer, inbound_spi })) => {
+                assert_eq!((peer, inbound_spi), (PeerId(3), 0x1234));
+            }
+            _ => panic!("renumbered"),
+        }
+        assert!(carried
+            .translate(AttachmentId(1), activate(PeerId(1)))
+            .is_none());
+        assert!(carried
+            .translate(AttachmentId(0), activate(PeerId(0)))
+            .is_none());
+        assert!(carried
+            .translate(AttachmentId(1), SaChange::Clear)
+            .is_none());
+        assert!(matches!(
+            carried.translate(AttachmentId(1), SaChange::Remove { inbound_spi: 9 }),
+            Some((AttachmentId(0), SaChange::Remove { inbound_spi: 9 }))
+        ));
+    }
 
     fn plan(names: &[&str], generation: u64) -> Arc<Plan> {
         let listen = "127.0.0.1:0".parse().expect("test address");

@@ -54,6 +54,9 @@ pub enum TunnelConfig {
     /// The peers of an IPsec attachment; their SAs come from the IKE thread.
     Ipsec {
         peers: Vec<PeerId>,
+        /// After a reload: the peers whose SAs the IKE engine keeps, by their old and new
+        /// numbers (`Plan::ipsec_carry`); `None` when the engine is replaced.
+        kept: Option<Vec<(PeerId, PeerId)>>,
     },
 }
 
@@ -104,12 +107,15 @@ impl Tunnel {
                 let lost = wg.set_peers(peers, now);
                 Ok((self, lost))
             }
-            (Tunnel::Ipsec(t), TunnelConfig::Ipsec { .. }) => {
-                // Peers are renumbered by a reload and the IKE thread replaces the engines:
-                // SAs kept under their old numbers would send one facility's packets to
-                // another until the IKE thread's `Clear` arrived.
+            (Tunnel::Ipsec(t), TunnelConfig::Ipsec { kept, .. }) => {
+                // Peers are renumbered by a reload: SAs kept under their old numbers would
+                // send one facility's packets to another. The IKE engine keeps the SAs of
+                // the peers `kept` names (under their new numbers) and drops the others.
                 t.set_id(id);
-                t.clear();
+                match kept {
+                    Some(kept) => t.renumber(kept),
+                    None => t.clear(),
+                }
                 Ok((self, 0))
             }
             _ => Err(self),

@@ -190,3 +190,79 @@ impl Plan {
         Some(build())
     }
 }
+
+/// What a reload keeps of an IPsec attachment: the previous plan's attachment whose IKE
+/// engine carries on (SAs and all), and the peers whose SAs are kept, as `(number in the
+/// previous plan, number in this one)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpsecCarry {
+    pub previous: AttachmentId,
+    pub peers: Vec<(PeerId, PeerId)>,
+}
+
+impl Plan {
+    /// What IPsec attachment `a` keeps of `previous` across a reload. `None` when its IKE
+    /// engine is replaced and every peer negotiates again: `previous` has no IPsec attachment
+    /// of that name, or it differs in tenant, sockets, identity or credentials. Otherwise the
+    /// peers of the same name whose IKE configuration is unchanged (every key of the peer but
+    /// `directed_broadcast`, and the local traffic selectors its policies give it) keep their
+    /// SAs; the others renegotiate. The IKE thread and the data path both follow this answer.
+    pub fn ipsec_carry(&self, previous: &Plan, a: AttachmentId) -> Option<IpsecCarry> {
+        let new = &self.attachments[a.index()];
+        let AttachmentPlanKind::Ipsec {
+            peers,
+            local_id,
+            credentials,
+        } = &new.kind
+        else {
+            return None;
+        };
+        let old_index = previous
+            .attachments
+            .iter()
+            .position(|o| o.name == new.name)?;
+        let old = &previous.attachments[old_index];
+        let AttachmentPlanKind::Ipsec {
+            peers: old_peers,
+            local_id: old_local_id,
+            credentials: old_credentials,
+        } = &old.kind
+        else {
+            return None;
+        };
+        let same_attachment = old.io == new.io
+            && previous.tenants[old.tenant.index()].name == self.tenants[new.tenant.index()].name
+            && old_local_id == local_id
+            && old_credentials == credentials;
+        if !same_attachment {
+            return None;
+        }
+        let ike_part = |p: &PeerPlan| match &p.kind {
+            PeerPlanKind::Ipsec(i) => Some((
+                config::IpsecPeer {
+                    directed_broadcast: false,
+                    ..i.config.clone()
+                },
+                i.local_ts.clone(),
+            )),
+            PeerPlanKind::WireGuard(_) => None,
+        };
+        let kept = peers
+            .iter()
+            .filter_map(|&id| {
+                let p = &self.peers[id.index()];
+                let before = old_peers
+                    .iter()
+                    .copied()
+                    .find(|o| previous.peers[o.index()].name == p.name)?;
+                let unchanged = ike_part(p).is_some()
+                    && ike_part(&previous.peers[before.index()]) == ike_part(p);
+                unchanged.then_some((before, id))
+            })
+            .collect();
+        Some(IpsecCarry {
+            previous: AttachmentId(old_index as u16),
+            peers: kept,
+        })
+    }
+}

@@ -22,7 +22,7 @@ use crate::policy::PolicySet;
 use crate::tunnel::wireguard::WgPeerConfig;
 use crate::tunnel::TunnelConfig;
 use crate::vocab::PeerLabels;
-pub use ike::{identity, IkeSetupError};
+pub use ike::{identity, IkeSetupError, IpsecCarry};
 
 /// Where a tenant's internal address is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,8 +219,8 @@ impl Plan {
             .collect()
     }
 
-    /// The tunnel configuration of attachment `a`.
-    pub fn tunnel_config(&self, a: AttachmentId) -> TunnelConfig {
+    /// The tunnel configuration of attachment `a`; `previous`: the plan it replaces, if any.
+    pub fn tunnel_config(&self, a: AttachmentId, previous: Option<&Plan>) -> TunnelConfig {
         let attachment = &self.attachments[a.index()];
         match &attachment.kind {
             AttachmentPlanKind::WireGuard { private_key, peers } => TunnelConfig::WireGuard {
@@ -235,6 +235,9 @@ impl Plan {
             },
             AttachmentPlanKind::Ipsec { peers, .. } => TunnelConfig::Ipsec {
                 peers: peers.clone(),
+                kept: previous
+                    .and_then(|old| self.ipsec_carry(old, a))
+                    .map(|c| c.peers),
             },
             AttachmentPlanKind::Plain => TunnelConfig::Plain {
                 mtu: attachment.mtu,

@@ -213,6 +213,23 @@ impl IpsecTunnel {
         self.outbound.remove(&peer);
     }
 
+    /// Keeps the SAs of the peers `kept` names, as `(old number, new number)`, under their
+    /// new numbers, and removes every other SA.
+    pub fn renumber(&mut self, kept: &[(PeerId, PeerId)]) {
+        let new = |old: PeerId| kept.iter().find(|(o, _)| *o == old).map(|(_, n)| *n);
+        self.inbound.retain(|_, c| match new(c.peer) {
+            Some(n) => {
+                c.peer = n;
+                true
+            }
+            None => false,
+        });
+        self.outbound = std::mem::take(&mut self.outbound)
+            .into_iter()
+            .filter_map(|(p, a)| Some((new(p)?, a)))
+            .collect();
+    }
+
     /// Removes every SA.
     pub fn clear(&mut self) {
         self.inbound.clear();

@@ -13,7 +13,7 @@ use crate::tunnel::ipsec::ike::message::{
 };
 
 use super::child::ChildState;
-use super::config::{IkeConfig, Start};
+use super::config::{IkeConfig, IkePeerConfig, Start};
 use super::cookie::CookieJar;
 use super::ctx::{after, Ctx, Effect};
 use super::event::{DownReason, IkeEvent, Refusal, Transmit};
@@ -27,6 +27,16 @@ struct PeerSlot {
     restart_at: Option<Instant>,
     /// Deleted by the operator: no restart until `initiate`.
     stopped: bool,
+}
+
+impl PeerSlot {
+    /// A peer we initiate to starts at `now`.
+    fn new(p: &IkePeerConfig, now: Instant) -> PeerSlot {
+        PeerSlot {
+            restart_at: (p.start == Start::Initiate && p.endpoint.is_some()).then_some(now),
+            stopped: false,
+        }
+    }
 }
 
 /// The IKE SAs of one IPsec attachment. See the module documentation of `sa`.
@@ -60,10 +70,7 @@ impl IkeEngine {
             .config
             .peers
             .iter()
-            .map(|p| PeerSlot {
-                restart_at: (p.start == Start::Initiate && p.endpoint.is_some()).then_some(now),
-                stopped: false,
-            })
+            .map(|p| PeerSlot::new(p, now))
             .collect();
         IkeEngine {
             ctx,
@@ -72,6 +79,47 @@ impl IkeEngine {
             cookies,
             peers,
         }
+    }
+
+    /// Takes a new configuration (a reload) and keeps what `kept` names: the IKE SAs, and
+    /// with them the CHILD SAs, of peer `old` carry on as peer `new`, for each `(old, new)`.
+    /// Their configuration must be unchanged: only their numbers moved; our identity and
+    /// address too (else build a new engine). Any other peer's IKE SAs end here without a
+    /// word or an event: `delete` such peers first so that they learn it, and their Deletes
+    /// still in flight finish (as SAs of no peer). Half-open SAs of no peer yet stay. Peers
+    /// new in `config` start as in [`IkeEngine::new`].
+    pub fn reconfigure(&mut self, config: IkeConfig, kept: &[(PeerId, PeerId)], now: Instant) {
+        let moved: Vec<Option<usize>> = self
+            .ctx
+            .config
+            .peers
+            .iter()
+            .map(|old| {
+                let (_, new) = kept.iter().find(|(o, _)| *o == old.peer)?;
+                config.peers.iter().position(|p| p.peer == *new)
+            })
+            .collect();
+        let mut gone = Vec::new();
+        for (spi, sa) in &mut self.sas {
+            let Some(i) = sa.peer else {
+                continue;
+            };
+            sa.peer = moved.get(i).copied().flatten();
+            if sa.peer.is_none() && !matches!(sa.state, State::Deleting | State::Rekeyed) {
+                gone.push(*spi);
+            }
+        }
+        for spi in gone {
+            self.reap(spi, now);
+        }
+        let mut peers: Vec<PeerSlot> = config.peers.iter().map(|p| PeerSlot::new(p, now)).collect();
+        for (old, new) in moved.iter().enumerate() {
+            if let Some(new) = new {
+                peers[*new] = self.peers[old];
+            }
+        }
+        self.peers = peers;
+        self.ctx.config = config;
     }
 
     /// An IKE message received on our `local_port` (500 or 4500, without the non-ESP marker)

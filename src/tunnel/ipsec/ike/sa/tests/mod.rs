@@ -6,6 +6,7 @@ mod fragment;
 mod handshake;
 mod informational;
 pub(crate) mod pair;
+mod reconfigure;
 mod rekey;
 mod retransmit;
 mod strongswan;
