@@ -144,7 +144,12 @@ pub(super) fn install(
         udp_encap: sa.nat.any(),
         replaces: c.replaces,
     })));
-    if let Some(old) = c.replaces {
+    // The rekey's initiator sends into the new SA at once: the responder installed it before
+    // answering. The responder waits until the old SA goes (the initiator's Delete, or ours
+    // when it lingers): until the initiator has the answer, it may not have the new inbound
+    // SA yet, and what we sent into it would be lost. The data path then promotes the newest
+    // waiting SA (`IpsecTunnel::remove_inbound`), as strongSwan delays its outbound SA.
+    if let Some(old) = c.replaces.filter(|_| c.exchange_initiator) {
         ctx.event(IkeEvent::ChildSaRekeyed {
             peer,
             inbound_spi: old,

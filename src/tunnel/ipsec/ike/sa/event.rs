@@ -89,8 +89,9 @@ pub enum IkeEvent {
     IkeSaRekeyed { peer: PeerId },
     /// A CHILD SA to install.
     ChildSaUp(Box<ChildSaUp>),
-    /// A rekey finished: outbound traffic goes through `new_inbound_spi`'s SA now; the old
-    /// SA still receives until its `ChildSaDown`.
+    /// A rekey we initiated finished: outbound traffic goes through `new_inbound_spi`'s SA
+    /// now; the old SA still receives until its `ChildSaDown`. Not sent to the responder of
+    /// a rekey: its new SA takes over outbound traffic when the old one goes down.
     ChildSaRekeyed {
         peer: PeerId,
         inbound_spi: u32,
