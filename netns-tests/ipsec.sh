@@ -9,6 +9,8 @@
 #   ips-init 10.0.4.1 ─ veth 172.30.14.2 ↔ .1 ─┤        ajisai-rsa   on 192.0.2.2 (lo), RSA cert
 #   ips-bad  10.0.5.1 ─ veth 172.30.15.2 ↔ .1 ─┤        mame-wg      on 172.30.2.1:51820
 #   ips-cbc  10.0.6.1 ─ veth 172.30.16.2 ↔ .1 ─┤
+#   ips-rkgw 10.0.7.1 ─ veth 172.30.17.2 ↔ .1 ─┤
+#   ips-rksw 10.0.8.1 ─ veth 172.30.18.2 ↔ .1 ─┤
 #   ips-wg   10.0.1.1 on wireguard-go ─ veth 172.30.2.2 ↔ .1 ─┘   mame-net 10.0.0.0/16 ↔ 100.65.0.0/16
 #
 # Each strongSwan facility (charon with its own strongswan.conf, swanctl dir and vici socket)
@@ -22,15 +24,20 @@
 #   4. fac-bad  a wrong PSK is refused on both sides
 #   5. fac-cbc  PSK; IKE aes256-sha256-ecp256, ESP aes256-sha256 (with fac-gcm: both families)
 #   6. fac-cbc  stays connected while ixgw reloads, then restarts: it comes back each time
+#   7. rekeys with lifetimes of 10 s (CHILD SA) and 20 s (IKE SA) under iperf3 TCP
+#      (IPSEC_REKEY_SECONDS, default 22): fac-rkgw ixgw initiates them (its peer's
+#      child_rekey_time / ike_rekey_time; strongSwan's are off), fac-rksw strongSwan does (its
+#      rekey_time; ixgw's are the defaults). No stall of 1 s, no SA lost, one of each left.
 # fac-gcm and fac-cbc are also rekeyed by strongSwan (CHILD SA, IKE SA, CHILD SA again), and
 # fac-init's charon restarts (deleting its IKE SA): ixgw initiates again.
-# Traffic checks per scenario: ping both ways through exchange addresses, iperf3 TCP both ways
-# (IPSEC_IPERF_SECONDS, default 3), ixgw's per-peer counters moved.
+# Traffic checks per scenario 1-5: ping both ways through exchange addresses, iperf3 TCP both
+# ways (IPSEC_IPERF_SECONDS, default 3), ixgw's per-peer counters moved.
 #
 # Usage: netns-tests/ipsec.sh [path/to/ixgw]   (root; needs charon-systemd swanctl pki
 #        wireguard-go wg iperf3 jq ping; see .ci/run)
 # Env: KEEP_TMP=1 keeps configs and logs; SWAN_LOG=4 raises charon's IKE log level (default 2);
-#      IXGW_LOG sets ixgw's RUST_LOG (default info).
+#      IXGW_LOG sets ixgw's RUST_LOG (default info); IPSEC_REKEY_SECONDS (at least 21, to
+#      cover an IKE SA rekey).
 set -euo pipefail
 here=$(dirname "$(readlink -f "$0")")
 IXGW=$(readlink -m "${1:-$here/../target/release/ixgw}")
@@ -42,8 +49,9 @@ trap cleanup EXIT INT TERM
 [[ $(id -u) == 0 ]] || die "netns tests need root (ip netns, TUN)"
 CHARON=${CHARON:-/usr/sbin/charon-systemd}
 [[ -x $CHARON ]] || die "$CHARON is missing (apt-get install --no-install-recommends charon-systemd, see .ci/run)"
-need ip swanctl pki wireguard-go wg wg-quick iperf3 jq ping timeout
+need ip swanctl pki wireguard-go wg wg-quick iperf3 jq ping timeout awk
 SECS=${IPSEC_IPERF_SECONDS:-3}
+REKEY_SECS=${IPSEC_REKEY_SECONDS:-22}
 SWAN_LOG=${SWAN_LOG:-2}
 
 METRICS=127.0.0.1:9478
@@ -53,7 +61,8 @@ B_HOST=10.0.1.1 B_EXCH=100.65.1.1
 
 # facility NAME -> "NS INDEX": namespace, and N of its veth 172.30.1N.0/30, LAN 10.0.N.1
 declare -A FAC=([fac-gcm]="ips-gcm 1" [fac-ec]="ips-ec 2" [fac-rsa]="ips-rsa 3"
-                [fac-init]="ips-init 4" [fac-bad]="ips-bad 5" [fac-cbc]="ips-cbc 6")
+                [fac-init]="ips-init 4" [fac-bad]="ips-bad 5" [fac-cbc]="ips-cbc 6"
+                [fac-rkgw]="ips-rkgw 7" [fac-rksw]="ips-rksw 8")
 fac_ns() { read -r ns _ <<<"${FAC[$1]}"; echo "$ns"; }
 fac_n() { read -r _ n <<<"${FAC[$1]}"; echo "$n"; }
 
@@ -79,7 +88,7 @@ ip -n $WGNS addr add 172.30.2.2/30 dev upwg; ip -n $WGNS link set upwg up
 log "keys, pre-shared keys and certificates"
 umask 077
 for k in gw-b fac-wg; do "$IXGW" genkey >"$T_TMP/$k.key"; done
-for p in gcm init cbc; do head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/0x/' >"$T_TMP/$p.psk"; done
+for p in gcm init cbc rkgw rksw; do head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/0x/' >"$T_TMP/$p.psk"; done
 printf 'the right key is not this one\n' >"$T_TMP/bad.psk"   # the gateway's; the facility gets another
 P=$T_TMP/pki; mkdir -p "$P"
 printf 'pki {\n  load = random nonce openssl pem pkcs1 pkcs8 x509 gmp\n}\n' >"$P/pki.conf"
@@ -142,6 +151,8 @@ $(ipsec_peer fac-ec cert ca-ec)
 $(ipsec_peer fac-init psk init.psk "start: initiate" "endpoint: 172.30.14.2")
 $(ipsec_peer fac-bad psk bad.psk)
 $(ipsec_peer fac-cbc psk cbc.psk "proposals: [aes256-sha256-ecp256]" "esp_proposals: [aes256-sha256]")
+$(ipsec_peer fac-rkgw psk rkgw.psk "ike_rekey_time: 20s" "child_rekey_time: 10s")
+$(ipsec_peer fac-rksw psk rksw.psk)
       - name: ajisai-rsa
         type: ipsec
         listen: $GW_RSA
@@ -264,10 +275,11 @@ wait_child() { # wait_child NAME SECONDS
   for (( i=0; i<$2*4; i++ )); do child_up "$1" && return 0; sleep 0.25; done
   return 1
 }
-iperf_run() { # iperf_run CLIENT_NS CLIENT_BIND SERVER_NS SERVER_BIND DST SECONDS OUT
+iperf_run() { # iperf_run CLIENT_NS CLIENT_BIND SERVER_NS SERVER_BIND DST SECONDS OUT (+ $IPERF_EXTRA)
   start_bg "$3" "$T_TMP/iperf3-s.log" iperf3 -s -1 -B "$4" -p 5201
   local spid=$BG_PID rc=0; sleep 0.5
-  ip netns exec "$1" timeout $(( $6 + 15 )) iperf3 -J -B "$2" -c "$5" -p 5201 -t "$6" >"$7" 2>&1 || rc=$?
+  # shellcheck disable=SC2086
+  ip netns exec "$1" timeout $(( $6 + 15 )) iperf3 -J -B "$2" -c "$5" -p 5201 -t "$6" ${IPERF_EXTRA:-} >"$7" 2>&1 || rc=$?
   wait "$spid" 2>/dev/null || true
   forget_pid "$spid"
   return $rc
@@ -471,6 +483,108 @@ start_ixgw $IX 9478
 check "6 fac-cbc is back after the restart" wait_log 'CHILD SA established .*peer="fac-cbc"' 1 30
 check "6 ping after the restart" ping_through fac-cbc
 stop_charon fac-cbc
+
+# ---------------------------------------------------------------- 7. rekeys under load
+declare -a MEASURED=()
+# stall FILE : "LONGEST MEDIAN N MIN" over the intervals of an iperf3 -J run whose client
+# received (-R): LONGEST is the longest run, in seconds, of consecutive intervals that each
+# carried less than 1 % of the median interval (a stall: TCP waiting out a retransmission
+# timeout, or nothing passing at all); MEDIAN and MIN are bytes per interval, N the intervals.
+stall() {
+  jq -r '[.intervals[].sum | {b: .bytes, s: .seconds}] as $iv
+    | ($iv | map(.b) | sort | .[length / 2 | floor]) as $med
+    | (reduce $iv[] as $x ({run: 0, max: 0};
+        if $x.b < $med / 100 then .run += $x.s | .max = ([.max, .run] | max) else .run = 0 end)) as $r
+    | "\($r.max * 100 | round / 100) \($med) \($iv | length) \($iv | map(.b) | min)"' "$1"
+}
+# sa_counts NAME : "IKE/CHILD" SAs strongSwan lists for NAME (IKE SAs in any state, CHILD SAs
+# INSTALLED: strongSwan keeps a replaced one 5 s for late packets, as DELETED), then ixgw's
+# ixgw_ike_sas of ajisai-ipsec (established IKE SAs / CHILD SAs), e.g. "1/1 1/1". No other
+# peer of ajisai-ipsec has an IKE SA meanwhile (fac-init's are attempts, not established).
+sa_counts() {
+  local l; l=$(swan "$1" --list-sas 2>/dev/null || true)
+  printf '%s/%s %s/%s' "$(grep -cE '^[a-z-]+: #[0-9]+,' <<<"$l" || true)" \
+    "$(grep -cE '^ +net: #[0-9]+, .*INSTALLED' <<<"$l" || true)" \
+    "$(metric $IX $METRICS ixgw_ike_sas 'attachment="ajisai-ipsec",state="established"')" \
+    "$(metric $IX $METRICS ixgw_ike_sas 'attachment="ajisai-ipsec",state="child"')"
+}
+# swan_count NAME REGEX : lines of the facility's charon log that match
+swan_count() { grep -cE "$2" "$T_TMP/$1/charon.log" || true; }
+
+# rekey_scenario NAME LABEL WHO DIRECTION SED : WHO (ixgw | strongSwan) rekeys while iperf3
+# TCP runs for REKEY_SECS in DIRECTION (up: facility → mame-net, down: the reverse), measured
+# where the data is received in intervals of 0.25 s. SED edits the facility's swanctl.conf.
+# The rekey timers start as the CHILD SA comes up, and iperf3 starts within 2 s of it, before
+# the first rekey (9-10 s): every rekey counted happened under load.
+rekey_scenario() {
+  local name=$1 label=$2 who=$3 dir=$4 edit=$5 ns n out c0 k0 d0 c1 k1 d1 i counts
+  ns=$(fac_ns "$name") n=$(fac_n "$name") out=$T_TMP/$name-rekey.json
+  log "== $label"
+  swan_conf "$name" --with-psk
+  sed -i -E "$edit" "$T_TMP/$name/swanctl/swanctl.conf"
+  start_charon "$name"
+  if ! wait_child "$name" 15; then
+    fail "$label: no CHILD SA within 15 s"; dump_logs "$name"; stop_charon "$name"; return
+  fi
+  c0=$(log_count "CHILD SA established .*peer=\"$name\".*rekey=true")
+  k0=$(log_count "IKE SA rekeyed .*peer=\"$name\"")
+  d0=$(log_count "peer down .*peer=\"$name\"")
+  # strongSwan logs each request it sends ("generating") and receives ("parsed"); a CHILD SA
+  # rekey carries N(REKEY_SA), an IKE SA rekey is [ SA No KE ] alone.
+  local child_rq='CREATE_CHILD_SA request [0-9]+ \[ N\(REKEY_SA\)' ike_rq='CREATE_CHILD_SA request [0-9]+ \[ SA No KE \]'
+  local theirs=generating ours=parsed
+  [[ $who == strongSwan ]] && theirs=parsed ours=generating
+  local sc0 si0 sx0
+  sc0=$(swan_count "$name" "$ours $child_rq") si0=$(swan_count "$name" "$ours $ike_rq")
+  sx0=$(swan_count "$name" "$theirs CREATE_CHILD_SA request")
+  local rc=0
+  if [[ $dir == up ]]; then
+    IPERF_EXTRA="-R -i 0.25" iperf_run $WGNS $B_HOST "$ns" "10.0.$n.1" "100.64.$n.1" "$REKEY_SECS" "$out" || rc=$?
+  else
+    IPERF_EXTRA="-R -i 0.25" iperf_run "$ns" "10.0.$n.1" $WGNS $B_HOST $B_EXCH "$REKEY_SECS" "$out" || rc=$?
+  fi
+  c1=$(log_count "CHILD SA established .*peer=\"$name\".*rekey=true")
+  k1=$(log_count "IKE SA rekeyed .*peer=\"$name\"")
+  if (( rc == 0 )); then
+    local longest med nint min mb
+    read -r longest med nint min <<<"$(stall "$out")"
+    mb=$(jq '.end.sum_received.bits_per_second / 1e6 | floor' "$out")
+    pass "$label: iperf3 TCP $dir for $REKEY_SECS s: $mb Mbit/s"
+    check "$label: no stall of 1 s or more (longest run of 0.25 s intervals under 1 % of the median $med B: ${longest} s; $nint intervals, smallest $min B)" \
+      awk -v x="$longest" 'BEGIN { exit !(x < 1.0) }'
+    MEASURED+=("$label: $dir $mb Mbit/s, longest stall ${longest} s, smallest 0.25 s interval $min B (median $med B)")
+  else
+    tail -5 "$out" >&2; fail "$label: iperf3 TCP $dir across the rekeys"
+  fi
+  check "$label: ixgw logged CHILD SA rekeys of $name under load ($((c1 - c0)))" test $((c1 - c0)) -ge 1
+  check "$label: ixgw logged IKE SA rekeys of $name under load ($((k1 - k0)))" test $((k1 - k0)) -ge 1
+  local sc1 si1 sx1
+  sc1=$(swan_count "$name" "$ours $child_rq") si1=$(swan_count "$name" "$ours $ike_rq")
+  sx1=$(swan_count "$name" "$theirs CREATE_CHILD_SA request")
+  check "$label: $who initiated them: strongSwan's log has $((sc1 - sc0)) CHILD SA and $((si1 - si0)) IKE SA rekey requests '$ours'" \
+    test $((sc1 - sc0)) -ge 1 -a $((si1 - si0)) -ge 1
+  check "$label: the other side initiated no CREATE_CHILD_SA ($((sx1 - sx0)))" test $((sx1 - sx0)) -eq 0
+  # A rekey may be under way at this instant (the CHILD SA's every 10 s): a few tries.
+  for (( i=0; i<20; i++ )); do
+    counts=$(sa_counts "$name")
+    [[ $counts == "1/1 1/1" ]] && break
+    sleep 0.25
+  done
+  check "$label: one IKE SA and one CHILD SA left on both sides (strongSwan, ixgw: $counts)" test "$counts" == "1/1 1/1"
+  d1=$(log_count "peer down .*peer=\"$name\"")
+  check "$label: ixgw logged no 'peer down' for $name" test "$d1" -eq "$d0"
+  check "$label: traffic after the rekeys" ping_through "$name"
+  stop_charon "$name"
+}
+# 7a. ixgw's peer rekeys the CHILD SA every 10 s and the IKE SA every 20 s (both less up to
+# 10 % of jitter); strongSwan's rekey_time (peer-config copies ixgw's) is off.
+rekey_scenario fac-rkgw "7 ixgw rekeys" ixgw up 's/^( *rekey_time = ).*/\10/'
+# 7b. strongSwan rekeys the CHILD SA at rekey_time 10 s (rand_time 1 s) and the IKE SA at
+# 20 s (less up to 2 s); ixgw's peer has the default 1 h and 4 h.
+rekey_scenario fac-rksw "7 strongSwan rekeys" strongSwan down 's/^(    rekey_time = ).*/\120s/; s/^(        rekey_time = ).*/\110s/'
+
+log "measured in scenario 7:"
+for r in "${MEASURED[@]}"; do log "  $r"; done
 
 log "SIGTERM"
 kill -TERM "$IXGW_PID"
