@@ -11,6 +11,7 @@
 #   ips-cbc  10.0.6.1 ─ veth 172.30.16.2 ↔ .1 ─┤
 #   ips-rkgw 10.0.7.1 ─ veth 172.30.17.2 ↔ .1 ─┤
 #   ips-rksw 10.0.8.1 ─ veth 172.30.18.2 ↔ .1 ─┤
+#   ips-dpd  10.0.9.1 ─ veth 172.30.19.2 ↔ .1 ─┤
 #   ips-wg   10.0.1.1 on wireguard-go ─ veth 172.30.2.2 ↔ .1 ─┘   mame-net 10.0.0.0/16 ↔ 100.65.0.0/16
 #
 # Each strongSwan facility (charon with its own strongswan.conf, swanctl dir and vici socket)
@@ -28,16 +29,19 @@
 #      (IPSEC_REKEY_SECONDS, default 22): fac-rkgw ixgw initiates them (its peer's
 #      child_rekey_time / ike_rekey_time; strongSwan's are off), fac-rksw strongSwan does (its
 #      rekey_time; ixgw's are the defaults). No stall of 1 s, no SA lost, one of each left.
+#   8. fac-dpd  per-peer byte counters: paced iperf3 both ways; ixgw's counters equal those of
+#      the facility's ipsec0 to the byte (less only what counted UDP drops carried) and
+#      iperf3's payload with its headers within 1 %
 # fac-gcm and fac-cbc are also rekeyed by strongSwan (CHILD SA, IKE SA, CHILD SA again), and
 # fac-init's charon restarts (deleting its IKE SA): ixgw initiates again.
 # Traffic checks per scenario 1-5: ping both ways through exchange addresses, iperf3 TCP both
 # ways (IPSEC_IPERF_SECONDS, default 3), ixgw's per-peer counters moved.
 #
 # Usage: netns-tests/ipsec.sh [path/to/ixgw]   (root; needs charon-systemd swanctl pki
-#        wireguard-go wg iperf3 jq ping; see .ci/run)
+#        wireguard-go wg iperf3 jq ping nstat; see .ci/run)
 # Env: KEEP_TMP=1 keeps configs and logs; SWAN_LOG=4 raises charon's IKE log level (default 2);
 #      IXGW_LOG sets ixgw's RUST_LOG (default info); IPSEC_REKEY_SECONDS (at least 21, to
-#      cover an IKE SA rekey).
+#      cover an IKE SA rekey); IPSEC_COUNTER_RATE, iperf3's -b in scenario 8 (default 50M).
 set -euo pipefail
 here=$(dirname "$(readlink -f "$0")")
 IXGW=$(readlink -m "${1:-$here/../target/release/ixgw}")
@@ -49,7 +53,7 @@ trap cleanup EXIT INT TERM
 [[ $(id -u) == 0 ]] || die "netns tests need root (ip netns, TUN)"
 CHARON=${CHARON:-/usr/sbin/charon-systemd}
 [[ -x $CHARON ]] || die "$CHARON is missing (apt-get install --no-install-recommends charon-systemd, see .ci/run)"
-need ip swanctl pki wireguard-go wg wg-quick iperf3 jq ping timeout awk
+need ip swanctl pki wireguard-go wg wg-quick iperf3 jq ping timeout nstat awk
 SECS=${IPSEC_IPERF_SECONDS:-3}
 REKEY_SECS=${IPSEC_REKEY_SECONDS:-22}
 SWAN_LOG=${SWAN_LOG:-2}
@@ -62,7 +66,7 @@ B_HOST=10.0.1.1 B_EXCH=100.65.1.1
 # facility NAME -> "NS INDEX": namespace, and N of its veth 172.30.1N.0/30, LAN 10.0.N.1
 declare -A FAC=([fac-gcm]="ips-gcm 1" [fac-ec]="ips-ec 2" [fac-rsa]="ips-rsa 3"
                 [fac-init]="ips-init 4" [fac-bad]="ips-bad 5" [fac-cbc]="ips-cbc 6"
-                [fac-rkgw]="ips-rkgw 7" [fac-rksw]="ips-rksw 8")
+                [fac-rkgw]="ips-rkgw 7" [fac-rksw]="ips-rksw 8" [fac-dpd]="ips-dpd 9")
 fac_ns() { read -r ns _ <<<"${FAC[$1]}"; echo "$ns"; }
 fac_n() { read -r _ n <<<"${FAC[$1]}"; echo "$n"; }
 
@@ -80,6 +84,9 @@ for f in "${!FAC[@]}"; do
   ip -n "$ns" addr add "10.0.$n.1/32" dev "upf$n"      # the facility's LAN host
   ip -n "$ns" link set "upf$n" up
   ip -n "$ns" route add 192.0.2.0/24 via "172.30.1$n.1"
+  # No IPv6: charon's TUN ipsec0 would send router solicitations into it, which the facility's
+  # counters count and the tunnel does not carry (scenario 8 compares them to the byte).
+  ip netns exec "$ns" sh -c 'test ! -d /proc/sys/net/ipv6 || sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1'
 done
 ip link add ixwg netns $IX type veth peer name upwg netns $WGNS
 ip -n $IX addr add 172.30.2.1/30 dev ixwg; ip -n $IX link set ixwg up
@@ -88,7 +95,7 @@ ip -n $WGNS addr add 172.30.2.2/30 dev upwg; ip -n $WGNS link set upwg up
 log "keys, pre-shared keys and certificates"
 umask 077
 for k in gw-b fac-wg; do "$IXGW" genkey >"$T_TMP/$k.key"; done
-for p in gcm init cbc rkgw rksw; do head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/0x/' >"$T_TMP/$p.psk"; done
+for p in gcm init cbc rkgw rksw dpd deny; do head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/0x/' >"$T_TMP/$p.psk"; done
 printf 'the right key is not this one\n' >"$T_TMP/bad.psk"   # the gateway's; the facility gets another
 P=$T_TMP/pki; mkdir -p "$P"
 printf 'pki {\n  load = random nonce openssl pem pkcs1 pkcs8 x509 gmp\n}\n' >"$P/pki.conf"
@@ -153,6 +160,7 @@ $(ipsec_peer fac-bad psk bad.psk)
 $(ipsec_peer fac-cbc psk cbc.psk "proposals: [aes256-sha256-ecp256]" "esp_proposals: [aes256-sha256]")
 $(ipsec_peer fac-rkgw psk rkgw.psk "ike_rekey_time: 20s" "child_rekey_time: 10s")
 $(ipsec_peer fac-rksw psk rksw.psk)
+$(ipsec_peer fac-dpd psk dpd.psk "dpd_interval: 5s" "dpd_timeout: 10s")
       - name: ajisai-rsa
         type: ipsec
         listen: $GW_RSA
@@ -583,7 +591,75 @@ rekey_scenario fac-rkgw "7 ixgw rekeys" ixgw up 's/^( *rekey_time = ).*/\10/'
 # 20 s (less up to 2 s); ixgw's peer has the default 1 h and 4 h.
 rekey_scenario fac-rksw "7 strongSwan rekeys" strongSwan down 's/^(    rekey_time = ).*/\120s/; s/^(        rekey_time = ).*/\110s/'
 
-log "measured in scenario 7:"
+# ---------------------------------------------------------------- 8. per-peer byte counters
+# What each counter counts:
+#   ixgw_peer_rx_bytes_total{peer}  inner IP bytes ixgw decrypted out of the peer's CHILD SAs
+#                                   (every packet, also those then dropped)
+#   ixgw_peer_tx_bytes_total{peer}  inner IP bytes ixgw encrypted into the peer's CHILD SA
+#   ipsec0 tx bytes (facility)      inner IP packets the facility's kernel routed into the
+#                                   tunnel, counted as charon's kernel-libipsec reads them
+#                                   from its TUN to encrypt them
+#   ipsec0 rx bytes (facility)      inner IP packets kernel-libipsec decrypted and wrote
+#   iperf3 sum_sent.bytes           TCP payload only
+# Between ixgw and ipsec0 lie only the ESP-in-UDP datagrams on one veth, one inner packet
+# each: each pair of counters is equal to the byte unless the receiving namespace's UDP
+# sockets overflowed (UdpRcvbufErrors; pacing with -b keeps that rare), and then the
+# sender's count exceeds the receiver's by what those datagrams carried: at least 0 and at
+# most 1400 bytes (ipsec0's MTU) each. Against iperf3: a full segment carries 1348 bytes of
+# payload (MSS 1360 on the facility's 1400-byte ipsec0, less 12 of TCP timestamps) in 1400
+# bytes of IP, so the data direction moves the payload × 1400 / 1348 plus 1400 bytes per
+# retransmission, and a few kB of the control connection: within 1 %.
+# tunbytes NS rx|tx : the byte counter of the facility's ipsec0
+tunbytes() { ip -n "$1" -j -s link show ipsec0 | jq ".[0].stats64.$2.bytes"; }
+peerbytes() { metric $IX $METRICS "ixgw_peer_$2_bytes_total" "peer=\"$1\""; }
+# within PCT A B : A is within PCT % of B
+within() { awk -v p="$1" -v a="$2" -v b="$3" 'BEGIN { exit !(b > 0 && a / b > 1 - p / 100 && a / b < 1 + p / 100) }'; }
+# lost_only SENT RECEIVED DROPS : RECEIVED is SENT less what DROPS datagrams carried
+lost_only() { (( $1 - $2 >= 0 && $1 - $2 <= $3 * 1400 )); }
+# udp_drops NS : UdpRcvbufErrors since the last `nstat -n` in NS
+udp_drops() { ip netns exec "$1" nstat -az UdpRcvbufErrors | awk 'NR > 1 { print $2 }'; }
+COUNTER_RATE=${IPSEC_COUNTER_RATE:-50M}
+log "== 8 per-peer byte counters (fac-dpd)"
+swan_conf fac-dpd --with-psk
+start_charon fac-dpd
+if wait_child fac-dpd 15; then
+  ns=$(fac_ns fac-dpd) n=$(fac_n fac-dpd)
+  check "8 counters: ping through" ping_through fac-dpd
+  sleep 0.5
+  for x in $IX "$ns"; do ip netns exec "$x" nstat -n >/dev/null; done
+  declare -A B0 B1 B2
+  snap() { # snap ARRAY : ixgw's two counters of fac-dpd and ipsec0's
+    local -n a=$1
+    a[rx]=$(peerbytes fac-dpd rx) a[tx]=$(peerbytes fac-dpd tx) a[ttx]=$(tunbytes "$ns" tx) a[trx]=$(tunbytes "$ns" rx)
+  }
+  snap B0
+  IPERF_EXTRA="-b $COUNTER_RATE" iperf_run "$ns" "10.0.$n.1" $WGNS $B_HOST $B_EXCH 4 "$T_TMP/counters-up.json" || fail "8 counters: paced iperf3 up"
+  sleep 0.5; snap B1
+  IPERF_EXTRA="-b $COUNTER_RATE" iperf_run $WGNS $B_HOST "$ns" "10.0.$n.1" "100.64.$n.1" 4 "$T_TMP/counters-down.json" || fail "8 counters: paced iperf3 down"
+  sleep 0.5; snap B2
+  ixdrops=$(udp_drops $IX) facdrops=$(udp_drops "$ns")
+  rx=$(( B2[rx] - B0[rx] )) ttx=$(( B2[ttx] - B0[ttx] )) tx=$(( B2[tx] - B0[tx] )) trx=$(( B2[trx] - B0[trx] ))
+  check "8 counters: ixgw_peer_rx_bytes_total ($rx) is what fac-dpd's ipsec0 sent ($ttx) less what $ixdrops datagrams dropped in $IX carried (difference $((ttx - rx)))" \
+    lost_only "$ttx" "$rx" "$ixdrops"
+  check "8 counters: fac-dpd's ipsec0 received ($trx) what ixgw_peer_tx_bytes_total counts ($tx) less what $facdrops datagrams dropped in $ns carried (difference $((tx - trx)))" \
+    lost_only "$tx" "$trx" "$facdrops"
+  MEASURED+=("8 counters: ipsec0 tx − ixgw rx = $((ttx - rx)) B ($ixdrops UDP drops), ixgw tx − ipsec0 rx = $((tx - trx)) B ($facdrops UDP drops)")
+  for run in "up rx counters-up B0 B1" "down tx counters-down B1 B2"; do
+    read -r dir what f from to <<<"$run"
+    declare -n b_from=$from b_to=$to
+    sent=$(jq '.end.sum_sent.bytes' "$T_TMP/$f.json") re=$(jq '.end.sum_sent.retransmits' "$T_TMP/$f.json")
+    moved=$(awk -v b="$sent" -v r="$re" 'BEGIN { printf "%.0f", b * 1400 / 1348 + r * 1400 }')
+    ours=$(( b_to[$what] - b_from[$what] ))
+    check "8 counters: $dir: ixgw_peer_${what}_bytes_total moved $ours, within 1 % of iperf3's $sent payload with headers and $re retransmissions ($moved; ratio $(awk -v a="$ours" -v b="$moved" 'BEGIN { printf "%.4f", a / b }'))" \
+      within 1 "$ours" "$moved"
+    MEASURED+=("8 counters $dir: ixgw $ours B, iperf3 $sent B payload, $re retransmissions ($moved B expected)")
+    unset -n b_from b_to
+  done
+else
+  fail "8 counters: no CHILD SA within 15 s"; dump_logs fac-dpd
+fi
+
+log "measured in scenarios 7-8:"
 for r in "${MEASURED[@]}"; do log "  $r"; done
 
 log "SIGTERM"
