@@ -32,6 +32,8 @@
 #   8. fac-dpd  per-peer byte counters: paced iperf3 both ways; ixgw's counters equal those of
 #      the facility's ipsec0 to the byte (less only what counted UDP drops carried) and
 #      iperf3's payload with its headers within 1 %
+#   9. fac-dpd  dead peer detection (dpd_interval 5 s, dpd_timeout 10 s): charon is killed,
+#      ixgw marks the peer down in time; charon restarts and the tunnel comes back
 # fac-gcm and fac-cbc are also rekeyed by strongSwan (CHILD SA, IKE SA, CHILD SA again), and
 # fac-init's charon restarts (deleting its IKE SA): ixgw initiates again.
 # Traffic checks per scenario 1-5: ping both ways through exchange addresses, iperf3 TCP both
@@ -659,7 +661,57 @@ else
   fail "8 counters: no CHILD SA within 15 s"; dump_logs fac-dpd
 fi
 
-log "measured in scenarios 7-8:"
+# ---------------------------------------------------------------- 9. dead peer detection
+# wait_metric NAME LABELS VALUE SECONDS : until ixgw's metric has VALUE
+wait_metric() {
+  local i
+  for (( i=0; i<$4*4; i++ )); do [[ $(metric $IX $METRICS "$1" "$2") == "$3" ]] && return 0; sleep 0.25; done
+  return 1
+}
+# fac-dpd's charon is killed (no Delete reaches ixgw). ixgw sends a liveness check after
+# dpd_interval (5 s) without anything from the peer and gives up dpd_timeout (10 s) later:
+# the peer is down within 15 s of the kill, 16 s as the data path reports inbound ESP once
+# a second; 17 s leaves a second for this loop's polling and a loaded machine.
+log "== 9 dead peer detection: fac-dpd's charon is killed"
+DPD_BOUND=17
+downs0=$(log_count 'peer down .*peer="fac-dpd"')
+dpd0=$(metric $IX $METRICS ixgw_ike_peer_down_total 'attachment="ajisai-ipsec",reason="dpd_timeout"')
+check "9 dpd: ixgw_peer_up{peer=\"fac-dpd\"} is 1 before" test "$(metric $IX $METRICS ixgw_peer_up 'peer="fac-dpd"')" -eq 1
+pid=${CHARON_PID[fac-dpd]}
+t0=$(date +%s.%N)
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null || true
+forget_pid "$pid"; unset 'CHARON_PID[fac-dpd]'
+logged='' zeroed='' elapsed=0
+for (( i=0; i<DPD_BOUND*20 && elapsed<DPD_BOUND+3; i++ )); do
+  now=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.1f", a - b }')
+  elapsed=${now%.*}
+  [[ -z $logged ]] && (( $(log_count 'peer down .*peer="fac-dpd"') > downs0 )) && logged=$now
+  [[ -z $zeroed && $(metric $IX $METRICS ixgw_peer_up 'peer="fac-dpd"') == 0 ]] && zeroed=$now
+  [[ -n $logged && -n $zeroed ]] && break
+  sleep 0.1
+done
+check "9 dpd: ixgw logged 'peer down' for fac-dpd ${logged:-never} s after the kill (bound $DPD_BOUND s)" \
+  awk -v t="${logged:-999}" -v b=$DPD_BOUND 'BEGIN { exit !(t <= b) }'
+check "9 dpd: ixgw_peer_up{peer=\"fac-dpd\"} was 0 ${zeroed:-never} s after the kill" \
+  awk -v t="${zeroed:-999}" -v b=$DPD_BOUND 'BEGIN { exit !(t <= b) }'
+check "9 dpd: the reason logged is DpdTimeout" ixlog_has 'peer down .*peer="fac-dpd".*reason=DpdTimeout'
+dpd1=$(metric $IX $METRICS ixgw_ike_peer_down_total 'attachment="ajisai-ipsec",reason="dpd_timeout"')
+check "9 dpd: ixgw_ike_peer_down_total{reason=\"dpd_timeout\"} rose by 1 ($dpd0 → $dpd1)" test $((dpd1 - dpd0)) -eq 1
+MEASURED+=("9 dpd: peer down logged after ${logged:-never} s, ixgw_peer_up 0 after ${zeroed:-never} s (bound $DPD_BOUND s)")
+# Nothing is done to ixgw: strongSwan's start_action = start brings the tunnel back.
+log "== 9 fac-dpd's charon restarts"
+start_charon fac-dpd
+if wait_child fac-dpd 15; then
+  pass "9 dpd: the tunnel is back after charon's restart"
+  check "9 dpd: ping through" ping_through fac-dpd
+  check "9 dpd: ixgw_peer_up{peer=\"fac-dpd\"} is 1 again" wait_metric ixgw_peer_up 'peer="fac-dpd"' 1 3
+else
+  fail "9 dpd: no CHILD SA within 15 s of charon's restart"; dump_logs fac-dpd
+fi
+stop_charon fac-dpd
+
+log "measured in scenarios 7-9:"
 for r in "${MEASURED[@]}"; do log "  $r"; done
 
 log "SIGTERM"
