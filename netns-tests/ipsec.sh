@@ -12,6 +12,7 @@
 #   ips-rkgw 10.0.7.1 ─ veth 172.30.17.2 ↔ .1 ─┤
 #   ips-rksw 10.0.8.1 ─ veth 172.30.18.2 ↔ .1 ─┤
 #   ips-dpd  10.0.9.1 ─ veth 172.30.19.2 ↔ .1 ─┤
+#   ips-deny 10.0.0.1 ─ veth 172.30.10.2 ↔ .1 ─┤
 #   ips-wg   10.0.1.1 on wireguard-go ─ veth 172.30.2.2 ↔ .1 ─┘   mame-net 10.0.0.0/16 ↔ 100.65.0.0/16
 #
 # Each strongSwan facility (charon with its own strongswan.conf, swanctl dir and vici socket)
@@ -34,6 +35,8 @@
 #      iperf3's payload with its headers within 1 %
 #   9. fac-dpd  dead peer detection (dpd_interval 5 s, dpd_timeout 10 s): charon is killed,
 #      ixgw marks the peer down in time; charon restarts and the tunnel comes back
+#  10. fac-deny refusals: a weak IKE proposal and a weak ESP proposal (NO_PROPOSAL_CHOSEN), and
+#      traffic selectors outside the peer's (TS_UNACCEPTABLE), counted and logged by name
 # fac-gcm and fac-cbc are also rekeyed by strongSwan (CHILD SA, IKE SA, CHILD SA again), and
 # fac-init's charon restarts (deleting its IKE SA): ixgw initiates again.
 # Traffic checks per scenario 1-5: ping both ways through exchange addresses, iperf3 TCP both
@@ -68,7 +71,8 @@ B_HOST=10.0.1.1 B_EXCH=100.65.1.1
 # facility NAME -> "NS INDEX": namespace, and N of its veth 172.30.1N.0/30, LAN 10.0.N.1
 declare -A FAC=([fac-gcm]="ips-gcm 1" [fac-ec]="ips-ec 2" [fac-rsa]="ips-rsa 3"
                 [fac-init]="ips-init 4" [fac-bad]="ips-bad 5" [fac-cbc]="ips-cbc 6"
-                [fac-rkgw]="ips-rkgw 7" [fac-rksw]="ips-rksw 8" [fac-dpd]="ips-dpd 9")
+                [fac-rkgw]="ips-rkgw 7" [fac-rksw]="ips-rksw 8" [fac-dpd]="ips-dpd 9"
+                [fac-deny]="ips-deny 0")
 fac_ns() { read -r ns _ <<<"${FAC[$1]}"; echo "$ns"; }
 fac_n() { read -r _ n <<<"${FAC[$1]}"; echo "$n"; }
 
@@ -163,6 +167,7 @@ $(ipsec_peer fac-cbc psk cbc.psk "proposals: [aes256-sha256-ecp256]" "esp_propos
 $(ipsec_peer fac-rkgw psk rkgw.psk "ike_rekey_time: 20s" "child_rekey_time: 10s")
 $(ipsec_peer fac-rksw psk rksw.psk)
 $(ipsec_peer fac-dpd psk dpd.psk "dpd_interval: 5s" "dpd_timeout: 10s")
+$(ipsec_peer fac-deny psk deny.psk "endpoint: 172.30.10.2")
       - name: ajisai-rsa
         type: ipsec
         listen: $GW_RSA
@@ -710,6 +715,39 @@ else
   fail "9 dpd: no CHILD SA within 15 s of charon's restart"; dump_logs fac-dpd
 fi
 stop_charon fac-dpd
+
+# ---------------------------------------------------------------- 10. refusals
+# One ixgw peer, fac-deny, with its `endpoint` configured: an IKE_SA_INIT refused before any
+# identity is known is attributed to the peer by that source address (else it is logged at
+# debug level only, as from no one). strongSwan is configured three ways, one after another.
+# refusal LABEL SED SWAN_REGEX REASON NOTIFY
+refusal() {
+  local label=$1 edit=$2 swan_re=$3 reason=$4 notify=$5 r0 r1 l0 l1 i
+  log "== $label"
+  swan_conf fac-deny --with-psk
+  sed -i -E "$edit" "$T_TMP/fac-deny/swanctl/swanctl.conf"
+  : >"$T_TMP/fac-deny/charon.log"
+  r0=$(metric $IX $METRICS ixgw_ike_refused_total "attachment=\"ajisai-ipsec\",reason=\"$reason\"")
+  l0=$(log_count "IKE message refused .*peer=\"fac-deny\".*$notify")
+  start_charon fac-deny
+  for (( i=0; i<40; i++ )); do grep -qE "$swan_re" "$T_TMP/fac-deny/charon.log" && break; sleep 0.25; done
+  check "$label: strongSwan logs '$swan_re'" grep -qE "$swan_re" "$T_TMP/fac-deny/charon.log"
+  r1=$(metric $IX $METRICS ixgw_ike_refused_total "attachment=\"ajisai-ipsec\",reason=\"$reason\"")
+  l1=$(log_count "IKE message refused .*peer=\"fac-deny\".*$notify")
+  check "$label: ixgw_ike_refused_total{reason=\"$reason\"} rose ($r0 → $r1)" test "$r1" -gt "$r0"
+  check "$label: ixgw logged the refusal with $notify naming fac-deny ($l0 → $l1)" test "$l1" -gt "$l0"
+  if child_up fac-deny; then fail "$label: a CHILD SA came up"; else pass "$label: no CHILD SA"; fi
+  stop_charon fac-deny
+}
+refusal "10 weak IKE proposal" 's/^(    proposals = ).*/\1aes128-sha1-modp1024/' \
+  'received NO_PROPOSAL_CHOSEN notify error' no_proposal_chosen NO_PROPOSAL_CHOSEN
+check "10 weak IKE proposal: strongSwan offered it" \
+  grep -q 'configured proposals: IKE:AES_CBC_128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024$' "$T_TMP/fac-deny/charon.log"
+refusal "10 weak ESP proposal" 's/^( *esp_proposals = ).*/\1aes128-sha1/' \
+  'received NO_PROPOSAL_CHOSEN notify, no CHILD_SA built' no_proposal_chosen NO_PROPOSAL_CHOSEN
+# Selectors outside the tenant (192.168.77.0/24) and of another facility of it (fac-gcm's).
+refusal "10 traffic selectors outside the peer's" 's|^( *local_ts = ).*|\1192.168.77.0/24,10.0.1.0/24|' \
+  'received TS_UNACCEPTABLE notify, no CHILD_SA built' ts_unacceptable TS_UNACCEPTABLE
 
 log "measured in scenarios 7-9:"
 for r in "${MEASURED[@]}"; do log "  $r"; done
