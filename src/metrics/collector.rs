@@ -133,6 +133,12 @@ const PEER_LAST_HANDSHAKE: Def = gauge(
     "Unix time of the peer's last completed tunnel handshake; 0 if it never completed one.",
 );
 
+const PEER_UP: Def = gauge(
+    "ixgw_peer_up",
+    PEER,
+    "1 while the peer is up (as ixgw_peers_up counts it), else 0.",
+);
+
 const DROPS: Def = counter(
     "ixgw_drops_total",
     &["reason"],
@@ -164,8 +170,9 @@ const FLOWS: Def = gauge(
 );
 
 fn defs() -> impl Iterator<Item = &'static Def> {
-    const SINGLE: [&Def; 6] = [
+    const SINGLE: [&Def; 7] = [
         &PEER_LAST_HANDSHAKE,
+        &PEER_UP,
         &DROPS,
         &HANDSHAKES,
         &PEERS_CONFIGURED,
@@ -203,6 +210,19 @@ struct PeerSum {
     last_handshake: Option<Instant>,
     /// The highest session state any worker reported (`SESSION_*`).
     session: u8,
+}
+
+impl PeerSum {
+    /// IPsec peers (with a session state) are up while they say so; WireGuard peers while
+    /// their last completed handshake is younger than [`PEER_UP_WITHIN`].
+    fn is_up(&self, now: Instant) -> bool {
+        match self.session {
+            SESSION_NONE => self
+                .last_handshake
+                .is_some_and(|t| now.saturating_duration_since(t) < PEER_UP_WITHIN),
+            s => s == SESSION_UP,
+        }
+    }
 }
 
 /// (tenant, attachment, peer, facility): the label values of a peer series, in [`PEER`] order.
@@ -323,6 +343,16 @@ impl HotCollector {
             })
             .collect();
         out.push(family(&PEER_LAST_HANDSHAKE, last_handshakes));
+        let up: Vec<Metric> = sum
+            .peers
+            .iter()
+            .map(|(key, p)| metric(&PEER_UP, key, f64::from(u8::from(p.is_up(now)))))
+            .collect();
+        let up_count = up
+            .iter()
+            .filter(|m| m.get_gauge().get_value() > 0.0)
+            .count();
+        out.push(family(&PEER_UP, up));
 
         let drops = DropReason::ALL
             .iter()
@@ -338,22 +368,15 @@ impl HotCollector {
             .collect();
         out.push(family(&HANDSHAKES, handshakes));
 
-        let up = sum
-            .peers
-            .values()
-            .filter(|p| match p.session {
-                SESSION_NONE => p
-                    .last_handshake
-                    .is_some_and(|t| now.saturating_duration_since(t) < PEER_UP_WITHIN),
-                s => s == SESSION_UP,
-            })
-            .count();
         let configured = sum.peers.len() as f64;
         out.push(family(
             &PEERS_CONFIGURED,
             vec![metric(&PEERS_CONFIGURED, &[], configured)],
         ));
-        out.push(family(&PEERS_UP, vec![metric(&PEERS_UP, &[], up as f64)]));
+        out.push(family(
+            &PEERS_UP,
+            vec![metric(&PEERS_UP, &[], up_count as f64)],
+        ));
         out.push(family(&FLOWS, vec![metric(&FLOWS, &[], sum.flows as f64)]));
         out
     }
@@ -479,6 +502,13 @@ mod tests {
 
         assert_eq!(value(&f, "ixgw_peers_configured", &[]), Some(3.0));
         assert_eq!(value(&f, "ixgw_peers_up", &[]), Some(1.0));
+        for (peer, up) in [("fresh", 1.0), ("stale", 0.0), ("never", 0.0)] {
+            assert_eq!(
+                value(&f, "ixgw_peer_up", &[("peer", peer)]),
+                Some(up),
+                "{peer}"
+            );
+        }
         let ts = "ixgw_peer_last_handshake_timestamp_seconds";
         assert_eq!(
             value(&f, ts, &[("peer", "fresh")]),
@@ -523,6 +553,8 @@ mod tests {
             Some(1.0),
             "old is up, deleted is not"
         );
+        assert_eq!(value(&f, "ixgw_peer_up", &[("peer", "old")]), Some(1.0));
+        assert_eq!(value(&f, "ixgw_peer_up", &[("peer", "deleted")]), Some(0.0));
     }
 
     #[test]

@@ -266,6 +266,7 @@ mod tests {
             &text,
             &format!("ixgw_peer_last_handshake_timestamp_seconds{OMURA} 0"),
         );
+        assert_line(&text, &format!("ixgw_peer_up{OMURA} 0"));
         assert_line(&text, r#"ixgw_drops_total{reason="policy"} 3"#);
         assert_line(&text, r#"ixgw_drops_total{reason="wg_replay"} 1"#);
         assert_line(&text, r#"ixgw_handshakes_total{result="ok"} 1"#);
@@ -439,6 +440,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(families, 21);
+        assert_eq!(families, 22);
     }
 }

@@ -39,7 +39,7 @@ impl IkeMetrics {
         let sas = IntGaugeVec::new(
             Opts::new(
                 "ixgw_ike_sas",
-                "IKE SAs by attachment and state (half_open: waiting for IKE_AUTH; established), and CHILD SAs (state=child).",
+                "IKE SAs by attachment and state (half_open: a responder's, waiting for IKE_AUTH; established: authenticated and not replaced by a rekey), and CHILD SAs (state=child).",
             ),
             &["attachment", "state"],
         )?;
@@ -70,15 +70,13 @@ impl IkeMetrics {
 
     /// The SAs `engine` holds now.
     pub(crate) fn sas(&self, attachment: &str, engine: &IkeEngine, child_sas: usize) {
-        let half_open = engine.half_open();
-        let all = engine.ike_sa_count();
         let set = |state: &str, n: usize| {
             self.sas
                 .with_label_values(&[attachment, state])
                 .set(n as i64)
         };
-        set("half_open", half_open);
-        set("established", all.saturating_sub(half_open));
+        set("half_open", engine.half_open());
+        set("established", engine.established());
         set("child", child_sas);
     }
 }

@@ -201,7 +201,7 @@ fn every_optional_key_is_read() {
             proposals: [aes128-sha384-ecp256, aes256gcm16-prfsha512-x25519]
             esp_proposals: [aes128gcm16-ecp384-esn]
             ike_rekey_time: 24h
-            child_rekey_time: 60s
+            child_rekey_time: 10s
             child_rekey_bytes: 512M
             dpd_interval: 1h
             dpd_timeout: 3601
@@ -241,7 +241,7 @@ fn every_optional_key_is_read() {
     assert_eq!(p.esp_proposals[0].esn, Esn::Yes);
     assert_eq!(p.esp_proposals[0].text, "aes128gcm16-ecp384-esn");
     assert_eq!(p.ike_rekey_time, Duration::from_secs(86_400));
-    assert_eq!(p.child_rekey_time, Duration::from_secs(60));
+    assert_eq!(p.child_rekey_time, Duration::from_secs(10), "the floor");
     assert_eq!(p.child_rekey_bytes, Some(512 << 20));
     assert_eq!(p.dpd_interval, Duration::from_secs(3600));
     assert_eq!(p.dpd_timeout, Duration::from_secs(3601));

@@ -358,6 +358,11 @@ impl IkeEngine {
         self.sas.len()
     }
 
+    /// IKE SAs authenticated and in use: not an initiator's attempt, not replaced by a rekey.
+    pub fn established(&self) -> usize {
+        self.sas.values().filter(|sa| sa.is_established()).count()
+    }
+
     /// The inbound SPIs of `peer`'s CHILD SAs, in every state, sorted.
     pub fn child_spis(&self, peer: PeerId) -> Vec<u32> {
         let i = self.index(peer);

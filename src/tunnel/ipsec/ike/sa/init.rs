@@ -355,6 +355,12 @@ pub(super) fn handle_request(
     let mut candidates: Vec<usize> = (0..peers.len())
         .filter(|&i| peers[i].endpoint.is_some_and(|e| e.ip() == from.ip()))
         .collect();
+    // The one peer whose `endpoint` is the source address is named in a refusal of this
+    // request; any other sender stays unknown until IKE_AUTH carries its identity.
+    let sender = match candidates[..] {
+        [i] => Some(i),
+        _ => None,
+    };
     if candidates.is_empty() {
         candidates = (0..peers.len())
             .filter(|&i| peers[i].endpoint.is_none())
@@ -376,7 +382,7 @@ pub(super) fn handle_request(
         } else {
             Refusal::NoProposalChosen
         };
-        ctx.refuse(None, Some(NotifyType::NO_PROPOSAL_CHOSEN), reason);
+        ctx.refuse(sender, Some(NotifyType::NO_PROPOSAL_CHOSEN), reason);
         return None;
     };
     let certreq = candidates

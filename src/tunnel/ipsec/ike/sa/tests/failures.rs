@@ -8,9 +8,12 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::crypto::{DhGroup, EncrAlg, Prf, PrfAlg};
+use crate::ids::PeerId;
 use crate::tunnel::ipsec::ike::message::{AuthMethod, NotifyType};
 
-use super::super::{CertAuthError, CertificateAuth, Identity, IkeEvent, PeerAuth, Refusal};
+use super::super::{
+    CertAuthError, CertificateAuth, Identity, IkeConfig, IkeEvent, PeerAuth, Refusal,
+};
 use super::handshake::{check_child_pair, child_ups};
 use super::pair::*;
 
@@ -73,6 +76,46 @@ fn no_proposal_chosen_and_a_retry_later() {
     assert_eq!(p.log.len(), 2);
     p.advance(Duration::from_secs(1));
     assert_eq!(p.log.len(), 4);
+}
+
+/// A refused IKE_SA_INIT names the peer whose `endpoint` is the source address, so that a
+/// facility offering only weak algorithms is logged by name (the pipeline logs refusals of
+/// unknown senders at debug level only; netns-tests/ipsec.sh checks it against strongSwan).
+/// A sender that matches no endpoint stays unknown until IKE_AUTH carries its identity.
+#[test]
+fn a_refused_ike_sa_init_names_the_peer_at_its_endpoint() {
+    let refused_peers = |p: &Pair| -> Vec<Option<PeerId>> {
+        p.b_events
+            .iter()
+            .filter_map(|e| match e {
+                IkeEvent::Refused { peer, .. } => Some(*peer),
+                _ => None,
+            })
+            .collect()
+    };
+    let weak = |b: &mut IkeConfig| {
+        b.peers[0].ike_proposals[0].encr = vec![EncrAlg::AesCbc256];
+        b.peers[0].ike_proposals[0].integ = vec![crate::crypto::IntegAlg::HmacSha256_128];
+    };
+    let (a, mut b) = configs();
+    weak(&mut b);
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_eq!(refused_peers(&p), [Some(PEER_OF_B)]);
+
+    let (a, mut b) = configs();
+    weak(&mut b);
+    b.peers[0].endpoint = None;
+    let mut p = Pair::new(a, b);
+    p.connect();
+    assert_eq!(refused_peers(&p), [None]);
+    assert_eq!(
+        refusals(&p.b_events),
+        [(
+            Some(NotifyType::NO_PROPOSAL_CHOSEN),
+            Refusal::NoProposalChosen
+        )]
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::crypto::{DhGroup, EncrAlg, IntegAlg, PrfAlg, SystemRandom};
 use crate::tunnel::ipsec::esp::{Decap, InboundSa, OutboundSa};
+use crate::tunnel::ipsec::ike::message::{ExchangeType, Message};
 
 use super::super::{ChildSaUp, IkeEvent};
 use super::pair::*;
@@ -93,6 +94,32 @@ fn psk_handshake_brings_up_ike_and_child_sas() {
     // Quiet afterwards until the first liveness check.
     p.advance(Duration::from_secs(29));
     assert_eq!(p.log.len(), 4);
+}
+
+/// Only authenticated IKE SAs that no rekey replaced count as established (the gauge
+/// `ixgw_ike_sas{state="established"}`): not an initiator retrying a facility that is away,
+/// as netns-tests/ipsec.sh saw against strongSwan, nor the old SA of a rekey.
+#[test]
+fn an_attempt_to_connect_is_not_an_established_ike_sa() {
+    let mut p = Pair::default_pair();
+    p.filter = Box::new(|_, _| Fate::Drop);
+    p.connect();
+    assert_eq!((p.a.ike_sa_count(), p.a.established()), (1, 0));
+    assert_eq!((p.b.ike_sa_count(), p.b.half_open()), (0, 0));
+
+    let mut p = Pair::default_pair();
+    p.connect();
+    assert_eq!((p.a.established(), p.b.established()), (1, 1));
+    // A rekey's new IKE SA replaces the old one: one established, on both sides, before the
+    // old one's Delete and after it.
+    p.filter = Box::new(|_, t| match Message::parse(&t.data) {
+        Ok(m) if m.header.exchange == ExchangeType::INFORMATIONAL => Fate::Drop,
+        _ => Fate::Deliver,
+    });
+    p.a.rekey_ike(PEER_OF_A, p.now);
+    p.drive();
+    assert_eq!((p.a.ike_sa_count(), p.a.established()), (2, 1));
+    assert_eq!((p.b.ike_sa_count(), p.b.established()), (2, 1));
 }
 
 #[test]
