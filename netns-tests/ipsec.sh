@@ -25,7 +25,8 @@
 #   3. fac-init PSK, ixgw initiates (`start: initiate`), strongSwan only responds
 #   4. fac-bad  a wrong PSK is refused on both sides
 #   5. fac-cbc  PSK; IKE aes256-sha256-ecp256, ESP aes256-sha256 (with fac-gcm: both families)
-#   6. fac-cbc  stays connected while ixgw reloads, then restarts: it comes back each time
+#   6. fac-cbc  keeps its SAs over a reload that leaves it unchanged; comes back after a
+#               reload that changes it and after a restart of ixgw
 #   7. rekeys with lifetimes of 10 s (CHILD SA) and 20 s (IKE SA) under iperf3 TCP
 #      (IPSEC_REKEY_SECONDS, default 22): fac-rkgw ixgw initiates them (its peer's
 #      child_rekey_time / ike_rekey_time; strongSwan's are off), fac-rksw strongSwan does (its
@@ -477,16 +478,43 @@ log "throughput (TCP, ${SECS} s each): ${RESULTS[*]/%/;}"
 for r in "${RESULTS[@]}"; do log "  $r"; done
 log "drops by reason: $(http_get $IX 127.0.0.1 9478 /metrics | awk '/^ixgw_drops_total/ && $2 > 0 { printf "%s ", $0 }')"
 
-# 6. The gateway reloads, then restarts, while fac-cbc (strongSwan initiates) is connected:
-# a reload replaces the IKE engines and a stop deletes the IKE SAs, and peer-config's
-# close_action = start and keyingtries = 0 bring the facility back each time.
+# 6. The gateway reloads, then restarts, while fac-cbc (strongSwan initiates) is connected.
+# A reload that leaves fac-cbc's keys alone keeps its SAs: strongSwan's CHILD SA keeps its
+# SPIs and ixgw negotiates nothing. A reload that changes fac-cbc (its dpd_interval) deletes
+# its IKE SA, and a stop deletes every IKE SA; peer-config's close_action = start and
+# keyingtries = 0 bring the facility back each time.
 log "== 6 gateway reload and restart with fac-cbc connected"
 grep -q 'close_action = start' "$T_TMP/fac-cbc/swanctl/swanctl.conf" && grep -q 'keyingtries = 0' "$T_TMP/fac-cbc/swanctl/swanctl.conf" \
   || fail "peer-config of fac-cbc lacks close_action = start or keyingtries = 0"
-ups=$(log_count 'CHILD SA established .*peer="fac-cbc".*rekey=false')
+# swan_spis NAME : the SPIs of the facility's CHILD SAs, as strongSwan lists them
+swan_spis() { swan "$1" --list-sas | grep -oE '^ +(in|out) +[0-9a-f]{8}' | tr -s ' ' | paste -sd ' ' -; }
+spis=$(swan_spis fac-cbc)
+[[ -n $spis ]] || fail "6 strongSwan lists no CHILD SA of fac-cbc"
+ups=$(log_count 'CHILD SA established .*peer="fac-cbc"')
+reloads=$(log_count 'configuration reloaded')
 kill -HUP "$IXGW_PID"
-check "6 fac-cbc is back after the reload" wait_log 'CHILD SA established .*peer="fac-cbc".*rekey=false' $(( ups + 1 )) 15
-check "6 ping after the reload" ping_through fac-cbc
+check "6 ixgw reloads" wait_log 'configuration reloaded' $(( reloads + 1 )) 10
+check "6 ixgw keeps the IKE engine and fac-cbc's SAs" ixlog_has 'IKE engine reconfigured.*attachment="?ajisai-ipsec"?.*kept=[1-9]'
+check "6 ping right after the reload" ping_through fac-cbc
+check "6 strongSwan's CHILD SA is the same ($spis)" test "$(swan_spis fac-cbc)" == "$spis"
+check "6 ixgw negotiated nothing for fac-cbc" test "$(log_count 'CHILD SA established .*peer="fac-cbc"')" -eq "$ups"
+sed -i 's/^\( *\)esp_proposals: \[aes256-sha256\]$/&\n\1dpd_interval: 20s/' "$T_TMP/ixgw.yaml"
+grep -q 'dpd_interval: 20s' "$T_TMP/ixgw.yaml" || fail "6 could not change fac-cbc in the configuration"
+deletes=$(grep -c 'received DELETE for IKE_SA' "$T_TMP/fac-cbc/charon.log" || true)
+news=$(log_count 'CHILD SA established .*peer="fac-cbc".*rekey=false')
+kill -HUP "$IXGW_PID"
+# swan_deletes_over N : until fac-cbc's charon has logged more than N Deletes of IKE SAs (10 s)
+swan_deletes_over() {
+  local i
+  for (( i=0; i<40; i++ )); do
+    (( $(grep -c 'received DELETE for IKE_SA' "$T_TMP/fac-cbc/charon.log" || true) > $1 )) && return 0
+    sleep 0.25
+  done
+  return 1
+}
+check "6 strongSwan received ixgw's DELETE after a reload that changed fac-cbc" swan_deletes_over "$deletes"
+check "6 fac-cbc is back under its changed configuration" wait_log 'CHILD SA established .*peer="fac-cbc".*rekey=false' $(( news + 1 )) 15
+check "6 ping after that reload" ping_through fac-cbc
 kill -TERM "$IXGW_PID"
 rc=0; wait "$IXGW_PID" || rc=$?
 forget_pid "$IXGW_PID"

@@ -264,6 +264,24 @@ async fn facilities_negotiate_with_the_gateway_and_ping_through_it() {
                     && u16::from_be_bytes([p[26], p[27]]) == 9999
             })
         });
+        // A's NAT gives it a new mapping: the gateway's ESP follows A's next packet there
+        // (the reply reaches A's new port), and its IKE SA too.
+        a.router.rebind_nat_t().unwrap();
+        a.received.clear();
+        a.send(&echo("10.0.1.5", "100.65.1.7", 5000, false));
+        until(Duration::from_secs(5), &mut [&mut a, &mut b], |f| {
+            f[1].received
+                .iter()
+                .any(|p| p.len() >= 28 && p[20] == 8 && u16::from_be_bytes([p[26], p[27]]) == 5000)
+        });
+        b.send(&echo("10.0.1.7", "100.64.1.5", 5000, true));
+        until(Duration::from_secs(5), &mut [&mut a, &mut b], |f| {
+            !f[0].received.is_empty()
+        });
+        let moved = r#"ixgw_ike_events_total{attachment="ajisai-ipsec",event="peer_moved"} 1"#;
+        until(Duration::from_secs(5), &mut [&mut a, &mut b], |_| {
+            hub.encode().lines().any(|l| l == moved)
+        });
         // Garbage on the IKE port is refused and counted, not fatal.
         let stranger = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 4), 0)).unwrap();
         stranger.send_to(&[0x5a; 40], (gw, ports[0].0)).unwrap();

@@ -1,6 +1,7 @@
 //! The gateway state machine: one worker's tunnels, flow table and counters, driven by
 //! batches of received packets and by timers.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -118,6 +119,17 @@ impl Gateway {
                     self.core.counters.drops_add(DropReason::IkeQueueFull, 1);
                 }
                 t.recycle(d);
+            }
+        }
+    }
+
+    /// Hands every IPsec peer whose ESP came from a new address, and that address, to
+    /// `take`.
+    pub fn drain_roamed(&mut self, mut take: impl FnMut(AttachmentId, PeerId, SocketAddr)) {
+        for (i, t) in self.core.tunnels.iter_mut().enumerate() {
+            let Some(t) = t.ipsec_mut() else { continue };
+            while let Some((peer, to)) = t.take_roamed() {
+                take(AttachmentId(i as u16), peer, to);
             }
         }
     }

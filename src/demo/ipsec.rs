@@ -97,6 +97,16 @@ impl IpsecFacility {
         })
     }
 
+    /// Moves its "4500" (IKE after the first exchange, and ESP) to a new port, as a NAT that
+    /// drops the facility's mapping and makes a new one would.
+    pub fn rebind_nat_t(&mut self) -> io::Result<()> {
+        let ip = self.sockets[1].local_addr()?.ip();
+        let s = UdpSocket::bind((ip, 0))?;
+        s.set_nonblocking(true)?;
+        self.sockets[1] = s;
+        Ok(())
+    }
+
     /// Whether the CHILD SA is up.
     pub fn established(&self) -> bool {
         self.sa.is_some()

@@ -46,6 +46,14 @@ pub(crate) enum IkeInput {
         plan: Arc<Plan>,
         engines: Vec<EngineSetup>,
     },
+    /// A peer's authenticated ESP came from a new address (its NAT's mapping changed); the
+    /// data path already sends there.
+    Roamed {
+        generation: u64,
+        attachment: AttachmentId,
+        peer: PeerId,
+        to: SocketAddr,
+    },
     /// What the data path counted on an attachment's SAs: (peer, SPI, bytes).
     Usage {
         generation: u64,
@@ -90,6 +98,11 @@ pub(crate) enum SaChange {
     PeerDown {
         peer: PeerId,
     },
+    /// The peer's ESP goes to `to` from now on (its NAT's mapping changed).
+    Path {
+        peer: PeerId,
+        to: SocketAddr,
+    },
     /// The peer has an IKE SA: a new one (`new_ike_sa`, counted as a handshake), or keys
     /// renewed by a rekey. Sets its last handshake and marks it up.
     Established {
@@ -116,6 +129,10 @@ impl SaChange {
             // SPIs are unique in the attachment, whichever peer they belong to.
             SaChange::Remove { inbound_spi } => SaChange::Remove { inbound_spi },
             SaChange::PeerDown { peer } => SaChange::PeerDown { peer: new(peer)? },
+            SaChange::Path { peer, to } => SaChange::Path {
+                peer: new(peer)?,
+                to,
+            },
             SaChange::Established { peer, new_ike_sa } => SaChange::Established {
                 peer: new(peer)?,
                 new_ike_sa,
@@ -148,6 +165,7 @@ impl SaChange {
                 t.remove_inbound(inbound_spi);
             }
             SaChange::PeerDown { peer } => t.remove_peer(peer),
+            SaChange::Path { peer, to } => t.set_path(peer, to),
             SaChange::Established { .. } => {}
             SaChange::Clear => t.clear(),
         }
@@ -291,6 +309,17 @@ impl IkeThread {
                     }
                 }
                 Ok(IkeInput::Usage { .. }) => {}
+                Ok(IkeInput::Roamed {
+                    generation,
+                    attachment,
+                    peer,
+                    to,
+                }) if generation == self.generation => {
+                    if let Some(e) = self.engines.iter_mut().find(|e| e.attachment == attachment) {
+                        e.engine.peer_roamed(peer, to, Instant::now());
+                    }
+                }
+                Ok(IkeInput::Roamed { .. }) => {}
                 Ok(IkeInput::Plan { plan, engines }) => self.adopt(plan, engines),
                 Ok(IkeInput::Stop) | Err(RecvTimeoutError::Disconnected) => {
                     self.shut_down();
@@ -478,6 +507,7 @@ impl IkeThread {
             IkeEvent::ChildSaDown { .. } => m.event(&a, "child_sa_down"),
             IkeEvent::Retransmit { .. } => m.event(&a, "retransmit"),
             IkeEvent::GaveUp { .. } => m.event(&a, "gave_up"),
+            IkeEvent::PathChanged { .. } => m.event(&a, "peer_moved"),
             IkeEvent::PeerDown { reason, .. } => m.peer_down(&a, *reason),
             IkeEvent::Refused { reason, .. } => m.refused(&a, *reason),
             _ => {}
@@ -532,6 +562,10 @@ impl IkeThread {
                     "CHILD SA deleted"
                 );
                 self.change(attachment, SaChange::Remove { inbound_spi });
+            }
+            IkeEvent::PathChanged { peer, remote } => {
+                tracing::info!(attachment = a, peer = name(&peer), %remote, "peer endpoint changed");
+                self.change(attachment, SaChange::Path { peer, to: remote });
             }
             IkeEvent::PeerDown { peer, reason } => {
                 tracing::warn!(attachment = a, peer = name(&peer), ?reason, "peer down");

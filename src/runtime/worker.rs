@@ -337,10 +337,24 @@ impl Worker {
         }
     }
 
-    /// Hands the IKE datagrams the batch set aside to the IKE thread.
+    /// Hands the IKE datagrams the batch set aside, and the peers whose ESP came from a new
+    /// address, to the IKE thread.
     fn hand_over_ike(&mut self) {
         let generation = self.gateway.plan().generation;
         let ike = &self.ike;
+        self.gateway.drain_roamed(|attachment, peer, to| {
+            let roamed = IkeInput::Roamed {
+                generation,
+                attachment,
+                peer,
+                to,
+            };
+            // A full queue loses only the IKE SA's move: the peer's IKE follows at its
+            // next message, and its ESP already goes to the new address.
+            if !super::ike::offer(ike, roamed) {
+                tracing::debug!(?peer, %to, "IKE queue full: roam not reported");
+            }
+        });
         self.gateway.drain_ike(|attachment, d| {
             super::ike::offer(
                 ike,

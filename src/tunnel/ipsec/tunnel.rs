@@ -84,6 +84,8 @@ struct Outbound {
 struct Child {
     peer: PeerId,
     sa: InboundSa,
+    /// Where the peer's ESP is expected from (and sent to).
+    path: EspPath,
     pending: Option<Outbound>,
     /// Install order: when a peer's active SA goes, its newest waiting SA takes over.
     seq: u64,
@@ -109,7 +111,14 @@ pub struct IpsecTunnel {
     spare: Vec<Box<[u8; BUF_SIZE]>>,
     events: VecDeque<Event>,
     rng: SystemRandom,
+    /// Peers whose authenticated ESP came from a new address (a NAT rebinding), for the IKE
+    /// thread: it moves their IKE SA there too and checks the peer is alive.
+    roamed: VecDeque<(PeerId, SocketAddr)>,
 }
+
+/// Roams waiting for the IKE thread; more in one batch are dropped (the next packet of the
+/// peer, now sent to its new address, reports nothing; its IKE follows at its next message).
+const ROAMED_MAX: usize = 64;
 
 /// What an IPsec datagram turned out to be.
 enum Kind {
@@ -129,6 +138,7 @@ impl IpsecTunnel {
             spare: (0..IKE_QUEUE).map(|_| Box::new([0; BUF_SIZE])).collect(),
             events: VecDeque::new(),
             rng: SystemRandom::new(),
+            roamed: VecDeque::new(),
         }
     }
 
@@ -156,6 +166,7 @@ impl IpsecTunnel {
         let child = Child {
             peer,
             sa: inbound,
+            path,
             pending: Some(Outbound { sa: outbound, path }),
             seq: self.installed,
         };
@@ -255,6 +266,25 @@ impl IpsecTunnel {
         self.outbound.contains_key(&peer)
     }
 
+    /// Sends `peer`'s ESP to `to` from now on, in every SA it has (its NAT mapping changed).
+    pub fn set_path(&mut self, peer: PeerId, to: SocketAddr) {
+        let path = EspPath::Udp(to);
+        for c in self.inbound.values_mut().filter(|c| c.peer == peer) {
+            c.path = path;
+            if let Some(out) = &mut c.pending {
+                out.path = path;
+            }
+        }
+        if let Some(a) = self.outbound.get_mut(&peer) {
+            a.out.path = path;
+        }
+    }
+
+    /// The next peer whose ESP came from a new address, and that address.
+    pub fn take_roamed(&mut self) -> Option<(PeerId, SocketAddr)> {
+        self.roamed.pop_front()
+    }
+
     /// The next IKE datagram for the IKE thread.
     pub fn take_ike(&mut self) -> Option<IkeDatagram> {
         self.ike.pop_front()
@@ -295,7 +325,19 @@ impl IpsecTunnel {
                     .get_mut(&spi)
                     .ok_or(DropReason::EspUnknownSpi)?;
                 let peer = child.peer;
-                match child.sa.decapsulate(packet).map_err(esp_reason)? {
+                let decap = child.sa.decapsulate(packet).map_err(esp_reason)?;
+                // Authenticated and not a replay: a UDP source other than the peer's known
+                // one is its NAT's new mapping [RFC 3948 § 2.2, RFC 7296 § 2.23]. ESP follows
+                // it at once; the IKE thread moves the IKE SA and checks the peer.
+                if let (EspPath::Udp(known), Remote::Udp(from)) = (child.path, via.remote) {
+                    if known != from {
+                        self.set_path(peer, from);
+                        if self.roamed.len() < ROAMED_MAX {
+                            self.roamed.push_back((peer, from));
+                        }
+                    }
+                }
+                match decap {
                     Decap::Packet(range) => Ok(Some(Inner {
                         peer: Some(peer),
                         packet: &mut packet[range],

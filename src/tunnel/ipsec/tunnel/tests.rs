@@ -318,3 +318,43 @@ fn the_surviving_sa_of_a_rekey_collision_takes_over() {
     a.encapsulate(PEER, &ping(5), &mut tx).unwrap();
     assert_eq!(&sent(&tx)[0].1[..4], &0x401u32.to_be_bytes());
 }
+
+/// A's NAT gives it a new mapping: B follows A's authenticated ESP there at once and reports
+/// the move once; a forged or replayed packet from elsewhere moves nothing.
+#[test]
+fn esp_follows_the_peers_new_nat_mapping() {
+    let old = SocketAddr::from(A_ADDR);
+    let new = SocketAddr::from(([203, 0, 113, 9], 61000));
+    let (mut a, mut b) = pair(EspPath::Udp(SocketAddr::from(B_ADDR)), EspPath::Udp(old));
+    let mut tx = TxBatch::new(8);
+    for seq in 1..=3 {
+        a.encapsulate(PEER, &ping(seq), &mut tx).unwrap();
+    }
+    let esp: Vec<Vec<u8>> = sent(&tx).into_iter().map(|(_, d)| d).collect();
+    let mut first = esp[0].clone();
+    assert!(b.handle_input(Via::udp(IO_NAT_T, old), &mut first).is_ok());
+    assert_eq!(b.take_roamed(), None, "from the known address");
+
+    // A forgery and a replay from the new address: refused, nothing moves.
+    let mut forged = esp[1].clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert!(b
+        .handle_input(Via::udp(IO_NAT_T, new), &mut forged)
+        .is_err());
+    let mut replay = esp[0].clone();
+    assert!(b
+        .handle_input(Via::udp(IO_NAT_T, new), &mut replay)
+        .is_err());
+    assert_eq!(b.take_roamed(), None);
+
+    for d in &esp[1..] {
+        let mut d = d.clone();
+        assert!(b.handle_input(Via::udp(IO_NAT_T, new), &mut d).is_ok());
+    }
+    assert_eq!(b.take_roamed(), Some((PEER, new)));
+    assert_eq!(b.take_roamed(), None, "reported once");
+    tx.clear();
+    b.encapsulate(PEER, &ping(9), &mut tx).unwrap();
+    assert_eq!(sent(&tx)[0].0.via, Via::udp(IO_NAT_T, new));
+}

@@ -20,6 +20,10 @@ use super::event::{DownReason, IkeEvent, Refusal, Transmit};
 use super::ike_sa::{IkeSa, Queued, Request, State};
 use super::init;
 
+/// The engine's name for the NAT-T socket (the attachment's `nat_t_port`), where
+/// ESP-in-UDP arrives.
+const NAT_T_PORT: u16 = 4500;
+
 /// A peer's standing apart from its IKE SAs.
 #[derive(Debug, Clone, Copy, Default)]
 struct PeerSlot {
@@ -87,7 +91,8 @@ impl IkeEngine {
     /// address too (else build a new engine). Any other peer's IKE SAs end here without a
     /// word or an event: `delete` such peers first so that they learn it, and their Deletes
     /// still in flight finish (as SAs of no peer). Half-open SAs of no peer yet stay. Peers
-    /// new in `config` start as in [`IkeEngine::new`].
+    /// new in `config` start as in [`IkeEngine::new`]; kept peers we initiate to that are
+    /// not up start again at once.
     pub fn reconfigure(&mut self, config: IkeConfig, kept: &[(PeerId, PeerId)], now: Instant) {
         let moved: Vec<Option<usize>> = self
             .ctx
@@ -114,9 +119,35 @@ impl IkeEngine {
         }
         let mut peers: Vec<PeerSlot> = config.peers.iter().map(|p| PeerSlot::new(p, now)).collect();
         for (old, new) in moved.iter().enumerate() {
-            if let Some(new) = new {
-                peers[*new] = self.peers[old];
+            let Some(new) = *new else {
+                continue;
+            };
+            peers[new] = self.peers[old];
+            let p = &config.peers[new];
+            if peers[new].stopped || p.start != Start::Initiate || p.endpoint.is_none() {
+                continue;
             }
+            // A kept peer we initiate to that is not up (waiting to retry after a failure,
+            // or its IKE_SA_INIT unanswered) tries again now: the reload may be the
+            // operator's answer to its failure.
+            let live = |sa: &&IkeSa| sa.peer == Some(new) && sa.dead.is_none();
+            let attempt = |sa: &&IkeSa| matches!(sa.state, State::ExpectSaInitResponse(_));
+            if self.sas.values().filter(live).any(|sa| !attempt(&sa)) {
+                continue;
+            }
+            let attempts: Vec<u64> = self
+                .sas
+                .iter()
+                .filter(|(_, sa)| live(sa) && attempt(sa))
+                .map(|(spi, _)| *spi)
+                .collect();
+            for spi in attempts {
+                if let Some(sa) = self.sas.get_mut(&spi) {
+                    sa.peer = None;
+                }
+                self.reap(spi, now);
+            }
+            peers[new].restart_at = Some(now);
         }
         self.peers = peers;
         self.ctx.config = config;
@@ -343,6 +374,32 @@ impl IkeEngine {
                 sa.queue.push_back(Queued::RekeyChild(spi));
             }
         });
+    }
+
+    /// `peer`'s ESP arrived, authenticated, from `to` (its NAT's mapping changed): its
+    /// established IKE SAs move there too (ESP-in-UDP and IKE share the peer's port), and a
+    /// liveness check confirms the peer answers there; if it does not, DPD ends the SAs
+    /// [RFC 7296 § 2.23, RFC 3948 § 2.2].
+    pub fn peer_roamed(&mut self, peer: PeerId, to: SocketAddr, now: Instant) {
+        let Some(i) = self.index(peer) else {
+            return;
+        };
+        let mut moved = false;
+        for sa in self
+            .sas
+            .values_mut()
+            .filter(|sa| sa.peer == Some(i) && sa.is_established() && sa.remote != to)
+        {
+            sa.remote = to;
+            sa.local_port = NAT_T_PORT;
+            sa.enqueue(Queued::Dpd);
+            sa.pump(&mut self.ctx, now);
+            moved = true;
+        }
+        if moved {
+            self.ctx.event(IkeEvent::PathChanged { peer, remote: to });
+        }
+        self.finish(now);
     }
 
     /// Half-open responder IKE SAs (waiting for IKE_AUTH).

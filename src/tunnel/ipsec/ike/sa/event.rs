@@ -97,6 +97,8 @@ pub enum IkeEvent {
         inbound_spi: u32,
         new_inbound_spi: u32,
     },
+    /// The peer's address changed (its NAT's mapping): its IKE and ESP go to `remote` now.
+    PathChanged { peer: PeerId, remote: SocketAddr },
     /// A CHILD SA to remove (by its inbound SPI).
     ChildSaDown { peer: PeerId, inbound_spi: u32 },
     /// The peer has no IKE SA any more.

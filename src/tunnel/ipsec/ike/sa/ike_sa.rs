@@ -19,7 +19,7 @@ use crate::tunnel::ipsec::ike::message::{
 use super::child::ChildSa;
 use super::crypt::SkCrypto;
 use super::ctx::{after, Ctx};
-use super::event::{DownReason, Refusal};
+use super::event::{DownReason, IkeEvent, Refusal};
 use super::fragment::{Bounds, Reassembly};
 use super::nat::NatState;
 use super::proposal::IkeChoice;
@@ -494,9 +494,14 @@ impl IkeSa {
         self.last_inbound = now;
         if from != self.remote || local_port != self.local_port {
             // NAT traversal: the peer's mapping changed, or it floated to port 4500
-            // [RFC 7296 § 2.23]. Only authenticated new messages move the path.
+            // [RFC 7296 § 2.23]. Only authenticated new messages move the path; once CHILD
+            // SAs exist, their ESP moves with it.
+            let moved = from != self.remote && self.is_established();
             self.remote = from;
             self.local_port = local_port;
+            if let Some(peer) = ctx.peer_id(self.peer).filter(|_| moved) {
+                ctx.event(IkeEvent::PathChanged { peer, remote: from });
+            }
         }
         let payloads = match parse_inner(first, &chain) {
             Ok(p) => p,

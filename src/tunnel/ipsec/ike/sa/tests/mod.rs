@@ -9,4 +9,5 @@ pub(crate) mod pair;
 mod reconfigure;
 mod rekey;
 mod retransmit;
+mod roaming;
 mod strongswan;

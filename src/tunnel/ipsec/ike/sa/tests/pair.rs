@@ -56,8 +56,10 @@ pub(crate) struct Pair {
     pub b_events: Vec<IkeEvent>,
     /// Decides each datagram's fate; deliver all by default.
     pub filter: Filter,
-    /// Translate A's source address (and port + 10000) on the way to B.
+    /// Translate A's source address (and port + `nat_port`) on the way to B.
     pub nat: bool,
+    /// What the NAT adds to A's port (10000; change it for a new mapping).
+    pub nat_port: u16,
     /// Deliver the datagrams of one round in reverse order.
     pub reorder: bool,
     /// Every datagram sent, for inspection.
@@ -165,6 +167,7 @@ impl Pair {
             b_events: Vec::new(),
             filter: Box::new(|_, _| Fate::Deliver),
             nat: false,
+            nat_port: 10000,
             reorder: false,
             log: Vec::new(),
         }
@@ -223,7 +226,7 @@ impl Pair {
                     return None;
                 }
                 let from = if self.nat {
-                    SocketAddr::from((NAT_IP, t.from_port + 10000))
+                    SocketAddr::from((NAT_IP, t.from_port + self.nat_port))
                 } else {
                     SocketAddr::from((A_IP, t.from_port))
                 };
@@ -236,7 +239,12 @@ impl Pair {
             Side::B => {
                 let to_port = match t.to.ip() {
                     ip if ip == IpAddr::V4(A_IP) && !self.nat => t.to.port(),
-                    ip if ip == IpAddr::V4(NAT_IP) && self.nat => t.to.port().checked_sub(10000)?,
+                    // The NAT has mappings of A's two ports only.
+                    ip if ip == IpAddr::V4(NAT_IP) && self.nat => {
+                        t.to.port()
+                            .checked_sub(self.nat_port)
+                            .filter(|p| [500, 4500].contains(p))?
+                    }
                     _ => return None,
                 };
                 let from = SocketAddr::from((B_IP, t.from_port));

@@ -128,3 +128,32 @@ fn a_removed_peer_is_forgotten_and_a_new_one_starts() {
         "one IKE_SA_INIT before the reload, one by the newcomer"
     );
 }
+
+/// A peer we initiate to that does not answer is tried again at once by a reload that keeps
+/// it (the operator may have fixed what kept it down), not at its next retransmission.
+#[test]
+fn a_reload_starts_a_down_peer_again_at_once() {
+    let mut p = Pair::default_pair();
+    p.filter = Box::new(|side, _| {
+        if side == Side::A {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    p.connect();
+    p.advance(Duration::from_secs(30));
+    let tries = p.log.len();
+    assert!(tries >= 3, "the first request and retransmissions");
+    assert!(!p.a.is_up(PEER_OF_A));
+    p.filter = Box::new(|_, _| Fate::Deliver);
+    let (config, _) = configs();
+    p.a.reconfigure(config, &[(PEER_OF_A, PEER_OF_A)], p.now);
+    p.advance(Duration::ZERO);
+    assert!(
+        p.a.is_up(PEER_OF_A),
+        "connected without waiting for a retransmission"
+    );
+    assert_eq!(p.a.ike_sa_count(), 1, "the unanswered attempt is gone");
+    assert_eq!(p.b.child_spis(PEER_OF_B).len(), 1);
+}
