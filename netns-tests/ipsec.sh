@@ -432,7 +432,8 @@ cert_files fac-rsa ajisai-rsa ca-rsa
 responder_scenario fac-rsa "2 rsa-2048 certificates" "$GCM"
 
 # 3. ixgw initiates; strongSwan only responds. The facility is loaded first, then a reload
-# makes ixgw's new IKE engine initiate at once (rather than waiting for a retransmission).
+# (fac-init unchanged) makes ixgw try its down peer again at once rather than at its next
+# retransmission.
 log "== 3 ixgw initiates (psk)"
 swan_conf fac-init --with-psk
 grep -q 'start_action = none' "$T_TMP/fac-init/swanctl/swanctl.conf" || fail "peer-config of fac-init: start_action is not none"
