@@ -59,6 +59,8 @@ impl IpsecFacility {
         let config = IkeConfig {
             local_id: Identity::fqdn(setup.id),
             local_addr: setup.ip.into(),
+            local_ports: [500, 4500],
+            force_udp_encap: false,
             peers: vec![IkePeerConfig {
                 peer: PeerId(0),
                 remote_id: Identity::fqdn(setup.gateway_id),

@@ -11,6 +11,7 @@ use crate::config::{Esn, IkeIdentity, IpsecAuth};
 use crate::tunnel::ipsec::ike::message::IdType;
 use crate::tunnel::ipsec::ike::pki::{self, dn_from_text, LocalCredential, PkiAuth, TrustStore};
 use crate::tunnel::ipsec::ike::sa::{self as ike, IkeConfig, IkePeerConfig};
+use crate::tunnel::ipsec::tunnel::IO_ESP;
 
 /// Why an IPsec attachment's IKE configuration could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -180,9 +181,14 @@ impl Plan {
             let local_addr = attachment
                 .udp_listen(0)
                 .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+            let port =
+                |io: usize, default: u16| attachment.udp_listen(io).map_or(default, |a| a.port());
             Ok(IkeConfig {
                 local_id,
                 local_addr,
+                local_ports: [port(0, 500), port(1, 4500)],
+                // Without a raw ESP socket, ESP can only come in UDP.
+                force_udp_encap: attachment.io.len() <= usize::from(IO_ESP),
                 peers: out,
                 limits: ike::Limits::default(),
             })

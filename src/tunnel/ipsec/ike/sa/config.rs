@@ -23,6 +23,12 @@ pub struct IkeConfig {
     /// unspecified (a wildcard bind), our own address is unknown: we announce a NAT on our
     /// side, as strongSwan does in that case, and ESP goes over UDP.
     pub local_addr: IpAddr,
+    /// The real ports of the engine's sockets "500" and "4500" (the attachment's `ike_port`
+    /// and `nat_t_port`), for NAT detection.
+    pub local_ports: [u16; 2],
+    /// Announce a NAT on our side even where there is none, so that the peer sends its ESP in
+    /// UDP (strongSwan's `encap = yes`): for an attachment without a raw ESP socket.
+    pub force_udp_encap: bool,
     pub peers: Vec<IkePeerConfig>,
     pub limits: Limits,
 }

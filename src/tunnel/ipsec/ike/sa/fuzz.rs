@@ -82,6 +82,8 @@ fn config(me: &str, my_ip: Ipv4Addr, peer: IkePeerConfig) -> IkeConfig {
     IkeConfig {
         local_id: Identity::fqdn(me),
         local_addr: IpAddr::V4(my_ip),
+        local_ports: [500, 4500],
+        force_udp_encap: false,
         peers: vec![peer],
         limits,
     }

@@ -43,8 +43,14 @@ const SIGNATURE_HASHES: [u8; 6] = {
 
 /// Our address on `port`, if the configuration knows it.
 pub(super) fn local(ctx: &Ctx, port: u16) -> Option<SocketAddr> {
-    let ip: IpAddr = ctx.config.local_addr;
-    (!ip.is_unspecified()).then_some(SocketAddr::new(ip, port))
+    let c = &ctx.config;
+    let ip: IpAddr = c.local_addr;
+    let real = if port == 500 {
+        c.local_ports[0]
+    } else {
+        c.local_ports[1]
+    };
+    (!ip.is_unspecified() && !c.force_udp_encap).then_some(SocketAddr::new(ip, real))
 }
 
 /// Starts an IKE SA with peer `index` (which has an endpoint).

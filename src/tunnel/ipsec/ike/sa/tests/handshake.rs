@@ -208,6 +208,31 @@ fn an_unknown_local_address_announces_a_nat_as_strongswan_does() {
     assert!(ca[0].udp_encap && cb[0].udp_encap);
 }
 
+/// An attachment without a raw ESP socket (`raw_esp: false`) announces a NAT on its side, as
+/// initiator and as responder, so that a peer without NAT still sends its ESP in UDP; and NAT
+/// detection hashes our real ports (`ike_port`), not the engine's 500.
+#[test]
+fn without_raw_esp_the_peer_is_made_to_encapsulate() {
+    for forced in [Side::A, Side::B] {
+        let (mut a, mut b) = configs();
+        match forced {
+            Side::A => a.force_udp_encap = true,
+            Side::B => b.force_udp_encap = true,
+        }
+        let mut p = Pair::new(a, b);
+        p.connect();
+        let (ca, cb) = (child_ups(&p.a_events), child_ups(&p.b_events));
+        check_child_pair(ca[0], cb[0]);
+        assert!(ca[0].udp_encap && cb[0].udp_encap, "{forced:?}");
+    }
+    let (a, mut b) = configs();
+    b.local_ports = [1500, 14500];
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let cb = child_ups(&p.b_events);
+    assert!(cb[0].udp_encap, "A hashed port 500, which is not B's port");
+}
+
 #[test]
 fn the_responder_finds_a_roaming_peer_by_its_identity() {
     let (a, mut b) = configs();

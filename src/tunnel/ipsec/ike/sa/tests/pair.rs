@@ -130,6 +130,8 @@ pub(crate) fn configs() -> (IkeConfig, IkeConfig) {
     let a = IkeConfig {
         local_id: Identity::fqdn("gw-a.lab"),
         local_addr: IpAddr::V4(A_IP),
+        local_ports: [500, 4500],
+        force_udp_encap: false,
         peers: vec![peer(
             PEER_OF_A,
             "gw-b.lab",
@@ -150,6 +152,8 @@ pub(crate) fn configs() -> (IkeConfig, IkeConfig) {
     let b = IkeConfig {
         local_id: Identity::fqdn("gw-b.lab"),
         local_addr: IpAddr::V4(B_IP),
+        local_ports: [500, 4500],
+        force_udp_encap: false,
         peers: vec![pb],
         limits: Limits::default(),
     };

@@ -36,6 +36,8 @@ fn answers_strongswans_ike_sa_init_request() {
     let config = IkeConfig {
         local_id: Identity::fqdn("gw-b.lab"),
         local_addr: IpAddr::V4(Ipv4Addr::new(10, 250, 2, 2)),
+        local_ports: [500, 4500],
+        force_udp_encap: false,
         peers: vec![super::super::IkePeerConfig {
             start: super::super::Start::Respond,
             ..p
