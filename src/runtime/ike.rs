@@ -508,6 +508,8 @@ impl IkeThread {
             IkeEvent::Retransmit { .. } => m.event(&a, "retransmit"),
             IkeEvent::GaveUp { .. } => m.event(&a, "gave_up"),
             IkeEvent::PathChanged { .. } => m.event(&a, "peer_moved"),
+            IkeEvent::ChildSaExpired { .. } => m.event(&a, "child_sa_expired"),
+            IkeEvent::IkeSaExpired { .. } => m.event(&a, "ike_sa_expired"),
             IkeEvent::PeerDown { reason, .. } => m.peer_down(&a, *reason),
             IkeEvent::Refused { reason, .. } => m.refused(&a, *reason),
             _ => {}
@@ -563,6 +565,17 @@ impl IkeThread {
                 );
                 self.change(attachment, SaChange::Remove { inbound_spi });
             }
+            IkeEvent::ChildSaExpired { peer, inbound_spi } => tracing::warn!(
+                attachment = a,
+                peer = name(&peer),
+                inbound_spi = format_args!("{inbound_spi:08x}"),
+                "CHILD SA reached its hard lifetime without a rekey: deleted"
+            ),
+            IkeEvent::IkeSaExpired { peer } => tracing::warn!(
+                attachment = a,
+                peer = name(&peer),
+                "IKE SA reached its hard lifetime without a rekey: deleted"
+            ),
             IkeEvent::PathChanged { peer, remote } => {
                 tracing::info!(attachment = a, peer = name(&peer), %remote, "peer endpoint changed");
                 self.change(attachment, SaChange::Path { peer, to: remote });

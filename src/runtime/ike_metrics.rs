@@ -119,5 +119,6 @@ pub(crate) fn down_label(r: DownReason) -> &'static str {
         DownReason::GaveUp => "gave_up",
         DownReason::Failed => "failed",
         DownReason::Replaced => "replaced",
+        DownReason::Expired => "expired",
     }
 }

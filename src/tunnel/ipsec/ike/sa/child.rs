@@ -36,6 +36,8 @@ pub(super) struct ChildSa {
     pub local_ts: Vec<TrafficSelector>,
     pub remote_ts: Vec<TrafficSelector>,
     pub rekey_at: Option<Instant>,
+    /// The hard lifetime: still here then (its rekeys failed), it is deleted.
+    pub expires_at: Option<Instant>,
     pub state: ChildState,
     /// Bytes the data path reported for this SA.
     pub bytes: u64,
@@ -163,10 +165,18 @@ pub(super) fn install(
         local_ts: c.local_ts,
         remote_ts: c.remote_ts,
         rekey_at: ctx.jittered(now, child_rekey),
+        expires_at: Ctx::hard_expiry(now, child_rekey),
         state: ChildState::Installed,
         bytes: 0,
         collision: None,
     })
+}
+
+impl ChildSa {
+    /// In use: not replaced by a rekey, not being deleted.
+    pub(super) fn is_live(&self) -> bool {
+        matches!(self.state, ChildState::Installed | ChildState::Rekeying)
+    }
 }
 
 impl IkeSa {

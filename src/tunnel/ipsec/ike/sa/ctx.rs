@@ -141,6 +141,12 @@ impl Ctx {
         after(after(now, d), Duration::from_millis(extra))
     }
 
+    /// The hard lifetime for a rekey time `d`: 10 % later, as strongSwan's default
+    /// `life_time`; `None` for zero (no rekeys, no expiry).
+    pub(super) fn hard_expiry(now: Instant, d: Duration) -> Option<Instant> {
+        (!d.is_zero()).then(|| after(now, d.saturating_add(d / 10)))
+    }
+
     /// `d` shortened by a random part of up to the configured jitter; `None` for zero (off).
     pub(super) fn jittered(&mut self, now: Instant, d: Duration) -> Option<Instant> {
         if d.is_zero() {

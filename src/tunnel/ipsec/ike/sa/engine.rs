@@ -332,7 +332,7 @@ impl IkeEngine {
 
     /// Rekeys every CHILD SA of `peer` now.
     pub fn rekey_child(&mut self, peer: PeerId, now: Instant) {
-        self.for_established(peer, now, |sa| {
+        self.for_established(peer, now, |sa, _| {
             for c in sa
                 .children
                 .iter_mut()
@@ -346,7 +346,7 @@ impl IkeEngine {
 
     /// Rekeys the IKE SA of `peer` now.
     pub fn rekey_ike(&mut self, peer: PeerId, now: Instant) {
-        self.for_established(peer, now, |sa| sa.enqueue(Queued::RekeyIke));
+        self.for_established(peer, now, |sa, _| sa.enqueue(Queued::RekeyIke));
     }
 
     /// What the data path counted on the CHILD SA with SPI `spi` (inbound or outbound):
@@ -356,7 +356,7 @@ impl IkeEngine {
             return;
         };
         let limit = self.ctx.config.peers[i].child_rekey_bytes;
-        self.for_established(peer, now, |sa| {
+        self.for_established(peer, now, |sa, ctx| {
             let Some(c) = sa
                 .children
                 .iter_mut()
@@ -372,6 +372,11 @@ impl IkeEngine {
                 c.state = ChildState::Rekeying;
                 let spi = c.inbound_spi;
                 sa.queue.push_back(Queued::RekeyChild(spi));
+            }
+            // The hard lifetime in bytes: 10 % past the rekey, as strongSwan's `life_bytes`.
+            if c.is_live() && limit.is_some_and(|l| c.bytes >= l.saturating_add(l / 10)) {
+                let spi = c.inbound_spi;
+                sa.expire_child(ctx, spi);
             }
         });
     }
@@ -456,7 +461,12 @@ impl IkeEngine {
         self.ctx.config.peers.iter().position(|p| p.peer == peer)
     }
 
-    fn for_established(&mut self, peer: PeerId, now: Instant, mut f: impl FnMut(&mut IkeSa)) {
+    fn for_established(
+        &mut self,
+        peer: PeerId,
+        now: Instant,
+        mut f: impl FnMut(&mut IkeSa, &mut Ctx),
+    ) {
         let Some(i) = self.index(peer) else {
             return;
         };
@@ -465,7 +475,7 @@ impl IkeEngine {
             .values_mut()
             .filter(|sa| sa.peer == Some(i) && sa.is_established())
         {
-            f(sa);
+            f(sa, &mut self.ctx);
             sa.pump(&mut self.ctx, now);
         }
         self.finish(now);

@@ -99,6 +99,12 @@ pub enum IkeEvent {
     },
     /// The peer's address changed (its NAT's mapping): its IKE and ESP go to `remote` now.
     PathChanged { peer: PeerId, remote: SocketAddr },
+    /// A CHILD SA reached its hard lifetime without a successful rekey: it is deleted (its
+    /// `ChildSaDown` follows).
+    ChildSaExpired { peer: PeerId, inbound_spi: u32 },
+    /// The IKE SA reached its hard lifetime without a successful rekey: it is deleted, and
+    /// a peer we initiate to is initiated again.
+    IkeSaExpired { peer: PeerId },
     /// A CHILD SA to remove (by its inbound SPI).
     ChildSaDown { peer: PeerId, inbound_spi: u32 },
     /// The peer has no IKE SA any more.
@@ -138,6 +144,8 @@ pub enum DownReason {
     Failed,
     /// The peer opened a new IKE SA with INITIAL_CONTACT.
     Replaced,
+    /// Its hard lifetime passed without a successful rekey.
+    Expired,
 }
 
 /// Why a message was refused or dropped, or why an exchange failed. `Copy`: counting garbage

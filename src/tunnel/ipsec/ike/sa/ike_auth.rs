@@ -197,6 +197,7 @@ pub(super) fn handle_request(
     };
     sa.state = State::Established;
     sa.rekey_at = ctx.jittered(now, cfg.ike_rekey);
+    sa.expires_at = Ctx::hard_expiry(now, cfg.ike_rekey);
     ctx.event(IkeEvent::IkeSaUp {
         peer: cfg.peer,
         remote: sa.remote,
@@ -314,6 +315,7 @@ pub(super) fn handle_response(
     }
     sa.state = State::Established;
     sa.rekey_at = ctx.jittered(now, cfg.ike_rekey);
+    sa.expires_at = Ctx::hard_expiry(now, cfg.ike_rekey);
     ctx.event(IkeEvent::IkeSaUp {
         peer: cfg.peer,
         remote: sa.remote,

@@ -87,6 +87,7 @@ fn successor(
     n.nat = sa.nat;
     n.fragmentation = sa.fragmentation;
     n.rekey_at = ctx.jittered(now, rekey);
+    n.expires_at = Ctx::hard_expiry(now, rekey);
     n.up = true;
     Some(n)
 }
@@ -225,6 +226,7 @@ fn retire(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, next: &mut IkeSa) {
     next.children.append(&mut sa.children);
     sa.state = State::Rekeyed;
     sa.rekey_at = None;
+    sa.expires_at = None;
     sa.linger_until = Some(after(now, ctx.config.limits.rekeyed_linger));
     sa.queue.retain(|q| matches!(q, Queued::DeleteIke));
     if let Some(peer) = ctx.peer_id(sa.peer) {

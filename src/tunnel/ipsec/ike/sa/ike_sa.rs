@@ -151,6 +151,10 @@ pub(super) struct IkeSa {
     pub created: Instant,
     pub last_inbound: Instant,
     pub rekey_at: Option<Instant>,
+    /// The hard lifetime: an Established SA not rekeyed by then is deleted.
+    pub expires_at: Option<Instant>,
+    /// Deleted at its hard lifetime: a peer we initiate to is initiated again at once.
+    pub expired: bool,
     /// A Rekeyed SA is removed at the latest then.
     pub linger_until: Option<Instant>,
     pub collision: Option<IkeCollision>,
@@ -194,6 +198,8 @@ impl IkeSa {
             created: now,
             last_inbound: now,
             rekey_at: None,
+            expires_at: None,
+            expired: false,
             linger_until: None,
             collision: None,
             dead: None,

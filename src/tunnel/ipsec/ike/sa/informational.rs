@@ -3,7 +3,7 @@
 //! [§ 1.4.1]) and of the IKE SA, liveness checks (an empty request), and the
 //! AUTHENTICATION_FAILED an initiator sends after IKE_AUTH [§ 2.21.2].
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::tunnel::ipsec::ike::message::{
     Delete, ExchangeType, Header, NotifyType, Payload, PayloadChain, ProtocolId,
@@ -141,6 +141,14 @@ pub(super) fn handle_response(
     _payloads: &[Payload<'_>],
 ) {
     match request {
+        Request::DeleteIke if sa.expired => {
+            sa.drop_children(ctx);
+            let initiate = sa
+                .peer
+                .and_then(|p| ctx.peer(p))
+                .is_some_and(|c| c.start == Start::Initiate && c.endpoint.is_some());
+            sa.kill(DownReason::Expired, initiate.then_some(Duration::ZERO));
+        }
         Request::DeleteIke => {
             sa.drop_children(ctx);
             sa.kill(DownReason::DeletedLocally, None);

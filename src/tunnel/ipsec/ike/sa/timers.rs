@@ -72,6 +72,48 @@ impl IkeSa {
                 self.queue.push_back(Queued::RekeyChild(c.inbound_spi));
             }
         }
+        // Hard lifetimes: what was not rekeyed in time (the peer refused, or keeps failing)
+        // goes [RFC 4301 § 4.4.2.1].
+        let expired: Vec<u32> = self
+            .children
+            .iter()
+            .filter(|c| c.is_live() && c.expires_at.is_some_and(|t| now >= t))
+            .map(|c| c.inbound_spi)
+            .collect();
+        for spi in expired {
+            self.expire_child(ctx, spi);
+        }
+        if self.expires_at.is_some_and(|t| now >= t) {
+            self.expires_at = None;
+            self.expired = true;
+            if let Some(peer) = ctx.peer_id(self.peer) {
+                ctx.event(IkeEvent::IkeSaExpired { peer });
+            }
+            if self.pending.is_some() {
+                // A request (the rekey, most likely) is still unanswered: the window holds
+                // no Delete, and the peer does not answer anyway. The SA ends now.
+                self.drop_children(ctx);
+                let restart = self.peer.and_then(|p| ctx.peer(p)).is_some_and(|c| {
+                    c.start == super::config::Start::Initiate && c.endpoint.is_some()
+                });
+                self.kill(DownReason::Expired, restart.then_some(Duration::ZERO));
+            } else {
+                self.enqueue(Queued::DeleteIke);
+            }
+        }
+    }
+
+    /// Deletes a CHILD SA at its hard lifetime: the data path stops using it at once, and
+    /// the peer is told.
+    pub(super) fn expire_child(&mut self, ctx: &mut Ctx, spi: u32) {
+        if let Some(peer) = ctx.peer_id(self.peer) {
+            ctx.event(IkeEvent::ChildSaExpired {
+                peer,
+                inbound_spi: spi,
+            });
+        }
+        self.remove_child(ctx, spi);
+        self.enqueue(Queued::DeleteChild(spi));
     }
 
     /// When the next liveness check is due, if the window is idle.
@@ -156,9 +198,13 @@ impl IkeSa {
                     at(self.dpd_at(cfg.dpd_interval));
                 }
                 at(self.rekey_at);
+                at(self.expires_at);
                 for c in &self.children {
                     if c.state == ChildState::Installed {
                         at(c.rekey_at);
+                    }
+                    if c.is_live() {
+                        at(c.expires_at);
                     }
                 }
             }

@@ -5,6 +5,7 @@ mod failures;
 mod fragment;
 mod handshake;
 mod informational;
+mod lifetime;
 pub(crate) mod pair;
 mod reconfigure;
 mod rekey;
