@@ -5,7 +5,7 @@
 //! components as IA5String. Two sides that write the same text send the same octets, and a
 //! DN written as in a certificate matches its subject.
 
-use super::der::push_len;
+use crate::tunnel::ipsec::ike::der::push_len;
 
 /// Attribute types by their usual abbreviations (case-insensitive) [RFC 4519, RFC 2985].
 const ATTRIBUTES: &[(&str, &[u8], StringKind)] = &[

@@ -18,7 +18,7 @@
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
-use super::der;
+use crate::tunnel::ipsec::ike::der;
 use crate::tunnel::ipsec::ike::message::{Id, IdType};
 
 /// Whether `cert` names the identity `id`.

@@ -29,8 +29,8 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 use zeroize::Zeroizing;
 
-use super::der::{self, KeyKind};
 use super::PkiError;
+use crate::tunnel::ipsec::ike::der::{self, KeyKind};
 use crate::tunnel::ipsec::ike::message::{
     algorithm_identifier as alg, Auth, AuthMethod, Cert, CertEncoding, DigitalSignature,
     HashAlgorithm, Id, IdType,

@@ -36,7 +36,6 @@
 
 #![forbid(unsafe_code)]
 
-mod der;
 mod dn;
 mod engine_auth;
 pub mod fuzz;

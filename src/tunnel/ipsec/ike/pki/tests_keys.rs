@@ -28,12 +28,15 @@ fn load(chain: &Chain, key: &[u8], format: KeyFormat) -> Result<(), PkiError> {
 
 /// The `ECPrivateKey` inside a PKCS#8 key (no curve parameters: ring leaves them out).
 fn sec1_inside(pkcs8: &[u8]) -> Vec<u8> {
-    super::der::pkcs8(pkcs8).unwrap().1.to_vec()
+    crate::tunnel::ipsec::ike::der::pkcs8(pkcs8)
+        .unwrap()
+        .1
+        .to_vec()
 }
 
 /// `ECPrivateKey` without the optional public key: version, private key, curve.
 fn sec1_without_public(sec1: &[u8]) -> Vec<u8> {
-    let ec = super::der::ec_private_key(sec1).unwrap();
+    let ec = crate::tunnel::ipsec::ike::der::ec_private_key(sec1).unwrap();
     let curve = ec.curve.unwrap();
     let mut body = vec![0x02, 0x01, 0x01, 0x04, ec.d.len() as u8];
     body.extend_from_slice(ec.d);

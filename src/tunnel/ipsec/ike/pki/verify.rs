@@ -31,8 +31,8 @@ use webpki::{
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
-use super::der::{self, Der, KeyKind};
 use super::{identity, TrustStore};
+use crate::tunnel::ipsec::ike::der::{self, Der, KeyKind};
 use crate::tunnel::ipsec::ike::message::{
     Auth, AuthMethod, DigitalSignature, HashAlgorithm, Id, NotifyType,
 };

@@ -7,7 +7,8 @@
 use subtle::ConstantTimeEq;
 
 use crate::crypto::{Prf, PrfAlg};
-use crate::tunnel::ipsec::ike::message::{Auth, AuthMethod, Id};
+use crate::tunnel::ipsec::ike::der;
+use crate::tunnel::ipsec::ike::message::{Auth, AuthMethod, Id, IdType};
 
 use super::config::{CertificateAuth, Identity, PeerAuth};
 use super::event::Refusal;
@@ -82,15 +83,25 @@ pub(super) fn certificate(auth: &PeerAuth) -> Option<&dyn CertificateAuth> {
     }
 }
 
-/// Whether a received ID payload is `id`.
+/// Whether a received ID payload is `id` (the configured remote identity).
 pub(super) fn id_is(payload: &Id<'_>, id: &Identity) -> bool {
-    payload.id_type == id.id_type && payload.data == id.data.as_slice()
+    if payload.id_type != id.id_type {
+        return false;
+    }
+    let (got, want) = (payload.data, id.data.as_slice());
+    match id.id_type {
+        // As strongSwan compares identities: DNs attribute by attribute whatever the string
+        // type (a peer's UTF8String against our PrintableString of the same text), names
+        // without regard to ASCII case.
+        IdType::DER_ASN1_DN => der::names_match(got, want),
+        IdType::FQDN | IdType::RFC822_ADDR => !got.contains(&0) && got.eq_ignore_ascii_case(want),
+        _ => got == want,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tunnel::ipsec::ike::message::IdType;
 
     /// The MIC over known inputs, spelled out with single PRF calls.
     #[test]
@@ -134,6 +145,47 @@ mod tests {
         assert_eq!(
             verify(&psk, PrfAlg::HmacSha384, b"octets", &id, &[], &rsa),
             Err(Refusal::AuthenticationFailed)
+        );
+    }
+
+    /// A DN identity in another string type, or a name in another case, is still the peer.
+    #[test]
+    fn identities_compare_as_strongswan_compares_them() {
+        let dn = |tag: u8| {
+            // SEQUENCE { SET { SEQUENCE { OID 2.5.4.3 (CN), tag "gw" } } }
+            vec![
+                0x30, 0x0d, 0x31, 0x0b, 0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x03, tag, 0x02, b'g',
+                b'w',
+            ]
+        };
+        let configured = Identity {
+            id_type: IdType::DER_ASN1_DN,
+            data: dn(0x13),
+        };
+        assert!(
+            id_is(&Id::new(IdType::DER_ASN1_DN, &dn(0x0c)), &configured),
+            "UTF8String"
+        );
+        let mut other = dn(0x13);
+        *other.last_mut().unwrap() = b'x';
+        assert!(!id_is(&Id::new(IdType::DER_ASN1_DN, &other), &configured));
+        assert!(
+            !id_is(&Id::new(IdType::FQDN, &dn(0x13)), &configured),
+            "another type"
+        );
+        let fqdn = Identity::fqdn("fac-a.ajisai.test");
+        assert!(id_is(&Id::new(IdType::FQDN, b"FAC-A.Ajisai.test"), &fqdn));
+        assert!(!id_is(
+            &Id::new(IdType::FQDN, b"fac-a.ajisai.test\0"),
+            &fqdn
+        ));
+        let key = Identity {
+            id_type: IdType::KEY_ID,
+            data: b"Key".to_vec(),
+        };
+        assert!(
+            !id_is(&Id::new(IdType::KEY_ID, b"key"), &key),
+            "octets, exactly"
         );
     }
 }

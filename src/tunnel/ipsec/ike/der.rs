@@ -1,7 +1,8 @@
-//! The little DER this module reads and writes itself: private keys in SEC1 and PKCS#8
-//! wrappers, SubjectPublicKeyInfo and AlgorithmIdentifier headers, the RDNs of a Name, and
-//! the ECDSA signature re-encoding between IKE's raw `r | s` [RFC 4754 § 7] and the X.509
-//! `ECDSA-Sig-Value` that webpki verifies. Certificates themselves are parsed by webpki and
+//! The little DER IKE reads and writes itself (for `pki/`, and for comparing DN identities in
+//! `sa/`): private keys in SEC1 and PKCS#8 wrappers, SubjectPublicKeyInfo and
+//! AlgorithmIdentifier headers, the RDNs of a Name, and the ECDSA signature re-encoding
+//! between IKE's raw `r | s` [RFC 4754 § 7] and the X.509 `ECDSA-Sig-Value` that webpki
+//! verifies. Certificates themselves are parsed by webpki and
 //! x509-parser, never here.
 //!
 //! Every reader returns `None` on anything malformed; lengths are definite, minimal, at most
