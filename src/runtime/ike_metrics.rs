@@ -97,6 +97,7 @@ pub(crate) fn refusal_label(r: Refusal) -> &'static str {
         Refusal::NoPeerConfig => "no_peer_config",
         Refusal::IdMismatch => "id_mismatch",
         Refusal::AuthenticationFailed => "authentication_failed",
+        Refusal::Certificate(e) => e.name(),
         Refusal::TsUnacceptable => "ts_unacceptable",
         Refusal::CookieRequired => "cookie_required",
         Refusal::InvalidCookie => "invalid_cookie",

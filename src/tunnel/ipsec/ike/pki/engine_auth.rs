@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{verify_peer, LocalCredential, TrustStore, VERIFY_HASHES};
+use super::{verify_peer, AuthError, LocalCredential, TrustStore, VERIFY_HASHES};
 use crate::tunnel::ipsec::ike::message::{Auth, AuthMethod, Id};
 use crate::tunnel::ipsec::ike::sa::{CertAuthError, CertificateAuth, Identity};
 
@@ -68,9 +68,15 @@ impl CertificateAuth for PkiAuth {
         )
         .map(drop)
         .map_err(|e| match e {
-            super::AuthError::IdMismatch => CertAuthError::IdMismatch,
-            super::AuthError::BadSignature => CertAuthError::Signature,
-            _ => CertAuthError::Untrusted,
+            AuthError::Malformed => CertAuthError::Malformed,
+            AuthError::Untrusted => CertAuthError::Untrusted,
+            AuthError::Expired => CertAuthError::Expired,
+            AuthError::NotYetValid => CertAuthError::NotYetValid,
+            AuthError::KeyUsage => CertAuthError::KeyUsage,
+            AuthError::IdMismatch => CertAuthError::IdMismatch,
+            AuthError::BadSignature | AuthError::PskMismatch => CertAuthError::Signature,
+            AuthError::WeakAlgorithm => CertAuthError::WeakAlgorithm,
+            AuthError::UnsupportedAlgorithm => CertAuthError::UnsupportedAlgorithm,
         })
     }
 }

@@ -570,3 +570,38 @@ fn malformed_chains_are_refused() {
         "an unusable intermediate is skipped"
     );
 }
+
+/// Through the engine's seam ([`PkiAuth`]) a failure keeps its reason, so that the refusal
+/// counter and the log say "expired" or "untrusted", not only "authentication failed".
+#[test]
+fn the_engine_seam_says_why_a_certificate_failed() {
+    use crate::tunnel::ipsec::ike::sa::{CertAuthError, CertificateAuth, Identity};
+    use std::sync::Arc;
+    let chain = Chain::for_alg(Alg::P256);
+    let o = octets(&fqdn());
+    let auth = credential(&chain).sign(&o, Some(&VERIFY_HASHES)).unwrap();
+    let id = Identity::fqdn(DNS);
+    let at = |clock: fn() -> u64, trusted: &Chain| {
+        let seam = super::PkiAuth::new(Arc::new(credential(&chain)), trust(trusted), clock);
+        seam.verify(&id, &chain.sent(), auth.method, &auth.data, &o)
+    };
+    assert_eq!(at(|| NOW, &chain), Ok(()));
+    assert_eq!(at(|| NOT_AFTER + 1, &chain), Err(CertAuthError::Expired));
+    assert_eq!(
+        at(|| 1_767_225_599, &chain),
+        Err(CertAuthError::NotYetValid)
+    );
+    let stranger = Chain::for_alg(Alg::P256);
+    assert_eq!(at(|| NOW, &stranger), Err(CertAuthError::Untrusted));
+    let other = Identity::fqdn("other.example");
+    let seam = super::PkiAuth::new(Arc::new(credential(&chain)), trust(&chain), || NOW);
+    assert_eq!(
+        seam.verify(&other, &chain.sent(), auth.method, &auth.data, &o),
+        Err(CertAuthError::IdMismatch)
+    );
+    assert_eq!(
+        CertAuthError::Expired.name(),
+        "certificate_expired",
+        "the reason label"
+    );
+}

@@ -71,7 +71,7 @@ pub(super) fn verify(
         }
         PeerAuth::Certificate(c) => c
             .verify(peer_id, certificates, payload.method, payload.data, octets)
-            .map_err(|_| Refusal::AuthenticationFailed),
+            .map_err(Refusal::Certificate),
     }
 }
 

@@ -147,12 +147,43 @@ pub enum CertAuthError {
     Sign,
     #[error("no certificate")]
     NoCertificate,
-    #[error("certificate not trusted")]
+    #[error("certificate or authentication data malformed")]
+    Malformed,
+    #[error("certificate not issued by a trusted CA")]
     Untrusted,
+    #[error("certificate expired")]
+    Expired,
+    #[error("certificate not yet valid")]
+    NotYetValid,
+    #[error("certificate not for IKE (extended key usage)")]
+    KeyUsage,
     #[error("certificate does not name the identity")]
     IdMismatch,
     #[error("signature does not verify")]
     Signature,
+    #[error("weak signature algorithm")]
+    WeakAlgorithm,
+    #[error("unsupported signature algorithm")]
+    UnsupportedAlgorithm,
+}
+
+impl CertAuthError {
+    /// Its `reason` label in `ixgw_ike_refused_total`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CertAuthError::Sign => "certificate_sign",
+            CertAuthError::NoCertificate => "certificate_missing",
+            CertAuthError::Malformed => "certificate_malformed",
+            CertAuthError::Untrusted => "certificate_untrusted",
+            CertAuthError::Expired => "certificate_expired",
+            CertAuthError::NotYetValid => "certificate_not_yet_valid",
+            CertAuthError::KeyUsage => "certificate_key_usage",
+            CertAuthError::IdMismatch => "certificate_id_mismatch",
+            CertAuthError::Signature => "certificate_bad_signature",
+            CertAuthError::WeakAlgorithm => "certificate_weak_algorithm",
+            CertAuthError::UnsupportedAlgorithm => "certificate_unsupported_algorithm",
+        }
+    }
 }
 
 /// IKE SA transforms that may be combined: one of each list. AEAD ciphers take no

@@ -13,6 +13,8 @@ use crate::tunnel::ipsec::ike::message::{
     Error as ParseError, ExchangeType, NotifyType, TrafficSelector,
 };
 
+use super::config::CertAuthError;
+
 /// A datagram to send. On port 4500 the runtime puts the non-ESP marker in front.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
@@ -176,8 +178,11 @@ pub enum Refusal {
     NoPeerConfig,
     /// The peer's identity is not its configured one, or our own was not the one it asked.
     IdMismatch,
-    /// The AUTH payload did not verify, or the method is not the configured one.
+    /// The pre-shared key AUTH payload did not verify, or the method is not the configured
+    /// one.
     AuthenticationFailed,
+    /// Certificate authentication failed, and why (answered with AUTHENTICATION_FAILED).
+    Certificate(CertAuthError),
     /// The traffic selectors leave nothing, or the answer is outside what we proposed.
     TsUnacceptable,
     /// Half-open IKE SAs are above the threshold: answered with a COOKIE.

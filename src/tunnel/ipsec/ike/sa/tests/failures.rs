@@ -292,7 +292,7 @@ fn certificate_authentication_through_the_seam() {
         [
             (
                 Some(NotifyType::AUTHENTICATION_FAILED),
-                Refusal::AuthenticationFailed
+                Refusal::Certificate(CertAuthError::Signature)
             ),
             (None, Refusal::UnknownSpi)
         ]
