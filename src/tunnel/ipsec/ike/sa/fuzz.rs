@@ -37,7 +37,9 @@ pub mod op {
     pub const DELIVER: u8 = 4;
     /// `at: u16 | xor: u8`: the next datagram in flight is delivered with one octet changed.
     pub const MUTATE: u8 = 5;
-    /// Rekeys (CHILD SAs from A, the IKE SA from B) or deletes, by `what: u8`.
+    /// By `what: u8`: rekeys (CHILD SAs from A, the IKE SA from B), deletes, a byte count,
+    /// a roam of A reported to B, or a reload of either (B's with a peer added in front, so
+    /// that its peer moves to another index; A's dropping its peer).
     pub const COMMAND: u8 = 6;
     pub const COUNT: u8 = 7;
 }
@@ -215,12 +217,33 @@ pub fn run(data: &[u8]) {
             _ => {
                 let what = r.first().copied().unwrap_or(0);
                 r = r.get(1..).unwrap_or_default();
-                match what % 4 {
+                match what % 8 {
                     0 => h.a.rekey_child(PeerId(1), h.now),
                     1 => h.b.rekey_ike(PeerId(2), h.now),
                     2 => h.a.delete(PeerId(1), h.now),
-                    _ => {
+                    3 => {
                         h.b.esp_usage(PeerId(2), u32::from(what) << 8, u64::MAX, h.now)
+                    }
+                    4 => {
+                        let to = SocketAddr::from((A_IP, 4500 + u16::from(what)));
+                        h.b.peer_roamed(PeerId(2), to, h.now);
+                    }
+                    5 => {
+                        let mut b = config("b", B_IP, peer(PeerId(2), "a", A_IP, Start::Respond));
+                        let other =
+                            peer(PeerId(9), "c", Ipv4Addr::new(192, 0, 2, 3), Start::Respond);
+                        b.peers.insert(0, other);
+                        h.b.reconfigure(b, &[(PeerId(2), PeerId(2))], h.now);
+                    }
+                    6 => {
+                        let a = config("a", A_IP, peer(PeerId(1), "b", B_IP, Start::Initiate));
+                        h.a.reconfigure(a, &[(PeerId(1), PeerId(1))], h.now);
+                    }
+                    _ => {
+                        h.a.delete(PeerId(1), h.now);
+                        let mut a = config("a", A_IP, peer(PeerId(1), "b", B_IP, Start::Initiate));
+                        a.peers.clear();
+                        h.a.reconfigure(a, &[], h.now);
                     }
                 }
             }
@@ -248,6 +271,13 @@ mod tests {
     fn scripts_run_without_panicking() {
         run(&[]);
         run(&handshake_script());
+        // Roams and reloads between rekeys.
+        let mut s = vec![op::DELIVER; 4];
+        s.extend_from_slice(&[op::COMMAND, 4, op::DELIVER, op::DELIVER, op::COMMAND, 5]);
+        s.extend_from_slice(&[op::COMMAND, 0, op::DELIVER, op::DELIVER, op::DELIVER]);
+        s.extend_from_slice(&[op::COMMAND, 6, op::ADVANCE, 200, op::DELIVER, op::DELIVER]);
+        s.extend_from_slice(&[op::COMMAND, 7, op::DELIVER, op::ADVANCE, 100, op::DELIVER]);
+        run(&s);
         for m in ike_messages() {
             let len = (m.len() as u16).to_be_bytes();
             for o in [
