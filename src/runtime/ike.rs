@@ -239,6 +239,8 @@ pub(crate) fn offer(tx: &SyncSender<IkeInput>, input: IkeInput) -> bool {
 struct Engine {
     attachment: AttachmentId,
     engine: IkeEngine,
+    /// What it was built or last reconfigured with, to restart it.
+    config: IkeConfig,
     sockets: [Arc<UdpSocket>; 2],
     /// Peer names, for log lines a helpdesk can read.
     names: HashMap<PeerId, String>,
@@ -291,9 +293,9 @@ impl IkeThread {
                     data,
                 }) if generation == self.generation => {
                     let port = if io == IO_IKE { PORT_IKE } else { PORT_NAT_T };
-                    if let Some(e) = self.engines.iter_mut().find(|e| e.attachment == attachment) {
-                        e.engine.handle_datagram(Instant::now(), port, from, &data);
-                    }
+                    self.guarded(attachment, |e| {
+                        e.handle_datagram(Instant::now(), port, from, &data);
+                    });
                 }
                 Ok(IkeInput::Datagram { .. }) => {}
                 Ok(IkeInput::Usage {
@@ -301,12 +303,12 @@ impl IkeThread {
                     attachment,
                     sas,
                 }) if generation == self.generation => {
-                    if let Some(e) = self.engines.iter_mut().find(|e| e.attachment == attachment) {
+                    self.guarded(attachment, |e| {
                         let now = Instant::now();
                         for (peer, spi, bytes) in sas {
-                            e.engine.esp_usage(peer, spi, bytes, now);
+                            e.esp_usage(peer, spi, bytes, now);
                         }
-                    }
+                    });
                 }
                 Ok(IkeInput::Usage { .. }) => {}
                 Ok(IkeInput::Roamed {
@@ -315,9 +317,7 @@ impl IkeThread {
                     peer,
                     to,
                 }) if generation == self.generation => {
-                    if let Some(e) = self.engines.iter_mut().find(|e| e.attachment == attachment) {
-                        e.engine.peer_roamed(peer, to, Instant::now());
-                    }
+                    self.guarded(attachment, |e| e.peer_roamed(peer, to, Instant::now()));
                 }
                 Ok(IkeInput::Roamed { .. }) => {}
                 Ok(IkeInput::Plan { plan, engines }) => self.adopt(plan, engines),
@@ -334,11 +334,33 @@ impl IkeThread {
                     .poll_timeout()
                     .is_some_and(|t| t <= now)
                 {
-                    self.engines[i].engine.handle_timeout(now);
+                    let attachment = self.engines[i].attachment;
+                    self.guarded(attachment, |e| e.handle_timeout(now));
                 }
                 self.drain(i);
             }
         }
+    }
+
+    /// Runs `f` on the engine of `attachment`. Should it panic (a bug: no input may make it),
+    /// that engine alone restarts from its configuration: its SAs are cleared in the data
+    /// path and its peers negotiate again, rather than every attachment's IKE stopping.
+    fn guarded(&mut self, attachment: AttachmentId, f: impl FnOnce(&mut IkeEngine)) {
+        let Some(e) = self.engines.iter_mut().find(|e| e.attachment == attachment) else {
+            return;
+        };
+        let engine = &mut e.engine;
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(engine))).is_ok() {
+            return;
+        }
+        tracing::error!(
+            attachment = e.attachment_name,
+            "the IKE engine failed (a bug: please report it with this log): restarted, its \
+             peers negotiate again"
+        );
+        self.metrics.event(&e.attachment_name, "engine_restarted");
+        e.engine = IkeEngine::new(e.config.clone(), Instant::now());
+        self.change(attachment, SaChange::Clear);
     }
 
     /// Switches to a new plan. An attachment whose IKE engine carries on
@@ -397,6 +419,7 @@ impl IkeThread {
                     .find(|e| e.as_ref().is_some_and(|e| e.attachment == c.previous))
                     .and_then(Option::take)
             });
+            let config = s.config.clone();
             let (engine, carried) = match (reused, carry) {
                 (Some(mut e), Some(c)) => {
                     e.engine.reconfigure(s.config, &c.peers, now);
@@ -427,10 +450,16 @@ impl IkeThread {
                             self.change(s.attachment, SaChange::PeerDown { peer: *peer });
                         }
                     }
+                    let child_sas_kept: usize = c
+                        .peers
+                        .iter()
+                        .map(|(_, p)| engine.child_spis(*p).len())
+                        .sum();
                     tracing::info!(
                         attachment = a.name,
                         peers = names.len(),
-                        kept = c.peers.len(),
+                        unchanged = c.peers.len(),
+                        child_sas_kept,
                         renegotiate,
                         "IKE engine reconfigured, SAs of unchanged peers kept"
                     );
@@ -443,6 +472,7 @@ impl IkeThread {
             self.engines.push(Engine {
                 attachment: s.attachment,
                 engine,
+                config,
                 sockets: s.sockets,
                 names,
                 attachment_name: a.name.clone(),
@@ -668,6 +698,54 @@ fn child_sa(up: &ChildSaUp, raw_esp: bool) -> Result<SaChange, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A panicking engine (a bug) restarts alone: a fresh engine from its configuration, its
+    /// SAs cleared in the data path, counted; the thread goes on.
+    #[test]
+    fn a_failing_engine_restarts_alone() {
+        use crate::tunnel::ipsec::ike::sa::{Identity, Limits};
+        let (control, mut control_rx) = mpsc::channel(8);
+        let registry = prometheus::Registry::new();
+        let metrics = IkeMetrics::register(&registry).unwrap();
+        let mut t = IkeThread::new(control.downgrade(), metrics);
+        let socket = || Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let config = IkeConfig {
+            local_id: Identity::fqdn("gw.ix.example"),
+            local_addr: std::net::IpAddr::from([127, 0, 0, 1]),
+            local_ports: [500, 4500],
+            force_udp_encap: true,
+            peers: Vec::new(),
+            limits: Limits::default(),
+        };
+        t.engines.push(Engine {
+            attachment: AttachmentId(3),
+            engine: IkeEngine::new(config.clone(), Instant::now()),
+            config,
+            sockets: [socket(), socket()],
+            names: HashMap::new(),
+            raw_esp: false,
+            next_gauges: Instant::now(),
+            attachment_name: "claims-ipsec".into(),
+        });
+        t.guarded(AttachmentId(3), |_| panic!("a bug in the engine"));
+        match control_rx.try_recv() {
+            Ok(Control::Ipsec {
+                attachment: AttachmentId(3),
+                change: SaChange::Clear,
+                ..
+            }) => {}
+            _ => panic!("the data path is told to clear the attachment's SAs"),
+        }
+        let restarted =
+            r#"ixgw_ike_events_total{attachment="claims-ipsec",event="engine_restarted"} 1"#;
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        assert!(text.lines().any(|l| l == restarted), "{text}");
+        // The engine works on.
+        t.guarded(AttachmentId(3), |e| e.handle_timeout(Instant::now()));
+        assert!(control_rx.try_recv().is_err(), "nothing more");
+    }
 
     /// Found against strongSwan (netns-tests/ipsec.sh): on SIGTERM the IKE thread sends its
     /// Deletes and ends; the peers' answers then reached the still draining worker, which
