@@ -266,17 +266,21 @@ impl IpsecTunnel {
         self.outbound.contains_key(&peer)
     }
 
-    /// Sends `peer`'s ESP to `to` from now on, in every SA it has (its NAT mapping changed).
+    /// Sends `peer`'s ESP to `to` from now on, in every SA it has (its address or NAT mapping
+    /// changed): ESP in UDP to `to`, raw ESP to its address.
     pub fn set_path(&mut self, peer: PeerId, to: SocketAddr) {
-        let path = EspPath::Udp(to);
+        let moved = |path: EspPath| match path {
+            EspPath::Udp(_) => EspPath::Udp(to),
+            EspPath::Raw(_) => EspPath::Raw(to.ip()),
+        };
         for c in self.inbound.values_mut().filter(|c| c.peer == peer) {
-            c.path = path;
+            c.path = moved(c.path);
             if let Some(out) = &mut c.pending {
-                out.path = path;
+                out.path = moved(out.path);
             }
         }
         if let Some(a) = self.outbound.get_mut(&peer) {
-            a.out.path = path;
+            a.out.path = moved(a.out.path);
         }
     }
 
@@ -325,11 +329,16 @@ impl IpsecTunnel {
                     .get_mut(&spi)
                     .ok_or(DropReason::EspUnknownSpi)?;
                 let peer = child.peer;
+                let top = child.sa.highest_seq();
                 let decap = child.sa.decapsulate(packet).map_err(esp_reason)?;
-                // Authenticated and not a replay: a UDP source other than the peer's known
+                // Authenticated, not a replay, and the newest packet yet (a late one from the
+                // old mapping moves nothing back): a UDP source other than the peer's known
                 // one is its NAT's new mapping [RFC 3948 § 2.2, RFC 7296 § 2.23]. ESP follows
                 // it at once; the IKE thread moves the IKE SA and checks the peer.
-                if let (EspPath::Udp(known), Remote::Udp(from)) = (child.path, via.remote) {
+                let newest = child.sa.highest_seq() > top;
+                if let (EspPath::Udp(known), Remote::Udp(from), true) =
+                    (child.path, via.remote, newest)
+                {
                     if known != from {
                         self.set_path(peer, from);
                         if self.roamed.len() < ROAMED_MAX {

@@ -354,7 +354,38 @@ fn esp_follows_the_peers_new_nat_mapping() {
     }
     assert_eq!(b.take_roamed(), Some((PEER, new)));
     assert_eq!(b.take_roamed(), None, "reported once");
+    // A late packet from the old mapping (inside the replay window) moves nothing back.
+    tx.clear();
+    for seq in 4..=5 {
+        a.encapsulate(PEER, &ping(seq), &mut tx).unwrap();
+    }
+    let late: Vec<Vec<u8>> = sent(&tx).into_iter().map(|(_, d)| d).collect();
+    let mut d = late[1].clone();
+    assert!(b.handle_input(Via::udp(IO_NAT_T, new), &mut d).is_ok());
+    let mut d = late[0].clone();
+    assert!(b.handle_input(Via::udp(IO_NAT_T, old), &mut d).is_ok());
+    assert_eq!(b.take_roamed(), None);
     tx.clear();
     b.encapsulate(PEER, &ping(9), &mut tx).unwrap();
     assert_eq!(sent(&tx)[0].0.via, Via::udp(IO_NAT_T, new));
+}
+
+/// A raw ESP peer whose address changes keeps raw ESP (to its new address), not ESP in UDP to
+/// its IKE port.
+#[test]
+fn a_raw_esp_peer_that_moves_stays_raw() {
+    let (mut a, _) = pair(
+        EspPath::Raw(std::net::IpAddr::from([192, 0, 2, 2])),
+        EspPath::Udp(SocketAddr::from(A_ADDR)),
+    );
+    a.set_path(PEER, SocketAddr::from(([198, 51, 100, 4], 500)));
+    let mut tx = TxBatch::new(8);
+    a.encapsulate(PEER, &ping(1), &mut tx).unwrap();
+    assert_eq!(
+        sent(&tx)[0].0.via,
+        Via {
+            io: IO_ESP,
+            remote: Remote::Ip(std::net::IpAddr::from([198, 51, 100, 4])),
+        }
+    );
 }

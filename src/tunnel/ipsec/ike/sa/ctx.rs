@@ -25,6 +25,9 @@ pub(super) fn after(t: Instant, d: Duration) -> Instant {
 /// sends 32 octets too.
 pub(super) const NONCE_LEN: usize = 32;
 
+/// The least time between a rekey and the hard lifetime.
+pub(super) const HARD_MARGIN: Duration = Duration::from_secs(30);
+
 /// Something a handler needs done to the engine's table of IKE SAs.
 pub(super) enum Effect {
     /// A new IKE SA (from an IKE SA rekey) to add.
@@ -142,9 +145,10 @@ impl Ctx {
     }
 
     /// The hard lifetime for a rekey time `d`: 10 % later, as strongSwan's default
-    /// `life_time`; `None` for zero (no rekeys, no expiry).
+    /// `life_time`, but at least [`HARD_MARGIN`] later so that a rekey has time for its
+    /// retransmissions; `None` for zero (no rekeys, no expiry).
     pub(super) fn hard_expiry(now: Instant, d: Duration) -> Option<Instant> {
-        (!d.is_zero()).then(|| after(now, d.saturating_add(d / 10)))
+        (!d.is_zero()).then(|| after(now, d.saturating_add((d / 10).max(HARD_MARGIN))))
     }
 
     /// `d` shortened by a random part of up to the configured jitter; `None` for zero (off).

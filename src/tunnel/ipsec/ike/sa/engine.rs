@@ -106,11 +106,20 @@ impl IkeEngine {
             .collect();
         let mut gone = Vec::new();
         for (spi, sa) in &mut self.sas {
+            // A half-open SA's candidate peers (by index) follow, or drop out.
+            sa.candidates = sa
+                .candidates
+                .iter()
+                .filter_map(|&i| moved.get(i).copied().flatten())
+                .collect();
             let Some(i) = sa.peer else {
                 continue;
             };
             sa.peer = moved.get(i).copied().flatten();
-            if sa.peer.is_none() && !matches!(sa.state, State::Deleting | State::Rekeyed) {
+            // A Delete out or waiting behind a request in flight still goes to the peer.
+            let deleting = matches!(sa.state, State::Deleting | State::Rekeyed)
+                || sa.queue.iter().any(|q| matches!(q, Queued::DeleteIke));
+            if sa.peer.is_none() && !deleting {
                 gone.push(*spi);
             }
         }
@@ -368,13 +377,16 @@ impl IkeEngine {
                 sa.last_inbound = now;
             }
             c.bytes = c.bytes.max(bytes);
+            // Only an SA whose rekey was already under way can expire here: one report may
+            // cross both limits, and the rekey it starts must get its chance.
+            let rekeying = c.state == ChildState::Rekeying;
             if c.state == ChildState::Installed && limit.is_some_and(|l| c.bytes >= l) {
                 c.state = ChildState::Rekeying;
                 let spi = c.inbound_spi;
                 sa.queue.push_back(Queued::RekeyChild(spi));
             }
             // The hard lifetime in bytes: 10 % past the rekey, as strongSwan's `life_bytes`.
-            if c.is_live() && limit.is_some_and(|l| c.bytes >= l.saturating_add(l / 10)) {
+            if rekeying && limit.is_some_and(|l| c.bytes >= l.saturating_add(l / 10)) {
                 let spi = c.inbound_spi;
                 sa.expire_child(ctx, spi);
             }
@@ -506,6 +518,16 @@ impl IkeEngine {
             for e in effects {
                 self.apply(e, now);
             }
+        }
+        // An established IKE SA of no peer (its peer left the configuration while a rekey
+        // of it was in flight, and the rekey made it) is deleted.
+        for sa in self.sas.values_mut().filter(|sa| {
+            sa.peer.is_none()
+                && sa.is_established()
+                && !sa.queue.iter().any(|q| matches!(q, Queued::DeleteIke))
+        }) {
+            sa.enqueue(Queued::DeleteIke);
+            sa.pump(&mut self.ctx, now);
         }
         let dead: Vec<u64> = self
             .sas

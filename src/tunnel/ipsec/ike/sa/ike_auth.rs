@@ -173,7 +173,7 @@ pub(super) fn handle_request(
         .candidates
         .iter()
         .copied()
-        .find(|&i| id_is(&idi, &ctx.config.peers[i].remote_id))
+        .find(|&i| ctx.peer(i).is_some_and(|c| id_is(&idi, &c.remote_id)))
     else {
         return refuse_auth(sa, ctx, h, Refusal::IdMismatch);
     };

@@ -85,26 +85,38 @@ impl IkeSa {
         }
         if self.expires_at.is_some_and(|t| now >= t) {
             self.expires_at = None;
-            self.expired = true;
-            if let Some(peer) = ctx.peer_id(self.peer) {
-                ctx.event(IkeEvent::IkeSaExpired { peer });
-            }
-            if self.pending.is_some() {
-                // A request (the rekey, most likely) is still unanswered: the window holds
-                // no Delete, and the peer does not answer anyway. The SA ends now.
+            self.expire(ctx);
+        }
+    }
+
+    /// Ends the IKE SA at its hard lifetime (or when its last CHILD SA reached its own): a
+    /// Delete, and a peer we initiate to is initiated again once it is answered.
+    fn expire(&mut self, ctx: &mut Ctx) {
+        if self.expired {
+            return;
+        }
+        self.expired = true;
+        if let Some(peer) = ctx.peer_id(self.peer) {
+            ctx.event(IkeEvent::IkeSaExpired { peer });
+        }
+        match self.pending.as_ref().map(|p| &p.request) {
+            // A liveness check is answered (or times out) soon; the Delete follows it.
+            None | Some(Request::Dpd) => self.enqueue(Queued::DeleteIke),
+            // A request (the failing rekey, most likely) is unanswered: the window holds no
+            // Delete, and the peer does not answer anyway. The SA ends now.
+            Some(_) => {
                 self.drop_children(ctx);
                 let restart = self.peer.and_then(|p| ctx.peer(p)).is_some_and(|c| {
                     c.start == super::config::Start::Initiate && c.endpoint.is_some()
                 });
                 self.kill(DownReason::Expired, restart.then_some(Duration::ZERO));
-            } else {
-                self.enqueue(Queued::DeleteIke);
             }
         }
     }
 
     /// Deletes a CHILD SA at its hard lifetime: the data path stops using it at once, and
-    /// the peer is told.
+    /// the peer is told. If it was the IKE SA's last one, the IKE SA goes too (and a peer we
+    /// initiate to gets a new one): an IKE SA without CHILD SAs carries nothing.
     pub(super) fn expire_child(&mut self, ctx: &mut Ctx, spi: u32) {
         if let Some(peer) = ctx.peer_id(self.peer) {
             ctx.event(IkeEvent::ChildSaExpired {
@@ -113,7 +125,11 @@ impl IkeSa {
             });
         }
         self.remove_child(ctx, spi);
-        self.enqueue(Queued::DeleteChild(spi));
+        if self.children.iter().any(|c| c.is_live()) {
+            self.enqueue(Queued::DeleteChild(spi));
+        } else {
+            self.expire(ctx);
+        }
     }
 
     /// When the next liveness check is due, if the window is idle.

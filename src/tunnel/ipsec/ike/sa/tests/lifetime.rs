@@ -31,8 +31,8 @@ fn downs(events: &[IkeEvent]) -> Vec<u32> {
 }
 
 /// A asks for PFS on rekeys, which B refuses: A's CHILD SA is never rekeyed, and goes at
-/// its hard lifetime (660 s for a 600 s rekey time) with a Delete B follows. The IKE SA
-/// stays.
+/// its hard lifetime (660 s for a 600 s rekey time). It was the IKE SA's only one, so the
+/// IKE SA goes too (B gets the Delete), and A, which initiates, sets up new ones at once.
 #[test]
 fn a_child_sa_whose_rekeys_are_refused_is_deleted_at_its_hard_lifetime() {
     let (mut a, mut b) = configs();
@@ -59,19 +59,57 @@ fn a_child_sa_whose_rekeys_are_refused_is_deleted_at_its_hard_lifetime() {
     assert!(expired_children(&p.a_events).is_empty());
     p.advance(Duration::from_secs(2));
     assert_eq!(expired_children(&p.a_events), spi_a);
-    assert_eq!(downs(&p.a_events), spi_a);
-    assert_eq!(downs(&p.b_events), spi_b, "B got the Delete");
-    assert!(p.a.child_spis(PEER_OF_A).is_empty() && p.b.child_spis(PEER_OF_B).is_empty());
-    assert!(
-        p.a.is_up(PEER_OF_A) && p.b.is_up(PEER_OF_B),
-        "the IKE SA stays"
-    );
+    assert!(downs(&p.a_events).contains(&spi_a[0]));
+    assert!(downs(&p.b_events).contains(&spi_b[0]), "B got the Delete");
+    assert!(p.a_events.contains(&IkeEvent::PeerDown {
+        peer: PEER_OF_A,
+        reason: DownReason::Expired
+    }));
+    assert!(p.b_events.contains(&IkeEvent::PeerDown {
+        peer: PEER_OF_B,
+        reason: DownReason::DeletedByPeer
+    }));
+    // A new IKE SA and CHILD SA, with a hard lifetime of their own.
+    assert!(p.a.is_up(PEER_OF_A) && p.b.is_up(PEER_OF_B));
+    let (now_a, now_b) = (p.a.child_spis(PEER_OF_A), p.b.child_spis(PEER_OF_B));
+    assert_eq!((now_a.len(), now_b.len()), (1, 1));
+    assert_ne!(now_a, spi_a);
+    assert_eq!((p.a.ike_sa_count(), p.b.ike_sa_count()), (1, 1));
 }
 
-/// Bytes: rekeyed at `child_rekey_bytes`, deleted at 110 % of it if the rekey has not
-/// finished (here: B never sees A's CREATE_CHILD_SA).
+/// Hard lifetimes leave a rekey at least 30 s: with a 10 s rekey time a CHILD SA whose
+/// rekey's first request is lost is rekeyed by the retransmission, not deleted.
 #[test]
-fn a_child_sa_past_its_hard_byte_lifetime_goes_at_once() {
+fn a_short_lifetime_leaves_time_for_a_retransmitted_rekey() {
+    let (mut a, b) = configs();
+    a.peers[0].child_rekey = Duration::from_secs(10);
+    a.peers[0].dpd_interval = Duration::ZERO;
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let old = p.a.child_spis(PEER_OF_A);
+    let mut lost = false;
+    p.filter = Box::new(move |side, t| {
+        let create = Message::parse(&t.data)
+            .is_ok_and(|m| m.header.exchange == ExchangeType::CREATE_CHILD_SA);
+        if side == Side::A && create && !lost {
+            lost = true;
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    p.advance(Duration::from_secs(16));
+    assert!(expired_children(&p.a_events).is_empty());
+    let now = p.a.child_spis(PEER_OF_A);
+    assert_eq!(now.len(), 1);
+    assert_ne!(now, old, "rekeyed by the retransmission");
+}
+
+/// Bytes: rekeyed at `child_rekey_bytes`, deleted at 110 % of it if the rekey started then
+/// has not finished (here: B never sees A's CREATE_CHILD_SA); a report that crosses both
+/// limits at once only starts the rekey.
+#[test]
+fn a_child_sa_past_its_hard_byte_lifetime_goes() {
     let (mut a, b) = configs();
     a.peers[0].child_rekey_bytes = Some(1 << 20);
     let mut p = Pair::new(a, b);
@@ -86,20 +124,23 @@ fn a_child_sa_past_its_hard_byte_lifetime_goes_at_once() {
             Fate::Deliver
         }
     });
-    p.a.esp_usage(PEER_OF_A, spi, 1 << 20, p.now);
+    p.a.esp_usage(PEER_OF_A, spi, 2 << 20, p.now);
     p.drive();
     assert!(
         expired_children(&p.a_events).is_empty(),
-        "rekeying, not expired"
+        "one report past both limits starts the rekey"
     );
-    p.a.esp_usage(PEER_OF_A, spi, (1 << 20) + (1 << 20) / 10, p.now);
+    p.a.esp_usage(PEER_OF_A, spi, 3 << 20, p.now);
     p.drive();
     assert_eq!(expired_children(&p.a_events), [spi]);
-    assert_eq!(
-        downs(&p.a_events),
-        [spi],
+    assert!(
+        downs(&p.a_events).contains(&spi),
         "the data path stops using it at once"
     );
+    assert!(p.a_events.contains(&IkeEvent::PeerDown {
+        peer: PEER_OF_A,
+        reason: DownReason::Expired
+    }));
 }
 
 /// The IKE SA: its rekey request goes unanswered (and retransmissions are slow here), so at

@@ -157,3 +157,62 @@ fn a_reload_starts_a_down_peer_again_at_once() {
     assert_eq!(p.a.ike_sa_count(), 1, "the unanswered attempt is gone");
     assert_eq!(p.b.child_spis(PEER_OF_B).len(), 1);
 }
+
+/// A peer removed while a request of ours is in flight (here a CHILD SA rekey) still gets
+/// its Delete, once the request is answered.
+#[test]
+fn a_removed_peer_gets_its_delete_after_a_request_in_flight() {
+    let mut p = Pair::default_pair();
+    p.connect();
+    p.a.rekey_child(PEER_OF_A, p.now);
+    p.a.delete(PEER_OF_A, p.now);
+    let (mut config, _) = configs();
+    config.peers.clear();
+    p.a.reconfigure(config, &[], p.now);
+    p.drive();
+    assert!(
+        p.b_events.iter().any(|e| matches!(
+            e,
+            IkeEvent::PeerDown {
+                reason: DownReason::DeletedByPeer,
+                ..
+            }
+        )),
+        "{:?}",
+        p.b_events
+    );
+    assert_eq!(p.b.ike_sa_count(), 0);
+}
+
+/// A responder reloaded between IKE_SA_INIT and IKE_AUTH: the half-open SA's candidate
+/// peers follow their new indices (found by the ike_engine fuzz target: a stale index
+/// panicked, or named another peer).
+#[test]
+fn a_half_open_sa_finds_its_peer_after_a_reload() {
+    let mut p = Pair::default_pair();
+    let mut dropped = false;
+    p.filter = Box::new(move |side, t| {
+        let auth = crate::tunnel::ipsec::ike::message::Message::parse(&t.data).is_ok_and(|m| {
+            m.header.exchange == crate::tunnel::ipsec::ike::message::ExchangeType::IKE_AUTH
+        });
+        if side == Side::A && auth && !dropped {
+            dropped = true;
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    p.connect();
+    assert_eq!((p.b.half_open(), p.b.is_up(PEER_OF_B)), (1, false));
+    let (_, mut config) = configs();
+    let mut first = newcomer();
+    first.remote_id = super::super::Identity::fqdn("gw-c.lab");
+    config.peers.insert(0, first);
+    p.b.reconfigure(config, &[(PEER_OF_B, PEER_OF_B)], p.now);
+    p.advance(Duration::from_secs(5));
+    assert!(
+        p.a.is_up(PEER_OF_A) && p.b.is_up(PEER_OF_B),
+        "{:?}",
+        p.b_events
+    );
+}
