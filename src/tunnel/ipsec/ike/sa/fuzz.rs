@@ -273,6 +273,8 @@ mod tests {
         run(&handshake_script());
         // Found by the fuzzer: a reload between IKE_SA_INIT and IKE_AUTH.
         run(include_bytes!("testdata/fuzz-reload-half-open.bin"));
+        // And one whose SAs left without a peer kept their rekey timers in the past.
+        run(include_bytes!("testdata/fuzz-reload-orphan-timers.bin"));
         // Roams and reloads between rekeys.
         let mut s = vec![op::DELIVER; 4];
         s.extend_from_slice(&[op::COMMAND, 4, op::DELIVER, op::DELIVER, op::COMMAND, 5]);

@@ -209,18 +209,20 @@ impl IkeSa {
                 ctx.config.limits.half_open_timeout,
             ))),
             State::Rekeyed => at(self.linger_until),
+            // The timers `established_timers` runs, which need the peer's configuration (an
+            // SA whose peer left it only finishes its exchanges and its Delete).
             State::Established => {
                 if let Some(cfg) = self.peer.and_then(|p| ctx.peer(p)) {
                     at(self.dpd_at(cfg.dpd_interval));
-                }
-                at(self.rekey_at);
-                at(self.expires_at);
-                for c in &self.children {
-                    if c.state == ChildState::Installed {
-                        at(c.rekey_at);
-                    }
-                    if c.is_live() {
-                        at(c.expires_at);
+                    at(self.rekey_at);
+                    at(self.expires_at);
+                    for c in &self.children {
+                        if c.state == ChildState::Installed {
+                            at(c.rekey_at);
+                        }
+                        if c.is_live() {
+                            at(c.expires_at);
+                        }
                     }
                 }
             }
