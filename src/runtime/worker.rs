@@ -342,6 +342,20 @@ impl Worker {
     fn hand_over_ike(&mut self) {
         let generation = self.gateway.plan().generation;
         let ike = &self.ike;
+        // IKE datagrams first: one the peer sent from its old address before the ESP that
+        // showed its new one must not reach the IKE thread after the roam and move it back.
+        self.gateway.drain_ike(|attachment, d| {
+            super::ike::offer(
+                ike,
+                IkeInput::Datagram {
+                    generation,
+                    attachment,
+                    io: d.io,
+                    from: d.from,
+                    data: d.data().to_vec(),
+                },
+            )
+        });
         self.gateway.drain_roamed(|attachment, peer, to| {
             let roamed = IkeInput::Roamed {
                 generation,
@@ -354,18 +368,6 @@ impl Worker {
             if !super::ike::offer(ike, roamed) {
                 tracing::debug!(?peer, %to, "IKE queue full: roam not reported");
             }
-        });
-        self.gateway.drain_ike(|attachment, d| {
-            super::ike::offer(
-                ike,
-                IkeInput::Datagram {
-                    generation,
-                    attachment,
-                    io: d.io,
-                    from: d.from,
-                    data: d.data().to_vec(),
-                },
-            )
         });
     }
 

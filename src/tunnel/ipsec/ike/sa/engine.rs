@@ -15,7 +15,7 @@ use crate::tunnel::ipsec::ike::message::{
 use super::child::ChildState;
 use super::config::{IkeConfig, IkePeerConfig, Start};
 use super::cookie::CookieJar;
-use super::ctx::{after, Ctx, Effect};
+use super::ctx::{after, Ctx, Effect, HARD_MARGIN};
 use super::event::{DownReason, IkeEvent, Refusal, Transmit};
 use super::ike_sa::{IkeSa, Queued, Request, State};
 use super::init;
@@ -341,7 +341,7 @@ impl IkeEngine {
 
     /// Rekeys every CHILD SA of `peer` now.
     pub fn rekey_child(&mut self, peer: PeerId, now: Instant) {
-        self.for_established(peer, now, |sa, _| {
+        self.for_established(peer, now, |sa| {
             for c in sa
                 .children
                 .iter_mut()
@@ -355,7 +355,7 @@ impl IkeEngine {
 
     /// Rekeys the IKE SA of `peer` now.
     pub fn rekey_ike(&mut self, peer: PeerId, now: Instant) {
-        self.for_established(peer, now, |sa, _| sa.enqueue(Queued::RekeyIke));
+        self.for_established(peer, now, |sa| sa.enqueue(Queued::RekeyIke));
     }
 
     /// What the data path counted on the CHILD SA with SPI `spi` (inbound or outbound):
@@ -365,7 +365,7 @@ impl IkeEngine {
             return;
         };
         let limit = self.ctx.config.peers[i].child_rekey_bytes;
-        self.for_established(peer, now, |sa, ctx| {
+        self.for_established(peer, now, |sa| {
             let Some(c) = sa
                 .children
                 .iter_mut()
@@ -377,18 +377,15 @@ impl IkeEngine {
                 sa.last_inbound = now;
             }
             c.bytes = c.bytes.max(bytes);
-            // Only an SA whose rekey was already under way can expire here: one report may
-            // cross both limits, and the rekey it starts must get its chance.
-            let rekeying = c.state == ChildState::Rekeying;
             if c.state == ChildState::Installed && limit.is_some_and(|l| c.bytes >= l) {
                 c.state = ChildState::Rekeying;
+                // The byte count's hard lifetime: the rekey has `HARD_MARGIN` to succeed (a
+                // byte count is reported once a second, so a margin in bytes would be crossed
+                // by the same report at high rates).
+                let deadline = after(now, HARD_MARGIN);
+                c.expires_at = Some(c.expires_at.map_or(deadline, |t| t.min(deadline)));
                 let spi = c.inbound_spi;
                 sa.queue.push_back(Queued::RekeyChild(spi));
-            }
-            // The hard lifetime in bytes: 10 % past the rekey, as strongSwan's `life_bytes`.
-            if rekeying && limit.is_some_and(|l| c.bytes >= l.saturating_add(l / 10)) {
-                let spi = c.inbound_spi;
-                sa.expire_child(ctx, spi);
             }
         });
     }
@@ -473,12 +470,7 @@ impl IkeEngine {
         self.ctx.config.peers.iter().position(|p| p.peer == peer)
     }
 
-    fn for_established(
-        &mut self,
-        peer: PeerId,
-        now: Instant,
-        mut f: impl FnMut(&mut IkeSa, &mut Ctx),
-    ) {
+    fn for_established(&mut self, peer: PeerId, now: Instant, mut f: impl FnMut(&mut IkeSa)) {
         let Some(i) = self.index(peer) else {
             return;
         };
@@ -487,7 +479,7 @@ impl IkeEngine {
             .values_mut()
             .filter(|sa| sa.peer == Some(i) && sa.is_established())
         {
-            f(sa, &mut self.ctx);
+            f(sa);
             sa.pump(&mut self.ctx, now);
         }
         self.finish(now);

@@ -105,13 +105,14 @@ fn a_short_lifetime_leaves_time_for_a_retransmitted_rekey() {
     assert_ne!(now, old, "rekeyed by the retransmission");
 }
 
-/// Bytes: rekeyed at `child_rekey_bytes`, deleted at 110 % of it if the rekey started then
-/// has not finished (here: B never sees A's CREATE_CHILD_SA); a report that crosses both
-/// limits at once only starts the rekey.
+/// Bytes: rekeyed at `child_rekey_bytes`; if that rekey has not succeeded 30 s later (here
+/// B never sees A's CREATE_CHILD_SA), the SA goes, and with it the IKE SA it was the last
+/// of. However far past the limit a report jumps, it only starts the rekey.
 #[test]
-fn a_child_sa_past_its_hard_byte_lifetime_goes() {
+fn a_child_sa_whose_byte_rekey_fails_goes_30_s_later() {
     let (mut a, b) = configs();
     a.peers[0].child_rekey_bytes = Some(1 << 20);
+    a.peers[0].dpd_interval = Duration::ZERO;
     let mut p = Pair::new(a, b);
     p.connect();
     let spi = p.a.child_spis(PEER_OF_A)[0];
@@ -124,14 +125,15 @@ fn a_child_sa_past_its_hard_byte_lifetime_goes() {
             Fate::Deliver
         }
     });
-    p.a.esp_usage(PEER_OF_A, spi, 2 << 20, p.now);
-    p.drive();
+    p.a.esp_usage(PEER_OF_A, spi, 3 << 20, p.now);
+    p.advance(Duration::from_secs(1));
+    p.a.esp_usage(PEER_OF_A, spi, 6 << 20, p.now);
+    p.advance(Duration::from_secs(28));
     assert!(
         expired_children(&p.a_events).is_empty(),
-        "one report past both limits starts the rekey"
+        "the rekey has 30 s, whatever the bytes"
     );
-    p.a.esp_usage(PEER_OF_A, spi, 3 << 20, p.now);
-    p.drive();
+    p.advance(Duration::from_secs(2));
     assert_eq!(expired_children(&p.a_events), [spi]);
     assert!(
         downs(&p.a_events).contains(&spi),
