@@ -407,13 +407,7 @@ impl IkeThread {
             .collect();
         for (s, carry) in setups.into_iter().zip(carries) {
             let a = &plan.attachments[s.attachment.index()];
-            let names: HashMap<PeerId, String> = match &a.kind {
-                AttachmentPlanKind::Ipsec { peers, .. } => peers
-                    .iter()
-                    .map(|p| (*p, plan.peers[p.index()].name.clone()))
-                    .collect(),
-                _ => HashMap::new(),
-            };
+            let names = peer_names(&plan, s.attachment);
             let reused = carry.as_ref().and_then(|c| {
                 old.iter_mut()
                     .find(|e| e.as_ref().is_some_and(|e| e.attachment == c.previous))
@@ -427,25 +421,18 @@ impl IkeThread {
                 }
                 _ => (IkeEngine::new(s.config, now), None),
             };
-            let previous_names: Vec<&str> = self
-                .plan
-                .as_deref()
-                .zip(carried.as_ref())
-                .map(|(p, c)| match &p.attachments[c.previous.index()].kind {
-                    AttachmentPlanKind::Ipsec { peers, .. } => peers
-                        .iter()
-                        .map(|o| p.peers[o.index()].name.as_str())
-                        .collect(),
-                    _ => Vec::new(),
-                })
-                .unwrap_or_default();
             match &carried {
                 Some(c) => {
                     // Changed peers lost their SAs with the Deletes above.
+                    let before = self
+                        .plan
+                        .as_deref()
+                        .map(|p| peer_names(p, c.previous))
+                        .unwrap_or_default();
                     let mut renegotiate = 0;
                     for (peer, name) in &names {
                         let kept = c.peers.iter().any(|(_, new)| new == peer);
-                        if !kept && previous_names.contains(&name.as_str()) {
+                        if !kept && before.values().any(|n| n == name) {
                             renegotiate += 1;
                             self.change(s.attachment, SaChange::PeerDown { peer: *peer });
                         }
@@ -674,6 +661,17 @@ impl IkeThread {
         if !sent {
             tracing::debug!("the worker is gone; SA change dropped");
         }
+    }
+}
+
+/// The names of IPsec attachment `a`'s peers, for log lines a helpdesk can read.
+fn peer_names(plan: &Plan, a: AttachmentId) -> HashMap<PeerId, String> {
+    match &plan.attachments[a.index()].kind {
+        AttachmentPlanKind::Ipsec { peers, .. } => peers
+            .iter()
+            .map(|p| (*p, plan.peers[p.index()].name.clone()))
+            .collect(),
+        _ => HashMap::new(),
     }
 }
 

@@ -20,16 +20,6 @@ fn downs(events: &[IkeEvent]) -> Vec<DownReason> {
         .collect()
 }
 
-fn child_downs(events: &[IkeEvent]) -> Vec<u32> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            IkeEvent::ChildSaDown { inbound_spi, .. } => Some(*inbound_spi),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn liveness_checks_keep_a_quiet_pair_up() {
     let mut p = Pair::default_pair();

@@ -20,16 +20,6 @@ fn expired_children(events: &[IkeEvent]) -> Vec<u32> {
         .collect()
 }
 
-fn downs(events: &[IkeEvent]) -> Vec<u32> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            IkeEvent::ChildSaDown { inbound_spi, .. } => Some(*inbound_spi),
-            _ => None,
-        })
-        .collect()
-}
-
 /// A asks for PFS on rekeys, which B refuses: A's CHILD SA is never rekeyed, and goes at
 /// its hard lifetime (660 s for a 600 s rekey time). It was the IKE SA's only one, so the
 /// IKE SA goes too (B gets the Delete), and A, which initiates, sets up new ones at once.
@@ -59,8 +49,11 @@ fn a_child_sa_whose_rekeys_are_refused_is_deleted_at_its_hard_lifetime() {
     assert!(expired_children(&p.a_events).is_empty());
     p.advance(Duration::from_secs(2));
     assert_eq!(expired_children(&p.a_events), spi_a);
-    assert!(downs(&p.a_events).contains(&spi_a[0]));
-    assert!(downs(&p.b_events).contains(&spi_b[0]), "B got the Delete");
+    assert!(child_downs(&p.a_events).contains(&spi_a[0]));
+    assert!(
+        child_downs(&p.b_events).contains(&spi_b[0]),
+        "B got the Delete"
+    );
     assert!(p.a_events.contains(&IkeEvent::PeerDown {
         peer: PEER_OF_A,
         reason: DownReason::Expired
@@ -136,7 +129,7 @@ fn a_child_sa_whose_byte_rekey_fails_goes_30_s_later() {
     p.advance(Duration::from_secs(2));
     assert_eq!(expired_children(&p.a_events), [spi]);
     assert!(
-        downs(&p.a_events).contains(&spi),
+        child_downs(&p.a_events).contains(&spi),
         "the data path stops using it at once"
     );
     assert!(p.a_events.contains(&IkeEvent::PeerDown {

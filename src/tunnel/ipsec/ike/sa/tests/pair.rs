@@ -66,6 +66,17 @@ pub(crate) struct Pair {
     pub log: Vec<(Instant, Side, Transmit)>,
 }
 
+/// The inbound SPIs of the CHILD SAs `events` report gone, in order.
+pub(crate) fn child_downs(events: &[IkeEvent]) -> Vec<u32> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            IkeEvent::ChildSaDown { inbound_spi, .. } => Some(*inbound_spi),
+            _ => None,
+        })
+        .collect()
+}
+
 pub(crate) fn net(s: &str) -> Ipv4Network {
     s.parse().unwrap()
 }

@@ -34,16 +34,6 @@ fn one_child_each(p: &Pair) {
     check_child_pair(a, b);
 }
 
-fn downs(events: &[IkeEvent]) -> Vec<u32> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            IkeEvent::ChildSaDown { inbound_spi, .. } => Some(*inbound_spi),
-            _ => None,
-        })
-        .collect()
-}
-
 fn no_peer_down(p: &Pair) {
     for e in p.a_events.iter().chain(&p.b_events) {
         assert!(!matches!(e, IkeEvent::PeerDown { .. }), "{e:?}");
@@ -65,7 +55,7 @@ fn child_sas_are_rekeyed_in_time_and_the_old_ones_deleted() {
     p.advance(Duration::from_secs(61));
     one_child_each(&p);
     assert_eq!(
-        (downs(&p.a_events), downs(&p.b_events)),
+        (child_downs(&p.a_events), child_downs(&p.b_events)),
         (vec![old_a], vec![old_b])
     );
     let new = child_ups(&p.a_events)[1];
@@ -163,7 +153,7 @@ fn the_ike_sa_is_rekeyed_and_keeps_its_child_sas() {
         (p.a.child_spis(PEER_OF_A), p.b.child_spis(PEER_OF_B)),
         (ca, cb)
     );
-    assert!(downs(&p.a_events).is_empty() && downs(&p.b_events).is_empty());
+    assert!(child_downs(&p.a_events).is_empty() && child_downs(&p.b_events).is_empty());
     // The new IKE SA works: a CHILD SA rekey from the responder's side, with the new SK_d,
     // and liveness checks.
     p.b.rekey_child(PEER_OF_B, p.now);
@@ -204,8 +194,8 @@ fn simultaneous_child_rekeys_leave_exactly_one_child_sa() {
             let survivor = p.a.child_spis(PEER_OF_A)[0];
             survivors[usize::from(ups[2].inbound.spi == survivor)] += 1;
         }
-        assert_eq!(downs(&p.a_events).len(), 2);
-        assert_eq!(downs(&p.b_events).len(), 2);
+        assert_eq!(child_downs(&p.a_events).len(), 2);
+        assert_eq!(child_downs(&p.b_events).len(), 2);
         no_peer_down(&p);
         assert!(
             refusals(&p.a_events).is_empty() && refusals(&p.b_events).is_empty(),
@@ -245,7 +235,7 @@ fn simultaneous_ike_rekeys_leave_exactly_one_ike_sa_with_the_children() {
         assert_eq!(a_init.len(), 1);
         assert_eq!(p.b.initiator_of(PEER_OF_B), [!a_init[0]]);
         survivors[usize::from(a_init[0])] += 1;
-        assert!(downs(&p.a_events).is_empty() && downs(&p.b_events).is_empty());
+        assert!(child_downs(&p.a_events).is_empty() && child_downs(&p.b_events).is_empty());
         no_peer_down(&p);
         // The survivor carries the next rekey and the liveness checks.
         p.a.rekey_child(PEER_OF_A, p.now);
