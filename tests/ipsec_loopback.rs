@@ -239,19 +239,7 @@ async fn facilities_negotiate_with_the_gateway_and_ping_through_it() {
         );
         // 1.5 MiB from A crosses `child_rekey_bytes` (1 MiB): the gateway rekeys A's CHILD
         // SA, and traffic goes on in the new one.
-        let big = vec![0x42; 1300];
-        for seq in 0..1200u16 {
-            a.send(&echo_of("10.0.1.5", "100.65.1.7", 100 + seq, false, &big));
-            if seq % 50 == 0 {
-                a.step();
-                b.step();
-            }
-        }
-        let rekeyed =
-            r#"ixgw_ike_events_total{attachment="ajisai-ipsec",event="child_sa_rekeyed"} 1"#;
-        until(Duration::from_secs(10), &mut [&mut a, &mut b], |_| {
-            hub.encode().lines().any(|l| l == rekeyed)
-        });
+        rekey_by_bytes(&mut a, &mut b, &hub);
         // A new ping goes through the new SA.
         std::thread::sleep(Duration::from_millis(200));
         a.send(&echo("10.0.1.5", "100.65.1.7", 9999, false));
@@ -320,6 +308,23 @@ async fn facilities_negotiate_with_the_gateway_and_ping_through_it() {
     );
 }
 
+/// 1.5 MiB from omura (A) crosses `child_rekey_bytes` (1 MiB): waits until the gateway has
+/// rekeyed A's CHILD SA (the first rekey on ajisai-ipsec).
+fn rekey_by_bytes(a: &mut Facility, b: &mut Facility, hub: &ixgw::metrics::MetricsHub) {
+    let big = vec![0x42; 1300];
+    for seq in 0..1200u16 {
+        a.send(&echo_of("10.0.1.5", "100.65.1.7", 100 + seq, false, &big));
+        if seq % 50 == 0 {
+            a.step();
+            b.step();
+        }
+    }
+    let rekeyed = r#"ixgw_ike_events_total{attachment="ajisai-ipsec",event="child_sa_rekeyed"} 1"#;
+    until(Duration::from_secs(10), &mut [a, b], |_| {
+        hub.encode().lines().any(|l| l == rekeyed)
+    });
+}
+
 /// A ping from omura (ajisai, 10.0.1.5) to izumo (mame, 10.0.1.7) with sequence `seq` reaches
 /// izumo.
 fn ping_a_to_b(a: &mut Facility, b: &mut Facility, seq: u16) {
@@ -380,19 +385,7 @@ async fn a_reload_keeps_the_sas_of_unchanged_peers() {
     let after = tokio::task::spawn_blocking(move || {
         // No renegotiation: the first ping after the reload passes in the kept SAs.
         ping_a_to_b(&mut a, &mut b, 2);
-        let big = vec![0x42; 1300];
-        for seq in 0..1200u16 {
-            a.send(&echo_of("10.0.1.5", "100.65.1.7", 100 + seq, false, &big));
-            if seq % 50 == 0 {
-                a.step();
-                b.step();
-            }
-        }
-        let rekeyed =
-            r#"ixgw_ike_events_total{attachment="ajisai-ipsec",event="child_sa_rekeyed"} 1"#;
-        until(Duration::from_secs(10), &mut [&mut a, &mut b], |_| {
-            hub.encode().lines().any(|l| l == rekeyed)
-        });
+        rekey_by_bytes(&mut a, &mut b, &hub);
         std::thread::sleep(Duration::from_millis(200));
         ping_a_to_b(&mut a, &mut b, 9999);
     })
