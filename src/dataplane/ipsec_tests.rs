@@ -99,8 +99,13 @@ struct Setup {
 }
 
 fn setup(raw_esp: bool, path: EspPath) -> Setup {
+    setup_with(&config(raw_esp), path)
+}
+
+/// The gateway of `config` (generation 1) with the CHILD SA of its first IPsec peer installed.
+fn setup_with(config: &Config, path: EspPath) -> Setup {
     let now = Instant::now();
-    let plan = Plan::compile(&config(raw_esp), 1);
+    let plan = Plan::compile(config, 1);
     let mut gw = Gateway::new(Arc::new(plan), now);
     gw.tunnel_mut(IPSEC)
         .and_then(|t| t.ipsec_mut())
@@ -298,21 +303,16 @@ fn without_an_sa_nothing_passes_and_every_drop_is_counted() {
 /// nothing (the IKE engine is replaced).
 #[test]
 fn a_reload_keeps_the_sas_of_unchanged_peers_renumbered() {
-    let now = Instant::now();
     let goto = || fuzz::psk_ipsec_peer("goto-clinic", "4212345670", "10.0.0.0/25");
     let newcomer = fuzz::psk_ipsec_peer("iki-clinic", "4212345688", "10.0.0.128/25");
-    let before = Arc::new(Plan::compile(&config_with(true, vec![goto()]), 1));
-    let mut gw = Gateway::new(before.clone(), now);
     let facility = SocketAddr::from(FACILITY_ADDR);
-    gw.tunnel_mut(IPSEC)
-        .and_then(|t| t.ipsec_mut())
-        .unwrap()
-        .install(
-            PEER,
-            InboundSa::new(&sa(SPI_IN, &KEY_IN)).unwrap(),
-            OutboundSa::new(&sa(SPI_OUT, &KEY_OUT)).unwrap(),
-            EspPath::Udp(facility),
-        );
+    let Setup {
+        mut gw,
+        mut fac_out,
+        mut fac_in,
+        now,
+    } = setup_with(&config_with(true, vec![goto()]), EspPath::Udp(facility));
+    let before = gw.plan().clone();
     let after = Arc::new(Plan::compile(
         &config_with(true, vec![newcomer.clone(), goto()]),
         2,
@@ -336,12 +336,10 @@ fn a_reload_keeps_the_sas_of_unchanged_peers_renumbered() {
         &echo("10.0.0.2", "100.65.0.5", 1, false),
     );
     assert_eq!(out.len(), 1, "still encrypted into the kept SA");
-    let mut fac_in = InboundSa::new(&sa(SPI_OUT, &KEY_OUT)).unwrap();
     let mut esp = out[0].1.clone();
     assert!(matches!(fac_in.decapsulate(&mut esp), Ok(Decap::Packet(_))));
     let reply = echo("10.0.0.5", "100.64.0.2", 1, true);
     let mut buf = vec![0u8; 2048];
-    let mut fac_out = OutboundSa::new(&sa(SPI_IN, &KEY_IN)).unwrap();
     let n = fac_out
         .encapsulate(&mut crate::crypto::SystemRandom::new(), &reply, &mut buf)
         .unwrap();
