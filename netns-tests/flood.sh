@@ -79,7 +79,7 @@ tenants:
         private_key_file: gw-a.key
         peers:
           - name: fl-fac-a
-            facility: "4210000001"
+            facility: "4210000016"
             public_key: "$(pub fl-fac-a)"
             allowed_ips: [10.0.0.0/24]
             address: 10.0.0.1/24
@@ -102,7 +102,7 @@ tenants:
         private_key_file: gw-c.key
         peers:
           - name: fl-fac-c
-            facility: "4210000003"
+            facility: "4210000008"
             public_key: "$(pub fl-fac-c)"
             allowed_ips: [10.0.0.3/32]
             address: 10.0.0.3/24

@@ -64,7 +64,7 @@ tenants:
         private_key_file: gw-a.key
         peers:
           - name: fac-a
-            facility: "4212345678"
+            facility: "4212345674"
             public_key: "$(pub fac-a)"
             allowed_ips: [10.0.0.2/32]
             address: 10.0.0.2/24
@@ -76,7 +76,7 @@ $(if [[ $1 == 1 ]]; then cat <<MORE
         private_key_file: gw-a.key
         peers:
           - name: fac-c
-            facility: "4212345679"
+            facility: "4212345617"
             public_key: "$(pub fac-c)"
             allowed_ips: [10.0.0.3/32]
             address: 10.0.0.3/24
@@ -93,7 +93,7 @@ fi)
         private_key_file: gw-b.key
         peers:
           - name: fac-b
-            facility: "3219876543"
+            facility: "3219876541"
             public_key: "$(pub fac-b)"
             allowed_ips: [10.0.0.2/32]
             address: 10.0.0.2/24

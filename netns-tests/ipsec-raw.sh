@@ -70,10 +70,10 @@ policies:
   - { name: in, from: { tenant: $4 }, to: { tenant: lan }, allow: [icmp] }
 EOC
 }
-ipsec_ix rwa 10.251.0.1 100.64.0.0/24 site-b 100.81.0.0/24 100.65.0.0/24 rwb 4212345678 \
+ipsec_ix rwa 10.251.0.1 100.64.0.0/24 site-b 100.81.0.0/24 100.65.0.0/24 rwb 4212345674 \
   "            start: initiate
             endpoint: 10.251.0.2"
-ipsec_ix rwb 10.251.0.2 100.81.0.0/24 site-a 100.64.0.0/24 100.80.0.0/24 rwa 3211234567 ""
+ipsec_ix rwb 10.251.0.2 100.81.0.0/24 site-a 100.64.0.0/24 100.80.0.0/24 rwa 3211234566 ""
 
 log "tcpdump of ESP on the underlay"
 start_bg rw-b "$T_TMP/tcpdump.log" tcpdump -n -U -i rw-vb -w "$T_TMP/esp.pcap" 'ip proto 50 or udp port 4500'

@@ -130,7 +130,7 @@ mkcert ca-rsa fac-rsa rsa 2048 fac-rsa.ajisai.test
 # ipsec_peer NAME AUTH(psk FILE | cert CA) [EXTRA YAML LINES...]
 ipsec_peer() {
   local name=$1 n; n=$(fac_n "$1")
-  printf '          - name: %s\n            facility: "42100000%02d"\n            remote_id: %s.ajisai.test\n' "$name" "$n" "$name"
+  printf '          - name: %s\n            facility: "%s"\n            remote_id: %s.ajisai.test\n' "$name" "$(facility_code "$(printf '4210000%02d' "$n")")" "$name"
   if [[ $2 == psk ]]; then
     printf '            auth: psk\n            psk_file: %s\n' "$3"
   else
@@ -188,7 +188,7 @@ $(ipsec_peer fac-rsa cert ca-rsa)
         private_key_file: gw-b.key
         peers:
           - name: fac-wg
-            facility: "3219876543"
+            facility: "3219876541"
             public_key: "$("$IXGW" pubkey <"$T_TMP/fac-wg.key")"
             allowed_ips: [10.0.1.0/24]
             address: $B_HOST/24

@@ -17,6 +17,17 @@ check() { # check DESCRIPTION CMD... : run CMD, PASS/FAIL on its status
   if "$@"; then pass "$what"; else fail "$what"; fi
 }
 
+# facility_code NINE_DIGITS: the 10-digit facility code with its Luhn check digit appended
+facility_code() {
+  local nine=$1 sum=0 i d
+  for ((i = 0; i < 9; i++)); do
+    d=${nine:8-i:1}
+    ((i % 2 == 0)) && d=$((d * 2))
+    sum=$((sum + d / 10 + d % 10))
+  done
+  printf '%s%d' "$nine" $(((10 - sum % 10) % 10))
+}
+
 need() {
   local c
   for c in "$@"; do command -v "$c" >/dev/null 2>&1 || die "required tool '$c' is not installed (see .ci/run)"; done

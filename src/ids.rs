@@ -49,7 +49,10 @@ handle!(
 );
 
 /// A 10-digit medical institution code (医療機関コード / 薬局コード): two digits of
-/// prefecture, one of point table (1 medical, 3 dental, 4 pharmacy) and seven of institution.
+/// prefecture (01–47), one of point table (点数表: 1 medical, 3 dental, 4 pharmacy, 6 home-visit
+/// nursing) and seven of institution, the last of which is a check digit: the whole code passes
+/// the Luhn check (weights 2, 1, 2, 1, … from the right over the nine digits before the check
+/// digit, the digits of two-digit products added, check = (10 − sum mod 10) mod 10).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FacilityCode(u64);
 
@@ -62,6 +65,10 @@ pub enum FacilityCodeError {
     NotDigits,
     #[error("prefecture code {0:02} is not in 01..=47")]
     Prefecture(u8),
+    #[error("point table digit {0} is not 1 (医科), 3 (歯科), 4 (調剤) or 6 (訪問看護)")]
+    PointTable(u8),
+    #[error("check digit is {got}, not {want}: with the right check digit the code is {fixed}")]
+    CheckDigit { got: u8, want: u8, fixed: String },
 }
 
 impl FacilityCode {
@@ -77,9 +84,37 @@ impl FacilityCode {
         if !(1..=47).contains(&pref) {
             return Err(FacilityCodeError::Prefecture(pref));
         }
+        let table = b[2] - b'0';
+        if !matches!(table, 1 | 3 | 4 | 6) {
+            return Err(FacilityCodeError::PointTable(table));
+        }
+        let want = Self::check_digit(&b[..9]);
+        let got = b[9] - b'0';
+        if got != want {
+            return Err(FacilityCodeError::CheckDigit {
+                got,
+                want,
+                fixed: format!("{}{want}", &s[..9]),
+            });
+        }
         s.parse()
             .map(FacilityCode)
             .map_err(|_| FacilityCodeError::NotDigits)
+    }
+
+    /// The Luhn check digit of nine ASCII digits: weights 2, 1, 2, 1, … from the right, the
+    /// digits of two-digit products added, (10 − sum mod 10) mod 10.
+    pub fn check_digit(nine: &[u8]) -> u8 {
+        let sum: u32 = nine
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, &d)| {
+                let p = u32::from(d - b'0') * if i % 2 == 0 { 2 } else { 1 };
+                p / 10 + p % 10
+            })
+            .sum();
+        ((10 - sum % 10) % 10) as u8
     }
 
     /// The prefecture number (1 = 北海道 .. 47 = 沖縄県).
@@ -120,8 +155,8 @@ mod tests {
 
     #[test]
     fn facility_code_keeps_leading_zero() {
-        let c = FacilityCode::parse("0112345678").unwrap();
-        assert_eq!(c.to_string(), "0112345678");
+        let c = FacilityCode::parse("0110113719").unwrap();
+        assert_eq!(c.to_string(), "0110113719");
         assert_eq!(c.prefecture(), 1);
     }
 
@@ -143,5 +178,40 @@ mod tests {
             FacilityCode::parse("0012345678"),
             Err(FacilityCodeError::Prefecture(0))
         );
+        assert_eq!(
+            FacilityCode::parse("4252345678"),
+            Err(FacilityCodeError::PointTable(5))
+        );
+        let e = FacilityCode::parse("0110113710").unwrap_err();
+        assert_eq!(
+            e,
+            FacilityCodeError::CheckDigit {
+                got: 0,
+                want: 9,
+                fixed: "0110113719".into()
+            }
+        );
+        assert!(e.to_string().contains("the code is 0110113719"), "{e}");
+    }
+
+    #[test]
+    fn check_digit_is_luhn() {
+        // The worked example, and codes of each point table.
+        for code in ["0110113719", "4212345674", "4240123457", "1361234568", "4761234568"] {
+            assert!(FacilityCode::parse(code).is_ok(), "{code}");
+        }
+        // Luhn over the whole code is 0 mod 10 exactly when the check digit is right.
+        proptest::proptest!(|(nine in 0u64..1_000_000_000)| {
+            let nine = format!("{nine:09}");
+            let want = FacilityCode::check_digit(nine.as_bytes());
+            for d in 0..10u8 {
+                let code = format!("{nine}{d}");
+                let luhn: u32 = code.bytes().rev().enumerate().map(|(i, c)| {
+                    let p = u32::from(c - b'0') * if i % 2 == 1 { 2 } else { 1 };
+                    p / 10 + p % 10
+                }).sum();
+                proptest::prop_assert_eq!(luhn % 10 == 0, d == want);
+            }
+        });
     }
 }

@@ -59,9 +59,9 @@ fn config_variant(dir: &Path, ports: [(u16, u16); 2], reloaded: bool) -> Config 
 {peers}"#
         )
     };
-    let mut ajisai_peers = peer("omura", "4212345678", "10.0.1.0/24");
+    let mut ajisai_peers = peer("omura", "4212345674", "10.0.1.0/24");
     if reloaded {
-        ajisai_peers = peer("hirado", "4212345686", "10.0.2.0/24") + &ajisai_peers;
+        ajisai_peers = peer("hirado", "4212345609", "10.0.2.0/24") + &ajisai_peers;
     }
     let ajisai = format!(
         r#"  - name: ajisai
@@ -82,7 +82,7 @@ fn config_variant(dir: &Path, ports: [(u16, u16); 2], reloaded: bool) -> Config 
         attachment(
             "mame-ipsec",
             ports[1],
-            peer("izumo", "3211234567", "10.0.1.0/24")
+            peer("izumo", "3211234566", "10.0.1.0/24")
         )
     );
     let tenants = if reloaded {

@@ -112,7 +112,7 @@ impl Pair {
                 peer: format!("p{i}"),
                 tenant: "t".into(),
                 attachment: "wg".into(),
-                facility: "4212345678".into(),
+                facility: "4212345674".into(),
             })
             .collect();
         let counters = Counters::new(start, vec!["t".into()], labels);

@@ -55,8 +55,8 @@ pub const PACKETS_PER_ROUND: usize = 20_000;
 pub const ATT_A: AttachmentId = AttachmentId(0);
 pub const ATT_B: AttachmentId = AttachmentId(1);
 pub const TENANT_B: usize = 1;
-pub const FACILITY_A: &str = "1312345678";
-pub const FACILITY_B: &str = "2712345678";
+pub const FACILITY_A: &str = "1312345679";
+pub const FACILITY_B: &str = "2712345673";
 const A_SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 /// Host 10.0.0.3 of tenant B, as tenant A addresses it.
 const B_EXCHANGE: Ipv4Addr = Ipv4Addr::new(100, 65, 0, 3);

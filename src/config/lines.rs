@@ -3,8 +3,8 @@
 //! Paths are written the way `yaml_serde` writes them in its own errors:
 //! `tenants[1].networks[0].exchange`. A mapping entry maps to the line of its key, a sequence
 //! item to the line where the item starts. Scalar values are kept with a flag telling whether
-//! they were written plain (unquoted), so that validation can tell `0112345678` from
-//! `"0112345678"` where it matters.
+//! they were written plain (unquoted), so that validation can tell `0112345673` from
+//! `"0112345673"` where it matters.
 
 use std::collections::HashMap;
 

@@ -138,7 +138,7 @@ pub fn fuzz_config() -> Config {
                     mtu: 1420,
                     peers: vec![WireGuardPeer {
                         name: "w1".into(),
-                        facility: FacilityCode::parse("4212345678").expect("a literal code"),
+                        facility: FacilityCode::parse("4212345674").expect("a literal code"),
                         public_key: Key32(crate::tunnel::wireguard::keys::public_key(&[9; 32])),
                         preshared_key_file: None,
                         preshared_key: None,

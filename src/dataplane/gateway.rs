@@ -710,11 +710,11 @@ mod reevaluate_tests {
     use super::*;
     use crate::config::{AttachmentKind, Destination, Policy, PortRule, Protocol, Source};
 
-    /// The fuzz configuration plus a policy only facility 4212345678 (the WireGuard peer of
+    /// The fuzz configuration plus a policy only facility 4212345674 (the WireGuard peer of
     /// tenant `w`, 10.9.0.0/24) may use towards tenant `a`.
     fn config(peer_facility: &str) -> crate::config::Config {
         let mut c = super::super::fuzz::fuzz_config();
-        let code = FacilityCode::parse("4212345678").unwrap();
+        let code = FacilityCode::parse("4212345674").unwrap();
         c.policies.push(Policy {
             name: "w-facility".into(),
             from: Source {
@@ -747,11 +747,11 @@ mod reevaluate_tests {
             dst_port: 104,
             protocol: PROTO_TCP,
         };
-        let before = Plan::compile(&config("4212345678"), 1);
+        let before = Plan::compile(&config("4212345674"), 1);
         let facilities = FacilityTable::new(1);
         let flow = Flow {
             opener,
-            facility: Some(FacilityCode::parse("4212345678").unwrap()),
+            facility: Some(FacilityCode::parse("4212345674").unwrap()),
             owner: Owner {
                 tenant: TenantId(3),
                 facility: Some(crate::ids::FacilityId(0)),
@@ -762,7 +762,7 @@ mod reevaluate_tests {
         assert!(reevaluate(&before, &facilities, &flow).is_ok());
 
         // The same peer (same addresses) now belongs to another facility.
-        let after = Plan::compile(&config("4219999999"), 2);
+        let after = Plan::compile(&config("4219999994"), 2);
         assert_eq!(
             reevaluate(&after, &facilities, &flow),
             Err(DropReason::Policy),

@@ -36,7 +36,7 @@ fn ip(s: &str) -> Ipv4Addr {
 }
 
 fn ipsec_peer() -> IpsecPeer {
-    fuzz::psk_ipsec_peer("goto-clinic", "4212345670", "10.0.0.0/24")
+    fuzz::psk_ipsec_peer("goto-clinic", "4212345682", "10.0.0.0/24")
 }
 
 /// Tenant "ajisai" behind a plain attachment and tenant "mame" behind an IPsec attachment,
@@ -303,8 +303,8 @@ fn without_an_sa_nothing_passes_and_every_drop_is_counted() {
 /// nothing (the IKE engine is replaced).
 #[test]
 fn a_reload_keeps_the_sas_of_unchanged_peers_renumbered() {
-    let goto = || fuzz::psk_ipsec_peer("goto-clinic", "4212345670", "10.0.0.0/25");
-    let newcomer = fuzz::psk_ipsec_peer("iki-clinic", "4212345688", "10.0.0.128/25");
+    let goto = || fuzz::psk_ipsec_peer("goto-clinic", "4212345682", "10.0.0.0/25");
+    let newcomer = fuzz::psk_ipsec_peer("iki-clinic", "4212345690", "10.0.0.128/25");
     let facility = SocketAddr::from(FACILITY_ADDR);
     let Setup {
         mut gw,

@@ -88,7 +88,7 @@ tenants:
         private_key_file: {g0}
         peers:
           - name: omura-clinic
-            facility: "4212345678"
+            facility: "4212345674"
             public_key: "{k0}"
             allowed_ips: [10.0.0.2/32]
   - name: mame-net
@@ -101,7 +101,7 @@ tenants:
         private_key_file: {g1}
         peers:
           - name: izumo-hospital
-            facility: "3219876543"
+            facility: "3219876541"
             public_key: "{k1}"
             allowed_ips: [10.0.0.2/32]
   - name: claims
@@ -117,7 +117,7 @@ tenants:
         local_id: {GATEWAY_ID}
         peers:
           - name: claims-hub
-            facility: "1310000001"
+            facility: "1310000003"
             remote_id: {CLAIMS_HUB_ID}
             auth: psk
             psk_file: {psk}

@@ -448,7 +448,7 @@ mod tests {
             peer: name.into(),
             tenant: tenant.into(),
             attachment: format!("{tenant}-wg"),
-            facility: "4212345678".into(),
+            facility: "4212345674".into(),
         }
     }
 

@@ -203,12 +203,12 @@ mod tests {
             peer: "omura-clinic".into(),
             tenant: "ajisai-net".into(),
             attachment: "ajisai-wg".into(),
-            facility: "4212345678".into(),
+            facility: "4212345674".into(),
         }
     }
 
     const OMURA: &str =
-        r#"{tenant="ajisai-net",attachment="ajisai-wg",peer="omura-clinic",facility="4212345678"}"#;
+        r#"{tenant="ajisai-net",attachment="ajisai-wg",peer="omura-clinic",facility="4212345674"}"#;
 
     fn table() -> Arc<Counters> {
         Arc::new(Counters::new(
@@ -346,7 +346,7 @@ mod tests {
             peer: "quote\"back\\slash\nnewline".into(),
             tenant: "長崎あじさいネット".into(),
             attachment: "wg".into(),
-            facility: "4212345678".into(),
+            facility: "4212345674".into(),
         };
         let t = Arc::new(Counters::new(
             Instant::now(),
@@ -360,7 +360,7 @@ mod tests {
 
         assert_line(
             &text,
-            r#"ixgw_peer_rx_bytes_total{tenant="長崎あじさいネット",attachment="wg",peer="quote\"back\\slash\nnewline",facility="4212345678"} 1"#,
+            r#"ixgw_peer_rx_bytes_total{tenant="長崎あじさいネット",attachment="wg",peer="quote\"back\\slash\nnewline",facility="4212345674"} 1"#,
         );
         assert!(text.lines().all(|l| !l.starts_with("newline")));
     }

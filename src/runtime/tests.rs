@@ -34,7 +34,7 @@ pub(super) fn wg(name: &str, listen: SocketAddr, peers: Vec<WireGuardPeer>) -> A
 pub(super) fn peer(endpoint: SocketAddr, keepalive: Option<u16>) -> WireGuardPeer {
     WireGuardPeer {
         name: "clinic".into(),
-        facility: FacilityCode::parse("4212345678").expect("test facility"),
+        facility: FacilityCode::parse("4212345674").expect("test facility"),
         public_key: Key32(keys::public_key(&[0x21; 32])),
         preshared_key_file: None,
         preshared_key: None,

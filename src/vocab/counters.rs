@@ -338,7 +338,7 @@ mod tests {
             peer: peer.into(),
             tenant: "t".into(),
             attachment: "a".into(),
-            facility: "4212345678".into(),
+            facility: "4212345674".into(),
         }
     }
 

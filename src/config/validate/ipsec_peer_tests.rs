@@ -16,14 +16,14 @@ fn rejects_peer_names_and_facilities() {
             line_eq(BASE, "          - name: clinic-a")
         )],
     );
-    let text = ipsec("            facility: \"4212345670\"\n", "");
+    let text = ipsec("            facility: \"4212345682\"\n", "");
     rejects(
         &text,
         &format!("{P0}.facility"),
         "- name: clinic-psk",
         &["peer `clinic-psk` has no `facility`"],
     );
-    let text = ipsec("facility: \"4212345670\"", "facility: \"9912345670\"");
+    let text = ipsec("facility: \"4212345682\"", "facility: \"9912345670\"");
     rejects(
         &text,
         &format!("{P0}.facility"),

@@ -24,13 +24,13 @@ pub(super) const IPSEC: &str = r#"      - name: alpha-ipsec
         private_key_file: example-keys/ipsec/gateway.key
         peers:
           - name: clinic-psk
-            facility: "4212345670"
+            facility: "4212345682"
             remote_id: clinic.ix.example
             auth: psk
             psk_file: example-keys/ipsec/goto-clinic.psk
             remote_ts: [10.0.30.0/24]
           - name: hospital-cert
-            facility: "4211234567"
+            facility: "4211234564"
             remote_id: "C=JP, O=Hospital, CN=vpn.hospital.example"
             auth: certificate
             ca_file: example-keys/ipsec/example-ca.crt
@@ -123,7 +123,7 @@ fn a_full_ipsec_attachment_validates_with_its_defaults() {
 
     let psk = &a.peers[0];
     assert_eq!(psk.name, "clinic-psk");
-    assert_eq!(psk.facility.to_string(), "4212345670");
+    assert_eq!(psk.facility.to_string(), "4212345682");
     assert_eq!(psk.remote_id, IkeIdentity::Fqdn("clinic.ix.example".into()));
     let IpsecAuth::Psk {
         psk_file,
@@ -263,12 +263,12 @@ fn ipsec_peers_route_and_carry_facilities_for_services_and_policies() {
         "services:\n  - name: clinic-pacs\n    tenant: alpha\n    address: 10.0.30.5\n    ports: [tcp/104]\n",
     );
     let text = text.replace(
-        "from: { tenant: alpha, facility: \"4212345678\" }",
-        "from: { tenant: alpha, facility: \"4212345670\" }",
+        "from: { tenant: alpha, facility: \"4212345674\" }",
+        "from: { tenant: alpha, facility: \"4212345682\" }",
     );
     let c = load(&text).expect("validates");
     assert_eq!(c.services[0].name, "clinic-pacs");
-    assert_eq!(c.policies[1].from.facilities[0].to_string(), "4212345670");
+    assert_eq!(c.policies[1].from.facilities[0].to_string(), "4212345682");
 }
 
 #[test]

@@ -19,11 +19,11 @@ tenants:
         private_key_file: example-keys/ajisai-wg.key
         peers:
           - name: clinic-a
-            facility: "4212345678"
+            facility: "4212345674"
             public_key: FNS8j0j7/Euk+CULHz+xecl0m6GUiEIVhASz+GEofhA=
             allowed_ips: [10.0.1.0/24]
           - name: clinic-b
-            facility: "4240123456"
+            facility: "4240123457"
             public_key: G7llhqvQlPDzCzEV7hb/UeO9jOC4nmMCP8IwqG3wkTk=
             allowed_ips: [10.0.2.0/24]
   - name: beta
@@ -45,7 +45,7 @@ policies:
     from: { tenant: alpha }
     to: { service: portal }
   - name: alpha-to-beta
-    from: { tenant: alpha, facility: "4212345678" }
+    from: { tenant: alpha, facility: "4212345674" }
     to: { tenant: beta }
     allow: [icmp]
 "#;
@@ -57,7 +57,7 @@ const SECOND_WG: &str = r#"      - name: alpha-wg2
         private_key_file: example-keys/mame-wg.key
         peers:
           - name: clinic-c
-            facility: "3211234567"
+            facility: "3211234566"
             public_key: NLadS2aoqCwDkGUgVCT1fPqDCLVDtd6oRQbx4IYajig=
             allowed_ips: [10.0.3.0/24]
 "#;
@@ -190,7 +190,7 @@ fn example_config_loads() {
     .expect("example key");
     assert_eq!(Some(wg.private_key.clone()), decode_key(key_text.trim()));
     let omura = &wg.peers[0];
-    assert_eq!(omura.facility.to_string(), "4212345678");
+    assert_eq!(omura.facility.to_string(), "4212345674");
     assert!(omura.preshared_key.is_some());
     assert_eq!(omura.persistent_keepalive, Some(25));
     assert_eq!(omura.address, Some("10.0.1.1/24".parse().unwrap()));
@@ -275,8 +275,8 @@ fn string_and_list_forms_are_equivalent() {
 
     let two = load(&edit(
         BASE,
-        "from: { tenant: alpha, facility: \"4212345678\" }",
-        "from: { tenant: [alpha, beta], facility: [\"4212345678\", 4240123456] }",
+        "from: { tenant: alpha, facility: \"4212345674\" }",
+        "from: { tenant: [alpha, beta], facility: [\"4212345674\", 4240123457] }",
     ))
     .unwrap();
     assert_eq!(two.policies[1].from.tenants, ["alpha", "beta"]);
@@ -286,7 +286,7 @@ fn string_and_list_forms_are_equivalent() {
         .iter()
         .map(|f| f.to_string())
         .collect();
-    assert_eq!(codes, ["4212345678", "4240123456"]);
+    assert_eq!(codes, ["4212345674", "4240123457"]);
 
     let svc = load(&edit(
         BASE,
@@ -317,14 +317,14 @@ fn string_and_list_forms_are_equivalent() {
 fn unquoted_ten_digit_facility_is_accepted() {
     let c = load(&edit(
         BASE,
-        "facility: \"4240123456\"",
-        "facility: 4240123456",
+        "facility: \"4240123457\"",
+        "facility: 4240123457",
     ))
     .unwrap();
     let AttachmentKind::WireGuard(wg) = &c.tenants[0].attachments[0].kind else {
         panic!("wireguard");
     };
-    assert_eq!(wg.peers[1].facility.to_string(), "4240123456");
+    assert_eq!(wg.peers[1].facility.to_string(), "4240123457");
 }
 
 // ---- rejections ----
@@ -437,7 +437,7 @@ fn rejects_tenant_without_networks() {
 
 #[test]
 fn rejects_peer_without_facility() {
-    let text = edit(BASE, "            facility: \"4240123456\"\n", "");
+    let text = edit(BASE, "            facility: \"4240123457\"\n", "");
     rejects(
         &text,
         "tenants[0].attachments[0].peers[1].facility",
@@ -448,14 +448,14 @@ fn rejects_peer_without_facility() {
 
 #[test]
 fn rejects_invalid_facility_codes() {
-    let text = edit(BASE, "facility: \"4240123456\"", "facility: \"4840123456\"");
+    let text = edit(BASE, "facility: \"4240123457\"", "facility: \"4840123456\"");
     rejects(
         &text,
         "tenants[0].attachments[0].peers[1].facility",
         "4840123456",
         &["`4840123456` is not a facility code", "prefecture code 48"],
     );
-    let text = edit(BASE, "facility: \"4240123456\"", "facility: \"42401x3456\"");
+    let text = edit(BASE, "facility: \"4240123457\"", "facility: \"42401x3456\"");
     rejects(
         &text,
         "tenants[0].attachments[0].peers[1].facility",
@@ -465,33 +465,55 @@ fn rejects_invalid_facility_codes() {
 }
 
 #[test]
-fn unquoted_facility_that_lost_its_zero_asks_for_quotes() {
-    let text = edit(BASE, "facility: \"4240123456\"", "facility: 112345678");
+fn facility_code_with_a_wrong_check_digit_shows_the_right_one() {
+    let text = edit(BASE, "facility: \"4240123457\"", "facility: \"4240123456\"");
     rejects(
         &text,
         "tenants[0].attachments[0].peers[1].facility",
-        "112345678",
-        &["112345678", "unquoted", "quote the code: \"0112345678\""],
+        "4240123456",
+        &[
+            "`4240123456` is not a facility code",
+            "check digit is 6, not 7",
+            "the code is 4240123457",
+        ],
+    );
+    let text = edit(BASE, "facility: \"4240123457\"", "facility: \"4250123457\"");
+    rejects(
+        &text,
+        "tenants[0].attachments[0].peers[1].facility",
+        "4250123457",
+        &["point table digit 5"],
+    );
+}
+
+#[test]
+fn unquoted_facility_that_lost_its_zero_asks_for_quotes() {
+    let text = edit(BASE, "facility: \"4240123457\"", "facility: 112345673");
+    rejects(
+        &text,
+        "tenants[0].attachments[0].peers[1].facility",
+        "112345673",
+        &["112345673", "unquoted", "quote the code: \"0112345673\""],
     );
     // The same in a policy's facility list.
     let text = edit(
         BASE,
-        "facility: \"4212345678\" }",
-        "facility: [\"4212345678\", 112345678] }",
+        "facility: \"4212345674\" }",
+        "facility: [\"4212345674\", 112345673] }",
     );
     rejects(
         &text,
         "policies[1].from.facility[1]",
-        "112345678]",
-        &["quote the code: \"0112345678\""],
+        "112345673]",
+        &["quote the code: \"0112345673\""],
     );
     // Quoted, the operator meant it: no hint about quoting, just the length.
-    let text = edit(BASE, "facility: \"4240123456\"", "facility: \"112345678\"");
+    let text = edit(BASE, "facility: \"4240123457\"", "facility: \"112345673\"");
     let msg = rejects(
         &text,
         "tenants[0].attachments[0].peers[1].facility",
-        "112345678",
-        &["`112345678` is not a facility code", "10 digits"],
+        "112345673",
+        &["`112345673` is not a facility code", "10 digits"],
     );
     assert!(!msg.contains("quote"), "{msg}");
 }
@@ -591,9 +613,9 @@ fn attachment_errors_keep_their_key_path_and_line() {
     let text = edit(
         BASE,
         "          - name: clinic-b\n",
-        "          - facility: \"4240123456\" # no name\n",
+        "          - facility: \"4240123457\" # no name\n",
     );
-    let text = edit(&text, "            facility: \"4240123456\"\n", "");
+    let text = edit(&text, "            facility: \"4240123457\"\n", "");
     rejects(
         &text,
         "tenants[0].attachments[0].peers[1].name",
@@ -829,26 +851,26 @@ fn rejects_policies_naming_nothing() {
     );
     let text = edit(
         BASE,
-        "facility: \"4212345678\" }",
-        "facility: \"0112345678\" }",
+        "facility: \"4212345674\" }",
+        "facility: \"0112345673\" }",
     );
     rejects(
         &text,
         "policies[1].from.facility",
-        "0112345678",
-        &["no peer has facility 0112345678 in tenant alpha"],
+        "0112345673",
+        &["no peer has facility 0112345673 in tenant alpha"],
     );
     // A facility of another tenant is not in this policy's source tenant either.
     let text = edit(
         &with_second_wg(BASE),
-        "from: { tenant: alpha, facility: \"4212345678\" }",
-        "from: { tenant: beta, facility: \"4212345678\" }",
+        "from: { tenant: alpha, facility: \"4212345674\" }",
+        "from: { tenant: beta, facility: \"4212345674\" }",
     );
     rejects(
         &text,
         "policies[1].from.facility",
         "tenant: beta, facility",
-        &["4212345678", "tenant beta"],
+        &["4212345674", "tenant beta"],
     );
     let text = edit(
         BASE,

@@ -171,7 +171,7 @@ fn reverse(t: Tuple) -> Tuple {
 fn flow(opener: Tuple, rule: u16, generation: u64) -> Flow {
     Flow {
         opener,
-        facility: Some(FacilityCode::parse("4212345678").unwrap()),
+        facility: Some(FacilityCode::parse("4212345674").unwrap()),
         owner: OWNER,
         rule: RuleId(rule),
         generation,
