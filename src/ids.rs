@@ -197,7 +197,13 @@ mod tests {
     #[test]
     fn check_digit_is_luhn() {
         // The worked example, and codes of each point table.
-        for code in ["0110113719", "4212345674", "4240123457", "1361234568", "4761234568"] {
+        for code in [
+            "0110113719",
+            "4212345674",
+            "4240123457",
+            "1361234568",
+            "4761234568",
+        ] {
             assert!(FacilityCode::parse(code).is_ok(), "{code}");
         }
         // Luhn over the whole code is 0 mod 10 exactly when the check digit is right.

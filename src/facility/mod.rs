@@ -1,28 +1,107 @@
-//! Facility state as the data path sees it: may this facility's traffic pass now?
+//! Facilities and their certificates: what the data path asks (may this facility's traffic
+//! pass now?) and what the control path works out (is its certificate valid, from a CA its
+//! tenant trusts, not revoked, bound to the credential its tunnel uses?).
 //!
-//! Certificates are not checked yet; every facility is [`FacilityState::NotRequired`] until
-//! someone sets its state. Each facility has a generation of its own, bumped when its state
-//! changes: the flow table keeps the opener's facility generation with each cached verdict,
-//! so a state change (revocation, expiry) re-checks that facility's flows, and only those,
-//! without flushing the table.
+//! * [`FacilityTable`]: per-facility state and generation, as the data path keeps them. Each
+//!   facility has a generation of its own, bumped when its state changes: the flow table keeps
+//!   the opener's facility generation with each cached verdict, so a state change
+//!   (revocation, expiry) re-checks that facility's flows, and only those, without flushing
+//!   the table.
+//! * [`cert`]: a facility certificate parsed: the facility code it names, the WireGuard keys
+//!   it binds, validity, the chain its holder sent.
+//! * [`trust`]: a CA bundle with its CRLs ([`Ca`]).
+//! * [`verify`]: a certificate judged for one facility at one time ([`Verdict`]).
+//!
+//! Layer contract: sans-IO (files are read by the caller, `now` is UNIX seconds passed in);
+//! imports only `ids` below it. Verification runs on the control path (configuration load,
+//! a CRL change, a handshake), never per packet.
 
 #![forbid(unsafe_code)]
 
+pub mod cert;
+mod time;
+pub mod trust;
+pub mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use cert::{CertError, FacilityCert};
+pub use time::{format_unix, parse_rfc3339};
+pub use trust::{Ca, CrlError, CrlInfo, CrlPolicy};
+pub use verify::{verify, Expect, FacilityUsage, Verdict};
+
 use crate::ids::FacilityId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a facility stands, as far as its certificate goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FacilityState {
-    /// No certificate is required for this facility.
+    /// No certificate is required for this facility (it is not in the registry, or its
+    /// registry entry says `certificate: none`).
     NotRequired,
     Valid,
+    /// Its certificate is the one its peer presents (IPsec, TLS), and none has been yet.
+    NotPresented,
+    NotYetValid,
     Expired,
     Revoked,
-    Unknown,
+    /// Not issued (directly or through the intermediates it came with) by a CA its tenant
+    /// trusts.
+    UnknownCa,
+    /// Valid, but not for this facility or this credential: it names another facility code
+    /// (or none, or an invalid one), does not carry the WireGuard key of the facility's peer,
+    /// or is not the certificate the registry pins.
+    BindingMismatch,
+    /// A CRL that decides its status is past its nextUpdate, and the CA fails closed.
+    CrlExpired,
+    /// No CRL from its issuer could be checked (none loaded, or one whose signature does not
+    /// verify) although its CA has CRLs configured.
+    RevocationUnknown,
+    /// Its chain does not validate for another reason (bad signature, malformed, key usage).
+    Invalid,
 }
 
 impl FacilityState {
+    /// Every state, in the order of their metric labels.
+    pub const ALL: [FacilityState; 11] = [
+        FacilityState::NotRequired,
+        FacilityState::Valid,
+        FacilityState::NotPresented,
+        FacilityState::NotYetValid,
+        FacilityState::Expired,
+        FacilityState::Revoked,
+        FacilityState::UnknownCa,
+        FacilityState::BindingMismatch,
+        FacilityState::CrlExpired,
+        FacilityState::RevocationUnknown,
+        FacilityState::Invalid,
+    ];
+
     pub fn allows_traffic(self) -> bool {
         matches!(self, FacilityState::NotRequired | FacilityState::Valid)
+    }
+
+    /// Its label in metrics, logs and the audit trail.
+    pub fn name(self) -> &'static str {
+        match self {
+            FacilityState::NotRequired => "not_required",
+            FacilityState::Valid => "valid",
+            FacilityState::NotPresented => "not_presented",
+            FacilityState::NotYetValid => "not_yet_valid",
+            FacilityState::Expired => "expired",
+            FacilityState::Revoked => "revoked",
+            FacilityState::UnknownCa => "unknown_ca",
+            FacilityState::BindingMismatch => "binding_mismatch",
+            FacilityState::CrlExpired => "crl_expired",
+            FacilityState::RevocationUnknown => "revocation_unknown",
+            FacilityState::Invalid => "invalid",
+        }
+    }
+}
+
+impl std::fmt::Display for FacilityState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -72,7 +151,7 @@ impl FacilityTable {
 }
 
 #[cfg(test)]
-mod tests {
+mod table_tests {
     use super::*;
 
     #[test]

@@ -11,7 +11,9 @@
 //! certificates carry both), id-kp-ipsecIKE or anyExtendedKeyUsage [RFC 4945 § 5.1.3.12],
 //! is accepted; one whose extension lists none of them (e.g. only emailProtection) is
 //! refused with [`AuthError::KeyUsage`]. strongSwan itself ignores the extension for IKE;
-//! RFC 4945 would refuse serverAuth/clientAuth-only certificates, which nobody does.
+//! RFC 4945 would refuse serverAuth/clientAuth-only certificates, which nobody does. The
+//! validator is the facility certificates' ([`FacilityUsage`]): a facility's router
+//! authenticates IKE with its facility certificate.
 //!
 //! Signatures: method 14 with ecdsa-with-SHA256/384, sha256/384/512WithRSAEncryption,
 //! RSASSA-PSS with SHA-256/384/512 (MGF1 with the same hash, salt as long as the hash: the
@@ -24,14 +26,12 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use rustls_pki_types::{alg_id, CertificateDer, SignatureVerificationAlgorithm, UnixTime};
-use webpki::{
-    EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeId, KeyPurposeIdIter, KeyUsage,
-    RequiredEkuNotFoundContext, VerifiedPath,
-};
+use webpki::{EndEntityCert, VerifiedPath};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
 use super::{identity, TrustStore};
+use crate::facility::FacilityUsage;
 use crate::tunnel::ipsec::ike::der::{self, Der, KeyKind};
 use crate::tunnel::ipsec::ike::message::{
     Auth, AuthMethod, DigitalSignature, HashAlgorithm, Id, NotifyType,
@@ -219,45 +219,6 @@ pub struct VerifiedPeer {
     pub scheme: SignatureScheme,
 }
 
-/// Accepts no extended key usage, or one that allows IKE (module documentation).
-struct IkeUsage;
-
-impl IkeUsage {
-    const ACCEPTED: [&'static [u8]; 4] = [
-        // id-kp-serverAuth, id-kp-clientAuth, id-kp-ipsecIKE [RFC 4945 § 5.1.3.12]
-        &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01],
-        &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02],
-        &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x11],
-        // anyExtendedKeyUsage [RFC 5280 § 4.2.1.12]
-        &[0x55, 0x1d, 0x25, 0x00],
-    ];
-}
-
-impl ExtendedKeyUsageValidator for IkeUsage {
-    fn validate(&self, iter: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
-        let mut present = Vec::new();
-        for id in iter {
-            let id = id?;
-            if IkeUsage::ACCEPTED
-                .iter()
-                .any(|oid| KeyPurposeId::new(oid) == id)
-            {
-                return Ok(());
-            }
-            present.push(id.to_decoded_oid());
-        }
-        if present.is_empty() {
-            return Ok(());
-        }
-        Err(webpki::Error::RequiredEkuNotFoundContext(
-            RequiredEkuNotFoundContext {
-                required: KeyUsage::server_auth(),
-                present,
-            },
-        ))
-    }
-}
-
 /// The refusal for a failed path validation.
 fn path_error(e: webpki::Error) -> AuthError {
     use webpki::Error as E;
@@ -397,7 +358,7 @@ fn validate_path(
             &trust.anchors,
             &intermediates,
             time,
-            IkeUsage,
+            FacilityUsage,
             None,
             Some(&anchor_in_time),
         )
