@@ -111,6 +111,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Err(e) => Err(format!("{}: {e}", config.display())),
             }) {
             Ok(c) => {
+                for w in &c.warnings {
+                    eprintln!("{w}");
+                }
                 let peers: usize = c
                     .tenants
                     .iter()

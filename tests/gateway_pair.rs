@@ -124,6 +124,7 @@ fn wg_tenant(i: usize, setup: Setup) -> Tenant {
     let endpoint = (i == B && setup.b_endpoint).then_some(s.facility_addr);
     Tenant {
         name: s.tenant.into(),
+        trust: vec![],
         networks: vec![Network {
             internal: net("10.0.0.0/24"),
             exchange: net(s.exchange),
@@ -206,6 +207,9 @@ fn config(setup: Setup, sites: &[usize]) -> Config {
         tenants: sites.iter().map(|&i| wg_tenant(i, setup)).collect(),
         services: vec![],
         policies,
+        trust: vec![],
+        facilities: None,
+        warnings: vec![],
     }
 }
 

@@ -95,6 +95,7 @@ pub fn tenant_b(attachment: Attachment) -> Tenant {
 fn tenant(name: &str, exchange: &str, attachment: Attachment) -> Tenant {
     Tenant {
         name: name.into(),
+        trust: vec![],
         networks: vec![Network {
             internal: net("10.0.0.0/24"),
             exchange: net(exchange),
@@ -134,6 +135,9 @@ pub fn config(a: Tenant, b: Tenant) -> Config {
         tenants: vec![a, b],
         services: vec![],
         policies: vec![policy],
+        trust: vec![],
+        facilities: None,
+        warnings: vec![],
     }
 }
 

@@ -294,6 +294,23 @@ pub enum Problem {
     PrivateKeyFile { file: String, reason: String },
     #[error("CA file {file}: {reason}")]
     CaFile { file: String, reason: String },
+    #[error("CRL file {file}: {reason}")]
+    CrlFile { file: String, reason: String },
+    #[error("unknown trust bundle `{0}` (not a name under `trust:`)")]
+    UnknownTrust(String),
+    #[error("facility {code} is registered in tenant `{tenant}`, but peer `{peer}` of tenant `{peer_tenant}` carries it")]
+    FacilityTenant {
+        code: String,
+        tenant: String,
+        peer: String,
+        peer_tenant: String,
+    },
+    #[error("`presented` takes the certificate the facility's peers authenticate with, but peer `{peer}` ({kind}) presents none: give the certificate file")]
+    NothingPresented { peer: String, kind: &'static str },
+    #[error("tenant `{tenant}` trusts no CA (`trust:` on the tenant), so its facilities' certificates cannot be checked")]
+    NoTrust { tenant: String },
+    #[error("peer `{peer}` has facility {code}, which is not in `facilities:`: once the file has a facility registry, every peer's facility must be in it")]
+    FacilityNotRegistered { peer: String, code: String },
     #[error(
         "`{value}` is not an IPv4 address with an optional port (192.0.2.7 or 192.0.2.7:4500)"
     )]

@@ -17,12 +17,14 @@ use ipnetwork::Ipv4Network;
 use crate::ids::FacilityCode;
 
 mod error;
+mod facility;
 mod ipsec;
 mod lines;
 mod raw;
 mod validate;
 
 pub use error::{ConfigError, Problem};
+pub use facility::{CrlPolicy, Facility, FacilityCertificate, TrustBundle, Warning};
 pub use ipsec::{
     dh_token, encr_token, integ_token, prf_token, DpdAction, Esn, EspProposal, GatewayCredentials,
     IkeIdentity, IkeProposal, IpsecAttachment, IpsecAuth, IpsecPeer, IpsecStart, KeyFormat,
@@ -50,6 +52,13 @@ pub struct Config {
     pub tenants: Vec<Tenant>,
     pub services: Vec<Service>,
     pub policies: Vec<Policy>,
+    /// CA bundles facility certificates may chain to.
+    pub trust: Vec<TrustBundle>,
+    /// The facility registry; `None` when the file has no `facilities:` (then no facility
+    /// certificate is checked).
+    pub facilities: Option<Vec<Facility>>,
+    /// What `ixgw check` reports without refusing the file.
+    pub warnings: Vec<Warning>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -126,6 +135,8 @@ impl std::fmt::Display for FlowLimit {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tenant {
     pub name: String,
+    /// The CA bundles (`trust:` names) its facilities' certificates may chain to.
+    pub trust: Vec<String>,
     pub networks: Vec<Network>,
     pub attachments: Vec<Attachment>,
 }

@@ -20,6 +20,28 @@ pub(super) struct Root {
     pub services: Vec<Service>,
     #[serde(default)]
     pub policies: Vec<Policy>,
+    #[serde(default)]
+    pub trust: Vec<Trust>,
+    pub facilities: Option<Vec<Facility>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Trust {
+    pub name: String,
+    pub ca_file: String,
+    #[serde(default)]
+    pub crl_files: Vec<String>,
+    pub crl_expired: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Facility {
+    pub code: String,
+    pub name: String,
+    pub tenant: String,
+    pub certificate: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +73,8 @@ pub(super) struct Dataplane {
 #[serde(deny_unknown_fields)]
 pub(super) struct Tenant {
     pub name: String,
+    #[serde(default)]
+    pub trust: Vec<String>,
     #[serde(default)]
     pub networks: Vec<Network>,
     /// Read as values first: an attachment's `type` decides which struct it is read into

@@ -22,6 +22,7 @@ fn net(s: &str) -> ipnetwork::Ipv4Network {
 pub(crate) fn plain(name: &str, internal: &str, exchange: &str) -> Tenant {
     Tenant {
         name: name.into(),
+        trust: vec![],
         networks: vec![Network {
             internal: net(internal),
             exchange: net(exchange),
@@ -106,6 +107,9 @@ pub(crate) fn config_of(
         tenants,
         services,
         policies,
+        trust: vec![],
+        facilities: None,
+        warnings: vec![],
     }
 }
 
@@ -125,6 +129,7 @@ pub fn fuzz_config() -> Config {
         plain("c", "192.168.50.0/24", "100.127.0.0/24"),
         Tenant {
             name: "w".into(),
+            trust: vec![],
             networks: vec![Network {
                 internal: net("10.9.0.0/24"),
                 exchange: net("100.66.0.0/24"),

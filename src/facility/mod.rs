@@ -24,6 +24,8 @@ pub mod trust;
 pub mod verify;
 
 #[cfg(test)]
+pub(crate) mod testpki;
+#[cfg(test)]
 mod tests;
 
 pub use cert::{CertError, FacilityCert};

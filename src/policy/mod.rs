@@ -398,12 +398,16 @@ mod tests {
                 .iter()
                 .map(|name| Tenant {
                     name: name.to_string(),
+                    trust: vec![],
                     networks: vec![],
                     attachments: vec![],
                 })
                 .collect(),
             services,
             policies,
+            trust: vec![],
+            facilities: None,
+            warnings: vec![],
         }
     }
 

@@ -77,6 +77,7 @@ pub(super) fn config(attachments: Vec<Attachment>) -> Config {
             .enumerate()
             .map(|(i, a)| Tenant {
                 name: format!("t{i}"),
+                trust: vec![],
                 networks: vec![Network {
                     internal: net("10.0.0.0/24"),
                     exchange: net(&format!("100.127.{i}.0/24")),
@@ -86,6 +87,9 @@ pub(super) fn config(attachments: Vec<Attachment>) -> Config {
             .collect(),
         services: vec![],
         policies: vec![],
+        trust: vec![],
+        facilities: None,
+        warnings: vec![],
     }
 }
 

@@ -33,6 +33,7 @@ use super::{
 };
 use crate::ids::FacilityCode;
 
+mod facilities;
 mod ipsec;
 mod plain;
 mod policies;
@@ -200,9 +201,13 @@ impl Validator {
             Some(d) => self.dataplane(d)?,
             None => Dataplane::default(),
         };
+        let mut warnings = Vec::new();
+        let trust = self.trust(&root.trust, &mut warnings)?;
+        self.tenant_trust(&root.tenants, &trust)?;
         let tenants = self.tenants(&root.tenants, &ix)?;
         let services = self.services(&root.services, &tenants)?;
         let policies = self.policies(&root.policies, &tenants, &services)?;
+        let facilities = self.facilities(&root.facilities, &tenants, &mut warnings)?;
         Ok(Config {
             source: path.to_path_buf(),
             ix,
@@ -211,6 +216,9 @@ impl Validator {
             tenants,
             services,
             policies,
+            trust,
+            facilities,
+            warnings,
         })
     }
 
@@ -311,6 +319,8 @@ impl Validator {
     }
 }
 
+#[cfg(test)]
+mod facility_tests;
 #[cfg(test)]
 mod ipsec_file_tests;
 #[cfg(test)]

@@ -46,6 +46,7 @@ impl Validator {
             self.no_overlap(&internals)?;
             tenants.push(Tenant {
                 name: t.name.clone(),
+                trust: t.trust.clone(),
                 networks,
                 attachments: Vec::new(),
             });
