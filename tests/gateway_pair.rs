@@ -1180,11 +1180,11 @@ fn replies_follow_a_facility_that_roams() {
     p.assert_no_facility_errors();
 }
 
-/// A facility whose state forbids traffic loses it at once, its open flows included (a reply
-/// on a flow it opened finds the verdict stale and asks again); restoring the state brings
-/// traffic back without a new handshake.
+/// A facility whose state forbids traffic loses it at once, in both directions, its open
+/// flows included (a reply on a flow it opened finds the verdict stale and asks again); its
+/// sessions end and its handshakes are refused. Restoring the state lets it handshake anew.
 #[test]
-fn a_facility_that_may_not_send_loses_its_flows_until_restored() {
+fn a_facility_that_may_not_send_loses_its_flows_and_handshakes_until_restored() {
     let mut p = Pair::new(Setup {
         b_endpoint: true,
         ..Setup::default()
@@ -1192,17 +1192,39 @@ fn a_facility_that_may_not_send_loses_its_flows_until_restored() {
     ping_pong(&mut p, 1);
     let a_facility = p.plan().peers[p.peer(A).index()].facility_id;
 
-    assert!(p.gw.set_facility_state(a_facility, FacilityState::Revoked));
+    let now = p.now;
+    assert!(p
+        .gw
+        .set_facility_state(now, a_facility, FacilityState::Revoked));
+    assert!(
+        !p.gw
+            .set_facility_state(now, a_facility, FacilityState::Revoked),
+        "no change"
+    );
     let (a0, b0) = (p.received(A).len(), p.received(B).len());
+    // B answers A's flow: refused on the way to A. A sends on its old session: refused.
     p.send(B, &echo("10.0.0.2", "100.64.0.2", 7, 1, true, b"ping"));
     p.send(A, &echo("10.0.0.2", "100.65.0.2", 7, 2, false, b"ping"));
     assert_eq!((p.received(A).len(), p.received(B).len()), (a0, b0));
-    assert_eq!(p.drops(DropReason::Facility), 2);
+    assert_eq!(p.drops(DropReason::Certificate), 2);
+    // A new handshake of A's is refused, and counted as such.
+    p.connect(A);
+    assert_eq!(p.handshakes(HandshakeResult::Certificate), 1);
+    p.advance(Duration::from_secs(6));
+    assert_eq!(
+        p.handshakes(HandshakeResult::Certificate),
+        2,
+        "A's retry refused too"
+    );
+    assert!(!p.established(A));
+    assert_eq!(p.received(B).len(), b0, "nothing of A's reached B");
 
     assert!(p
         .gw
-        .set_facility_state(a_facility, FacilityState::NotRequired));
+        .set_facility_state(p.now, a_facility, FacilityState::NotRequired));
+    // A retries its handshake within REKEY_TIMEOUT and gets through.
+    p.advance(Duration::from_secs(6));
+    assert!(p.established(A));
     ping_pong(&mut p, 3);
-    assert_eq!(p.drops(DropReason::Facility), 2);
-    assert_eq!(p.handshakes(HandshakeResult::Ok), 2, "sessions kept");
+    assert_eq!(p.handshakes(HandshakeResult::Ok), 3, "A handshook anew");
 }

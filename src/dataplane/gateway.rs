@@ -154,9 +154,39 @@ impl Gateway {
     }
 
     /// Sets a facility's state (numbered as in the running plan). Only that facility's cached
-    /// verdicts are asked again, on their next packet. Returns whether the state changed.
-    pub fn set_facility_state(&mut self, facility: FacilityId, state: FacilityState) -> bool {
-        self.core.facilities.set_state(facility, state)
+    /// verdicts are asked again, on their next packet; its peers' tunnels admit or refuse
+    /// them (a refused WireGuard peer's handshakes are refused and its sessions end). Returns
+    /// whether the state changed.
+    pub fn set_facility_state(
+        &mut self,
+        now: Instant,
+        facility: FacilityId,
+        state: FacilityState,
+    ) -> bool {
+        let core = &mut self.core;
+        if !core.facilities.set_state(facility, state) {
+            return false;
+        }
+        let admitted = state.allows_traffic();
+        let plan = Arc::clone(&core.plan);
+        for (i, p) in plan.peers.iter().enumerate() {
+            if p.facility_id != facility {
+                continue;
+            }
+            let lost = core.tunnels[p.attachment.index()].set_peer_admitted(
+                PeerId(i as u32),
+                admitted,
+                now,
+            );
+            core.counters
+                .drops_add(DropReason::Certificate, lost as u64);
+        }
+        true
+    }
+
+    /// The state of `facility` as the data path holds it.
+    pub fn facility_state(&self, facility: FacilityId) -> FacilityState {
+        self.core.facilities.state(Some(facility))
     }
 
     /// Switches to a new plan. Attachments with the same name and sockets keep their tunnel
@@ -380,7 +410,7 @@ impl Core {
 
         // admit
         if !self.facilities.state(owner.facility).allows_traffic() {
-            return Err(DropReason::Facility);
+            return Err(DropReason::Certificate);
         }
         let generation = Generations {
             plan: plan.generation,
@@ -500,6 +530,17 @@ impl Core {
             Route::Peer(p) => Some(p),
             Route::Plain(_) => None,
         };
+        // The facility at the far end must be allowed traffic as well: a revoked facility
+        // receives nothing, not even on flows others opened to it.
+        if let Some(p) = egress_peer {
+            let to = plan.peers[p.index()].facility_id;
+            if !self.facilities.state(Some(to)).allows_traffic() {
+                if let Some((flow, Some(_))) = admitted {
+                    self.flows.remove(&flow.opener);
+                }
+                return Err(DropReason::Certificate);
+            }
+        }
         let sent = self.tunnels[egress.index()].encapsulate(now, egress, egress_peer, pkt, tx);
         if let Err(reason) = sent {
             if let Some((flow, Some(_))) = admitted {
@@ -671,7 +712,7 @@ fn reevaluate(
     let owner = plan.owner(src_tenant, src).ok_or(DropReason::Policy)?;
     let facility = owner.facility.map(|f| plan.facilities[f.index()]);
     if !facilities.state(owner.facility).allows_traffic() {
-        return Err(DropReason::Facility);
+        return Err(DropReason::Certificate);
     }
     let dst_port = match o.protocol {
         PROTO_TCP | PROTO_UDP => o.dst_port,

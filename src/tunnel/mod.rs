@@ -174,6 +174,17 @@ impl Tunnel {
         }
     }
 
+    /// Admits or refuses `peer`, whose facility's certificate state allows traffic or not
+    /// (the pipeline refuses the refused peer's traffic itself; this is for what the tunnel
+    /// does alone). WireGuard refuses the peer's handshakes, ends its sessions and sends it
+    /// nothing; IPsec SAs are deleted by the IKE thread. Returns the packets lost.
+    pub fn set_peer_admitted(&mut self, peer: PeerId, admitted: bool, now: Instant) -> usize {
+        match self {
+            Tunnel::WireGuard(wg) => wg.set_admitted(peer, admitted, now).unwrap_or(0),
+            Tunnel::Plain(_) | Tunnel::Ipsec(_) => 0,
+        }
+    }
+
     /// Runs the tunnel's timers if they are due.
     pub fn handle_timeout(&mut self, now: Instant, tx: &mut TxBatch) {
         if let Tunnel::WireGuard(wg) = self {

@@ -13,7 +13,8 @@ use super::DropReason;
 
 macro_rules! results {
     ($($variant:ident => $label:literal,)*) => {
-        /// The outcome of one WireGuard handshake message handled by the gateway.
+        /// The outcome of one WireGuard handshake message handled by the gateway
+        /// (`certificate`: refused, the peer's facility certificate forbids traffic).
         #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
         pub enum HandshakeResult { $($variant,)* }
 
@@ -33,6 +34,7 @@ results! {
     UnknownPeer => "unknown_peer",
     CookieSent => "cookie_sent",
     Timeout => "timeout",
+    Certificate => "certificate",
 }
 
 /// A monotonically increasing counter with a single writer.

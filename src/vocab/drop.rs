@@ -43,8 +43,9 @@ reasons! {
     DirectedBroadcast => "directed_broadcast",
     /// No policy allows the flow (default deny).
     Policy => "policy",
-    /// The facility's certificate state forbids traffic.
-    Facility => "facility",
+    /// The certificate state of the facility at either end forbids traffic (revoked,
+    /// expired, not yet valid, unknown CA, binding mismatch, stale CRL, ...).
+    Certificate => "certificate",
     /// TTL would reach zero at this hop.
     Ttl => "ttl",
     /// A non-first IPv4 fragment: it carries no ports, so no flow can be admitted for it.

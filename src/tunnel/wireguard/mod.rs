@@ -103,6 +103,9 @@ struct Peer {
     /// How many packets wait in boringtun's queue for a session. boringtun drops silently
     /// past its bound and when a handshake expires; this mirror lets us count both.
     queued: usize,
+    /// Its facility's certificate forbids traffic: its handshakes are refused, nothing is
+    /// sent to it, and its timers send nothing ([`WgAttachment::set_admitted`]).
+    refused: bool,
 }
 
 /// The attachment's own key pair (boxed: it is cold, and keeps [`crate::tunnel::Tunnel`] small).
@@ -297,14 +300,7 @@ impl WgAttachment {
                     continue;
                 }
             };
-            let tunn = Tunn::new(
-                self.statics.private.clone(),
-                PublicKey::from(c.public_key),
-                c.preshared_key,
-                c.persistent_keepalive,
-                slot as u32,
-                Some(Arc::clone(&self.rate_limiter)),
-            );
+            let tunn = self.new_tunn(c.public_key, c.preshared_key, c.persistent_keepalive, slot);
             self.slots[slot] = Some(Peer {
                 id: c.id,
                 public_key: c.public_key,
@@ -316,6 +312,7 @@ impl WgAttachment {
                 active: false,
                 backlog: false,
                 queued: 0,
+                refused: false,
             });
         }
         self.by_key.clear();
@@ -333,6 +330,54 @@ impl WgAttachment {
             Some(self.next_tick.map_or(now, |t| t.min(now + TIMER_TICK)))
         };
         discarded
+    }
+
+    fn new_tunn(
+        &self,
+        public_key: [u8; 32],
+        preshared_key: Option<[u8; 32]>,
+        persistent_keepalive: Option<u16>,
+        slot: usize,
+    ) -> Tunn {
+        Tunn::new(
+            self.statics.private.clone(),
+            PublicKey::from(public_key),
+            preshared_key,
+            persistent_keepalive,
+            slot as u32,
+            Some(Arc::clone(&self.rate_limiter)),
+        )
+    }
+
+    /// Admits or refuses `peer` (its facility's certificate state allows traffic or not).
+    /// Refusing it ends its sessions: they were keyed while the certificate was good, so a
+    /// restored peer handshakes anew. Returns the packets that waited for its handshake and
+    /// are lost, for the caller to count; `None` for an unknown peer.
+    pub fn set_admitted(&mut self, peer: PeerId, admitted: bool, now: Instant) -> Option<usize> {
+        clock::sync(now);
+        let &slot = self.by_id.get(&peer)?;
+        let p = self.slots.get(slot as usize)?.as_ref()?;
+        if p.refused != admitted {
+            return Some(0);
+        }
+        let tunn = (!admitted).then(|| {
+            self.new_tunn(
+                p.public_key,
+                p.preshared_key,
+                p.persistent_keepalive,
+                slot as usize,
+            )
+        });
+        let p = self.slots[slot as usize].as_mut()?;
+        p.refused = !admitted;
+        let mut lost = 0;
+        if let Some(tunn) = tunn {
+            *p.tunn = tunn;
+            lost = std::mem::take(&mut p.queued);
+            p.backlog = false;
+            p.active = false;
+        }
+        Some(lost)
     }
 
     /// Handles one datagram received from `from`. An inner packet is decrypted into `inner`
@@ -355,6 +400,13 @@ impl WgAttachment {
             return Err(DropReason::WgUnknownIndex);
         };
         let att = self.id;
+        if peer.refused {
+            if kind == Kind::Initiation {
+                self.events
+                    .push_back(Event::Handshake(HandshakeResult::Certificate));
+            }
+            return Err(DropReason::Certificate);
+        }
 
         if kind == Kind::Data {
             if datagram.len() > inner.len() + 16 {
@@ -509,6 +561,9 @@ impl WgAttachment {
         let Some(Some(p)) = self.slots.get_mut(slot as usize) else {
             return Err(DropReason::NoRoute);
         };
+        if p.refused {
+            return Err(DropReason::Certificate);
+        }
         let endpoint = p.endpoint.ok_or(DropReason::NoEndpoint)?;
         if packet.len() + DATA_OVERHEAD > BUF_SIZE {
             return Err(DropReason::TooBig);
@@ -559,6 +614,8 @@ impl WgAttachment {
             // past. Without an endpoint its output (a persistent keepalive's initiation) has
             // nowhere to go and is not a packet anyone asked for, so it is not a drop.
             match Out::from(peer.tunn.update_timers(buf)) {
+                // A refused peer's persistent keepalive would start a handshake with it.
+                Out::Network(_) if peer.refused => {}
                 Out::Network(len) => {
                     if let Some(ep) = peer.endpoint {
                         tx.commit(att, Via::udp(0, ep), len);
