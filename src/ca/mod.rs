@@ -4,7 +4,8 @@
 //! A control-plane tool: nothing on the data path imports it, and it imports only [`crate::ids`]
 //! (facility codes), [`crate::tunnel::wireguard::keys`] and [`crate::crypto`]'s randomness.
 //! [`cert`] and [`crl`] make certificates and CRLs from their parameters — the dates come in
-//! as values, no clock is read.
+//! as values, no clock is read; [`store`] keeps a CA in a directory and writes every file
+//! atomically.
 //!
 //! The conventions the facility verifier relies on:
 //! * a facility certificate names its 10-digit facility code in both the subject's
@@ -20,6 +21,10 @@
 
 pub mod cert;
 pub mod crl;
+pub mod store;
+
+#[cfg(test)]
+mod tests;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,6 +37,7 @@ use crate::tunnel::wireguard::keys::{self, KeyError};
 
 pub use cert::{Authority, CaRequest, Issued, KeyType, LeafRequest, Serial, Validity};
 pub use crl::{Reason, Revoked};
+pub use store::StoreError;
 
 /// The SAN URI prefix naming a certificate's facility code.
 pub const FACILITY_URN: &str = "urn:ixgw:facility:";
