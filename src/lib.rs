@@ -4,12 +4,14 @@
 //! reasons, per-worker counters): [`wire`] (packet views) and [`nat`] (translation), [`policy`],
 //! [`facility`], [`tunnel`] (sans-IO tunnel state machines), [`dataplane`] (the pipeline),
 //! then [`config`], [`metrics`], [`admin`] and [`runtime`], which alone touches sockets,
-//! devices, signals and the clock. See `docs/architecture.md`.
+//! devices, signals and the clock. Beside them, [`ca`] is a control-plane tool (the lab CA of
+//! `ixgw ca`) that nothing on the data path imports. See `docs/architecture.md`.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod buffer;
+pub mod ca;
 pub mod config;
 pub mod crypto;
 pub mod dataplane;

@@ -3,9 +3,11 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
 
+use ixgw::ca::{self, store, KeyType, Reason};
 use ixgw::config::Config;
 use ixgw::tunnel::wireguard::keys;
 
@@ -66,6 +68,115 @@ enum Command {
         #[arg(long)]
         with_psk: bool,
     },
+    /// A small lab CA for facility certificates and CRLs (no OpenSSL).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Make a CA in DIR: ca.crt, ca.key (0600), an empty crl.pem, revoked.txt, crl_number.
+    /// With --parent, an intermediate CA signed by the CA in PARENT_DIR, and chain.pem (it,
+    /// then the parent). Refuses to overwrite an existing CA.
+    Init {
+        /// The new CA's directory (created 0700 if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The CA's CN.
+        #[arg(long)]
+        name: String,
+        /// The CA's O, which its facility certificates carry too [default: ixgw lab].
+        #[arg(long)]
+        org: Option<String>,
+        /// Make an intermediate CA signed by the (root) CA in this directory.
+        #[arg(long, value_name = "PARENT_DIR")]
+        parent: Option<PathBuf>,
+        /// Validity in days from now (or from --not-before).
+        #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=36500))]
+        days: u32,
+        #[command(flatten)]
+        bounds: Bounds,
+        /// ec256, ec384 or ed25519.
+        #[arg(long, default_value = "ec256")]
+        key_type: KeyType,
+        /// How long the first CRL is valid: 7d, 1h, 30s, ...
+        #[arg(long, default_value = "7d", value_parser = ca::duration)]
+        next_update: Duration,
+    },
+    /// Issue a facility certificate: PREFIX.crt (with the CA's certificate after it when the CA
+    /// is an intermediate) and PREFIX.key (0600). The facility code goes into the subject's
+    /// serialNumber and a SAN URI urn:ixgw:facility:CODE.
+    Issue {
+        /// The CA's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The 10-digit facility code (医療機関コード).
+        #[arg(long, value_name = "CODE", value_parser = ca::facility)]
+        facility: ixgw::ids::FacilityCode,
+        /// The subject's CN.
+        #[arg(long)]
+        name: String,
+        /// A WireGuard public key (base64) the certificate vouches for: a SAN URI
+        /// urn:ixgw:wireguard-key:KEY. Repeatable.
+        #[arg(long, value_name = "BASE64", value_parser = ca::wireguard_key)]
+        wireguard_key: Vec<[u8; 32]>,
+        /// A SAN dNSName (an IKE or TLS identity). Repeatable.
+        #[arg(long, value_name = "NAME")]
+        dns: Vec<String>,
+        /// A SAN rfc822Name. Repeatable.
+        #[arg(long, value_name = "ADDR")]
+        email: Vec<String>,
+        /// Validity in days from now (or from --not-before).
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
+        days: u32,
+        #[command(flatten)]
+        bounds: Bounds,
+        /// ec256, ec384 or ed25519.
+        #[arg(long, default_value = "ec256")]
+        key_type: KeyType,
+        /// Where to write: PREFIX.crt and PREFIX.key.
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
+    },
+    /// Revoke a certificate the CA issued: add its serial to revoked.txt and sign a new CRL.
+    Revoke {
+        /// The CA's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The certificate (PEM; the first certificate of a chain file).
+        cert: PathBuf,
+        /// unspecified, key-compromise, superseded or cessation-of-operation.
+        #[arg(long, default_value = "unspecified")]
+        reason: Reason,
+        /// How long the new CRL is valid: 7d, 1h, 30s, ...
+        #[arg(long, default_value = "7d", value_parser = ca::duration)]
+        next_update: Duration,
+    },
+    /// Sign the CRL again with the next CRL number (to refresh its nextUpdate).
+    Crl {
+        /// The CA's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// How long the CRL is valid from its thisUpdate: 7d, 1h, 30s, ...
+        #[arg(long, default_value = "7d", value_parser = ca::duration)]
+        next_update: Duration,
+        /// thisUpdate instead of now (RFC 3339); a past one makes a stale CRL for tests.
+        #[arg(long, value_parser = ca::time)]
+        this_update: Option<SystemTime>,
+    },
+}
+
+/// Overrides of a certificate's validity.
+#[derive(clap::Args)]
+struct Bounds {
+    /// notBefore instead of now (RFC 3339, e.g. 2026-04-01T00:00:00Z).
+    #[arg(long, value_name = "RFC3339", value_parser = ca::time)]
+    not_before: Option<SystemTime>,
+    /// notAfter instead of --days after notBefore (RFC 3339).
+    #[arg(long, value_name = "RFC3339", value_parser = ca::time)]
+    not_after: Option<SystemTime>,
 }
 
 fn main() -> ExitCode {
@@ -192,5 +303,67 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             print!("{}", ixgw::peer_config::render(&c, &peer, secrets)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Ca { command } => {
+            println!("{}", run_ca(command, SystemTime::now())?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn run_ca(command: CaCommand, now: SystemTime) -> anyhow::Result<String> {
+    let mut rng = ixgw::crypto::SystemRandom::new();
+    Ok(match command {
+        CaCommand::Init {
+            dir,
+            name,
+            org,
+            parent,
+            days,
+            bounds,
+            key_type,
+            next_update,
+        } => {
+            let req = ca::CaRequest {
+                name,
+                org,
+                validity: ca::Validity::new(now, days, bounds.not_before, bounds.not_after)?,
+                key_type,
+            };
+            store::init(&dir, &req, parent.as_deref(), next_update, now, &mut rng)?.to_string()
+        }
+        CaCommand::Issue {
+            dir,
+            facility,
+            name,
+            wireguard_key,
+            dns,
+            email,
+            days,
+            bounds,
+            key_type,
+            out,
+        } => {
+            let req = ca::LeafRequest {
+                facility,
+                name,
+                wireguard_keys: wireguard_key,
+                dns,
+                email,
+                validity: ca::Validity::new(now, days, bounds.not_before, bounds.not_after)?,
+                key_type,
+            };
+            store::issue(&dir, &req, &out, &mut rng)?.to_string()
+        }
+        CaCommand::Revoke {
+            dir,
+            cert,
+            reason,
+            next_update,
+        } => store::revoke(&dir, &cert, reason, next_update, now)?.to_string(),
+        CaCommand::Crl {
+            dir,
+            next_update,
+            this_update,
+        } => store::crl(&dir, this_update.unwrap_or(now), next_update)?.to_string(),
+    })
 }

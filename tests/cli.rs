@@ -231,3 +231,219 @@ fn check_refuses_a_gateway_key_of_another_certificate() {
         "{err}"
     );
 }
+
+/// `ixgw ARGS` in `dir`: its exit status, stdout and stderr.
+fn ixgw_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = ixgw().current_dir(dir).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The first PEM block of `path`, as DER.
+fn pem_der(path: &std::path::Path) -> Vec<u8> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(path).unwrap();
+    let body: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+#[test]
+fn ca_init_issue_revoke_crl() {
+    use std::os::unix::fs::PermissionsExt;
+    use x509_parser::prelude::FromDer;
+
+    let dir = std::env::temp_dir().join(format!("ixgw-cli-ca-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let wg = "p0mbFSQrKQTLNp2Q614GfjZTSOck/QMsxhb2mYiyIDQ=";
+
+    let (ok, out, err) = ixgw_in(&dir, &["ca", "init", "--dir", "lab", "--name", "lab root"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("root CA serial ") && out.contains("lab/ca.crt lab/ca.key lab/crl.pem"),
+        "{out}"
+    );
+    let (ok, _, err) = ixgw_in(&dir, &["ca", "init", "--dir", "lab", "--name", "again"]);
+    assert!(!ok);
+    assert!(
+        err.contains("lab/ca.crt: already exists; refusing to overwrite it"),
+        "{err}"
+    );
+
+    let (ok, out, err) = ixgw_in(
+        &dir,
+        &[
+            "ca",
+            "issue",
+            "--dir",
+            "lab",
+            "--facility",
+            "0110113719",
+            "--name",
+            "Sapporo clinic",
+            "--wireguard-key",
+            wg,
+            "--dns",
+            "gw.sapporo.example",
+            "--out",
+            "sapporo",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.starts_with("facility 0110113719 serial "), "{out}");
+    assert!(
+        out.trim_end().ends_with(": sapporo.crt sapporo.key"),
+        "{out}"
+    );
+    let serial = out.split_whitespace().nth(3).unwrap().to_owned();
+    let mode = |p: &str| std::fs::metadata(dir.join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("sapporo.key"), 0o600);
+    assert_eq!(mode("lab/ca.key"), 0o600);
+
+    let der = pem_der(&dir.join("sapporo.crt"));
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).unwrap();
+    assert_eq!(
+        cert.subject().to_string(),
+        "C=JP, O=ixgw lab, CN=Sapporo clinic, serialNumber=0110113719"
+    );
+    assert_eq!(hex(cert.raw_serial()), serial);
+    let uris: Vec<String> = cert
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        uris,
+        [
+            "urn:ixgw:facility:0110113719".to_owned(),
+            format!("urn:ixgw:wireguard-key:{wg}")
+        ]
+    );
+
+    // Bad input is refused with the reason, and nothing is written.
+    let (ok, _, err) = ixgw_in(
+        &dir,
+        &[
+            "ca",
+            "issue",
+            "--dir",
+            "lab",
+            "--facility",
+            "0110113710",
+            "--name",
+            "x",
+            "--out",
+            "x",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("check digit is 0, not 9: with the right check digit the code is 0110113719"),
+        "{err}"
+    );
+    let (ok, _, err) = ixgw_in(
+        &dir,
+        &[
+            "ca",
+            "issue",
+            "--dir",
+            "lab",
+            "--facility",
+            "0110113719",
+            "--name",
+            "x",
+            "--wireguard-key",
+            "abc",
+            "--out",
+            "x",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("a key is 44 base64 characters, got 3"),
+        "{err}"
+    );
+    assert!(!dir.join("x.key").exists());
+
+    let (ok, out, err) = ixgw_in(
+        &dir,
+        &[
+            "ca",
+            "revoke",
+            "--dir",
+            "lab",
+            "sapporo.crt",
+            "--reason",
+            "key-compromise",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(&format!(
+            "revoked serial {serial} (key-compromise) of sapporo.crt; lab/crl.pem: CRL number 2, \
+             1 revoked"
+        )),
+        "{out}"
+    );
+    let revoked = std::fs::read_to_string(dir.join("lab/revoked.txt")).unwrap();
+    assert!(
+        revoked.starts_with(&serial) && revoked.trim_end().ends_with(" key-compromise"),
+        "{revoked}"
+    );
+    let crl_der = pem_der(&dir.join("lab/crl.pem"));
+    let (_, crl) = x509_parser::parse_x509_crl(&crl_der).unwrap();
+    let listed: Vec<String> = crl
+        .iter_revoked_certificates()
+        .map(|r| hex(r.raw_serial()))
+        .collect();
+    assert_eq!(listed, [serial]);
+    assert_eq!(crl.crl_number().unwrap().to_string(), "2");
+
+    let (ok, out, err) = ixgw_in(
+        &dir,
+        &[
+            "ca",
+            "crl",
+            "--dir",
+            "lab",
+            "--this-update",
+            "2020-01-01T00:00:00Z",
+            "--next-update",
+            "1h",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim_end(),
+        "lab/crl.pem: CRL number 3, 1 revoked, thisUpdate 2020-01-01T00:00:00Z, nextUpdate \
+         2020-01-01T01:00:00Z"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.join("lab"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
