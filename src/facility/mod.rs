@@ -11,6 +11,9 @@
 //!   it binds, validity, the chain its holder sent.
 //! * [`trust`]: a CA bundle with its CRLs ([`Ca`]).
 //! * [`verify`]: a certificate judged for one facility at one time ([`Verdict`]).
+//! * [`authority`]: every facility of a plan and its state ([`Authority`]): from the
+//!   registry's file or the certificate its peer presented, judged again when a CRL changes
+//!   or a validity bound passes.
 //!
 //! Layer contract: sans-IO (files are read by the caller, `now` is UNIX seconds passed in);
 //! imports only `ids` below it. Verification runs on the control path (configuration load,
@@ -18,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authority;
 pub mod cert;
 mod time;
 pub mod trust;
@@ -28,6 +32,7 @@ pub(crate) mod testpki;
 #[cfg(test)]
 mod tests;
 
+pub use authority::{Authority, CertSource, Change, FacilitySpec};
 pub use cert::{CertError, FacilityCert};
 pub use time::{format_unix, parse_rfc3339};
 pub use trust::{Ca, CrlError, CrlInfo, CrlPolicy};

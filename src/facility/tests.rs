@@ -368,3 +368,172 @@ fn bundles_must_hold_ca_certificates() {
         CertError::NoCertificate
     );
 }
+
+mod authority {
+    use super::*;
+    use crate::facility::{Authority, CertSource, Change, FacilitySpec};
+    use crate::ids::FacilityId;
+
+    const OTHER: &str = "4240123457";
+    const THIRD: &str = "1361234568";
+
+    fn spec(code: &str, source: CertSource) -> FacilitySpec {
+        FacilitySpec {
+            code: FacilityCode::parse(code).unwrap(),
+            name: format!("facility {code}"),
+            tenant: "ajisai-net".into(),
+            source,
+            trust: vec![0],
+            wireguard_keys: match code {
+                CODE => vec![WG_KEY],
+                _ => vec![],
+            },
+        }
+    }
+
+    /// Facility 0 with a certificate file (serial 1, valid for 30 s more), facility 1
+    /// presenting its certificate over IPsec, facility 2 needing none.
+    fn setup() -> (TestCa, Authority) {
+        let ix = root("ix-ca", NOW);
+        let ca = bundle("ix", &ix, &[], CrlPolicy::FailClosed);
+        let mut leaf = Leaf::facility(CODE, NOW);
+        leaf.not_after = NOW + 30;
+        let file = leaf.issue(&ix, &[]);
+        let a = Authority::new(
+            vec![ca],
+            vec![
+                spec(CODE, CertSource::File(file)),
+                spec(OTHER, CertSource::Presented),
+                spec(THIRD, CertSource::NotRequired),
+            ],
+            NOW,
+        );
+        (ix, a)
+    }
+
+    fn der(cert: &FacilityCert) -> Vec<u8> {
+        cert.leaf().to_vec()
+    }
+
+    #[test]
+    fn states_from_file_presentation_and_none() {
+        let (ix, mut a) = setup();
+        assert_eq!(
+            a.states(),
+            [
+                FacilityState::Valid,
+                FacilityState::NotPresented,
+                FacilityState::NotRequired
+            ]
+        );
+        let mut leaf = Leaf::facility(OTHER, NOW);
+        leaf.serial = 2;
+        let presented = leaf.issue(&ix, &[]);
+        let change = a.present(FacilityId(1), &[&der(&presented)], NOW).unwrap();
+        assert_eq!(
+            change,
+            Some(Change {
+                facility: FacilityId(1),
+                from: FacilityState::NotPresented,
+                to: FacilityState::Valid
+            })
+        );
+        assert_eq!(
+            a.present(FacilityId(1), &[&der(&presented)], NOW),
+            Ok(None),
+            "no change"
+        );
+        // Another facility's certificate is refused and changes nothing.
+        let wrong = Leaf::facility(THIRD, NOW).issue(&ix, &[]);
+        let refused = a.present(FacilityId(1), &[&der(&wrong)], NOW).unwrap_err();
+        assert_eq!(refused.state, FacilityState::BindingMismatch);
+        assert_eq!(a.states()[1], FacilityState::Valid);
+        assert_eq!(
+            a.find(FacilityCode::parse(OTHER).unwrap()),
+            Some(FacilityId(1))
+        );
+    }
+
+    #[test]
+    fn a_crl_revokes_one_facility_only() {
+        let (ix, mut a) = setup();
+        let mut leaf = Leaf::facility(OTHER, NOW);
+        leaf.serial = 2;
+        a.present(FacilityId(1), &[&der(&leaf.issue(&ix, &[]))], NOW)
+            .unwrap();
+        a.load_crl(0, 0, &ix.fresh_crl(&[1])).unwrap();
+        assert_eq!(
+            a.evaluate(NOW),
+            [Change {
+                facility: FacilityId(0),
+                from: FacilityState::Valid,
+                to: FacilityState::Revoked
+            }]
+        );
+        assert!(a.verdict(FacilityId(0)).unwrap().detail.contains("revoked"));
+        a.load_crl(0, 0, &ix.fresh_crl(&[1, 2])).unwrap();
+        let changes = a.evaluate(NOW);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].facility, FacilityId(1));
+        assert_eq!(changes[0].to, FacilityState::Revoked);
+        // The revoked certificate cannot be presented again.
+        let again = a
+            .present(FacilityId(1), &[&der(&leaf.issue(&ix, &[]))], NOW)
+            .unwrap_err();
+        assert_eq!(again.state, FacilityState::Revoked);
+        assert_eq!(a.evaluate(NOW), []);
+    }
+
+    #[test]
+    fn not_after_passes_at_the_recheck_time() {
+        let (_, mut a) = setup();
+        assert_eq!(a.next_recheck(), Some(NOW + 31));
+        assert_eq!(a.evaluate(NOW + 30), []);
+        let changes = a.evaluate(NOW + 31);
+        assert_eq!(changes[0].to, FacilityState::Expired);
+        assert_eq!(changes[0].facility, FacilityId(0));
+    }
+
+    #[test]
+    fn a_presented_key_must_be_the_registered_one() {
+        let (ix, mut a) = setup();
+        // Facility 0's file pins its key: another certificate for it is refused.
+        let other_key = Leaf::facility(CODE, NOW).issue(&ix, &[]);
+        let refused = a
+            .present(FacilityId(0), &[&der(&other_key)], NOW)
+            .unwrap_err();
+        assert_eq!(refused.state, FacilityState::BindingMismatch);
+        assert!(
+            refused.detail.contains("registry holds"),
+            "{}",
+            refused.detail
+        );
+    }
+
+    #[test]
+    fn a_reload_keeps_what_was_presented() {
+        let (ix, mut a) = setup();
+        let presented = Leaf::facility(OTHER, NOW).issue(&ix, &[]);
+        a.present(FacilityId(1), &[&der(&presented)], NOW).unwrap();
+        // The new plan numbers the facilities the other way round.
+        let ca = bundle("ix", &ix, &[], CrlPolicy::FailClosed);
+        let mut b = Authority::new(
+            vec![ca],
+            vec![
+                spec(OTHER, CertSource::Presented),
+                spec(THIRD, CertSource::NotRequired),
+            ],
+            NOW,
+        );
+        assert_eq!(b.states()[0], FacilityState::NotPresented);
+        b.carry_presented(&a, NOW);
+        assert_eq!(b.states()[0], FacilityState::Valid);
+        // Not when the facility moved to another tenant.
+        let ca = bundle("ix", &ix, &[], CrlPolicy::FailClosed);
+        let mut moved = spec(OTHER, CertSource::Presented);
+        moved.tenant = "mame-net".into();
+        let mut c = Authority::new(vec![ca], vec![moved], NOW);
+        c.carry_presented(&a, NOW);
+        assert_eq!(c.states()[0], FacilityState::NotPresented);
+    }
+}

@@ -1,0 +1,279 @@
+//! Every facility's certificate state as the control path works it out: from the registry's
+//! certificate file, or from the certificate its peer presented (IPsec, later TLS), judged
+//! against the CA bundles its tenant trusts and their CRLs.
+//!
+//! The runtime owns one [`Authority`] per plan (facilities are numbered by the plan's
+//! [`FacilityId`]s). It asks for [`Authority::evaluate`] when a CRL changed or a
+//! [`Authority::next_recheck`] time came, and hands every [`Change`] to the data path, the IKE
+//! thread (which deletes a refused facility's SAs), the logs and the audit trail.
+
+use super::cert::FacilityCert;
+use super::trust::{Ca, CrlError, CrlInfo};
+use super::verify::{verify, Expect, Verdict};
+use super::FacilityState;
+use crate::ids::{FacilityCode, FacilityId};
+
+/// Where a facility's certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// Not in the registry, or registered with `certificate: none`.
+    NotRequired,
+    /// The registry's file. A peer that presents a certificate (IPsec) must present one
+    /// with the same public key.
+    File(FacilityCert),
+    /// The certificate its peer authenticates with.
+    Presented,
+}
+
+/// One facility, as the registry and the plan describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FacilitySpec {
+    pub code: FacilityCode,
+    /// The registry's name ("" when it is not in the registry).
+    pub name: String,
+    pub tenant: String,
+    pub source: CertSource,
+    /// The CA bundles (indices into the authority's) its tenant trusts.
+    pub trust: Vec<usize>,
+    /// The WireGuard keys of its peers: its certificate must bind each.
+    pub wireguard_keys: Vec<[u8; 32]>,
+}
+
+/// A facility whose state changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub facility: FacilityId,
+    pub from: FacilityState,
+    pub to: FacilityState,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    spec: FacilitySpec,
+    /// The certificate its peer last authenticated with successfully.
+    presented: Option<FacilityCert>,
+    verdict: Verdict,
+}
+
+/// The facilities of one plan and the CA bundles they are judged against.
+#[derive(Debug, Clone)]
+pub struct Authority {
+    cas: Vec<Ca>,
+    entries: Vec<Entry>,
+}
+
+impl Authority {
+    /// The facilities `specs` (indexed by [`FacilityId`]), judged at `now` against `cas`
+    /// with the CRLs loaded so far.
+    pub fn new(cas: Vec<Ca>, specs: Vec<FacilitySpec>, now: u64) -> Authority {
+        let mut a = Authority {
+            cas,
+            entries: specs
+                .into_iter()
+                .map(|spec| Entry {
+                    spec,
+                    presented: None,
+                    verdict: not_judged(),
+                })
+                .collect(),
+        };
+        for i in 0..a.entries.len() {
+            a.entries[i].verdict = a.judge(i, now);
+        }
+        a
+    }
+
+    /// Takes over the certificates `previous` (the authority of the plan before a reload)
+    /// holds as presented, for facilities whose code, tenant, trust and source are unchanged:
+    /// their peers keep their SAs across the reload, and with them their standing. Judges
+    /// them again at `now`; returns nothing (the caller compares states itself).
+    pub fn carry_presented(&mut self, previous: &Authority, now: u64) {
+        for i in 0..self.entries.len() {
+            let spec = &self.entries[i].spec;
+            let Some(old) = previous.entries.iter().find(|e| {
+                e.spec.code == spec.code
+                    && e.spec.tenant == spec.tenant
+                    && e.spec.source == spec.source
+                    && trust_names(previous, &e.spec.trust) == trust_names(self, &spec.trust)
+            }) else {
+                continue;
+            };
+            if let Some(cert) = &old.presented {
+                self.entries[i].presented = Some(cert.clone());
+                self.entries[i].verdict = self.judge(i, now);
+            }
+        }
+    }
+
+    /// Loads CRL bytes into slot `slot` of bundle `ca` (see [`Ca::load_crl`]); the caller
+    /// then calls [`Authority::evaluate`].
+    pub fn load_crl(&mut self, ca: usize, slot: usize, bytes: &[u8]) -> Result<CrlInfo, CrlError> {
+        match self.cas.get_mut(ca) {
+            Some(c) => c.load_crl(slot, bytes),
+            None => Err(CrlError::Parse(format!("no CA bundle {ca}"))),
+        }
+    }
+
+    /// Judges every facility again at `now`; the facilities whose state changed.
+    pub fn evaluate(&mut self, now: u64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for i in 0..self.entries.len() {
+            let verdict = self.judge(i, now);
+            let from = self.entries[i].verdict.state;
+            if from != verdict.state {
+                changes.push(Change {
+                    facility: FacilityId(i as u32),
+                    from,
+                    to: verdict.state,
+                });
+            }
+            self.entries[i].verdict = verdict;
+        }
+        changes
+    }
+
+    /// A peer of `facility` authenticated with `chain` (leaf first): is it the facility's
+    /// valid certificate? If so it becomes the one the facility is judged by, and the change
+    /// of state, if any, is returned; if not, the verdict that refuses it (the facility's
+    /// state does not change: a stolen, revoked certificate does not cut off the facility's
+    /// own peer).
+    pub fn present(
+        &mut self,
+        facility: FacilityId,
+        chain: &[&[u8]],
+        now: u64,
+    ) -> Result<Option<Change>, Verdict> {
+        let i = facility.index();
+        let Some(entry) = self.entries.get(i) else {
+            return Err(refusal(
+                FacilityState::UnknownCa,
+                "not a facility of this plan",
+            ));
+        };
+        if entry.spec.source == CertSource::NotRequired {
+            return Ok(None);
+        }
+        let cert = FacilityCert::from_der_chain(chain)
+            .map_err(|e| refusal(FacilityState::Invalid, &format!("its certificate: {e}")))?;
+        let verdict = self.judge_cert(i, &cert, now);
+        if verdict.state != FacilityState::Valid {
+            return Err(verdict);
+        }
+        let entry = &mut self.entries[i];
+        entry.presented = Some(cert);
+        let from = std::mem::replace(&mut entry.verdict, verdict).state;
+        Ok((from != FacilityState::Valid).then_some(Change {
+            facility,
+            from,
+            to: FacilityState::Valid,
+        }))
+    }
+
+    /// The earliest time at which a verdict can change by time alone.
+    pub fn next_recheck(&self) -> Option<u64> {
+        self.entries
+            .iter()
+            .filter_map(|e| e.verdict.recheck_at)
+            .min()
+    }
+
+    /// Every facility's state, by [`FacilityId`].
+    pub fn states(&self) -> Vec<FacilityState> {
+        self.entries.iter().map(|e| e.verdict.state).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn verdict(&self, facility: FacilityId) -> Option<&Verdict> {
+        self.entries.get(facility.index()).map(|e| &e.verdict)
+    }
+
+    pub fn spec(&self, facility: FacilityId) -> Option<&FacilitySpec> {
+        self.entries.get(facility.index()).map(|e| &e.spec)
+    }
+
+    /// The facility with `code`.
+    pub fn find(&self, code: FacilityCode) -> Option<FacilityId> {
+        self.entries
+            .iter()
+            .position(|e| e.spec.code == code)
+            .map(|i| FacilityId(i as u32))
+    }
+
+    pub fn cas(&self) -> &[Ca] {
+        &self.cas
+    }
+
+    fn judge(&self, i: usize, now: u64) -> Verdict {
+        let e = &self.entries[i];
+        let cert = match (&e.presented, &e.spec.source) {
+            (_, CertSource::NotRequired) => {
+                return Verdict {
+                    state: FacilityState::NotRequired,
+                    detail: "no certificate required".into(),
+                    ca: None,
+                    not_after: 0,
+                    recheck_at: None,
+                }
+            }
+            (Some(presented), _) => presented,
+            (None, CertSource::File(file)) => file,
+            (None, CertSource::Presented) => {
+                return refusal(
+                    FacilityState::NotPresented,
+                    "no peer of this facility has authenticated with its certificate yet",
+                )
+            }
+        };
+        self.judge_cert(i, cert, now)
+    }
+
+    fn judge_cert(&self, i: usize, cert: &FacilityCert, now: u64) -> Verdict {
+        let spec = &self.entries[i].spec;
+        let pinned = match &spec.source {
+            CertSource::File(file) => Some(file.spki.as_slice()),
+            _ => None,
+        };
+        let expect = Expect {
+            code: spec.code,
+            wireguard_keys: &spec.wireguard_keys,
+            pinned_spki: pinned,
+        };
+        let trusted: Vec<&Ca> = spec.trust.iter().filter_map(|&t| self.cas.get(t)).collect();
+        let others: Vec<&Ca> = self
+            .cas
+            .iter()
+            .enumerate()
+            .filter(|(t, _)| !spec.trust.contains(t))
+            .map(|(_, c)| c)
+            .collect();
+        verify(cert, &expect, &trusted, &others, now)
+    }
+}
+
+fn trust_names<'a>(a: &'a Authority, trust: &[usize]) -> Vec<&'a str> {
+    trust
+        .iter()
+        .filter_map(|&t| a.cas.get(t).map(|c| c.name.as_str()))
+        .collect()
+}
+
+fn not_judged() -> Verdict {
+    refusal(FacilityState::NotPresented, "not judged yet")
+}
+
+fn refusal(state: FacilityState, detail: &str) -> Verdict {
+    Verdict {
+        state,
+        detail: detail.to_string(),
+        ca: None,
+        not_after: 0,
+        recheck_at: None,
+    }
+}
