@@ -62,3 +62,25 @@ async fn demo_serves_metrics_while_it_runs() {
         "all three simulated facilities are up:\n{body}"
     );
 }
+
+/// The demo revokes izumo-hospital's certificate 60 % into the run: within a second the
+/// gateway cuts it off (no reply reaches it any more, its packets count as `certificate`
+/// drops), while omura-clinic's claims traffic goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_cuts_off_the_revoked_facility() {
+    let report = ixgw::demo::run("127.0.0.1:0".parse().unwrap(), Some(Duration::from_secs(5)))
+        .await
+        .expect("demo runs");
+    assert!(report.revoked, "{report:?}");
+    assert!(report.certificate_drops > 0, "{report:?}");
+    let after = |name: &str| {
+        report
+            .replies_after_cutoff
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, r)| *r)
+            .unwrap_or_else(|| panic!("no count for {name}: {report:?}"))
+    };
+    assert_eq!(after("izumo-hospital"), 0, "{report:?}");
+    assert!(after("omura-clinic") > 0, "{report:?}");
+}

@@ -7,6 +7,11 @@
 //! and ESP ([`ipsec::IpsecFacility`]); each sends probes through the exchange addresses and
 //! answers what reaches it. One flow (mame-net → ajisai-net tcp/22) is forbidden by policy and
 //! shows up as `ixgw_drops_total{reason="policy"}`.
+//!
+//! The WireGuard facilities hold facility certificates of a lab CA made for the run
+//! ([`crate::ca`]), binding their WireGuard keys; the gateway watches the CA's CRL. Part way
+//! through, the demo revokes izumo-hospital's certificate: the gateway cuts it off within a
+//! second (`ixgw_drops_total{reason="certificate"}`), the others carry on.
 
 pub mod ipsec;
 
@@ -47,9 +52,67 @@ pub struct DemoReport {
     /// (tenant, rx packets, tx packets) at the end.
     pub tenants: Vec<(String, u64, u64)>,
     pub policy_drops: u64,
+    pub certificate_drops: u64,
     /// Replies the simulated facilities received to their probes.
     pub replies: u64,
+    /// Whether izumo-hospital's certificate was revoked (the run lasted long enough).
+    pub revoked: bool,
+    /// Replies each WireGuard facility received from one second after the revocation to the
+    /// end: (peer, replies).
+    pub replies_after_cutoff: Vec<(String, u64)>,
 }
+
+/// When the demo revokes izumo-hospital's certificate: 60 % into a run of given length, else
+/// after ten seconds.
+fn revocation_time(duration: Option<Duration>) -> Duration {
+    duration.map_or(Duration::from_secs(10), |d| d.mul_f64(0.6))
+}
+
+/// The run's lab CA and the two WireGuard facilities' certificates.
+struct DemoPki {
+    dir: PathBuf,
+    certs: [PathBuf; 2],
+}
+
+fn demo_pki(dir: &Path, fac_pub: &[[u8; 32]; 2]) -> anyhow::Result<DemoPki> {
+    use crate::ca::{store, CaRequest, KeyType, LeafRequest, Validity};
+    let pki = dir.join("pki");
+    let now = std::time::SystemTime::now();
+    let mut rng = crate::crypto::SystemRandom::new();
+    let year = Validity::new(now, 365, None, None)?;
+    let req = CaRequest {
+        name: "ixgw demo CA".into(),
+        org: None,
+        validity: year,
+        key_type: KeyType::Ec256,
+    };
+    store::init(&pki, &req, None, CRL_VALIDITY, now, &mut rng)?;
+    let mut certs = Vec::new();
+    for (i, (name, code)) in [
+        ("omura-clinic", "4212345674"),
+        ("izumo-hospital", "3219876541"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let leaf = LeafRequest {
+            facility: crate::ids::FacilityCode::parse(code)?,
+            name: name.into(),
+            wireguard_keys: vec![fac_pub[i]],
+            dns: Vec::new(),
+            email: Vec::new(),
+            validity: year,
+            key_type: KeyType::Ec256,
+        };
+        certs.push(store::issue(&pki, &leaf, &pki.join(name), &mut rng)?.cert);
+    }
+    Ok(DemoPki {
+        dir: pki,
+        certs: [certs[0].clone(), certs[1].clone()],
+    })
+}
+
+const CRL_VALIDITY: Duration = Duration::from_secs(7 * 86_400);
 
 fn write_key(dir: &Path, name: &str, key: &[u8; 32]) -> anyhow::Result<PathBuf> {
     let p = dir.join(format!("{name}.key"));
@@ -67,6 +130,7 @@ fn demo_yaml(
     gw_keys: &[PathBuf; 2],
     fac_pub: &[[u8; 32]; 2],
     claims: (&Path, u16, u16),
+    pki: &DemoPki,
 ) -> String {
     let k = |i: usize| keys::encode(&fac_pub[i]);
     format!(
@@ -77,8 +141,26 @@ ix:
   public_address: 127.0.0.1
 metrics:
   listen: {metrics}
+trust:
+  - name: demo-ca
+    ca_file: {ca}
+    crl_files: [{crl}]
+facilities:
+  - code: "4212345674"
+    name: Omura clinic
+    tenant: ajisai-net
+    certificate: {omura}
+  - code: "3219876541"
+    name: Izumo hospital
+    tenant: mame-net
+    certificate: {izumo}
+  - code: "1310000003"
+    name: Claims hub
+    tenant: claims
+    certificate: none
 tenants:
   - name: ajisai-net
+    trust: [demo-ca]
     networks:
       - {{ internal: 10.0.0.0/24, exchange: 100.64.0.0/24 }}
     attachments:
@@ -92,6 +174,7 @@ tenants:
             public_key: "{k0}"
             allowed_ips: [10.0.0.2/32]
   - name: mame-net
+    trust: [demo-ca]
     networks:
       - {{ internal: 10.0.0.0/24, exchange: 100.65.0.0/24 }}
     attachments:
@@ -143,6 +226,10 @@ policies:
         psk = claims.0.display(),
         ike = claims.1,
         nat_t = claims.2,
+        ca = pki.dir.join("ca.crt").display(),
+        crl = pki.dir.join("crl.pem").display(),
+        omura = pki.certs[0].display(),
+        izumo = pki.certs[1].display(),
     )
 }
 
@@ -195,6 +282,7 @@ async fn run_in(
     let listener = std::net::TcpListener::bind(metrics_listen)
         .with_context(|| format!("metrics listener {metrics_listen}"))?;
     let metrics = listener.local_addr()?;
+    let pki = demo_pki(dir, &fac_pub)?;
     let path = dir.join("demo.yaml");
     std::fs::write(
         &path,
@@ -203,6 +291,7 @@ async fn run_in(
             &gw_files,
             &fac_pub,
             (&psk_file, ike_port, nat_t_port),
+            &pki,
         ),
     )?;
     let config = Config::load(&path)?;
@@ -217,6 +306,12 @@ async fn run_in(
         "  both file claims to online-claims at 100.127.0.10:443, which the claims network reaches"
     );
     println!("  over IPsec (IKEv2, pre-shared key); izumo's tcp/22 to 100.64.0.2 is denied.");
+    let revoke_at = revocation_time(duration);
+    println!(
+        "  Both WireGuard facilities hold certificates of the demo CA; after {}s the demo revokes",
+        revoke_at.as_secs_f64()
+    );
+    println!("  izumo-hospital's, and the gateway cuts it off (drops reason certificate).");
 
     let specs = [
         FacilitySpec {
@@ -259,6 +354,7 @@ async fn run_in(
         let stop = stop_rx.clone();
         move || ipsec_facility(claims_hub, replies, stop)
     });
+    let wg_replies = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
     for (i, spec) in specs.into_iter().enumerate() {
         let gw = running
             .attachment_addr(spec.attachment)
@@ -277,14 +373,21 @@ async fn run_in(
             spec,
             tunn,
             sock,
-            replies.clone(),
+            wg_replies[i].clone(),
             stop_rx.clone(),
         )));
     }
 
-    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+    let started = tokio::time::Instant::now();
+    let deadline = duration.map(|d| started + d);
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     tick.tick().await;
+    let revocation = tokio::time::sleep_until(started + revoke_at);
+    tokio::pin!(revocation);
+    let mut revoked = false;
+    let mut cutoff: Option<[u64; 2]> = None;
+    let cutoff_at = tokio::time::sleep_until(started + revoke_at + Duration::from_secs(1));
+    tokio::pin!(cutoff_at);
     loop {
         let stop = async {
             match deadline {
@@ -294,6 +397,25 @@ async fn run_in(
         };
         tokio::select! {
             _ = tick.tick() => print_table(&running),
+            () = &mut revocation, if !revoked => {
+                revoked = true;
+                let r = crate::ca::store::revoke(
+                    &pki.dir,
+                    &pki.certs[1],
+                    crate::ca::Reason::KeyCompromise,
+                    CRL_VALIDITY,
+                    std::time::SystemTime::now(),
+                )?;
+                println!();
+                println!(
+                    "revoked izumo-hospital's certificate (serial {}): the gateway reads {} and cuts it off",
+                    r.serial,
+                    r.crl.path.display()
+                );
+            }
+            () = &mut cutoff_at, if revoked && cutoff.is_none() => {
+                cutoff = Some([0, 1].map(|i| wg_replies[i].load(Ordering::Relaxed)));
+            }
             _ = stop => break,
             _ = tokio::signal::ctrl_c() => break,
         }
@@ -305,13 +427,24 @@ async fn run_in(
     let _ = claims.await;
     print_table(&running);
     let counters = running.hub().current(0).context("no counters published")?;
+    let wg_total = [0, 1].map(|i| wg_replies[i].load(Ordering::Relaxed));
     let report = DemoReport {
         tenants: counters
             .tenants()
             .map(|(n, t)| (n.to_string(), t.rx_packets.get(), t.tx_packets.get()))
             .collect(),
         policy_drops: counters.drop_count(DropReason::Policy),
-        replies: replies.load(Ordering::Relaxed),
+        certificate_drops: counters.drop_count(DropReason::Certificate),
+        replies: replies.load(Ordering::Relaxed) + wg_total.iter().sum::<u64>(),
+        revoked,
+        replies_after_cutoff: match cutoff {
+            Some(at) => ["omura-clinic", "izumo-hospital"]
+                .iter()
+                .zip(wg_total.iter().zip(at))
+                .map(|(n, (end, at))| (n.to_string(), end - at))
+                .collect(),
+            None => Vec::new(),
+        },
     };
     running.stop().await?;
     Ok(report)

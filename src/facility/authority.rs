@@ -39,6 +39,14 @@ pub struct FacilitySpec {
     pub wireguard_keys: Vec<[u8; 32]>,
 }
 
+/// Where a tunnel's authentication hands the certificate a facility's peer presented (IKE
+/// now, TLS later): `Ok` when it is the facility's valid certificate (the facility is then
+/// judged by it), else the verdict that refuses it. Implemented by the runtime over the
+/// running [`Authority`].
+pub trait Presenter: Send + Sync {
+    fn present(&self, facility: FacilityCode, chain: &[&[u8]], now: u64) -> Result<(), Verdict>;
+}
+
 /// A facility whose state changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {

@@ -51,7 +51,7 @@ pub struct FacilityCert {
     /// The subject as text (RFC 4514-like, as x509-parser prints it).
     pub subject: String,
     pub issuer: String,
-    /// The serial number, hex with colons.
+    /// The serial number, hex (as `ixgw ca` prints it).
     pub serial: String,
     /// Validity, in UNIX seconds.
     pub not_before: u64,
@@ -128,7 +128,11 @@ impl FacilityCert {
         Ok(FacilityCert {
             subject: cert.subject().to_string(),
             issuer: cert.issuer().to_string(),
-            serial: cert.raw_serial_as_string(),
+            serial: cert
+                .raw_serial()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
             not_before: secs(v.not_before.timestamp()),
             not_after: secs(v.not_after.timestamp()),
             codes,

@@ -17,7 +17,11 @@ use tokio::sync::mpsc;
 
 use super::ike_metrics::IkeMetrics;
 use super::Control;
-use crate::dataplane::{AttachmentPlanKind, IkeSetupError, IpsecCarry, Plan};
+use arc_swap::ArcSwap;
+
+use super::facilities::FacilityStates;
+use crate::dataplane::{AttachmentPlanKind, IkeSetupError, IpsecCarry, PeerPlanKind, Plan};
+use crate::facility::{FacilityState, Presenter};
 use crate::ids::{AttachmentId, PeerId};
 use crate::tunnel::ipsec::esp::{InboundSa, OutboundSa};
 use crate::tunnel::ipsec::ike::sa::{ChildSaUp, IkeConfig, IkeEngine, IkeEvent};
@@ -60,6 +64,9 @@ pub(crate) enum IkeInput {
         attachment: AttachmentId,
         sas: Vec<(PeerId, u32, u64)>,
     },
+    /// A facility's certificate state changed (the thread reads the states after every turn;
+    /// this only wakes it).
+    Facilities,
     Stop,
 }
 
@@ -184,11 +191,12 @@ pub(crate) fn unix_now() -> u64 {
 pub(crate) fn setups(
     plan: &Plan,
     mut socket: impl FnMut(AttachmentId, usize) -> Option<Arc<UdpSocket>>,
+    presenter: &Arc<dyn Presenter>,
 ) -> Result<Vec<EngineSetup>, IkeSetupError> {
     let mut out = Vec::new();
     for i in 0..plan.attachments.len() {
         let attachment = AttachmentId(i as u16);
-        let Some(config) = plan.ike_config(attachment, unix_now) else {
+        let Some(config) = plan.ike_config(attachment, unix_now, Some(presenter)) else {
             continue;
         };
         let config = config?;
@@ -214,13 +222,14 @@ pub(crate) fn spawn(
     rx: Receiver<IkeInput>,
     control: mpsc::Sender<Control>,
     metrics: IkeMetrics,
+    facilities: Arc<ArcSwap<FacilityStates>>,
 ) -> std::io::Result<std::thread::JoinHandle<Receiver<IkeInput>>> {
     // Only the weak sender may reach the thread: a strong one captured by the closure would
     // keep the worker's channel open after the `Running` is dropped.
     let control = control.downgrade();
     std::thread::Builder::new()
         .name("ixgw-ike".into())
-        .spawn(move || IkeThread::new(control, metrics).run(rx))
+        .spawn(move || IkeThread::new(control, metrics, facilities).run(rx))
 }
 
 /// Hands an IKE datagram to the IKE thread; `false` when it cannot take it (its queue is
@@ -259,16 +268,83 @@ struct IkeThread {
     /// The plan the engines serve (none before the first).
     plan: Option<Arc<Plan>>,
     engines: Vec<Engine>,
+    /// Every facility's certificate state, and the states last acted on (for this plan).
+    facilities: Arc<ArcSwap<FacilityStates>>,
+    facilities_seen: Option<Arc<FacilityStates>>,
 }
 
 impl IkeThread {
-    fn new(control: mpsc::WeakSender<Control>, metrics: IkeMetrics) -> IkeThread {
+    fn new(
+        control: mpsc::WeakSender<Control>,
+        metrics: IkeMetrics,
+        facilities: Arc<ArcSwap<FacilityStates>>,
+    ) -> IkeThread {
         IkeThread {
             control,
             metrics,
             generation: 0,
             plan: None,
             engines: Vec::new(),
+            facilities,
+            facilities_seen: None,
+        }
+    }
+
+    /// Acts on certificate state changes: a facility whose certificate is refused (revoked,
+    /// expired, ...) loses its IKE SAs, with a Delete its peer hears; one that is good again
+    /// has its initiating peers start again. A facility that has not presented a certificate
+    /// yet loses nothing (its peers are about to).
+    fn sync_facilities(&mut self) {
+        let states = self.facilities.load_full();
+        if states.generation != self.generation
+            || self
+                .facilities_seen
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, &states))
+        {
+            return;
+        }
+        let before = self
+            .facilities_seen
+            .replace(Arc::clone(&states))
+            .filter(|b| b.generation == states.generation);
+        let Some(plan) = self.plan.clone() else {
+            return;
+        };
+        let refused = |s: FacilityState| {
+            !matches!(
+                s,
+                FacilityState::NotRequired | FacilityState::Valid | FacilityState::NotPresented
+            )
+        };
+        let now = Instant::now();
+        for i in 0..self.engines.len() {
+            let peers: Vec<PeerId> = self.engines[i].names.keys().copied().collect();
+            for p in peers {
+                let pp = &plan.peers[p.index()];
+                let f = pp.facility_id.index();
+                let Some(&state) = states.states.get(f) else {
+                    continue;
+                };
+                let was = before.as_ref().and_then(|b| b.states.get(f).copied());
+                let e = &mut self.engines[i];
+                if refused(state) && was.is_none_or(|w| !refused(w)) {
+                    tracing::warn!(
+                        attachment = e.attachment_name,
+                        peer = pp.name,
+                        facility = %pp.facility,
+                        state = %state,
+                        "facility certificate refused: deleting the peer's IKE SA"
+                    );
+                    e.engine.delete(p, now);
+                } else if !refused(state) && was.is_some_and(refused) {
+                    let initiates = matches!(&pp.kind, PeerPlanKind::Ipsec(ip) if ip.config.start == crate::config::IpsecStart::Initiate);
+                    if initiates {
+                        e.engine.initiate(p, now);
+                    }
+                }
+            }
+            self.drain(i);
         }
     }
 
@@ -321,12 +397,14 @@ impl IkeThread {
                 }
                 Ok(IkeInput::Roamed { .. }) => {}
                 Ok(IkeInput::Plan { plan, engines }) => self.adopt(plan, engines),
+                Ok(IkeInput::Facilities) => {}
                 Ok(IkeInput::Stop) | Err(RecvTimeoutError::Disconnected) => {
                     self.shut_down();
                     return rx;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
+            self.sync_facilities();
             let now = Instant::now();
             for i in 0..self.engines.len() {
                 if self.engines[i]
@@ -705,7 +783,7 @@ mod tests {
         let (control, mut control_rx) = mpsc::channel(8);
         let registry = prometheus::Registry::new();
         let metrics = IkeMetrics::register(&registry).unwrap();
-        let mut t = IkeThread::new(control.downgrade(), metrics);
+        let mut t = IkeThread::new(control.downgrade(), metrics, Default::default());
         let socket = || Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         let config = IkeConfig {
             local_id: Identity::fqdn("gw.ix.example"),
@@ -754,7 +832,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let (control, _control_rx) = mpsc::channel(8);
         let metrics = IkeMetrics::register(&prometheus::Registry::new()).unwrap();
-        let thread = spawn(rx, control, metrics).unwrap();
+        let thread = spawn(rx, control, metrics, Default::default()).unwrap();
         tx.send(IkeInput::Stop).unwrap();
         let queue = thread.join().expect("the IKE thread ends on Stop");
         let late = IkeInput::Datagram {

@@ -10,6 +10,8 @@
 //! failed reload cannot take a route away from a running device; a failure there is logged,
 //! the new plan keeps running.
 
+mod facilities;
+mod facility_metrics;
 mod ike;
 mod ike_metrics;
 mod raw_esp;
@@ -114,6 +116,8 @@ pub(crate) enum Control {
         attachment: AttachmentId,
         change: ike::SaChange,
     },
+    /// A facility's certificate state changed: read the states again.
+    Facilities,
     Stop {
         done: oneshot::Sender<()>,
     },
@@ -138,6 +142,15 @@ pub struct Running {
     /// The UDP sockets whose kernel drops `/metrics` exports.
     socket_drops: Arc<SocketDrops>,
     plan: Arc<Plan>,
+    /// The facility registry, and the task that watches its CRL files.
+    facilities: Arc<facilities::Facilities>,
+    facility_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.facility_task.abort();
+    }
 }
 
 /// What the runtime remembers of a bound socket or created device.
@@ -524,11 +537,13 @@ impl Running {
                 source,
             })?;
 
+        let facilities = facilities::Facilities::new(config, &plan, ike::unix_now());
+        let presenter: Arc<dyn crate::facility::Presenter> = facilities.clone();
         let sources = open_sources(&plan, &HashMap::new())?;
         let bound: HashMap<SourceKey, Bound> = sources.bound().into_iter().collect();
         let mut udp_clones = HashMap::new();
         sources.clone_udp(&mut udp_clones);
-        let engines = ike_setups(&plan, &udp_clones)?;
+        let engines = ike_setups(&plan, &udp_clones, &presenter)?;
 
         let gateway = Gateway::new(plan.clone(), Instant::now());
         let hub = Arc::new(MetricsHub::new([gateway.counters().clone()]));
@@ -543,11 +558,17 @@ impl Running {
         if let Err(e) = registered {
             tracing::error!("cannot export the kernel's socket drops: {e}");
         }
+        let registered = facility_metrics::FacilityCollector::new(facilities.clone())
+            .and_then(|c| hub.registry().register(Box::new(c)));
+        if let Err(e) = registered {
+            tracing::error!("cannot export the facility registry's metrics: {e}");
+        }
         let ike_metrics = ike_metrics::IkeMetrics::register(hub.registry())
             .map_err(|e| RuntimeError::Thread(std::io::Error::other(e)))?;
         let (control, control_rx) = mpsc::channel(64);
         let (started, started_rx) = oneshot::channel();
         let (ike_tx, ike_rx) = std::sync::mpsc::sync_channel(ike::QUEUE);
+        facilities.set_worker(control.downgrade());
         let worker = worker::spawn(
             gateway,
             sources,
@@ -555,6 +576,7 @@ impl Running {
             control_rx,
             started,
             ike_tx.clone(),
+            facilities.states(),
         )
         .map_err(RuntimeError::Thread)?;
         let accepted = match started_rx.await {
@@ -566,9 +588,8 @@ impl Running {
             Err(e) => Err(e),
         };
         let ike_thread = match routed {
-            Ok(()) => {
-                ike::spawn(ike_rx, control.clone(), ike_metrics).map_err(RuntimeError::Thread)
-            }
+            Ok(()) => ike::spawn(ike_rx, control.clone(), ike_metrics, facilities.states())
+                .map_err(RuntimeError::Thread),
             Err(e) => Err(e),
         };
         let ike_thread = match ike_thread {
@@ -594,8 +615,15 @@ impl Running {
         let admin = tokio::spawn(crate::admin::serve(listener, state, async move {
             let _ = stop_rx.await;
         }));
+        let wake_ike = ike_tx.clone();
+        let facility_task = tokio::spawn(facilities::watch(facilities.clone(), move || {
+            // A full queue is fine: the IKE thread reads the states after every turn.
+            let _ = wake_ike.try_send(ike::IkeInput::Facilities);
+        }));
         tracing::info!(%metrics_addr, attachments = plan.attachments.len(), peers = plan.peers.len(), "gateway running");
         Ok(Running {
+            facilities,
+            facility_task,
             control,
             worker: Some(worker),
             admin,
@@ -658,23 +686,35 @@ impl Running {
         let sources = open_sources(&plan, &self.bound)?;
         let mut udp_clones = self.udp_clones.clone();
         sources.clone_udp(&mut udp_clones);
-        let engines = ike_setups(&plan, &udp_clones)?;
+        let presenter: Arc<dyn crate::facility::Presenter> = self.facilities.clone();
+        let engines = ike_setups(&plan, &udp_clones, &presenter)?;
         let added = sources.bound();
         // The sockets the new plan drops close with the switch: count their drops until now.
         self.socket_drops.refresh();
+        // The new plan's facility states are published before the worker switches, so that
+        // it applies them with the plan.
+        let previous = self.facilities.switch(config, &plan, ike::unix_now());
         let (done, done_rx) = oneshot::channel();
-        self.control
+        let switched = match self
+            .control
             .send(Control::Reload {
                 plan: plan.clone(),
                 sources,
                 done,
             })
             .await
-            .map_err(|_| RuntimeError::WorkerGone)?;
-        done_rx
-            .await
-            .map_err(|_| RuntimeError::WorkerGone)?
-            .map_err(RuntimeError::Worker)?;
+        {
+            Ok(()) => match done_rx.await {
+                Ok(r) => r.map_err(RuntimeError::Worker),
+                Err(_) => Err(RuntimeError::WorkerGone),
+            },
+            Err(_) => Err(RuntimeError::WorkerGone),
+        };
+        if let Err(e) = switched {
+            self.facilities.restore(previous);
+            return Err(e);
+        }
+        let _ = self.ike_tx.try_send(ike::IkeInput::Facilities);
         let keep: Vec<SourceKey> = plan.attachments.iter().flat_map(SourceKey::all).collect();
         self.bound.retain(|k, _| keep.contains(k));
         self.bound.extend(added);
@@ -699,6 +739,7 @@ impl Running {
     /// Drains the worker (pending packets are sent) and stops everything.
     pub async fn stop(mut self) -> Result<(), RuntimeError> {
         self.ready.store(false, Ordering::Relaxed);
+        self.facility_task.abort();
         // IKE first: its peers are told the SAs go while the worker still takes SA changes.
         // The thread hands its queue back; held open until the worker is gone, it takes the
         // peers' answers to those Deletes without the worker taking the thread for dead.
@@ -729,7 +770,7 @@ impl Running {
 pub fn preflight(config: &Config) -> Result<(), IkeSetupError> {
     let plan = Plan::compile(config, 1);
     for i in 0..plan.attachments.len() {
-        if let Some(ike) = plan.ike_config(AttachmentId(i as u16), ike::unix_now) {
+        if let Some(ike) = plan.ike_config(AttachmentId(i as u16), ike::unix_now, None) {
             ike?;
         }
     }
@@ -740,12 +781,17 @@ pub fn preflight(config: &Config) -> Result<(), IkeSetupError> {
 fn ike_setups(
     plan: &Plan,
     clones: &HashMap<SourceKey, Arc<std::net::UdpSocket>>,
+    presenter: &Arc<dyn crate::facility::Presenter>,
 ) -> Result<Vec<ike::EngineSetup>, RuntimeError> {
-    let setups = ike::setups(plan, |a, io| {
-        clones
-            .get(&SourceKey::of(&plan.attachments[a.index()], io))
-            .cloned()
-    })?;
+    let setups = ike::setups(
+        plan,
+        |a, io| {
+            clones
+                .get(&SourceKey::of(&plan.attachments[a.index()], io))
+                .cloned()
+        },
+        presenter,
+    )?;
     Ok(setups)
 }
 

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
+
+use super::facilities::FacilityStates;
 
 use super::ike::{IkeInput, SaChange};
 use super::{Control, NewSources};
@@ -83,6 +86,10 @@ struct Worker {
     /// the plan before it, which arrive until the thread has the new plan too, are applied
     /// renumbered (so a CHILD SA rekeyed across a reload is not lost).
     carried: Option<Carried>,
+    /// Every facility's certificate state (for one plan generation), and the snapshot last
+    /// applied to the running plan.
+    facilities: Arc<ArcSwap<FacilityStates>>,
+    facilities_seen: Option<Arc<FacilityStates>>,
 }
 
 /// The IPsec attachments a reload kept, from the plan of `generation`.
@@ -116,6 +123,7 @@ pub(super) fn spawn(
     control: mpsc::Receiver<Control>,
     started: oneshot::Sender<Result<(), String>>,
     ike: std::sync::mpsc::SyncSender<IkeInput>,
+    facilities: Arc<ArcSwap<FacilityStates>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -124,7 +132,7 @@ pub(super) fn spawn(
         .name("ixgw-worker".into())
         .spawn(move || {
             rt.block_on(async move {
-                let mut w = Worker::new(gateway, hub, ike);
+                let mut w = Worker::new(gateway, hub, ike, facilities);
                 let plan = w.gateway.plan().clone();
                 let ready = Worker::register(sources)
                     .map_err(|e| format!("cannot register a socket or device: {e}"))
@@ -133,6 +141,7 @@ pub(super) fn spawn(
                     let _ = started.send(Err(e));
                     return;
                 }
+                w.sync_facilities();
                 let _ = started.send(Ok(()));
                 w.run(control).await;
             })
@@ -145,6 +154,7 @@ impl Worker {
         gateway: Gateway,
         hub: Arc<MetricsHub>,
         ike: std::sync::mpsc::SyncSender<IkeInput>,
+        facilities: Arc<ArcSwap<FacilityStates>>,
     ) -> Worker {
         Worker {
             gateway,
@@ -156,7 +166,31 @@ impl Worker {
             tx: TxBatch::new(TX_BATCH),
             next_usage: Instant::now() + USAGE_INTERVAL,
             carried: None,
+            facilities,
+            facilities_seen: None,
         }
+    }
+
+    /// Applies the facility states published for the running plan, if they changed since
+    /// last applied: a facility refused loses its traffic before the next packet is
+    /// forwarded. One atomic load when nothing changed.
+    fn sync_facilities(&mut self) {
+        let states = self.facilities.load();
+        if self
+            .facilities_seen
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &states))
+            || states.generation != self.gateway.plan().generation
+        {
+            return;
+        }
+        let states = arc_swap::Guard::into_inner(states);
+        let now = Instant::now();
+        for (i, &state) in states.states.iter().enumerate() {
+            self.gateway
+                .set_facility_state(now, crate::ids::FacilityId(i as u32), state);
+        }
+        self.facilities_seen = Some(states);
     }
 
     /// Registers new sockets and devices with this thread's reactor, all or none: on error
@@ -227,6 +261,9 @@ impl Worker {
         if let Err(e) = self.hub.publish(0, counters) {
             tracing::error!("worker: cannot publish counters: {e}");
         }
+        // The new plan starts with every facility allowed: its states apply at once.
+        self.facilities_seen = None;
+        self.sync_facilities();
         Ok(())
     }
 
@@ -239,10 +276,13 @@ impl Worker {
             tokio::select! {
                 biased;
                 msg = control.recv() => match msg {
+                    Some(Control::Facilities) => self.sync_facilities(),
                     Some(Control::Reload { plan, sources, done }) => {
                         let _ = done.send(self.reload(plan, sources));
                     }
                     Some(Control::Ipsec { generation, attachment, change }) => {
+                        // A facility's first SA follows its certificate's acceptance.
+                        self.sync_facilities();
                         self.ipsec(generation, attachment, change);
                     }
                     Some(Control::Stop { done }) => {
@@ -257,6 +297,7 @@ impl Worker {
                         if self.drain() == 0 {
                             break;
                         }
+                        self.sync_facilities();
                         self.gateway.handle_batch(Instant::now(), &mut self.rx, &mut self.tx);
                         self.rx.clear();
                         self.hand_over_ike();
@@ -572,7 +613,12 @@ mod tests {
     fn worker(plan: Arc<Plan>, sources: NewSources) -> Worker {
         let gateway = Gateway::new(plan.clone(), Instant::now());
         let hub = Arc::new(MetricsHub::new([gateway.counters().clone()]));
-        let mut w = Worker::new(gateway, hub, std::sync::mpsc::sync_channel(1).0);
+        let mut w = Worker::new(
+            gateway,
+            hub,
+            std::sync::mpsc::sync_channel(1).0,
+            Default::default(),
+        );
         let new = Worker::register(sources).expect("register");
         w.adopt(&plan, new).expect("adopt");
         w

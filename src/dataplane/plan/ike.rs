@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::config::{Esn, IkeIdentity, IpsecAuth};
+use crate::facility::Presenter;
 use crate::tunnel::ipsec::ike::message::IdType;
 use crate::tunnel::ipsec::ike::pki::{self, dn_from_text, LocalCredential, PkiAuth, TrustStore};
 use crate::tunnel::ipsec::ike::sa::{self as ike, IkeConfig, IkePeerConfig};
@@ -40,11 +41,13 @@ pub fn identity(id: &IkeIdentity) -> Option<ike::Identity> {
 
 impl Plan {
     /// The IKE configuration of IPsec attachment `a` (`None` for other kinds). `clock` gives
-    /// UNIX seconds for certificate validity.
+    /// UNIX seconds for certificate validity; `presenter`, when given, judges the certificate
+    /// a peer authenticates with as its facility's (the facility registry).
     pub fn ike_config(
         &self,
         a: AttachmentId,
         clock: fn() -> u64,
+        presenter: Option<&Arc<dyn Presenter>>,
     ) -> Option<Result<IkeConfig, IkeSetupError>> {
         let attachment = &self.attachments[a.index()];
         let AttachmentPlanKind::Ipsec {
@@ -126,7 +129,11 @@ impl Plan {
                         let trust = TrustStore::from_der(&cas).map_err(|e| {
                             fail(Some(&p.name), format!("{}: {e}", ca_file.display()))
                         })?;
-                        ike::PeerAuth::Certificate(Arc::new(PkiAuth::new(local, trust, clock)))
+                        let mut auth = PkiAuth::new(local, trust, clock);
+                        if let Some(presenter) = presenter {
+                            auth = auth.with_facility(p.facility, Arc::clone(presenter));
+                        }
+                        ike::PeerAuth::Certificate(Arc::new(auth))
                     }
                 };
                 out.push(IkePeerConfig {

@@ -5,16 +5,21 @@
 use std::sync::Arc;
 
 use super::{verify_peer, AuthError, LocalCredential, TrustStore, VERIFY_HASHES};
+use crate::facility::{FacilityState, Presenter};
+use crate::ids::FacilityCode;
 use crate::tunnel::ipsec::ike::message::{Auth, AuthMethod, Id};
 use crate::tunnel::ipsec::ike::sa::{CertAuthError, CertificateAuth, Identity};
 
-/// Certificate authentication of one peer: the gateway's credential and the CAs trusted for
-/// that peer.
+/// Certificate authentication of one peer: the gateway's credential, the CAs trusted for
+/// that peer, and the facility whose certificate the peer must present.
 pub struct PkiAuth {
     local: Arc<LocalCredential>,
     trust: TrustStore,
     /// Seconds since the UNIX epoch, for certificate validity.
     clock: fn() -> u64,
+    /// The peer's facility and where its certificate is judged (the facility registry);
+    /// `None`: no facility certificate is checked.
+    facility: Option<(FacilityCode, Arc<dyn Presenter>)>,
 }
 
 impl PkiAuth {
@@ -23,7 +28,36 @@ impl PkiAuth {
             local,
             trust,
             clock,
+            facility: None,
         }
+    }
+
+    /// The peer authenticates for `facility`: after the IKE checks, its chain must be the
+    /// facility's valid certificate by `presenter`'s judgement (tenant's CAs, CRLs, facility
+    /// code, registry pin).
+    pub fn with_facility(
+        mut self,
+        facility: FacilityCode,
+        presenter: Arc<dyn Presenter>,
+    ) -> PkiAuth {
+        self.facility = Some((facility, presenter));
+        self
+    }
+}
+
+/// The refusal for a facility certificate the registry does not accept.
+fn facility_refusal(state: FacilityState) -> CertAuthError {
+    match state {
+        FacilityState::Revoked => CertAuthError::Revoked,
+        FacilityState::Expired => CertAuthError::Expired,
+        FacilityState::NotYetValid => CertAuthError::NotYetValid,
+        FacilityState::UnknownCa | FacilityState::Invalid => CertAuthError::Untrusted,
+        FacilityState::CrlExpired => CertAuthError::CrlExpired,
+        FacilityState::RevocationUnknown => CertAuthError::RevocationUnknown,
+        FacilityState::BindingMismatch
+        | FacilityState::NotPresented
+        | FacilityState::NotRequired
+        | FacilityState::Valid => CertAuthError::FacilityMismatch,
     }
 }
 
@@ -58,25 +92,26 @@ impl CertificateAuth for PkiAuth {
         }
         let id = Id::new(id.id_type, &id.data);
         let auth = Auth { method, data: auth };
-        verify_peer(
-            &self.trust,
-            certificates,
-            (self.clock)(),
-            &id,
-            &auth,
-            signed_octets,
-        )
-        .map(drop)
-        .map_err(|e| match e {
-            AuthError::Malformed => CertAuthError::Malformed,
-            AuthError::Untrusted => CertAuthError::Untrusted,
-            AuthError::Expired => CertAuthError::Expired,
-            AuthError::NotYetValid => CertAuthError::NotYetValid,
-            AuthError::KeyUsage => CertAuthError::KeyUsage,
-            AuthError::IdMismatch => CertAuthError::IdMismatch,
-            AuthError::BadSignature | AuthError::PskMismatch => CertAuthError::Signature,
-            AuthError::WeakAlgorithm => CertAuthError::WeakAlgorithm,
-            AuthError::UnsupportedAlgorithm => CertAuthError::UnsupportedAlgorithm,
-        })
+        let now = (self.clock)();
+        verify_peer(&self.trust, certificates, now, &id, &auth, signed_octets).map_err(
+            |e| match e {
+                AuthError::Malformed => CertAuthError::Malformed,
+                AuthError::Untrusted => CertAuthError::Untrusted,
+                AuthError::Expired => CertAuthError::Expired,
+                AuthError::NotYetValid => CertAuthError::NotYetValid,
+                AuthError::KeyUsage => CertAuthError::KeyUsage,
+                AuthError::IdMismatch => CertAuthError::IdMismatch,
+                AuthError::BadSignature | AuthError::PskMismatch => CertAuthError::Signature,
+                AuthError::WeakAlgorithm => CertAuthError::WeakAlgorithm,
+                AuthError::UnsupportedAlgorithm => CertAuthError::UnsupportedAlgorithm,
+            },
+        )?;
+        // The signature is the peer's: now, is its certificate the facility's?
+        if let Some((code, presenter)) = &self.facility {
+            presenter
+                .present(*code, certificates, now)
+                .map_err(|v| facility_refusal(v.state))?;
+        }
+        Ok(())
     }
 }

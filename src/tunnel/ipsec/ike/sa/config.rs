@@ -165,6 +165,14 @@ pub enum CertAuthError {
     WeakAlgorithm,
     #[error("unsupported signature algorithm")]
     UnsupportedAlgorithm,
+    #[error("certificate revoked")]
+    Revoked,
+    #[error("certificate is not the facility's (facility code, key binding or registry pin)")]
+    FacilityMismatch,
+    #[error("a CRL deciding the certificate is past its nextUpdate")]
+    CrlExpired,
+    #[error("the certificate's revocation status is unknown (no CRL of its issuer)")]
+    RevocationUnknown,
 }
 
 impl CertAuthError {
@@ -182,6 +190,10 @@ impl CertAuthError {
             CertAuthError::Signature => "certificate_bad_signature",
             CertAuthError::WeakAlgorithm => "certificate_weak_algorithm",
             CertAuthError::UnsupportedAlgorithm => "certificate_unsupported_algorithm",
+            CertAuthError::Revoked => "certificate_revoked",
+            CertAuthError::FacilityMismatch => "certificate_facility_mismatch",
+            CertAuthError::CrlExpired => "certificate_crl_expired",
+            CertAuthError::RevocationUnknown => "certificate_revocation_unknown",
         }
     }
 }

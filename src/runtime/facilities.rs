@@ -1,0 +1,443 @@
+//! The facility registry at run time: one [`Authority`] per plan, the CRL files it watches,
+//! and what it tells the data path.
+//!
+//! * The worker reads every facility's state from a [`FacilityStates`] snapshot swapped in
+//!   atomically ([`Facilities::states`]), before each batch and each control message; a
+//!   `Control::Facilities` message wakes it when a state changed. A snapshot is for one plan
+//!   generation: the worker applies only its own plan's.
+//! * The IKE thread reads the same snapshot after every turn and deletes the SAs of a
+//!   facility whose certificate is refused (`ike.rs`); a peer that authenticates presents its
+//!   certificate here first ([`Presenter`]), so a facility is valid before its first SA
+//!   reaches the worker.
+//! * A task polls the CRL files (size, mtime, inode) every [`POLL`] and judges every facility
+//!   again when one changed or when a validity bound passed ([`Authority::next_recheck`]):
+//!   a revocation takes effect within a second.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+
+use super::Control;
+use crate::config::{Config, FacilityCertificate};
+use crate::dataplane::{PeerPlanKind, Plan};
+use crate::facility::{
+    format_unix, Authority, Ca, CertSource, Change, FacilityCert, FacilitySpec, FacilityState,
+    Presenter, Verdict,
+};
+use crate::ids::{FacilityCode, FacilityId};
+
+/// How often the CRL files are looked at.
+pub(crate) const POLL: Duration = Duration::from_millis(200);
+
+/// Every facility's state, for the plan of `generation`, by [`FacilityId`].
+#[derive(Debug, Default)]
+pub(crate) struct FacilityStates {
+    pub generation: u64,
+    pub states: Vec<FacilityState>,
+}
+
+/// A CRL file and what it looked like when last read.
+#[derive(Debug, Clone)]
+pub(crate) struct CrlFile {
+    ca: usize,
+    slot: usize,
+    path: PathBuf,
+    stamp: Option<Stamp>,
+    /// It could not be read at the last look (logged once).
+    missing: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+fn stamp(path: &std::path::Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        len: m.len(),
+        modified: m.modified().ok(),
+        inode: m.ino(),
+    })
+}
+
+/// What [`Facilities::switch`] replaced: generation, registry, CRL files.
+pub(crate) type Replaced = (u64, Authority, Vec<CrlFile>);
+
+struct Inner {
+    generation: u64,
+    authority: Authority,
+    crls: Vec<CrlFile>,
+}
+
+/// The running registry, shared by the runtime, its CRL task, the IKE thread (as the
+/// [`Presenter`] of its engines) and the metrics collector.
+pub(crate) struct Facilities {
+    inner: Mutex<Inner>,
+    published: Arc<ArcSwap<FacilityStates>>,
+    /// Wakes the worker (weak: the registry must not keep the worker's channel open).
+    worker: Mutex<Option<mpsc::WeakSender<Control>>>,
+}
+
+/// A registry for `plan`, with the CRL files read now (one that cannot be read or used
+/// leaves its slot empty, and the CA's facilities `revocation_unknown`: logged).
+fn build(config: &Config, plan: &Plan, now: u64) -> (Authority, Vec<CrlFile>) {
+    let mut cas = Vec::with_capacity(config.trust.len());
+    let mut crls = Vec::new();
+    for (i, t) in config.trust.iter().enumerate() {
+        match Ca::new(&t.name, &t.bundle, t.crl_expired, t.crl_files.len()) {
+            Ok(ca) => cas.push(ca),
+            Err(e) => {
+                // Validation read the same bytes: only a bug gets here. Nothing chains to
+                // the empty stand-in: its facilities are refused.
+                tracing::error!(ca = t.name, "CA bundle {}: {e}", t.ca_file.display());
+                cas.push(Ca::empty(&t.name, t.crl_expired));
+            }
+        }
+        for (slot, path) in t.crl_files.iter().enumerate() {
+            crls.push(CrlFile {
+                ca: i,
+                slot,
+                path: path.clone(),
+                stamp: None,
+                missing: false,
+            });
+        }
+    }
+    let specs = plan
+        .facilities
+        .iter()
+        .enumerate()
+        .map(|(i, &code)| spec(config, plan, FacilityId(i as u32), code))
+        .collect();
+    let mut authority = Authority::new(cas, specs, now);
+    for f in &mut crls {
+        load_crl(&mut authority, f);
+    }
+    authority.evaluate(now);
+    (authority, crls)
+}
+
+/// What the registry says of facility `id` (`code`) of `plan`.
+fn spec(config: &Config, plan: &Plan, id: FacilityId, code: FacilityCode) -> FacilitySpec {
+    let entry = config
+        .facilities
+        .as_ref()
+        .and_then(|r| r.iter().find(|f| f.code == code));
+    let tenant = entry.map(|f| f.tenant.clone()).unwrap_or_else(|| {
+        plan.peers
+            .iter()
+            .find(|p| p.facility_id == id)
+            .map(|p| plan.tenants[p.tenant.index()].name.clone())
+            .unwrap_or_default()
+    });
+    let trust = config
+        .tenants
+        .iter()
+        .find(|t| t.name == tenant)
+        .map(|t| {
+            t.trust
+                .iter()
+                .filter_map(|name| config.trust.iter().position(|b| &b.name == name))
+                .collect()
+        })
+        .unwrap_or_default();
+    let source = match entry.map(|f| &f.certificate) {
+        None | Some(FacilityCertificate::None) => CertSource::NotRequired,
+        Some(FacilityCertificate::Presented) => CertSource::Presented,
+        Some(FacilityCertificate::File { path, pem }) => match FacilityCert::from_file_bytes(pem) {
+            Ok(cert) => CertSource::File(cert),
+            Err(e) => {
+                // Validation parsed the same bytes: only a bug gets here. Fail closed.
+                tracing::error!(facility = %code, "certificate file {}: {e}", path.display());
+                CertSource::Presented
+            }
+        },
+    };
+    let wireguard_keys = plan
+        .peers
+        .iter()
+        .filter(|p| p.facility_id == id)
+        .filter_map(|p| match &p.kind {
+            PeerPlanKind::WireGuard(wg) => Some(wg.public_key),
+            PeerPlanKind::Ipsec(_) => None,
+        })
+        .collect();
+    FacilitySpec {
+        code,
+        name: entry.map(|f| f.name.clone()).unwrap_or_default(),
+        tenant,
+        source,
+        trust,
+        wireguard_keys,
+    }
+}
+
+/// Reads `f` if it changed since it was last read, into the authority. Whether it loaded
+/// something new.
+fn load_crl(authority: &mut Authority, f: &mut CrlFile) -> bool {
+    let now_stamp = stamp(&f.path);
+    if now_stamp.is_some() && now_stamp == f.stamp {
+        return false;
+    }
+    let ca = authority
+        .cas()
+        .get(f.ca)
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    let file = f.path.display().to_string();
+    let Some(s) = now_stamp else {
+        if !std::mem::replace(&mut f.missing, true) {
+            tracing::error!(
+                ca,
+                file,
+                "CRL file is gone; the CRL loaded before stays in force"
+            );
+        }
+        f.stamp = None;
+        return false;
+    };
+    f.missing = false;
+    f.stamp = Some(s);
+    match std::fs::read(&f.path) {
+        Ok(bytes) => match authority.load_crl(f.ca, f.slot, &bytes) {
+            Ok(info) => {
+                tracing::info!(
+                    ca,
+                    file,
+                    number = info.number.as_deref().unwrap_or("-"),
+                    revoked = info.revoked,
+                    next_update = %format_unix(info.next_update),
+                    "CRL loaded"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    ca,
+                    file,
+                    "CRL not used, the one loaded before stays in force: {e}"
+                );
+                false
+            }
+        },
+        Err(e) => {
+            tracing::error!(
+                ca,
+                file,
+                "CRL file cannot be read, the CRL loaded before stays in force: {e}"
+            );
+            false
+        }
+    }
+}
+
+impl Facilities {
+    /// The registry of the first plan.
+    pub(crate) fn new(config: &Config, plan: &Plan, now: u64) -> Arc<Facilities> {
+        let (authority, crls) = build(config, plan, now);
+        let published = Arc::new(ArcSwap::from_pointee(FacilityStates {
+            generation: plan.generation,
+            states: authority.states(),
+        }));
+        log_states(&authority, None);
+        Arc::new(Facilities {
+            inner: Mutex::new(Inner {
+                generation: plan.generation,
+                authority,
+                crls,
+            }),
+            published,
+            worker: Mutex::new(None),
+        })
+    }
+
+    /// Where the worker and the IKE thread read the states.
+    pub(crate) fn states(&self) -> Arc<ArcSwap<FacilityStates>> {
+        Arc::clone(&self.published)
+    }
+
+    pub(crate) fn set_worker(&self, control: mpsc::WeakSender<Control>) {
+        *self.worker.lock().unwrap_or_else(|e| e.into_inner()) = Some(control);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Switches to `plan`'s registry (built from `config`), keeping the certificates peers
+    /// presented for facilities that did not change, and publishes its states (the worker
+    /// applies them when it switches to the plan). Returns the registry it replaced, for
+    /// [`Facilities::restore`] should the reload fail.
+    pub(crate) fn switch(&self, config: &Config, plan: &Plan, now: u64) -> Replaced {
+        let (mut authority, crls) = build(config, plan, now);
+        let mut inner = self.lock();
+        authority.carry_presented(&inner.authority, now);
+        log_states(&authority, Some(&inner.authority));
+        let old_generation = std::mem::replace(&mut inner.generation, plan.generation);
+        let old = std::mem::replace(&mut inner.authority, authority);
+        let old_crls = std::mem::replace(&mut inner.crls, crls);
+        self.publish(&inner);
+        (old_generation, old, old_crls)
+    }
+
+    /// Puts back what [`Facilities::switch`] replaced (the reload failed).
+    pub(crate) fn restore(&self, previous: Replaced) {
+        let mut inner = self.lock();
+        (inner.generation, inner.authority, inner.crls) = previous;
+        self.publish(&inner);
+    }
+
+    /// Looks at the CRL files and the clock: judges every facility again if a CRL changed
+    /// or a validity bound passed. Whether a state changed.
+    pub(crate) fn poll(&self, now: u64) -> bool {
+        let mut inner = self.lock();
+        let Inner {
+            authority, crls, ..
+        } = &mut *inner;
+        let mut loaded = false;
+        for f in crls.iter_mut() {
+            loaded |= load_crl(authority, f);
+        }
+        if !loaded && authority.next_recheck().is_none_or(|t| now < t) {
+            return false;
+        }
+        let changes = authority.evaluate(now);
+        if changes.is_empty() {
+            return false;
+        }
+        log_changes(authority, &changes);
+        self.publish(&inner);
+        true
+    }
+
+    fn publish(&self, inner: &Inner) {
+        self.published.store(Arc::new(FacilityStates {
+            generation: inner.generation,
+            states: inner.authority.states(),
+        }));
+        let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(control) = worker.as_ref().and_then(mpsc::WeakSender::upgrade) {
+            // A full queue is fine: the worker reads the states before every batch anyway.
+            let _ = control.try_send(Control::Facilities);
+        }
+    }
+
+    /// Each CRL file: its CA's name, its path, and what it holds (`None` before it loaded).
+    pub(crate) fn crls(&self) -> Vec<(String, String, Option<crate::facility::CrlInfo>)> {
+        let inner = self.lock();
+        inner
+            .crls
+            .iter()
+            .map(|f| {
+                let ca = inner.authority.cas().get(f.ca);
+                (
+                    ca.map(|c| c.name.clone()).unwrap_or_default(),
+                    f.path.display().to_string(),
+                    ca.and_then(|c| c.crl_infos().nth(f.slot).flatten().cloned()),
+                )
+            })
+            .collect()
+    }
+
+    /// Runs `f` over the registry (the metrics collector, `ixgw check`).
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&Authority) -> T) -> T {
+        f(&self.lock().authority)
+    }
+}
+
+impl Presenter for Facilities {
+    fn present(&self, facility: FacilityCode, chain: &[&[u8]], now: u64) -> Result<(), Verdict> {
+        let mut inner = self.lock();
+        let Some(id) = inner.authority.find(facility) else {
+            return Ok(());
+        };
+        match inner.authority.present(id, chain, now) {
+            Ok(change) => {
+                if let Some(c) = change {
+                    log_changes(&inner.authority, &[c]);
+                    self.publish(&inner);
+                }
+                Ok(())
+            }
+            Err(verdict) => {
+                let spec = inner.authority.spec(id);
+                tracing::warn!(
+                    facility = %facility,
+                    name = spec.map_or("", |s| s.name.as_str()),
+                    tenant = spec.map_or("", |s| s.tenant.as_str()),
+                    state = %verdict.state,
+                    "a peer of the facility authenticated with a certificate that is refused: {}",
+                    verdict.detail
+                );
+                Err(verdict)
+            }
+        }
+    }
+}
+
+/// Logs each facility's state when a registry is built (`previous`: the registry it
+/// replaces; only what differs from it is logged, and refused states always).
+fn log_states(authority: &Authority, previous: Option<&Authority>) {
+    for i in 0..authority.len() {
+        let id = FacilityId(i as u32);
+        let (Some(spec), Some(v)) = (authority.spec(id), authority.verdict(id)) else {
+            continue;
+        };
+        let before = previous.and_then(|p| p.find(spec.code).and_then(|f| p.verdict(f)));
+        if before.is_some_and(|b| b.state == v.state) && v.state.allows_traffic() {
+            continue;
+        }
+        log_one(spec, v, before.map(|b| b.state));
+    }
+}
+
+fn log_changes(authority: &Authority, changes: &[Change]) {
+    for c in changes {
+        if let (Some(spec), Some(v)) = (authority.spec(c.facility), authority.verdict(c.facility)) {
+            log_one(spec, v, Some(c.from));
+        }
+    }
+}
+
+fn log_one(spec: &FacilitySpec, v: &Verdict, from: Option<FacilityState>) {
+    let from = from.map_or("-", FacilityState::name);
+    match v.state {
+        FacilityState::NotRequired => {}
+        FacilityState::Valid => tracing::info!(
+            facility = %spec.code, name = spec.name, tenant = spec.tenant, from, state = %v.state,
+            "facility certificate: {}", v.detail
+        ),
+        FacilityState::NotPresented => tracing::info!(
+            facility = %spec.code, name = spec.name, tenant = spec.tenant, from, state = %v.state,
+            "facility certificate: {}", v.detail
+        ),
+        _ => tracing::warn!(
+            facility = %spec.code, name = spec.name, tenant = spec.tenant, from, state = %v.state,
+            "facility certificate refused, its traffic stops: {}", v.detail
+        ),
+    }
+}
+
+/// Polls the CRL files and the clock every [`POLL`] until the task is aborted; wakes the IKE
+/// thread when a state changed (`wake`).
+pub(crate) async fn watch(facilities: Arc<Facilities>, wake: impl Fn() + Send + 'static) {
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let f = Arc::clone(&facilities);
+        let changed = tokio::task::spawn_blocking(move || f.poll(super::ike::unix_now()))
+            .await
+            .unwrap_or(false);
+        if changed {
+            wake();
+        }
+    }
+}
