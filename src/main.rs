@@ -68,10 +68,28 @@ enum Command {
         #[arg(long)]
         with_psk: bool,
     },
+    /// Facility certificates.
+    Facility {
+        #[command(subcommand)]
+        command: FacilityCommand,
+    },
     /// A small lab CA for facility certificates and CRLs (no OpenSSL).
     Ca {
         #[command(subcommand)]
         command: CaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FacilityCommand {
+    /// Read a facility certificate (PEM: the leaf, then intermediates) and print the facility
+    /// code it names, its chain and WireGuard keys; with --config, judge it as the daemon
+    /// would for that facility (the tenant's CAs, their CRLs as on disk now, the binding to
+    /// its peers' keys) and print the verdict. Exit 0 only for a valid certificate.
+    Verify {
+        cert: PathBuf,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -206,6 +224,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// UNIX seconds now, for certificate validity.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -224,6 +249,22 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(c) => {
                 for w in &c.warnings {
                     eprintln!("{w}");
+                }
+                // What the daemon would start with: each certificate judged now.
+                for f in ixgw::runtime::facility_report(&c, unix_now()) {
+                    use ixgw::facility::FacilityState as S;
+                    if matches!(f.state, S::Valid | S::NotRequired | S::NotPresented) {
+                        continue;
+                    }
+                    eprintln!(
+                        "{}: facilities: warning: facility {} ({}, tenant {}) is {}: {}",
+                        config.display(),
+                        f.code,
+                        f.name,
+                        f.tenant,
+                        f.state,
+                        f.detail
+                    );
                 }
                 let peers: usize = c
                     .tenants
@@ -302,6 +343,28 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             print!("{}", ixgw::peer_config::render(&c, &peer, secrets)?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Facility {
+            command: FacilityCommand::Verify { cert, config },
+        } => {
+            let bytes =
+                std::fs::read(&cert).map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
+            let config = match config.as_deref().map(Config::load).transpose() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let (report, valid) =
+                ixgw::runtime::verify_certificate(&bytes, config.as_ref(), unix_now())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
+            print!("{report}");
+            Ok(if valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Ca { command } => {
             println!("{}", run_ca(command, SystemTime::now())?);

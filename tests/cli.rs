@@ -447,3 +447,106 @@ fn ca_init_issue_revoke_crl() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Copies the example configuration with its keys and PKI into a fresh directory.
+fn example_copy(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ixgw-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["example-keys", "example-pki"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for e in std::fs::read_dir(format!("config/{sub}")).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), dir.join(sub).join(e.file_name())).unwrap();
+            }
+        }
+    }
+    std::fs::copy("config/ixgw.yaml", dir.join("ixgw.yaml")).unwrap();
+    dir
+}
+
+#[test]
+fn facility_verify_and_check_report_a_revoked_certificate() {
+    let dir = example_copy("facility-verify");
+    let (ok, out, err) = ixgw_in(&dir, &["check", "-c", "ixgw.yaml"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("ok (3 tenants"), "{out}");
+    assert_eq!(err, "", "the example registry is clean");
+
+    let verify = |cert: &str, config: bool| {
+        let mut args = vec!["facility", "verify", cert];
+        if config {
+            args.extend(["--config", "ixgw.yaml"]);
+        }
+        ixgw_in(&dir, &args)
+    };
+    let (ok, out, err) = verify("example-pki/omura-clinic.crt", true);
+    assert!(ok, "{out}{err}");
+    for line in [
+        "facility:     4212345674",
+        "registry:     facility 4212345674 (Omura clinic), tenant ajisai-net",
+        "binding:      WireGuard key FNS8j0j7/Euk+CULHz+xecl0m6GUiEIVhASz+GEofhA= bound",
+        "crl:          example-ca example-pki/crl.pem: number",
+        "verdict:      valid: valid until",
+    ] {
+        assert!(out.contains(line), "`{line}` not in:\n{out}");
+    }
+    // Without a configuration nothing is judged, and the exit status says so.
+    let (ok, out, _) = verify("example-pki/omura-clinic.crt", false);
+    assert!(!ok);
+    assert!(out.contains("verdict:      not judged"), "{out}");
+
+    let (ok, _, err) = ixgw_in(
+        &dir,
+        &[
+            "ca",
+            "revoke",
+            "--dir",
+            "example-pki",
+            "example-pki/omura-clinic.crt",
+            "--reason",
+            "key-compromise",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, _) = verify("example-pki/omura-clinic.crt", true);
+    assert!(!ok, "{out}");
+    assert!(out.contains("verdict:      revoked: serial "), "{out}");
+    assert!(out.contains("(key compromise)"), "{out}");
+    // The others are untouched.
+    let (ok, out, err) = verify("example-pki/sasebo-pharmacy.crt", true);
+    assert!(ok, "{out}{err}");
+    // check still accepts the file (a certificate state is not a configuration error) and
+    // says what the daemon would start with.
+    let (ok, _, err) = ixgw_in(&dir, &["check", "-c", "ixgw.yaml"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("facilities: warning: facility 4212345674 (Omura clinic, tenant ajisai-net) is revoked: serial"),
+        "{err}"
+    );
+
+    // A certificate for a facility the configuration does not know.
+    let (ok, _, err) = ixgw_in(
+        &dir,
+        &[
+            "ca",
+            "issue",
+            "--dir",
+            "example-pki",
+            "--facility",
+            "0110113719",
+            "--name",
+            "Sapporo clinic",
+            "--out",
+            "sapporo",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, _) = verify("sapporo.crt", true);
+    assert!(!ok);
+    assert!(
+        out.contains("verdict:      binding_mismatch: the certificate names no facility of"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -87,7 +87,7 @@ pub(crate) struct Facilities {
 
 /// A registry for `plan`, with the CRL files read now (one that cannot be read or used
 /// leaves its slot empty, and the CA's facilities `revocation_unknown`: logged).
-fn build(config: &Config, plan: &Plan, now: u64) -> (Authority, Vec<CrlFile>) {
+fn build(config: &Config, plan: &Plan, now: u64, log: bool) -> (Authority, Vec<CrlFile>) {
     let mut cas = Vec::with_capacity(config.trust.len());
     let mut crls = Vec::new();
     for (i, t) in config.trust.iter().enumerate() {
@@ -118,7 +118,7 @@ fn build(config: &Config, plan: &Plan, now: u64) -> (Authority, Vec<CrlFile>) {
         .collect();
     let mut authority = Authority::new(cas, specs, now);
     for f in &mut crls {
-        load_crl(&mut authority, f);
+        load_crl(&mut authority, f, log);
     }
     authority.evaluate(now);
     (authority, crls)
@@ -181,7 +181,7 @@ fn spec(config: &Config, plan: &Plan, id: FacilityId, code: FacilityCode) -> Fac
 
 /// Reads `f` if it changed since it was last read, into the authority. Whether it loaded
 /// something new.
-fn load_crl(authority: &mut Authority, f: &mut CrlFile) -> bool {
+fn load_crl(authority: &mut Authority, f: &mut CrlFile, log: bool) -> bool {
     let now_stamp = stamp(&f.path);
     if now_stamp.is_some() && now_stamp == f.stamp {
         return false;
@@ -208,14 +208,16 @@ fn load_crl(authority: &mut Authority, f: &mut CrlFile) -> bool {
     match std::fs::read(&f.path) {
         Ok(bytes) => match authority.load_crl(f.ca, f.slot, &bytes) {
             Ok(info) => {
-                tracing::info!(
-                    ca,
-                    file,
-                    number = info.number.as_deref().unwrap_or("-"),
-                    revoked = info.revoked,
-                    next_update = %format_unix(info.next_update),
-                    "CRL loaded"
-                );
+                if log {
+                    tracing::info!(
+                        ca,
+                        file,
+                        number = info.number.as_deref().unwrap_or("-"),
+                        revoked = info.revoked,
+                        next_update = %format_unix(info.next_update),
+                        "CRL loaded"
+                    );
+                }
                 true
             }
             Err(e) => {
@@ -241,7 +243,7 @@ fn load_crl(authority: &mut Authority, f: &mut CrlFile) -> bool {
 impl Facilities {
     /// The registry of the first plan.
     pub(crate) fn new(config: &Config, plan: &Plan, now: u64) -> Arc<Facilities> {
-        let (authority, crls) = build(config, plan, now);
+        let (authority, crls) = build(config, plan, now, true);
         let published = Arc::new(ArcSwap::from_pointee(FacilityStates {
             generation: plan.generation,
             states: authority.states(),
@@ -276,7 +278,7 @@ impl Facilities {
     /// applies them when it switches to the plan). Returns the registry it replaced, for
     /// [`Facilities::restore`] should the reload fail.
     pub(crate) fn switch(&self, config: &Config, plan: &Plan, now: u64) -> Replaced {
-        let (mut authority, crls) = build(config, plan, now);
+        let (mut authority, crls) = build(config, plan, now, true);
         let mut inner = self.lock();
         authority.carry_presented(&inner.authority, now);
         log_states(&authority, Some(&inner.authority));
@@ -303,7 +305,7 @@ impl Facilities {
         } = &mut *inner;
         let mut loaded = false;
         for f in crls.iter_mut() {
-            loaded |= load_crl(authority, f);
+            loaded |= load_crl(authority, f, true);
         }
         if !loaded && authority.next_recheck().is_none_or(|t| now < t) {
             return false;
@@ -440,4 +442,183 @@ pub(crate) async fn watch(facilities: Arc<Facilities>, wake: impl Fn() + Send + 
             wake();
         }
     }
+}
+
+/// One facility's standing, as `ixgw check` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FacilityReport {
+    pub code: FacilityCode,
+    pub name: String,
+    pub tenant: String,
+    pub state: FacilityState,
+    pub detail: String,
+}
+
+/// Every facility of `config` judged now, with the CRL files as they are on disk: what the
+/// daemon would start with.
+pub fn facility_report(config: &Config, now: u64) -> Vec<FacilityReport> {
+    let plan = Plan::compile(config, 1);
+    let (authority, _) = build(config, &plan, now, false);
+    (0..authority.len())
+        .filter_map(|i| {
+            let id = FacilityId(i as u32);
+            let (spec, v) = (authority.spec(id)?, authority.verdict(id)?);
+            Some(FacilityReport {
+                code: spec.code,
+                name: spec.name.clone(),
+                tenant: spec.tenant.clone(),
+                state: v.state,
+                detail: v.detail.clone(),
+            })
+        })
+        .collect()
+}
+
+/// `ixgw facility verify`: a certificate file read and, with a configuration, judged as the
+/// daemon would judge it for the facility it names (that facility's tenant's CAs, their CRLs
+/// as they are on disk, the WireGuard keys of its peers, the registry's pin). The report, and
+/// whether the certificate is valid for its facility.
+pub fn verify_certificate(
+    cert_file: &[u8],
+    config: Option<&Config>,
+    now: u64,
+) -> Result<(String, bool), String> {
+    use std::fmt::Write as _;
+    let cert = FacilityCert::from_file_bytes(cert_file).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    let _ = writeln!(out, "subject:      {}", cert.subject);
+    let _ = writeln!(out, "issuer:       {}", cert.issuer);
+    let _ = writeln!(out, "serial:       {}", cert.serial);
+    let _ = writeln!(
+        out,
+        "validity:     {} .. {}",
+        format_unix(cert.not_before),
+        format_unix(cert.not_after)
+    );
+    let codes: Vec<String> = cert
+        .codes
+        .iter()
+        .map(|c| match FacilityCode::parse(c) {
+            Ok(_) => c.clone(),
+            Err(e) => format!("{c} (not a facility code: {e})"),
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "facility:     {}",
+        if codes.is_empty() {
+            "none named (subject serialNumber or SAN URI urn:ixgw:facility:CODE)".to_string()
+        } else {
+            codes.join(", ")
+        }
+    );
+    for k in &cert.wireguard_keys {
+        let _ = writeln!(
+            out,
+            "wireguard:    {}",
+            crate::tunnel::wireguard::keys::encode(k)
+        );
+    }
+    let _ = writeln!(out, "chain:        {} (leaf)", cert.subject);
+    for der in cert.intermediates() {
+        if let Ok(c) = FacilityCert::from_der_chain(&[der.as_ref()]) {
+            let _ = writeln!(out, "              {} (issued by {})", c.subject, c.issuer);
+        }
+    }
+    let Some(config) = config else {
+        let _ = writeln!(
+            out,
+            "verdict:      not judged (give --config: the tenant's CAs, CRLs and the binding come from it)"
+        );
+        return Ok((out, false));
+    };
+    let plan = Plan::compile(config, 1);
+    let (mut authority, _) = build(config, &plan, now, false);
+    let code = match cert.codes.as_slice() {
+        [one] => FacilityCode::parse(one).ok(),
+        _ => None,
+    };
+    let Some(id) = code.and_then(|c| authority.find(c)) else {
+        let _ = writeln!(
+            out,
+            "verdict:      binding_mismatch: the certificate names no facility of {} (one valid code, carried by a peer)",
+            config.source.display()
+        );
+        return Ok((out, false));
+    };
+    let spec = authority.spec(id).cloned();
+    let ders: Vec<&[u8]> = std::iter::once(cert.leaf().as_ref())
+        .chain(cert.intermediates().iter().map(|d| d.as_ref()))
+        .collect();
+    let verdict = match authority.present(id, &ders, now) {
+        Ok(_) => authority.verdict(id).cloned(),
+        Err(v) => Some(v),
+    };
+    let (Some(spec), Some(v)) = (spec, verdict) else {
+        return Err("the facility vanished from the registry".into());
+    };
+    if spec.source == CertSource::NotRequired {
+        let _ = writeln!(
+            out,
+            "registry:     facility {} needs no certificate (not in facilities:, or certificate: none)",
+            spec.code
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "registry:     facility {} ({}), tenant {}",
+            spec.code, spec.name, spec.tenant
+        );
+    }
+    for k in &spec.wireguard_keys {
+        let bound = cert.wireguard_keys.contains(k);
+        let _ = writeln!(
+            out,
+            "binding:      WireGuard key {} {}",
+            crate::tunnel::wireguard::keys::encode(k),
+            if bound { "bound" } else { "NOT bound" }
+        );
+    }
+    for (ca, file, info) in crl_view(&authority, config) {
+        match info {
+            Some(i) => {
+                let _ = writeln!(
+                    out,
+                    "crl:          {ca} {file}: number {}, {} revoked, next update {}",
+                    i.number.as_deref().unwrap_or("-"),
+                    i.revoked,
+                    format_unix(i.next_update)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "crl:          {ca} {file}: not loaded");
+            }
+        }
+    }
+    let valid = v.state == FacilityState::Valid;
+    let _ = writeln!(out, "verdict:      {}: {}", v.state, v.detail);
+    Ok((out, valid))
+}
+
+/// The CRL files of the CAs `config` defines, with what `authority` loaded from each.
+fn crl_view(
+    authority: &Authority,
+    config: &Config,
+) -> Vec<(String, String, Option<crate::facility::CrlInfo>)> {
+    let mut out = Vec::new();
+    for (i, t) in config.trust.iter().enumerate() {
+        let infos: Vec<_> = authority
+            .cas()
+            .get(i)
+            .map(|c| c.crl_infos().map(|x| x.cloned()).collect())
+            .unwrap_or_default();
+        for (slot, path) in t.crl_files.iter().enumerate() {
+            out.push((
+                t.name.clone(),
+                path.display().to_string(),
+                infos.get(slot).cloned().flatten(),
+            ));
+        }
+    }
+    out
 }

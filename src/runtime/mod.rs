@@ -36,6 +36,7 @@ use crate::ids::AttachmentId;
 use crate::metrics::MetricsHub;
 use socket_drops::{SocketDrops, SocketDropsCollector, TrackedSocket};
 
+pub use facilities::{facility_report, verify_certificate, FacilityReport};
 pub use socket_drops::fuzz_parse_udp_drops;
 pub use worker::SourceKey;
 
