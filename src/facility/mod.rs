@@ -23,6 +23,7 @@
 
 pub mod authority;
 pub mod cert;
+pub mod fuzz;
 mod time;
 pub mod trust;
 pub mod verify;
