@@ -1180,6 +1180,36 @@ fn replies_follow_a_facility_that_roams() {
     p.assert_no_facility_errors();
 }
 
+/// A reload starts every facility allowed (the worker then sets the registry's states): a
+/// WireGuard peer refused under the old plan is admitted again under the new one, and can
+/// handshake.
+#[test]
+fn a_reload_readmits_a_refused_peer_until_its_state_is_set_again() {
+    let setup = Setup {
+        b_endpoint: true,
+        ..Setup::default()
+    };
+    let mut p = Pair::new(setup);
+    ping_pong(&mut p, 1);
+    let a_facility = p.plan().peers[p.peer(A).index()].facility_id;
+    let now = p.now;
+    assert!(p
+        .gw
+        .set_facility_state(now, a_facility, FacilityState::Revoked));
+    p.connect(A);
+    assert_eq!(p.handshakes(HandshakeResult::Certificate), 1);
+
+    let plan = Arc::new(Plan::compile(&config(setup, &[A, B]), 2));
+    p.gw.apply_plan(plan, p.now);
+    let a_facility = p.plan().peers[p.peer(A).index()].facility_id;
+    assert_eq!(p.gw.facility_state(a_facility), FacilityState::NotRequired);
+    // A retries within REKEY_TIMEOUT and gets through.
+    p.advance(Duration::from_secs(6));
+    assert!(p.established(A));
+    ping_pong(&mut p, 2);
+    assert_eq!(p.handshakes(HandshakeResult::Certificate), 1);
+}
+
 /// A facility whose state forbids traffic loses it at once, in both directions, its open
 /// flows included (a reply on a flow it opened finds the verdict stale and asks again); its
 /// sessions end and its handshakes are refused. Restoring the state lets it handshake anew.

@@ -240,7 +240,12 @@ impl Gateway {
             }
         }
         core.flows.set_quotas(plan.flow_quotas());
+        // The new table lets every facility pass until its state is set again (the worker
+        // does so at once); the tunnels' kept peers follow it.
         core.facilities = FacilityTable::new(plan.facilities.len());
+        for (i, p) in plan.peers.iter().enumerate() {
+            core.tunnels[p.attachment.index()].set_peer_admitted(PeerId(i as u32), true, now);
+        }
         let orphans = core
             .flows
             .reown(plan.tenants.len(), plan.facilities.len(), |f| {
