@@ -22,8 +22,8 @@ use boringtun::noise::Tunn;
 use boringtun::x25519::{PublicKey, StaticSecret};
 use ixgw::buffer::{RxBatch, TxBatch, Via, BUF_SIZE};
 use ixgw::config::{
-    Attachment, AttachmentKind, Config, Dataplane, Destination, Ix, Key32, Metrics, Network,
-    Policy, PortRule, Protocol, Source, Tenant, WireGuardAttachment, WireGuardPeer,
+    Agreement, Attachment, AttachmentKind, Config, Dataplane, Destination, Ix, Key32, Metrics,
+    Network, Policy, PortRule, Protocol, Source, Tenant, WireGuardAttachment, WireGuardPeer,
 };
 use ixgw::dataplane::{Gateway, Plan};
 use ixgw::facility::FacilityState;
@@ -207,6 +207,7 @@ fn config(setup: Setup, sites: &[usize]) -> Config {
         tenants: sites.iter().map(|&i| wg_tenant(i, setup)).collect(),
         services: vec![],
         policies,
+        agreements: vec![],
         trust: vec![],
         facilities: None,
         warnings: vec![],
@@ -294,9 +295,14 @@ struct Pair {
 
 impl Pair {
     fn new(setup: Setup) -> Self {
+        Pair::with_config(setup, config(setup, &[A, B]))
+    }
+
+    /// Facilities A and B against a gateway with `config` (sites A and B).
+    fn with_config(setup: Setup, config: Config) -> Self {
         let start = Instant::now();
         clock::sync(start);
-        let plan = Arc::new(Plan::compile(&config(setup, &[A, B]), 1));
+        let plan = Arc::new(Plan::compile(&config, 1));
         let gw = Gateway::new(plan, start);
         Pair {
             start,
@@ -1178,6 +1184,52 @@ fn replies_follow_a_facility_that_roams() {
     assert_eq!(p.facs[A].initiations_sent(), 1);
     assert_eq!(p.all_drops(), vec![]);
     p.assert_no_facility_errors();
+}
+
+/// An agreement grants A → B only inside its window: nothing before it opens, pings once it
+/// is open, and the flow it granted stops (both directions) the second it closes.
+#[test]
+fn an_agreement_grants_only_inside_its_window_and_its_flows_stop_when_it_closes() {
+    const T0: u64 = 1_800_000_000;
+    let setup = Setup {
+        b_endpoint: true,
+        ..Setup::default()
+    };
+    let mut c = config(setup, &[A, B]);
+    let grant = c.policies.remove(0);
+    c.agreements.push(Agreement {
+        name: "a-uses-b".into(),
+        consumer: site(A).tenant.into(),
+        provider: site(B).tenant.into(),
+        grant,
+        valid_from: Some(T0),
+        valid_until: Some(T0 + 60),
+        approved_by_provider: Some("b".into()),
+        approved_by_consumer: Some("a".into()),
+    });
+    let mut p = Pair::with_config(setup, c);
+    // No wall clock yet: a windowed agreement grants nothing.
+    p.send(A, &echo("10.0.0.2", "100.65.0.2", 7, 1, false, b"ping"));
+    assert_eq!(p.received(B).len(), 0);
+    assert_eq!(p.drops(DropReason::Policy), 1);
+    assert!(!p.gw.set_wall_clock(p.now, T0 - 1), "still closed");
+    p.send(A, &echo("10.0.0.2", "100.65.0.2", 7, 2, false, b"ping"));
+    assert_eq!(p.drops(DropReason::Policy), 2);
+
+    assert!(p.gw.set_wall_clock(p.now, T0), "the window opens");
+    ping_pong(&mut p, 3);
+    assert!(!p.gw.set_wall_clock(p.now, T0 + 59));
+    ping_pong(&mut p, 4);
+
+    assert!(p.gw.set_wall_clock(p.now, T0 + 60), "the window closes");
+    let (a0, b0) = (p.received(A).len(), p.received(B).len());
+    p.send(A, &echo("10.0.0.2", "100.65.0.2", 7, 5, false, b"ping"));
+    assert_eq!(p.received(B).len(), b0, "the flow it granted stopped");
+    // B answers on the old flow: gone too.
+    p.send(B, &echo("10.0.0.2", "100.64.0.2", 7, 4, true, b"ping"));
+    assert_eq!(p.received(A).len(), a0);
+    assert_eq!(p.drops(DropReason::Policy), 3);
+    assert_eq!(p.drops(DropReason::NoFlow), 1, "the reply found no flow");
 }
 
 /// A reload starts every facility allowed (the worker then sets the registry's states): a

@@ -135,6 +135,7 @@ pub fn config(a: Tenant, b: Tenant) -> Config {
         tenants: vec![a, b],
         services: vec![],
         policies: vec![policy],
+        agreements: vec![],
         trust: vec![],
         facilities: None,
         warnings: vec![],

@@ -294,6 +294,16 @@ pub enum Problem {
     PrivateKeyFile { file: String, reason: String },
     #[error("CA file {file}: {reason}")]
     CaFile { file: String, reason: String },
+    #[error("an agreement is between two parties: its {side} must name exactly one tenant (or, for a provider, one service)")]
+    AgreementParty { side: &'static str },
+    #[error("the consumer and the provider are both tenant `{0}`: an agreement joins two tenants (within a tenant, traffic does not cross the IX)")]
+    AgreementSameTenant(String),
+    #[error("agreement `{0}` has the name of a policy: flow records name what admitted them, so names must differ")]
+    AgreementNamedLikePolicy(String),
+    #[error("`{value}` is not a time: {reason}")]
+    Time { value: String, reason: String },
+    #[error("valid_until is not after valid_from: the window is empty")]
+    EmptyWindow,
     #[error("CRL file {file}: {reason}")]
     CrlFile { file: String, reason: String },
     #[error("unknown trust bundle `{0}` (not a name under `trust:`)")]

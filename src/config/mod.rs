@@ -24,7 +24,9 @@ mod raw;
 mod validate;
 
 pub use error::{ConfigError, Problem};
-pub use facility::{CrlPolicy, Facility, FacilityCertificate, TrustBundle, Warning};
+pub use facility::{
+    Agreement, CrlPolicy, Facility, FacilityCertificate, Grant, TrustBundle, Warning,
+};
 pub use ipsec::{
     dh_token, encr_token, integ_token, prf_token, DpdAction, Esn, EspProposal, GatewayCredentials,
     IkeIdentity, IkeProposal, IpsecAttachment, IpsecAuth, IpsecPeer, IpsecStart, KeyFormat,
@@ -52,6 +54,8 @@ pub struct Config {
     pub tenants: Vec<Tenant>,
     pub services: Vec<Service>,
     pub policies: Vec<Policy>,
+    /// Bilateral agreements; only approved ones grant anything ([`Config::grants`]).
+    pub agreements: Vec<Agreement>,
     /// CA bundles facility certificates may chain to.
     pub trust: Vec<TrustBundle>,
     /// The facility registry; `None` when the file has no `facilities:` (then no facility
@@ -88,6 +92,28 @@ pub struct Dataplane {
     pub max_flows_per_tenant: FlowLimit,
     /// The most flows one facility (the peers that carry its code) may have opened at once.
     pub max_flows_per_facility: FlowLimit,
+}
+
+impl Config {
+    /// What may admit a flow, in order: the policies, then the agreements both sides
+    /// approved (whether in force now is for the caller to ask, [`Agreement::in_force_at`]).
+    pub fn grants(&self) -> impl Iterator<Item = Grant<'_>> {
+        self.policies
+            .iter()
+            .map(|policy| Grant {
+                policy,
+                agreement: None,
+            })
+            .chain(
+                self.agreements
+                    .iter()
+                    .filter(|a| a.approved())
+                    .map(|a| Grant {
+                        policy: &a.grant,
+                        agreement: Some(a),
+                    }),
+            )
+    }
 }
 
 impl Default for Dataplane {

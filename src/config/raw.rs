@@ -21,8 +21,29 @@ pub(super) struct Root {
     #[serde(default)]
     pub policies: Vec<Policy>,
     #[serde(default)]
+    pub agreements: Vec<Agreement>,
+    #[serde(default)]
     pub trust: Vec<Trust>,
     pub facilities: Option<Vec<Facility>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Agreement {
+    pub name: String,
+    pub consumer: From,
+    pub provider: To,
+    pub allow: Option<Vec<String>>,
+    pub valid_from: Option<String>,
+    pub valid_until: Option<String>,
+    pub approved: Option<Approvals>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Approvals {
+    pub provider: Option<String>,
+    pub consumer: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

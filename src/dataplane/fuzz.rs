@@ -107,6 +107,7 @@ pub(crate) fn config_of(
         tenants,
         services,
         policies,
+        agreements: vec![],
         trust: vec![],
         facilities: None,
         warnings: vec![],

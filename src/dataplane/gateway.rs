@@ -16,6 +16,7 @@ use crate::policy::flows::{
     Flow, FlowTable, Generation, Generations, Lookup, Owner, Refused, Signal, Start, Timeouts,
     Tuple,
 };
+use crate::policy::Activity;
 use crate::policy::Query;
 use crate::tunnel::{Event, Tunnel};
 use crate::vocab::{Counters, DropReason, HandshakeResult};
@@ -39,6 +40,14 @@ struct Core {
     tunnels: Vec<Tunnel>,
     flows: FlowTable,
     facilities: FacilityTable,
+    /// Which rules (agreements' windows) are in force now.
+    activity: Activity,
+    /// The wall clock: an instant and its UNIX second, set by the runtime
+    /// ([`Gateway::set_wall_clock`]); `None` until then (windowed agreements grant nothing).
+    wall: Option<(Instant, u64)>,
+    /// Bumped by every plan change and every window opening or closing: cached verdicts of
+    /// an older epoch are asked again.
+    epoch: u64,
     counters: Arc<Counters>,
     next_sweep: Instant,
     icmp_budget: IcmpBudget,
@@ -73,12 +82,16 @@ impl Gateway {
         flows.set_quotas(plan.flow_quotas());
         flows.reown(plan.tenants.len(), plan.facilities.len(), |_| None);
         let facilities = FacilityTable::new(plan.facilities.len());
+        let activity = plan.policy.activity_unknown();
         Gateway {
             core: Core {
                 plan,
                 tunnels,
                 flows,
                 facilities,
+                activity,
+                wall: None,
+                epoch: 1,
                 counters,
                 next_sweep: now + SWEEP_INTERVAL,
                 icmp_budget: IcmpBudget::new(now),
@@ -184,6 +197,25 @@ impl Gateway {
         true
     }
 
+    /// Tells the data path what UNIX second `now` is (the runtime does so every turn). When
+    /// an agreement's window opened or closed since the last call, the rules in force change
+    /// and every cached verdict is asked again on its next packet: flows an agreement granted
+    /// stop when its window closes. Returns whether the rules in force changed.
+    pub fn set_wall_clock(&mut self, now: Instant, unix: u64) -> bool {
+        let core = &mut self.core;
+        core.wall = Some((now, unix));
+        if core.activity.next_change.is_none_or(|t| unix < t) {
+            return false;
+        }
+        let activity = core.plan.policy.activity_at(unix);
+        let changed = !activity.same_rules(&core.activity);
+        core.activity = activity;
+        if changed {
+            core.epoch += 1;
+        }
+        changed
+    }
+
     /// The state of `facility` as the data path holds it.
     pub fn facility_state(&self, facility: FacilityId) -> FacilityState {
         self.core.facilities.state(Some(facility))
@@ -240,6 +272,13 @@ impl Gateway {
             }
         }
         core.flows.set_quotas(plan.flow_quotas());
+        core.epoch += 1;
+        core.activity = match core.wall {
+            Some((at, unix)) => plan
+                .policy
+                .activity_at(unix + now.saturating_duration_since(at).as_secs()),
+            None => plan.policy.activity_unknown(),
+        };
         // The new table lets every facility pass until its state is set again (the worker
         // does so at once); the tunnels' kept peers follow it.
         core.facilities = FacilityTable::new(plan.facilities.len());
@@ -418,7 +457,7 @@ impl Core {
             return Err(DropReason::Certificate);
         }
         let generation = Generations {
-            plan: plan.generation,
+            plan: self.epoch,
             facilities: self.facilities.generations(),
         };
         let admitted = match flow_tuple(&s, src_x) {
@@ -434,6 +473,7 @@ impl Core {
                 };
                 admit_flow(
                     plan,
+                    &self.activity,
                     &self.facilities,
                     &mut self.flows,
                     now,
@@ -470,8 +510,14 @@ impl Core {
                 match self.flows.peek(&t, now, generation) {
                     Lookup::Hit { .. } => None,
                     Lookup::Stale { flow, .. } => {
-                        let renewed =
-                            refresh(plan, &self.facilities, &mut self.flows, flow, generation)?;
+                        let renewed = refresh(
+                            plan,
+                            &self.activity,
+                            &self.facilities,
+                            &mut self.flows,
+                            flow,
+                            generation,
+                        )?;
                         Some((renewed, None))
                     }
                     Lookup::Miss => return Err(DropReason::NoFlow),
@@ -641,6 +687,7 @@ impl IcmpBudget {
 #[allow(clippy::too_many_arguments)]
 fn admit_flow(
     plan: &Plan,
+    activity: &Activity,
     facilities: &FacilityTable,
     flows: &mut FlowTable,
     now: Instant,
@@ -653,18 +700,21 @@ fn admit_flow(
     // Request and reply of an echo share one key: a request from the responder's side is not
     // part of the flow but a query of its own.
     if let Lookup::Hit { reply: true, .. } | Lookup::Stale { reply: true, .. } = lookup {
-        if signal == Signal::EchoRequest && plan.policy.evaluate(&query).is_none() {
+        if signal == Signal::EchoRequest && plan.policy.evaluate_at(&query, activity).is_none() {
             return Err(DropReason::Policy);
         }
     }
     match lookup {
         Lookup::Hit { .. } => Ok(None),
         Lookup::Stale { flow, .. } => {
-            refresh(plan, facilities, flows, flow, generation).map(|f| Some((f, None)))
+            refresh(plan, activity, facilities, flows, flow, generation).map(|f| Some((f, None)))
         }
         Lookup::Miss => {
             let start = signal.start().ok_or(DropReason::NoFlow)?;
-            let rule = plan.policy.evaluate(&query).ok_or(DropReason::Policy)?;
+            let rule = plan
+                .policy
+                .evaluate_at(&query, activity)
+                .ok_or(DropReason::Policy)?;
             let flow = Flow {
                 opener: tuple,
                 facility: query.src_facility,
@@ -682,12 +732,13 @@ fn admit_flow(
 /// flow is forgotten.
 fn refresh(
     plan: &Plan,
+    activity: &Activity,
     facilities: &FacilityTable,
     flows: &mut FlowTable,
     flow: Flow,
     generation: Generations<'_>,
 ) -> Result<Flow, DropReason> {
-    match reevaluate(plan, facilities, &flow) {
+    match reevaluate(plan, activity, facilities, &flow) {
         Ok((rule, facility, owner)) => Ok(Flow {
             rule,
             facility,
@@ -707,6 +758,7 @@ fn refresh(
 /// facility send, and which rule allows it.
 fn reevaluate(
     plan: &Plan,
+    activity: &Activity,
     facilities: &FacilityTable,
     flow: &Flow,
 ) -> Result<(crate::ids::RuleId, Option<FacilityCode>, Owner), DropReason> {
@@ -723,15 +775,18 @@ fn reevaluate(
         PROTO_TCP | PROTO_UDP => o.dst_port,
         _ => 0,
     };
-    let rule = plan.policy.evaluate(&Query {
-        src_tenant,
-        src_facility: facility,
-        src,
-        dst_tenant,
-        dst,
-        protocol: o.protocol,
-        dst_port,
-    });
+    let rule = plan.policy.evaluate_at(
+        &Query {
+            src_tenant,
+            src_facility: facility,
+            src,
+            dst_tenant,
+            dst,
+            protocol: o.protocol,
+            dst_port,
+        },
+        activity,
+    );
     Ok((rule.ok_or(DropReason::Policy)?, facility, owner))
 }
 
@@ -805,12 +860,13 @@ mod reevaluate_tests {
             rule: crate::ids::RuleId(4),
             generation: 1,
         };
-        assert!(reevaluate(&before, &facilities, &flow).is_ok());
+        let all = Activity::default();
+        assert!(reevaluate(&before, &all, &facilities, &flow).is_ok());
 
         // The same peer (same addresses) now belongs to another facility.
         let after = Plan::compile(&config("4219999994"), 2);
         assert_eq!(
-            reevaluate(&after, &facilities, &flow),
+            reevaluate(&after, &all, &facilities, &flow),
             Err(DropReason::Policy),
             "the old facility's verdict must not survive"
         );

@@ -5,7 +5,11 @@
 //! Layer contract: pure; time is passed in; no allocation per packet.
 //!
 //! Semantics (default deny, first matching rule in configuration order wins): a rule allows a
-//! flow when its source, its destination and its protocol/port all match.
+//! flow when its source, its destination and its protocol/port all match. The rules are the
+//! configuration's grants ([`Config::grants`]): its policies, then the agreements both sides
+//! approved. An agreement's rule counts only inside its validity window: the caller holds an
+//! [`Activity`] (which rules are in force at a wall-clock time, and when that next changes)
+//! and asks [`PolicySet::evaluate_at`].
 //!
 //! * Source: every non-empty list of `from` must contain the flow's value: the source tenant,
 //!   the opener's facility (a packet without a facility never matches a facility list) and the
@@ -197,6 +201,50 @@ pub struct PolicySet {
     facilities: Vec<FacilityCode>,
     prefixes: Vec<Prefix>,
     ports: Vec<PortMatch>,
+    /// Per rule: its name, whether it is an agreement, and its window (UNIX seconds, `from`
+    /// inclusive, `until` exclusive; `None` ends are open).
+    rules: Vec<RuleInfo>,
+}
+
+/// What a rule is, for logs and flow records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleInfo {
+    pub name: String,
+    pub agreement: bool,
+    pub valid_from: Option<u64>,
+    pub valid_until: Option<u64>,
+}
+
+impl RuleInfo {
+    fn in_force_at(&self, now: u64) -> bool {
+        self.valid_from.is_none_or(|f| now >= f) && self.valid_until.is_none_or(|u| now < u)
+    }
+}
+
+/// Which rules are in force at one wall-clock time, and when that next changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// By [`RuleId`]; empty when every rule is in force.
+    inactive: Vec<bool>,
+    /// The next time (UNIX seconds) a window opens or closes.
+    pub next_change: Option<u64>,
+}
+
+impl Activity {
+    /// Whether the same rules are in force in both (whatever their next change).
+    pub fn same_rules(&self, other: &Activity) -> bool {
+        let n = self.inactive.len().max(other.inactive.len());
+        (0..n).all(|i| {
+            let id = RuleId(i as u16);
+            self.in_force(id) == other.in_force(id)
+        })
+    }
+
+    /// Whether `rule` is in force.
+    #[inline]
+    pub fn in_force(&self, rule: RuleId) -> bool {
+        !self.inactive.get(rule.index()).copied().unwrap_or(false)
+    }
 }
 
 impl PolicySet {
@@ -233,11 +281,19 @@ impl PolicySet {
             facilities: Vec::new(),
             prefixes: Vec::new(),
             ports: Vec::new(),
+            rules: Vec::new(),
         };
         let mut cells: Vec<Vec<Entry>> = vec![Vec::new(); n * n];
-        for (k, policy) in config.policies.iter().enumerate() {
+        for (k, grant) in config.grants().enumerate() {
             let Ok(k) = u16::try_from(k) else { break };
             let rule = RuleId(k);
+            let policy = grant.policy;
+            set.rules.push(RuleInfo {
+                name: policy.name.clone(),
+                agreement: grant.agreement.is_some(),
+                valid_from: grant.agreement.and_then(|a| a.valid_from),
+                valid_until: grant.agreement.and_then(|a| a.valid_until),
+            });
 
             let start = set.facilities.len();
             set.facilities.extend_from_slice(&policy.from.facilities);
@@ -323,6 +379,63 @@ impl PolicySet {
             .map(|e| e.rule)
     }
 
+    /// The first rule in force (by `activity`) that allows the flow, or `None`.
+    pub fn evaluate_at(&self, q: &Query, activity: &Activity) -> Option<RuleId> {
+        let (s, d) = (q.src_tenant.index(), q.dst_tenant.index());
+        if s >= self.tenants || d >= self.tenants {
+            return None;
+        }
+        let cell = self.cells.get(s * self.tenants + d)?;
+        self.entries
+            .get(cell.range())?
+            .iter()
+            .find(|e| activity.in_force(e.rule) && self.entry_matches(e, q))
+            .map(|e| e.rule)
+    }
+
+    /// Which rules are in force at `now` (UNIX seconds), and when that next changes.
+    pub fn activity_at(&self, now: u64) -> Activity {
+        let windowed = self
+            .rules
+            .iter()
+            .any(|r| r.valid_from.is_some() || r.valid_until.is_some());
+        if !windowed {
+            return Activity::default();
+        }
+        Activity {
+            inactive: self.rules.iter().map(|r| !r.in_force_at(now)).collect(),
+            next_change: self
+                .rules
+                .iter()
+                .flat_map(|r| [r.valid_from, r.valid_until])
+                .flatten()
+                .filter(|&t| t > now)
+                .min(),
+        }
+    }
+
+    /// The rules in force before the wall clock is known: every rule without a window; no
+    /// windowed agreement grants anything until [`PolicySet::activity_at`] says so.
+    pub fn activity_unknown(&self) -> Activity {
+        let inactive: Vec<bool> = self
+            .rules
+            .iter()
+            .map(|r| r.valid_from.is_some() || r.valid_until.is_some())
+            .collect();
+        if !inactive.contains(&true) {
+            return Activity::default();
+        }
+        Activity {
+            inactive,
+            next_change: Some(0),
+        }
+    }
+
+    /// What rule `rule` is.
+    pub fn rule(&self, rule: RuleId) -> Option<&RuleInfo> {
+        self.rules.get(rule.index())
+    }
+
     /// The number of tenants the rule table was compiled for.
     pub fn tenants(&self) -> usize {
         self.tenants
@@ -377,12 +490,19 @@ fn span(start: usize, end: usize) -> Span {
 }
 
 #[cfg(test)]
+mod agreement_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{Dataplane, Ix, Metrics, Policy, Service, Source, Tenant};
     use proptest::prelude::*;
 
-    fn config(tenants: &[&str], services: Vec<Service>, policies: Vec<Policy>) -> Config {
+    pub(super) fn config(
+        tenants: &[&str],
+        services: Vec<Service>,
+        policies: Vec<Policy>,
+    ) -> Config {
         Config {
             source: "test.yaml".into(),
             ix: Ix {
@@ -405,6 +525,7 @@ mod tests {
                 .collect(),
             services,
             policies,
+            agreements: vec![],
             trust: vec![],
             facilities: None,
             warnings: vec![],

@@ -52,7 +52,10 @@ pub fn reachable(
                 .any(|p| routes.iter().any(|a| overlaps(p, a)))
     };
     let mut out = BTreeSet::new();
-    for pol in &config.policies {
+    // Every approved agreement counts, in force now or not: a tunnel's routes are set up
+    // once, and the data path enforces the windows.
+    for grant in config.grants() {
+        let pol = grant.policy;
         let from_tenants: Vec<&Tenant> = if pol.from.tenants.is_empty() {
             config.tenants.iter().collect()
         } else {

@@ -87,6 +87,7 @@ pub(super) fn config(attachments: Vec<Attachment>) -> Config {
             .collect(),
         services: vec![],
         policies: vec![],
+        agreements: vec![],
         trust: vec![],
         facilities: None,
         warnings: vec![],

@@ -142,6 +142,8 @@ pub(super) fn spawn(
                     return;
                 }
                 w.sync_facilities();
+                w.gateway
+                    .set_wall_clock(Instant::now(), super::ike::unix_now());
                 let _ = started.send(Ok(()));
                 w.run(control).await;
             })
@@ -272,6 +274,10 @@ impl Worker {
     /// by at most one burst of [`IO_LOOP_BOUND`] batches.
     async fn run(&mut self, mut control: mpsc::Receiver<Control>) {
         loop {
+            // The wall clock, for agreements' windows (at least once a second: the gateway's
+            // timers wake this loop that often).
+            self.gateway
+                .set_wall_clock(Instant::now(), super::ike::unix_now());
             let deadline = tokio::time::Instant::from_std(self.gateway.poll_timeout());
             tokio::select! {
                 biased;

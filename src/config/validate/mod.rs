@@ -33,6 +33,7 @@ use super::{
 };
 use crate::ids::FacilityCode;
 
+mod agreements;
 mod facilities;
 mod ipsec;
 mod plain;
@@ -207,6 +208,13 @@ impl Validator {
         let tenants = self.tenants(&root.tenants, &ix)?;
         let services = self.services(&root.services, &tenants)?;
         let policies = self.policies(&root.policies, &tenants, &services)?;
+        let agreements = self.agreements(
+            &root.agreements,
+            &tenants,
+            &services,
+            &policies,
+            &mut warnings,
+        )?;
         let facilities = self.facilities(&root.facilities, &tenants, &mut warnings)?;
         Ok(Config {
             source: path.to_path_buf(),
@@ -216,6 +224,7 @@ impl Validator {
             tenants,
             services,
             policies,
+            agreements,
             trust,
             facilities,
             warnings,
@@ -319,6 +328,8 @@ impl Validator {
     }
 }
 
+#[cfg(test)]
+mod agreement_tests;
 #[cfg(test)]
 mod facility_tests;
 #[cfg(test)]

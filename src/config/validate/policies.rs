@@ -78,81 +78,13 @@ impl Validator {
         for (pi, p) in raw.iter().enumerate() {
             let pk = format!("policies[{pi}]");
             self.unique(&mut names, "policy", &p.name, &format!("{pk}.name"))?;
-            let from = self.source(&format!("{pk}.from"), &p.from, tenants)?;
-            let allow_key = format!("{pk}.allow");
-            let allow = match &p.allow {
-                Some(list) if list.is_empty() => return Err(self.err(&allow_key, Problem::Empty)),
-                Some(list) => list
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| self.port_rule(&format!("{allow_key}[{i}]"), s))
-                    .collect::<Result<Vec<_>, _>>()?,
-                None => Vec::new(),
-            };
-            let tok = format!("{pk}.to");
-            let to = match (&p.to.tenant, &p.to.service) {
-                (Some(_), Some(_)) => return Err(self.err(&tok, Problem::DestinationBoth)),
-                (None, None) => return Err(self.err(&tok, Problem::DestinationNeither)),
-                (Some(names), None) => {
-                    let dest = self.tenant_names(&format!("{tok}.tenant"), names, tenants)?;
-                    let prefixes = match &p.to.prefixes {
-                        Some(list) => {
-                            self.scoped_prefixes(&format!("{tok}.prefixes"), list, &dest)?
-                        }
-                        None => Vec::new(),
-                    };
-                    if p.allow.is_none() {
-                        return Err(self.err(&allow_key, Problem::TenantPolicyWithoutAllow));
-                    }
-                    Destination::Tenants {
-                        tenants: dest.iter().map(|t| t.name.clone()).collect(),
-                        prefixes,
-                    }
-                }
-                (None, Some(names)) => {
-                    if p.to.prefixes.is_some() {
-                        return Err(
-                            self.err(&format!("{tok}.prefixes"), Problem::PrefixesWithService)
-                        );
-                    }
-                    let sk = format!("{tok}.service");
-                    let mut dest = Vec::with_capacity(names.items.len());
-                    for (i, name) in names.items.iter().enumerate() {
-                        let service =
-                            services.iter().find(|s| &s.name == name).ok_or_else(|| {
-                                self.err(
-                                    &names.item_key(&sk, i),
-                                    Problem::UnknownService(name.clone()),
-                                )
-                            })?;
-                        dest.push(service);
-                    }
-                    for (i, rule) in allow.iter().enumerate() {
-                        let covered = dest
-                            .iter()
-                            .any(|s| s.ports.iter().any(|port| covers(port, rule)));
-                        if !covered {
-                            return Err(self.err(
-                                &format!("{allow_key}[{i}]"),
-                                Problem::NotServicePort {
-                                    rule: rule_text(rule),
-                                    services: dest
-                                        .iter()
-                                        .map(|s| s.name.as_str())
-                                        .collect::<Vec<_>>()
-                                        .join(", "),
-                                    ports: dest
-                                        .iter()
-                                        .flat_map(|s| s.ports.iter().map(rule_text))
-                                        .collect::<Vec<_>>()
-                                        .join(", "),
-                                },
-                            ));
-                        }
-                    }
-                    Destination::Services(dest.iter().map(|s| s.name.clone()).collect())
-                }
-            };
+            let (from, to, allow) = self.grant(
+                (&format!("{pk}.from"), &p.from),
+                (&format!("{pk}.to"), &p.to),
+                (&format!("{pk}.allow"), &p.allow),
+                tenants,
+                services,
+            )?;
             policies.push(Policy {
                 name: p.name.clone(),
                 from,
@@ -161,6 +93,91 @@ impl Validator {
             });
         }
         Ok(policies)
+    }
+
+    /// What a policy or an agreement grants: who opens (`from`), to what (`to`), which ports
+    /// (`allow`), each with its key path.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn grant(
+        &self,
+        from: (&str, &raw::From),
+        to: (&str, &raw::To),
+        allow: (&str, &Option<Vec<String>>),
+        tenants: &[Tenant],
+        services: &[Service],
+    ) -> Result<(Source, Destination, Vec<PortRule>), ConfigError> {
+        let (fk, from) = from;
+        let (tok, to) = to;
+        let (allow_key, raw_allow) = allow;
+        let from = self.source(fk, from, tenants)?;
+        let allow = match raw_allow {
+            Some(list) if list.is_empty() => return Err(self.err(allow_key, Problem::Empty)),
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, s)| self.port_rule(&format!("{allow_key}[{i}]"), s))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        let to = match (&to.tenant, &to.service) {
+            (Some(_), Some(_)) => return Err(self.err(tok, Problem::DestinationBoth)),
+            (None, None) => return Err(self.err(tok, Problem::DestinationNeither)),
+            (Some(names), None) => {
+                let dest = self.tenant_names(&format!("{tok}.tenant"), names, tenants)?;
+                let prefixes = match &to.prefixes {
+                    Some(list) => self.scoped_prefixes(&format!("{tok}.prefixes"), list, &dest)?,
+                    None => Vec::new(),
+                };
+                if raw_allow.is_none() {
+                    return Err(self.err(allow_key, Problem::TenantPolicyWithoutAllow));
+                }
+                Destination::Tenants {
+                    tenants: dest.iter().map(|t| t.name.clone()).collect(),
+                    prefixes,
+                }
+            }
+            (None, Some(names)) => {
+                if to.prefixes.is_some() {
+                    return Err(self.err(&format!("{tok}.prefixes"), Problem::PrefixesWithService));
+                }
+                let sk = format!("{tok}.service");
+                let mut dest = Vec::with_capacity(names.items.len());
+                for (i, name) in names.items.iter().enumerate() {
+                    let service = services.iter().find(|s| &s.name == name).ok_or_else(|| {
+                        self.err(
+                            &names.item_key(&sk, i),
+                            Problem::UnknownService(name.clone()),
+                        )
+                    })?;
+                    dest.push(service);
+                }
+                for (i, rule) in allow.iter().enumerate() {
+                    let covered = dest
+                        .iter()
+                        .any(|s| s.ports.iter().any(|port| covers(port, rule)));
+                    if !covered {
+                        return Err(self.err(
+                            &format!("{allow_key}[{i}]"),
+                            Problem::NotServicePort {
+                                rule: rule_text(rule),
+                                services: dest
+                                    .iter()
+                                    .map(|s| s.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                                ports: dest
+                                    .iter()
+                                    .flat_map(|s| s.ports.iter().map(rule_text))
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                            },
+                        ));
+                    }
+                }
+                Destination::Services(dest.iter().map(|s| s.name.clone()).collect())
+            }
+        };
+        Ok((from, to, allow))
     }
 
     pub(super) fn source(

@@ -105,7 +105,8 @@ impl Generation for u64 {
     }
 }
 
-/// The plan's generation (high 32 bits) with the opener's facility's (low 32 bits): a reload
+/// The verdict epoch (high 32 bits: the gateway bumps it with every plan and every agreement
+/// window opening or closing) with the opener's facility's generation (low 32 bits): a reload
 /// re-checks every flow, a facility's state change only that facility's.
 #[derive(Debug, Clone, Copy)]
 pub struct Generations<'a> {
