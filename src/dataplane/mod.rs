@@ -6,12 +6,14 @@
 
 #![forbid(unsafe_code)]
 
+mod flow_event;
 pub mod fuzz;
 mod gateway;
 pub mod lpm;
 mod plan;
 mod reasons;
 
+pub use flow_event::{FlowEnd, FlowEvent, FlowPhase};
 pub use gateway::{count_event, Gateway};
 pub use plan::{
     identity, AttachmentPlan, AttachmentPlanKind, IkeSetupError, Io, IpsecCarry, IpsecPeerPlan,
