@@ -25,7 +25,7 @@ use ixgw::config::{
     Agreement, Attachment, AttachmentKind, Config, Dataplane, Destination, Ix, Key32, Metrics,
     Network, Policy, PortRule, Protocol, Source, Tenant, WireGuardAttachment, WireGuardPeer,
 };
-use ixgw::dataplane::{Gateway, Plan};
+use ixgw::dataplane::{FlowEnd, FlowEvent, FlowPhase, FlowSink, Gateway, Plan};
 use ixgw::facility::FacilityState;
 use ixgw::ids::{AttachmentId, FacilityCode, PeerId};
 use ixgw::metrics::{HandshakeResult, MetricsHub};
@@ -1184,6 +1184,61 @@ fn replies_follow_a_facility_that_roams() {
     assert_eq!(p.facs[A].initiations_sent(), 1);
     assert_eq!(p.all_drops(), vec![]);
     p.assert_no_facility_errors();
+}
+
+/// Collects the gateway's flow events.
+#[derive(Default)]
+struct Events(std::sync::Mutex<Vec<FlowEvent>>);
+
+impl FlowSink for Events {
+    fn flow(&self, event: FlowEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+/// Flow records: a flow's start when its first packet leaves, with the rule that admitted
+/// it; its end when it idles out, with the packets and bytes each way and its duration.
+#[test]
+fn flows_report_their_start_and_end_with_what_they_carried() {
+    let mut p = Pair::new(Setup {
+        b_endpoint: true,
+        ..Setup::default()
+    });
+    let events = Arc::new(Events::default());
+    p.gw.set_flow_sink(events.clone());
+    let (at_b, at_a) = ping_pong(&mut p, 1);
+    let started = p.now;
+    p.advance(Duration::from_secs(2));
+    p.send(A, &echo("10.0.0.2", "100.65.0.2", 7, 2, false, b"ping"));
+    {
+        let e = events.0.lock().unwrap();
+        assert_eq!(e.len(), 1, "one start: {e:?}");
+        assert_eq!(e[0].phase, FlowPhase::Start);
+        assert_eq!(e[0].opener.src.to_string(), "100.64.0.2");
+        assert_eq!(e[0].opener.dst.to_string(), "100.65.0.2");
+        assert_eq!(
+            e[0].plan.tenants[e[0].src_tenant.index()].name,
+            site(A).tenant
+        );
+        assert_eq!(
+            e[0].plan.tenants[e[0].dst_tenant.index()].name,
+            site(B).tenant
+        );
+        assert_eq!(e[0].plan.policy.rule(e[0].rule).unwrap().name, "a-to-b");
+        assert_eq!((e[0].packets, e[0].bytes), ([0; 2], [0; 2]));
+    }
+    // ICMP flows idle out after 30 s; the sweep reports the end.
+    p.advance(Duration::from_secs(40));
+    let e = events.0.lock().unwrap();
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(e[1].phase, FlowPhase::End(FlowEnd::Idle));
+    assert_eq!(e[1].packets, [2, 1]);
+    let (out, back) = (at_b.len() as u64, at_a.len() as u64);
+    assert_eq!(e[1].bytes, [2 * out, back]);
+    assert_eq!(
+        e[1].duration,
+        p.now.min(started + Duration::from_secs(2)) - started
+    );
 }
 
 /// An agreement grants A → B only inside its window: nothing before it opens, pings once it

@@ -72,3 +72,22 @@ impl FlowEnd {
         }
     }
 }
+
+/// Where the data path hands its flow events (the audit trail). Called on the worker's thread,
+/// once per flow start and end, never per packet; it must not block.
+pub trait FlowSink: Send + Sync {
+    fn flow(&self, event: FlowEvent);
+}
+
+impl FlowEnd {
+    /// How a flow that left the table ended.
+    pub fn of(why: crate::policy::flows::Removal) -> FlowEnd {
+        use crate::policy::flows::Removal;
+        match why {
+            Removal::Idle => FlowEnd::Idle,
+            Removal::Closed => FlowEnd::Closed,
+            Removal::Evicted => FlowEnd::Evicted,
+            Removal::Removed | Removal::Orphaned => FlowEnd::Refused,
+        }
+    }
+}

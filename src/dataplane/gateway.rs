@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::flow_event::{FlowEnd, FlowEvent, FlowPhase, FlowSink};
 use super::plan::{Plan, Route};
 use crate::buffer::{RxBatch, RxMeta, TxBatch};
 use crate::facility::{FacilityState, FacilityTable};
@@ -48,6 +49,8 @@ struct Core {
     /// Bumped by every plan change and every window opening or closing: cached verdicts of
     /// an older epoch are asked again.
     epoch: u64,
+    /// Where flow starts and ends go (the audit trail), if anywhere.
+    flow_sink: Option<Arc<dyn FlowSink>>,
     counters: Arc<Counters>,
     next_sweep: Instant,
     icmp_budget: IcmpBudget,
@@ -92,6 +95,7 @@ impl Gateway {
                 activity,
                 wall: None,
                 epoch: 1,
+                flow_sink: None,
                 counters,
                 next_sweep: now + SWEEP_INTERVAL,
                 icmp_budget: IcmpBudget::new(now),
@@ -197,6 +201,29 @@ impl Gateway {
         true
     }
 
+    /// Sends every flow's start and end to `sink` from now on (flows already open report
+    /// their end only).
+    pub fn set_flow_sink(&mut self, sink: Arc<dyn FlowSink>) {
+        self.core.flows.record_removals();
+        self.core.flow_sink = Some(sink);
+    }
+
+    /// Reports every open flow as ended (the gateway stops).
+    pub fn end_flows(&mut self, now: Instant) {
+        let core = &mut self.core;
+        core.report_removed(now);
+        let Some(sink) = core.flow_sink.clone() else {
+            return;
+        };
+        let plan = Arc::clone(&core.plan);
+        core.flows
+            .each_flow(crate::policy::flows::Removal::Removed, |r| {
+                if let Some(e) = end_event(&plan, r, FlowEnd::Shutdown) {
+                    sink.flow(e);
+                }
+            });
+    }
+
     /// Tells the data path what UNIX second `now` is (the runtime does so every turn). When
     /// an agreement's window opened or closed since the last call, the rules in force change
     /// and every cached verdict is asked again on its next packet: flows an agreement granted
@@ -228,6 +255,7 @@ impl Gateway {
     pub fn apply_plan(&mut self, plan: Arc<Plan>, now: Instant) -> Arc<Counters> {
         let core = &mut self.core;
         core.count_events();
+        core.report_removed(now);
         let old_plan = std::mem::replace(&mut core.plan, plan);
         let mut lost = 0;
         let mut old: Vec<Option<Tunnel>> = std::mem::take(&mut core.tunnels)
@@ -291,6 +319,14 @@ impl Gateway {
                 let (tenant, src) = plan.resolve_exchange(f.opener.src)?;
                 plan.owner(tenant, src)
             });
+        // The orphans were numbered by the old plan: reported under it.
+        if let Some(sink) = core.flow_sink.clone() {
+            core.flows.take_removed(|r| {
+                if let Some(e) = end_event(&old_plan, r, FlowEnd::of(r.why)) {
+                    sink.flow(e);
+                }
+            });
+        }
         if orphans > 0 {
             tracing::info!(
                 flows = orphans,
@@ -316,6 +352,7 @@ impl Gateway {
         }
         self.core.count_events();
         self.core.counters.set_flows(self.core.flows.len());
+        self.core.report_removed(now);
     }
 
     fn handle_packet(&mut self, now: Instant, meta: RxMeta, data: &mut [u8], tx: &mut TxBatch) {
@@ -346,6 +383,7 @@ impl Gateway {
             core.publish_flows();
             core.next_sweep = now + SWEEP_INTERVAL;
         }
+        core.report_removed(now);
     }
 
     /// When [`Gateway::handle_timeout`] is next due.
@@ -394,7 +432,42 @@ fn flow_tuple(s: &Summary, src_x: ExchangeV4) -> Option<(Tuple, u16, Signal)> {
     ))
 }
 
+/// The end of flow `r` as an event, under `plan` (`None` if its opener's addresses are in no
+/// tenant of it).
+fn end_event(
+    plan: &Arc<Plan>,
+    r: &crate::policy::flows::Removed,
+    end: FlowEnd,
+) -> Option<FlowEvent> {
+    let (dst_tenant, _) = plan.resolve_exchange(r.flow.opener.dst)?;
+    Some(FlowEvent {
+        plan: Arc::clone(plan),
+        phase: FlowPhase::End(end),
+        opener: r.flow.opener,
+        src_tenant: r.flow.owner.tenant,
+        dst_tenant,
+        facility: r.flow.facility,
+        rule: r.flow.rule,
+        packets: r.packets,
+        bytes: r.bytes,
+        duration: r.last_seen.saturating_duration_since(r.started),
+    })
+}
+
 impl Core {
+    /// Hands the flows that left the table since the last call to the flow sink.
+    fn report_removed(&mut self, _now: Instant) {
+        let Some(sink) = self.flow_sink.clone() else {
+            return;
+        };
+        let plan = Arc::clone(&self.plan);
+        self.flows.take_removed(|r| {
+            if let Some(e) = end_event(&plan, r, FlowEnd::of(r.why)) {
+                sink.flow(e);
+            }
+        });
+    }
+
     /// Counts what the tunnels reported since the last call.
     fn count_events(&mut self) {
         for t in &mut self.tunnels {
@@ -587,7 +660,7 @@ impl Core {
             let to = plan.peers[p.index()].facility_id;
             if !self.facilities.state(Some(to)).allows_traffic() {
                 if let Some((flow, Some(_))) = admitted {
-                    self.flows.remove(&flow.opener);
+                    self.flows.forget(&flow.opener);
                 }
                 return Err(DropReason::Certificate);
             }
@@ -595,9 +668,24 @@ impl Core {
         let sent = self.tunnels[egress.index()].encapsulate(now, egress, egress_peer, pkt, tx);
         if let Err(reason) = sent {
             if let Some((flow, Some(_))) = admitted {
-                self.flows.remove(&flow.opener);
+                self.flows.forget(&flow.opener);
             }
             return Err(reason);
+        }
+        self.flows.account(len);
+        if let (Some(sink), Some((flow, Some(_)))) = (&self.flow_sink, admitted) {
+            sink.flow(FlowEvent {
+                plan: Arc::clone(&self.plan),
+                phase: FlowPhase::Start,
+                opener: flow.opener,
+                src_tenant,
+                dst_tenant,
+                facility: flow.facility,
+                rule: flow.rule,
+                packets: [0; 2],
+                bytes: [0; 2],
+                duration: Duration::ZERO,
+            });
         }
         if let Route::Peer(p) = route {
             self.counters.peer(p.index()).tx(len);

@@ -196,12 +196,50 @@ const EMPTY: List = List {
 /// The largest capacity a table accepts; larger requests are clamped to it.
 pub const MAX_CAPACITY: usize = 1 << 30;
 
+/// Why a flow left the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Idle past its class's timeout.
+    Idle,
+    /// Closed (FINs both ways, a RST) and past its closing timeout.
+    Closed,
+    /// Evicted to make room for a new flow (or dropped by a shrinking resize).
+    Evicted,
+    /// The caller removed it ([`FlowTable::remove`]): re-evaluated and refused, or its first
+    /// packet was not sent.
+    Removed,
+    /// Its opener belongs to no tenant of a new plan ([`FlowTable::reown`]).
+    Orphaned,
+}
+
+/// A flow that left the table, with what it carried
+/// ([`FlowTable::record_removals`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Removed {
+    pub flow: Flow,
+    pub why: Removal,
+    pub started: Instant,
+    pub last_seen: Instant,
+    /// Opener → responder, then back.
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+}
+
+/// Removed flows held for the caller between two [`FlowTable::take_removed`]; more are
+/// counted as lost.
+pub const REMOVED_BUFFER: usize = 4096;
+
 #[derive(Clone, Copy)]
 struct Slot {
     key: Key,
     hash: u64,
     flow: Flow,
     last_seen: Instant,
+    /// When the flow was admitted.
+    started: Instant,
+    /// What was forwarded on it, opener → responder, then back ([`FlowTable::account`]).
+    packets: [u64; 2],
+    bytes: [u64; 2],
     state: State,
     class: Class,
     /// LRU neighbours within the slot's class (towards the head / the tail); `next` also links
@@ -244,6 +282,12 @@ pub struct FlowTable {
     /// nor limited.
     tenant_flows: Vec<u32>,
     facility_flows: Vec<u32>,
+    /// The slot of the last flow found by a lookup or placed by an insert, and which way
+    /// the packet went (for [`FlowTable::account`]); `NIL` after a peek or a removal.
+    last: (u32, bool),
+    /// Removed flows for the caller, when it asked for them ([`REMOVED_BUFFER`] at most).
+    removed: Option<Vec<Removed>>,
+    removed_lost: u64,
 }
 
 impl FlowTable {
@@ -273,6 +317,9 @@ impl FlowTable {
             quotas: Quotas::UNLIMITED,
             tenant_flows: Vec::new(),
             facility_flows: Vec::new(),
+            last: (NIL, false),
+            removed: None,
+            removed_lost: 0,
         }
     }
 
@@ -308,7 +355,8 @@ impl FlowTable {
             return Lookup::Miss;
         };
         if self.is_dead(slot, now) {
-            self.remove_at(pos);
+            let why = self.expiry_of(slot);
+            self.remove_at(pos, why);
             return Lookup::Miss;
         }
         let flow = self.slots[slot as usize].flow;
@@ -316,6 +364,9 @@ impl FlowTable {
         if let Some(signal) = signal {
             let state = self.slots[slot as usize].state.next(reply, signal);
             self.touch(slot, now, state);
+            self.last = (slot, reply);
+        } else {
+            self.last = (NIL, false);
         }
         if flow.generation == generation.of(&flow.owner) {
             Lookup::Hit { flow, reply }
@@ -357,9 +408,11 @@ impl FlowTable {
             self.count(old, false);
             self.count(flow.owner, true);
             self.owner_unlink(slot);
+            let reply = self.slots[slot as usize].flow.opener != flow.opener;
             self.slots[slot as usize].flow = flow;
             let state = self.slots[slot as usize].state;
             self.touch(slot, now, state);
+            self.last = (slot, reply);
             return Ok(None);
         }
         if self.over_quota(flow.owner).is_some() {
@@ -373,11 +426,14 @@ impl FlowTable {
             evicted = Some(self.evict_transient().ok_or(Refused::Full)?);
         }
         let state = State::initial(start);
-        self.place(Slot {
+        let slot = self.place(Slot {
             key,
             hash,
             flow,
             last_seen: now,
+            started: now,
+            packets: [0; 2],
+            bytes: [0; 2],
             state,
             class: state.class(key.protocol),
             prev: NIL,
@@ -386,6 +442,7 @@ impl FlowTable {
             oprev: NIL,
             onext: NIL,
         });
+        self.last = (slot, false);
         Ok(evicted)
     }
 
@@ -393,7 +450,68 @@ impl FlowTable {
     pub fn remove(&mut self, t: &Tuple) {
         let key = Key::of(t);
         if let Some((pos, _)) = self.find(&key, self.hasher.hash_one(key)) {
-            self.remove_at(pos);
+            self.remove_at(pos, Removal::Removed);
+        }
+    }
+
+    /// Forgets the flow of `t` without reporting it: a new flow whose first packet did not
+    /// leave carried nothing and never started.
+    pub fn forget(&mut self, t: &Tuple) {
+        let key = Key::of(t);
+        if let Some((pos, _)) = self.find(&key, self.hasher.hash_one(key)) {
+            let kept = self.removed.take();
+            self.remove_at(pos, Removal::Removed);
+            self.removed = kept;
+        }
+    }
+
+    /// Credits one forwarded packet of `len` bytes to the flow the last
+    /// [`FlowTable::lookup`] found or the last [`FlowTable::insert`] placed, in the direction
+    /// that packet went. Nothing after a peek or a removal. O(1).
+    #[inline]
+    pub fn account(&mut self, len: usize) {
+        let (slot, reply) = self.last;
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            let d = usize::from(reply);
+            s.packets[d] += 1;
+            s.bytes[d] += len as u64;
+        }
+    }
+
+    /// Keeps every flow that leaves the table from now on, with what it carried, for
+    /// [`FlowTable::take_removed`] (at most [`REMOVED_BUFFER`] between two takes; more are
+    /// counted in [`FlowTable::removed_lost`]). Allocates the buffer once.
+    pub fn record_removals(&mut self) {
+        if self.removed.is_none() {
+            self.removed = Some(Vec::with_capacity(REMOVED_BUFFER));
+        }
+    }
+
+    /// Hands each removed flow kept since the last call to `f`.
+    pub fn take_removed(&mut self, mut f: impl FnMut(&Removed)) {
+        if let Some(r) = self.removed.as_mut() {
+            for e in r.iter() {
+                f(e);
+            }
+            r.clear();
+        }
+    }
+
+    /// Removed flows that found the buffer full, since the table was made.
+    pub fn removed_lost(&self) -> u64 {
+        self.removed_lost
+    }
+
+    /// Every flow still in the table, as if removed with `why` (a gateway stopping reports
+    /// its flows' ends). The table is unchanged.
+    pub fn each_flow(&self, why: Removal, mut f: impl FnMut(&Removed)) {
+        for class in 0..CLASSES {
+            let mut cur = self.lru[class].head;
+            while cur != NIL {
+                let s = &self.slots[cur as usize];
+                f(&removed_of(s, why));
+                cur = s.next;
+            }
         }
     }
 
@@ -456,7 +574,7 @@ impl FlowTable {
                 // Not counted above, so not uncounted by `remove_at` either.
                 let owner = self.slots[slot as usize].flow.owner;
                 self.count(owner, true);
-                self.remove_at(pos);
+                self.remove_at(pos, Removal::Orphaned);
             }
         }
         orphans.len()
@@ -473,9 +591,12 @@ impl FlowTable {
         let mut first = [NIL; CLASSES];
         let mut live = 0usize;
         // Each list is ordered by expiry, so its dead entries form a prefix.
-        for (class, list) in self.lru.iter().enumerate() {
-            let mut cur = list.head;
+        let heads = self.lru.map(|l| l.head);
+        for (class, head) in heads.into_iter().enumerate() {
+            let mut cur = head;
             while cur != NIL && self.clock.is_some_and(|now| self.is_dead(cur, now)) {
+                let why = self.expiry_of(cur);
+                self.note_removed(cur, why);
                 cur = self.slots[cur as usize].next;
             }
             first[class] = cur;
@@ -489,10 +610,13 @@ impl FlowTable {
             let transient = self.earliest(&first, |c| c.transient(), |s, d| s.last_seen + d);
             let victim = transient.or_else(|| self.earliest(&first, |_| true, |s, _| s.last_seen));
             let Some(class) = victim else { break };
+            self.note_removed(first[class], Removal::Evicted);
             first[class] = self.slots[first[class] as usize].next;
         }
         let mut next = Self::with_hasher(capacity, self.timeouts, self.hasher.clone());
         next.clock = self.clock;
+        next.removed = self.removed.take();
+        next.removed_lost = self.removed_lost;
         next.quotas = self.quotas;
         next.tenant_flows = vec![0; self.tenant_flows.len()];
         next.facility_flows = vec![0; self.facility_flows.len()];
@@ -621,7 +745,7 @@ impl FlowTable {
     }
 
     /// Stores a new entry (the table has room and `s.key` is absent) at the tail of its class.
-    fn place(&mut self, s: Slot) {
+    fn place(&mut self, s: Slot) -> u32 {
         let hash = s.hash;
         self.count(s.flow.owner, true);
         let slot = self.alloc(Slot { olist: NIL, ..s });
@@ -634,6 +758,7 @@ impl FlowTable {
         }
         self.index[pos] = slot;
         self.len += 1;
+        slot
     }
 
     /// Removes the dead head of some class, earliest deadline first; returns its slot.
@@ -644,7 +769,27 @@ impl FlowTable {
             head != NIL && self.is_dead(head, now)
         };
         let class = self.earliest(&heads, dead, |s, d| s.last_seen + d)?;
-        self.evict(heads[class])
+        let why = self.expiry_of(heads[class]);
+        self.evict(heads[class], why)
+    }
+
+    /// Keeps the flow of `slot`, leaving with `why`, for the caller (if it asked).
+    fn note_removed(&mut self, slot: u32, why: Removal) {
+        if let Some(r) = self.removed.as_mut() {
+            if r.len() < REMOVED_BUFFER {
+                r.push(removed_of(&self.slots[slot as usize], why));
+            } else {
+                self.removed_lost += 1;
+            }
+        }
+    }
+
+    /// Why an entry that timed out ended: closed, or idle.
+    fn expiry_of(&self, slot: u32) -> Removal {
+        match self.slots[slot as usize].state {
+            State::Closed | State::Reset => Removal::Closed,
+            _ => Removal::Idle,
+        }
     }
 
     /// Removes a transient entry, live or dead, to make room: of the counted tenant that holds
@@ -675,20 +820,24 @@ impl FlowTable {
             }
         };
         let owner = self.slots[slot as usize].flow.owner;
-        self.evict(slot).map(|_| owner)
+        self.evict(slot, Removal::Evicted).map(|_| owner)
     }
 
-    fn evict(&mut self, slot: u32) -> Option<u32> {
+    fn evict(&mut self, slot: u32, why: Removal) -> Option<u32> {
         let Slot { key, hash, .. } = self.slots[slot as usize];
         let (pos, _) = self.find(&key, hash)?;
-        self.remove_at(pos);
+        self.remove_at(pos, why);
         Some(slot)
     }
 
     /// Removes the entry at index position `pos`, closing the probe gap by shifting later
     /// entries of the run back [Knuth, TAOCP vol. 3, § 6.4, Algorithm R].
-    fn remove_at(&mut self, mut pos: usize) {
+    fn remove_at(&mut self, mut pos: usize, why: Removal) {
         let slot = self.index[pos];
+        self.note_removed(slot, why);
+        if self.last.0 == slot {
+            self.last = (NIL, false);
+        }
         self.unlink(slot);
         self.owner_unlink(slot);
         let owner = self.slots[slot as usize].flow.owner;
@@ -823,3 +972,15 @@ impl FlowTable {
 
 #[cfg(test)]
 mod tests;
+
+/// What a slot reports when its flow leaves with `why`.
+fn removed_of(s: &Slot, why: Removal) -> Removed {
+    Removed {
+        flow: s.flow,
+        why,
+        started: s.started,
+        last_seen: s.last_seen,
+        packets: s.packets,
+        bytes: s.bytes,
+    }
+}

@@ -1731,3 +1731,116 @@ proptest! {
         }
     }
 }
+
+mod accounting {
+    use super::*;
+
+    fn removals(table: &mut FlowTable) -> Vec<Removed> {
+        let mut out = Vec::new();
+        table.take_removed(|r| out.push(*r));
+        out
+    }
+
+    #[test]
+    fn packets_and_bytes_are_credited_to_the_direction_they_went() {
+        let now = Instant::now();
+        let mut table = FlowTable::new(8, TIMEOUTS);
+        table.record_removals();
+        let t = tuple(1, 1000, 2, 53, 17);
+        table.ins(flow(t, 0, 0), now).unwrap();
+        table.account(100);
+        assert!(matches!(
+            table.look(&reverse(t), now, 0),
+            Lookup::Hit { reply: true, .. }
+        ));
+        table.account(300);
+        table.account(300);
+        table.look(&t, now, 0);
+        table.account(50);
+        // A peek (an ICMP error about the flow) credits nothing.
+        table.peek(&t, now, 0);
+        table.account(9999);
+        table.remove(&t);
+        // Nothing is credited after the flow is gone.
+        table.account(9999);
+        let r = removals(&mut table);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].why, Removal::Removed);
+        assert_eq!(r[0].packets, [2, 2]);
+        assert_eq!(r[0].bytes, [150, 600]);
+        assert_eq!(r[0].started, now);
+        assert!(removals(&mut table).is_empty(), "taken once");
+    }
+
+    #[test]
+    fn every_way_out_is_reported() {
+        let now = Instant::now();
+        let mut table = FlowTable::new(2, TIMEOUTS);
+        table.record_removals();
+        let udp = tuple(1, 1000, 2, 53, 17);
+        let rst = tuple(1, 1001, 2, 443, 6);
+        table.ins(flow(udp, 0, 0), now).unwrap();
+        answer(&mut table, udp, now);
+        table.ins(flow(rst, 0, 0), now).unwrap();
+        tcp_seg(&mut table, reverse(rst), crate::wire::tcp::FLAG_RST, now);
+        // The reset flow dies after the transient timeout: closed. The UDP flow idles out.
+        assert_eq!(table.expire(now + secs(4), 10), 1);
+        assert_eq!(table.expire(now + secs(11), 10), 1);
+        let r = removals(&mut table);
+        let whys: Vec<(Tuple, Removal)> = r.iter().map(|r| (r.flow.opener, r.why)).collect();
+        assert_eq!(whys, [(rst, Removal::Closed), (udp, Removal::Idle)]);
+        // A full table evicts a transient flow for a new one.
+        let now = now + secs(20);
+        let a = tuple(3, 1, 2, 80, 6);
+        let b = tuple(4, 1, 2, 80, 6);
+        let c = tuple(5, 1, 2, 80, 6);
+        table.ins(flow(a, 0, 0), now).unwrap();
+        table.ins(flow(b, 0, 0), now).unwrap();
+        table.ins(flow(c, 0, 0), now).unwrap();
+        let r = removals(&mut table);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].why, Removal::Evicted);
+        // A new plan without the opener's tenant orphans the flows.
+        table.reown(1, 0, |_| None);
+        assert!(removals(&mut table)
+            .iter()
+            .all(|r| r.why == Removal::Orphaned));
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn a_full_buffer_counts_what_it_loses() {
+        let now = Instant::now();
+        let mut table = FlowTable::new(REMOVED_BUFFER + 10, TIMEOUTS);
+        table.record_removals();
+        for i in 0..REMOVED_BUFFER + 10 {
+            let t = tuple((i % 250) as u8, (i / 250) as u16 + 1, 2, 53, 17);
+            table.ins(flow(t, 0, 0), now).unwrap();
+        }
+        assert_eq!(
+            table.expire(now + secs(60), usize::MAX),
+            REMOVED_BUFFER + 10
+        );
+        assert_eq!(removals(&mut table).len(), REMOVED_BUFFER);
+        assert_eq!(table.removed_lost(), 10);
+        // Without recording, nothing is kept and nothing is lost.
+        let mut quiet = FlowTable::new(4, TIMEOUTS);
+        quiet.ins(flow(tuple(1, 1, 2, 53, 17), 0, 0), now).unwrap();
+        quiet.expire(now + secs(60), 10);
+        assert!(removals(&mut quiet).is_empty());
+        assert_eq!(quiet.removed_lost(), 0);
+    }
+
+    #[test]
+    fn each_flow_reports_the_live_ones() {
+        let now = Instant::now();
+        let mut table = FlowTable::new(4, TIMEOUTS);
+        let t = tuple(1, 1000, 2, 53, 17);
+        table.ins(flow(t, 0, 0), now).unwrap();
+        table.account(10);
+        let mut seen = Vec::new();
+        table.each_flow(Removal::Removed, |r| seen.push((r.flow.opener, r.bytes)));
+        assert_eq!(seen, [(t, [10, 0])]);
+        assert_eq!(table.len(), 1);
+    }
+}
