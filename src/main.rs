@@ -276,13 +276,30 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                         ixgw::config::AttachmentKind::Plain(_) => 0,
                     })
                     .sum();
+                // Agreements that grant nothing right now (validation warned of those lacking
+                // an approval).
+                let now = unix_now();
+                for a in c
+                    .agreements
+                    .iter()
+                    .filter(|a| a.approved() && !a.in_force_at(now))
+                {
+                    eprintln!(
+                        "{}: agreements: warning: agreement `{}` is not in force now (valid {} .. {})",
+                        config.display(),
+                        a.name,
+                        a.valid_from.map(ixgw::facility::format_unix).unwrap_or_else(|| "-".into()),
+                        a.valid_until.map(ixgw::facility::format_unix).unwrap_or_else(|| "-".into()),
+                    );
+                }
                 println!(
-                    "{}: ok ({} tenants, {} peers, {} services, {} policies)",
+                    "{}: ok ({} tenants, {} peers, {} services, {} policies, {} agreements)",
                     config.display(),
                     c.tenants.len(),
                     peers,
                     c.services.len(),
-                    c.policies.len()
+                    c.policies.len(),
+                    c.agreements.len()
                 );
                 Ok(ExitCode::SUCCESS)
             }

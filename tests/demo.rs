@@ -61,6 +61,15 @@ async fn demo_serves_metrics_while_it_runs() {
         body.contains("ixgw_peers_up 3"),
         "all three simulated facilities are up:\n{body}"
     );
+    for line in [
+        "ixgw_agreement_in_force{agreement=\"imaging-exchange\",consumer=\"ajisai-net\",provider=\"mame-net\"} 1",
+        "ixgw_agreements_active 1",
+        "ixgw_facility_certificate_state{facility=\"4212345674\",name=\"Omura clinic\",tenant=\"ajisai-net\",state=\"valid\"} 1",
+        "ixgw_facilities{state=\"valid\"} 2",
+        "ixgw_crl_revoked_certificates{ca=\"demo-ca\"",
+    ] {
+        assert!(body.contains(line), "`{line}` not in:\n{body}");
+    }
 }
 
 /// The demo revokes izumo-hospital's certificate 60 % into the run: within a second the

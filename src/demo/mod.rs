@@ -210,11 +210,15 @@ services:
     tenant: claims
     address: 192.168.50.10
     ports: [tcp/443]
-policies:
+agreements:
   - name: imaging-exchange
-    from: {{ tenant: ajisai-net }}
-    to: {{ tenant: mame-net }}
+    consumer: {{ tenant: ajisai-net }}
+    provider: {{ tenant: mame-net }}
     allow: [tcp/104, icmp]
+    approved:
+      provider: "mame-net (demo)"
+      consumer: "ajisai-net (demo)"
+policies:
   - name: file-claims
     from: {{ tenant: [ajisai-net, mame-net] }}
     to: {{ service: online-claims }}

@@ -10,6 +10,7 @@
 //! failed reload cannot take a route away from a running device; a failure there is logged,
 //! the new plan keeps running.
 
+mod agreements;
 mod facilities;
 mod facility_metrics;
 mod ike;
@@ -146,11 +147,15 @@ pub struct Running {
     /// The facility registry, and the task that watches its CRL files.
     facilities: Arc<facilities::Facilities>,
     facility_task: tokio::task::JoinHandle<()>,
+    /// The agreements, and the task that tells when their windows open and close.
+    agreements: Arc<std::sync::Mutex<agreements::AgreementWatch>>,
+    agreement_task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         self.facility_task.abort();
+        self.agreement_task.abort();
     }
 }
 
@@ -621,8 +626,20 @@ impl Running {
             // A full queue is fine: the IKE thread reads the states after every turn.
             let _ = wake_ike.try_send(ike::IkeInput::Facilities);
         }));
+        let agreements = Arc::new(std::sync::Mutex::new(agreements::AgreementWatch::new(
+            config,
+            ike::unix_now(),
+        )));
+        let agreement_task = tokio::spawn(agreements::watch(agreements.clone()));
+        let registered = agreements::AgreementCollector::new(agreements.clone())
+            .and_then(|c| hub.registry().register(Box::new(c)));
+        if let Err(e) = registered {
+            tracing::error!("cannot export the agreements' metrics: {e}");
+        }
         tracing::info!(%metrics_addr, attachments = plan.attachments.len(), peers = plan.peers.len(), "gateway running");
         Ok(Running {
+            agreements,
+            agreement_task,
             facilities,
             facility_task,
             control,
@@ -726,6 +743,10 @@ impl Running {
             engines,
         });
         self.socket_drops.track(tracked_sockets(&plan, &self.bound));
+        self.agreements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reload(config, ike::unix_now());
         let old = std::mem::replace(&mut self.plan, plan);
         let failed = apply_kernel_changes_logged(&kernel_changes(Some(&old), &self.plan)).await;
         tracing::info!(
@@ -741,6 +762,7 @@ impl Running {
     pub async fn stop(mut self) -> Result<(), RuntimeError> {
         self.ready.store(false, Ordering::Relaxed);
         self.facility_task.abort();
+        self.agreement_task.abort();
         // IKE first: its peers are told the SAs go while the worker still takes SA changes.
         // The thread hands its queue back; held open until the worker is gone, it takes the
         // peers' answers to those Deletes without the worker taking the thread for dead.
