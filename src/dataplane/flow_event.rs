@@ -73,10 +73,30 @@ impl FlowEnd {
     }
 }
 
-/// Where the data path hands its flow events (the audit trail). Called on the worker's thread,
-/// once per flow start and end, never per packet; it must not block.
+/// A tunnel's peer authenticated, or was refused (WireGuard; IPsec reports from the IKE
+/// thread).
+#[derive(Debug, Clone)]
+pub struct PeerEvent {
+    pub plan: Arc<Plan>,
+    pub peer: crate::ids::PeerId,
+    pub at: std::time::Instant,
+    pub kind: PeerEventKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerEventKind {
+    /// A handshake completed.
+    Handshake,
+    /// A handshake was refused with this result.
+    Refused(crate::vocab::HandshakeResult),
+}
+
+/// Where the data path hands its flow and peer events (the audit trail). Called on the
+/// worker's thread, once per flow start and end and per handshake, never per packet; it must
+/// not block.
 pub trait FlowSink: Send + Sync {
     fn flow(&self, event: FlowEvent);
+    fn peer(&self, _event: PeerEvent) {}
 }
 
 impl FlowEnd {

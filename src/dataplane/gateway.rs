@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::flow_event::{FlowEnd, FlowEvent, FlowPhase, FlowSink};
+use super::flow_event::{FlowEnd, FlowEvent, FlowPhase, FlowSink, PeerEvent, PeerEventKind};
 use super::plan::{Plan, Route};
 use crate::buffer::{RxBatch, RxMeta, TxBatch};
 use crate::facility::{FacilityState, FacilityTable};
@@ -62,7 +62,7 @@ pub type SaUsage = (PeerId, u32, u64);
 /// Counts what a tunnel reported: the pipeline's half of [`Event`].
 pub fn count_event(counters: &Counters, event: Event) {
     match event {
-        Event::Handshake(result) => counters.handshake(result),
+        Event::Handshake(result) | Event::Refused { result, .. } => counters.handshake(result),
         Event::HandshakeDone { peer, at } => {
             counters.handshake(HandshakeResult::Ok);
             counters.peer_handshake(peer.index(), at);
@@ -468,10 +468,30 @@ impl Core {
         });
     }
 
-    /// Counts what the tunnels reported since the last call.
+    /// Counts what the tunnels reported since the last call; handshakes and refusals of
+    /// known peers also go to the flow sink (the audit trail).
     fn count_events(&mut self) {
         for t in &mut self.tunnels {
             while let Some(event) = t.poll_event() {
+                if let Some(sink) = &self.flow_sink {
+                    let kind = match event {
+                        Event::HandshakeDone { peer, at } => {
+                            Some((peer, at, PeerEventKind::Handshake))
+                        }
+                        Event::Refused { peer, result } => {
+                            Some((peer, Instant::now(), PeerEventKind::Refused(result)))
+                        }
+                        _ => None,
+                    };
+                    if let Some((peer, at, kind)) = kind {
+                        sink.peer(PeerEvent {
+                            plan: Arc::clone(&self.plan),
+                            peer,
+                            at,
+                            kind,
+                        });
+                    }
+                }
                 count_event(&self.counters, event);
             }
         }

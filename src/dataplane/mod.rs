@@ -13,7 +13,7 @@ pub mod lpm;
 mod plan;
 mod reasons;
 
-pub use flow_event::{FlowEnd, FlowEvent, FlowPhase, FlowSink};
+pub use flow_event::{FlowEnd, FlowEvent, FlowPhase, FlowSink, PeerEvent, PeerEventKind};
 pub use gateway::{count_event, Gateway};
 pub use plan::{
     identity, AttachmentPlan, AttachmentPlanKind, IkeSetupError, Io, IpsecCarry, IpsecPeerPlan,

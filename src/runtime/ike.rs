@@ -328,6 +328,22 @@ impl IkeThread {
                 };
                 let was = before.as_ref().and_then(|b| b.states.get(f).copied());
                 let e = &mut self.engines[i];
+                let initiates = matches!(&pp.kind, PeerPlanKind::Ipsec(ip) if ip.config.start == crate::config::IpsecStart::Initiate);
+                // A reload that changed the facility's registry entry leaves it waiting for a
+                // certificate while the peer's SAs carry on: the peer must authenticate anew.
+                if state == FacilityState::NotPresented && was.is_none() && e.engine.is_up(p) {
+                    tracing::info!(
+                        attachment = e.attachment_name,
+                        peer = pp.name,
+                        facility = %pp.facility,
+                        "the facility's registry entry changed: its peer authenticates anew"
+                    );
+                    e.engine.delete(p, now);
+                    if initiates {
+                        e.engine.initiate(p, now);
+                    }
+                    continue;
+                }
                 if refused(state) && was.is_none_or(|w| !refused(w)) {
                     tracing::warn!(
                         attachment = e.attachment_name,
@@ -338,7 +354,6 @@ impl IkeThread {
                     );
                     e.engine.delete(p, now);
                 } else if !refused(state) && was.is_some_and(refused) {
-                    let initiates = matches!(&pp.kind, PeerPlanKind::Ipsec(ip) if ip.config.start == crate::config::IpsecStart::Initiate);
                     if initiates {
                         e.engine.initiate(p, now);
                     }

@@ -30,6 +30,11 @@ pub enum Event {
     Handshake(HandshakeResult),
     /// `peer` completed a handshake at `at`.
     HandshakeDone { peer: PeerId, at: Instant },
+    /// A handshake of `peer` was refused with `result` (its facility's certificate stops it).
+    Refused {
+        peer: PeerId,
+        result: HandshakeResult,
+    },
     /// Packets lost inside the tunnel, not the one the call was about: replies that found the
     /// transmit batch full, packets that waited for a session that never came.
     Dropped { reason: DropReason, packets: u64 },

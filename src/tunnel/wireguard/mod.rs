@@ -402,8 +402,10 @@ impl WgAttachment {
         let att = self.id;
         if peer.refused {
             if kind == Kind::Initiation {
-                self.events
-                    .push_back(Event::Handshake(HandshakeResult::Certificate));
+                self.events.push_back(Event::Refused {
+                    peer: peer.id,
+                    result: HandshakeResult::Certificate,
+                });
             }
             return Err(DropReason::Certificate);
         }
