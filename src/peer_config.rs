@@ -263,12 +263,12 @@ mod tests {
         let mut c = example();
         // imaging-exchange only for omura-clinic's facility: sasebo keeps only the claims
         // service, and izumo's replies come only from omura-clinic's tenant.
-        c.policies[0].from.facilities =
+        c.agreements[0].grant.from.facilities =
             vec![crate::ids::FacilityCode::parse("4212345674").unwrap()];
         let conf = wg_quick(&c, "sasebo-pharmacy", None).unwrap();
         assert_eq!(allowed_ips(&conf), ["100.127.0.10/32"]);
         // Only 10.0.1.0/24 may open: izumo's replies come from 100.64.1.0/24.
-        c.policies[0].from.prefixes = vec!["10.0.1.0/24".parse().unwrap()];
+        c.agreements[0].grant.from.prefixes = vec!["10.0.1.0/24".parse().unwrap()];
         let conf = wg_quick(&c, "izumo-hospital", None).unwrap();
         assert_eq!(allowed_ips(&conf), ["100.64.1.0/24", "100.127.0.10/32"]);
     }

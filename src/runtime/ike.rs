@@ -353,10 +353,8 @@ impl IkeThread {
                         "facility certificate refused: deleting the peer's IKE SA"
                     );
                     e.engine.delete(p, now);
-                } else if !refused(state) && was.is_some_and(refused) {
-                    if initiates {
-                        e.engine.initiate(p, now);
-                    }
+                } else if !refused(state) && was.is_some_and(refused) && initiates {
+                    e.engine.initiate(p, now);
                 }
             }
             self.drain(i);

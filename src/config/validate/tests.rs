@@ -205,10 +205,14 @@ fn example_config_loads() {
     assert_eq!(plain.tun, "ixgw-claims");
     assert_eq!(c.services[0].address, Ipv4Addr::new(192, 168, 50, 10));
     assert_eq!(
-        c.policies[1].to,
+        c.policies[0].to,
         Destination::Services(vec!["online-claims".into()])
     );
-    assert_eq!(c.policies[1].from.tenants, ["ajisai-net", "mame-net"]);
+    assert_eq!(c.policies[0].from.tenants, ["ajisai-net", "mame-net"]);
+    let a = &c.agreements[0];
+    assert_eq!((a.consumer.as_str(), a.provider.as_str()), ("ajisai-net", "mame-net"));
+    assert!(a.approved());
+    assert_eq!(c.facilities.as_ref().map(Vec::len), Some(3));
     assert_eq!(c.dataplane, Dataplane::default());
 }
 
