@@ -292,6 +292,8 @@ impl Worker {
                         self.ipsec(generation, attachment, change);
                     }
                     Some(Control::Stop { done }) => {
+                        // The audit trail hears of every flow still open.
+                        self.gateway.end_flows(Instant::now());
                         self.flush().await;
                         let _ = done.send(());
                         return;
