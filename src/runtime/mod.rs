@@ -10,6 +10,8 @@
 //! failed reload cannot take a route away from a running device; a failure there is logged,
 //! the new plan keeps running.
 
+#[cfg(test)]
+mod audit_tests;
 mod facilities;
 mod facility_metrics;
 mod ike;
@@ -30,6 +32,7 @@ use std::time::{Instant, SystemTime};
 use ipnetwork::Ipv4Network;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audit::{Audit, AuditError};
 use crate::config::{Config, ConfigError};
 use crate::dataplane::{AttachmentPlan, Gateway, IkeSetupError, Io, Plan};
 use crate::ids::AttachmentId;
@@ -88,6 +91,8 @@ pub enum RuntimeError {
     },
     #[error("{0}")]
     Ike(#[from] IkeSetupError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error("the data-path worker has stopped")]
     WorkerGone,
     #[error("the data-path worker refused the plan: {0}")]
@@ -146,6 +151,7 @@ pub struct Running {
     /// The facility registry, and the task that watches its CRL files.
     facilities: Arc<facilities::Facilities>,
     facility_task: tokio::task::JoinHandle<()>,
+    audit: Audit,
 }
 
 impl Drop for Running {
@@ -516,6 +522,10 @@ impl Running {
         metrics: Option<TcpListener>,
     ) -> Result<Running, RuntimeError> {
         let plan = Arc::new(Plan::compile(config, 1));
+        let audit = match &config.audit {
+            Some(c) => Audit::start(c)?,
+            None => Audit::disabled(),
+        };
         let metrics = match metrics {
             Some(l) => l,
             None => TcpListener::bind(config.metrics.listen).map_err(|source| {
@@ -563,6 +573,9 @@ impl Running {
             .and_then(|c| hub.registry().register(Box::new(c)));
         if let Err(e) = registered {
             tracing::error!("cannot export the facility registry's metrics: {e}");
+        }
+        if let Err(e) = audit.register(hub.registry()) {
+            tracing::error!("cannot export the audit trail's metrics: {e}");
         }
         let ike_metrics = ike_metrics::IkeMetrics::register(hub.registry())
             .map_err(|e| RuntimeError::Thread(std::io::Error::other(e)))?;
@@ -638,6 +651,7 @@ impl Running {
             udp_clones,
             socket_drops,
             plan,
+            audit,
         })
     }
 
@@ -653,6 +667,11 @@ impl Running {
         &self.plan
     }
 
+    /// The audit trail, for the threads that record into it.
+    pub(crate) fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
     /// The local address of an attachment's first socket.
     pub fn attachment_addr(&self, name: &str) -> Option<SocketAddr> {
         let a = self.plan.attachments.iter().find(|a| a.name == name)?;
@@ -661,6 +680,11 @@ impl Running {
 
     /// Switches to a new validated configuration; on error the running plan is untouched.
     pub async fn reload(&mut self, config: &Config) -> Result<(), RuntimeError> {
+        // logrotate's SIGHUP: the audit file is reopened whatever becomes of the reload.
+        self.audit.reopen();
+        if config.audit.as_ref() != self.audit.config() {
+            tracing::warn!("audit changed: takes effect at the next restart");
+        }
         let result = self.try_reload(config).await;
         match &result {
             Ok(()) => {
@@ -756,6 +780,8 @@ impl Running {
             stop_worker(&self.control, w).await;
         }
         drop(ike_queue);
+        let audit = self.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.shutdown()).await;
         if let Some(s) = self.admin_stop.take() {
             let _ = s.send(());
         }
@@ -828,6 +854,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                         }
                     }
                     Err(e) => {
+                        running.audit().reopen();
                         running.hub().reload_failed();
                         tracing::error!("reload rejected, the previous configuration keeps running: {e}");
                     }
