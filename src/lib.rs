@@ -3,13 +3,15 @@
 //! Layers, from the wire up, over the shared vocabulary of [`ids`] and [`vocab`] (drop
 //! reasons, per-worker counters): [`wire`] (packet views) and [`nat`] (translation), [`policy`],
 //! [`facility`], [`tunnel`] (sans-IO tunnel state machines), [`dataplane`] (the pipeline),
-//! then [`config`], [`metrics`], [`admin`] and [`runtime`], which alone touches sockets,
-//! devices, signals and the clock. Beside them, [`ca`] is a control-plane tool (the lab CA of
-//! `ixgw ca`) that nothing on the data path imports. See `docs/architecture.md`.
+//! then [`config`], [`metrics`], [`admin`], [`audit`] (the audit trail's writer thread, a
+//! file and journald) and [`runtime`], which alone touches sockets, devices and signals.
+//! Beside them, [`ca`] is a control-plane tool (the lab CA of `ixgw ca`) that nothing on the
+//! data path imports. See `docs/architecture.md`.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod buffer;
 pub mod ca;
 pub mod config;

@@ -210,6 +210,7 @@ fn config(setup: Setup, sites: &[usize]) -> Config {
         agreements: vec![],
         trust: vec![],
         facilities: None,
+        audit: None,
         warnings: vec![],
     }
 }

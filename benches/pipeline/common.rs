@@ -138,6 +138,7 @@ pub fn config(a: Tenant, b: Tenant) -> Config {
         agreements: vec![],
         trust: vec![],
         facilities: None,
+        audit: None,
         warnings: vec![],
     }
 }

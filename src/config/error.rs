@@ -369,6 +369,12 @@ pub enum Problem {
         aead: &'static str,
         integ: &'static str,
     },
+    #[error("the directory {dir} of audit file {file} does not exist (or is not a directory): create it, writable by the daemon's user")]
+    AuditDirectory { file: String, dir: String },
+    #[error("{file} is a directory: `file` names the audit file itself, e.g. {file}/audit.log")]
+    AuditIsDirectory { file: String },
+    #[error("`journald: off` and no `file`: the audit trail would go nowhere (remove `audit:` to record nothing)")]
+    AuditNowhere,
     #[error("proposal `{proposal}` has no {what}")]
     ProposalMissing {
         proposal: String,

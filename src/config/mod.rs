@@ -16,6 +16,7 @@ use ipnetwork::Ipv4Network;
 
 use crate::ids::FacilityCode;
 
+mod audit;
 mod error;
 mod facility;
 mod ipsec;
@@ -23,6 +24,7 @@ mod lines;
 mod raw;
 mod validate;
 
+pub use audit::{AuditConfig, Journald, AUDIT_DEFAULT_QUEUE, AUDIT_QUEUE};
 pub use error::{ConfigError, Problem};
 pub use facility::{
     Agreement, CrlPolicy, Facility, FacilityCertificate, Grant, TrustBundle, Warning,
@@ -61,6 +63,8 @@ pub struct Config {
     /// The facility registry; `None` when the file has no `facilities:` (then no facility
     /// certificate is checked).
     pub facilities: Option<Vec<Facility>>,
+    /// The audit trail; `None` when the file has no `audit:` (then nothing is recorded).
+    pub audit: Option<AuditConfig>,
     /// What `ixgw check` reports without refusing the file.
     pub warnings: Vec<Warning>,
 }

@@ -25,6 +25,16 @@ pub(super) struct Root {
     #[serde(default)]
     pub trust: Vec<Trust>,
     pub facilities: Option<Vec<Facility>>,
+    pub audit: Option<Audit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Audit {
+    pub file: Option<String>,
+    pub journald: Option<String>,
+    pub queue: Option<u64>,
+    pub flows: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -110,6 +110,7 @@ pub(crate) fn config_of(
         agreements: vec![],
         trust: vec![],
         facilities: None,
+        audit: None,
         warnings: vec![],
     }
 }

@@ -528,6 +528,7 @@ mod tests {
             agreements: vec![],
             trust: vec![],
             facilities: None,
+            audit: None,
             warnings: vec![],
         }
     }

@@ -11,6 +11,8 @@
 //! the new plan keeps running.
 
 mod agreements;
+#[cfg(test)]
+mod audit_tests;
 mod facilities;
 mod facility_metrics;
 mod ike;
@@ -31,6 +33,7 @@ use std::time::{Instant, SystemTime};
 use ipnetwork::Ipv4Network;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audit::{Audit, AuditError};
 use crate::config::{Config, ConfigError};
 use crate::dataplane::{AttachmentPlan, Gateway, IkeSetupError, Io, Plan};
 use crate::ids::AttachmentId;
@@ -89,6 +92,8 @@ pub enum RuntimeError {
     },
     #[error("{0}")]
     Ike(#[from] IkeSetupError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error("the data-path worker has stopped")]
     WorkerGone,
     #[error("the data-path worker refused the plan: {0}")]
@@ -150,6 +155,7 @@ pub struct Running {
     /// The agreements, and the task that tells when their windows open and close.
     agreements: Arc<std::sync::Mutex<agreements::AgreementWatch>>,
     agreement_task: tokio::task::JoinHandle<()>,
+    audit: Audit,
 }
 
 impl Drop for Running {
@@ -521,6 +527,10 @@ impl Running {
         metrics: Option<TcpListener>,
     ) -> Result<Running, RuntimeError> {
         let plan = Arc::new(Plan::compile(config, 1));
+        let audit = match &config.audit {
+            Some(c) => Audit::start(c)?,
+            None => Audit::disabled(),
+        };
         let metrics = match metrics {
             Some(l) => l,
             None => TcpListener::bind(config.metrics.listen).map_err(|source| {
@@ -568,6 +578,9 @@ impl Running {
             .and_then(|c| hub.registry().register(Box::new(c)));
         if let Err(e) = registered {
             tracing::error!("cannot export the facility registry's metrics: {e}");
+        }
+        if let Err(e) = audit.register(hub.registry()) {
+            tracing::error!("cannot export the audit trail's metrics: {e}");
         }
         let ike_metrics = ike_metrics::IkeMetrics::register(hub.registry())
             .map_err(|e| RuntimeError::Thread(std::io::Error::other(e)))?;
@@ -655,6 +668,7 @@ impl Running {
             udp_clones,
             socket_drops,
             plan,
+            audit,
         })
     }
 
@@ -670,6 +684,11 @@ impl Running {
         &self.plan
     }
 
+    /// The audit trail, for the threads that record into it.
+    pub(crate) fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
     /// The local address of an attachment's first socket.
     pub fn attachment_addr(&self, name: &str) -> Option<SocketAddr> {
         let a = self.plan.attachments.iter().find(|a| a.name == name)?;
@@ -678,6 +697,11 @@ impl Running {
 
     /// Switches to a new validated configuration; on error the running plan is untouched.
     pub async fn reload(&mut self, config: &Config) -> Result<(), RuntimeError> {
+        // logrotate's SIGHUP: the audit file is reopened whatever becomes of the reload.
+        self.audit.reopen();
+        if config.audit.as_ref() != self.audit.config() {
+            tracing::warn!("audit changed: takes effect at the next restart");
+        }
         let result = self.try_reload(config).await;
         match &result {
             Ok(()) => {
@@ -778,6 +802,8 @@ impl Running {
             stop_worker(&self.control, w).await;
         }
         drop(ike_queue);
+        let audit = self.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.shutdown()).await;
         if let Some(s) = self.admin_stop.take() {
             let _ = s.send(());
         }
@@ -850,6 +876,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                         }
                     }
                     Err(e) => {
+                        running.audit().reopen();
                         running.hub().reload_failed();
                         tracing::error!("reload rejected, the previous configuration keeps running: {e}");
                     }

@@ -90,6 +90,7 @@ pub(super) fn config(attachments: Vec<Attachment>) -> Config {
         agreements: vec![],
         trust: vec![],
         facilities: None,
+        audit: None,
         warnings: vec![],
     }
 }

@@ -9,7 +9,8 @@
 //! By concern: this file holds the entry, the translation of deserializer errors and the
 //! top-level sections (`ix`, `metrics`, `dataplane`); `tenants.rs` the address plan and the
 //! attachments, one file (or folder, `ipsec/`) per attachment type, `policies.rs` services and
-//! policies, `values.rs` the grammar of single values and the generic checks. Every check is a method of [`Validator`], which knows the file and
+//! policies, `audit.rs` the audit trail, `values.rs` the grammar of single values and the
+//! generic checks. Every check is a method of [`Validator`], which knows the file and
 //! the line of every key.
 
 use std::collections::HashMap;
@@ -34,6 +35,7 @@ use super::{
 use crate::ids::FacilityCode;
 
 mod agreements;
+mod audit;
 mod facilities;
 mod ipsec;
 mod plain;
@@ -216,6 +218,10 @@ impl Validator {
             &mut warnings,
         )?;
         let facilities = self.facilities(&root.facilities, &tenants, &mut warnings)?;
+        let audit = match &root.audit {
+            Some(a) => Some(self.audit(a, &mut warnings)?),
+            None => None,
+        };
         Ok(Config {
             source: path.to_path_buf(),
             ix,
@@ -227,6 +233,7 @@ impl Validator {
             agreements,
             trust,
             facilities,
+            audit,
             warnings,
         })
     }
@@ -330,6 +337,8 @@ impl Validator {
 
 #[cfg(test)]
 mod agreement_tests;
+#[cfg(test)]
+mod audit_tests;
 #[cfg(test)]
 mod facility_tests;
 #[cfg(test)]
