@@ -92,4 +92,87 @@ async fn demo_cuts_off_the_revoked_facility() {
     };
     assert_eq!(after("izumo-hospital"), 0, "{report:?}");
     assert!(after("omura-clinic") > 0, "{report:?}");
+
+    // The audit trail: every kind of record the run produced, with the fields that matter.
+    let lines: Vec<serde_json::Value> = report
+        .audit
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let find = |pred: &dyn Fn(&serde_json::Value) -> bool, what: &str| {
+        lines
+            .iter()
+            .find(|l| pred(l))
+            .unwrap_or_else(|| panic!("no {what} in the audit trail:\n{}", report.audit.join("\n")))
+            .clone()
+    };
+    let is = |l: &serde_json::Value, k: &str, v: &str| l[k].as_str() == Some(v);
+    let revoked = find(
+        &|l| {
+            is(l, "event", "certificate_state")
+                && is(l, "facility", "3219876541")
+                && is(l, "to", "revoked")
+        },
+        "izumo's revocation",
+    );
+    assert_eq!(revoked["from"], "valid");
+    assert!(revoked["detail"]
+        .as_str()
+        .unwrap()
+        .contains("key compromise"));
+    find(
+        &|l| {
+            is(l, "event", "tunnel_down")
+                && is(l, "peer", "izumo-hospital")
+                && is(l, "reason", "certificate revoked")
+        },
+        "izumo's tunnel down",
+    );
+    for peer in ["omura-clinic", "izumo-hospital", "claims-hub"] {
+        find(
+            &|l| is(l, "event", "tunnel_up") && is(l, "peer", peer),
+            "a tunnel up",
+        );
+        find(
+            &|l| is(l, "event", "auth") && is(l, "peer", peer) && is(l, "result", "ok"),
+            "an accepted authentication",
+        );
+    }
+    find(
+        &|l| {
+            is(l, "event", "agreement")
+                && is(l, "name", "imaging-exchange")
+                && is(l, "change", "added")
+        },
+        "the agreement",
+    );
+    let start = find(
+        &|l| {
+            is(l, "event", "flow_start")
+                && is(l, "rule", "imaging-exchange")
+                && is(l, "protocol", "icmp")
+        },
+        "omura's ping to izumo",
+    );
+    assert_eq!(start["agreement"], true);
+    assert_eq!(start["facility"], "4212345674");
+    assert_eq!(start["before"]["src"], "10.0.0.2");
+    assert_eq!(start["before"]["dst"], "100.65.0.2");
+    assert_eq!(start["after"]["src"], "100.64.0.2");
+    assert_eq!(start["after"]["dst"], "10.0.0.2");
+    let end = find(
+        &|l| {
+            is(l, "event", "flow_end")
+                && is(l, "rule", "file-claims")
+                && l["bytes"][0].as_u64() > Some(0)
+                && l["bytes"][1].as_u64() > Some(0)
+        },
+        "a claims flow's end with bytes both ways",
+    );
+    assert!(end["duration_ms"].as_u64().is_some());
+    assert!(end["reason"].is_string());
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["seq"].as_u64(), Some(i as u64 + 1), "no record lost: {l}");
+        assert!(l["ts"].as_str().is_some_and(|t| t.ends_with('Z')), "{l}");
+    }
 }

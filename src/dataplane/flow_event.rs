@@ -81,6 +81,8 @@ pub struct PeerEvent {
     pub peer: crate::ids::PeerId,
     pub at: std::time::Instant,
     pub kind: PeerEventKind,
+    /// Where the peer's datagrams come from, as the tunnel knows it.
+    pub remote: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -484,11 +484,13 @@ impl Core {
                         _ => None,
                     };
                     if let Some((peer, at, kind)) = kind {
+                        let remote = t.wireguard().and_then(|wg| wg.peer_endpoint(peer));
                         sink.peer(PeerEvent {
                             plan: Arc::clone(&self.plan),
                             peer,
                             at,
                             kind,
+                            remote,
                         });
                     }
                 }

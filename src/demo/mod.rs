@@ -60,6 +60,8 @@ pub struct DemoReport {
     /// Replies each WireGuard facility received from one second after the revocation to the
     /// end: (peer, replies).
     pub replies_after_cutoff: Vec<(String, u64)>,
+    /// The audit trail's lines (JSON), read after the gateway stopped.
+    pub audit: Vec<String>,
 }
 
 /// When the demo revokes izumo-hospital's certificate: 60 % into a run of given length, else
@@ -141,6 +143,9 @@ ix:
   public_address: 127.0.0.1
 metrics:
   listen: {metrics}
+audit:
+  file: {audit}
+  journald: off
 trust:
   - name: demo-ca
     ca_file: {ca}
@@ -234,6 +239,7 @@ policies:
         crl = pki.dir.join("crl.pem").display(),
         omura = pki.certs[0].display(),
         izumo = pki.certs[1].display(),
+        audit = pki.dir.join("../audit.jsonl").display(),
     )
 }
 
@@ -449,8 +455,18 @@ async fn run_in(
                 .collect(),
             None => Vec::new(),
         },
+        audit: Vec::new(),
     };
     running.stop().await?;
+    let audit_file = dir.join("audit.jsonl");
+    let report = DemoReport {
+        audit: std::fs::read_to_string(&audit_file)
+            .with_context(|| audit_file.display().to_string())?
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        ..report
+    };
     Ok(report)
 }
 

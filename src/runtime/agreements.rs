@@ -42,8 +42,10 @@ fn standing(a: &Agreement, now: u64) -> String {
 }
 
 impl AgreementWatch {
-    /// The agreements of `config`, each logged with its standing at `now`.
-    pub(crate) fn new(config: &Config, now: u64) -> AgreementWatch {
+    /// The agreements of `config`, each logged with its standing at `now`, and reported as
+    /// `added` (the audit trail's record of what the gateway started with).
+    pub(crate) fn new(config: &Config, now: u64) -> (AgreementWatch, Vec<AgreementChange>) {
+        let mut started = Vec::new();
         for a in &config.agreements {
             tracing::info!(
                 agreement = a.name,
@@ -52,15 +54,23 @@ impl AgreementWatch {
                 "agreement {}",
                 standing(a, now)
             );
+            started.push(AgreementChange {
+                name: a.name.clone(),
+                consumer: a.consumer.clone(),
+                provider: a.provider.clone(),
+                change: "added",
+                detail: format!("at start: {}", standing(a, now)),
+            });
         }
-        AgreementWatch {
+        let watch = AgreementWatch {
             in_force: config
                 .agreements
                 .iter()
                 .map(|a| a.in_force_at(now))
                 .collect(),
             agreements: config.agreements.clone(),
-        }
+        };
+        (watch, started)
     }
 
     /// Takes a reloaded configuration's agreements; what was added, removed or changed
@@ -215,13 +225,21 @@ impl prometheus::core::Collector for AgreementCollector {
 }
 
 /// Polls the agreements' windows every second until the task is aborted.
-pub(crate) async fn watch(watch: std::sync::Arc<std::sync::Mutex<AgreementWatch>>) {
+/// Also tells the audit trail which WireGuard peers went quiet ([`AuditBridge::poll`]).
+pub(crate) async fn watch(
+    watch: std::sync::Arc<std::sync::Mutex<AgreementWatch>>,
+    bridge: std::sync::Arc<super::audit_bridge::AuditBridge>,
+) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let now = super::ike::unix_now();
-        watch.lock().unwrap_or_else(|e| e.into_inner()).poll(now);
+        let changes = watch.lock().unwrap_or_else(|e| e.into_inner()).poll(now);
+        for c in &changes {
+            bridge.agreement(c);
+        }
+        bridge.poll(std::time::Instant::now());
     }
 }
 
@@ -268,7 +286,10 @@ mod tests {
 
     #[test]
     fn windows_and_reloads_are_reported() {
-        let mut w = AgreementWatch::new(&config(vec![agreement("w", Some(100), Some(200))]), 50);
+        let (mut w, started) =
+            AgreementWatch::new(&config(vec![agreement("w", Some(100), Some(200))]), 50);
+        assert_eq!(started.len(), 1);
+        assert_eq!(started[0].change, "added");
         assert_eq!(w.poll(99), []);
         let opened = w.poll(100);
         assert_eq!(opened.len(), 1);

@@ -20,6 +20,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
+use super::audit_bridge::AuditBridge;
 use super::Control;
 use crate::config::{Config, FacilityCertificate};
 use crate::dataplane::{PeerPlanKind, Plan};
@@ -83,6 +84,8 @@ pub(crate) struct Facilities {
     published: Arc<ArcSwap<FacilityStates>>,
     /// Wakes the worker (weak: the registry must not keep the worker's channel open).
     worker: Mutex<Option<mpsc::WeakSender<Control>>>,
+    /// Where certificate states are recorded (the audit trail), if anywhere.
+    audit: Option<Arc<AuditBridge>>,
 }
 
 /// A registry for `plan`, with the CRL files read now (one that cannot be read or used
@@ -242,13 +245,18 @@ fn load_crl(authority: &mut Authority, f: &mut CrlFile, log: bool) -> bool {
 
 impl Facilities {
     /// The registry of the first plan.
-    pub(crate) fn new(config: &Config, plan: &Plan, now: u64) -> Arc<Facilities> {
+    pub(crate) fn new(
+        config: &Config,
+        plan: &Plan,
+        now: u64,
+        audit: Option<Arc<AuditBridge>>,
+    ) -> Arc<Facilities> {
         let (authority, crls) = build(config, plan, now, true);
         let published = Arc::new(ArcSwap::from_pointee(FacilityStates {
             generation: plan.generation,
             states: authority.states(),
         }));
-        log_states(&authority, None);
+        log_states(&authority, None, audit.as_deref());
         Arc::new(Facilities {
             inner: Mutex::new(Inner {
                 generation: plan.generation,
@@ -257,6 +265,7 @@ impl Facilities {
             }),
             published,
             worker: Mutex::new(None),
+            audit,
         })
     }
 
@@ -281,7 +290,7 @@ impl Facilities {
         let (mut authority, crls) = build(config, plan, now, true);
         let mut inner = self.lock();
         authority.carry_presented(&inner.authority, now);
-        log_states(&authority, Some(&inner.authority));
+        log_states(&authority, Some(&inner.authority), self.audit.as_deref());
         let old_generation = std::mem::replace(&mut inner.generation, plan.generation);
         let old = std::mem::replace(&mut inner.authority, authority);
         let old_crls = std::mem::replace(&mut inner.crls, crls);
@@ -314,7 +323,7 @@ impl Facilities {
         if changes.is_empty() {
             return false;
         }
-        log_changes(authority, &changes);
+        log_changes(authority, &changes, self.audit.as_deref());
         self.publish(&inner);
         true
     }
@@ -363,7 +372,7 @@ impl Presenter for Facilities {
         match inner.authority.present(id, chain, now) {
             Ok(change) => {
                 if let Some(c) = change {
-                    log_changes(&inner.authority, &[c]);
+                    log_changes(&inner.authority, &[c], self.audit.as_deref());
                     self.publish(&inner);
                 }
                 Ok(())
@@ -386,24 +395,33 @@ impl Presenter for Facilities {
 
 /// Logs each facility's state when a registry is built (`previous`: the registry it
 /// replaces; only what differs from it is logged, and refused states always).
-fn log_states(authority: &Authority, previous: Option<&Authority>) {
+fn log_states(authority: &Authority, previous: Option<&Authority>, audit: Option<&AuditBridge>) {
     for i in 0..authority.len() {
         let id = FacilityId(i as u32);
         let (Some(spec), Some(v)) = (authority.spec(id), authority.verdict(id)) else {
             continue;
         };
         let before = previous.and_then(|p| p.find(spec.code).and_then(|f| p.verdict(f)));
-        if before.is_some_and(|b| b.state == v.state) && v.state.allows_traffic() {
+        if before.is_some_and(|b| b.state == v.state) {
+            if !v.state.allows_traffic() {
+                log_one(spec, v, before.map(|b| b.state));
+            }
             continue;
         }
         log_one(spec, v, before.map(|b| b.state));
+        if let Some(a) = audit {
+            a.certificate(spec, v, before.map(|b| b.state));
+        }
     }
 }
 
-fn log_changes(authority: &Authority, changes: &[Change]) {
+fn log_changes(authority: &Authority, changes: &[Change], audit: Option<&AuditBridge>) {
     for c in changes {
         if let (Some(spec), Some(v)) = (authority.spec(c.facility), authority.verdict(c.facility)) {
             log_one(spec, v, Some(c.from));
+            if let Some(a) = audit {
+                a.certificate(spec, v, Some(c.from));
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ use super::ike_metrics::IkeMetrics;
 use super::Control;
 use arc_swap::ArcSwap;
 
+use super::audit_bridge::AuditBridge;
 use super::facilities::FacilityStates;
 use crate::dataplane::{AttachmentPlanKind, IkeSetupError, IpsecCarry, PeerPlanKind, Plan};
 use crate::facility::{FacilityState, Presenter};
@@ -223,13 +224,18 @@ pub(crate) fn spawn(
     control: mpsc::Sender<Control>,
     metrics: IkeMetrics,
     facilities: Arc<ArcSwap<FacilityStates>>,
+    audit: Option<Arc<AuditBridge>>,
 ) -> std::io::Result<std::thread::JoinHandle<Receiver<IkeInput>>> {
     // Only the weak sender may reach the thread: a strong one captured by the closure would
     // keep the worker's channel open after the `Running` is dropped.
     let control = control.downgrade();
     std::thread::Builder::new()
         .name("ixgw-ike".into())
-        .spawn(move || IkeThread::new(control, metrics, facilities).run(rx))
+        .spawn(move || {
+            let mut t = IkeThread::new(control, metrics, facilities);
+            t.audit = audit;
+            t.run(rx)
+        })
 }
 
 /// Hands an IKE datagram to the IKE thread; `false` when it cannot take it (its queue is
@@ -271,6 +277,8 @@ struct IkeThread {
     /// Every facility's certificate state, and the states last acted on (for this plan).
     facilities: Arc<ArcSwap<FacilityStates>>,
     facilities_seen: Option<Arc<FacilityStates>>,
+    /// Where authentications and tunnels going up and down are recorded, if anywhere.
+    audit: Option<Arc<AuditBridge>>,
 }
 
 impl IkeThread {
@@ -287,6 +295,7 @@ impl IkeThread {
             engines: Vec::new(),
             facilities,
             facilities_seen: None,
+            audit: None,
         }
     }
 
@@ -622,6 +631,20 @@ impl IkeThread {
             IkeEvent::Refused { reason, .. } => m.refused(&a, *reason),
             _ => {}
         }
+        if let (Some(audit), Some(plan)) = (&self.audit, &self.plan) {
+            match &ev {
+                IkeEvent::IkeSaUp { peer, remote } => audit.ike_up(plan, *peer, *remote),
+                IkeEvent::PeerDown { peer, reason } => {
+                    audit.ike_down(plan, *peer, super::ike_metrics::down_label(*reason))
+                }
+                IkeEvent::Refused {
+                    peer: Some(peer),
+                    reason,
+                    ..
+                } => audit.ike_refused(plan, *peer, super::ike_metrics::refusal_label(*reason)),
+                _ => {}
+            }
+        }
         match ev {
             IkeEvent::IkeSaUp { peer, remote } => {
                 tracing::info!(attachment = a, peer = name(&peer), %remote, "IKE SA established");
@@ -845,7 +868,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let (control, _control_rx) = mpsc::channel(8);
         let metrics = IkeMetrics::register(&prometheus::Registry::new()).unwrap();
-        let thread = spawn(rx, control, metrics, Default::default()).unwrap();
+        let thread = spawn(rx, control, metrics, Default::default(), None).unwrap();
         tx.send(IkeInput::Stop).unwrap();
         let queue = thread.join().expect("the IKE thread ends on Stop");
         let late = IkeInput::Datagram {

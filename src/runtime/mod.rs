@@ -11,6 +11,7 @@
 //! the new plan keeps running.
 
 mod agreements;
+mod audit_bridge;
 #[cfg(test)]
 mod audit_tests;
 mod facilities;
@@ -156,6 +157,8 @@ pub struct Running {
     agreements: Arc<std::sync::Mutex<agreements::AgreementWatch>>,
     agreement_task: tokio::task::JoinHandle<()>,
     audit: Audit,
+    /// What the threads tell the audit trail through.
+    bridge: Arc<audit_bridge::AuditBridge>,
 }
 
 impl Drop for Running {
@@ -553,7 +556,13 @@ impl Running {
                 source,
             })?;
 
-        let facilities = facilities::Facilities::new(config, &plan, ike::unix_now());
+        let bridge = Arc::new(audit_bridge::AuditBridge::new(audit.clone()));
+        let facilities = facilities::Facilities::new(
+            config,
+            &plan,
+            ike::unix_now(),
+            bridge.enabled().then(|| bridge.clone()),
+        );
         let presenter: Arc<dyn crate::facility::Presenter> = facilities.clone();
         let sources = open_sources(&plan, &HashMap::new())?;
         let bound: HashMap<SourceKey, Bound> = sources.bound().into_iter().collect();
@@ -561,7 +570,10 @@ impl Running {
         sources.clone_udp(&mut udp_clones);
         let engines = ike_setups(&plan, &udp_clones, &presenter)?;
 
-        let gateway = Gateway::new(plan.clone(), Instant::now());
+        let mut gateway = Gateway::new(plan.clone(), Instant::now());
+        if bridge.enabled() {
+            gateway.set_flow_sink(bridge.clone());
+        }
         let hub = Arc::new(MetricsHub::new([gateway.counters().clone()]));
         hub.config_loaded(SystemTime::now());
         hub.set_flow_table_capacity(plan.limits.flow_table_size);
@@ -607,8 +619,14 @@ impl Running {
             Err(e) => Err(e),
         };
         let ike_thread = match routed {
-            Ok(()) => ike::spawn(ike_rx, control.clone(), ike_metrics, facilities.states())
-                .map_err(RuntimeError::Thread),
+            Ok(()) => ike::spawn(
+                ike_rx,
+                control.clone(),
+                ike_metrics,
+                facilities.states(),
+                bridge.enabled().then(|| bridge.clone()),
+            )
+            .map_err(RuntimeError::Thread),
             Err(e) => Err(e),
         };
         let ike_thread = match ike_thread {
@@ -639,11 +657,12 @@ impl Running {
             // A full queue is fine: the IKE thread reads the states after every turn.
             let _ = wake_ike.try_send(ike::IkeInput::Facilities);
         }));
-        let agreements = Arc::new(std::sync::Mutex::new(agreements::AgreementWatch::new(
-            config,
-            ike::unix_now(),
-        )));
-        let agreement_task = tokio::spawn(agreements::watch(agreements.clone()));
+        let (watch, started) = agreements::AgreementWatch::new(config, ike::unix_now());
+        for c in &started {
+            bridge.agreement(c);
+        }
+        let agreements = Arc::new(std::sync::Mutex::new(watch));
+        let agreement_task = tokio::spawn(agreements::watch(agreements.clone(), bridge.clone()));
         let registered = agreements::AgreementCollector::new(agreements.clone())
             .and_then(|c| hub.registry().register(Box::new(c)));
         if let Err(e) = registered {
@@ -651,6 +670,7 @@ impl Running {
         }
         tracing::info!(%metrics_addr, attachments = plan.attachments.len(), peers = plan.peers.len(), "gateway running");
         Ok(Running {
+            bridge,
             agreements,
             agreement_task,
             facilities,
@@ -767,10 +787,14 @@ impl Running {
             engines,
         });
         self.socket_drops.track(tracked_sockets(&plan, &self.bound));
-        self.agreements
+        let changed = self
+            .agreements
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .reload(config, ike::unix_now());
+        for c in &changed {
+            self.bridge.agreement(c);
+        }
         let old = std::mem::replace(&mut self.plan, plan);
         let failed = apply_kernel_changes_logged(&kernel_changes(Some(&old), &self.plan)).await;
         tracing::info!(

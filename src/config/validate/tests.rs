@@ -210,7 +210,10 @@ fn example_config_loads() {
     );
     assert_eq!(c.policies[0].from.tenants, ["ajisai-net", "mame-net"]);
     let a = &c.agreements[0];
-    assert_eq!((a.consumer.as_str(), a.provider.as_str()), ("ajisai-net", "mame-net"));
+    assert_eq!(
+        (a.consumer.as_str(), a.provider.as_str()),
+        ("ajisai-net", "mame-net")
+    );
     assert!(a.approved());
     assert_eq!(c.facilities.as_ref().map(Vec::len), Some(3));
     assert_eq!(c.dataplane, Dataplane::default());
