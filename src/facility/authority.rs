@@ -44,7 +44,14 @@ pub struct FacilitySpec {
 /// judged by it), else the verdict that refuses it. Implemented by the runtime over the
 /// running [`Authority`].
 pub trait Presenter: Send + Sync {
-    fn present(&self, facility: FacilityCode, chain: &[&[u8]], now: u64) -> Result<(), Verdict>;
+    /// `peer` (its name) of `facility` authenticated with `chain`, leaf first, at `now`.
+    fn present(
+        &self,
+        facility: FacilityCode,
+        peer: &str,
+        chain: &[&[u8]],
+        now: u64,
+    ) -> Result<(), Verdict>;
 }
 
 /// A facility whose state changed.
@@ -58,9 +65,20 @@ pub struct Change {
 #[derive(Debug, Clone)]
 struct Entry {
     spec: FacilitySpec,
-    /// The certificate its peer last authenticated with successfully.
-    presented: Option<FacilityCert>,
+    /// The certificate each of its peers (by name) last authenticated with successfully, and
+    /// whether it is still good. A facility may have several routers, each with a
+    /// certificate of its own.
+    presented: Vec<(String, FacilityCert, bool)>,
     verdict: Verdict,
+}
+
+/// A peer whose presented certificate is refused now (revoked, expired, ...): its tunnel
+/// must go, whatever its facility's other peers hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRefused {
+    pub facility: FacilityId,
+    pub peer: String,
+    pub verdict: Verdict,
 }
 
 /// The facilities of one plan and the CA bundles they are judged against.
@@ -80,7 +98,7 @@ impl Authority {
                 .into_iter()
                 .map(|spec| Entry {
                     spec,
-                    presented: None,
+                    presented: Vec::new(),
                     verdict: not_judged(),
                 })
                 .collect(),
@@ -106,8 +124,8 @@ impl Authority {
             }) else {
                 continue;
             };
-            if let Some(cert) = &old.presented {
-                self.entries[i].presented = Some(cert.clone());
+            if !old.presented.is_empty() {
+                self.entries[i].presented = old.presented.clone();
                 self.entries[i].verdict = self.judge(i, now);
             }
         }
@@ -122,10 +140,27 @@ impl Authority {
         }
     }
 
-    /// Judges every facility again at `now`; the facilities whose state changed.
-    pub fn evaluate(&mut self, now: u64) -> Vec<Change> {
+    /// Judges every facility again at `now`: the facilities whose state changed, and the
+    /// peers whose presented certificate is now refused (forgotten: they must authenticate
+    /// again, and cannot with that certificate).
+    pub fn evaluate(&mut self, now: u64) -> (Vec<Change>, Vec<PeerRefused>) {
         let mut changes = Vec::new();
+        let mut refused = Vec::new();
         for i in 0..self.entries.len() {
+            let mut presented = std::mem::take(&mut self.entries[i].presented);
+            for (peer, cert, good) in &mut presented {
+                let v = self.judge_cert(i, cert, now);
+                let now_good = v.state == FacilityState::Valid;
+                if *good && !now_good {
+                    refused.push(PeerRefused {
+                        facility: FacilityId(i as u32),
+                        peer: peer.clone(),
+                        verdict: v,
+                    });
+                }
+                *good = now_good;
+            }
+            self.entries[i].presented = presented;
             let verdict = self.judge(i, now);
             let from = self.entries[i].verdict.state;
             if from != verdict.state {
@@ -137,7 +172,7 @@ impl Authority {
             }
             self.entries[i].verdict = verdict;
         }
-        changes
+        (changes, refused)
     }
 
     /// A peer of `facility` authenticated with `chain` (leaf first): is it the facility's
@@ -148,6 +183,7 @@ impl Authority {
     pub fn present(
         &mut self,
         facility: FacilityId,
+        peer: &str,
         chain: &[&[u8]],
         now: u64,
     ) -> Result<Option<Change>, Verdict> {
@@ -168,7 +204,8 @@ impl Authority {
             return Err(verdict);
         }
         let entry = &mut self.entries[i];
-        entry.presented = Some(cert);
+        entry.presented.retain(|(p, _, _)| p != peer);
+        entry.presented.push((peer.to_string(), cert, true));
         let from = std::mem::replace(&mut entry.verdict, verdict).state;
         Ok((from != FacilityState::Valid).then_some(Change {
             facility,
@@ -220,26 +257,35 @@ impl Authority {
 
     fn judge(&self, i: usize, now: u64) -> Verdict {
         let e = &self.entries[i];
-        let cert = match (&e.presented, &e.spec.source) {
-            (_, CertSource::NotRequired) => {
-                return Verdict {
-                    state: FacilityState::NotRequired,
-                    detail: "no certificate required".into(),
-                    ca: None,
-                    not_after: 0,
-                    recheck_at: None,
-                }
+        if e.spec.source == CertSource::NotRequired {
+            return Verdict {
+                state: FacilityState::NotRequired,
+                detail: "no certificate required".into(),
+                ca: None,
+                not_after: 0,
+                recheck_at: None,
+            };
+        }
+        // Judged by the certificates its peers presented, when they did: valid while one
+        // of them is (a peer whose certificate is refused loses its own tunnel).
+        let mut first_refusal = None;
+        for (_, cert, _) in &e.presented {
+            let v = self.judge_cert(i, cert, now);
+            if v.state == FacilityState::Valid {
+                return v;
             }
-            (Some(presented), _) => presented,
-            (None, CertSource::File(file)) => file,
-            (None, CertSource::Presented) => {
-                return refusal(
-                    FacilityState::NotPresented,
-                    "no peer of this facility has authenticated with its certificate yet",
-                )
-            }
-        };
-        self.judge_cert(i, cert, now)
+            first_refusal.get_or_insert(v);
+        }
+        if let Some(v) = first_refusal {
+            return v;
+        }
+        match &e.spec.source {
+            CertSource::File(file) => self.judge_cert(i, file, now),
+            _ => refusal(
+                FacilityState::NotPresented,
+                "no peer of this facility has authenticated with its certificate yet",
+            ),
+        }
     }
 
     fn judge_cert(&self, i: usize, cert: &FacilityCert, now: u64) -> Verdict {

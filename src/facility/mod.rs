@@ -33,7 +33,7 @@ pub(crate) mod testpki;
 #[cfg(test)]
 mod tests;
 
-pub use authority::{Authority, CertSource, Change, FacilitySpec, Presenter};
+pub use authority::{Authority, CertSource, Change, FacilitySpec, PeerRefused, Presenter};
 pub use cert::{CertError, FacilityCert};
 pub use time::{format_unix, parse_rfc3339};
 pub use trust::{Ca, CrlError, CrlInfo, CrlPolicy};

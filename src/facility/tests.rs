@@ -429,7 +429,9 @@ mod authority {
         let mut leaf = Leaf::facility(OTHER, NOW);
         leaf.serial = 2;
         let presented = leaf.issue(&ix, &[]);
-        let change = a.present(FacilityId(1), &[&der(&presented)], NOW).unwrap();
+        let change = a
+            .present(FacilityId(1), "peer", &[&der(&presented)], NOW)
+            .unwrap();
         assert_eq!(
             change,
             Some(Change {
@@ -439,13 +441,15 @@ mod authority {
             })
         );
         assert_eq!(
-            a.present(FacilityId(1), &[&der(&presented)], NOW),
+            a.present(FacilityId(1), "peer", &[&der(&presented)], NOW),
             Ok(None),
             "no change"
         );
         // Another facility's certificate is refused and changes nothing.
         let wrong = Leaf::facility(THIRD, NOW).issue(&ix, &[]);
-        let refused = a.present(FacilityId(1), &[&der(&wrong)], NOW).unwrap_err();
+        let refused = a
+            .present(FacilityId(1), "peer", &[&der(&wrong)], NOW)
+            .unwrap_err();
         assert_eq!(refused.state, FacilityState::BindingMismatch);
         assert_eq!(a.states()[1], FacilityState::Valid);
         assert_eq!(
@@ -459,11 +463,11 @@ mod authority {
         let (ix, mut a) = setup();
         let mut leaf = Leaf::facility(OTHER, NOW);
         leaf.serial = 2;
-        a.present(FacilityId(1), &[&der(&leaf.issue(&ix, &[]))], NOW)
+        a.present(FacilityId(1), "peer", &[&der(&leaf.issue(&ix, &[]))], NOW)
             .unwrap();
         a.load_crl(0, 0, &ix.fresh_crl(&[1])).unwrap();
         assert_eq!(
-            a.evaluate(NOW),
+            a.evaluate(NOW).0,
             [Change {
                 facility: FacilityId(0),
                 from: FacilityState::Valid,
@@ -472,26 +476,60 @@ mod authority {
         );
         assert!(a.verdict(FacilityId(0)).unwrap().detail.contains("revoked"));
         a.load_crl(0, 0, &ix.fresh_crl(&[1, 2])).unwrap();
-        let changes = a.evaluate(NOW);
+        let (changes, refused) = a.evaluate(NOW);
+        assert_eq!(
+            refused.len(),
+            1,
+            "the peer that presented it loses its tunnel"
+        );
+        assert_eq!(refused[0].peer, "peer");
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].facility, FacilityId(1));
         assert_eq!(changes[0].to, FacilityState::Revoked);
         // The revoked certificate cannot be presented again.
         let again = a
-            .present(FacilityId(1), &[&der(&leaf.issue(&ix, &[]))], NOW)
+            .present(FacilityId(1), "peer", &[&der(&leaf.issue(&ix, &[]))], NOW)
             .unwrap_err();
         assert_eq!(again.state, FacilityState::Revoked);
-        assert_eq!(a.evaluate(NOW), []);
+        assert_eq!(a.evaluate(NOW), (vec![], vec![]));
     }
 
     #[test]
     fn not_after_passes_at_the_recheck_time() {
         let (_, mut a) = setup();
         assert_eq!(a.next_recheck(), Some(NOW + 31));
-        assert_eq!(a.evaluate(NOW + 30), []);
-        let changes = a.evaluate(NOW + 31);
+        assert_eq!(a.evaluate(NOW + 30), (vec![], vec![]));
+        let changes = a.evaluate(NOW + 31).0;
         assert_eq!(changes[0].to, FacilityState::Expired);
         assert_eq!(changes[0].facility, FacilityId(0));
+    }
+
+    /// Two routers of one facility, each with its own certificate: revoking one cuts that
+    /// router's tunnel; the facility stays valid through the other.
+    #[test]
+    fn each_peer_is_judged_by_its_own_certificate() {
+        let (ix, mut a) = setup();
+        let mut x = Leaf::facility(OTHER, NOW);
+        x.serial = 2;
+        let mut y = Leaf::facility(OTHER, NOW);
+        y.serial = 3;
+        a.present(FacilityId(1), "router-x", &[&der(&x.issue(&ix, &[]))], NOW)
+            .unwrap();
+        a.present(FacilityId(1), "router-y", &[&der(&y.issue(&ix, &[]))], NOW)
+            .unwrap();
+        a.load_crl(0, 0, &ix.fresh_crl(&[2])).unwrap();
+        let (changes, refused) = a.evaluate(NOW);
+        assert_eq!(changes, [], "router-y keeps the facility valid");
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].peer, "router-x");
+        assert_eq!(refused[0].verdict.state, FacilityState::Revoked);
+        assert_eq!(a.states()[1], FacilityState::Valid);
+        // Both revoked: the facility is.
+        a.load_crl(0, 0, &ix.fresh_crl(&[2, 3])).unwrap();
+        let (changes, refused) = a.evaluate(NOW);
+        assert_eq!(changes[0].to, FacilityState::Revoked);
+        assert_eq!(refused[0].peer, "router-y");
+        assert!(!a.states()[1].allows_traffic());
     }
 
     #[test]
@@ -500,7 +538,7 @@ mod authority {
         // Facility 0's file pins its key: another certificate for it is refused.
         let other_key = Leaf::facility(CODE, NOW).issue(&ix, &[]);
         let refused = a
-            .present(FacilityId(0), &[&der(&other_key)], NOW)
+            .present(FacilityId(0), "peer", &[&der(&other_key)], NOW)
             .unwrap_err();
         assert_eq!(refused.state, FacilityState::BindingMismatch);
         assert!(
@@ -514,7 +552,8 @@ mod authority {
     fn a_reload_keeps_what_was_presented() {
         let (ix, mut a) = setup();
         let presented = Leaf::facility(OTHER, NOW).issue(&ix, &[]);
-        a.present(FacilityId(1), &[&der(&presented)], NOW).unwrap();
+        a.present(FacilityId(1), "peer", &[&der(&presented)], NOW)
+            .unwrap();
         // The new plan numbers the facilities the other way round.
         let ca = bundle("ix", &ix, &[], CrlPolicy::FailClosed);
         let mut b = Authority::new(

@@ -33,11 +33,14 @@ use crate::ids::{FacilityCode, FacilityId};
 /// How often the CRL files are looked at.
 pub(crate) const POLL: Duration = Duration::from_millis(200);
 
-/// Every facility's state, for the plan of `generation`, by [`FacilityId`].
+/// Every facility's state, for the plan of `generation`, by [`FacilityId`], and the peers
+/// (by name) whose own presented certificate is refused: the IKE thread deletes their SAs
+/// even while another peer keeps the facility valid.
 #[derive(Debug, Default)]
 pub(crate) struct FacilityStates {
     pub generation: u64,
     pub states: Vec<FacilityState>,
+    pub refused_peers: Vec<String>,
 }
 
 /// A CRL file and what it looked like when last read.
@@ -75,6 +78,8 @@ struct Inner {
     generation: u64,
     authority: Authority,
     crls: Vec<CrlFile>,
+    /// Peers whose presented certificate was refused, until they present a good one.
+    refused_peers: Vec<String>,
 }
 
 /// The running registry, shared by the runtime, its CRL task, the IKE thread (as the
@@ -255,6 +260,7 @@ impl Facilities {
         let published = Arc::new(ArcSwap::from_pointee(FacilityStates {
             generation: plan.generation,
             states: authority.states(),
+            refused_peers: Vec::new(),
         }));
         log_states(&authority, None, audit.as_deref());
         Arc::new(Facilities {
@@ -262,6 +268,7 @@ impl Facilities {
                 generation: plan.generation,
                 authority,
                 crls,
+                refused_peers: Vec::new(),
             }),
             published,
             worker: Mutex::new(None),
@@ -301,7 +308,10 @@ impl Facilities {
     /// Puts back what [`Facilities::switch`] replaced (the reload failed).
     pub(crate) fn restore(&self, previous: Replaced) {
         let mut inner = self.lock();
-        (inner.generation, inner.authority, inner.crls) = previous;
+        let (generation, mut authority, crls) = previous;
+        // What peers presented meanwhile counts for the old registry too.
+        authority.carry_presented(&inner.authority, super::ike::unix_now());
+        (inner.generation, inner.authority, inner.crls) = (generation, authority, crls);
         self.publish(&inner);
     }
 
@@ -310,7 +320,10 @@ impl Facilities {
     pub(crate) fn poll(&self, now: u64) -> bool {
         let mut inner = self.lock();
         let Inner {
-            authority, crls, ..
+            authority,
+            crls,
+            refused_peers,
+            ..
         } = &mut *inner;
         let mut loaded = false;
         for f in crls.iter_mut() {
@@ -319,11 +332,23 @@ impl Facilities {
         if !loaded && authority.next_recheck().is_none_or(|t| now < t) {
             return false;
         }
-        let changes = authority.evaluate(now);
-        if changes.is_empty() {
+        let (changes, refused) = authority.evaluate(now);
+        if changes.is_empty() && refused.is_empty() {
             return false;
         }
         log_changes(authority, &changes, self.audit.as_deref());
+        for r in &refused {
+            tracing::warn!(
+                facility = authority.spec(r.facility).map(|s| s.code.to_string()).unwrap_or_default(),
+                peer = r.peer,
+                state = %r.verdict.state,
+                "the certificate this peer authenticated with is refused: its tunnel goes: {}",
+                r.verdict.detail
+            );
+            if !refused_peers.contains(&r.peer) {
+                refused_peers.push(r.peer.clone());
+            }
+        }
         self.publish(&inner);
         true
     }
@@ -332,6 +357,7 @@ impl Facilities {
         self.published.store(Arc::new(FacilityStates {
             generation: inner.generation,
             states: inner.authority.states(),
+            refused_peers: inner.refused_peers.clone(),
         }));
         let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(control) = worker.as_ref().and_then(mpsc::WeakSender::upgrade) {
@@ -364,15 +390,29 @@ impl Facilities {
 }
 
 impl Presenter for Facilities {
-    fn present(&self, facility: FacilityCode, chain: &[&[u8]], now: u64) -> Result<(), Verdict> {
+    fn present(
+        &self,
+        facility: FacilityCode,
+        peer: &str,
+        chain: &[&[u8]],
+        now: u64,
+    ) -> Result<(), Verdict> {
         let mut inner = self.lock();
         let Some(id) = inner.authority.find(facility) else {
             return Ok(());
         };
-        match inner.authority.present(id, chain, now) {
+        match inner.authority.present(id, peer, chain, now) {
             Ok(change) => {
-                if let Some(c) = change {
-                    log_changes(&inner.authority, &[c], self.audit.as_deref());
+                let was_refused = inner.refused_peers.iter().any(|p| p == peer);
+                inner.refused_peers.retain(|p| p != peer);
+                if let Some(c) = &change {
+                    log_changes(
+                        &inner.authority,
+                        std::slice::from_ref(c),
+                        self.audit.as_deref(),
+                    );
+                }
+                if change.is_some() || was_refused {
                     self.publish(&inner);
                 }
                 Ok(())
@@ -568,7 +608,7 @@ pub fn verify_certificate(
     let ders: Vec<&[u8]> = std::iter::once(cert.leaf().as_ref())
         .chain(cert.intermediates().iter().map(|d| d.as_ref()))
         .collect();
-    let verdict = match authority.present(id, &ders, now) {
+    let verdict = match authority.present(id, "ixgw facility verify", &ders, now) {
         Ok(_) => authority.verdict(id).cloned(),
         Err(v) => Some(v),
     };

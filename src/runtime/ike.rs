@@ -327,6 +327,30 @@ impl IkeThread {
             )
         };
         let now = Instant::now();
+        // Peers whose own certificate was refused (their facility may stay valid through
+        // another peer): their SAs go.
+        let newly_refused: Vec<&String> = states
+            .refused_peers
+            .iter()
+            .filter(|p| before.as_ref().is_none_or(|b| !b.refused_peers.contains(p)))
+            .collect();
+        for i in 0..self.engines.len() {
+            let e = &mut self.engines[i];
+            let gone: Vec<PeerId> = e
+                .names
+                .iter()
+                .filter(|(_, n)| newly_refused.contains(n))
+                .map(|(p, _)| *p)
+                .collect();
+            for p in gone {
+                tracing::warn!(
+                    attachment = e.attachment_name,
+                    peer = e.names.get(&p).map_or("?", String::as_str),
+                    "the peer's certificate is refused: deleting its IKE SA"
+                );
+                e.engine.delete(p, now);
+            }
+        }
         for i in 0..self.engines.len() {
             let peers: Vec<PeerId> = self.engines[i].names.keys().copied().collect();
             for p in peers {

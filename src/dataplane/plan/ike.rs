@@ -131,7 +131,7 @@ impl Plan {
                         })?;
                         let mut auth = PkiAuth::new(local, trust, clock);
                         if let Some(presenter) = presenter {
-                            auth = auth.with_facility(p.facility, Arc::clone(presenter));
+                            auth = auth.with_facility(p.facility, &p.name, Arc::clone(presenter));
                         }
                         ike::PeerAuth::Certificate(Arc::new(auth))
                     }

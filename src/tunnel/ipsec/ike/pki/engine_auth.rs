@@ -19,7 +19,7 @@ pub struct PkiAuth {
     clock: fn() -> u64,
     /// The peer's facility and where its certificate is judged (the facility registry);
     /// `None`: no facility certificate is checked.
-    facility: Option<(FacilityCode, Arc<dyn Presenter>)>,
+    facility: Option<(FacilityCode, String, Arc<dyn Presenter>)>,
 }
 
 impl PkiAuth {
@@ -38,9 +38,10 @@ impl PkiAuth {
     pub fn with_facility(
         mut self,
         facility: FacilityCode,
+        peer: &str,
         presenter: Arc<dyn Presenter>,
     ) -> PkiAuth {
-        self.facility = Some((facility, presenter));
+        self.facility = Some((facility, peer.to_string(), presenter));
         self
     }
 }
@@ -107,9 +108,9 @@ impl CertificateAuth for PkiAuth {
             },
         )?;
         // The signature is the peer's: now, is its certificate the facility's?
-        if let Some((code, presenter)) = &self.facility {
+        if let Some((code, peer, presenter)) = &self.facility {
             presenter
-                .present(*code, certificates, now)
+                .present(*code, peer, certificates, now)
                 .map_err(|v| facility_refusal(v.state))?;
         }
         Ok(())
