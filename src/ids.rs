@@ -110,7 +110,9 @@ impl FacilityCode {
             .rev()
             .enumerate()
             .map(|(i, &d)| {
-                let p = u32::from(d - b'0') * if i % 2 == 0 { 2 } else { 1 };
+                // Not a digit (callers check first): counted as 0, never a panic.
+                let d = if d.is_ascii_digit() { d - b'0' } else { 0 };
+                let p = u32::from(d) * if i % 2 == 0 { 2 } else { 1 };
                 p / 10 + p % 10
             })
             .sum();

@@ -478,8 +478,8 @@ impl Core {
                         Event::HandshakeDone { peer, at } => {
                             Some((peer, at, PeerEventKind::Handshake))
                         }
-                        Event::Refused { peer, result } => {
-                            Some((peer, Instant::now(), PeerEventKind::Refused(result)))
+                        Event::Refused { peer, result, at } => {
+                            Some((peer, at, PeerEventKind::Refused(result)))
                         }
                         _ => None,
                     };
@@ -630,6 +630,15 @@ impl Core {
             Route::Peer(p) => plan.peers[p.index()].attachment,
             Route::Plain(a) => a,
         };
+        // The facility at the far end must be allowed traffic as well: a revoked facility
+        // receives nothing, not even on flows others opened to it (and no ICMP goes out in
+        // its name).
+        if let Route::Peer(p) = route {
+            let to = plan.peers[p.index()].facility_id;
+            if !self.facilities.state(Some(to)).allows_traffic() {
+                return Err(DropReason::Certificate);
+            }
+        }
         let egress_mtu = plan.attachments[egress.index()].mtu;
         let len = usize::from(s.total_len);
         if len > usize::from(egress_mtu) {
@@ -676,17 +685,6 @@ impl Core {
             Route::Peer(p) => Some(p),
             Route::Plain(_) => None,
         };
-        // The facility at the far end must be allowed traffic as well: a revoked facility
-        // receives nothing, not even on flows others opened to it.
-        if let Some(p) = egress_peer {
-            let to = plan.peers[p.index()].facility_id;
-            if !self.facilities.state(Some(to)).allows_traffic() {
-                if let Some((flow, Some(_))) = admitted {
-                    self.flows.forget(&flow.opener);
-                }
-                return Err(DropReason::Certificate);
-            }
-        }
         let sent = self.tunnels[egress.index()].encapsulate(now, egress, egress_peer, pkt, tx);
         if let Err(reason) = sent {
             if let Some((flow, Some(_))) = admitted {

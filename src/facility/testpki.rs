@@ -74,10 +74,21 @@ impl TestCa {
     /// A CRL revoking `serials` (an hour ago, key compromise), valid from `this_update` to
     /// `next_update`.
     pub(crate) fn crl(&self, serials: &[u8], this_update: u64, next_update: u64) -> Vec<u8> {
+        self.crl_numbered(1, serials, this_update, next_update)
+    }
+
+    /// The same, with CRL number `number`.
+    pub(crate) fn crl_numbered(
+        &self,
+        number: u64,
+        serials: &[u8],
+        this_update: u64,
+        next_update: u64,
+    ) -> Vec<u8> {
         CertificateRevocationListParams {
             this_update: at(this_update),
             next_update: at(next_update),
-            crl_number: SerialNumber::from(1u64),
+            crl_number: SerialNumber::from(number),
             issuing_distribution_point: None,
             revoked_certs: serials
                 .iter()

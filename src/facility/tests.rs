@@ -47,8 +47,16 @@ fn valid() {
     assert_eq!(v.ca.as_deref(), Some("ix"));
     assert_eq!(cert.codes, [CODE]);
     assert_eq!(cert.wireguard_keys, [WG_KEY]);
-    // The next change by time alone: the CRL's nextUpdate (the CA fails closed).
-    assert_eq!(v.recheck_at, Some(NOW + 7 * DAY + 1));
+    // The next change by time alone: the CRL's nextUpdate (the CA fails closed; webpki
+    // holds a CRL expired from its nextUpdate on).
+    assert_eq!(v.recheck_at, Some(NOW + 7 * DAY));
+    let mut stale = Ca::new("ix", ix.pem.as_bytes(), CrlPolicy::FailClosed, 1).unwrap();
+    stale.load_crl(0, &ix.crl(&[9], NOW - DAY, NOW)).unwrap();
+    assert_state(
+        &judge(&cert, &[&stale], &[]),
+        FacilityState::CrlExpired,
+        &[],
+    );
 }
 
 #[test]
@@ -335,6 +343,111 @@ fn crl_loading() {
     assert_state(&judge(&cert, &[&unchecked], &[]), FacilityState::Valid, &[]);
 }
 
+/// An intermediate listed in the bundle is not a trust anchor: the root's CRL revokes it,
+/// and with it every certificate it issued.
+#[test]
+fn a_bundle_intermediate_is_revoked_by_its_root() {
+    let ix = root("ix-ca", NOW);
+    let sub = intermediate("ix-sub-ca", &ix);
+    let both = format!("{}{}", ix.pem, sub.pem);
+    let mut ca = Ca::new("ix", both.as_bytes(), CrlPolicy::FailClosed, 2).unwrap();
+    ca.load_crl(0, &ix.fresh_crl(&[])).unwrap();
+    ca.load_crl(1, &sub.fresh_crl(&[])).unwrap();
+    // The facility does not send the intermediate: the bundle provides it.
+    let cert = Leaf::facility(CODE, NOW).issue(&sub, &[]);
+    assert_state(&judge(&cert, &[&ca], &[]), FacilityState::Valid, &[]);
+    // The root revokes the intermediate (by the serial rcgen gave it).
+    let sub_serial = {
+        use x509_parser::prelude::FromDer;
+        let der = rustls_pki_types::pem::PemObject::from_pem_slice(sub.pem.as_bytes())
+            .map(|d: rustls_pki_types::CertificateDer<'static>| d.to_vec())
+            .unwrap();
+        let (_, c) = x509_parser::certificate::X509Certificate::from_der(&der).unwrap();
+        c.raw_serial().to_vec()
+    };
+    let revoke_sub = {
+        use rcgen::{
+            CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams,
+            SerialNumber,
+        };
+        CertificateRevocationListParams {
+            this_update: at(NOW - 60),
+            next_update: at(NOW + DAY),
+            crl_number: SerialNumber::from(2u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&sub_serial),
+                revocation_time: at(NOW - 60),
+                reason_code: Some(RevocationReason::CaCompromise),
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&ix.issuer)
+        .unwrap()
+        .pem()
+        .unwrap()
+    };
+    ca.load_crl(0, revoke_sub.as_bytes()).unwrap();
+    assert_state(
+        &judge(&cert, &[&ca], &[]),
+        FacilityState::Revoked,
+        &["a CA certificate of its chain is revoked"],
+    );
+}
+
+/// A CA re-issued with the same name and key: a path through the new certificate is good
+/// even while the old one has expired.
+#[test]
+fn a_rolled_over_ca_certificate_keeps_its_facilities() {
+    let old = root_until("ix-ca", NOW, NOW - 1);
+    let renewed = {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "ix-ca");
+        p.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        p.not_before = at(NOW - DAY);
+        p.not_after = at(NOW + 3650 * DAY);
+        p.self_signed(old.issuer.key()).unwrap().pem()
+    };
+    let bundle = format!("{}{}", old.pem, renewed);
+    let ca = Ca::new("ix", bundle.as_bytes(), CrlPolicy::FailClosed, 0).unwrap();
+    let mut leaf = Leaf::facility(CODE, NOW);
+    leaf.not_before = NOW - 2 * DAY;
+    let v = judge(&leaf.issue(&old, &[]), &[&ca], &[]);
+    assert_state(&v, FacilityState::Valid, &[]);
+}
+
+/// An older CRL (a restored backup, a replayed file) cannot un-revoke: it is refused and
+/// the newer one stays.
+#[test]
+fn an_older_crl_is_refused() {
+    let ix = root("ix-ca", NOW);
+    let mut ca = Ca::new("ix", ix.pem.as_bytes(), CrlPolicy::FailClosed, 1).unwrap();
+    let cert = Leaf::facility(CODE, NOW).issue(&ix, &[]);
+    ca.load_crl(0, &ix.crl_numbered(10, &[1], NOW - 60, NOW + DAY))
+        .unwrap();
+    let older = ca.load_crl(0, &ix.crl_numbered(9, &[], NOW - 30, NOW + DAY));
+    assert_eq!(
+        older,
+        Err(CrlError::Older {
+            offered: "9".into(),
+            loaded: "10".into()
+        })
+    );
+    assert_state(&judge(&cert, &[&ca], &[]), FacilityState::Revoked, &[]);
+    // The same number again, and a newer one, are taken.
+    ca.load_crl(0, &ix.crl_numbered(10, &[1], NOW - 60, NOW + DAY))
+        .unwrap();
+    ca.load_crl(0, &ix.crl_numbered(11, &[], NOW - 10, NOW + DAY))
+        .unwrap();
+    assert_state(&judge(&cert, &[&ca], &[]), FacilityState::Valid, &[]);
+}
+
 #[test]
 fn expired_ca_certificate() {
     let ix = root_until("ix-ca", NOW, NOW - 1);
@@ -345,7 +458,7 @@ fn expired_ca_certificate() {
     assert_state(
         &v,
         FacilityState::Expired,
-        &["the certificate of CA ix expired"],
+        &["a CA certificate of its chain (CA ix) expired"],
     );
 }
 

@@ -37,6 +37,8 @@ pub enum CrlError {
     Parse(String),
     #[error("issued by {0}, which is not a certificate of this CA bundle")]
     Issuer(String),
+    #[error("CRL number {offered} is older than the CRL number {loaded} already loaded from this file: an old CRL could un-revoke certificates")]
+    Older { offered: String, loaded: String },
 }
 
 /// What one loaded CRL says of itself (for logs and metrics).
@@ -61,16 +63,20 @@ struct LoadedCrl {
 }
 
 /// One CA bundle and its CRLs.
+///
+/// Its self-signed certificates are the trust anchors; the others (intermediates the
+/// operator lists so that facilities need not send them, and whose CRLs may then be listed)
+/// are offered as intermediates only, so that the root's CRL can revoke them. A bundle with
+/// no self-signed certificate trusts its certificates directly.
 #[derive(Debug, Clone)]
 pub struct Ca {
     pub name: String,
     pub(crate) anchors: Vec<TrustAnchor<'static>>,
-    /// The bundle's certificates, also offered as intermediates (a bundle may hold a root
-    /// and its intermediate).
-    pub(crate) certs: Vec<CertificateDer<'static>>,
-    /// notBefore and notAfter of each bundle certificate, UNIX seconds (webpki keeps no
-    /// validity for a trust anchor; we check it).
+    /// notBefore and notAfter of each anchor, UNIX seconds (webpki keeps no validity for a
+    /// trust anchor; we check it: [`anchor_in_time`]).
     pub(crate) validity: Vec<(u64, u64)>,
+    /// The bundle's certificates, all offered as intermediates.
+    pub(crate) certs: Vec<CertificateDer<'static>>,
     subjects: Vec<Vec<u8>>,
     pub policy: CrlPolicy,
     /// One slot per configured CRL file; `None` until it loads.
@@ -90,6 +96,7 @@ impl Ca {
         let mut anchors = Vec::with_capacity(certs.len());
         let mut validity = Vec::with_capacity(certs.len());
         let mut subjects = Vec::with_capacity(certs.len());
+        let mut chained = Vec::new();
         for (index, der) in certs.iter().enumerate() {
             let cert = parse(index, der)?;
             let is_ca = match cert.basic_constraints() {
@@ -113,12 +120,23 @@ impl Ca {
                 .to_owned();
             let v = cert.validity();
             let secs = |t: i64| u64::try_from(t).unwrap_or(0);
-            validity.push((
+            let bounds = (
                 secs(v.not_before.timestamp()),
                 secs(v.not_after.timestamp()),
-            ));
+            );
             subjects.push(cert.subject().as_raw().to_vec());
-            anchors.push(anchor);
+            if cert.subject().as_raw() == cert.issuer().as_raw() {
+                validity.push(bounds);
+                anchors.push(anchor);
+            } else {
+                chained.push((anchor, bounds));
+            }
+        }
+        if anchors.is_empty() {
+            for (anchor, bounds) in chained {
+                anchors.push(anchor);
+                validity.push(bounds);
+            }
         }
         Ok(Ca {
             name: name.to_string(),
@@ -181,6 +199,19 @@ impl Ca {
         let Some(s) = self.crls.get_mut(slot) else {
             return Err(CrlError::Parse(format!("no CRL slot {slot}")));
         };
+        if let (Some(loaded), Some(offered)) = (
+            s.as_ref().and_then(|c| c.info.number.as_deref()),
+            info.number.as_deref(),
+        ) {
+            // Decimal without leading zeros: the longer, or the larger of equal length.
+            let older = (offered.len(), offered) < (loaded.len(), loaded);
+            if older {
+                return Err(CrlError::Older {
+                    offered: offered.to_string(),
+                    loaded: loaded.to_string(),
+                });
+            }
+        }
         *s = Some(LoadedCrl {
             crl: std::sync::Arc::new(parsed.into()),
             info: info.clone(),
@@ -210,6 +241,48 @@ impl Ca {
                 .get(serial)
                 .map(|(at, reason)| (*at, reason.clone(), c.info.issuer.clone()))
         })
+    }
+}
+
+/// A `verify_path` check for webpki: the path's anchor (a CA certificate of `anchors` with
+/// its name and key; several certificates of one CA, re-issued with the same key, are one
+/// anchor to webpki) must have one certificate valid at `now` (`validity`: notBefore and
+/// notAfter of each anchor, UNIX seconds). webpki keeps no validity for an anchor;
+/// strongSwan checks it, and so does ixgw. Refusing a path makes webpki try the others, so
+/// a CA rolled over to a new certificate keeps working.
+pub fn anchor_in_time<'a>(
+    anchors: &'a [TrustAnchor<'a>],
+    validity: &'a [(u64, u64)],
+    now: u64,
+) -> impl Fn(&webpki::VerifiedPath<'_>) -> Result<(), webpki::Error> + 'a {
+    use std::time::Duration;
+    let unix = |secs| rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(secs));
+    move |path| {
+        let used = path.anchor();
+        let mut same = anchors
+            .iter()
+            .zip(validity)
+            .filter(|(a, _)| {
+                a.subject == used.subject
+                    && a.subject_public_key_info == used.subject_public_key_info
+            })
+            .map(|(_, v)| *v)
+            .peekable();
+        let first = same.peek().copied();
+        if same.any(|(nb, na)| nb <= now && now <= na) {
+            return Ok(());
+        }
+        match first {
+            Some((nb, _)) if now < nb => Err(webpki::Error::CertNotValidYet {
+                time: unix(now),
+                not_before: unix(nb),
+            }),
+            Some((_, na)) => Err(webpki::Error::CertExpired {
+                time: unix(now),
+                not_after: unix(na),
+            }),
+            None => Ok(()),
+        }
     }
 }
 

@@ -150,36 +150,6 @@ pub fn verify(
         let (state, detail) = path_refusal(e, cert, ca, now);
         return verdict(state, detail, Some(ca));
     }
-    // webpki keeps no validity for a trust anchor: a path through an expired CA
-    // certificate is refused, as strongSwan refuses it.
-    if let Some(&(nb, na)) = ca
-        .validity
-        .iter()
-        .zip(&ca.certs)
-        .filter(|(_, der)| chains_directly(cert, der))
-        .map(|(v, _)| v)
-        .find(|(nb, na)| now < *nb || now > *na)
-    {
-        let detail = if now > na {
-            format!(
-                "the certificate of CA {} expired at {}",
-                ca.name,
-                format_unix(na)
-            )
-        } else {
-            format!(
-                "the certificate of CA {} is not valid before {}",
-                ca.name,
-                format_unix(nb)
-            )
-        };
-        let state = if now > na {
-            FacilityState::Expired
-        } else {
-            FacilityState::NotYetValid
-        };
-        return verdict(state, detail, Some(ca));
-    }
     if let Err(detail) = binding(cert, expect) {
         return verdict(FacilityState::BindingMismatch, detail, Some(ca));
     }
@@ -225,6 +195,9 @@ fn path(
     } else {
         None
     };
+    // webpki keeps no validity for a trust anchor: a path through an expired CA
+    // certificate is refused, as strongSwan refuses it.
+    let in_time = super::trust::anchor_in_time(&ca.anchors, &ca.validity, time.as_secs());
     ee.verify_for_usage(
         webpki::ALL_VERIFICATION_ALGS,
         &ca.anchors,
@@ -232,7 +205,7 @@ fn path(
         time,
         FacilityUsage,
         options,
-        None,
+        Some(&in_time),
     )
     .map(drop)
 }
@@ -247,9 +220,9 @@ fn path_refusal(
     use webpki::Error as E;
     let which = |leaf: bool| {
         if leaf {
-            "the certificate"
+            "the certificate".to_string()
         } else {
-            "a CA certificate of its chain"
+            format!("a CA certificate of its chain (CA {})", ca.name)
         }
     };
     match e {
@@ -322,18 +295,6 @@ fn path_refusal(
     }
 }
 
-/// Whether the issuer the leaf or one of its intermediates names is `ca_der`'s subject: the
-/// CA certificates whose validity the path depends on.
-fn chains_directly(cert: &FacilityCert, ca_der: &[u8]) -> bool {
-    let Ok(ca) = super::cert::parse(0, ca_der) else {
-        return false;
-    };
-    std::iter::once(cert.leaf())
-        .chain(cert.intermediates())
-        .filter_map(|c| super::cert::parse(0, c).ok())
-        .any(|c| c.issuer().as_raw() == ca.subject().as_raw())
-}
-
 /// The binding of `cert` to the facility and its credentials, or what is wrong with it.
 fn binding(cert: &FacilityCert, expect: &Expect<'_>) -> Result<(), String> {
     let code = match cert.codes.as_slice() {
@@ -396,8 +357,9 @@ fn recheck_at(cert: &FacilityCert, ca: Option<&Ca>, now: u64) -> Option<u64> {
             times.push(na.saturating_add(1));
         }
         if ca.policy == CrlPolicy::FailClosed {
+            // webpki holds a CRL expired from its nextUpdate on.
             if let Some(t) = ca.earliest_next_update() {
-                times.push(t.saturating_add(1));
+                times.push(t);
             }
         }
     }

@@ -30,10 +30,12 @@ pub enum Event {
     Handshake(HandshakeResult),
     /// `peer` completed a handshake at `at`.
     HandshakeDone { peer: PeerId, at: Instant },
-    /// A handshake of `peer` was refused with `result` (its facility's certificate stops it).
+    /// A handshake of `peer` was refused with `result` at `at` (its facility's certificate
+    /// stops it).
     Refused {
         peer: PeerId,
         result: HandshakeResult,
+        at: Instant,
     },
     /// Packets lost inside the tunnel, not the one the call was about: replies that found the
     /// transmit batch full, packets that waited for a session that never came.

@@ -408,7 +408,8 @@ impl FlowTable {
             self.count(old, false);
             self.count(flow.owner, true);
             self.owner_unlink(slot);
-            let reply = self.slots[slot as usize].flow.opener != flow.opener;
+            // The direction of the packet the caller looked the flow up with, if it did.
+            let reply = self.last.0 == slot && self.last.1;
             self.slots[slot as usize].flow = flow;
             let state = self.slots[slot as usize].state;
             self.touch(slot, now, state);

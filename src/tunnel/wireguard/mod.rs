@@ -405,6 +405,7 @@ impl WgAttachment {
                 self.events.push_back(Event::Refused {
                     peer: peer.id,
                     result: HandshakeResult::Certificate,
+                    at: now,
                 });
             }
             return Err(DropReason::Certificate);

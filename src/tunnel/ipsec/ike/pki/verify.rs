@@ -26,7 +26,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use rustls_pki_types::{alg_id, CertificateDer, SignatureVerificationAlgorithm, UnixTime};
-use webpki::{EndEntityCert, VerifiedPath};
+use webpki::EndEntityCert;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
@@ -333,25 +333,10 @@ fn validate_path(
     let time = unix(now);
     let in_time =
         |&(_, (not_before, not_after)): &(usize, (u64, u64))| not_before <= now && now <= not_after;
-    // Refusing a path here makes webpki try the others.
-    let anchor_in_time = |path: &VerifiedPath<'_>| {
-        let mut cas = trust.matching(path.anchor()).peekable();
-        let first = cas.peek().copied();
-        if cas.any(|ca| in_time(&ca)) {
-            return Ok(());
-        }
-        match first {
-            Some((_, (not_before, _))) if now < not_before => Err(webpki::Error::CertNotValidYet {
-                time,
-                not_before: unix(not_before),
-            }),
-            Some((_, (_, not_after))) => Err(webpki::Error::CertExpired {
-                time,
-                not_after: unix(not_after),
-            }),
-            None => Ok(()),
-        }
-    };
+    // The anchor's own validity, which webpki does not check (shared with the facility
+    // registry's verification).
+    let anchor_in_time =
+        crate::facility::trust::anchor_in_time(&trust.anchors, &trust.validity, now);
     let path = ee
         .verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
