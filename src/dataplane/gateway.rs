@@ -186,15 +186,14 @@ impl Gateway {
         }
         let admitted = state.allows_traffic();
         let plan = Arc::clone(&core.plan);
-        for (i, p) in plan.peers.iter().enumerate() {
-            if p.facility_id != facility {
-                continue;
-            }
-            let lost = core.tunnels[p.attachment.index()].set_peer_admitted(
-                PeerId(i as u32),
-                admitted,
-                now,
-            );
+        for &peer in plan
+            .facility_peers
+            .get(facility.index())
+            .into_iter()
+            .flatten()
+        {
+            let attachment = plan.peers[peer.index()].attachment;
+            let lost = core.tunnels[attachment.index()].set_peer_admitted(peer, admitted, now);
             core.counters
                 .drops_add(DropReason::Certificate, lost as u64);
         }

@@ -86,14 +86,21 @@ pub struct PeerRefused {
 pub struct Authority {
     cas: Vec<Ca>,
     entries: Vec<Entry>,
+    by_code: std::collections::HashMap<FacilityCode, FacilityId>,
 }
 
 impl Authority {
     /// The facilities `specs` (indexed by [`FacilityId`]), judged at `now` against `cas`
     /// with the CRLs loaded so far.
     pub fn new(cas: Vec<Ca>, specs: Vec<FacilitySpec>, now: u64) -> Authority {
+        let by_code = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.code, FacilityId(i as u32)))
+            .collect();
         let mut a = Authority {
             cas,
+            by_code,
             entries: specs
                 .into_iter()
                 .map(|spec| Entry {
@@ -114,11 +121,16 @@ impl Authority {
     /// their peers keep their SAs across the reload, and with them their standing. Judges
     /// them again at `now`; returns nothing (the caller compares states itself).
     pub fn carry_presented(&mut self, previous: &Authority, now: u64) {
+        let by_code: std::collections::HashMap<FacilityCode, &Entry> = previous
+            .entries
+            .iter()
+            .filter(|e| !e.presented.is_empty())
+            .map(|e| (e.spec.code, e))
+            .collect();
         for i in 0..self.entries.len() {
             let spec = &self.entries[i].spec;
-            let Some(old) = previous.entries.iter().find(|e| {
-                e.spec.code == spec.code
-                    && e.spec.tenant == spec.tenant
+            let Some(old) = by_code.get(&spec.code).filter(|e| {
+                e.spec.tenant == spec.tenant
                     && e.spec.source == spec.source
                     && trust_names(previous, &e.spec.trust) == trust_names(self, &spec.trust)
             }) else {
@@ -245,10 +257,7 @@ impl Authority {
 
     /// The facility with `code`.
     pub fn find(&self, code: FacilityCode) -> Option<FacilityId> {
-        self.entries
-            .iter()
-            .position(|e| e.spec.code == code)
-            .map(|i| FacilityId(i as u32))
+        self.by_code.get(&code).copied()
     }
 
     pub fn cas(&self) -> &[Ca] {

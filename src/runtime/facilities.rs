@@ -118,11 +118,25 @@ fn build(config: &Config, plan: &Plan, now: u64, log: bool) -> (Authority, Vec<C
             });
         }
     }
+    let registry: std::collections::HashMap<FacilityCode, &crate::config::Facility> = config
+        .facilities
+        .iter()
+        .flatten()
+        .map(|f| (f.code, f))
+        .collect();
     let specs = plan
         .facilities
         .iter()
         .enumerate()
-        .map(|(i, &code)| spec(config, plan, FacilityId(i as u32), code))
+        .map(|(i, &code)| {
+            spec(
+                config,
+                plan,
+                FacilityId(i as u32),
+                registry.get(&code).copied(),
+                code,
+            )
+        })
         .collect();
     let mut authority = Authority::new(cas, specs, now);
     for f in &mut crls {
@@ -133,16 +147,26 @@ fn build(config: &Config, plan: &Plan, now: u64, log: bool) -> (Authority, Vec<C
 }
 
 /// What the registry says of facility `id` (`code`) of `plan`.
-fn spec(config: &Config, plan: &Plan, id: FacilityId, code: FacilityCode) -> FacilitySpec {
-    let entry = config
-        .facilities
-        .as_ref()
-        .and_then(|r| r.iter().find(|f| f.code == code));
+fn spec(
+    config: &Config,
+    plan: &Plan,
+    id: FacilityId,
+    entry: Option<&crate::config::Facility>,
+    code: FacilityCode,
+) -> FacilitySpec {
+    let peers = plan
+        .facility_peers
+        .get(id.index())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let tenant = entry.map(|f| f.tenant.clone()).unwrap_or_else(|| {
-        plan.peers
-            .iter()
-            .find(|p| p.facility_id == id)
-            .map(|p| plan.tenants[p.tenant.index()].name.clone())
+        peers
+            .first()
+            .map(|p| {
+                plan.tenants[plan.peers[p.index()].tenant.index()]
+                    .name
+                    .clone()
+            })
             .unwrap_or_default()
     });
     let trust = config
@@ -168,10 +192,9 @@ fn spec(config: &Config, plan: &Plan, id: FacilityId, code: FacilityCode) -> Fac
             }
         },
     };
-    let wireguard_keys = plan
-        .peers
+    let wireguard_keys = peers
         .iter()
-        .filter(|p| p.facility_id == id)
+        .map(|p| &plan.peers[p.index()])
         .filter_map(|p| match &p.kind {
             PeerPlanKind::WireGuard(wg) => Some(wg.public_key),
             PeerPlanKind::Ipsec(_) => None,

@@ -66,6 +66,12 @@ pub(super) fn compile(config: &Config, generation: u64) -> Plan {
             routes,
         });
     }
+    let mut facility_peers = vec![Vec::new(); c.facilities.len()];
+    for (i, p) in c.peers.iter().enumerate() {
+        if let Some(list) = facility_peers.get_mut(p.facility_id.index()) {
+            list.push(PeerId(i as u32));
+        }
+    }
     Plan {
         generation,
         source: config.source.clone(),
@@ -73,6 +79,7 @@ pub(super) fn compile(config: &Config, generation: u64) -> Plan {
         attachments: c.attachments,
         peers: c.peers,
         facilities: c.facilities,
+        facility_peers,
         exchange,
         policy: PolicySet::compile(config),
         limits: config.dataplane.clone(),

@@ -137,6 +137,8 @@ pub struct Plan {
     pub peers: Vec<PeerPlan>,
     /// The distinct facility codes of the peers, indexed by [`FacilityId`].
     pub facilities: Vec<FacilityCode>,
+    /// The peers of each facility, indexed by [`FacilityId`].
+    pub facility_peers: Vec<Vec<PeerId>>,
     /// Exchange prefixes → tenant.
     pub exchange: PrefixTable<TenantId>,
     pub policy: PolicySet,
