@@ -62,6 +62,18 @@ pub struct Change {
     pub to: FacilityState,
 }
 
+impl Entry {
+    /// Every certificate the facility may be judged by.
+    fn certs(&self) -> impl Iterator<Item = &FacilityCert> {
+        let file = match &self.spec.source {
+            CertSource::File(f) => Some(f),
+            _ => None,
+        };
+        file.into_iter()
+            .chain(self.presented.iter().map(|(_, c, _)| c))
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     spec: FacilitySpec,
@@ -87,6 +99,11 @@ pub struct Authority {
     cas: Vec<Ca>,
     entries: Vec<Entry>,
     by_code: std::collections::HashMap<FacilityCode, FacilityId>,
+    /// What CRL loads since the last [`Authority::evaluate`] may have changed: the CAs whose
+    /// every facility must be judged again, and the serials newly listed or no longer
+    /// listed (only facilities whose certificates carry one are judged again).
+    pending_cas: std::collections::HashSet<usize>,
+    pending_serials: std::collections::HashSet<Vec<u8>>,
 }
 
 impl Authority {
@@ -101,6 +118,8 @@ impl Authority {
         let mut a = Authority {
             cas,
             by_code,
+            pending_cas: Default::default(),
+            pending_serials: Default::default(),
             entries: specs
                 .into_iter()
                 .map(|spec| Entry {
@@ -146,19 +165,66 @@ impl Authority {
     /// Loads CRL bytes into slot `slot` of bundle `ca` (see [`Ca::load_crl`]); the caller
     /// then calls [`Authority::evaluate`].
     pub fn load_crl(&mut self, ca: usize, slot: usize, bytes: &[u8]) -> Result<CrlInfo, CrlError> {
-        match self.cas.get_mut(ca) {
-            Some(c) => c.load_crl(slot, bytes),
-            None => Err(CrlError::Parse(format!("no CA bundle {ca}"))),
+        let Some(c) = self.cas.get_mut(ca) else {
+            return Err(CrlError::Parse(format!("no CA bundle {ca}")));
+        };
+        let before = c.revoked_serials(slot);
+        let first = c.crl_infos().nth(slot).flatten().is_none();
+        let info = c.load_crl(slot, bytes)?;
+        let after = c.revoked_serials(slot);
+        let before: std::collections::HashSet<Vec<u8>> = before.into_iter().collect();
+        let after: std::collections::HashSet<Vec<u8>> = after.into_iter().collect();
+        let diff: Vec<Vec<u8>> = before.symmetric_difference(&after).cloned().collect();
+        // A CRL that arrives where none was, or whose listed serials are not all facility
+        // leaves (an intermediate revoked or restored), can change any facility of the CA.
+        let leaves: std::collections::HashSet<Vec<u8>> = self
+            .entries
+            .iter()
+            .flat_map(|e| e.certs().map(FacilityCert::raw_serial))
+            .collect();
+        if first || diff.iter().any(|d| !leaves.contains(d)) {
+            self.pending_cas.insert(ca);
         }
+        self.pending_serials.extend(diff);
+        Ok(info)
     }
 
     /// Judges every facility again at `now`: the facilities whose state changed, and the
     /// peers whose presented certificate is now refused (forgotten: they must authenticate
     /// again, and cannot with that certificate).
     pub fn evaluate(&mut self, now: u64) -> (Vec<Change>, Vec<PeerRefused>) {
+        self.pending_cas.clear();
+        self.pending_serials.clear();
+        let all = (0..self.entries.len()).collect();
+        self.evaluate_some(all, now)
+    }
+
+    /// Judges again at `now` only what may have changed since the last evaluation: the
+    /// facilities whose verdict has come to its recheck time, those of a CA whose CRL
+    /// appeared or changed beyond facility leaves, those a CRL change names by serial, and
+    /// those not valid now (whose standing a fresh CRL may restore). A revocation costs one
+    /// path validation per facility it names, not one per facility of the IX.
+    pub fn evaluate_changed(&mut self, now: u64) -> (Vec<Change>, Vec<PeerRefused>) {
+        let cas = std::mem::take(&mut self.pending_cas);
+        let serials = std::mem::take(&mut self.pending_serials);
+        let some = (0..self.entries.len())
+            .filter(|&i| {
+                let e = &self.entries[i];
+                e.verdict.recheck_at.is_some_and(|t| t <= now)
+                    || (e.verdict.state != FacilityState::Valid
+                        && e.verdict.state != FacilityState::NotRequired
+                        && e.verdict.state != FacilityState::NotPresented)
+                    || e.spec.trust.iter().any(|t| cas.contains(t))
+                    || e.certs().any(|c| serials.contains(&c.raw_serial()))
+            })
+            .collect();
+        self.evaluate_some(some, now)
+    }
+
+    fn evaluate_some(&mut self, which: Vec<usize>, now: u64) -> (Vec<Change>, Vec<PeerRefused>) {
         let mut changes = Vec::new();
         let mut refused = Vec::new();
-        for i in 0..self.entries.len() {
+        for i in which {
             let mut presented = std::mem::take(&mut self.entries[i].presented);
             for (peer, cert, good) in &mut presented {
                 let v = self.judge_cert(i, cert, now);

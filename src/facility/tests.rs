@@ -607,6 +607,32 @@ mod authority {
         assert_eq!(a.evaluate(NOW), (vec![], vec![]));
     }
 
+    /// After a CRL change only the facilities it names are judged again: revoking one
+    /// facility's serial changes that one; a fresh CRL restores a refused one.
+    #[test]
+    fn a_crl_change_judges_again_what_it_names() {
+        let (ix, mut a) = setup();
+        let mut leaf = Leaf::facility(OTHER, NOW);
+        leaf.serial = 2;
+        a.present(FacilityId(1), "peer", &[&der(&leaf.issue(&ix, &[]))], NOW)
+            .unwrap();
+        a.load_crl(0, 0, &ix.crl_numbered(2, &[2], NOW - 60, NOW + DAY))
+            .unwrap();
+        let (changes, refused) = a.evaluate_changed(NOW);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].facility, FacilityId(1));
+        assert_eq!(refused.len(), 1);
+        assert_eq!(a.states()[0], FacilityState::Valid, "serial 1 is not named");
+        // Nothing pending: nothing to do.
+        assert_eq!(a.evaluate_changed(NOW), (vec![], vec![]));
+        // Un-revoked by a newer CRL: the refused facility is judged again and restored.
+        a.load_crl(0, 0, &ix.crl_numbered(3, &[], NOW - 30, NOW + DAY))
+            .unwrap();
+        let (changes, _) = a.evaluate_changed(NOW);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].to, FacilityState::Valid);
+    }
+
     #[test]
     fn not_after_passes_at_the_recheck_time() {
         let (_, mut a) = setup();
@@ -688,4 +714,51 @@ mod authority {
         c.carry_presented(&a, NOW);
         assert_eq!(c.states()[0], FacilityState::NotPresented);
     }
+}
+
+/// How long judging many facilities takes (`cargo test --release -- --ignored
+/// judging_cost --nocapture`): a CRL change re-judges every facility.
+#[test]
+#[ignore]
+fn judging_cost() {
+    use crate::facility::{Authority, CertSource, FacilitySpec};
+    let ix = root("ix-ca", NOW);
+    let n = 2000u32;
+    let ca = bundle("ix", &ix, &[], CrlPolicy::FailClosed);
+    let specs: Vec<FacilitySpec> = (0..n)
+        .map(|i| {
+            let nine = format!("421{:06}", i);
+            let code = format!("{nine}{}", FacilityCode::check_digit(nine.as_bytes()));
+            let mut leaf = Leaf::facility(&code, NOW);
+            leaf.uris.truncate(1);
+            leaf.serial = (i % 250) as u8 + 1;
+            FacilitySpec {
+                code: FacilityCode::parse(&code).unwrap(),
+                name: code.clone(),
+                tenant: "t".into(),
+                source: CertSource::File(leaf.issue(&ix, &[])),
+                trust: vec![0],
+                wireguard_keys: vec![],
+            }
+        })
+        .collect();
+    let mut a = Authority::new(vec![ca], specs, NOW);
+    a.load_crl(0, 0, &ix.crl_numbered(2, &[], NOW - 60, NOW + DAY))
+        .unwrap();
+    let t = std::time::Instant::now();
+    let (changes, _) = a.evaluate(NOW);
+    println!(
+        "{n} facilities judged in {:?} ({} changed)",
+        t.elapsed(),
+        changes.len()
+    );
+    a.load_crl(0, 0, &ix.crl_numbered(3, &[7], NOW - 60, NOW + DAY))
+        .unwrap();
+    let t = std::time::Instant::now();
+    let (changes, _) = a.evaluate_changed(NOW);
+    println!(
+        "a CRL naming their serial: judged again in {:?} ({} changed)",
+        t.elapsed(),
+        changes.len()
+    );
 }

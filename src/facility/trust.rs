@@ -220,6 +220,15 @@ impl Ca {
         Ok(info)
     }
 
+    /// The serials (DER content octets) the CRL in `slot` lists.
+    pub(crate) fn revoked_serials(&self, slot: usize) -> Vec<Vec<u8>> {
+        self.crls
+            .get(slot)
+            .and_then(Option::as_ref)
+            .map(|c| c.entries.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// What each configured CRL slot holds.
     pub fn crl_infos(&self) -> impl Iterator<Item = Option<&CrlInfo>> {
         self.crls.iter().map(|c| c.as_ref().map(|c| &c.info))

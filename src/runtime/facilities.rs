@@ -355,7 +355,7 @@ impl Facilities {
         if !loaded && authority.next_recheck().is_none_or(|t| now < t) {
             return false;
         }
-        let (changes, refused) = authority.evaluate(now);
+        let (changes, refused) = authority.evaluate_changed(now);
         if changes.is_empty() && refused.is_empty() {
             return false;
         }
