@@ -25,6 +25,9 @@
 #      is non-zero) and its IKE SA stays; drops `certificate`, A's state `revoked`, the WARN.
 #   3. B is revoked with its SAs up: ixgw's Delete reaches strongSwan within 2 s; initiating
 #      again is refused with AUTHENTICATION_FAILED (`certificate_revoked`).
+#   4. The audit trail (JSON lines, after SIGTERM): no record dropped; A's and B's certificate
+#      states, tunnels up and down, C's and B's refused authentications with their reasons,
+#      A's flows to the sink started (translated addresses) and ended with bytes both ways.
 #
 # Usage: netns-tests/facility.sh [path/to/ixgw]   (root; needs charon-systemd swanctl
 #        wireguard-go wg iperf3 jq ping; see .ci/run)
@@ -91,6 +94,9 @@ ix:
   exchange_space: 100.64.0.0/10
 metrics:
   listen: $METRICS
+audit:
+  file: audit.jsonl
+  journald: off
 trust:
   - name: lab-ca
     ca_file: lab/ca.crt
@@ -444,6 +450,38 @@ forget_pid "$IXGW_PID"
 check "ixgw exited 0 on SIGTERM (rc=$rc)" test "$rc" -eq 0
 errors=$(ixlog | grep -c ' ERROR ' || true)
 check "ixgw logged no errors ($errors)" test "$errors" -eq 0
+
+log "== 4 the audit trail"
+AUDIT=$T_TMP/audit.jsonl
+audit_has() { # audit_has DESCRIPTION JQ-FILTER: at least one record matches
+  local n; n=$(jq -c "select($2)" "$AUDIT" | wc -l)
+  check "4 audit: $1 ($n)" test "$n" -ge 1
+}
+records=$(wc -l <"$AUDIT")
+last_seq=$(tail -1 "$AUDIT" | jq .seq)
+check "4 audit: every line is JSON with a seq, none dropped ($records lines, last seq $last_seq)" \
+  test "$(jq -c . "$AUDIT" | wc -l)" -eq "$records" -a "$last_seq" -eq "$records"
+audit_has "A's certificate valid, then revoked" \
+  ".event==\"certificate_state\" and .facility==\"$CODE_A\" and .from==\"valid\" and .to==\"revoked\""
+audit_has "A's tunnel down with its certificate" \
+  ".event==\"tunnel_down\" and .peer==\"fac-a\" and .reason==\"certificate revoked\""
+audit_has "A's tunnel up before" ".event==\"tunnel_up\" and .peer==\"fac-a\" and .kind==\"wireguard\""
+audit_has "C's binding mismatch at start" \
+  ".event==\"certificate_state\" and .facility==\"$CODE_C\" and .to==\"binding_mismatch\""
+audit_has "C's handshakes refused for its certificate" \
+  ".event==\"auth\" and .peer==\"fac-c\" and .result==\"refused\" and .reason==\"certificate\""
+audit_has "B's authentication accepted and its tunnel up" \
+  ".event==\"auth\" and .peer==\"fac-b\" and .result==\"ok\" and .kind==\"ipsec\" and .facility==\"$CODE_B\""
+audit_has "B's certificate revoked" \
+  ".event==\"certificate_state\" and .facility==\"$CODE_B\" and .to==\"revoked\""
+audit_has "B's tunnel down" ".event==\"tunnel_down\" and .peer==\"fac-b\" and .kind==\"ipsec\""
+audit_has "B's new authentication refused as revoked" \
+  ".event==\"auth\" and .peer==\"fac-b\" and .result==\"refused\" and .reason==\"certificate_revoked\""
+audit_has "a flow of A's to the sink started, translated" \
+  ".event==\"flow_start\" and .facility==\"$CODE_A\" and .rule==\"ajisai-to-sink\" and .after.dst==\"$SINK_HOST\""
+audit_has "a flow of A's ended with bytes both ways" \
+  ".event==\"flow_end\" and .facility==\"$CODE_A\" and .bytes[0] > 1000000 and .bytes[1] > 0 and .duration_ms > 0"
+audit_has "a flow of B's ended" ".event==\"flow_end\" and .facility==\"$CODE_B\""
 
 log "measured: A cut off ${cutoff} s after its revocation started (ixgw ca revoke took ${rev_cmd} s, state revoked after ${state_at:-never} s); B's transfer $rate_before → $rate_after Mbit/s across it; B's IKE SA deleted ${deleted_at:-never} s after its revocation"
 if (( T_FAILS > 0 )); then
