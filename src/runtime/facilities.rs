@@ -703,3 +703,134 @@ fn crl_view(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facility::testpki::{b64, root, unix_now, Leaf, DAY, WG_KEY};
+
+    /// A temp dir with a lab CA, its CRL, a facility certificate binding [`WG_KEY`] and a
+    /// configuration whose one WireGuard peer (that key) is that facility.
+    struct Lab {
+        dir: std::path::PathBuf,
+        ca: crate::facility::testpki::TestCa,
+        now: u64,
+    }
+
+    impl Lab {
+        fn new(name: &str) -> Lab {
+            let dir =
+                std::env::temp_dir().join(format!("ixgw-facilities-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let now = unix_now();
+            let ca = root("lab", now);
+            std::fs::write(dir.join("ca.crt"), &ca.pem).unwrap();
+            std::fs::write(
+                dir.join("crl.pem"),
+                ca.crl_numbered(1, &[], now - 60, now + DAY),
+            )
+            .unwrap();
+            let (cert, _) = Leaf::facility("4212345674", now).issue_pem(&ca, &[]);
+            std::fs::write(dir.join("a.crt"), cert).unwrap();
+            std::fs::write(dir.join("gw.key"), format!("{}\n", b64(&[0x11; 32]))).unwrap();
+            std::fs::write(
+                dir.join("ixgw.yaml"),
+                format!(
+                    r#"ix:
+  name: t
+  exchange_space: 100.64.0.0/10
+trust:
+  - name: lab
+    ca_file: ca.crt
+    crl_files: [crl.pem]
+facilities:
+  - {{ code: "4212345674", name: clinic a, tenant: a, certificate: a.crt }}
+tenants:
+  - name: a
+    trust: [lab]
+    networks:
+      - {{ internal: 10.0.0.0/16, exchange: 100.64.0.0/16 }}
+    attachments:
+      - name: a-wg
+        type: wireguard
+        listen: 127.0.0.1:0
+        private_key_file: gw.key
+        peers:
+          - name: clinic-a
+            facility: "4212345674"
+            public_key: "{key}"
+            allowed_ips: [10.0.1.0/24]
+"#,
+                    key = b64(&WG_KEY)
+                ),
+            )
+            .unwrap();
+            Lab { dir, ca, now }
+        }
+
+        fn config(&self) -> Config {
+            Config::load(&self.dir.join("ixgw.yaml")).unwrap()
+        }
+
+        fn revoke(&self, number: u64) {
+            let tmp = self.dir.join("crl.tmp");
+            std::fs::write(
+                &tmp,
+                self.ca
+                    .crl_numbered(number, &[1], self.now - 30, self.now + DAY),
+            )
+            .unwrap();
+            std::fs::rename(&tmp, self.dir.join("crl.pem")).unwrap();
+        }
+    }
+
+    impl Drop for Lab {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[test]
+    fn a_crl_file_change_is_published_for_the_running_plan() {
+        let lab = Lab::new("poll");
+        let config = lab.config();
+        let plan = Plan::compile(&config, 1);
+        let f = Facilities::new(&config, &plan, lab.now, None);
+        let states = f.states();
+        assert_eq!(states.load().generation, 1);
+        assert_eq!(states.load().states, [FacilityState::Valid]);
+        assert!(!f.poll(lab.now), "nothing changed");
+        lab.revoke(2);
+        assert!(f.poll(lab.now), "the CRL file changed");
+        assert_eq!(states.load().states, [FacilityState::Revoked]);
+        let crls = f.crls();
+        assert_eq!(crls[0].2.as_ref().map(|i| i.revoked), Some(1));
+
+        // A reload publishes the new plan's states (the CRL read again), a failed one puts
+        // the old plan's back.
+        let plan2 = Plan::compile(&config, 2);
+        let previous = f.switch(&config, &plan2, lab.now);
+        assert_eq!(states.load().generation, 2);
+        assert_eq!(states.load().states, [FacilityState::Revoked]);
+        f.restore(previous);
+        assert_eq!(states.load().generation, 1);
+        // An older CRL file does not un-revoke.
+        let tmp = lab.dir.join("crl.tmp");
+        std::fs::write(
+            &tmp,
+            lab.ca.crl_numbered(1, &[], lab.now - 30, lab.now + DAY),
+        )
+        .unwrap();
+        std::fs::rename(&tmp, lab.dir.join("crl.pem")).unwrap();
+        assert!(!f.poll(lab.now));
+        assert_eq!(states.load().states, [FacilityState::Revoked]);
+        // What check reports.
+        let report = facility_report(&config, lab.now);
+        assert_eq!(
+            report[0].state,
+            FacilityState::Valid,
+            "the older file, read afresh"
+        );
+    }
+}
