@@ -1,13 +1,13 @@
 //! The audit trail's metrics, read from its counters at scrape time.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{self, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{MetricFamily, MetricType};
 
 use super::Shared;
+use crate::metrics::scrape::{counter, desc, family, gauge};
 
 const RECORDS: (&str, &str) = (
     "ixgw_audit_records_total",
@@ -25,14 +25,6 @@ pub(crate) struct AuditCollector {
 
 impl AuditCollector {
     pub(crate) fn new(shared: Arc<Shared>) -> prometheus::Result<AuditCollector> {
-        let desc = |(name, help): (&str, &str), labels: &[&str]| {
-            Desc::new(
-                name.to_owned(),
-                help.to_owned(),
-                labels.iter().map(|l| l.to_string()).collect(),
-                HashMap::new(),
-            )
-        };
         Ok(AuditCollector {
             shared,
             descs: vec![desc(RECORDS, &["sink", "result"])?, desc(QUEUE, &[])?],
@@ -50,20 +42,16 @@ impl AuditCollector {
                 ("dropped", dropped),
                 ("failed", c.failed.load(Ordering::Relaxed)),
             ] {
-                let mut counter = proto::Counter::default();
-                counter.set_value(value as f64);
-                let mut m = Metric::from_label(vec![label("sink", sink), label("result", result)]);
-                m.set_counter(counter);
-                records.push(m);
+                records.push(counter(&[("sink", sink), ("result", result)], value as f64));
             }
         }
-        let mut g = proto::Gauge::default();
-        g.set_value(s.queue_length() as f64);
-        let mut queue = Metric::from_label(vec![]);
-        queue.set_gauge(g);
         vec![
             family(RECORDS, MetricType::COUNTER, records),
-            family(QUEUE, MetricType::GAUGE, vec![queue]),
+            family(
+                QUEUE,
+                MetricType::GAUGE,
+                vec![gauge(&[], s.queue_length() as f64)],
+            ),
         ]
     }
 }
@@ -76,20 +64,4 @@ impl Collector for AuditCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         self.families()
     }
-}
-
-fn label(name: &str, value: &str) -> LabelPair {
-    let mut pair = LabelPair::default();
-    pair.set_name(name.to_owned());
-    pair.set_value(value.to_owned());
-    pair
-}
-
-fn family((name, help): (&str, &str), kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
-    let mut f = MetricFamily::default();
-    f.set_name(name.to_owned());
-    f.set_help(help.to_owned());
-    f.set_field_type(kind);
-    f.set_metric(metrics);
-    f
 }

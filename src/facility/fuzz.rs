@@ -19,8 +19,9 @@ pub const CA: &[u8] = include_bytes!("../../config/example-pki/ca.crt");
 /// A time inside the example certificates' validity (2027-01-01).
 pub const SEED_TIME: u64 = 1_798_761_600;
 
-/// Judges `data` as described above; the state of the chain, if it parsed.
-pub fn judge(data: &[u8]) -> Option<FacilityState> {
+/// Splits fuzz input into fields, each a two-octet big-endian length and that many octets (a
+/// field cut short is what is left). Shared by the fuzz targets over certificates.
+pub fn fields(data: &[u8]) -> Vec<&[u8]> {
     let mut fields = Vec::new();
     let mut rest = data;
     while let Some((len, tail)) = rest.split_first_chunk::<2>() {
@@ -29,6 +30,12 @@ pub fn judge(data: &[u8]) -> Option<FacilityState> {
         fields.push(field);
         rest = tail;
     }
+    fields
+}
+
+/// Judges `data` as described above; the state of the chain, if it parsed.
+pub fn judge(data: &[u8]) -> Option<FacilityState> {
+    let fields = fields(data);
     let _ = FacilityCert::from_file_bytes(data);
     let mut ca = Ca::new("example-ca", CA, CrlPolicy::FailClosed, 2).ok()?;
     let _ = ca.load_crl(1, data);

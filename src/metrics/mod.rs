@@ -10,6 +10,7 @@
 
 mod collector;
 mod hub;
+pub mod scrape;
 
 pub use crate::vocab::{Counters, HandshakeResult, PeerLabels, TenantFlows, Traffic};
 pub use collector::PEER_UP_WITHIN;

@@ -155,14 +155,7 @@ impl AgreementCollector {
     pub(crate) fn new(
         watch: std::sync::Arc<std::sync::Mutex<AgreementWatch>>,
     ) -> prometheus::Result<AgreementCollector> {
-        let desc = |(name, help): (&str, &str), labels: &[&str]| {
-            prometheus::core::Desc::new(
-                name.into(),
-                help.into(),
-                labels.iter().map(|l| l.to_string()).collect(),
-                Default::default(),
-            )
-        };
+        use crate::metrics::scrape::desc;
         Ok(AgreementCollector {
             watch,
             descs: vec![
@@ -179,32 +172,8 @@ impl prometheus::core::Collector for AgreementCollector {
     }
 
     fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
-        let gauge = |labels: &[(&str, &str)], v: f64| {
-            let mut g = Gauge::default();
-            g.set_value(v);
-            let mut m = Metric::from_label(
-                labels
-                    .iter()
-                    .map(|(n, v)| {
-                        let mut p = LabelPair::default();
-                        p.set_name((*n).into());
-                        p.set_value((*v).into());
-                        p
-                    })
-                    .collect(),
-            );
-            m.set_gauge(g);
-            m
-        };
-        let family = |(name, help): (&str, &str), metrics: Vec<Metric>| {
-            let mut f = MetricFamily::default();
-            f.set_name(name.into());
-            f.set_help(help.into());
-            f.set_field_type(MetricType::GAUGE);
-            f.set_metric(metrics);
-            f
-        };
+        use crate::metrics::scrape::{family, gauge};
+        use prometheus::proto::MetricType::GAUGE;
         let w = self.watch.lock().unwrap_or_else(|e| e.into_inner());
         let mut each = Vec::new();
         let mut active = 0;
@@ -218,8 +187,8 @@ impl prometheus::core::Collector for AgreementCollector {
             each.push(gauge(&labels, f64::from(u8::from(on))));
         }
         vec![
-            family(IN_FORCE, each),
-            family(ACTIVE, vec![gauge(&[], active as f64)]),
+            family(IN_FORCE, GAUGE, each),
+            family(ACTIVE, GAUGE, vec![gauge(&[], active as f64)]),
         ]
     }
 }

@@ -73,14 +73,13 @@ impl AuditBridge {
         }
     }
 
-    /// WireGuard peers whose last handshake is older than [`WG_UP_FOR`] are down.
-    pub(crate) fn poll(&self, now: Instant) {
-        let mut up = self.wg_up.lock().unwrap_or_else(|e| e.into_inner());
-        let gone: Vec<(String, String)> = up
-            .iter()
-            .filter(|(_, u)| now.saturating_duration_since(u.last) > WG_UP_FOR)
-            .map(|(k, _)| k.clone())
-            .collect();
+    /// Records WireGuard peers `gone` (by attachment and peer) down with `reason`.
+    fn wireguard_down(
+        &self,
+        up: &mut HashMap<(String, String), Up>,
+        gone: Vec<(String, String)>,
+        reason: &str,
+    ) {
         for k in gone {
             if let Some(u) = up.remove(&k) {
                 self.audit.record(Event::TunnelDown {
@@ -89,10 +88,21 @@ impl AuditBridge {
                     tenant: u.tenant,
                     facility: u.facility,
                     kind: TunnelKind::Wireguard,
-                    reason: "no handshake for 180 s".into(),
+                    reason: reason.into(),
                 });
             }
         }
+    }
+
+    /// WireGuard peers whose last handshake is older than [`WG_UP_FOR`] are down.
+    pub(crate) fn poll(&self, now: Instant) {
+        let mut up = self.wg_up.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<(String, String)> = up
+            .iter()
+            .filter(|(_, u)| now.saturating_duration_since(u.last) > WG_UP_FOR)
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.wireguard_down(&mut up, gone, "no handshake for 180 s");
     }
 
     /// An IPsec peer's IKE SA was established (it authenticated).
@@ -182,18 +192,7 @@ impl AuditBridge {
                 .filter(|(_, u)| u.facility == facility)
                 .map(|(k, _)| k.clone())
                 .collect();
-            for k in gone {
-                if let Some(u) = up.remove(&k) {
-                    self.audit.record(Event::TunnelDown {
-                        attachment: k.0,
-                        peer: k.1,
-                        tenant: u.tenant,
-                        facility: u.facility,
-                        kind: TunnelKind::Wireguard,
-                        reason: format!("certificate {}", v.state),
-                    });
-                }
-            }
+            self.wireguard_down(&mut up, gone, &format!("certificate {}", v.state));
         }
     }
 

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{self, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Metric, MetricFamily, MetricType};
 
 use super::facilities::Facilities;
 use crate::facility::FacilityState;
 use crate::ids::FacilityId;
+use crate::metrics::scrape::{desc, gauge};
 
 const STATE: (&str, &str) = (
     "ixgw_facility_certificate_state",
@@ -47,14 +48,6 @@ pub(crate) struct FacilityCollector {
 
 impl FacilityCollector {
     pub(crate) fn new(facilities: Arc<Facilities>) -> prometheus::Result<FacilityCollector> {
-        let desc = |(name, help): (&str, &str), labels: &[&str]| {
-            Desc::new(
-                name.to_owned(),
-                help.to_owned(),
-                labels.iter().map(|l| l.to_string()).collect(),
-                HashMap::new(),
-            )
-        };
         let facility = ["facility", "name", "tenant"];
         let crl = ["ca", "file"];
         Ok(FacilityCollector {
@@ -137,29 +130,6 @@ impl Collector for FacilityCollector {
     }
 }
 
-fn gauge(labels: &[(&str, &str)], value: f64) -> Metric {
-    let mut g = proto::Gauge::default();
-    g.set_value(value);
-    let mut m = Metric::from_label(
-        labels
-            .iter()
-            .map(|(n, v)| {
-                let mut p = LabelPair::default();
-                p.set_name((*n).to_owned());
-                p.set_value((*v).to_owned());
-                p
-            })
-            .collect(),
-    );
-    m.set_gauge(g);
-    m
-}
-
-fn family((name, help): (&str, &str), metrics: Vec<Metric>) -> MetricFamily {
-    let mut f = MetricFamily::default();
-    f.set_name(name.to_owned());
-    f.set_help(help.to_owned());
-    f.set_field_type(MetricType::GAUGE);
-    f.set_metric(metrics);
-    f
+fn family(def: (&'static str, &'static str), metrics: Vec<Metric>) -> MetricFamily {
+    crate::metrics::scrape::family(def, MetricType::GAUGE, metrics)
 }

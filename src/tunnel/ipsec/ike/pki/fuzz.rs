@@ -16,14 +16,7 @@ pub const SEED_TIME: u64 = 1_795_266_692;
 
 /// Splits `data` into fields and verifies them against `trust` at `now`.
 pub fn verify(trust: &TrustStore, now: u64, data: &[u8]) -> Result<VerifiedPeer, AuthError> {
-    let mut fields = Vec::new();
-    let mut rest = data;
-    while let Some((len, tail)) = rest.split_first_chunk::<2>() {
-        let len = usize::from(u16::from_be_bytes(*len)).min(tail.len());
-        let (field, tail) = tail.split_at(len);
-        fields.push(field);
-        rest = tail;
-    }
+    let fields = crate::facility::fuzz::fields(data);
     let field = |i: usize| fields.get(i).copied().unwrap_or_default();
     let (id, auth) = (field(0), field(1));
     let reserved = |b: &[u8]| [1, 2, 3].map(|i| b.get(i).copied().unwrap_or(0));
