@@ -318,6 +318,19 @@ impl Gateway {
                 let (tenant, src) = plan.resolve_exchange(f.opener.src)?;
                 plan.owner(tenant, src)
             });
+        // Rules are renumbered by name (a rule that is gone: no rule; the flow's verdict is
+        // asked again on its next packet anyway).
+        let by_name: std::collections::HashMap<&str, crate::ids::RuleId> = (0..=u16::MAX)
+            .map(crate::ids::RuleId)
+            .map_while(|r| plan.policy.rule(r).map(|i| (i.name.as_str(), r)))
+            .collect();
+        core.flows.remap_rules(|r| {
+            old_plan
+                .policy
+                .rule(r)
+                .and_then(|i| by_name.get(i.name.as_str()).copied())
+                .unwrap_or(crate::ids::RuleId(u16::MAX))
+        });
         // The orphans were numbered by the old plan: reported under it.
         if let Some(sink) = core.flow_sink.clone() {
             core.flows.take_removed(|r| {

@@ -104,6 +104,9 @@ pub struct Authority {
     /// listed (only facilities whose certificates carry one are judged again).
     pending_cas: std::collections::HashSet<usize>,
     pending_serials: std::collections::HashSet<Vec<u8>>,
+    /// The CAs a CRL was loaded for since the last evaluation (their refused facilities
+    /// may be restored).
+    touched_cas: std::collections::HashSet<usize>,
 }
 
 impl Authority {
@@ -120,6 +123,7 @@ impl Authority {
             by_code,
             pending_cas: Default::default(),
             pending_serials: Default::default(),
+            touched_cas: Default::default(),
             entries: specs
                 .into_iter()
                 .map(|spec| Entry {
@@ -138,8 +142,10 @@ impl Authority {
     /// Takes over the certificates `previous` (the authority of the plan before a reload)
     /// holds as presented, for facilities whose code, tenant, trust and source are unchanged:
     /// their peers keep their SAs across the reload, and with them their standing. Judges
-    /// them again at `now`; returns nothing (the caller compares states itself).
-    pub fn carry_presented(&mut self, previous: &Authority, now: u64) {
+    /// them again at `now`; returns the peers whose carried certificate is refused now (the
+    /// caller compares facility states itself).
+    pub fn carry_presented(&mut self, previous: &Authority, now: u64) -> Vec<PeerRefused> {
+        let mut refused = Vec::new();
         let by_code: std::collections::HashMap<FacilityCode, &Entry> = previous
             .entries
             .iter()
@@ -156,9 +162,40 @@ impl Authority {
                 continue;
             };
             if !old.presented.is_empty() {
-                self.entries[i].presented = old.presented.clone();
+                let mut presented = old.presented.clone();
+                for (peer, cert, good) in &mut presented {
+                    let v = self.judge_cert(i, cert, now);
+                    let now_good = v.state == FacilityState::Valid;
+                    if *good && !now_good {
+                        refused.push(PeerRefused {
+                            facility: FacilityId(i as u32),
+                            peer: peer.clone(),
+                            verdict: v,
+                        });
+                    }
+                    *good = now_good;
+                }
+                self.entries[i].presented = presented;
                 self.entries[i].verdict = self.judge(i, now);
             }
+        }
+        refused
+    }
+
+    /// Keeps, for CA bundle `ca`'s CRL `slot`, `previous`'s CRL of its bundle `old_ca`, slot
+    /// `old_slot` if that is newer ([`Ca::keep_newer`]); the caller then calls
+    /// [`Authority::evaluate`].
+    pub fn keep_newer_crl(
+        &mut self,
+        ca: usize,
+        slot: usize,
+        previous: &Authority,
+        old_ca: usize,
+        old_slot: usize,
+    ) -> bool {
+        match (self.cas.get_mut(ca), previous.cas.get(old_ca)) {
+            (Some(c), Some(o)) => c.keep_newer(slot, o, old_slot),
+            _ => false,
         }
     }
 
@@ -170,21 +207,33 @@ impl Authority {
         };
         let before = c.revoked_serials(slot);
         let first = c.crl_infos().nth(slot).flatten().is_none();
+        let stale_before = c.earliest_next_update();
         let info = c.load_crl(slot, bytes)?;
         let after = c.revoked_serials(slot);
         let before: std::collections::HashSet<Vec<u8>> = before.into_iter().collect();
         let after: std::collections::HashSet<Vec<u8>> = after.into_iter().collect();
         let diff: Vec<Vec<u8>> = before.symmetric_difference(&after).cloned().collect();
-        // A CRL that arrives where none was, or whose listed serials are not all facility
-        // leaves (an intermediate revoked or restored), can change any facility of the CA.
-        let leaves: std::collections::HashSet<Vec<u8>> = self
+        // A CRL that arrives where none was, that moves its CA's earliest nextUpdate earlier,
+        // or that names a serial which is not a facility leaf issued by the CRL's issuer (an
+        // intermediate revoked or restored: serials are only unique per issuer) can change
+        // any facility of the CA.
+        let leaves: std::collections::HashSet<(String, Vec<u8>)> = self
             .entries
             .iter()
-            .flat_map(|e| e.certs().map(FacilityCert::raw_serial))
+            .flat_map(|e| e.certs().map(|c| (c.issuer.clone(), c.raw_serial())))
             .collect();
-        if first || diff.iter().any(|d| !leaves.contains(d)) {
+        let earlier = c
+            .earliest_next_update()
+            .is_some_and(|t| stale_before.is_none_or(|b| t < b));
+        if first
+            || earlier
+            || diff
+                .iter()
+                .any(|d| !leaves.contains(&(info.issuer.clone(), d.clone())))
+        {
             self.pending_cas.insert(ca);
         }
+        self.touched_cas.insert(ca);
         self.pending_serials.extend(diff);
         Ok(info)
     }
@@ -195,6 +244,7 @@ impl Authority {
     pub fn evaluate(&mut self, now: u64) -> (Vec<Change>, Vec<PeerRefused>) {
         self.pending_cas.clear();
         self.pending_serials.clear();
+        self.touched_cas.clear();
         let all = (0..self.entries.len()).collect();
         self.evaluate_some(all, now)
     }
@@ -207,13 +257,15 @@ impl Authority {
     pub fn evaluate_changed(&mut self, now: u64) -> (Vec<Change>, Vec<PeerRefused>) {
         let cas = std::mem::take(&mut self.pending_cas);
         let serials = std::mem::take(&mut self.pending_serials);
+        let touched = std::mem::take(&mut self.touched_cas);
         let some = (0..self.entries.len())
             .filter(|&i| {
                 let e = &self.entries[i];
+                let refused = e.verdict.state != FacilityState::Valid
+                    && e.verdict.state != FacilityState::NotRequired
+                    && e.verdict.state != FacilityState::NotPresented;
                 e.verdict.recheck_at.is_some_and(|t| t <= now)
-                    || (e.verdict.state != FacilityState::Valid
-                        && e.verdict.state != FacilityState::NotRequired
-                        && e.verdict.state != FacilityState::NotPresented)
+                    || (refused && e.spec.trust.iter().any(|t| touched.contains(t)))
                     || e.spec.trust.iter().any(|t| cas.contains(t))
                     || e.certs().any(|c| serials.contains(&c.raw_serial()))
             })
@@ -284,6 +336,9 @@ impl Authority {
         let entry = &mut self.entries[i];
         entry.presented.retain(|(p, _, _)| p != peer);
         entry.presented.push((peer.to_string(), cert, true));
+        drop(verdict);
+        let verdict = self.judge(i, now);
+        let entry = &mut self.entries[i];
         let from = std::mem::replace(&mut entry.verdict, verdict).state;
         Ok((from != FacilityState::Valid).then_some(Change {
             facility,
@@ -342,17 +397,28 @@ impl Authority {
             };
         }
         // Judged by the certificates its peers presented, when they did: valid while one
-        // of them is (a peer whose certificate is refused loses its own tunnel).
+        // of them is (a peer whose certificate is refused loses its own tunnel), and judged
+        // again when any of them can change.
+        let mut valid = None;
         let mut first_refusal = None;
+        let mut recheck: Option<u64> = None;
         for (_, cert, _) in &e.presented {
             let v = self.judge_cert(i, cert, now);
+            recheck = match (recheck, v.recheck_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             if v.state == FacilityState::Valid {
-                return v;
+                valid.get_or_insert(v);
+            } else {
+                first_refusal.get_or_insert(v);
             }
-            first_refusal.get_or_insert(v);
         }
-        if let Some(v) = first_refusal {
-            return v;
+        if let Some(v) = valid.or(first_refusal) {
+            return Verdict {
+                recheck_at: recheck,
+                ..v
+            };
         }
         match &e.spec.source {
             CertSource::File(file) => self.judge_cert(i, file, now),

@@ -60,8 +60,16 @@ pub(crate) fn root_until(name: &str, now: u64, not_after: u64) -> TestCa {
 }
 
 pub(crate) fn intermediate(name: &str, parent: &TestCa) -> TestCa {
+    intermediate_with(name, parent, None)
+}
+
+/// An intermediate with serial `serial` (a random one when `None`).
+pub(crate) fn intermediate_with(name: &str, parent: &TestCa, serial: Option<u8>) -> TestCa {
     let key = KeyPair::generate().unwrap();
-    let params = ca_params(name, parent.now - 400 * DAY, parent.now + 1000 * DAY);
+    let mut params = ca_params(name, parent.now - 400 * DAY, parent.now + 1000 * DAY);
+    if let Some(s) = serial {
+        params.serial_number = Some(SerialNumber::from_slice(&[s]));
+    }
     let cert = params.signed_by(&key, &parent.issuer).unwrap();
     TestCa {
         pem: cert.pem(),

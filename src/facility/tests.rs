@@ -633,6 +633,65 @@ mod authority {
         assert_eq!(changes[0].to, FacilityState::Valid);
     }
 
+    /// Serials are unique per issuer only: a root's CRL revoking its intermediate whose
+    /// serial a facility's leaf also has judges again every facility under it.
+    #[test]
+    fn an_intermediate_sharing_a_leaf_serial_is_revoked_for_all() {
+        let ix = root("ix-ca", NOW);
+        let sub = crate::facility::testpki::intermediate_with("ix-sub", &ix, Some(5));
+        let both = format!("{}{}", ix.pem, sub.pem);
+        let specs = [(CODE, 5u8), (OTHER, 6u8)]
+            .iter()
+            .map(|&(code, serial)| {
+                let mut leaf = Leaf::facility(code, NOW);
+                leaf.serial = serial;
+                let mut s = spec(code, CertSource::File(leaf.issue(&sub, &[])));
+                s.wireguard_keys.clear();
+                s
+            })
+            .collect();
+        let ca = Ca::new("ix", both.as_bytes(), CrlPolicy::FailOpen, 2).unwrap();
+        let mut a = Authority::new(vec![ca], specs, NOW);
+        a.load_crl(0, 0, &ix.crl_numbered(1, &[], NOW - 60, NOW + DAY))
+            .unwrap();
+        a.load_crl(0, 1, &sub.crl_numbered(1, &[], NOW - 60, NOW + DAY))
+            .unwrap();
+        a.evaluate(NOW);
+        assert_eq!(a.states(), [FacilityState::Valid, FacilityState::Valid]);
+        a.load_crl(0, 0, &ix.crl_numbered(2, &[5], NOW - 30, NOW + DAY))
+            .unwrap();
+        let (changes, _) = a.evaluate_changed(NOW);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert_eq!(a.states(), [FacilityState::Revoked, FacilityState::Revoked]);
+    }
+
+    /// A facility with two routers is judged again when either router's certificate can
+    /// change: the one expiring first sets the recheck time.
+    #[test]
+    fn the_earliest_presented_certificate_sets_the_recheck_time() {
+        let (ix, mut a) = setup();
+        let mut long = Leaf::facility(OTHER, NOW);
+        long.serial = 2;
+        let mut short = Leaf::facility(OTHER, NOW);
+        short.serial = 3;
+        short.not_after = NOW + 100;
+        a.present(FacilityId(1), "long", &[&der(&long.issue(&ix, &[]))], NOW)
+            .unwrap();
+        a.present(FacilityId(1), "short", &[&der(&short.issue(&ix, &[]))], NOW)
+            .unwrap();
+        assert_eq!(
+            a.verdict(FacilityId(1)).unwrap().recheck_at,
+            Some(NOW + 101)
+        );
+        let (_, refused) = a.evaluate_changed(NOW + 101);
+        assert!(refused.iter().any(|r| r.peer == "short"), "{refused:?}");
+        assert_eq!(
+            a.states()[1],
+            FacilityState::Valid,
+            "the long one keeps it valid"
+        );
+    }
+
     #[test]
     fn not_after_passes_at_the_recheck_time() {
         let (_, mut a) = setup();

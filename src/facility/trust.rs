@@ -220,6 +220,25 @@ impl Ca {
         Ok(info)
     }
 
+    /// Takes `other`'s CRL of `other_slot` into `slot` when it is newer (a higher CRL number)
+    /// than what `slot` holds: a reload reads the files afresh, and must not un-revoke by
+    /// loading a file older than the one in force. Whether it did.
+    pub fn keep_newer(&mut self, slot: usize, other: &Ca, other_slot: usize) -> bool {
+        let number = |c: &Option<LoadedCrl>| {
+            c.as_ref()
+                .and_then(|c| c.info.number.clone())
+                .map(|n| (n.len(), n))
+        };
+        let (Some(mine), Some(theirs)) = (self.crls.get(slot), other.crls.get(other_slot)) else {
+            return false;
+        };
+        if theirs.is_some() && number(theirs) > number(mine) {
+            self.crls[slot] = theirs.clone();
+            return true;
+        }
+        false
+    }
+
     /// The serials (DER content octets) the CRL in `slot` lists.
     pub(crate) fn revoked_serials(&self, slot: usize) -> Vec<Vec<u8>> {
         self.crls

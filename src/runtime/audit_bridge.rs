@@ -33,6 +33,9 @@ pub(crate) struct AuditBridge {
     audit: Audit,
     /// WireGuard peers up, by (attachment, peer).
     wg_up: Mutex<HashMap<(String, String), Up>>,
+    /// IPsec peers up (with an IKE SA), by (attachment, peer): a re-authentication is not a
+    /// second tunnel up.
+    ipsec_up: Mutex<std::collections::HashSet<(String, String)>>,
     /// When a peer's refusal was last recorded, by (attachment, peer).
     refused: Mutex<HashMap<(String, String), Instant>>,
 }
@@ -53,6 +56,7 @@ impl AuditBridge {
         AuditBridge {
             audit,
             wg_up: Mutex::new(HashMap::new()),
+            ipsec_up: Mutex::new(Default::default()),
             refused: Mutex::new(HashMap::new()),
         }
     }
@@ -94,6 +98,14 @@ impl AuditBridge {
         }
     }
 
+    /// The gateway stops: every WireGuard tunnel still up is down (IPsec tunnels are
+    /// deleted by the IKE thread, which reports them).
+    pub(crate) fn shutdown(&self) {
+        let mut up = self.wg_up.lock().unwrap_or_else(|e| e.into_inner());
+        let all: Vec<(String, String)> = up.keys().cloned().collect();
+        self.wireguard_down(&mut up, all, "the gateway stopped");
+    }
+
     /// WireGuard peers whose last handshake is older than [`WG_UP_FOR`] are down.
     pub(crate) fn poll(&self, now: Instant) {
         let mut up = self.wg_up.lock().unwrap_or_else(|e| e.into_inner());
@@ -120,14 +132,21 @@ impl AuditBridge {
             result: AuthResult::Ok,
             reason: None,
         });
-        self.audit.record(Event::TunnelUp {
-            attachment,
-            peer,
-            tenant,
-            facility,
-            kind: TunnelKind::Ipsec,
-            remote: Some(remote.to_string()),
-        });
+        let new = self
+            .ipsec_up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((attachment.clone(), peer.clone()));
+        if new {
+            self.audit.record(Event::TunnelUp {
+                attachment,
+                peer,
+                tenant,
+                facility,
+                kind: TunnelKind::Ipsec,
+                remote: Some(remote.to_string()),
+            });
+        }
     }
 
     /// An IPsec peer lost its IKE SA.
@@ -135,6 +154,14 @@ impl AuditBridge {
         let Some((attachment, peer, tenant, facility)) = names(plan, peer) else {
             return;
         };
+        let was_up = self
+            .ipsec_up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(attachment.clone(), peer.clone()));
+        if !was_up {
+            return;
+        }
         self.audit.record(Event::TunnelDown {
             attachment,
             peer,
@@ -359,6 +386,18 @@ mod tests {
             recheck_at: None,
         };
         bridge.certificate(&spec, &verdict, Some(FacilityState::Valid));
+        // IPsec: a re-authentication is not a second tunnel up; a down is told once.
+        let remote: std::net::SocketAddr = "198.51.100.4:4500".parse().unwrap();
+        bridge.ike_up(&plan, peer, remote);
+        bridge.ike_up(&plan, peer, remote);
+        bridge.ike_down(&plan, peer, "dpd_timeout");
+        bridge.ike_down(&plan, peer, "deleted_locally");
+        // At shutdown every WireGuard tunnel still up goes down.
+        bridge.peer(event(
+            PeerEventKind::Handshake,
+            t0 + Duration::from_secs(500),
+        ));
+        bridge.shutdown();
         audit.shutdown();
         let lines = read(&file);
         let events: Vec<(&str, Option<&str>)> = lines
@@ -383,6 +422,13 @@ mod tests {
                 ("tunnel_up", None),
                 ("certificate_state", None),
                 ("tunnel_down", Some("certificate revoked")),
+                ("auth", Some("ok")),
+                ("tunnel_up", None),
+                ("auth", Some("ok")),
+                ("tunnel_down", Some("dpd_timeout")),
+                ("auth", Some("ok")),
+                ("tunnel_up", None),
+                ("tunnel_down", Some("the gateway stopped")),
             ],
             "{lines:#?}"
         );

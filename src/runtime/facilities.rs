@@ -217,6 +217,21 @@ fn load_crl(authority: &mut Authority, f: &mut CrlFile, log: bool) -> bool {
     if now_stamp.is_some() && now_stamp == f.stamp {
         return false;
     }
+    let bytes = now_stamp.map(|_| std::fs::read(&f.path));
+    apply_crl(authority, f, now_stamp, bytes, log)
+}
+
+/// The file the CRL task looked at: what it looked like and what it read.
+type Looked = (Option<Stamp>, Option<std::io::Result<Vec<u8>>>);
+
+/// Loads what was read of `f` (its stamp then; `None`: the file was gone).
+fn apply_crl(
+    authority: &mut Authority,
+    f: &mut CrlFile,
+    now_stamp: Option<Stamp>,
+    bytes: Option<std::io::Result<Vec<u8>>>,
+    log: bool,
+) -> bool {
     let ca = authority
         .cas()
         .get(f.ca)
@@ -236,7 +251,10 @@ fn load_crl(authority: &mut Authority, f: &mut CrlFile, log: bool) -> bool {
     };
     f.missing = false;
     f.stamp = Some(s);
-    match std::fs::read(&f.path) {
+    let Some(read) = bytes else {
+        return false;
+    };
+    match read {
         Ok(bytes) => match authority.load_crl(f.ca, f.slot, &bytes) {
             Ok(info) => {
                 if log {
@@ -319,7 +337,28 @@ impl Facilities {
     pub(crate) fn switch(&self, config: &Config, plan: &Plan, now: u64) -> Replaced {
         let (mut authority, crls) = build(config, plan, now, true);
         let mut inner = self.lock();
-        authority.carry_presented(&inner.authority, now);
+        // A file older than the CRL in force (same CA name, same path) does not replace it.
+        let mut kept = false;
+        for f in &crls {
+            let name = authority.cas().get(f.ca).map(|c| c.name.clone());
+            let old = inner.crls.iter().find(|o| {
+                o.path == f.path
+                    && inner.authority.cas().get(o.ca).map(|c| &c.name) == name.as_ref()
+            });
+            if let Some(o) = old {
+                kept |= authority.keep_newer_crl(f.ca, f.slot, &inner.authority, o.ca, o.slot);
+            }
+        }
+        if kept {
+            tracing::warn!("a CRL file is older than the CRL in force: the newer one stays");
+            authority.evaluate(now);
+        }
+        let refused = authority.carry_presented(&inner.authority, now);
+        for r in &refused {
+            if !inner.refused_peers.contains(&r.peer) {
+                inner.refused_peers.push(r.peer.clone());
+            }
+        }
         log_states(&authority, Some(&inner.authority), self.audit.as_deref());
         let old_generation = std::mem::replace(&mut inner.generation, plan.generation);
         let old = std::mem::replace(&mut inner.authority, authority);
@@ -333,7 +372,13 @@ impl Facilities {
         let mut inner = self.lock();
         let (generation, mut authority, crls) = previous;
         // What peers presented meanwhile counts for the old registry too.
-        authority.carry_presented(&inner.authority, super::ike::unix_now());
+        let refused = authority.carry_presented(&inner.authority, super::ike::unix_now());
+        for r in &refused {
+            if !inner.refused_peers.contains(&r.peer) {
+                inner.refused_peers.push(r.peer.clone());
+            }
+        }
+        log_states(&authority, Some(&inner.authority), self.audit.as_deref());
         (inner.generation, inner.authority, inner.crls) = (generation, authority, crls);
         self.publish(&inner);
     }
@@ -341,6 +386,24 @@ impl Facilities {
     /// Looks at the CRL files and the clock: judges every facility again if a CRL changed
     /// or a validity bound passed. Whether a state changed.
     pub(crate) fn poll(&self, now: u64) -> bool {
+        // The files are looked at and read without the lock: IKE authentications, which
+        // need it, wait for the judgement only.
+        let files: Vec<(PathBuf, Option<Stamp>)> = self
+            .lock()
+            .crls
+            .iter()
+            .map(|f| (f.path.clone(), f.stamp))
+            .collect();
+        let looked: Vec<Option<Looked>> = files
+            .iter()
+            .map(|(path, was)| {
+                let now_stamp = stamp(path);
+                if now_stamp.is_some() && now_stamp == *was {
+                    return None;
+                }
+                Some((now_stamp, now_stamp.map(|_| std::fs::read(path))))
+            })
+            .collect();
         let mut inner = self.lock();
         let Inner {
             authority,
@@ -349,8 +412,14 @@ impl Facilities {
             ..
         } = &mut *inner;
         let mut loaded = false;
-        for f in crls.iter_mut() {
-            loaded |= load_crl(authority, f, true);
+        for ((f, (path, _)), looked) in crls.iter_mut().zip(&files).zip(looked) {
+            // A reload may have replaced the list meanwhile: what was read is for this path.
+            if f.path != *path {
+                continue;
+            }
+            if let Some((now_stamp, bytes)) = looked {
+                loaded |= apply_crl(authority, f, now_stamp, bytes, true);
+            }
         }
         if !loaded && authority.next_recheck().is_none_or(|t| now < t) {
             return false;

@@ -279,7 +279,13 @@ struct IkeThread {
     facilities_seen: Option<Arc<FacilityStates>>,
     /// Where authentications and tunnels going up and down are recorded, if anywhere.
     audit: Option<Arc<AuditBridge>>,
+    /// Initiating peers stopped because their certificate was refused, and when to try
+    /// them again (their facility may have a new certificate by then).
+    retry: Vec<(AttachmentId, PeerId, Instant)>,
 }
+
+/// How often an initiating peer whose certificate was refused is tried again.
+const RETRY_REFUSED: Duration = Duration::from_secs(60);
 
 impl IkeThread {
     fn new(
@@ -296,6 +302,30 @@ impl IkeThread {
             facilities,
             facilities_seen: None,
             audit: None,
+            retry: Vec::new(),
+        }
+    }
+
+    /// Tries again the initiating peers stopped for a refused certificate whose time came
+    /// (each minute until they are up).
+    fn retry_refused(&mut self, now: Instant) {
+        let due: Vec<(AttachmentId, PeerId)> = self
+            .retry
+            .iter()
+            .filter(|(_, _, at)| *at <= now)
+            .map(|(a, p, _)| (*a, *p))
+            .collect();
+        self.retry.retain(|(_, _, at)| *at > now);
+        for (attachment, p) in due {
+            let Some(i) = self.engines.iter().position(|e| e.attachment == attachment) else {
+                continue;
+            };
+            if self.engines[i].engine.is_up(p) {
+                continue;
+            }
+            self.engines[i].engine.initiate(p, now);
+            self.retry.push((attachment, p, now + RETRY_REFUSED));
+            self.drain(i);
         }
     }
 
@@ -349,6 +379,7 @@ impl IkeThread {
                     "the peer's certificate is refused: deleting its IKE SA"
                 );
                 e.engine.delete(p, now);
+                self.retry.push((e.attachment, p, now + RETRY_REFUSED));
             }
         }
         for i in 0..self.engines.len() {
@@ -386,7 +417,15 @@ impl IkeThread {
                         "facility certificate refused: deleting the peer's IKE SA"
                     );
                     e.engine.delete(p, now);
-                } else if !refused(state) && was.is_some_and(refused) && initiates {
+                    if initiates {
+                        self.retry.push((e.attachment, p, now + RETRY_REFUSED));
+                    }
+                } else if !refused(state)
+                    && initiates
+                    && (was.is_none() || was.is_some_and(refused))
+                {
+                    // Good again, or a new plan (a reload may have fixed what stopped it): an
+                    // initiating peer is started unless it is up.
                     e.engine.initiate(p, now);
                 }
             }
@@ -452,6 +491,7 @@ impl IkeThread {
             }
             self.sync_facilities();
             let now = Instant::now();
+            self.retry_refused(now);
             for i in 0..self.engines.len() {
                 if self.engines[i]
                     .engine
@@ -494,6 +534,8 @@ impl IkeThread {
     /// IKE SAs are deleted, its SAs cleared in the data path, and its peers negotiate again.
     fn adopt(&mut self, plan: Arc<Plan>, setups: Vec<EngineSetup>) {
         let now = Instant::now();
+        // Peers are renumbered: the refused ones are found again from the new plan's states.
+        self.retry.clear();
         let carries: Vec<Option<IpsecCarry>> = setups
             .iter()
             .map(|s| {

@@ -826,6 +826,7 @@ impl Running {
             stop_worker(&self.control, w).await;
         }
         drop(ike_queue);
+        self.bridge.shutdown();
         let audit = self.audit.clone();
         let _ = tokio::task::spawn_blocking(move || audit.shutdown()).await;
         if let Some(s) = self.admin_stop.take() {

@@ -581,6 +581,19 @@ impl FlowTable {
         orphans.len()
     }
 
+    /// Renumbers every entry's rule with `new` (a reload renumbers the rules; the name a
+    /// flow record carries must stay the one that admitted it).
+    pub fn remap_rules(&mut self, mut new: impl FnMut(RuleId) -> RuleId) {
+        for class in 0..CLASSES {
+            let mut cur = self.lru[class].head;
+            while cur != NIL {
+                let s = &mut self.slots[cur as usize];
+                s.flow.rule = new(s.flow.rule);
+                cur = s.next;
+            }
+        }
+    }
+
     /// Moves every live entry (judged at the latest `now` the table has seen) into new storage
     /// for `capacity` flows (clamped to [`MAX_CAPACITY`]), keeping each entry's state, class,
     /// owner and last-seen time and each class's LRU order; dead entries are discarded. When
