@@ -162,20 +162,8 @@ impl Authority {
                 continue;
             };
             if !old.presented.is_empty() {
-                let mut presented = old.presented.clone();
-                for (peer, cert, good) in &mut presented {
-                    let v = self.judge_cert(i, cert, now);
-                    let now_good = v.state == FacilityState::Valid;
-                    if *good && !now_good {
-                        refused.push(PeerRefused {
-                            facility: FacilityId(i as u32),
-                            peer: peer.clone(),
-                            verdict: v,
-                        });
-                    }
-                    *good = now_good;
-                }
-                self.entries[i].presented = presented;
+                self.entries[i].presented = old.presented.clone();
+                refused.extend(self.rejudge_presented(i, now));
                 self.entries[i].verdict = self.judge(i, now);
             }
         }
@@ -273,24 +261,32 @@ impl Authority {
         self.evaluate_some(some, now)
     }
 
+    /// Judges again each certificate facility `i`'s peers presented: the peers whose good
+    /// certificate turned bad.
+    fn rejudge_presented(&mut self, i: usize, now: u64) -> Vec<PeerRefused> {
+        let mut refused = Vec::new();
+        let mut presented = std::mem::take(&mut self.entries[i].presented);
+        for (peer, cert, good) in &mut presented {
+            let v = self.judge_cert(i, cert, now);
+            let now_good = v.state == FacilityState::Valid;
+            if *good && !now_good {
+                refused.push(PeerRefused {
+                    facility: FacilityId(i as u32),
+                    peer: peer.clone(),
+                    verdict: v,
+                });
+            }
+            *good = now_good;
+        }
+        self.entries[i].presented = presented;
+        refused
+    }
+
     fn evaluate_some(&mut self, which: Vec<usize>, now: u64) -> (Vec<Change>, Vec<PeerRefused>) {
         let mut changes = Vec::new();
         let mut refused = Vec::new();
         for i in which {
-            let mut presented = std::mem::take(&mut self.entries[i].presented);
-            for (peer, cert, good) in &mut presented {
-                let v = self.judge_cert(i, cert, now);
-                let now_good = v.state == FacilityState::Valid;
-                if *good && !now_good {
-                    refused.push(PeerRefused {
-                        facility: FacilityId(i as u32),
-                        peer: peer.clone(),
-                        verdict: v,
-                    });
-                }
-                *good = now_good;
-            }
-            self.entries[i].presented = presented;
+            refused.extend(self.rejudge_presented(i, now));
             let verdict = self.judge(i, now);
             let from = self.entries[i].verdict.state;
             if from != verdict.state {
@@ -336,7 +332,7 @@ impl Authority {
         let entry = &mut self.entries[i];
         entry.presented.retain(|(p, _, _)| p != peer);
         entry.presented.push((peer.to_string(), cert, true));
-        drop(verdict);
+        // The facility's verdict covers all its routers' certificates.
         let verdict = self.judge(i, now);
         let entry = &mut self.entries[i];
         let from = std::mem::replace(&mut entry.verdict, verdict).state;

@@ -354,11 +354,7 @@ impl Facilities {
             authority.evaluate(now);
         }
         let refused = authority.carry_presented(&inner.authority, now);
-        for r in &refused {
-            if !inner.refused_peers.contains(&r.peer) {
-                inner.refused_peers.push(r.peer.clone());
-            }
-        }
+        note_refused(&mut inner.refused_peers, &refused);
         log_states(&authority, Some(&inner.authority), self.audit.as_deref());
         let old_generation = std::mem::replace(&mut inner.generation, plan.generation);
         let old = std::mem::replace(&mut inner.authority, authority);
@@ -373,11 +369,7 @@ impl Facilities {
         let (generation, mut authority, crls) = previous;
         // What peers presented meanwhile counts for the old registry too.
         let refused = authority.carry_presented(&inner.authority, super::ike::unix_now());
-        for r in &refused {
-            if !inner.refused_peers.contains(&r.peer) {
-                inner.refused_peers.push(r.peer.clone());
-            }
-        }
+        note_refused(&mut inner.refused_peers, &refused);
         log_states(&authority, Some(&inner.authority), self.audit.as_deref());
         (inner.generation, inner.authority, inner.crls) = (generation, authority, crls);
         self.publish(&inner);
@@ -437,10 +429,8 @@ impl Facilities {
                 "the certificate this peer authenticated with is refused: its tunnel goes: {}",
                 r.verdict.detail
             );
-            if !refused_peers.contains(&r.peer) {
-                refused_peers.push(r.peer.clone());
-            }
         }
+        note_refused(refused_peers, &refused);
         self.publish(&inner);
         true
     }
@@ -521,6 +511,15 @@ impl Presenter for Facilities {
                 );
                 Err(verdict)
             }
+        }
+    }
+}
+
+/// Adds the peers of `refused` to `list` (once each): the IKE thread deletes their SAs.
+fn note_refused(list: &mut Vec<String>, refused: &[crate::facility::PeerRefused]) {
+    for r in refused {
+        if !list.contains(&r.peer) {
+            list.push(r.peer.clone());
         }
     }
 }
