@@ -56,7 +56,7 @@
 //!   * `icmp_id`: the ICMP echo identifier (ICMP flows only);
 //!   * `flow_end` only: `packets` and `bytes` as `[opener → responder, responder → opener]`
 //!     (IP packets as forwarded), `duration_ms`, and `reason`: `idle`, `closed`, `evicted`,
-//!     `refused` (asked again and no longer admitted), `not_sent`, `shutdown`.
+//!     `refused` (asked again and no longer admitted), `shutdown`.
 //!
 //! journald (native protocol): `MESSAGE` a one-line summary, `SYSLOG_IDENTIFIER=ixgw-audit`,
 //! `PRIORITY` 6 (5 for refused authentications, tunnels down and certificate states that stop

@@ -54,8 +54,6 @@ pub enum FlowEnd {
     /// Asked again and refused: the policy or agreement that admitted it no longer does (a
     /// reload, a window that closed) or a facility's certificate stopped it.
     Refused,
-    /// Its tunnel refused its first packet.
-    NotSent,
     /// The gateway stopped.
     Shutdown,
 }
@@ -67,7 +65,6 @@ impl FlowEnd {
             FlowEnd::Closed => "closed",
             FlowEnd::Evicted => "evicted",
             FlowEnd::Refused => "refused",
-            FlowEnd::NotSent => "not_sent",
             FlowEnd::Shutdown => "shutdown",
         }
     }
