@@ -22,20 +22,37 @@ struct Cli {
     /// `info` (`warn` for the demo, whose own output is the table).
     #[arg(long, global = true)]
     log: Option<String>,
+    /// Log lines as `text` (without colour codes unless stderr is a terminal, so that
+    /// journald shows them as they are) or `json` (one object per line, for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the daemon's configuration lives unless told otherwise.
+const DEFAULT_CONFIG: &str = "/etc/ixgw/ixgw.yaml";
+
 #[derive(Subcommand)]
 enum Command {
     /// Validate a configuration file: exit 0, or print FILE:LINE: KEY: problem and exit 1.
+    /// The file is FILE, or --config, or /etc/ixgw/ixgw.yaml.
     Check {
+        /// The configuration file (the same as --config).
+        #[arg(value_name = "FILE", conflicts_with = "config")]
+        file: Option<PathBuf>,
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// Run the gateway in the foreground. SIGHUP reloads the file, SIGTERM drains and exits.
     Run {
-        #[arg(long, short)]
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Run a self-contained demo: the gateway plus simulated facilities over loopback.
@@ -51,10 +68,12 @@ enum Command {
     Genkey,
     /// Read a private key on stdin, print its public key, like `wg pubkey`.
     Pubkey,
+    /// Print a new WireGuard preshared key (base64), like `wg genpsk`.
+    Genpsk,
     /// Print the facility side's configuration of a peer: wg-quick for a WireGuard peer,
     /// swanctl.conf for an IPsec peer.
     PeerConfig {
-        #[arg(long, short)]
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The peer's name in the configuration.
         #[arg(long)]
@@ -210,10 +229,17 @@ fn main() -> ExitCode {
             .or_else(|_| tracing_subscriber::EnvFilter::try_new(default)),
     }
     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    // Colour codes only for a person at a terminal: under journald (or piped) they would
+    // show as `[… blob data]`.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(ansi);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 
     match run(cli.command) {
         Ok(code) => code,
@@ -240,74 +266,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Check { config } => match Config::load(&config)
-            .map_err(|e| e.to_string())
-            .and_then(|c| match ixgw::runtime::preflight(&c) {
-                Ok(()) => Ok(c),
-                Err(e) => Err(format!("{}: {e}", config.display())),
-            }) {
-            Ok(c) => {
-                for w in &c.warnings {
-                    eprintln!("{w}");
-                }
-                // What the daemon would start with: each certificate judged now.
-                for f in ixgw::runtime::facility_report(&c, unix_now()) {
-                    use ixgw::facility::FacilityState as S;
-                    if matches!(f.state, S::Valid | S::NotRequired | S::NotPresented) {
-                        continue;
-                    }
-                    eprintln!(
-                        "{}: facilities: warning: facility {} ({}, tenant {}) is {}: {}",
-                        config.display(),
-                        f.code,
-                        f.name,
-                        f.tenant,
-                        f.state,
-                        f.detail
-                    );
-                }
-                let peers: usize = c
-                    .tenants
-                    .iter()
-                    .flat_map(|t| &t.attachments)
-                    .map(|a| match &a.kind {
-                        ixgw::config::AttachmentKind::WireGuard(wg) => wg.peers.len(),
-                        ixgw::config::AttachmentKind::Ipsec(ipsec) => ipsec.peers.len(),
-                        ixgw::config::AttachmentKind::Plain(_) => 0,
-                    })
-                    .sum();
-                // Agreements that grant nothing right now (validation warned of those lacking
-                // an approval).
-                let now = unix_now();
-                for a in c
-                    .agreements
-                    .iter()
-                    .filter(|a| a.approved() && !a.in_force_at(now))
-                {
-                    eprintln!(
-                        "{}: agreements: warning: agreement `{}` is not in force now (valid {} .. {})",
-                        config.display(),
-                        a.name,
-                        a.valid_from.map(ixgw::facility::format_unix).unwrap_or_else(|| "-".into()),
-                        a.valid_until.map(ixgw::facility::format_unix).unwrap_or_else(|| "-".into()),
-                    );
-                }
-                println!(
-                    "{}: ok ({} tenants, {} peers, {} services, {} policies, {} agreements)",
-                    config.display(),
-                    c.tenants.len(),
-                    peers,
-                    c.services.len(),
-                    c.policies.len(),
-                    c.agreements.len()
-                );
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::FAILURE)
-            }
-        },
+        Command::Check { file, config } => {
+            let config = file
+                .or(config)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+            check(&config)
+        }
         Command::Run { config } => {
             runtime()?.block_on(ixgw::runtime::run(&config))?;
             Ok(ExitCode::SUCCESS)
@@ -323,6 +287,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Genkey => {
+            println!("{}", keys::encode(&keys::generate_private_key()?));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Genpsk => {
+            // 32 random bytes, as `wg genpsk` (a private key's generation is exactly that).
             println!("{}", keys::encode(&keys::generate_private_key()?));
             Ok(ExitCode::SUCCESS)
         }
@@ -446,4 +415,80 @@ fn run_ca(command: CaCommand, now: SystemTime) -> anyhow::Result<String> {
             this_update,
         } => store::crl(&dir, this_update.unwrap_or(now), next_update)?.to_string(),
     })
+}
+
+/// `ixgw check`: validation, the preflight the daemon does, and warnings.
+fn check(config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    match Config::load(config)
+        .map_err(|e| e.to_string())
+        .and_then(|c| match ixgw::runtime::preflight(&c) {
+            Ok(()) => Ok(c),
+            Err(e) => Err(format!("{}: {e}", config.display())),
+        }) {
+        Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("{w}");
+            }
+            // What the daemon would start with: each certificate judged now.
+            for f in ixgw::runtime::facility_report(&c, unix_now()) {
+                use ixgw::facility::FacilityState as S;
+                if matches!(f.state, S::Valid | S::NotRequired | S::NotPresented) {
+                    continue;
+                }
+                eprintln!(
+                    "{}: facilities: warning: facility {} ({}, tenant {}) is {}: {}",
+                    config.display(),
+                    f.code,
+                    f.name,
+                    f.tenant,
+                    f.state,
+                    f.detail
+                );
+            }
+            let peers: usize = c
+                .tenants
+                .iter()
+                .flat_map(|t| &t.attachments)
+                .map(|a| match &a.kind {
+                    ixgw::config::AttachmentKind::WireGuard(wg) => wg.peers.len(),
+                    ixgw::config::AttachmentKind::Ipsec(ipsec) => ipsec.peers.len(),
+                    ixgw::config::AttachmentKind::Plain(_) => 0,
+                })
+                .sum();
+            // Agreements that grant nothing right now (validation warned of those lacking
+            // an approval).
+            let now = unix_now();
+            for a in c
+                .agreements
+                .iter()
+                .filter(|a| a.approved() && !a.in_force_at(now))
+            {
+                eprintln!(
+                    "{}: agreements: warning: agreement `{}` is not in force now (valid {} .. {})",
+                    config.display(),
+                    a.name,
+                    a.valid_from
+                        .map(ixgw::facility::format_unix)
+                        .unwrap_or_else(|| "-".into()),
+                    a.valid_until
+                        .map(ixgw::facility::format_unix)
+                        .unwrap_or_else(|| "-".into()),
+                );
+            }
+            println!(
+                "{}: ok ({} tenants, {} peers, {} services, {} policies, {} agreements)",
+                config.display(),
+                c.tenants.len(),
+                peers,
+                c.services.len(),
+                c.policies.len(),
+                c.agreements.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

@@ -550,3 +550,64 @@ fn facility_verify_and_check_report_a_revoked_certificate() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_takes_the_file_as_an_argument_too() {
+    let (ok, out, err) = ixgw_in(std::path::Path::new("."), &["check", "config/ixgw.yaml"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("config/ixgw.yaml: ok ("), "{out}");
+    let (ok, _, err) = ixgw_in(
+        std::path::Path::new("."),
+        &["check", "config/ixgw.yaml", "--config", "config/ixgw.yaml"],
+    );
+    assert!(!ok, "one or the other");
+    assert!(err.contains("cannot be used with"), "{err}");
+    // Neither: the daemon's default file.
+    let (ok, _, err) = ixgw_in(std::path::Path::new("/"), &["check"]);
+    assert!(!ok);
+    assert!(err.contains("/etc/ixgw/ixgw.yaml"), "{err}");
+}
+
+#[test]
+fn genpsk_prints_a_fresh_32_byte_key() {
+    use base64::Engine as _;
+    let key = |_| {
+        let out = ixgw().arg("genpsk").output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .unwrap();
+        assert_eq!(bytes.len(), 32, "{text}");
+        text
+    };
+    assert_ne!(key(0), key(1));
+}
+
+/// Logs piped (as under journald) carry no colour codes; `--log-format json` writes one JSON
+/// object per line.
+#[test]
+fn logs_are_plain_when_not_a_terminal_and_json_on_request() {
+    let out = ixgw()
+        .args(["--log", "info", "demo", "--duration", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("gateway running"), "{err}");
+    assert!(!err.contains('\u{1b}'), "escape codes in: {err:?}");
+    let out = ixgw()
+        .args(["--log", "info", "--log-format", "json", "demo", "--duration", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    let mut lines = 0;
+    for line in err.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{line}");
+        lines += 1;
+    }
+    assert!(lines > 3, "{err}");
+}
