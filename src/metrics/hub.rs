@@ -37,6 +37,8 @@ pub struct MetricsHub {
     registry: Registry,
     reloads: IntCounterVec,
     last_reload_success: Gauge,
+    /// 1 while the last reload succeeded (or none was tried), 0 after a failed one.
+    last_reload_ok: IntGauge,
     flow_table_capacity: IntGauge,
     flow_quota: IntGaugeVec,
 }
@@ -74,6 +76,11 @@ impl MetricsHub {
             "ixgw_config_last_reload_success_timestamp_seconds",
             "Unix time at which the running configuration was loaded (at start-up or by the last successful reload).",
         )?;
+        let last_reload_ok = IntGauge::new(
+            "ixgw_config_last_reload_successful",
+            "1 if the last configuration reload succeeded (or none was tried since the start), 0 if it was rejected: the file on disk is then not what runs.",
+        )?;
+        last_reload_ok.set(1);
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "ixgw_build_info",
@@ -91,6 +98,7 @@ impl MetricsHub {
 
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(last_reload_success.clone()))?;
+        registry.register(Box::new(last_reload_ok.clone()))?;
         registry.register(Box::new(build_info))?;
         let flow_quota = IntGaugeVec::new(
             Opts::new(
@@ -109,6 +117,7 @@ impl MetricsHub {
             registry,
             reloads,
             last_reload_success,
+            last_reload_ok,
             flow_table_capacity,
             flow_quota,
         })
@@ -143,12 +152,14 @@ impl MetricsHub {
     /// A reload succeeded at `at`: the new plan runs.
     pub fn reload_succeeded(&self, at: SystemTime) {
         self.reloads.with_label_values(&["ok"]).inc();
+        self.last_reload_ok.set(1);
         self.config_loaded(at);
     }
 
     /// A reload was rejected; the previous plan keeps running.
     pub fn reload_failed(&self) {
         self.reloads.with_label_values(&["failed"]).inc();
+        self.last_reload_ok.set(0);
     }
 
     /// The total flow capacity of the running plan's flow tables.
@@ -396,6 +407,7 @@ mod tests {
         let before = hub.encode();
         assert_line(&before, r#"ixgw_config_reloads_total{result="ok"} 0"#);
         assert_line(&before, r#"ixgw_config_reloads_total{result="failed"} 0"#);
+        assert_line(&before, "ixgw_config_last_reload_successful 1");
         assert_line(
             &before,
             &format!(
@@ -414,6 +426,9 @@ mod tests {
 
         assert_line(&after, r#"ixgw_config_reloads_total{result="ok"} 1"#);
         assert_line(&after, r#"ixgw_config_reloads_total{result="failed"} 2"#);
+        assert_line(&after, "ixgw_config_last_reload_successful 0");
+        hub.reload_succeeded(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+        assert_line(&hub.encode(), "ixgw_config_last_reload_successful 1");
         assert_line(
             &after,
             "ixgw_config_last_reload_success_timestamp_seconds 1700000000.5",
@@ -440,6 +455,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(families, 22);
+        assert_eq!(families, 23);
     }
 }
