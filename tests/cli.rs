@@ -471,7 +471,10 @@ fn facility_verify_and_check_report_a_revoked_certificate() {
     let (ok, out, err) = ixgw_in(&dir, &["check", "-c", "ixgw.yaml"]);
     assert!(ok, "{err}");
     assert!(out.contains("ok (3 tenants"), "{out}");
-    assert_eq!(err, "", "the example registry is clean");
+    assert!(
+        !err.contains("facilities:") && !err.contains("agreements"),
+        "the example registry is clean: {err}"
+    );
 
     let verify = |cert: &str, config: bool| {
         let mut args = vec!["facility", "verify", cert];
@@ -597,7 +600,15 @@ fn logs_are_plain_when_not_a_terminal_and_json_on_request() {
     assert!(err.contains("gateway running"), "{err}");
     assert!(!err.contains('\u{1b}'), "escape codes in: {err:?}");
     let out = ixgw()
-        .args(["--log", "info", "--log-format", "json", "demo", "--duration", "1"])
+        .args([
+            "--log",
+            "info",
+            "--log-format",
+            "json",
+            "demo",
+            "--duration",
+            "1",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -606,7 +617,10 @@ fn logs_are_plain_when_not_a_terminal_and_json_on_request() {
     for line in err.lines() {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{line}");
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{line}"
+        );
         lines += 1;
     }
     assert!(lines > 3, "{err}");

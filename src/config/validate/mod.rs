@@ -84,6 +84,8 @@ pub(super) fn validate(text: &str, path: &Path) -> Result<Config, ConfigError> {
         file,
         lines: LineMap::build(text),
         dir: path.parent().unwrap_or(Path::new("")).to_path_buf(),
+        credentials: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+        file_warnings: Default::default(),
     };
     v.config(root, path)
 }
@@ -161,6 +163,11 @@ struct Validator {
     file: String,
     lines: LineMap,
     dir: PathBuf,
+    /// `$CREDENTIALS_DIRECTORY` (systemd's `LoadCredential=`): relative key file paths are
+    /// looked up there first.
+    credentials: Option<PathBuf>,
+    /// Warnings found while reading files (secrets readable by others).
+    file_warnings: std::cell::RefCell<Vec<crate::config::Warning>>,
 }
 
 /// Names seen so far, with the key that defined each.
@@ -218,6 +225,7 @@ impl Validator {
             &mut warnings,
         )?;
         let facilities = self.facilities(&root.facilities, &tenants, &mut warnings)?;
+        warnings.extend(self.file_warnings.take());
         let audit = match &root.audit {
             Some(a) => Some(self.audit(a, &mut warnings)?),
             None => None,

@@ -1523,3 +1523,67 @@ fn rejects_flow_quotas_that_are_no_limit() {
         );
     }
 }
+
+/// Secrets readable by every user are warned about; the owner's and the group's are not.
+#[test]
+fn key_files_readable_by_others_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let key = temp_file(
+        "perm.key",
+        b"GJE3cB8ZhfbzwQ+mfsGHFsTqjqlzVvwKoEYBbrxBZ1c=\n",
+    );
+    let text = edit(
+        BASE,
+        "private_key_file: example-keys/ajisai-wg.key",
+        &format!("private_key_file: {}", key.display()),
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let c = load(&text).unwrap();
+    let w: Vec<&str> = c.warnings.iter().map(|w| w.message.as_str()).collect();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.key == "tenants[0].attachments[0].private_key_file"
+                && w.message.contains("is readable by every user (mode 0644)")),
+        "{w:?}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let c = load(&text).unwrap();
+    assert!(
+        !c.warnings
+            .iter()
+            .any(|w| w.message.contains("readable by every user")),
+        "{:?}",
+        c.warnings
+    );
+    let _ = std::fs::remove_file(key);
+}
+
+/// With systemd's LoadCredential=, a relative key file name is found in
+/// $CREDENTIALS_DIRECTORY (before the configuration's directory).
+#[test]
+fn relative_key_files_are_found_in_the_credentials_directory() {
+    let dir = std::env::temp_dir().join(format!("ixgw-credentials-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("only-in-credentials.key"),
+        "GJE3cB8ZhfbzwQ+mfsGHFsTqjqlzVvwKoEYBbrxBZ1c=\n",
+    )
+    .unwrap();
+    let text = edit(
+        BASE,
+        "private_key_file: example-keys/ajisai-wg.key",
+        "private_key_file: only-in-credentials.key",
+    );
+    assert!(load(&text).is_err(), "not beside the configuration");
+    // Safe in edition 2021; the variable only redirects a file no other test names.
+    std::env::set_var("CREDENTIALS_DIRECTORY", &dir);
+    let loaded = load(&text);
+    std::env::remove_var("CREDENTIALS_DIRECTORY");
+    let c = loaded.expect("found in the credentials directory");
+    let AttachmentKind::WireGuard(wg) = &c.tenants[0].attachments[0].kind else {
+        panic!("alpha-wg is a WireGuard attachment");
+    };
+    assert_eq!(wg.private_key_file, dir.join("only-in-credentials.key"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -235,11 +235,23 @@ impl Validator {
         limit: u64,
     ) -> Result<(PathBuf, Zeroizing<Vec<u8>>), ConfigError> {
         let given = Path::new(s);
-        let path = if given.is_relative() {
-            self.dir.join(given)
-        } else {
-            given.to_path_buf()
+        let secret = matches!(what, "key" | "private key" | "pre-shared key");
+        // A secret with a relative path is looked up in systemd's credentials directory
+        // first (`LoadCredential=`), then beside the configuration.
+        let in_credentials = self
+            .credentials
+            .as_ref()
+            .filter(|_| secret && given.is_relative())
+            .map(|d| d.join(given))
+            .filter(|p| p.exists());
+        let path = match in_credentials {
+            Some(p) => p,
+            None if given.is_relative() => self.dir.join(given),
+            None => given.to_path_buf(),
         };
+        if secret {
+            self.warn_if_readable_by_others(key, &path);
+        }
         let mut bytes = Zeroizing::new(Vec::new());
         std::fs::File::open(&path)
             .and_then(|f| f.take(limit.saturating_add(1)).read_to_end(&mut bytes))
@@ -254,6 +266,26 @@ impl Validator {
                 )
             })?;
         Ok((path, bytes))
+    }
+
+    /// Warns when the secret at `path` is readable by users other than its owner and group.
+    fn warn_if_readable_by_others(&self, key: &str, path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o004 != 0 {
+            self.file_warnings.borrow_mut().push(crate::config::Warning {
+                file: self.file.clone(),
+                line: Some(self.lines.line(key)),
+                key: key.to_string(),
+                message: format!(
+                    "{} is readable by every user (mode {mode:04o}): chmod o-r it (0600, or 0640 with the ixgw group), or pass it with systemd's LoadCredential=",
+                    path.display()
+                ),
+            });
+        }
     }
 
     /// Reads a WireGuard key file: one base64 32-byte key.
