@@ -11,10 +11,13 @@ use ixgw::ca::{self, store, KeyType, Reason};
 use ixgw::config::Config;
 use ixgw::tunnel::wireguard::keys;
 
+/// `ixgw --version`: the crate's version and the commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("IXGW_COMMIT"), ")");
+
 #[derive(Parser)]
 #[command(
     name = "ixgw",
-    version,
+    version = VERSION,
     about = "IX gateway for Japan's medical networks: WireGuard termination, twice-NAT, policy, metrics"
 )]
 struct Cli {

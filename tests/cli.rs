@@ -625,3 +625,20 @@ fn logs_are_plain_when_not_a_terminal_and_json_on_request() {
     }
     assert!(lines > 3, "{err}");
 }
+
+#[test]
+fn version_names_the_commit() {
+    let out = ixgw().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let commit = text
+        .trim()
+        .strip_prefix(concat!("ixgw ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{text}"
+    );
+}
