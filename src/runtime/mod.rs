@@ -20,6 +20,7 @@ mod ike;
 mod ike_metrics;
 mod raw_esp;
 mod socket_drops;
+mod summary;
 #[cfg(test)]
 mod tests;
 mod worker;
@@ -797,11 +798,13 @@ impl Running {
         }
         let old = std::mem::replace(&mut self.plan, plan);
         let failed = apply_kernel_changes_logged(&kernel_changes(Some(&old), &self.plan)).await;
+        let attachments = summary::attachments(&old, &self.plan);
+        let peers = summary::peers(&old, &self.plan);
         tracing::info!(
             generation = self.plan.generation,
             peers = self.plan.peers.len(),
             kernel_changes_failed = failed,
-            "configuration reloaded"
+            "configuration reloaded: attachments {attachments}, peers {peers}"
         );
         Ok(())
     }
