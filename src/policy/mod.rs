@@ -366,17 +366,9 @@ impl PolicySet {
 
     /// The first rule that allows the flow, or `None` (default deny). A tenant the plan does
     /// not know is denied.
+    /// Every rule counts as in force, windows or not.
     pub fn evaluate(&self, q: &Query) -> Option<RuleId> {
-        let (s, d) = (q.src_tenant.index(), q.dst_tenant.index());
-        if s >= self.tenants || d >= self.tenants {
-            return None;
-        }
-        let cell = self.cells.get(s * self.tenants + d)?;
-        self.entries
-            .get(cell.range())?
-            .iter()
-            .find(|e| self.entry_matches(e, q))
-            .map(|e| e.rule)
+        self.evaluate_at(q, &Activity::default())
     }
 
     /// The first rule in force (by `activity`) that allows the flow, or `None`.

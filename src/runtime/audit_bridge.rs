@@ -65,6 +65,32 @@ impl AuditBridge {
         self.audit.enabled()
     }
 
+    /// An authentication of the peer named `who` (attachment, peer, tenant, facility):
+    /// accepted, or refused with `refused` as the reason.
+    fn auth(
+        &self,
+        who: &(String, String, String, String),
+        kind: TunnelKind,
+        remote: Option<String>,
+        refused: Option<&str>,
+    ) {
+        let (attachment, peer, tenant, facility) = who.clone();
+        self.audit.record(Event::Auth {
+            attachment,
+            peer: Some(peer),
+            tenant: Some(tenant),
+            facility: Some(facility),
+            kind,
+            remote,
+            result: if refused.is_some() {
+                AuthResult::Refused
+            } else {
+                AuthResult::Ok
+            },
+            reason: refused.map(str::to_string),
+        });
+    }
+
     /// Records a refusal of (`attachment`, `peer`) unless one was recorded in the last minute.
     fn refusal_due(&self, key: (String, String), now: Instant) -> bool {
         let mut r = self.refused.lock().unwrap_or_else(|e| e.into_inner());
@@ -119,19 +145,11 @@ impl AuditBridge {
 
     /// An IPsec peer's IKE SA was established (it authenticated).
     pub(crate) fn ike_up(&self, plan: &Plan, peer: PeerId, remote: std::net::SocketAddr) {
-        let Some((attachment, peer, tenant, facility)) = names(plan, peer) else {
+        let Some(who) = names(plan, peer) else {
             return;
         };
-        self.audit.record(Event::Auth {
-            attachment: attachment.clone(),
-            peer: Some(peer.clone()),
-            tenant: Some(tenant.clone()),
-            facility: Some(facility.clone()),
-            kind: TunnelKind::Ipsec,
-            remote: Some(remote.to_string()),
-            result: AuthResult::Ok,
-            reason: None,
-        });
+        self.auth(&who, TunnelKind::Ipsec, Some(remote.to_string()), None);
+        let (attachment, peer, tenant, facility) = who;
         let new = self
             .ipsec_up
             .lock()
@@ -174,22 +192,12 @@ impl AuditBridge {
 
     /// An IKE exchange of a known peer was refused.
     pub(crate) fn ike_refused(&self, plan: &Plan, peer: PeerId, reason: &str) {
-        let Some((attachment, peer, tenant, facility)) = names(plan, peer) else {
+        let Some(who) = names(plan, peer) else {
             return;
         };
-        if !self.refusal_due((attachment.clone(), peer.clone()), Instant::now()) {
-            return;
+        if self.refusal_due((who.0.clone(), who.1.clone()), Instant::now()) {
+            self.auth(&who, TunnelKind::Ipsec, None, Some(reason));
         }
-        self.audit.record(Event::Auth {
-            attachment,
-            peer: Some(peer),
-            tenant: Some(tenant),
-            facility: Some(facility),
-            kind: TunnelKind::Ipsec,
-            remote: None,
-            result: AuthResult::Refused,
-            reason: Some(reason.into()),
-        });
     }
 
     /// A facility's certificate state, at start (`from` none) or as it changed. A facility
@@ -248,36 +256,27 @@ impl FlowSink for AuditBridge {
     }
 
     fn peer(&self, e: PeerEvent) {
-        let Some((attachment, peer, tenant, facility)) = names(&e.plan, e.peer) else {
+        let Some(who) = names(&e.plan, e.peer) else {
             return;
         };
+        let key = (who.0.clone(), who.1.clone());
         let remote = e.remote.map(|r| r.to_string());
         match e.kind {
             PeerEventKind::Handshake => {
-                let mut up = self.wg_up.lock().unwrap_or_else(|x| x.into_inner());
-                let key = (attachment.clone(), peer.clone());
-                let was_up = up
-                    .insert(
-                        key,
-                        Up {
-                            tenant: tenant.clone(),
-                            facility: facility.clone(),
-                            last: e.at,
-                        },
-                    )
+                let up = Up {
+                    tenant: who.2.clone(),
+                    facility: who.3.clone(),
+                    last: e.at,
+                };
+                let was_up = self
+                    .wg_up
+                    .lock()
+                    .unwrap_or_else(|x| x.into_inner())
+                    .insert(key, up)
                     .is_some();
-                drop(up);
                 if !was_up {
-                    self.audit.record(Event::Auth {
-                        attachment: attachment.clone(),
-                        peer: Some(peer.clone()),
-                        tenant: Some(tenant.clone()),
-                        facility: Some(facility.clone()),
-                        kind: TunnelKind::Wireguard,
-                        remote: remote.clone(),
-                        result: AuthResult::Ok,
-                        reason: None,
-                    });
+                    self.auth(&who, TunnelKind::Wireguard, remote.clone(), None);
+                    let (attachment, peer, tenant, facility) = who;
                     self.audit.record(Event::TunnelUp {
                         attachment,
                         peer,
@@ -289,19 +288,9 @@ impl FlowSink for AuditBridge {
                 }
             }
             PeerEventKind::Refused(result) => {
-                if !self.refusal_due((attachment.clone(), peer.clone()), e.at) {
-                    return;
+                if self.refusal_due(key, e.at) {
+                    self.auth(&who, TunnelKind::Wireguard, remote, Some(result.as_str()));
                 }
-                self.audit.record(Event::Auth {
-                    attachment,
-                    peer: Some(peer),
-                    tenant: Some(tenant),
-                    facility: Some(facility),
-                    kind: TunnelKind::Wireguard,
-                    remote,
-                    result: AuthResult::Refused,
-                    reason: Some(result.as_str().into()),
-                });
             }
         }
     }
