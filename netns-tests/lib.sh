@@ -90,7 +90,7 @@ metric() {
       name = $1; sub(/\{.*/, "", name)
       if (name != n) next
       if (l != "" && index($0, l) == 0) next
-      v = $NF; found = 1
+      v += $NF; found = 1
     }
     END { print (found ? v : 0) }' <<<"$body"
 }

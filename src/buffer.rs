@@ -112,6 +112,14 @@ impl TxBatch {
         self.meta.len() == self.capacity
     }
 
+    /// Bytes of the packets queued since the batch held `mark` packets ([`TxBatch::len`]).
+    #[inline]
+    pub fn bytes_from(&self, mark: usize) -> usize {
+        self.meta
+            .get(mark..)
+            .map_or(0, |m| m.iter().map(|m| m.len).sum())
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (TxMeta, &[u8])> + '_ {
         self.meta
             .iter()

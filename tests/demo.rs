@@ -54,7 +54,7 @@ async fn demo_serves_metrics_while_it_runs() {
         "{body}"
     );
     assert!(
-        body.contains("ixgw_drops_total{reason=\"policy\"}"),
+        body.contains("ixgw_drops_total{tenant=\"mame-net\",reason=\"policy\"}"),
         "{body}"
     );
     assert!(

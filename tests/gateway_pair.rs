@@ -343,11 +343,7 @@ impl Pair {
     }
 
     fn handshakes(&self, result: HandshakeResult) -> u64 {
-        self.gw
-            .counters()
-            .handshakes()
-            .find(|(r, _)| *r == result)
-            .map_or(0, |(_, n)| n)
+        self.gw.counters().handshake_count(result)
     }
 
     fn drops(&self, reason: DropReason) -> u64 {
@@ -356,7 +352,9 @@ impl Pair {
 
     /// Every drop reason with a non-zero count.
     fn all_drops(&self) -> Vec<(DropReason, u64)> {
-        self.gw.counters().drops().filter(|(_, n)| *n > 0).collect()
+        let c = self.gw.counters();
+        let reasons = DropReason::ALL.iter().map(|r| (*r, c.drop_count(*r)));
+        reasons.filter(|(_, n)| *n > 0).collect()
     }
 
     fn last_handshake(&self, i: usize) -> Option<Instant> {
@@ -1050,13 +1048,24 @@ fn counters_equal_what_was_sent_and_drops_are_counted_by_reason() {
         (na + 3, ba + extra, nb, bb)
     );
     assert_eq!(traffic(c.tenant(1)), (nb, bb, na, ba));
+    // The three packets dropped after decryption count against A; every packet's WireGuard
+    // datagram carries at least 32 bytes more than its inner packet (header and tag).
+    let a = c.peers().nth(p.peer(A).index()).unwrap();
+    assert_eq!(a.drops, 3);
+    assert!(
+        a.wire_rx_bytes >= ba + extra + 32 * (na + 3),
+        "{}",
+        a.wire_rx_bytes
+    );
+    assert!(a.wire_tx_bytes >= bb + 32 * nb, "{}", a.wire_tx_bytes);
 
     let text = MetricsHub::new([Arc::clone(p.gw.counters())]).encode();
     for line in [
-        r#"ixgw_drops_total{reason="spoofed"} 1"#.to_string(),
-        r#"ixgw_drops_total{reason="ipv6"} 1"#.to_string(),
-        r#"ixgw_drops_total{reason="no_route"} 1"#.to_string(),
-        r#"ixgw_drops_total{reason="policy"} 0"#.to_string(),
+        r#"ixgw_drops_total{tenant="ajisai-net",reason="spoofed"} 1"#.to_string(),
+        r#"ixgw_drops_total{tenant="ajisai-net",reason="ipv6"} 1"#.to_string(),
+        r#"ixgw_drops_total{tenant="ajisai-net",reason="no_route"} 1"#.to_string(),
+        r#"ixgw_drops_total{tenant="ajisai-net",reason="policy"} 0"#.to_string(),
+        r#"ixgw_drops_total{tenant="mame-net",reason="spoofed"} 0"#.to_string(),
         format!(
             r#"ixgw_tenant_rx_bytes_total{{tenant="ajisai-net"}} {}"#,
             ba + extra

@@ -19,7 +19,7 @@ use ixgw::dataplane::count_event;
 use ixgw::ids::{AttachmentId, PeerId};
 use ixgw::tunnel::wireguard::{clock, keys, WgAttachment, WgPeerConfig};
 use ixgw::vocab::DropReason;
-use ixgw::vocab::{Counters, HandshakeResult, PeerLabels};
+use ixgw::vocab::{Counters, HandshakeResult, Names, PeerLabels};
 
 const TICK: Duration = Duration::from_millis(250);
 const ATTACHMENT: AttachmentId = AttachmentId(7);
@@ -115,7 +115,12 @@ impl Pair {
                 facility: "4212345674".into(),
             })
             .collect();
-        let counters = Counters::new(start, vec!["t".into()], labels);
+        let names = Names {
+            tenants: vec!["t".into()],
+            attachments: vec!["wg".into()],
+            peers: labels,
+        };
+        let counters = Counters::new(start, names);
         let mut gw = WgAttachment::new(ATTACHMENT, &GW_PRIVATE);
         assert_eq!(gw.public_key(), keys::public_key(&GW_PRIVATE));
         let configs: Vec<_> = (0..n)
@@ -161,10 +166,7 @@ impl Pair {
     }
 
     fn handshakes(&self, result: HandshakeResult) -> u64 {
-        self.counters
-            .handshakes()
-            .find(|(r, _)| *r == result)
-            .map_or(0, |(_, n)| n)
+        self.counters.handshake_count(result)
     }
 
     fn set_peers(&mut self, configs: Vec<WgPeerConfig>) {
@@ -192,7 +194,7 @@ impl Pair {
     /// Counts what the attachment reported, as the pipeline does.
     fn count_events(&mut self) {
         while let Some(event) = self.gw.poll_event() {
-            count_event(&self.counters, event);
+            count_event(&self.counters, None, event);
         }
     }
 

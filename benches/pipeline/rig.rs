@@ -64,7 +64,7 @@ impl<A: Facility, B: Facility> Rig<A, B> {
     }
 
     fn drops(&self) -> u64 {
-        self.gw.counters().drops().map(|(_, n)| n).sum()
+        self.gw.counters().drops().map(|(_, _, n)| n).sum()
     }
 
     fn forwarded(&self) -> u64 {

@@ -219,6 +219,8 @@ mod tests {
     use std::net::SocketAddr;
     use std::time::Instant;
 
+    use crate::vocab::Names;
+
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     use tokio::sync::oneshot;
     use tokio::task::JoinHandle;
@@ -240,8 +242,11 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let table = Arc::new(Counters::new(
             Instant::now(),
-            vec!["ajisai-net".into()],
-            vec![],
+            Names {
+                tenants: vec!["ajisai-net".into()],
+                attachments: vec![],
+                peers: vec![],
+            },
         ));
         let hub = Arc::new(MetricsHub::new([Arc::clone(&table)]));
         let ready = Arc::new(AtomicBool::new(false));
@@ -321,7 +326,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_are_served_as_text_exposition() {
         let s = start().await;
-        Counters::drop(&s.table, DropReason::Policy);
+        s.table.drop_in(Some(0), DropReason::Policy);
         s.table.tenant(0).rx(84);
 
         let r = request(s.addr, "GET", "/metrics").await;
@@ -331,7 +336,9 @@ mod tests {
             .header("content-type")
             .unwrap()
             .starts_with("text/plain; version=0.0.4"));
-        assert!(r.body.contains("\nixgw_drops_total{reason=\"policy\"} 1\n"));
+        assert!(r
+            .body
+            .contains("\nixgw_drops_total{tenant=\"ajisai-net\",reason=\"policy\"} 1\n"));
         assert!(r
             .body
             .contains("\nixgw_tenant_rx_bytes_total{tenant=\"ajisai-net\"} 84\n"));

@@ -223,8 +223,8 @@ pub fn pipeline(data: &[u8]) {
     let forwarded: u64 = c.tenants().map(|(_, t)| t.tx_packets.get()).sum();
     let dropped: u64 = c
         .drops()
-        .filter(|(r, _)| !r.as_str().starts_with("wg_"))
-        .map(|(_, n)| n)
+        .filter(|(_, r, _)| !r.as_str().starts_with("wg_"))
+        .map(|(_, _, n)| n)
         .sum();
     let generated = c.drop_count(DropReason::TooBig);
     assert!(

@@ -60,21 +60,23 @@ struct Core {
 pub type SaUsage = (PeerId, u32, u64);
 
 /// Counts what a tunnel reported: the pipeline's half of [`Event`].
-pub fn count_event(counters: &Counters, event: Event) {
+pub fn count_event(counters: &Counters, of: Option<(AttachmentId, TenantId)>, event: Event) {
+    let a = of.map(|(a, _)| a.index());
+    let tenant = of.map(|(_, t)| t.index());
     match event {
-        Event::Handshake(result) | Event::Refused { result, .. } => counters.handshake(result),
+        Event::Handshake(result) | Event::Refused { result, .. } => counters.handshake(a, result),
         Event::HandshakeDone { peer, at } => {
-            counters.handshake(HandshakeResult::Ok);
+            counters.handshake(a, HandshakeResult::Ok);
             counters.peer_handshake(peer.index(), at);
         }
-        Event::Dropped { reason, packets } => counters.drops_add(reason, packets),
+        Event::Dropped { reason, packets } => counters.drops_add(tenant, reason, packets),
     }
 }
 
 impl Gateway {
     /// A gateway for `plan`; `now` also anchors the counters' handshake times.
     pub fn new(plan: Arc<Plan>, now: Instant) -> Self {
-        let counters = Arc::new(Counters::new(now, plan.tenant_names(), plan.peer_labels()));
+        let counters = Arc::new(Counters::new(now, plan.counter_names()));
         let tunnels = (0..plan.attachments.len())
             .map(|i| {
                 let id = AttachmentId(i as u16);
@@ -131,9 +133,11 @@ impl Gateway {
     ) {
         for (i, t) in self.core.tunnels.iter_mut().enumerate() {
             let Some(t) = t.ipsec_mut() else { continue };
+            let tenant = self.core.plan.attachments.get(i).map(|a| a.tenant.index());
             while let Some(d) = t.take_ike() {
                 if !take(AttachmentId(i as u16), &d) {
-                    self.core.counters.drops_add(DropReason::IkeQueueFull, 1);
+                    let counters = &self.core.counters;
+                    counters.drop_in(tenant, DropReason::IkeQueueFull);
                 }
                 t.recycle(d);
             }
@@ -192,10 +196,11 @@ impl Gateway {
             .into_iter()
             .flatten()
         {
-            let attachment = plan.peers[peer.index()].attachment;
-            let lost = core.tunnels[attachment.index()].set_peer_admitted(peer, admitted, now);
+            let p = &plan.peers[peer.index()];
+            let lost = core.tunnels[p.attachment.index()].set_peer_admitted(peer, admitted, now);
+            let tenant = Some(p.tenant.index());
             core.counters
-                .drops_add(DropReason::Certificate, lost as u64);
+                .drops_add(tenant, DropReason::Certificate, lost as u64);
         }
         true
     }
@@ -345,11 +350,9 @@ impl Gateway {
                 "flows whose opener is in no tenant of the new configuration were removed"
             );
         }
-        core.counters = Arc::new(
-            core.counters
-                .successor(plan.tenant_names(), plan.peer_labels()),
-        );
-        core.counters.drops_add(DropReason::NoSession, lost as u64);
+        core.counters = Arc::new(core.counters.successor(plan.counter_names()));
+        core.counters
+            .drops_add(None, DropReason::NoSession, lost as u64);
         core.publish_flows();
         core.counters.clone()
     }
@@ -369,17 +372,27 @@ impl Gateway {
 
     fn handle_packet(&mut self, now: Instant, meta: RxMeta, data: &mut [u8], tx: &mut TxBatch) {
         let Gateway { core, scratch } = self;
+        let wire_len = data.len();
+        let tenant = (core.plan.attachments.get(meta.attachment.index())).map(|a| a.tenant.index());
         let input = match core.tunnels.get_mut(meta.attachment.index()) {
             None => Err(DropReason::NoRoute),
             Some(t) => t.handle_input(now, meta.via, data, scratch, tx),
         };
-        let result = match input {
-            Ok(Some(inner)) => core.forward(now, meta.attachment, inner.peer, inner.packet, tx),
-            Ok(None) => Ok(()),
-            Err(reason) => Err(reason),
-        };
-        if let Err(reason) = result {
-            Counters::drop(&core.counters, reason);
+        match input {
+            Ok(Some(inner)) => {
+                let peer = inner.peer;
+                if let Some(p) = peer {
+                    core.counters.peer_wire_rx(p.index(), wire_len);
+                }
+                if let Err(reason) = core.forward(now, meta.attachment, peer, inner.packet, tx) {
+                    core.counters.drop_in(tenant, reason);
+                    if let Some(p) = peer {
+                        core.counters.peer_drop(p.index());
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(reason) => core.counters.drop_in(tenant, reason),
         }
     }
 
@@ -483,7 +496,7 @@ impl Core {
     /// Counts what the tunnels reported since the last call; handshakes and refusals of
     /// known peers also go to the flow sink (the audit trail).
     fn count_events(&mut self) {
-        for t in &mut self.tunnels {
+        for (i, t) in self.tunnels.iter_mut().enumerate() {
             while let Some(event) = t.poll_event() {
                 if let Some(sink) = &self.flow_sink {
                     let kind = match event {
@@ -506,7 +519,8 @@ impl Core {
                         });
                     }
                 }
-                count_event(&self.counters, event);
+                let of = (self.plan.attachments.get(i)).map(|a| (AttachmentId(i as u16), a.tenant));
+                count_event(&self.counters, of, event);
             }
         }
     }
@@ -697,6 +711,7 @@ impl Core {
             Route::Peer(p) => Some(p),
             Route::Plain(_) => None,
         };
+        let mark = tx.len();
         let sent = self.tunnels[egress.index()].encapsulate(now, egress, egress_peer, pkt, tx);
         if let Err(reason) = sent {
             if let Some((flow, Some(_))) = admitted {
@@ -721,6 +736,7 @@ impl Core {
         }
         if let Route::Peer(p) = route {
             self.counters.peer(p.index()).tx(len);
+            self.counters.peer_wire_tx(p.index(), tx.bytes_from(mark));
         }
         self.counters.tenant(dst_tenant.index()).tx(len);
         Ok(())
@@ -754,6 +770,7 @@ impl Core {
         };
         let icmp = &buf[..n];
         let tenant = self.plan.attachments[attachment.index()].tenant;
+        let mark = tx.len();
         let sent = self.tunnels[attachment.index()]
             .encapsulate(now, attachment, peer, icmp, tx)
             .is_ok();
@@ -761,6 +778,7 @@ impl Core {
             self.counters.tenant(tenant.index()).tx(n);
             if let Some(p) = peer {
                 self.counters.peer(p.index()).tx(n);
+                self.counters.peer_wire_tx(p.index(), tx.bytes_from(mark));
             }
         }
     }

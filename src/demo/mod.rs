@@ -489,8 +489,9 @@ fn print_table(running: &Running) {
             t.tx_bytes.get()
         );
     }
-    let drops: Vec<String> = c
-        .drops()
+    let drops: Vec<String> = DropReason::ALL
+        .iter()
+        .map(|r| (r, c.drop_count(*r)))
         .filter(|(_, n)| *n > 0)
         .map(|(r, n)| format!("{}={n}", r.as_str()))
         .collect();

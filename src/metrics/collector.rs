@@ -108,6 +108,25 @@ const PEER_TRAFFIC: [Def; 4] = [
     ),
 ];
 
+/// Indexed like [`PeerSum::more`]: wire bytes in and out, drops.
+const PEER_MORE: [Def; 3] = [
+    counter(
+        "ixgw_peer_wire_rx_bytes_total",
+        PEER,
+        "Bytes of the tunnel packets (WireGuard datagrams, ESP packets, without the IP and UDP headers around them) that carried the peer's traffic into the gateway and authenticated.",
+    ),
+    counter(
+        "ixgw_peer_wire_tx_bytes_total",
+        PEER,
+        "Bytes of the tunnel packets (as above) that carried traffic from the gateway to the peer.",
+    ),
+    counter(
+        "ixgw_peer_drops_total",
+        PEER,
+        "Packets of the peer that the data path dropped after decrypting them (a spoofed source, no policy, no route, ...); ixgw_drops_total{tenant} has the reasons.",
+    ),
+];
+
 /// Indexed like [`Sum::tenant_flows`]: flows, evictions, quota drops.
 const TENANT_FLOWS: [Def; 3] = [
     gauge(
@@ -141,14 +160,14 @@ const PEER_UP: Def = gauge(
 
 const DROPS: Def = counter(
     "ixgw_drops_total",
-    &["reason"],
-    "Packets and datagrams the data path dropped, by reason.",
+    &["tenant", "reason"],
+    "Packets and datagrams the data path dropped, by the tenant of the attachment they arrived on (empty: of no tenant, such as the gateway's own failed sends) and reason.",
 );
 
 const HANDSHAKES: Def = counter(
     "ixgw_handshakes_total",
-    &["result"],
-    "Tunnel handshakes handled by the gateway, by outcome: WireGuard handshake messages, IPsec IKE SAs established.",
+    &["attachment", "result"],
+    "Tunnel handshakes handled by the gateway, by attachment and outcome: WireGuard handshake messages, IPsec IKE SAs established.",
 );
 
 const PEERS_CONFIGURED: Def = gauge(
@@ -183,6 +202,7 @@ fn defs() -> impl Iterator<Item = &'static Def> {
         .iter()
         .chain(TENANT_FLOWS.iter())
         .chain(PEER_TRAFFIC.iter())
+        .chain(PEER_MORE.iter())
         .chain(SINGLE)
 }
 
@@ -207,6 +227,8 @@ impl TrafficSum {
 #[derive(Default)]
 struct PeerSum {
     traffic: TrafficSum,
+    /// Wire bytes in, wire bytes out, drops.
+    more: [u64; 3],
     last_handshake: Option<Instant>,
     /// The highest session state any worker reported (`SESSION_*`).
     session: u8,
@@ -230,8 +252,10 @@ type PeerKey<'a> = [&'a str; 4];
 
 /// The sum of all workers' tables at one scrape.
 struct Sum<'a> {
-    drops: [u64; DropReason::COUNT],
-    handshakes: [u64; HandshakeResult::COUNT],
+    /// By tenant ("": of no tenant).
+    drops: BTreeMap<&'a str, [u64; DropReason::COUNT]>,
+    /// By attachment ("": of no attachment).
+    handshakes: BTreeMap<&'a str, [u64; HandshakeResult::COUNT]>,
     tenants: BTreeMap<&'a str, TrafficSum>,
     tenant_flows: BTreeMap<&'a str, [u64; 3]>,
     peers: BTreeMap<PeerKey<'a>, PeerSum>,
@@ -241,19 +265,25 @@ struct Sum<'a> {
 impl<'a> Sum<'a> {
     fn of(tables: &'a [Arc<Counters>]) -> Self {
         let mut sum = Sum {
-            drops: [0; DropReason::COUNT],
-            handshakes: [0; HandshakeResult::COUNT],
+            drops: BTreeMap::new(),
+            handshakes: BTreeMap::new(),
             tenants: BTreeMap::new(),
             tenant_flows: BTreeMap::new(),
             peers: BTreeMap::new(),
             flows: 0,
         };
         for table in tables {
-            for (reason, n) in table.drops() {
-                sum.drops[reason as usize] = sum.drops[reason as usize].wrapping_add(n);
+            for (tenant, reason, n) in table.drops() {
+                let row = sum
+                    .drops
+                    .entry(tenant.unwrap_or(""))
+                    .or_insert([0; DropReason::COUNT]);
+                row[reason as usize] = row[reason as usize].wrapping_add(n);
             }
-            for (result, n) in table.handshakes() {
-                sum.handshakes[result as usize] = sum.handshakes[result as usize].wrapping_add(n);
+            for (attachment, result, n) in table.handshakes() {
+                let row = (sum.handshakes.entry(attachment.unwrap_or("")))
+                    .or_insert([0; HandshakeResult::COUNT]);
+                row[result as usize] = row[result as usize].wrapping_add(n);
             }
             for (name, traffic) in table.tenants() {
                 sum.tenants.entry(name).or_default().add(traffic);
@@ -265,7 +295,8 @@ impl<'a> Sum<'a> {
                     *s = s.wrapping_add(x);
                 }
             }
-            for (labels, traffic, last, session) in table.peers() {
+            for v in table.peers() {
+                let labels = v.labels;
                 let key = [
                     labels.tenant.as_str(),
                     labels.attachment.as_str(),
@@ -273,9 +304,16 @@ impl<'a> Sum<'a> {
                     labels.facility.as_str(),
                 ];
                 let peer = sum.peers.entry(key).or_default();
-                peer.traffic.add(traffic);
-                peer.last_handshake = peer.last_handshake.max(last);
-                peer.session = peer.session.max(session);
+                peer.traffic.add(v.traffic);
+                for (s, x) in peer
+                    .more
+                    .iter_mut()
+                    .zip([v.wire_rx_bytes, v.wire_tx_bytes, v.drops])
+                {
+                    *s = s.wrapping_add(x);
+                }
+                peer.last_handshake = peer.last_handshake.max(v.last_handshake);
+                peer.session = peer.session.max(v.session);
             }
             sum.flows = sum.flows.saturating_add(table.flows());
         }
@@ -334,6 +372,14 @@ impl HotCollector {
                 .collect();
             out.push(family(def, metrics));
         }
+        for (i, def) in PEER_MORE.iter().enumerate() {
+            let metrics = sum
+                .peers
+                .iter()
+                .map(|(key, p)| metric(def, key, p.more[i] as f64))
+                .collect();
+            out.push(family(def, metrics));
+        }
         let last_handshakes = sum
             .peers
             .iter()
@@ -354,18 +400,27 @@ impl HotCollector {
             .count();
         out.push(family(&PEER_UP, up));
 
-        let drops = DropReason::ALL
-            .iter()
-            .map(|r| metric(&DROPS, &[r.as_str()], sum.drops[*r as usize] as f64))
-            .collect();
+        // Every reason of every tenant (so that rate() sees a series from 0), of no tenant
+        // only those that happened.
+        let mut drops = Vec::new();
+        for (tenant, row) in &sum.drops {
+            for r in DropReason::ALL {
+                let n = row[*r as usize];
+                if !tenant.is_empty() || n > 0 {
+                    drops.push(metric(&DROPS, &[tenant, r.as_str()], n as f64));
+                }
+            }
+        }
         out.push(family(&DROPS, drops));
-        let handshakes = HandshakeResult::ALL
-            .iter()
-            .map(|r| {
-                let n = sum.handshakes[*r as usize];
-                metric(&HANDSHAKES, &[r.as_str()], n as f64)
-            })
-            .collect();
+        let mut handshakes = Vec::new();
+        for (attachment, row) in &sum.handshakes {
+            for r in HandshakeResult::ALL {
+                let n = row[*r as usize];
+                if !attachment.is_empty() || n > 0 {
+                    handshakes.push(metric(&HANDSHAKES, &[attachment, r.as_str()], n as f64));
+                }
+            }
+        }
         out.push(family(&HANDSHAKES, handshakes));
 
         let configured = sum.peers.len() as f64;
@@ -442,6 +497,7 @@ fn metric(def: &Def, values: &[&str], value: f64) -> Metric {
 mod tests {
     use super::*;
     use crate::metrics::PeerLabels;
+    use crate::vocab::Names;
 
     fn peer(tenant: &str, name: &str) -> PeerLabels {
         PeerLabels {
@@ -476,8 +532,11 @@ mod tests {
     fn descs_match_the_emitted_families() {
         let c = collector(vec![Arc::new(Counters::new(
             Instant::now(),
-            vec!["a".into()],
-            vec![peer("a", "p")],
+            Names {
+                tenants: vec!["a".into()],
+                attachments: vec![],
+                peers: vec![peer("a", "p")],
+            },
         ))]);
         let described: Vec<&str> = c.desc().iter().map(|d| d.fq_name.as_str()).collect();
         let emitted: Vec<String> = c.collect().iter().map(|f| f.name().to_owned()).collect();
@@ -491,8 +550,11 @@ mod tests {
         let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let table = Counters::new(
             base,
-            vec!["a".into()],
-            vec![peer("a", "fresh"), peer("a", "stale"), peer("a", "never")],
+            Names {
+                tenants: vec!["a".into()],
+                attachments: vec![],
+                peers: vec![peer("a", "fresh"), peer("a", "stale"), peer("a", "never")],
+            },
         );
         table.peer_handshake(0, base + Duration::from_secs(300));
         table.peer_handshake(1, base + Duration::from_secs(100));
@@ -524,7 +586,14 @@ mod tests {
     #[test]
     fn peer_up_boundary_is_exclusive() {
         let base = Instant::now();
-        let table = Counters::new(base, vec![], vec![peer("a", "p")]);
+        let table = Counters::new(
+            base,
+            Names {
+                tenants: vec![],
+                attachments: vec![],
+                peers: vec![peer("a", "p")],
+            },
+        );
         table.peer_handshake(0, base);
         let c = collector(vec![Arc::new(table)]);
         let wall = SystemTime::now();
@@ -541,7 +610,14 @@ mod tests {
     #[test]
     fn a_session_state_decides_over_the_handshake_age() {
         let base = Instant::now();
-        let table = Counters::new(base, vec![], vec![peer("a", "old"), peer("a", "deleted")]);
+        let table = Counters::new(
+            base,
+            Names {
+                tenants: vec![],
+                attachments: vec![],
+                peers: vec![peer("a", "old"), peer("a", "deleted")],
+            },
+        );
         table.peer_handshake(0, base);
         table.set_established(0, true);
         table.peer_handshake(1, base + Duration::from_secs(3600));
@@ -560,8 +636,22 @@ mod tests {
     #[test]
     fn latest_handshake_of_any_worker_wins() {
         let base = Instant::now();
-        let w0 = Counters::new(base, vec![], vec![peer("a", "p")]);
-        let w1 = Counters::new(base, vec![], vec![peer("a", "p")]);
+        let w0 = Counters::new(
+            base,
+            Names {
+                tenants: vec![],
+                attachments: vec![],
+                peers: vec![peer("a", "p")],
+            },
+        );
+        let w1 = Counters::new(
+            base,
+            Names {
+                tenants: vec![],
+                attachments: vec![],
+                peers: vec![peer("a", "p")],
+            },
+        );
         w0.peer_handshake(0, base + Duration::from_secs(50));
         w1.peer_handshake(0, base + Duration::from_secs(20));
         let now = base + Duration::from_secs(60);

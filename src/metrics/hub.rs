@@ -208,6 +208,7 @@ mod tests {
     use super::*;
     use crate::metrics::{HandshakeResult, PeerLabels};
     use crate::vocab::DropReason;
+    use crate::vocab::Names;
 
     fn omura() -> PeerLabels {
         PeerLabels {
@@ -224,8 +225,11 @@ mod tests {
     fn table() -> Arc<Counters> {
         Arc::new(Counters::new(
             Instant::now(),
-            vec!["ajisai-net".into(), "mame-net".into()],
-            vec![omura()],
+            Names {
+                tenants: vec!["ajisai-net".into(), "mame-net".into()],
+                attachments: vec!["ajisai-wg".into()],
+                peers: vec![omura()],
+            },
         ))
     }
 
@@ -244,11 +248,15 @@ mod tests {
         t.tenant(1).tx(1500);
         t.peer(0).rx(140);
         t.peer(0).tx(60);
+        t.peer_wire_rx(0, 172);
+        t.peer_wire_tx(0, 92);
         for _ in 0..3 {
-            Counters::drop(&t, DropReason::Policy);
+            t.drop_in(Some(1), DropReason::Policy);
         }
+        t.peer_drop(0);
         Counters::drop(&t, DropReason::WgReplay);
-        t.handshake(HandshakeResult::Ok);
+        t.handshake(Some(0), HandshakeResult::Ok);
+        t.handshake(None, HandshakeResult::Invalid);
         t.set_flows(5);
 
         hub.publish(0, t).unwrap();
@@ -278,9 +286,34 @@ mod tests {
             &format!("ixgw_peer_last_handshake_timestamp_seconds{OMURA} 0"),
         );
         assert_line(&text, &format!("ixgw_peer_up{OMURA} 0"));
-        assert_line(&text, r#"ixgw_drops_total{reason="policy"} 3"#);
-        assert_line(&text, r#"ixgw_drops_total{reason="wg_replay"} 1"#);
-        assert_line(&text, r#"ixgw_handshakes_total{result="ok"} 1"#);
+        assert_line(&text, &format!("ixgw_peer_wire_rx_bytes_total{OMURA} 172"));
+        assert_line(&text, &format!("ixgw_peer_wire_tx_bytes_total{OMURA} 92"));
+        assert_line(&text, &format!("ixgw_peer_drops_total{OMURA} 1"));
+        assert_line(
+            &text,
+            r#"ixgw_drops_total{tenant="mame-net",reason="policy"} 3"#,
+        );
+        assert_line(
+            &text,
+            r#"ixgw_drops_total{tenant="ajisai-net",reason="policy"} 0"#,
+        );
+        assert_line(&text, r#"ixgw_drops_total{tenant="",reason="wg_replay"} 1"#);
+        assert!(
+            !text.contains(r#"ixgw_drops_total{tenant="",reason="policy"}"#),
+            "no zero series of no tenant"
+        );
+        assert_line(
+            &text,
+            r#"ixgw_handshakes_total{attachment="ajisai-wg",result="ok"} 1"#,
+        );
+        assert_line(
+            &text,
+            r#"ixgw_handshakes_total{attachment="ajisai-wg",result="timeout"} 0"#,
+        );
+        assert_line(
+            &text,
+            r#"ixgw_handshakes_total{attachment="",result="invalid"} 1"#,
+        );
         assert_line(&text, "ixgw_flows 5");
         assert_line(&text, "ixgw_peers_configured 1");
         assert_line(&text, "ixgw_peers_up 0");
@@ -313,7 +346,7 @@ mod tests {
             r#"ixgw_tenant_rx_bytes_total{tenant="ajisai-net"} 60"#,
         );
         assert_line(&text, &format!("ixgw_peer_tx_bytes_total{OMURA} 15"));
-        assert_line(&text, r#"ixgw_drops_total{reason="no_route"} 2"#);
+        assert_line(&text, r#"ixgw_drops_total{tenant="",reason="no_route"} 2"#);
         assert_line(&text, "ixgw_flows 7");
         assert_line(&text, "ixgw_peers_configured 1");
         let tenant_series = lines(&text)
@@ -327,17 +360,18 @@ mod tests {
     fn every_drop_reason_and_handshake_result_is_present_at_zero() {
         let hub = MetricsHub::new([table()]);
         let text = hub.encode();
-        for r in DropReason::ALL {
-            assert_line(
-                &text,
-                &format!(r#"ixgw_drops_total{{reason="{}"}} 0"#, r.as_str()),
-            );
+        for tenant in ["ajisai-net", "mame-net"] {
+            for r in DropReason::ALL {
+                let reason = r.as_str();
+                let line = format!(r#"ixgw_drops_total{{tenant="{tenant}",reason="{reason}"}} 0"#);
+                assert_line(&text, &line);
+            }
         }
         for r in HandshakeResult::ALL {
-            assert_line(
-                &text,
-                &format!(r#"ixgw_handshakes_total{{result="{}"}} 0"#, r.as_str()),
-            );
+            let result = r.as_str();
+            let line =
+                format!(r#"ixgw_handshakes_total{{attachment="ajisai-wg",result="{result}"}} 0"#);
+            assert_line(&text, &line);
         }
     }
 
@@ -346,8 +380,8 @@ mod tests {
         let hub = MetricsHub::new([]);
         let text = hub.encode();
         assert_eq!(hub.workers(), 0);
-        assert_line(&text, r#"ixgw_drops_total{reason="malformed"} 0"#);
         assert_line(&text, "ixgw_peers_configured 0");
+        assert_line(&text, "ixgw_peers_up 0");
         assert!(!text.contains("ixgw_tenant_rx_bytes_total{"));
     }
 
@@ -361,8 +395,11 @@ mod tests {
         };
         let t = Arc::new(Counters::new(
             Instant::now(),
-            vec!["長崎あじさいネット".into()],
-            vec![odd],
+            Names {
+                tenants: vec!["長崎あじさいネット".into()],
+                attachments: vec![],
+                peers: vec![odd],
+            },
         ));
         t.peer(0).rx(1);
         let hub = MetricsHub::new([t]);
@@ -381,14 +418,18 @@ mod tests {
         let old = table();
         let hub = MetricsHub::new([Arc::clone(&old)]);
         Counters::drop(&old, DropReason::Ttl);
-        let new = Arc::new(old.successor(vec!["mame-net".into()], vec![]));
+        let new = Arc::new(old.successor(Names {
+            tenants: vec!["mame-net".into()],
+            attachments: vec![],
+            peers: vec![],
+        }));
 
         hub.publish(0, Arc::clone(&new)).unwrap();
         Counters::drop(&old, DropReason::Ttl);
         Counters::drop(&new, DropReason::Ttl);
         let text = hub.encode();
 
-        assert_line(&text, r#"ixgw_drops_total{reason="ttl"} 2"#);
+        assert_line(&text, r#"ixgw_drops_total{tenant="",reason="ttl"} 2"#);
         assert!(!text.contains(r#"tenant="ajisai-net""#));
         assert!(Arc::ptr_eq(&hub.current(0).unwrap(), &new));
         assert_eq!(
@@ -455,6 +496,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(families, 23);
+        assert_eq!(families, 26);
     }
 }

@@ -229,7 +229,7 @@ async fn timers_run_while_a_socket_stays_readable() {
     let dropped: u64 = running
         .hub()
         .current(0)
-        .map_or(0, |c| c.drops().map(|(_, n)| n).sum());
+        .map_or(0, |c| c.drops().map(|(_, _, n)| n).sum());
     running.stop().await.expect("stops");
 
     assert!(

@@ -349,7 +349,7 @@ impl Worker {
                 counters.peer_handshake(peer.index(), Instant::now());
                 counters.set_established(peer.index(), true);
                 if *new_ike_sa {
-                    counters.handshake(crate::vocab::HandshakeResult::Ok);
+                    counters.handshake(Some(attachment.index()), crate::vocab::HandshakeResult::Ok);
                 }
             }
             SaChange::PeerDown { peer } => counters.set_established(peer.index(), false),

@@ -122,6 +122,13 @@ pub struct PeerLabels {
 #[derive(Debug, Default)]
 pub struct PeerCounters {
     pub traffic: Traffic,
+    /// Bytes of the tunnel's own packets (WireGuard datagrams, ESP packets) that carried the
+    /// peer's traffic: received and authenticated, sent.
+    wire_rx_bytes: Counter,
+    wire_tx_bytes: Counter,
+    /// Packets of the peer the data path dropped once it knew they came from it (after
+    /// decryption: spoofed sources, policy, no route, ...).
+    drops: Counter,
     /// Nanoseconds after [`Counters::base`] of the last completed handshake, plus one; 0 =
     /// never.
     last_handshake: AtomicU64,
@@ -139,12 +146,26 @@ pub const SESSION_DOWN: u8 = 1;
 /// A peer whose session state says it is up.
 pub const SESSION_UP: u8 = 2;
 
+/// What a [`Counters`] table counts by name: the plan's tenants, attachments and peers.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    pub tenants: Vec<String>,
+    pub attachments: Vec<String>,
+    pub peers: Vec<PeerLabels>,
+}
+
+/// Drops by reason, one row per tenant and a last row for drops of no tenant.
+type DropRow = [Counter; DropReason::COUNT];
+/// Handshakes by result, one row per attachment and a last row for no attachment.
+type HandshakeRow = [Counter; HandshakeResult::COUNT];
+
 /// The counters of one worker for one plan.
 #[derive(Debug)]
 pub struct Counters {
     base: Instant,
-    drops: [Counter; DropReason::COUNT],
-    handshakes: [Counter; HandshakeResult::COUNT],
+    drops: Box<[DropRow]>,
+    handshakes: Box<[HandshakeRow]>,
+    attachment_names: Vec<String>,
     tenant_names: Vec<String>,
     tenants: Box<[Traffic]>,
     tenant_flows: Box<[TenantFlows]>,
@@ -156,11 +177,21 @@ pub struct Counters {
 impl Counters {
     /// A zeroed table. `base` anchors the handshake times; the scraper converts them to wall
     /// clock time.
-    pub fn new(base: Instant, tenant_names: Vec<String>, peer_labels: Vec<PeerLabels>) -> Self {
+    pub fn new(base: Instant, names: Names) -> Self {
+        let Names {
+            tenants: tenant_names,
+            attachments: attachment_names,
+            peers: peer_labels,
+        } = names;
         Counters {
             base,
-            drops: Default::default(),
-            handshakes: Default::default(),
+            drops: (0..=tenant_names.len())
+                .map(|_| Default::default())
+                .collect(),
+            handshakes: (0..=attachment_names.len())
+                .map(|_| Default::default())
+                .collect(),
+            attachment_names,
             tenants: tenant_names.iter().map(|_| Traffic::default()).collect(),
             tenant_flows: tenant_names
                 .iter()
@@ -176,18 +207,29 @@ impl Counters {
         }
     }
 
-    /// A table for a new plan that continues this one's counts: global counters, tenants
-    /// matched by name, peers by (tenant, attachment, peer name).
-    pub fn successor(&self, tenant_names: Vec<String>, peer_labels: Vec<PeerLabels>) -> Self {
-        let next = Counters::new(self.base, tenant_names, peer_labels);
-        for (a, b) in next.drops.iter().zip(&self.drops) {
-            a.set(b.get());
-        }
-        for (a, b) in next.handshakes.iter().zip(&self.handshakes) {
-            a.set(b.get());
+    /// A table for a new plan that continues this one's counts: tenants and attachments
+    /// matched by name, peers by (tenant, attachment, peer name), the rows of no tenant and
+    /// no attachment as they are.
+    pub fn successor(&self, names: Names) -> Self {
+        let next = Counters::new(self.base, names);
+        let carry_row = |a: &[Counter], b: &[Counter]| {
+            for (a, b) in a.iter().zip(b) {
+                a.set(b.get());
+            }
+        };
+        carry_row(next.drops.last().unwrap(), self.drops.last().unwrap());
+        carry_row(
+            next.handshakes.last().unwrap(),
+            self.handshakes.last().unwrap(),
+        );
+        for (i, name) in next.attachment_names.iter().enumerate() {
+            if let Some(j) = self.attachment_names.iter().position(|n| n == name) {
+                carry_row(&next.handshakes[i], &self.handshakes[j]);
+            }
         }
         for (i, name) in next.tenant_names.iter().enumerate() {
             if let Some(j) = self.tenant_names.iter().position(|n| n == name) {
+                carry_row(&next.drops[i], &self.drops[j]);
                 next.tenants[i].carry(&self.tenants[j]);
                 let (a, b) = (&next.tenant_flows[i], &self.tenant_flows[j]);
                 a.evictions.set(b.evictions.get());
@@ -200,7 +242,11 @@ impl Counters {
                 o.peer == l.peer && o.tenant == l.tenant && o.attachment == l.attachment
             };
             if let Some(j) = self.peer_labels.iter().position(same) {
-                next.peers[i].traffic.carry(&self.peers[j].traffic);
+                let (a, b) = (&next.peers[i], &self.peers[j]);
+                a.traffic.carry(&b.traffic);
+                a.wire_rx_bytes.set(b.wire_rx_bytes.get());
+                a.wire_tx_bytes.set(b.wire_tx_bytes.get());
+                a.drops.set(b.drops.get());
                 next.peers[i]
                     .last_handshake
                     .store(self.peers[j].last_handshake.load(Relaxed), Relaxed);
@@ -217,21 +263,54 @@ impl Counters {
         self.base
     }
 
+    /// Counts a drop of no tenant (the gateway's own sends, a worker's control queue).
     #[inline]
     pub fn drop(&self, reason: DropReason) {
-        self.drops[reason as usize].add(1);
+        self.drops_add(None, reason, 1);
+    }
+
+    /// Counts a drop of a packet that arrived on an attachment of tenant `tenant` (an index
+    /// into the plan's tenants), or of no tenant.
+    #[inline]
+    pub fn drop_in(&self, tenant: Option<usize>, reason: DropReason) {
+        self.drops_add(tenant, reason, 1);
     }
 
     /// Counts `n` drops of one reason at once.
-    pub fn drops_add(&self, reason: DropReason, n: u64) {
+    #[inline]
+    pub fn drops_add(&self, tenant: Option<usize>, reason: DropReason, n: u64) {
         if n > 0 {
-            self.drops[reason as usize].add(n);
+            let last = self.drops.len() - 1;
+            let row = tenant.filter(|&t| t < last).unwrap_or(last);
+            self.drops[row][reason as usize].add(n);
         }
     }
 
+    /// Counts a handshake message of attachment `attachment` (an index into the plan's
+    /// attachments), or of none.
     #[inline]
-    pub fn handshake(&self, result: HandshakeResult) {
-        self.handshakes[result as usize].add(1);
+    pub fn handshake(&self, attachment: Option<usize>, result: HandshakeResult) {
+        let last = self.handshakes.len() - 1;
+        let row = attachment.filter(|&a| a < last).unwrap_or(last);
+        self.handshakes[row][result as usize].add(1);
+    }
+
+    /// Counts a packet of peer `index` dropped after it was known to come from the peer.
+    #[inline]
+    pub fn peer_drop(&self, index: usize) {
+        self.peers[index].drops.add(1);
+    }
+
+    /// Counts `bytes` of tunnel packets received from peer `index`.
+    #[inline]
+    pub fn peer_wire_rx(&self, index: usize, bytes: usize) {
+        self.peers[index].wire_rx_bytes.add(bytes as u64);
+    }
+
+    /// Counts `bytes` of tunnel packets sent to peer `index`.
+    #[inline]
+    pub fn peer_wire_tx(&self, index: usize, bytes: usize) {
+        self.peers[index].wire_tx_bytes.add(bytes as u64);
     }
 
     #[inline]
@@ -284,20 +363,46 @@ impl Counters {
         self.flows.load(Relaxed)
     }
 
-    pub fn drops(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
-        DropReason::ALL
-            .iter()
-            .map(|r| (*r, self.drops[*r as usize].get()))
+    /// Drops by tenant (`None`: of no tenant) and reason.
+    pub fn drops(&self) -> impl Iterator<Item = (Option<&str>, DropReason, u64)> + '_ {
+        let names = self.tenant_names.iter().map(|n| Some(n.as_str()));
+        names
+            .chain([None])
+            .zip(self.drops.iter())
+            .flat_map(|(t, row)| {
+                DropReason::ALL
+                    .iter()
+                    .map(move |r| (t, *r, row[*r as usize].get()))
+            })
     }
 
+    /// Drops of one reason, summed over tenants.
     pub fn drop_count(&self, reason: DropReason) -> u64 {
-        self.drops[reason as usize].get()
+        self.drops
+            .iter()
+            .map(|row| row[reason as usize].get())
+            .fold(0, u64::wrapping_add)
     }
 
-    pub fn handshakes(&self) -> impl Iterator<Item = (HandshakeResult, u64)> + '_ {
-        HandshakeResult::ALL
+    /// Handshakes by attachment (`None`: of no attachment) and result.
+    pub fn handshakes(&self) -> impl Iterator<Item = (Option<&str>, HandshakeResult, u64)> + '_ {
+        let names = self.attachment_names.iter().map(|n| Some(n.as_str()));
+        names
+            .chain([None])
+            .zip(self.handshakes.iter())
+            .flat_map(|(a, row)| {
+                HandshakeResult::ALL
+                    .iter()
+                    .map(move |r| (a, *r, row[*r as usize].get()))
+            })
+    }
+
+    /// Handshakes of one result, summed over attachments.
+    pub fn handshake_count(&self, result: HandshakeResult) -> u64 {
+        self.handshakes
             .iter()
-            .map(|r| (*r, self.handshakes[*r as usize].get()))
+            .map(|row| row[result as usize].get())
+            .fold(0, u64::wrapping_add)
     }
 
     pub fn tenants(&self) -> impl Iterator<Item = (&str, &Traffic)> {
@@ -314,21 +419,34 @@ impl Counters {
             .zip(self.tenant_flows.iter())
     }
 
-    /// Every peer: labels, traffic, last handshake and session state.
-    pub fn peers(&self) -> impl Iterator<Item = (&PeerLabels, &Traffic, Option<Instant>, u8)> {
+    /// Every peer's labels and counts.
+    pub fn peers(&self) -> impl Iterator<Item = PeerView<'_>> {
         self.peer_labels
             .iter()
             .zip(self.peers.iter())
             .enumerate()
-            .map(|(i, (l, c))| {
-                (
-                    l,
-                    &c.traffic,
-                    self.last_handshake(i),
-                    c.session.load(Relaxed),
-                )
+            .map(|(i, (labels, c))| PeerView {
+                labels,
+                traffic: &c.traffic,
+                wire_rx_bytes: c.wire_rx_bytes.get(),
+                wire_tx_bytes: c.wire_tx_bytes.get(),
+                drops: c.drops.get(),
+                last_handshake: self.last_handshake(i),
+                session: c.session.load(Relaxed),
             })
     }
+}
+
+/// One peer's counts in one worker's table, as [`Counters::peers`] reads them.
+pub struct PeerView<'a> {
+    pub labels: &'a PeerLabels,
+    pub traffic: &'a Traffic,
+    pub wire_rx_bytes: u64,
+    pub wire_tx_bytes: u64,
+    pub drops: u64,
+    pub last_handshake: Option<Instant>,
+    /// [`SESSION_NONE`], [`SESSION_DOWN`] or [`SESSION_UP`].
+    pub session: u8,
 }
 
 #[cfg(test)]
@@ -344,38 +462,80 @@ mod tests {
         }
     }
 
+    fn names(tenants: &[&str], attachments: &[&str], peers: &[&str]) -> Names {
+        Names {
+            tenants: tenants.iter().map(|t| t.to_string()).collect(),
+            attachments: attachments.iter().map(|a| a.to_string()).collect(),
+            peers: peers.iter().map(|p| labels(p)).collect(),
+        }
+    }
+
     #[test]
     fn successor_carries_counts_by_name() {
         let base = Instant::now();
-        let old = Counters::new(
-            base,
-            vec!["a".into(), "b".into()],
-            vec![labels("p1"), labels("p2")],
-        );
-        old.drop(DropReason::Policy);
+        let old = Counters::new(base, names(&["a", "b"], &["x", "y"], &["p1", "p2"]));
+        old.drop(DropReason::SendFailed);
+        old.drop_in(Some(1), DropReason::Policy);
+        old.drop_in(Some(0), DropReason::Spoofed);
+        old.handshake(Some(1), HandshakeResult::Ok);
+        old.handshake(Some(0), HandshakeResult::Invalid);
+        old.handshake(None, HandshakeResult::Timeout);
         old.tenant(1).rx(100);
         old.tenant_flows(1).evictions.add(3);
         old.tenant_flows(1).quota_drops.add(4);
         old.tenant_flows(1).set(5);
         old.peer(1).tx(40);
+        old.peer_wire_tx(1, 72);
+        old.peer_wire_rx(1, 60);
+        old.peer_drop(1);
         old.peer_handshake(1, base + std::time::Duration::from_secs(3));
 
-        let new = old.successor(
-            vec!["b".into(), "c".into()],
-            vec![labels("p2"), labels("p3")],
-        );
+        let new = old.successor(names(&["b", "c"], &["y", "z"], &["p2", "p3"]));
 
-        assert_eq!(new.drop_count(DropReason::Policy), 1);
+        let drops: Vec<_> = new.drops().filter(|d| d.2 > 0).collect();
+        assert_eq!(
+            drops,
+            [
+                (Some("b"), DropReason::Policy, 1),
+                (None, DropReason::SendFailed, 1)
+            ]
+        );
+        let handshakes: Vec<_> = new.handshakes().filter(|h| h.2 > 0).collect();
+        assert_eq!(
+            handshakes,
+            [
+                (Some("y"), HandshakeResult::Ok, 1),
+                (None, HandshakeResult::Timeout, 1)
+            ]
+        );
+        assert_eq!(new.handshake_count(HandshakeResult::Invalid), 0);
         assert_eq!(new.tenant(0).rx_bytes.get(), 100);
         assert_eq!(new.tenant(1).rx_bytes.get(), 0);
         let b = new.tenant_flows(0);
         assert_eq!((b.evictions.get(), b.quota_drops.get(), b.get()), (3, 4, 5));
         assert_eq!(new.tenant_flows(1).evictions.get(), 0);
         assert_eq!(new.peer(0).tx_bytes.get(), 40);
+        let p2 = new.peers().next().unwrap();
+        assert_eq!((p2.wire_rx_bytes, p2.wire_tx_bytes, p2.drops), (60, 72, 1));
         assert_eq!(
             new.last_handshake(0),
             Some(base + std::time::Duration::from_secs(3))
         );
         assert_eq!(new.last_handshake(1), None);
+    }
+
+    #[test]
+    fn an_index_past_the_plan_counts_as_none() {
+        let c = Counters::new(Instant::now(), names(&["a"], &["x"], &[]));
+        c.drop_in(Some(7), DropReason::Policy);
+        c.handshake(Some(3), HandshakeResult::Ok);
+        assert_eq!(
+            c.drops().find(|d| d.2 > 0),
+            Some((None, DropReason::Policy, 1))
+        );
+        assert_eq!(
+            c.handshakes().find(|h| h.2 > 0),
+            Some((None, HandshakeResult::Ok, 1))
+        );
     }
 }

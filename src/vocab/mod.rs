@@ -11,5 +11,5 @@
 pub mod counters;
 mod drop;
 
-pub use counters::{Counters, HandshakeResult, PeerLabels, TenantFlows, Traffic};
+pub use counters::{Counters, HandshakeResult, Names, PeerLabels, PeerView, TenantFlows, Traffic};
 pub use drop::DropReason;

@@ -21,7 +21,7 @@ use crate::policy::flows::{Owner, Quotas};
 use crate::policy::PolicySet;
 use crate::tunnel::wireguard::WgPeerConfig;
 use crate::tunnel::TunnelConfig;
-use crate::vocab::PeerLabels;
+use crate::vocab::{Names, PeerLabels};
 pub use ike::{identity, IkeSetupError, IpsecCarry};
 
 /// Where a tenant's internal address is reached.
@@ -205,20 +205,22 @@ impl Plan {
         Some((t, a))
     }
 
-    pub fn tenant_names(&self) -> Vec<String> {
-        self.tenants.iter().map(|t| t.name.clone()).collect()
-    }
-
-    pub fn peer_labels(&self) -> Vec<PeerLabels> {
-        self.peers
-            .iter()
-            .map(|p| PeerLabels {
-                peer: p.name.clone(),
-                tenant: self.tenants[p.tenant.index()].name.clone(),
-                attachment: self.attachments[p.attachment.index()].name.clone(),
-                facility: p.facility.to_string(),
-            })
-            .collect()
+    /// What the counters of this plan count by name: tenants, attachments and peers.
+    pub fn counter_names(&self) -> Names {
+        Names {
+            tenants: self.tenants.iter().map(|t| t.name.clone()).collect(),
+            attachments: self.attachments.iter().map(|a| a.name.clone()).collect(),
+            peers: self
+                .peers
+                .iter()
+                .map(|p| PeerLabels {
+                    peer: p.name.clone(),
+                    tenant: self.tenants[p.tenant.index()].name.clone(),
+                    attachment: self.attachments[p.attachment.index()].name.clone(),
+                    facility: p.facility.to_string(),
+                })
+                .collect(),
+        }
     }
 
     /// The tunnel configuration of attachment `a`; `previous`: the plan it replaces, if any.
