@@ -67,6 +67,22 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         metrics_listen: std::net::SocketAddr,
     },
+    /// Show the running daemon's attachments and peers, like `wg show`: facility, endpoint,
+    /// state, latest handshake, transfer, drops. NAME keeps one attachment, tenant, peer or
+    /// facility code. Asks the daemon on its admin socket (metrics.admin_socket).
+    Show {
+        /// An attachment, tenant, peer or facility code.
+        name: Option<String>,
+        /// Print the daemon's JSON report (for scripts) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The admin socket [default: metrics.admin_socket of --config or of
+        /// /etc/ixgw/ixgw.yaml if readable, else /run/ixgw/ixgw.sock].
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Print a new private key (base64), like `wg genkey`.
     Genkey,
     /// Read a private key on stdin, print its public key, like `wg pubkey`.
@@ -291,6 +307,57 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Genkey => {
             println!("{}", keys::encode(&keys::generate_private_key()?));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show {
+            name,
+            json,
+            socket,
+            config,
+        } => {
+            let socket = match (socket, config) {
+                (Some(s), _) => Some(s),
+                (None, Some(c)) => match Config::load(&c) {
+                    Ok(c) => c.metrics.admin_socket,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                },
+                (None, None) => match Config::load(std::path::Path::new(DEFAULT_CONFIG)) {
+                    Ok(c) => c.metrics.admin_socket,
+                    Err(_) => Some(PathBuf::from(ixgw::config::DEFAULT_ADMIN_SOCKET)),
+                },
+            };
+            let Some(socket) = socket else {
+                eprintln!("the configuration has no admin socket (metrics.admin_socket: none)");
+                return Ok(ExitCode::FAILURE);
+            };
+            let report = match ixgw::runtime::fetch_show(&socket) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let report = match &name {
+                None => report,
+                Some(n) => match report.only(n) {
+                    Some(r) => r,
+                    None => {
+                        eprintln!("no attachment, tenant, peer or facility named `{n}`");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                },
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                print!("{}", report.render(now));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Genpsk => {

@@ -202,6 +202,7 @@ fn config(setup: Setup, sites: &[usize]) -> Config {
         },
         metrics: Metrics {
             listen: "127.0.0.1:0".parse().unwrap(),
+            admin_socket: None,
         },
         dataplane: Dataplane::default(),
         tenants: sites.iter().map(|&i| wg_tenant(i, setup)).collect(),

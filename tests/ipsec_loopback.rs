@@ -96,6 +96,7 @@ fn config_variant(dir: &Path, ports: [(u16, u16); 2], reloaded: bool) -> Config 
   exchange_space: 100.64.0.0/10
 metrics:
   listen: 127.0.0.1:0
+  admin_socket: ixgw.sock
 tenants:
 {tenants}policies:
   - name: ping
@@ -276,12 +277,21 @@ async fn facilities_negotiate_with_the_gateway_and_ping_through_it() {
         std::thread::sleep(Duration::from_millis(300));
     })
     .await;
+    let socket = dir.join("ixgw.sock");
+    let fetched = {
+        let socket = socket.clone();
+        tokio::task::spawn_blocking(move || ixgw::runtime::fetch_show(&socket))
+            .await
+            .unwrap()
+    };
     let metrics = running.hub().encode();
     running.stop().await.expect("stops");
+    let socket_left = socket.exists();
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(e) = result {
         panic!("{e}\n{metrics}");
     }
+    assert!(!socket_left, "the admin socket is removed at the stop");
     let value = |prefix: &str| -> f64 {
         metrics
             .lines()
@@ -311,6 +321,47 @@ async fn facilities_negotiate_with_the_gateway_and_ping_through_it() {
             r#"ixgw_peer_last_handshake_timestamp_seconds{tenant="ajisai",attachment="ajisai-ipsec",peer="omura""#
         ) > 1.7e9
     );
+
+    // `ixgw show` over the admin socket tells the same as the metrics.
+    let report = fetched.expect("the admin socket answers /show");
+    assert_eq!(report.gateway, "loopback-ix");
+    let omura = report
+        .only("omura")
+        .expect("omura in the report")
+        .attachments
+        .remove(0);
+    assert_eq!(
+        (omura.name.as_str(), omura.kind.as_str()),
+        ("ajisai-ipsec", "ipsec")
+    );
+    let p = &omura.peers[0];
+    assert_eq!(
+        (p.state.as_str(), p.facility.as_str()),
+        ("up", "4212345674")
+    );
+    let endpoint = p.endpoint.as_deref().expect("an endpoint");
+    assert!(endpoint.starts_with("127.0.0.2:"), "{endpoint}");
+    let labels =
+        r#"{tenant="ajisai",attachment="ajisai-ipsec",peer="omura",facility="4212345674"}"#;
+    for (metric, shown) in [
+        ("ixgw_peer_rx_packets_total", p.rx_packets),
+        ("ixgw_peer_rx_bytes_total", p.rx_bytes),
+        ("ixgw_peer_tx_bytes_total", p.tx_bytes),
+        ("ixgw_peer_wire_rx_bytes_total", p.wire_rx_bytes),
+        ("ixgw_peer_drops_total", p.drops),
+    ] {
+        assert_eq!(
+            value(&format!("{metric}{labels} ")),
+            shown as f64,
+            "{metric}"
+        );
+    }
+    assert!(
+        p.wire_rx_bytes > p.rx_bytes,
+        "ESP carries more than its inner packets"
+    );
+    let text = report.render(report.at);
+    assert!(text.contains("  peer: izumo\n"), "{text}");
 }
 
 /// 1.5 MiB from omura (A) crosses `child_rekey_bytes` (1 MiB): waits until the gateway has

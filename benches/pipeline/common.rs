@@ -130,6 +130,7 @@ pub fn config(a: Tenant, b: Tenant) -> Config {
         },
         metrics: Metrics {
             listen: "127.0.0.1:0".parse().expect("address literal"),
+            admin_socket: None,
         },
         dataplane: Dataplane::default(),
         tenants: vec![a, b],

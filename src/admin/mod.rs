@@ -1,4 +1,5 @@
-//! The admin HTTP listener: `/metrics` (Prometheus text), `/live`, `/ready`.
+//! The admin HTTP listener: `/metrics` (Prometheus text), `/live`, `/ready`; and the admin
+//! socket (a Unix socket, never a network port) that also answers `/show` for `ixgw show`.
 //!
 //! Layer: runtime edge. [`serve`] takes an already bound listener, so the daemon binds from
 //! its configuration and tests bind `127.0.0.1:0`; it stops accepting when `shutdown`
@@ -12,6 +13,7 @@
 //! | `/metrics` | 200, text exposition format 0.0.4 of [`MetricsHub::encode`] |
 //! | `/live`    | 200 `ok` while the process serves HTTP at all |
 //! | `/ready`   | 200 `ready` once the readiness flag is set, else 503 `not ready` |
+//! | `/show`    | 200, JSON [`show::Report`] — only where [`AdminState::show`] is set (the socket) |
 //!
 //! An unknown path is 404 whatever the method; a known path with another method is 405 with
 //! `Allow: GET` [RFC 9110 § 15.5.6]. Malformed requests are answered by hyper (400, 431) and
@@ -33,11 +35,38 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::metrics::MetricsHub;
+
+pub mod show;
+
+/// Makes the report `/show` serves (the runtime's view of the running plan).
+pub type ShowSource = Arc<dyn Fn() -> show::Report + Send + Sync>;
+
+/// A listener [`serve`] accepts connections from: TCP for `/metrics`, a Unix socket for the
+/// admin socket.
+pub trait Listener: Send {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept_stream(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+impl Listener for TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept_stream(&self) -> io::Result<Self::Stream> {
+        self.accept().await.map(|(s, _)| s)
+    }
+}
+
+impl Listener for UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn accept_stream(&self) -> io::Result<Self::Stream> {
+        self.accept().await.map(|(s, _)| s)
+    }
+}
 
 /// How long a connection may take to send a complete request head.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,17 +84,39 @@ const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
 /// What the admin listener serves from.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AdminState {
     pub hub: Arc<MetricsHub>,
     /// Set by the runtime once every attachment is up and the first plan runs; cleared when it
     /// starts draining.
     pub ready: Arc<AtomicBool>,
+    /// `/show`: set for the admin socket only, so that the network listener never tells who
+    /// the peers are and where they connect from.
+    pub show: Option<ShowSource>,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState")
+            .field("ready", &self.ready)
+            .field("show", &self.show.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AdminState {
     pub fn new(hub: Arc<MetricsHub>, ready: Arc<AtomicBool>) -> Self {
-        AdminState { hub, ready }
+        AdminState {
+            hub,
+            ready,
+            show: None,
+        }
+    }
+
+    /// The same state, also answering `/show` from `source`.
+    pub fn with_show(mut self, source: ShowSource) -> Self {
+        self.show = Some(source);
+        self
     }
 }
 
@@ -74,8 +125,8 @@ impl AdminState {
 /// Errors of `accept` are logged and retried, a connection's own at once, any other after a
 /// short pause, so running out of file descriptors does not end the listener. The result is
 /// `Ok` once every connection is closed.
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve<L: Listener>(
+    listener: L,
     state: AdminState,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
@@ -90,8 +141,8 @@ pub async fn serve(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+            accepted = listener.accept_stream() => match accepted {
+                Ok(stream) => {
                     connections.spawn(connection(
                         builder.clone(),
                         stream,
@@ -134,9 +185,9 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-async fn connection(
+async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     builder: http1::Builder,
-    stream: TcpStream,
+    stream: S,
     state: AdminState,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -164,6 +215,7 @@ enum Route {
     Metrics,
     Live,
     Ready,
+    Show,
 }
 
 impl Route {
@@ -172,13 +224,15 @@ impl Route {
             "/metrics" => Some(Route::Metrics),
             "/live" => Some(Route::Live),
             "/ready" => Some(Route::Ready),
+            "/show" => Some(Route::Show),
             _ => None,
         }
     }
 }
 
 fn respond<B>(state: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
-    let Some(route) = Route::of(req.uri().path()) else {
+    let route = Route::of(req.uri().path());
+    let Some(route) = route.filter(|r| !matches!(r, Route::Show) || state.show.is_some()) else {
         return text(StatusCode::NOT_FOUND, "not found");
     };
     if req.method() != Method::GET {
@@ -203,6 +257,15 @@ fn respond<B>(state: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
         Route::Live => text(StatusCode::OK, "ok"),
         Route::Ready if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready"),
         Route::Ready => text(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+        Route::Show => match state.show.as_ref().map(|s| serde_json::to_vec(&s())) {
+            Some(Ok(body)) => {
+                let mut res = Response::new(Full::new(Bytes::from(body)));
+                res.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                res
+            }
+            _ => text(StatusCode::INTERNAL_SERVER_ERROR, "show unavailable"),
+        },
     }
 }
 
@@ -222,6 +285,7 @@ mod tests {
     use crate::vocab::Names;
 
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpStream;
     use tokio::sync::oneshot;
     use tokio::task::JoinHandle;
 

@@ -82,7 +82,12 @@ pub struct Ix {
 pub struct Metrics {
     /// Where `/metrics`, `/live` and `/ready` are served.
     pub listen: SocketAddr,
+    /// The admin socket `ixgw show` asks (a Unix socket); `None`: none.
+    pub admin_socket: Option<PathBuf>,
 }
+
+/// Where the admin socket is unless the file says otherwise (the unit's RuntimeDirectory).
+pub const DEFAULT_ADMIN_SOCKET: &str = "/run/ixgw/ixgw.sock";
 
 /// Data path limits.
 #[derive(Debug, Clone, PartialEq)]

@@ -87,6 +87,7 @@ pub(super) struct Ix {
 #[serde(deny_unknown_fields)]
 pub(super) struct Metrics {
     pub listen: Option<String>,
+    pub admin_socket: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

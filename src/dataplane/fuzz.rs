@@ -99,6 +99,7 @@ pub(crate) fn config_of(
         },
         metrics: Metrics {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_socket: None,
         },
         dataplane: Dataplane {
             flow_table_size: flows,

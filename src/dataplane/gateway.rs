@@ -70,6 +70,7 @@ pub fn count_event(counters: &Counters, of: Option<(AttachmentId, TenantId)>, ev
             counters.peer_handshake(peer.index(), at);
         }
         Event::Dropped { reason, packets } => counters.drops_add(tenant, reason, packets),
+        Event::Endpoint { peer, to, .. } => counters.set_endpoint(peer.index(), to),
     }
 }
 

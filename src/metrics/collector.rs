@@ -235,15 +235,20 @@ struct PeerSum {
 }
 
 impl PeerSum {
-    /// IPsec peers (with a session state) are up while they say so; WireGuard peers while
-    /// their last completed handshake is younger than [`PEER_UP_WITHIN`].
     fn is_up(&self, now: Instant) -> bool {
-        match self.session {
-            SESSION_NONE => self
-                .last_handshake
-                .is_some_and(|t| now.saturating_duration_since(t) < PEER_UP_WITHIN),
-            s => s == SESSION_UP,
+        peer_is_up(self.session, self.last_handshake, now)
+    }
+}
+
+/// Whether a peer is up at `now`, as `ixgw_peers_up` counts it: IPsec peers (with a session
+/// state) while they say so; WireGuard peers while their last completed handshake is younger
+/// than [`PEER_UP_WITHIN`].
+pub fn peer_is_up(session: u8, last_handshake: Option<Instant>, now: Instant) -> bool {
+    match session {
+        SESSION_NONE => {
+            last_handshake.is_some_and(|t| now.saturating_duration_since(t) < PEER_UP_WITHIN)
         }
+        s => s == SESSION_UP,
     }
 }
 

@@ -504,6 +504,7 @@ mod tests {
             },
             metrics: Metrics {
                 listen: "127.0.0.1:9477".parse().unwrap(),
+                admin_socket: None,
             },
             dataplane: Dataplane::default(),
             tenants: tenants

@@ -116,6 +116,8 @@ pub(crate) enum SaChange {
     Established {
         peer: PeerId,
         new_ike_sa: bool,
+        /// Where the new IKE SA's peer is (none for a rekey).
+        remote: Option<SocketAddr>,
     },
     /// Every SA of the attachment: its engine was replaced.
     Clear,
@@ -141,7 +143,12 @@ impl SaChange {
                 peer: new(peer)?,
                 to,
             },
-            SaChange::Established { peer, new_ike_sa } => SaChange::Established {
+            SaChange::Established {
+                peer,
+                new_ike_sa,
+                remote,
+            } => SaChange::Established {
+                remote,
                 peer: new(peer)?,
                 new_ike_sa,
             },
@@ -714,13 +721,23 @@ impl IkeThread {
         match ev {
             IkeEvent::IkeSaUp { peer, remote } => {
                 tracing::info!(attachment = a, peer = name(&peer), %remote, "IKE SA established");
-                let new_ike_sa = true;
-                self.change(attachment, SaChange::Established { peer, new_ike_sa });
+                let (new_ike_sa, remote) = (true, Some(remote));
+                let established = SaChange::Established {
+                    peer,
+                    new_ike_sa,
+                    remote,
+                };
+                self.change(attachment, established);
             }
             IkeEvent::IkeSaRekeyed { peer } => {
                 tracing::info!(attachment = a, peer = name(&peer), "IKE SA rekeyed");
-                let new_ike_sa = false;
-                self.change(attachment, SaChange::Established { peer, new_ike_sa });
+                let (new_ike_sa, remote) = (false, None);
+                let established = SaChange::Established {
+                    peer,
+                    new_ike_sa,
+                    remote,
+                };
+                self.change(attachment, established);
             }
             IkeEvent::ChildSaUp(up) => {
                 let peer = up.peer;

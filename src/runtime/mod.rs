@@ -10,6 +10,7 @@
 //! failed reload cannot take a route away from a running device; a failure there is logged,
 //! the new plan keeps running.
 
+mod admin_socket;
 mod agreements;
 mod audit_bridge;
 #[cfg(test)]
@@ -19,6 +20,7 @@ mod facility_metrics;
 mod ike;
 mod ike_metrics;
 mod raw_esp;
+mod show;
 mod socket_drops;
 mod summary;
 #[cfg(test)]
@@ -42,6 +44,7 @@ use crate::ids::AttachmentId;
 use crate::metrics::MetricsHub;
 use socket_drops::{SocketDrops, SocketDropsCollector, TrackedSocket};
 
+pub use admin_socket::fetch as fetch_show;
 pub use facilities::{facility_report, verify_certificate, FacilityReport};
 pub use socket_drops::fuzz_parse_udp_drops;
 pub use worker::SourceKey;
@@ -138,6 +141,10 @@ pub struct Running {
     worker: Option<std::thread::JoinHandle<()>>,
     admin: tokio::task::JoinHandle<std::io::Result<()>>,
     admin_stop: Option<oneshot::Sender<()>>,
+    /// The admin socket `ixgw show` asks, if it could be bound.
+    admin_socket: Option<admin_socket::AdminSocket>,
+    /// The plan `ixgw show` describes.
+    shown: Arc<arc_swap::ArcSwap<Plan>>,
     hub: Arc<MetricsHub>,
     ready: Arc<AtomicBool>,
     metrics_addr: SocketAddr,
@@ -650,9 +657,20 @@ impl Running {
             })?;
         let (admin_stop, stop_rx) = oneshot::channel::<()>();
         let state = crate::admin::AdminState::new(hub.clone(), ready.clone());
-        let admin = tokio::spawn(crate::admin::serve(listener, state, async move {
+        let admin = tokio::spawn(crate::admin::serve(listener, state.clone(), async move {
             let _ = stop_rx.await;
         }));
+        let shown = Arc::new(arc_swap::ArcSwap::from(plan.clone()));
+        let admin_socket = config.metrics.admin_socket.as_deref().and_then(|path| {
+            let show = admin_socket::source(
+                config.ix.name.clone(),
+                hub.clone(),
+                shown.clone(),
+                facilities.clone(),
+            );
+            let explicit = path != std::path::Path::new(crate::config::DEFAULT_ADMIN_SOCKET);
+            admin_socket::AdminSocket::start(path, explicit, state, show)
+        });
         let wake_ike = ike_tx.clone();
         let facility_task = tokio::spawn(facilities::watch(facilities.clone(), move || {
             // A full queue is fine: the IKE thread reads the states after every turn.
@@ -680,6 +698,8 @@ impl Running {
             worker: Some(worker),
             admin,
             admin_stop: Some(admin_stop),
+            admin_socket,
+            shown,
             hub,
             ready,
             metrics_addr,
@@ -745,6 +765,9 @@ impl Running {
                 "metrics.listen changed: takes effect at the next restart"
             );
         }
+        if config.metrics.admin_socket.as_deref() != self.admin_socket.as_ref().map(|s| s.path()) {
+            tracing::warn!("metrics.admin_socket changed (or could not be bound at the start): takes effect at the next restart");
+        }
         let plan = Arc::new(Plan::compile(config, self.plan.generation + 1));
         let sources = open_sources(&plan, &self.bound)?;
         let mut udp_clones = self.udp_clones.clone();
@@ -796,6 +819,7 @@ impl Running {
         for c in &changed {
             self.bridge.agreement(c);
         }
+        self.shown.store(plan.clone());
         let old = std::mem::replace(&mut self.plan, plan);
         let failed = apply_kernel_changes_logged(&kernel_changes(Some(&old), &self.plan)).await;
         let attachments = summary::attachments(&old, &self.plan);
@@ -836,6 +860,9 @@ impl Running {
             let _ = s.send(());
         }
         let _ = (&mut self.admin).await;
+        if let Some(s) = self.admin_socket.take() {
+            s.stop().await;
+        }
         Ok(())
     }
 }

@@ -70,6 +70,7 @@ pub(super) fn config(attachments: Vec<Attachment>) -> Config {
         },
         metrics: Metrics {
             listen: "127.0.0.1:0".parse().expect("test address"),
+            admin_socket: None,
         },
         dataplane: Dataplane::default(),
         tenants: attachments

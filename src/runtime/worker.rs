@@ -345,7 +345,14 @@ impl Worker {
         };
         let counters = self.gateway.counters().clone();
         match &change {
-            SaChange::Established { peer, new_ike_sa } => {
+            SaChange::Established {
+                peer,
+                new_ike_sa,
+                remote,
+            } => {
+                if let Some(remote) = remote {
+                    counters.set_endpoint(peer.index(), *remote);
+                }
                 counters.peer_handshake(peer.index(), Instant::now());
                 counters.set_established(peer.index(), true);
                 if *new_ike_sa {
@@ -353,6 +360,7 @@ impl Worker {
                 }
             }
             SaChange::PeerDown { peer } => counters.set_established(peer.index(), false),
+            SaChange::Path { peer, to } => counters.set_endpoint(peer.index(), *to),
             SaChange::Clear => {
                 let plan = self.gateway.plan();
                 for (i, p) in plan.peers.iter().enumerate() {

@@ -37,6 +37,14 @@ pub enum Event {
         result: HandshakeResult,
         at: Instant,
     },
+    /// `peer`'s tunnel packets now come from `to` (before: `from`): its first authenticated
+    /// packet, or a NAT or roaming change.
+    Endpoint {
+        peer: PeerId,
+        from: Option<std::net::SocketAddr>,
+        to: std::net::SocketAddr,
+        at: Instant,
+    },
     /// Packets lost inside the tunnel, not the one the call was about: replies that found the
     /// transmit batch full, packets that waited for a session that never came.
     Dropped { reason: DropReason, packets: u64 },

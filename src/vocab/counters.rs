@@ -129,6 +129,9 @@ pub struct PeerCounters {
     /// Packets of the peer the data path dropped once it knew they came from it (after
     /// decryption: spoofed sources, policy, no route, ...).
     drops: Counter,
+    /// Where the peer's tunnel packets come from now, as its tunnel last reported it
+    /// (written when it changes, never per packet; read by `ixgw show`).
+    endpoint: std::sync::Mutex<Option<std::net::SocketAddr>>,
     /// Nanoseconds after [`Counters::base`] of the last completed handshake, plus one; 0 =
     /// never.
     last_handshake: AtomicU64,
@@ -137,6 +140,16 @@ pub struct PeerCounters {
     /// they are up by the age of their last handshake), then [`SESSION_DOWN`] or
     /// [`SESSION_UP`].
     session: std::sync::atomic::AtomicU8,
+}
+
+impl PeerCounters {
+    fn endpoint(&self) -> Option<std::net::SocketAddr> {
+        *self.endpoint.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_endpoint(&self, to: Option<std::net::SocketAddr>) {
+        *self.endpoint.lock().unwrap_or_else(|e| e.into_inner()) = to;
+    }
 }
 
 /// A peer without a session state of its own (WireGuard).
@@ -247,6 +260,7 @@ impl Counters {
                 a.wire_rx_bytes.set(b.wire_rx_bytes.get());
                 a.wire_tx_bytes.set(b.wire_tx_bytes.get());
                 a.drops.set(b.drops.get());
+                a.set_endpoint(b.endpoint());
                 next.peers[i]
                     .last_handshake
                     .store(self.peers[j].last_handshake.load(Relaxed), Relaxed);
@@ -299,6 +313,11 @@ impl Counters {
     #[inline]
     pub fn peer_drop(&self, index: usize) {
         self.peers[index].drops.add(1);
+    }
+
+    /// Records where peer `index`'s tunnel packets come from now (when that changes).
+    pub fn set_endpoint(&self, index: usize, to: std::net::SocketAddr) {
+        self.peers[index].set_endpoint(Some(to));
     }
 
     /// Counts `bytes` of tunnel packets received from peer `index`.
@@ -431,6 +450,7 @@ impl Counters {
                 wire_rx_bytes: c.wire_rx_bytes.get(),
                 wire_tx_bytes: c.wire_tx_bytes.get(),
                 drops: c.drops.get(),
+                endpoint: c.endpoint(),
                 last_handshake: self.last_handshake(i),
                 session: c.session.load(Relaxed),
             })
@@ -444,6 +464,7 @@ pub struct PeerView<'a> {
     pub wire_rx_bytes: u64,
     pub wire_tx_bytes: u64,
     pub drops: u64,
+    pub endpoint: Option<std::net::SocketAddr>,
     pub last_handshake: Option<Instant>,
     /// [`SESSION_NONE`], [`SESSION_DOWN`] or [`SESSION_UP`].
     pub session: u8,
@@ -488,6 +509,7 @@ mod tests {
         old.peer_wire_tx(1, 72);
         old.peer_wire_rx(1, 60);
         old.peer_drop(1);
+        old.set_endpoint(1, "192.0.2.7:51820".parse().unwrap());
         old.peer_handshake(1, base + std::time::Duration::from_secs(3));
 
         let new = old.successor(names(&["b", "c"], &["y", "z"], &["p2", "p3"]));
@@ -517,6 +539,7 @@ mod tests {
         assert_eq!(new.peer(0).tx_bytes.get(), 40);
         let p2 = new.peers().next().unwrap();
         assert_eq!((p2.wire_rx_bytes, p2.wire_tx_bytes, p2.drops), (60, 72, 1));
+        assert_eq!(p2.endpoint, Some("192.0.2.7:51820".parse().unwrap()));
         assert_eq!(
             new.last_handshake(0),
             Some(base + std::time::Duration::from_secs(3))

@@ -206,6 +206,19 @@ impl Validator {
                 Some(s) => self.socket("metrics.listen", s)?,
                 None => DEFAULT_METRICS_LISTEN,
             },
+            admin_socket: match root
+                .metrics
+                .as_ref()
+                .and_then(|m| m.admin_socket.as_deref())
+            {
+                Some(s) if s.trim() == "none" => None,
+                Some(s) => {
+                    self.nonempty("metrics.admin_socket", s)?;
+                    let given = Path::new(s.trim());
+                    Some(self.dir.join(given))
+                }
+                None => Some(PathBuf::from(crate::config::DEFAULT_ADMIN_SOCKET)),
+            },
         };
         let dataplane = match &root.dataplane {
             Some(d) => self.dataplane(d)?,

@@ -422,7 +422,15 @@ impl WgAttachment {
                 Out::Err(e) => return Err(drop_reason(&e)),
                 Out::Network(_) => return Err(DropReason::WgProtocol),
             };
-            peer.endpoint = Some(from);
+            if peer.endpoint != Some(from) {
+                self.events.push_back(Event::Endpoint {
+                    peer: peer.id,
+                    from: peer.endpoint,
+                    to: from,
+                    at: now,
+                });
+                peer.endpoint = Some(from);
+            }
             peer.active = true;
             flush(peer, att, tx);
             return Ok(delivered);
@@ -467,7 +475,15 @@ impl WgAttachment {
                     peer: peer.id,
                     at: now,
                 });
-                peer.endpoint = Some(from);
+                if peer.endpoint != Some(from) {
+                    self.events.push_back(Event::Endpoint {
+                        peer: peer.id,
+                        from: peer.endpoint,
+                        to: from,
+                        at: now,
+                    });
+                    peer.endpoint = Some(from);
+                }
                 peer.active = true;
                 // The initiator's session is current at once; a responder's only with the
                 // initiator's first data message, and flushing before that would start a
@@ -784,6 +800,15 @@ mod tests {
         assert_eq!(
             wg.poll_event(),
             Some(Event::HandshakeDone { peer: a, at: now })
+        );
+        assert_eq!(
+            wg.poll_event(),
+            Some(Event::Endpoint {
+                peer: a,
+                from: None,
+                to: from,
+                at: now
+            })
         );
         assert_eq!(wg.poll_event(), None);
 

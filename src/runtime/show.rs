@@ -1,0 +1,185 @@
+//! The report `ixgw show` prints, made from the running plan, the workers' counters (summed
+//! as the metrics scrape sums them) and the facility registry's verdicts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::admin::show::{Attachment, Peer, Report};
+use crate::dataplane::Plan;
+use crate::dataplane::{AttachmentPlanKind, Io, PeerPlanKind};
+use crate::facility::FacilityState;
+use crate::metrics::peer_is_up;
+use crate::tunnel::wireguard::keys;
+use crate::vocab::counters::SESSION_NONE;
+use crate::vocab::Counters;
+
+/// One peer's counts summed over workers.
+#[derive(Default)]
+struct Sum {
+    traffic: [u64; 4],
+    wire: [u64; 2],
+    drops: u64,
+    endpoint: Option<std::net::SocketAddr>,
+    last_handshake: Option<Instant>,
+    session: u8,
+}
+
+/// A facility of the registry as `ixgw show` names it.
+pub(crate) struct Registered {
+    pub(crate) name: String,
+    pub(crate) state: FacilityState,
+    /// Why it is in that state.
+    pub(crate) detail: String,
+}
+
+/// The registry's facilities by code; empty without a registry.
+pub(crate) type Certificates = HashMap<String, Registered>;
+
+/// The registry's facilities and their verdicts now.
+pub(crate) fn certificates(authority: &crate::facility::Authority) -> Certificates {
+    (0..authority.len())
+        .filter_map(|i| {
+            let id = crate::ids::FacilityId(i as u32);
+            let spec = authority.spec(id)?;
+            let v = authority.verdict(id)?;
+            let r = Registered {
+                name: spec.name.clone(),
+                state: v.state,
+                detail: v.detail.clone(),
+            };
+            Some((spec.code.to_string(), r))
+        })
+        .collect()
+}
+
+/// The report at the monotonic `now`, which is the wall clock `wall`.
+pub(crate) fn report(
+    gateway: &str,
+    plan: &Plan,
+    tables: &[Arc<Counters>],
+    certificates: &Certificates,
+    now: Instant,
+    wall: SystemTime,
+) -> Report {
+    let mut sums: HashMap<(&str, &str), Sum> = HashMap::new();
+    for t in tables {
+        for v in t.peers() {
+            let s = sums
+                .entry((v.labels.attachment.as_str(), v.labels.peer.as_str()))
+                .or_default();
+            let tr = v.traffic;
+            let counts = [
+                tr.rx_packets.get(),
+                tr.rx_bytes.get(),
+                tr.tx_packets.get(),
+                tr.tx_bytes.get(),
+            ];
+            for (a, b) in s.traffic.iter_mut().zip(counts) {
+                *a = a.wrapping_add(b);
+            }
+            s.wire[0] = s.wire[0].wrapping_add(v.wire_rx_bytes);
+            s.wire[1] = s.wire[1].wrapping_add(v.wire_tx_bytes);
+            s.drops = s.drops.wrapping_add(v.drops);
+            if v.last_handshake >= s.last_handshake {
+                s.endpoint = v.endpoint.or(s.endpoint);
+            }
+            s.last_handshake = s.last_handshake.max(v.last_handshake);
+            s.session = s.session.max(v.session);
+        }
+    }
+    let unix = |t: Instant| {
+        wall.checked_sub(now.saturating_duration_since(t))
+            .and_then(|w| w.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+    };
+    let attachments = plan
+        .attachments
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let tenant = plan.tenants[a.tenant.index()].name.clone();
+            let (kind, public_key) = match &a.kind {
+                AttachmentPlanKind::WireGuard { private_key, .. } => (
+                    "wireguard",
+                    Some(keys::encode(&keys::public_key(private_key))),
+                ),
+                AttachmentPlanKind::Plain => ("plain", None),
+                AttachmentPlanKind::Ipsec { .. } => ("ipsec", None),
+            };
+            let listen =
+                a.io.iter()
+                    .map(|io| match io {
+                        Io::Udp(addr) => format!("udp {addr}"),
+                        Io::Esp(addr) => format!("esp {addr}"),
+                        Io::Tun { name, .. } => format!("tun {name}"),
+                    })
+                    .collect();
+            let peers = plan
+                .peers
+                .iter()
+                .filter(|p| p.attachment.index() == i)
+                .map(|p| {
+                    let empty = Sum::default();
+                    let s = sums
+                        .get(&(a.name.as_str(), p.name.as_str()))
+                        .unwrap_or(&empty);
+                    let code = p.facility.to_string();
+                    let cert = certificates.get(&code);
+                    let (configured, public_key) = match &p.kind {
+                        PeerPlanKind::WireGuard(c) => {
+                            (c.endpoint, Some(keys::encode(&c.public_key)))
+                        }
+                        PeerPlanKind::Ipsec(_) => (None, None),
+                    };
+                    let state = if cert.is_some_and(|c| !c.state.allows_traffic()) {
+                        "refused"
+                    } else if peer_is_up(s.session, s.last_handshake, now) {
+                        "up"
+                    } else if s.last_handshake.is_some() || s.session != SESSION_NONE {
+                        "down"
+                    } else {
+                        "never"
+                    };
+                    Peer {
+                        name: p.name.clone(),
+                        tenant: tenant.clone(),
+                        facility: code,
+                        facility_name: cert.map_or_else(String::new, |c| c.name.clone()),
+                        certificate: cert.filter(|c| c.state != FacilityState::NotRequired).map(
+                            |c| match c.detail.as_str() {
+                                "" => c.state.name().to_string(),
+                                why => format!("{}: {why}", c.state.name()),
+                            },
+                        ),
+                        endpoint: s.endpoint.or(configured).map(|e| e.to_string()),
+                        state: state.into(),
+                        last_handshake: s.last_handshake.and_then(unix),
+                        public_key,
+                        rx_packets: s.traffic[0],
+                        rx_bytes: s.traffic[1],
+                        tx_packets: s.traffic[2],
+                        tx_bytes: s.traffic[3],
+                        wire_rx_bytes: s.wire[0],
+                        wire_tx_bytes: s.wire[1],
+                        drops: s.drops,
+                    }
+                })
+                .collect();
+            Attachment {
+                name: a.name.clone(),
+                tenant,
+                kind: kind.into(),
+                listen,
+                public_key,
+                peers,
+            }
+        })
+        .collect();
+    Report {
+        gateway: gateway.to_string(),
+        at: wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        generation: plan.generation,
+        attachments,
+    }
+}
