@@ -15,12 +15,12 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-use super::collector::HotCollector;
+use super::collector::{self, HotCollector, PeerCount};
 use crate::vocab::Counters;
 
 /// [`MetricsHub::publish`] was given a worker index the hub has no slot for.
@@ -137,6 +137,12 @@ impl MetricsHub {
         })?;
         slot.store(table);
         Ok(())
+    }
+
+    /// The peers configured and up at the monotonic instant `now`, counted as the
+    /// `ixgw_peers_configured` and `ixgw_peers_up` gauges count them.
+    pub fn peer_count(&self, now: Instant) -> PeerCount {
+        collector::peer_count(&self.slots, now)
     }
 
     /// Worker `index`'s current table.
