@@ -11,7 +11,7 @@
 //! | path       | answer |
 //! | ---------- | ------ |
 //! | `/metrics` | 200, text exposition format 0.0.4 of [`MetricsHub::encode`] |
-//! | `/live`    | 200 `ok` while the process serves HTTP at all |
+//! | `/live`    | 200 `ok` while every thread of [`health::Liveness`] beats; else 503 naming the stalled thread |
 //! | `/ready`   | 200 `ready` once the readiness flag is set, else 503 `not ready` |
 //! | `/show`    | 200, JSON [`show::Report`] — only where [`AdminState::show`] is set (the socket) |
 //!
@@ -21,12 +21,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod health;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -41,6 +43,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::metrics::MetricsHub;
+use health::Liveness;
 
 pub mod show;
 
@@ -90,6 +93,8 @@ pub struct AdminState {
     /// Set by the runtime once every attachment is up and the first plan runs; cleared when it
     /// starts draining.
     pub ready: Arc<AtomicBool>,
+    /// The heartbeats of the threads `/live` answers for.
+    pub live: Arc<Liveness>,
     /// `/show`: set for the admin socket only, so that the network listener never tells who
     /// the peers are and where they connect from.
     pub show: Option<ShowSource>,
@@ -105,10 +110,11 @@ impl std::fmt::Debug for AdminState {
 }
 
 impl AdminState {
-    pub fn new(hub: Arc<MetricsHub>, ready: Arc<AtomicBool>) -> Self {
+    pub fn new(hub: Arc<MetricsHub>, ready: Arc<AtomicBool>, live: Arc<Liveness>) -> Self {
         AdminState {
             hub,
             ready,
+            live,
             show: None,
         }
     }
@@ -254,7 +260,10 @@ fn respond<B>(state: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
                 text(StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable")
             }
         },
-        Route::Live => text(StatusCode::OK, "ok"),
+        Route::Live => match state.live.check(Instant::now()) {
+            Ok(()) => text(StatusCode::OK, "ok"),
+            Err(stalled) => owned_text(StatusCode::SERVICE_UNAVAILABLE, stalled.to_string()),
+        },
         Route::Ready if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready"),
         Route::Ready => text(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
         Route::Show => match state.show.as_ref().map(|s| serde_json::to_vec(&s())) {
@@ -270,7 +279,15 @@ fn respond<B>(state: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    respond_text(status, Bytes::from_static(body.as_bytes()))
+}
+
+fn owned_text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    respond_text(status, Bytes::from(body))
+}
+
+fn respond_text(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(body));
     *res.status_mut() = status;
     res.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_CONTENT_TYPE));
@@ -289,6 +306,7 @@ mod tests {
     use tokio::sync::oneshot;
     use tokio::task::JoinHandle;
 
+    use super::health::Heartbeat;
     use super::*;
     use crate::metrics::Counters;
     use crate::vocab::DropReason;
@@ -296,12 +314,17 @@ mod tests {
     struct Server {
         addr: SocketAddr,
         ready: Arc<AtomicBool>,
+        heart: Arc<Heartbeat>,
         table: Arc<Counters>,
         stop: oneshot::Sender<()>,
         task: JoinHandle<io::Result<()>>,
     }
 
     async fn start() -> Server {
+        start_with(Heartbeat::new("ixgw-worker", Instant::now())).await
+    }
+
+    async fn start_with(heart: Heartbeat) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let table = Arc::new(Counters::new(
@@ -314,14 +337,17 @@ mod tests {
         ));
         let hub = Arc::new(MetricsHub::new([Arc::clone(&table)]));
         let ready = Arc::new(AtomicBool::new(false));
+        let heart = Arc::new(heart);
+        let live = Arc::new(Liveness::new(vec![Arc::clone(&heart)]));
         let (stop, stopped) = oneshot::channel::<()>();
-        let state = AdminState::new(hub, Arc::clone(&ready));
+        let state = AdminState::new(hub, Arc::clone(&ready), live);
         let task = tokio::spawn(serve(listener, state, async {
             let _ = stopped.await;
         }));
         Server {
             addr,
             ready,
+            heart,
             table,
             stop,
             task,
@@ -431,6 +457,37 @@ mod tests {
         assert_eq!(
             (ready.status.as_str(), ready.body.as_str()),
             ("HTTP/1.1 200 OK", "ready")
+        );
+        stop(s).await;
+    }
+
+    #[tokio::test]
+    async fn live_is_unavailable_while_a_thread_is_stalled() {
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(30))
+            .expect("the clock has run 30 s");
+        let s = start_with(Heartbeat::new("ixgw-ike", long_ago)).await;
+
+        let stalled = request(s.addr, "GET", "/live").await;
+        s.heart.beat(Instant::now());
+        let live = request(s.addr, "GET", "/live").await;
+
+        assert_eq!(stalled.status, "HTTP/1.1 503 Service Unavailable");
+        assert!(
+            stalled
+                .body
+                .starts_with("thread ixgw-ike stalled: no heartbeat for 30."),
+            "{}",
+            stalled.body
+        );
+        assert!(
+            stalled.body.ends_with(" s (limit 10 s)"),
+            "{}",
+            stalled.body
+        );
+        assert_eq!(
+            (live.status.as_str(), live.body.as_str()),
+            ("HTTP/1.1 200 OK", "ok")
         );
         stop(s).await;
     }

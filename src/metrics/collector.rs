@@ -252,6 +252,19 @@ pub fn peer_is_up(session: u8, last_handshake: Option<Instant>, now: Instant) ->
     }
 }
 
+/// Peers configured and up, as `ixgw_peers_configured` and `ixgw_peers_up` export them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCount {
+    pub up: usize,
+    pub configured: usize,
+}
+
+/// The peers of every worker's current table at the monotonic instant `now`.
+pub(crate) fn peer_count(slots: &[ArcSwap<Counters>], now: Instant) -> PeerCount {
+    let tables: Vec<Arc<Counters>> = slots.iter().map(ArcSwap::load_full).collect();
+    Sum::of(&tables).peer_count(now)
+}
+
 /// (tenant, attachment, peer, facility): the label values of a peer series, in [`PEER`] order.
 type PeerKey<'a> = [&'a str; 4];
 
@@ -323,6 +336,13 @@ impl<'a> Sum<'a> {
             sum.flows = sum.flows.saturating_add(table.flows());
         }
         sum
+    }
+
+    fn peer_count(&self, now: Instant) -> PeerCount {
+        PeerCount {
+            up: self.peers.values().filter(|p| p.is_up(now)).count(),
+            configured: self.peers.len(),
+        }
     }
 }
 
@@ -399,10 +419,6 @@ impl HotCollector {
             .iter()
             .map(|(key, p)| metric(&PEER_UP, key, f64::from(u8::from(p.is_up(now)))))
             .collect();
-        let up_count = up
-            .iter()
-            .filter(|m| m.get_gauge().get_value() > 0.0)
-            .count();
         out.push(family(&PEER_UP, up));
 
         // Every reason of every tenant (so that rate() sees a series from 0), of no tenant
@@ -428,14 +444,14 @@ impl HotCollector {
         }
         out.push(family(&HANDSHAKES, handshakes));
 
-        let configured = sum.peers.len() as f64;
+        let peers = sum.peer_count(now);
         out.push(family(
             &PEERS_CONFIGURED,
-            vec![metric(&PEERS_CONFIGURED, &[], configured)],
+            vec![metric(&PEERS_CONFIGURED, &[], peers.configured as f64)],
         ));
         out.push(family(
             &PEERS_UP,
-            vec![metric(&PEERS_UP, &[], up_count as f64)],
+            vec![metric(&PEERS_UP, &[], peers.up as f64)],
         ));
         out.push(family(&FLOWS, vec![metric(&FLOWS, &[], sum.flows as f64)]));
         out
@@ -586,6 +602,44 @@ mod tests {
             Some(1_700_000_000.0 - 300.0)
         );
         assert_eq!(value(&f, ts, &[("peer", "never")]), Some(0.0));
+    }
+
+    /// What systemd's `STATUS=` says is what the gauges say.
+    #[test]
+    fn peer_count_is_what_the_gauges_export() {
+        let base = Instant::now();
+        let table = Counters::new(
+            base,
+            Names {
+                tenants: vec![],
+                attachments: vec![],
+                peers: vec![peer("a", "fresh"), peer("a", "stale"), peer("b", "ipsec")],
+            },
+        );
+        table.peer_handshake(0, base + Duration::from_secs(300));
+        table.peer_handshake(1, base + Duration::from_secs(100));
+        table.set_established(2, true);
+        let now = base + Duration::from_secs(400);
+        let slots: Arc<[ArcSwap<Counters>]> =
+            [Arc::new(table)].into_iter().map(ArcSwap::new).collect();
+        let f = HotCollector::new(slots.clone())
+            .unwrap()
+            .families_at(now, SystemTime::now());
+
+        let count = peer_count(&slots, now);
+
+        assert_eq!(
+            count,
+            PeerCount {
+                up: 2,
+                configured: 3
+            }
+        );
+        assert_eq!(value(&f, "ixgw_peers_up", &[]), Some(count.up as f64));
+        assert_eq!(
+            value(&f, "ixgw_peers_configured", &[]),
+            Some(count.configured as f64)
+        );
     }
 
     #[test]

@@ -12,15 +12,19 @@
 //! The hub reads no clock: times of reloads come in as parameters. The only clock read of
 //! the metrics layer is the scrape's own "now" inside the collector, needed to turn monotonic
 //! handshake times into Unix time.
+//!
+//! The registry also holds the process collector (`process_*`: CPU seconds, resident and
+//! virtual memory, open and maximum file descriptors, threads, start time), read from
+//! `/proc/self` at scrape time.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-use super::collector::HotCollector;
+use super::collector::{self, HotCollector, PeerCount};
 use crate::vocab::Counters;
 
 /// [`MetricsHub::publish`] was given a worker index the hub has no slot for.
@@ -111,6 +115,9 @@ impl MetricsHub {
         registry.register(Box::new(flow_table_capacity.clone()))?;
         registry.register(Box::new(flow_quota.clone()))?;
         registry.register(Box::new(HotCollector::new(Arc::clone(&slots))?))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
 
         Ok(MetricsHub {
             slots,
@@ -137,6 +144,12 @@ impl MetricsHub {
         })?;
         slot.store(table);
         Ok(())
+    }
+
+    /// The peers configured and up at the monotonic instant `now`, counted as the
+    /// `ixgw_peers_configured` and `ixgw_peers_up` gauges count them.
+    pub fn peer_count(&self, now: Instant) -> PeerCount {
+        collector::peer_count(&self.slots, now)
     }
 
     /// Worker `index`'s current table.
@@ -486,8 +499,11 @@ mod tests {
         let mut families = 0;
         for (i, l) in ls.iter().enumerate() {
             if let Some(rest) = l.strip_prefix("# TYPE ") {
-                families += 1;
                 let name = rest.split(' ').next().unwrap();
+                if name.starts_with("process_") {
+                    continue;
+                }
+                families += 1;
                 assert!(name.starts_with("ixgw_"), "{name}");
                 let help = i.checked_sub(1).map(|j| ls[j]).unwrap_or("");
                 assert!(
@@ -497,5 +513,41 @@ mod tests {
             }
         }
         assert_eq!(families, 26);
+    }
+
+    #[test]
+    fn process_metrics_are_exported() {
+        let text = MetricsHub::new([table()]).encode();
+        for (name, kind) in [
+            ("process_cpu_seconds_total", "counter"),
+            ("process_resident_memory_bytes", "gauge"),
+            ("process_virtual_memory_bytes", "gauge"),
+            ("process_open_fds", "gauge"),
+            ("process_max_fds", "gauge"),
+            ("process_start_time_seconds", "gauge"),
+            ("process_threads", "gauge"),
+        ] {
+            assert_line(&text, &format!("# TYPE {name} {kind}"));
+            let value: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("no sample of {name}"))
+                .parse()
+                .unwrap();
+            if name != "process_cpu_seconds_total" {
+                assert!(value > 0.0, "{name} {value}");
+            }
+        }
+        let started: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_start_time_seconds "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let now = unix_seconds(SystemTime::now());
+        assert!(
+            started <= now && started > now - 86_400.0,
+            "started {started}, now {now}"
+        );
     }
 }

@@ -13,7 +13,7 @@ mod hub;
 pub mod scrape;
 
 pub use crate::vocab::{Counters, HandshakeResult, PeerLabels, TenantFlows, Traffic};
-pub use collector::{peer_is_up, PEER_UP_WITHIN};
+pub use collector::{peer_is_up, PeerCount, PEER_UP_WITHIN};
 pub use hub::{MetricsHub, UnknownWorker};
 
 /// Helpers for tests that read an exposition.

@@ -21,6 +21,7 @@ use arc_swap::ArcSwap;
 
 use super::audit_bridge::AuditBridge;
 use super::facilities::FacilityStates;
+use crate::admin::health::{Heartbeat, BEAT_INTERVAL};
 use crate::dataplane::{AttachmentPlanKind, IkeSetupError, IpsecCarry, PeerPlanKind, Plan};
 use crate::facility::{FacilityState, Presenter};
 use crate::ids::{AttachmentId, PeerId};
@@ -69,6 +70,9 @@ pub(crate) enum IkeInput {
     /// this only wakes it).
     Facilities,
     Stop,
+    /// Tests only: the thread blocks until `release` is sent to or dropped.
+    #[cfg(test)]
+    Hang(std::sync::mpsc::Receiver<()>),
 }
 
 /// One IPsec attachment's engine configuration and sockets.
@@ -232,6 +236,7 @@ pub(crate) fn spawn(
     metrics: IkeMetrics,
     facilities: Arc<ArcSwap<FacilityStates>>,
     audit: Option<Arc<AuditBridge>>,
+    heartbeat: Arc<Heartbeat>,
 ) -> std::io::Result<std::thread::JoinHandle<Receiver<IkeInput>>> {
     // Only the weak sender may reach the thread: a strong one captured by the closure would
     // keep the worker's channel open after the `Running` is dropped.
@@ -241,7 +246,10 @@ pub(crate) fn spawn(
         .spawn(move || {
             let mut t = IkeThread::new(control, metrics, facilities);
             t.audit = audit;
-            t.run(rx)
+            t.heartbeat = heartbeat;
+            let rx = t.run(rx);
+            t.heartbeat.retire();
+            rx
         })
 }
 
@@ -289,6 +297,8 @@ struct IkeThread {
     /// Initiating peers stopped because their certificate was refused, and when to try
     /// them again (their facility may have a new certificate by then).
     retry: Vec<(AttachmentId, PeerId, Instant)>,
+    /// Beaten every turn: the thread counts for `/live` and the watchdog.
+    heartbeat: Arc<Heartbeat>,
 }
 
 /// How often an initiating peer whose certificate was refused is tried again.
@@ -310,6 +320,7 @@ impl IkeThread {
             facilities_seen: None,
             audit: None,
             retry: Vec::new(),
+            heartbeat: Arc::new(Heartbeat::new("ixgw-ike", Instant::now())),
         }
     }
 
@@ -443,15 +454,17 @@ impl IkeThread {
     /// Serves the queue until `Stop` (or until no one can send), then hands the queue back:
     /// whoever stops the thread holds it open while the worker drains, so that the peers'
     /// answers to our Deletes wait there unread instead of finding the IKE thread "gone".
-    fn run(mut self, rx: Receiver<IkeInput>) -> Receiver<IkeInput> {
+    fn run(&mut self, rx: Receiver<IkeInput>) -> Receiver<IkeInput> {
         loop {
             let now = Instant::now();
+            self.heartbeat.beat(now);
             let wait = self
                 .engines
                 .iter()
                 .filter_map(|e| e.engine.poll_timeout())
                 .min()
-                .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now));
+                .map_or(BEAT_INTERVAL, |t| t.saturating_duration_since(now))
+                .min(BEAT_INTERVAL);
             match rx.recv_timeout(wait) {
                 Ok(IkeInput::Datagram {
                     generation,
@@ -490,6 +503,10 @@ impl IkeThread {
                 Ok(IkeInput::Roamed { .. }) => {}
                 Ok(IkeInput::Plan { plan, engines }) => self.adopt(plan, engines),
                 Ok(IkeInput::Facilities) => {}
+                #[cfg(test)]
+                Ok(IkeInput::Hang(release)) => {
+                    let _ = release.recv();
+                }
                 Ok(IkeInput::Stop) | Err(RecvTimeoutError::Disconnected) => {
                     self.shut_down();
                     return rx;
@@ -951,7 +968,8 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let (control, _control_rx) = mpsc::channel(8);
         let metrics = IkeMetrics::register(&prometheus::Registry::new()).unwrap();
-        let thread = spawn(rx, control, metrics, Default::default(), None).unwrap();
+        let heartbeat = Arc::new(Heartbeat::new("ixgw-ike", Instant::now()));
+        let thread = spawn(rx, control, metrics, Default::default(), None, heartbeat).unwrap();
         tx.send(IkeInput::Stop).unwrap();
         let queue = thread.join().expect("the IKE thread ends on Stop");
         let late = IkeInput::Datagram {

@@ -25,6 +25,7 @@ mod socket_drops;
 mod summary;
 #[cfg(test)]
 mod tests;
+mod watchdog;
 mod worker;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use std::time::{Instant, SystemTime};
 use ipnetwork::Ipv4Network;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::admin::health::{Heartbeat, Liveness};
 use crate::audit::{Audit, AuditError};
 use crate::config::{Config, ConfigError};
 use crate::dataplane::{AttachmentPlan, Gateway, IkeSetupError, Io, Plan};
@@ -133,6 +135,11 @@ pub(crate) enum Control {
     Stop {
         done: oneshot::Sender<()>,
     },
+    /// Tests only: the worker blocks its thread until `release` is sent to or dropped.
+    #[cfg(test)]
+    Hang {
+        release: std::sync::mpsc::Receiver<()>,
+    },
 }
 
 /// A running gateway. Dropping it without [`Running::stop`] stops the worker as well.
@@ -147,6 +154,8 @@ pub struct Running {
     shown: Arc<arc_swap::ArcSwap<Plan>>,
     hub: Arc<MetricsHub>,
     ready: Arc<AtomicBool>,
+    /// The heartbeats of the worker and the IKE thread, judged by `/live` and the watchdog.
+    liveness: Arc<Liveness>,
     metrics_addr: SocketAddr,
     /// What is bound now, by source key.
     bound: HashMap<SourceKey, Bound>,
@@ -608,6 +617,7 @@ impl Running {
         let (started, started_rx) = oneshot::channel();
         let (ike_tx, ike_rx) = std::sync::mpsc::sync_channel(ike::QUEUE);
         facilities.set_worker(control.downgrade());
+        let worker_beat = Arc::new(Heartbeat::new("ixgw-worker", Instant::now()));
         let worker = worker::spawn(
             gateway,
             sources,
@@ -616,6 +626,7 @@ impl Running {
             started,
             ike_tx.clone(),
             facilities.states(),
+            worker_beat.clone(),
         )
         .map_err(RuntimeError::Thread)?;
         let accepted = match started_rx.await {
@@ -626,6 +637,7 @@ impl Running {
             Ok(()) => apply_kernel_changes(&kernel_changes(None, &plan)).await,
             Err(e) => Err(e),
         };
+        let ike_beat = Arc::new(Heartbeat::new("ixgw-ike", Instant::now()));
         let ike_thread = match routed {
             Ok(()) => ike::spawn(
                 ike_rx,
@@ -633,6 +645,7 @@ impl Running {
                 ike_metrics,
                 facilities.states(),
                 bridge.enabled().then(|| bridge.clone()),
+                ike_beat.clone(),
             )
             .map_err(RuntimeError::Thread),
             Err(e) => Err(e),
@@ -656,7 +669,8 @@ impl Running {
                 source,
             })?;
         let (admin_stop, stop_rx) = oneshot::channel::<()>();
-        let state = crate::admin::AdminState::new(hub.clone(), ready.clone());
+        let liveness = Arc::new(Liveness::new(vec![worker_beat, ike_beat]));
+        let state = crate::admin::AdminState::new(hub.clone(), ready.clone(), liveness.clone());
         let admin = tokio::spawn(crate::admin::serve(listener, state.clone(), async move {
             let _ = stop_rx.await;
         }));
@@ -702,6 +716,7 @@ impl Running {
             shown,
             hub,
             ready,
+            liveness,
             metrics_addr,
             bound,
             ike_tx,
@@ -723,6 +738,33 @@ impl Running {
 
     pub fn plan(&self) -> &Arc<Plan> {
         &self.plan
+    }
+
+    /// The heartbeats `/live` and the systemd watchdog judge.
+    pub fn liveness(&self) -> &Arc<Liveness> {
+        &self.liveness
+    }
+
+    /// systemd's `STATUS=` while every thread beats: "N/M peers up, K attachments", the
+    /// peers counted as `ixgw_peers_up` and `ixgw_peers_configured` count them.
+    pub fn status(&self, now: Instant) -> String {
+        watchdog::status_line(self.hub.peer_count(now), self.plan.attachments.len())
+    }
+
+    /// Tests only: blocks the worker's thread until the returned sender is used or dropped.
+    #[cfg(test)]
+    pub(crate) async fn hang_worker(&self) -> std::sync::mpsc::Sender<()> {
+        let (release, rx) = std::sync::mpsc::channel();
+        let _ = self.control.send(Control::Hang { release: rx }).await;
+        release
+    }
+
+    /// Tests only: blocks the IKE thread until the returned sender is used or dropped.
+    #[cfg(test)]
+    pub(crate) fn hang_ike(&self) -> std::sync::mpsc::Sender<()> {
+        let (release, rx) = std::sync::mpsc::channel();
+        let _ = self.ike_tx.send(ike::IkeInput::Hang(rx));
+        release
     }
 
     /// The audit trail, for the threads that record into it.
@@ -918,10 +960,15 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut running = Running::start(&config, None).await?;
     notify(&[sd_notify::NotifyState::Ready]);
+    let interval = watchdog::from_env();
+    let mut watchdog = watchdog::Watchdog::new(interval);
+    let mut report = tokio::time::interval(watchdog::period(interval));
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = report.tick() => tell_systemd(&mut watchdog, &running),
             _ = hup.recv() => {
                 notify(&[sd_notify::NotifyState::Reloading, monotonic_now()]);
                 match Config::load(path) {
@@ -937,6 +984,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                     }
                 }
                 notify(&[sd_notify::NotifyState::Ready]);
+                tell_systemd(&mut watchdog, &running);
             }
         }
     }
@@ -944,6 +992,18 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     tracing::info!("stopping: draining the data path");
     running.stop().await?;
     Ok(())
+}
+
+/// `WATCHDOG=1` if every thread beats, and `STATUS=`.
+fn tell_systemd(watchdog: &mut watchdog::Watchdog, running: &Running) {
+    let now = Instant::now();
+    let report = watchdog.report(running.liveness().check(now), || running.status(now));
+    let status = sd_notify::NotifyState::Status(&report.status);
+    if report.keepalive {
+        notify(&[sd_notify::NotifyState::Watchdog, status]);
+    } else {
+        notify(&[status]);
+    }
 }
 
 fn monotonic_now() -> sd_notify::NotifyState<'static> {

@@ -502,3 +502,80 @@ async fn kernel_routes_follow_reloads_in_a_netns() {
     running.stop().await.expect("stops");
     assert!(!exists("ixgwrt-b"));
 }
+
+/// `GET path` on the admin listener: the status code and the body.
+async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!("GET {path} HTTP/1.1\r\nHost: ixgw\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).await.expect("request");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).await.expect("reply");
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_owned())
+}
+
+/// Polls `/live` until it answers `status`, for at most `within`.
+async fn live_turns(addr: SocketAddr, status: u16, within: Duration) -> (u16, String) {
+    let deadline = Instant::now() + within;
+    loop {
+        let reply = admin_get(addr, "/live").await;
+        if reply.0 == status || Instant::now() >= deadline {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A hung worker turns `/live` to 503 naming it, and the watchdog's judgement with it; once it
+/// runs again `/live` is 200 again. The same for the IKE thread.
+#[tokio::test]
+async fn a_hung_thread_turns_live_to_503() {
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").expect("bind metrics");
+    let listen = "127.0.0.1:0".parse().expect("test address");
+    let running = Running::start(&config(vec![wg("wg", listen, vec![])]), Some(metrics))
+        .await
+        .expect("gateway starts");
+    // Three idle wake-ups of margin: the idle threads beat every second.
+    let threshold = Duration::from_secs(3);
+    running.liveness().set_threshold(threshold);
+    let addr = running.metrics_addr();
+    let before = admin_get(addr, "/live").await;
+    let status = running.status(Instant::now());
+
+    let release = running.hang_worker().await;
+    let hung = live_turns(addr, 503, Duration::from_secs(10)).await;
+    let judged = running.liveness().check(Instant::now());
+    drop(release);
+    let recovered = live_turns(addr, 200, Duration::from_secs(5)).await;
+
+    let release = running.hang_ike();
+    let ike_hung = live_turns(addr, 503, Duration::from_secs(10)).await;
+    drop(release);
+    let ike_recovered = live_turns(addr, 200, Duration::from_secs(5)).await;
+    running.stop().await.expect("stops");
+
+    assert_eq!(before, (200, "ok".to_owned()));
+    assert_eq!(status, "0/0 peers up, 1 attachment");
+    assert_eq!(hung.0, 503, "{}", hung.1);
+    assert!(
+        hung.1
+            .starts_with("thread ixgw-worker stalled: no heartbeat for "),
+        "{}",
+        hung.1
+    );
+    assert!(judged.is_err_and(|s| s.thread == "ixgw-worker" && s.silent > threshold));
+    assert_eq!(recovered, (200, "ok".to_owned()));
+    assert_eq!(ike_hung.0, 503, "{}", ike_hung.1);
+    assert!(
+        ike_hung.1.starts_with("thread ixgw-ike stalled: "),
+        "{}",
+        ike_hung.1
+    );
+    assert_eq!(ike_recovered, (200, "ok".to_owned()));
+}

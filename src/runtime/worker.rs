@@ -1,7 +1,9 @@
 //! The data-path worker: one thread, one current-thread tokio runtime, one [`Gateway`].
 //! It waits for any source to become readable, drains up to a batch, hands the batch to the
 //! gateway and flushes what the gateway queued, for at most [`IO_LOOP_BOUND`] batches in a
-//! row; then control messages get a turn and due timers run, busy sources or not.
+//! row; then control messages get a turn and due timers run, busy sources or not. Every turn
+//! beats the worker's [`Heartbeat`], and an idle worker wakes at least every
+//! [`BEAT_INTERVAL`], so that `/live` and the systemd watchdog notice a stuck worker.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
@@ -18,6 +20,7 @@ use super::facilities::FacilityStates;
 
 use super::ike::{IkeInput, SaChange};
 use super::{Control, NewSources};
+use crate::admin::health::{Heartbeat, BEAT_INTERVAL};
 use crate::buffer::{Remote, RxBatch, RxMeta, TxBatch, Via};
 use crate::dataplane::{AttachmentPlan, Gateway, Io, IpsecCarry, Plan};
 use crate::ids::AttachmentId;
@@ -90,6 +93,7 @@ struct Worker {
     /// applied to the running plan.
     facilities: Arc<ArcSwap<FacilityStates>>,
     facilities_seen: Option<Arc<FacilityStates>>,
+    heartbeat: Arc<Heartbeat>,
 }
 
 /// The IPsec attachments a reload kept, from the plan of `generation`.
@@ -116,6 +120,7 @@ impl Carried {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn spawn(
     gateway: Gateway,
     sources: NewSources,
@@ -124,6 +129,7 @@ pub(super) fn spawn(
     started: oneshot::Sender<Result<(), String>>,
     ike: std::sync::mpsc::SyncSender<IkeInput>,
     facilities: Arc<ArcSwap<FacilityStates>>,
+    heartbeat: Arc<Heartbeat>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -132,12 +138,13 @@ pub(super) fn spawn(
         .name("ixgw-worker".into())
         .spawn(move || {
             rt.block_on(async move {
-                let mut w = Worker::new(gateway, hub, ike, facilities);
+                let mut w = Worker::new(gateway, hub, ike, facilities, heartbeat);
                 let plan = w.gateway.plan().clone();
                 let ready = Worker::register(sources)
                     .map_err(|e| format!("cannot register a socket or device: {e}"))
                     .and_then(|new| w.adopt(&plan, new));
                 if let Err(e) = ready {
+                    w.heartbeat.retire();
                     let _ = started.send(Err(e));
                     return;
                 }
@@ -146,6 +153,7 @@ pub(super) fn spawn(
                     .set_wall_clock(Instant::now(), super::ike::unix_now());
                 let _ = started.send(Ok(()));
                 w.run(control).await;
+                w.heartbeat.retire();
             })
         })
 }
@@ -157,6 +165,7 @@ impl Worker {
         hub: Arc<MetricsHub>,
         ike: std::sync::mpsc::SyncSender<IkeInput>,
         facilities: Arc<ArcSwap<FacilityStates>>,
+        heartbeat: Arc<Heartbeat>,
     ) -> Worker {
         Worker {
             gateway,
@@ -170,6 +179,7 @@ impl Worker {
             carried: None,
             facilities,
             facilities_seen: None,
+            heartbeat,
         }
     }
 
@@ -274,11 +284,13 @@ impl Worker {
     /// by at most one burst of [`IO_LOOP_BOUND`] batches.
     async fn run(&mut self, mut control: mpsc::Receiver<Control>) {
         loop {
+            let now = Instant::now();
+            self.heartbeat.beat(now);
             // The wall clock, for agreements' windows (at least once a second: the gateway's
             // timers wake this loop that often).
-            self.gateway
-                .set_wall_clock(Instant::now(), super::ike::unix_now());
-            let deadline = tokio::time::Instant::from_std(self.gateway.poll_timeout());
+            self.gateway.set_wall_clock(now, super::ike::unix_now());
+            let wake = self.gateway.poll_timeout().min(now + BEAT_INTERVAL);
+            let deadline = tokio::time::Instant::from_std(wake);
             tokio::select! {
                 biased;
                 msg = control.recv() => match msg {
@@ -290,6 +302,11 @@ impl Worker {
                         // A facility's first SA follows its certificate's acceptance.
                         self.sync_facilities();
                         self.ipsec(generation, attachment, change);
+                    }
+                    #[cfg(test)]
+                    Some(Control::Hang { release }) => {
+                        // Blocks the thread, as a worker stuck in a system call would.
+                        let _ = release.recv();
                     }
                     Some(Control::Stop { done }) => {
                         // The audit trail hears of every flow still open.
@@ -634,6 +651,7 @@ mod tests {
             hub,
             std::sync::mpsc::sync_channel(1).0,
             Default::default(),
+            Arc::new(Heartbeat::new("ixgw-worker", Instant::now())),
         );
         let new = Worker::register(sources).expect("register");
         w.adopt(&plan, new).expect("adopt");
