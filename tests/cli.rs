@@ -599,6 +599,28 @@ fn logs_are_plain_when_not_a_terminal_and_json_on_request() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("gateway running"), "{err}");
     assert!(!err.contains('\u{1b}'), "escape codes in: {err:?}");
+    // Each facility of the demo comes up once, named with its tenant and facility.
+    for (peer, facility) in [
+        ("omura-clinic", "4212345674 (Omura clinic)"),
+        ("izumo-hospital", "3219876541 (Izumo hospital)"),
+        ("claims-hub", "1310000003 (Claims hub)"),
+    ] {
+        let up: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains(" peer up ") && l.contains(&format!("peer=\"{peer}\"")))
+            .collect();
+        assert_eq!(up.len(), 1, "{peer}: {err}");
+        assert!(
+            up[0].contains(&format!("facility=\"{facility}\"")),
+            "{}",
+            up[0]
+        );
+    }
+    assert!(
+        err.lines()
+            .any(|l| l.contains("handshake completed") && l.contains("peer=\"omura-clinic\"")),
+        "{err}"
+    );
     let out = ixgw()
         .args([
             "--log",

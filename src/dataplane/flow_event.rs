@@ -86,8 +86,11 @@ pub struct PeerEvent {
 pub enum PeerEventKind {
     /// A handshake completed.
     Handshake,
-    /// A handshake was refused with this result.
-    Refused(crate::vocab::HandshakeResult),
+    /// A handshake failed with this result: refused (`certificate`) or unanswered
+    /// (`timeout`).
+    Failed(crate::vocab::HandshakeResult),
+    /// Its tunnel packets now come from `remote` (before: this; `None` for the first).
+    Moved(Option<std::net::SocketAddr>),
 }
 
 /// Where the data path hands its flow and peer events (the audit trail). Called on the

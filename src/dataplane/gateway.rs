@@ -64,7 +64,9 @@ pub fn count_event(counters: &Counters, of: Option<(AttachmentId, TenantId)>, ev
     let a = of.map(|(a, _)| a.index());
     let tenant = of.map(|(_, t)| t.index());
     match event {
-        Event::Handshake(result) | Event::Refused { result, .. } => counters.handshake(a, result),
+        Event::Handshake(result) | Event::HandshakeFailed { result, .. } => {
+            counters.handshake(a, result)
+        }
         Event::HandshakeDone { peer, at } => {
             counters.handshake(a, HandshakeResult::Ok);
             counters.peer_handshake(peer.index(), at);
@@ -504,8 +506,11 @@ impl Core {
                         Event::HandshakeDone { peer, at } => {
                             Some((peer, at, PeerEventKind::Handshake))
                         }
-                        Event::Refused { peer, result, at } => {
-                            Some((peer, at, PeerEventKind::Refused(result)))
+                        Event::HandshakeFailed { peer, result, at } => {
+                            Some((peer, at, PeerEventKind::Failed(result)))
+                        }
+                        Event::Endpoint { peer, from, at, .. } => {
+                            Some((peer, at, PeerEventKind::Moved(from)))
                         }
                         _ => None,
                     };

@@ -143,6 +143,7 @@ ix:
   public_address: 127.0.0.1
 metrics:
   listen: {metrics}
+  admin_socket: {admin_socket}
 audit:
   file: {audit}
   journald: off
@@ -240,6 +241,7 @@ policies:
         omura = pki.certs[0].display(),
         izumo = pki.certs[1].display(),
         audit = pki.dir.join("../audit.jsonl").display(),
+        admin_socket = pki.dir.join("../ixgw.sock").display(),
     )
 }
 
@@ -308,6 +310,9 @@ async fn run_in(
 
     let running = Running::start(&config, Some(listener)).await?;
     println!("ixgw demo: metrics at http://{metrics}/metrics");
+    if let Some(socket) = &config.metrics.admin_socket {
+        println!("  peers: ixgw show --socket {}", socket.display());
+    }
     println!("  ajisai-net and mame-net both use 10.0.0.0/24; they meet as 100.64.0.0/24 and 100.65.0.0/24.");
     println!(
         "  omura-clinic (ajisai 10.0.0.2) pings and opens tcp/104 to izumo-hospital at 100.65.0.2;"

@@ -194,10 +194,10 @@ impl prometheus::core::Collector for AgreementCollector {
 }
 
 /// Polls the agreements' windows every second until the task is aborted.
-/// Also tells the audit trail which WireGuard peers went quiet ([`AuditBridge::poll`]).
+/// Also tells the audit trail which WireGuard peers went quiet ([`Events::poll`]).
 pub(crate) async fn watch(
     watch: std::sync::Arc<std::sync::Mutex<AgreementWatch>>,
-    bridge: std::sync::Arc<super::audit_bridge::AuditBridge>,
+    events: std::sync::Arc<super::events::Events>,
 ) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -206,9 +206,9 @@ pub(crate) async fn watch(
         let now = super::ike::unix_now();
         let changes = watch.lock().unwrap_or_else(|e| e.into_inner()).poll(now);
         for c in &changes {
-            bridge.agreement(c);
+            events.agreement(c);
         }
-        bridge.poll(std::time::Instant::now());
+        events.poll(std::time::Instant::now());
     }
 }
 

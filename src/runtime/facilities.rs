@@ -20,7 +20,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
-use super::audit_bridge::AuditBridge;
+use super::events::Events;
 use super::Control;
 use crate::config::{Config, FacilityCertificate};
 use crate::dataplane::{PeerPlanKind, Plan};
@@ -90,7 +90,7 @@ pub(crate) struct Facilities {
     /// Wakes the worker (weak: the registry must not keep the worker's channel open).
     worker: Mutex<Option<mpsc::WeakSender<Control>>>,
     /// Where certificate states are recorded (the audit trail), if anywhere.
-    audit: Option<Arc<AuditBridge>>,
+    audit: Option<Arc<Events>>,
 }
 
 /// A registry for `plan`, with the CRL files read now (one that cannot be read or used
@@ -295,7 +295,7 @@ impl Facilities {
         config: &Config,
         plan: &Plan,
         now: u64,
-        audit: Option<Arc<AuditBridge>>,
+        audit: Option<Arc<Events>>,
     ) -> Arc<Facilities> {
         let (authority, crls) = build(config, plan, now, true);
         let published = Arc::new(ArcSwap::from_pointee(FacilityStates {
@@ -526,7 +526,7 @@ fn note_refused(list: &mut Vec<String>, refused: &[crate::facility::PeerRefused]
 
 /// Logs each facility's state when a registry is built (`previous`: the registry it
 /// replaces; only what differs from it is logged, and refused states always).
-fn log_states(authority: &Authority, previous: Option<&Authority>, audit: Option<&AuditBridge>) {
+fn log_states(authority: &Authority, previous: Option<&Authority>, audit: Option<&Events>) {
     for i in 0..authority.len() {
         let id = FacilityId(i as u32);
         let (Some(spec), Some(v)) = (authority.spec(id), authority.verdict(id)) else {
@@ -546,7 +546,7 @@ fn log_states(authority: &Authority, previous: Option<&Authority>, audit: Option
     }
 }
 
-fn log_changes(authority: &Authority, changes: &[Change], audit: Option<&AuditBridge>) {
+fn log_changes(authority: &Authority, changes: &[Change], audit: Option<&Events>) {
     for c in changes {
         if let (Some(spec), Some(v)) = (authority.spec(c.facility), authority.verdict(c.facility)) {
             log_one(spec, v, Some(c.from));

@@ -19,7 +19,7 @@ use super::ike_metrics::IkeMetrics;
 use super::Control;
 use arc_swap::ArcSwap;
 
-use super::audit_bridge::AuditBridge;
+use super::events::Events;
 use super::facilities::FacilityStates;
 use crate::admin::health::{Heartbeat, BEAT_INTERVAL};
 use crate::dataplane::{AttachmentPlanKind, IkeSetupError, IpsecCarry, PeerPlanKind, Plan};
@@ -235,7 +235,7 @@ pub(crate) fn spawn(
     control: mpsc::Sender<Control>,
     metrics: IkeMetrics,
     facilities: Arc<ArcSwap<FacilityStates>>,
-    audit: Option<Arc<AuditBridge>>,
+    audit: Option<Arc<Events>>,
     heartbeat: Arc<Heartbeat>,
 ) -> std::io::Result<std::thread::JoinHandle<Receiver<IkeInput>>> {
     // Only the weak sender may reach the thread: a strong one captured by the closure would
@@ -293,7 +293,7 @@ struct IkeThread {
     facilities: Arc<ArcSwap<FacilityStates>>,
     facilities_seen: Option<Arc<FacilityStates>>,
     /// Where authentications and tunnels going up and down are recorded, if anywhere.
-    audit: Option<Arc<AuditBridge>>,
+    audit: Option<Arc<Events>>,
     /// Initiating peers stopped because their certificate was refused, and when to try
     /// them again (their facility may have a new certificate by then).
     retry: Vec<(AttachmentId, PeerId, Instant)>,
@@ -704,6 +704,23 @@ impl IkeThread {
         let e = &self.engines[i];
         let attachment = e.attachment;
         let name = |p: &PeerId| e.names.get(p).map_or("?", String::as_str).to_string();
+        // The facility (code and registry name) and tenant of a peer, for the log.
+        let plan = self.plan.clone();
+        let of = |p: &PeerId| -> (String, String) {
+            let Some(plan) = plan.as_deref() else {
+                return Default::default();
+            };
+            let Some(pp) = plan.peers.get(p.index()) else {
+                return Default::default();
+            };
+            let facility = match pp.facility_name.as_str() {
+                "" => pp.facility.to_string(),
+                n => format!("{} ({n})", pp.facility),
+            };
+            let tenant =
+                (plan.tenants.get(pp.tenant.index())).map_or_else(String::new, |t| t.name.clone());
+            (facility, tenant)
+        };
         let a = e.attachment_name.clone();
         let m = &self.metrics;
         match &ev {
@@ -737,7 +754,8 @@ impl IkeThread {
         }
         match ev {
             IkeEvent::IkeSaUp { peer, remote } => {
-                tracing::info!(attachment = a, peer = name(&peer), %remote, "IKE SA established");
+                let (facility, tenant) = of(&peer);
+                tracing::info!(attachment = a, peer = name(&peer), tenant, facility, %remote, "IKE SA established");
                 let (new_ike_sa, remote) = (true, Some(remote));
                 let established = SaChange::Established {
                     peer,
@@ -808,11 +826,20 @@ impl IkeThread {
                 "IKE SA reached its hard lifetime without a rekey: deleted"
             ),
             IkeEvent::PathChanged { peer, remote } => {
-                tracing::info!(attachment = a, peer = name(&peer), %remote, "peer endpoint changed");
+                let (facility, tenant) = of(&peer);
+                tracing::info!(attachment = a, peer = name(&peer), tenant, facility, %remote, "peer endpoint changed");
                 self.change(attachment, SaChange::Path { peer, to: remote });
             }
             IkeEvent::PeerDown { peer, reason } => {
-                tracing::warn!(attachment = a, peer = name(&peer), ?reason, "peer down");
+                let (facility, tenant) = of(&peer);
+                tracing::warn!(
+                    attachment = a,
+                    peer = name(&peer),
+                    tenant,
+                    facility,
+                    ?reason,
+                    "peer down"
+                );
                 self.change(attachment, SaChange::PeerDown { peer });
             }
             IkeEvent::Refused {
@@ -820,10 +847,13 @@ impl IkeThread {
                 notify,
                 reason,
             } => {
+                let (facility, tenant) = of(&peer);
                 let peer = name(&peer);
                 tracing::warn!(
                     attachment = a,
                     peer,
+                    tenant,
+                    facility,
                     ?notify,
                     ?reason,
                     "IKE message refused"

@@ -12,9 +12,9 @@
 
 mod admin_socket;
 mod agreements;
-mod audit_bridge;
 #[cfg(test)]
 mod audit_tests;
+mod events;
 mod facilities;
 mod facility_metrics;
 mod ike;
@@ -175,7 +175,7 @@ pub struct Running {
     agreement_task: tokio::task::JoinHandle<()>,
     audit: Audit,
     /// What the threads tell the audit trail through.
-    bridge: Arc<audit_bridge::AuditBridge>,
+    events: Arc<events::Events>,
 }
 
 impl Drop for Running {
@@ -573,13 +573,9 @@ impl Running {
                 source,
             })?;
 
-        let bridge = Arc::new(audit_bridge::AuditBridge::new(audit.clone()));
-        let facilities = facilities::Facilities::new(
-            config,
-            &plan,
-            ike::unix_now(),
-            bridge.enabled().then(|| bridge.clone()),
-        );
+        let events = Arc::new(events::Events::new(audit.clone()));
+        let facilities =
+            facilities::Facilities::new(config, &plan, ike::unix_now(), Some(events.clone()));
         let presenter: Arc<dyn crate::facility::Presenter> = facilities.clone();
         let sources = open_sources(&plan, &HashMap::new())?;
         let bound: HashMap<SourceKey, Bound> = sources.bound().into_iter().collect();
@@ -588,9 +584,8 @@ impl Running {
         let engines = ike_setups(&plan, &udp_clones, &presenter)?;
 
         let mut gateway = Gateway::new(plan.clone(), Instant::now());
-        if bridge.enabled() {
-            gateway.set_flow_sink(bridge.clone());
-        }
+        // Always: the sink also logs WireGuard peers' handshakes, ups, downs and moves.
+        gateway.set_flow_sink(events.clone());
         let hub = Arc::new(MetricsHub::new([gateway.counters().clone()]));
         hub.config_loaded(SystemTime::now());
         hub.set_flow_table_capacity(plan.limits.flow_table_size);
@@ -644,7 +639,7 @@ impl Running {
                 control.clone(),
                 ike_metrics,
                 facilities.states(),
-                bridge.enabled().then(|| bridge.clone()),
+                Some(events.clone()),
                 ike_beat.clone(),
             )
             .map_err(RuntimeError::Thread),
@@ -692,10 +687,10 @@ impl Running {
         }));
         let (watch, started) = agreements::AgreementWatch::new(config, ike::unix_now());
         for c in &started {
-            bridge.agreement(c);
+            events.agreement(c);
         }
         let agreements = Arc::new(std::sync::Mutex::new(watch));
-        let agreement_task = tokio::spawn(agreements::watch(agreements.clone(), bridge.clone()));
+        let agreement_task = tokio::spawn(agreements::watch(agreements.clone(), events.clone()));
         let registered = agreements::AgreementCollector::new(agreements.clone())
             .and_then(|c| hub.registry().register(Box::new(c)));
         if let Err(e) = registered {
@@ -703,7 +698,7 @@ impl Running {
         }
         tracing::info!(%metrics_addr, attachments = plan.attachments.len(), peers = plan.peers.len(), "gateway running");
         Ok(Running {
-            bridge,
+            events,
             agreements,
             agreement_task,
             facilities,
@@ -859,7 +854,7 @@ impl Running {
             .unwrap_or_else(|e| e.into_inner())
             .reload(config, ike::unix_now());
         for c in &changed {
-            self.bridge.agreement(c);
+            self.events.agreement(c);
         }
         self.shown.store(plan.clone());
         let old = std::mem::replace(&mut self.plan, plan);
@@ -895,7 +890,7 @@ impl Running {
             stop_worker(&self.control, w).await;
         }
         drop(ike_queue);
-        self.bridge.shutdown();
+        self.events.shutdown();
         let audit = self.audit.clone();
         let _ = tokio::task::spawn_blocking(move || audit.shutdown()).await;
         if let Some(s) = self.admin_stop.take() {

@@ -30,9 +30,9 @@ pub enum Event {
     Handshake(HandshakeResult),
     /// `peer` completed a handshake at `at`.
     HandshakeDone { peer: PeerId, at: Instant },
-    /// A handshake of `peer` was refused with `result` at `at` (its facility's certificate
-    /// stops it).
-    Refused {
+    /// A handshake of `peer` failed with `result` at `at`: refused (its facility's
+    /// certificate stops it) or unanswered (`timeout`).
+    HandshakeFailed {
         peer: PeerId,
         result: HandshakeResult,
         at: Instant,

@@ -13,6 +13,8 @@ struct Compiler<'c> {
     peers: Vec<PeerPlan>,
     facilities: Vec<FacilityCode>,
     facility_ids: HashMap<FacilityCode, FacilityId>,
+    /// The registry's names.
+    facility_names: HashMap<FacilityCode, &'c str>,
 }
 
 /// What every peer has, whatever its tunnel.
@@ -30,6 +32,9 @@ pub(super) fn compile(config: &Config, generation: u64) -> Plan {
         peers: Vec::new(),
         facilities: Vec::new(),
         facility_ids: HashMap::new(),
+        facility_names: (config.facilities.iter().flatten())
+            .map(|f| (f.code, f.name.as_str()))
+            .collect(),
     };
     let mut tenants = Vec::with_capacity(config.tenants.len());
     let mut exchange = PrefixTable::default();
@@ -121,11 +126,14 @@ impl Compiler<'_> {
             facilities.push(common.facility);
             FacilityId(facilities.len() as u32 - 1)
         });
+        let facility_name =
+            (self.facility_names.get(&common.facility)).map_or_else(String::new, |n| n.to_string());
         self.peers.push(PeerPlan {
             name: common.name.to_string(),
             tenant: tid,
             attachment: aid,
             facility: common.facility,
+            facility_name,
             facility_id,
             directed_broadcast: common.directed_broadcast,
             kind: kind(pid),

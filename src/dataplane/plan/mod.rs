@@ -102,6 +102,8 @@ pub struct PeerPlan {
     pub tenant: TenantId,
     pub attachment: AttachmentId,
     pub facility: FacilityCode,
+    /// The registry's name of the facility ("" when it is not in the registry).
+    pub facility_name: String,
     /// The facility's index in [`Plan::facilities`].
     pub facility_id: FacilityId,
     /// The peer's allowed-ips accept directed broadcasts.

@@ -402,7 +402,7 @@ impl WgAttachment {
         let att = self.id;
         if peer.refused {
             if kind == Kind::Initiation {
-                self.events.push_back(Event::Refused {
+                self.events.push_back(Event::HandshakeFailed {
                     peer: peer.id,
                     result: HandshakeResult::Certificate,
                     at: now,
@@ -643,8 +643,11 @@ impl WgAttachment {
                 }
                 Out::Err(WireGuardError::ConnectionExpired) => {
                     if std::mem::take(&mut peer.active) {
-                        self.events
-                            .push_back(Event::Handshake(HandshakeResult::Timeout));
+                        self.events.push_back(Event::HandshakeFailed {
+                            peer: peer.id,
+                            result: HandshakeResult::Timeout,
+                            at: now,
+                        });
                     }
                     // boringtun empties its queue when the connection expires.
                     let lost = std::mem::take(&mut peer.queued) as u64;

@@ -1,11 +1,14 @@
-//! What the gateway's threads tell the audit trail: tunnels going up and down, handshakes and
-//! IKE authentications accepted or refused (with the facility and the reason), facility
-//! certificate states, agreements, and the data path's flow records. Names come from the plan
-//! the event was made under.
+//! What the gateway's threads tell the log and the audit trail: tunnels going up and down,
+//! handshakes and IKE authentications accepted or refused (with the facility and the reason),
+//! endpoints that moved, facility certificate states, agreements, and the data path's flow
+//! records. Names come from the plan the event was made under.
 //!
 //! WireGuard has no "down" of its own: a WireGuard peer is up from a completed handshake
 //! until 180 s pass without one (as `ixgw_peers_up` counts it) or its facility's certificate
-//! stops it. Refused handshakes of a peer are recorded at most once a minute per peer.
+//! stops it. Its handshakes, ups, downs and moves are logged here (one line each); failed
+//! handshakes of a peer are logged and recorded at most once a minute per peer, the line
+//! saying how many were left out. IPsec's IKE thread logs its own events (runtime/ike.rs) and
+//! tells this module only what the audit trail records.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,11 +19,24 @@ use crate::audit::{AgreementChange, Audit, AuthResult, Event, TunnelKind};
 use crate::dataplane::{FlowEvent, FlowSink, PeerEvent, PeerEventKind, Plan};
 use crate::facility::{FacilitySpec, FacilityState, Verdict};
 use crate::ids::PeerId;
+use crate::vocab::HandshakeResult;
 
 /// A WireGuard peer counts as down this long after its last handshake.
 pub(crate) const WG_UP_FOR: Duration = Duration::from_secs(180);
-/// Refusals of one peer recorded at most this often.
+/// Why every WireGuard peer goes down at the stop.
+const STOPPED: &str = "the gateway stopped";
+
+/// Failed handshakes of one peer logged and recorded at most this often.
 const REFUSAL_EVERY: Duration = Duration::from_secs(60);
+
+/// A facility as the log names it: its code, and the registry's name if it has one.
+fn log_facility(code: &str, name: &str) -> String {
+    if name.is_empty() {
+        code.to_string()
+    } else {
+        format!("{code} ({name})")
+    }
+}
 
 /// A WireGuard peer that is up: who it is and when it last completed a handshake.
 struct Up {
@@ -29,15 +45,16 @@ struct Up {
     last: Instant,
 }
 
-pub(crate) struct AuditBridge {
+pub(crate) struct Events {
     audit: Audit,
     /// WireGuard peers up, by (attachment, peer).
     wg_up: Mutex<HashMap<(String, String), Up>>,
     /// IPsec peers up (with an IKE SA), by (attachment, peer): a re-authentication is not a
     /// second tunnel up.
     ipsec_up: Mutex<std::collections::HashSet<(String, String)>>,
-    /// When a peer's refusal was last recorded, by (attachment, peer).
-    refused: Mutex<HashMap<(String, String), Instant>>,
+    /// When a peer's failed handshake was last logged, and how many were left out since, by
+    /// (attachment, peer).
+    refused: Mutex<HashMap<(String, String), (Instant, u64)>>,
 }
 
 /// A peer's names under `plan`: attachment, peer, tenant, facility code.
@@ -51,18 +68,14 @@ fn names(plan: &Plan, peer: PeerId) -> Option<(String, String, String, String)> 
     ))
 }
 
-impl AuditBridge {
-    pub(crate) fn new(audit: Audit) -> AuditBridge {
-        AuditBridge {
+impl Events {
+    pub(crate) fn new(audit: Audit) -> Events {
+        Events {
             audit,
             wg_up: Mutex::new(HashMap::new()),
             ipsec_up: Mutex::new(Default::default()),
             refused: Mutex::new(HashMap::new()),
         }
-    }
-
-    pub(crate) fn enabled(&self) -> bool {
-        self.audit.enabled()
     }
 
     /// An authentication of the peer named `who` (attachment, peer, tenant, facility):
@@ -91,14 +104,18 @@ impl AuditBridge {
         });
     }
 
-    /// Records a refusal of (`attachment`, `peer`) unless one was recorded in the last minute.
-    fn refusal_due(&self, key: (String, String), now: Instant) -> bool {
+    /// Whether a failed handshake of (`attachment`, `peer`) is to be logged and recorded now
+    /// (none was in the last minute): `Some(n)`, `n` left out since the last one.
+    fn refusal_due(&self, key: (String, String), now: Instant) -> Option<u64> {
         let mut r = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        match r.get(&key) {
-            Some(&t) if now.saturating_duration_since(t) < REFUSAL_EVERY => false,
+        match r.get_mut(&key) {
+            Some((t, left_out)) if now.saturating_duration_since(*t) < REFUSAL_EVERY => {
+                *left_out += 1;
+                None
+            }
             _ => {
-                r.insert(key, now);
-                true
+                let left_out = r.insert(key, (now, 0)).map_or(0, |(_, n)| n);
+                Some(left_out)
             }
         }
     }
@@ -110,8 +127,23 @@ impl AuditBridge {
         gone: Vec<(String, String)>,
         reason: &str,
     ) {
+        // At the stop one line tells of all of them.
+        let stopping = reason == STOPPED;
+        if stopping && !gone.is_empty() {
+            tracing::info!(peers = gone.len(), "WireGuard peers down: {STOPPED}");
+        }
         for k in gone {
             if let Some(u) = up.remove(&k) {
+                if !stopping {
+                    tracing::warn!(
+                        attachment = k.0,
+                        peer = k.1,
+                        tenant = u.tenant,
+                        facility = u.facility,
+                        reason,
+                        "peer down"
+                    );
+                }
                 self.audit.record(Event::TunnelDown {
                     attachment: k.0,
                     peer: k.1,
@@ -129,7 +161,7 @@ impl AuditBridge {
     pub(crate) fn shutdown(&self) {
         let mut up = self.wg_up.lock().unwrap_or_else(|e| e.into_inner());
         let all: Vec<(String, String)> = up.keys().cloned().collect();
-        self.wireguard_down(&mut up, all, "the gateway stopped");
+        self.wireguard_down(&mut up, all, STOPPED);
     }
 
     /// WireGuard peers whose last handshake is older than [`WG_UP_FOR`] are down.
@@ -145,6 +177,7 @@ impl AuditBridge {
 
     /// An IPsec peer's IKE SA was established (it authenticated).
     pub(crate) fn ike_up(&self, plan: &Plan, peer: PeerId, remote: std::net::SocketAddr) {
+        let peer_id = peer;
         let Some(who) = names(plan, peer) else {
             return;
         };
@@ -156,6 +189,16 @@ impl AuditBridge {
             .unwrap_or_else(|e| e.into_inner())
             .insert((attachment.clone(), peer.clone()));
         if new {
+            let facility_name =
+                (plan.peers.get(peer_id.index())).map_or("", |p| p.facility_name.as_str());
+            tracing::info!(
+                attachment,
+                peer,
+                tenant,
+                facility = log_facility(&facility, facility_name),
+                %remote,
+                "peer up"
+            );
             self.audit.record(Event::TunnelUp {
                 attachment,
                 peer,
@@ -195,7 +238,10 @@ impl AuditBridge {
         let Some(who) = names(plan, peer) else {
             return;
         };
-        if self.refusal_due((who.0.clone(), who.1.clone()), Instant::now()) {
+        if self
+            .refusal_due((who.0.clone(), who.1.clone()), Instant::now())
+            .is_some()
+        {
             self.auth(&who, TunnelKind::Ipsec, None, Some(reason));
         }
     }
@@ -250,7 +296,7 @@ impl AuditBridge {
     }
 }
 
-impl FlowSink for AuditBridge {
+impl FlowSink for Events {
     fn flow(&self, event: FlowEvent) {
         self.audit.flow(event);
     }
@@ -259,10 +305,25 @@ impl FlowSink for AuditBridge {
         let Some(who) = names(&e.plan, e.peer) else {
             return;
         };
+        let facility_name = e
+            .plan
+            .peers
+            .get(e.peer.index())
+            .map_or("", |p| p.facility_name.as_str());
+        let facility = log_facility(&who.3, facility_name);
+        let (attachment, peer, tenant) = (&who.0, &who.1, &who.2);
         let key = (who.0.clone(), who.1.clone());
         let remote = e.remote.map(|r| r.to_string());
         match e.kind {
             PeerEventKind::Handshake => {
+                tracing::info!(
+                    attachment,
+                    peer,
+                    tenant,
+                    facility,
+                    remote = remote.as_deref().unwrap_or("-"),
+                    "handshake completed"
+                );
                 let up = Up {
                     tenant: who.2.clone(),
                     facility: who.3.clone(),
@@ -275,6 +336,7 @@ impl FlowSink for AuditBridge {
                     .insert(key, up)
                     .is_some();
                 if !was_up {
+                    tracing::info!(attachment, peer, tenant, facility, "peer up");
                     self.auth(&who, TunnelKind::Wireguard, remote.clone(), None);
                     let (attachment, peer, tenant, facility) = who;
                     self.audit.record(Event::TunnelUp {
@@ -287,9 +349,43 @@ impl FlowSink for AuditBridge {
                     });
                 }
             }
-            PeerEventKind::Refused(result) => {
-                if self.refusal_due(key, e.at) {
+            PeerEventKind::Failed(result) => {
+                let Some(left_out) = self.refusal_due(key, e.at) else {
+                    return;
+                };
+                let why = match result {
+                    HandshakeResult::Certificate => {
+                        "refused: the facility's certificate does not allow traffic"
+                    }
+                    HandshakeResult::Timeout => {
+                        "failed: no answer, the session expired without a new handshake"
+                    }
+                    _ => "failed",
+                };
+                tracing::warn!(
+                    attachment,
+                    peer,
+                    tenant,
+                    facility,
+                    reason = result.as_str(),
+                    left_out_in_the_last_minute = left_out,
+                    "handshake {why}"
+                );
+                if result == HandshakeResult::Certificate {
                     self.auth(&who, TunnelKind::Wireguard, remote, Some(result.as_str()));
+                }
+            }
+            PeerEventKind::Moved(from) => {
+                if let Some(from) = from {
+                    tracing::info!(
+                        attachment,
+                        peer,
+                        tenant,
+                        facility,
+                        %from,
+                        to = remote.as_deref().unwrap_or("-"),
+                        "peer endpoint changed"
+                    );
                 }
             }
         }
@@ -326,7 +422,7 @@ mod tests {
             flows: true,
         })
         .unwrap();
-        let bridge = AuditBridge::new(audit.clone());
+        let bridge = Events::new(audit.clone());
         let plan = Arc::new(Plan::compile(&crate::dataplane::fuzz::fuzz_config(), 1));
         let (peer, p) = plan
             .peers
@@ -350,7 +446,7 @@ mod tests {
         ));
         bridge.poll(t0 + Duration::from_secs(200));
         bridge.poll(t0 + Duration::from_secs(301));
-        let refused = PeerEventKind::Refused(HandshakeResult::Certificate);
+        let refused = PeerEventKind::Failed(HandshakeResult::Certificate);
         bridge.peer(event(refused, t0));
         bridge.peer(event(refused, t0 + Duration::from_secs(30)));
         bridge.peer(event(refused, t0 + Duration::from_secs(61)));
@@ -426,5 +522,89 @@ mod tests {
         assert_eq!(lines[3]["result"], "refused");
         assert_eq!(lines[7]["from"], "valid");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// What a subscriber writes, as the daemon's text format without a terminal.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Every event of a WireGuard peer is one log line naming the peer, its tenant and its
+    /// facility; failed handshakes once a minute, saying how many were left out.
+    #[test]
+    fn peer_events_are_logged_once_each_with_names() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let plan = Arc::new(Plan::compile(&crate::dataplane::fuzz::fuzz_config(), 1));
+        let peer = PeerId(0);
+        let p = &plan.peers[0];
+        let t0 = Instant::now();
+        let event = |kind, secs: u64, remote: &str| PeerEvent {
+            plan: plan.clone(),
+            peer,
+            at: t0 + Duration::from_secs(secs),
+            kind,
+            remote: Some(remote.parse().unwrap()),
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            let events = Events::new(Audit::disabled());
+            events.peer(event(PeerEventKind::Handshake, 0, "192.0.2.9:51820"));
+            events.peer(event(PeerEventKind::Moved(None), 0, "192.0.2.9:51820"));
+            events.peer(event(PeerEventKind::Handshake, 120, "192.0.2.9:51820"));
+            let moved = PeerEventKind::Moved(Some("192.0.2.9:51820".parse().unwrap()));
+            events.peer(event(moved, 130, "198.51.100.3:40000"));
+            let timeout = PeerEventKind::Failed(HandshakeResult::Timeout);
+            events.peer(event(timeout, 140, "198.51.100.3:40000"));
+            events.peer(event(timeout, 150, "198.51.100.3:40000"));
+            events.peer(event(timeout, 201, "198.51.100.3:40000"));
+            events.poll(t0 + Duration::from_secs(301));
+            events.poll(t0 + Duration::from_secs(302));
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains('\u{1b}'), "no escape codes: {text:?}");
+        let lines: Vec<&str> = text.lines().collect();
+        let count = |what: &str| lines.iter().filter(|l| l.contains(what)).count();
+        assert_eq!(count("handshake completed"), 2, "{text}");
+        assert_eq!(count("peer up"), 1, "{text}");
+        assert_eq!(count("peer endpoint changed"), 1, "{text}");
+        assert_eq!(count("handshake failed: no answer"), 2, "{text}");
+        assert_eq!(count("left_out_in_the_last_minute=1"), 1, "{text}");
+        assert_eq!(count("peer down"), 1, "{text}");
+        assert_eq!(lines.len(), 7, "{text}");
+        let names = format!(r#"peer="{}""#, p.name);
+        let tenant = format!(r#"tenant="{}""#, plan.tenants[p.tenant.index()].name);
+        let facility = p.facility.to_string();
+        for l in &lines {
+            assert!(
+                l.contains(&names) && l.contains(&tenant) && l.contains(&facility),
+                "{l}"
+            );
+        }
+        let moved = lines
+            .iter()
+            .find(|l| l.contains("endpoint changed"))
+            .unwrap();
+        assert!(
+            moved.contains("from=192.0.2.9:51820") && moved.contains(r#"to="198.51.100.3:40000""#),
+            "{moved}"
+        );
+        assert!(
+            text.contains(r#"reason="no handshake for 180 s""#),
+            "{text}"
+        );
     }
 }
