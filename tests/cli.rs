@@ -643,6 +643,19 @@ fn version_names_the_commit() {
     );
 }
 
+/// The configuration the Debian package installs as /etc/ixgw/ixgw.yaml: accepted, no warnings.
+#[test]
+fn check_accepts_the_packaged_configuration_without_warnings() {
+    let out = ixgw()
+        .args(["check", "packaging/ixgw.yaml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.is_empty(), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (0 tenants"));
+}
+
 #[test]
 fn man_writes_one_page_per_subcommand_and_completions_print() {
     let dir = std::env::temp_dir().join(format!("ixgw-man-{}", std::process::id()));
