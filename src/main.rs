@@ -22,9 +22,9 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("IXGW_COMMIT
     long_about = "IX gateway for Japan's medical networks: WireGuard and IPsec termination, \
         twice-NAT, policy, metrics.\n\n\
         `ixgw run` is the daemon (the systemd unit ixgw.service runs it); the other commands \
-        check its configuration, print the facility side's tunnel configuration, make keys, \
-        judge facility certificates and run a lab CA. check, run and peer-config read \
-        /etc/ixgw/ixgw.yaml unless given another file."
+        check its configuration, show its attachments and peers, print the facility side's \
+        tunnel configuration, make keys, judge facility certificates and run a lab CA. \
+        check, run, peer-config and show read /etc/ixgw/ixgw.yaml unless given another file."
 )]
 struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info`, `ixgw=debug`; else RUST_LOG; else
@@ -88,6 +88,7 @@ enum Command {
         /// /etc/ixgw/ixgw.yaml if readable, else /run/ixgw/ixgw.sock].
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
+        /// The configuration whose metrics.admin_socket to ask.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -535,7 +536,13 @@ fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
         &[
             (
                 DEFAULT_CONFIG,
-                "The configuration: the default of --config for check, run and peer-config.",
+                "The configuration: the default of --config for check, run, peer-config and \
+                 show.",
+            ),
+            (
+                ixgw::config::DEFAULT_ADMIN_SOCKET,
+                "The admin socket (metrics.admin_socket) ixgw show asks; the unit's \
+                 RuntimeDirectory= makes /run/ixgw.",
             ),
             (
                 "/etc/ixgw/keys/",
