@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use ixgw::ca::{self, store, KeyType, Reason};
 use ixgw::config::Config;
@@ -18,7 +18,13 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("IXGW_COMMIT
 #[command(
     name = "ixgw",
     version = VERSION,
-    about = "IX gateway for Japan's medical networks: WireGuard termination, twice-NAT, policy, metrics"
+    about = "IX gateway for Japan's medical networks: WireGuard/IPsec termination, twice-NAT, policy, metrics",
+    long_about = "IX gateway for Japan's medical networks: WireGuard and IPsec termination, \
+        twice-NAT, policy, metrics.\n\n\
+        `ixgw run` is the daemon (the systemd unit ixgw.service runs it); the other commands \
+        check its configuration, show its attachments and peers, print the facility side's \
+        tunnel configuration, make keys, judge facility certificates and run a lab CA. \
+        check, run, peer-config and show read /etc/ixgw/ixgw.yaml unless given another file."
 )]
 struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info`, `ixgw=debug`; else RUST_LOG; else
@@ -50,11 +56,13 @@ enum Command {
         /// The configuration file (the same as --config).
         #[arg(value_name = "FILE", conflicts_with = "config")]
         file: Option<PathBuf>,
+        /// The configuration file (the same as FILE).
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
     /// Run the gateway in the foreground. SIGHUP reloads the file, SIGTERM drains and exits.
     Run {
+        /// The configuration file.
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
@@ -80,6 +88,7 @@ enum Command {
         /// /etc/ixgw/ixgw.yaml if readable, else /run/ixgw/ixgw.sock].
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
+        /// The configuration whose metrics.admin_socket to ask.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -92,6 +101,7 @@ enum Command {
     /// Print the facility side's configuration of a peer: wg-quick for a WireGuard peer,
     /// swanctl.conf for an IPsec peer.
     PeerConfig {
+        /// The configuration file.
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The peer's name in the configuration.
@@ -116,6 +126,19 @@ enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// Print the shell completion script for SHELL on stdout.
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page ixgw(1) on stdout; with --dir, write it and one page per subcommand
+    /// (ixgw-check.1, ixgw-ca-init.1, ...) into DIR.
+    #[command(hide = true)]
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,7 +148,9 @@ enum FacilityCommand {
     /// would for that facility (the tenant's CAs, their CRLs as on disk now, the binding to
     /// its peers' keys) and print the verdict. Exit 0 only for a valid certificate.
     Verify {
+        /// The certificate (PEM: the leaf, then intermediates).
         cert: PathBuf,
+        /// The configuration to judge the certificate by.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -426,7 +451,141 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", run_ca(command, SystemTime::now())?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ixgw", &mut out);
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            let pages = man_pages()?;
+            match dir {
+                None => {
+                    if let Some((_, top)) = pages.first() {
+                        std::io::Write::write_all(&mut std::io::stdout().lock(), top)?;
+                    }
+                }
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+                    for (name, page) in &pages {
+                        let path = dir.join(name);
+                        std::fs::write(&path, page)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The man pages as (file name, roff): ixgw.1 first, with the sections clap does not know
+/// (environment, files, signals), then one page per visible subcommand, nested ones included.
+fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    use clap_mangen::roff::{bold, roman, Roff};
+
+    fn subcommand_pages(
+        cmd: &clap::Command,
+        pages: &mut Vec<(String, Vec<u8>)>,
+    ) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let man = clap_mangen::Man::new(sub.clone()).source(format!("ixgw {VERSION}"));
+            let mut page = Vec::new();
+            man.render(&mut page)?;
+            pages.push((man.get_filename(), page));
+            subcommand_pages(sub, pages)?;
+        }
+        Ok(())
+    }
+
+    // Built once so that subcommands carry their display names (`ixgw-check`).
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let man = clap_mangen::Man::new(cmd.clone());
+    let mut top = Vec::new();
+    man.render(&mut top)?;
+    let mut extra = Roff::new();
+    let entries = |roff: &mut Roff, heading: &str, items: &[(&str, &str)]| {
+        roff.control("SH", [heading]);
+        for (term, text) in items {
+            roff.control("TP", [])
+                .text([bold(*term)])
+                .text([roman(*text)]);
+        }
+    };
+    entries(
+        &mut extra,
+        "ENVIRONMENT",
+        &[
+            (
+                "RUST_LOG",
+                "The log filter when --log is not given (tracing EnvFilter syntax).",
+            ),
+            (
+                "CREDENTIALS_DIRECTORY",
+                "Set by systemd (LoadCredential=). A relative key, private key or pre-shared \
+                 key file path in the configuration is looked up there first, then relative \
+                 to the configuration file's directory.",
+            ),
+        ],
+    );
+    entries(
+        &mut extra,
+        "FILES",
+        &[
+            (
+                DEFAULT_CONFIG,
+                "The configuration: the default of --config for check, run, peer-config and \
+                 show.",
+            ),
+            (
+                ixgw::config::DEFAULT_ADMIN_SOCKET,
+                "The admin socket (metrics.admin_socket) ixgw show asks; the unit's \
+                 RuntimeDirectory= makes /run/ixgw.",
+            ),
+            (
+                "/etc/ixgw/keys/",
+                "Private and pre-shared keys (root, 0700). The systemd unit hands each file \
+                 NAME to the service as the credential keys_NAME: write \
+                 private_key_file: keys_NAME in the configuration.",
+            ),
+            (
+                "/usr/lib/systemd/system/ixgw.service",
+                "The hardened systemd unit; systemctl reload ixgw checks the file, then \
+                 sends SIGHUP.",
+            ),
+            (
+                "/var/log/ixgw/",
+                "The audit trail's file, when the configuration names one there.",
+            ),
+            (
+                "/usr/share/doc/ixgw/",
+                "README.md (the reference of every configuration key and metric), example \
+                 configurations, Prometheus alert rules and a Grafana dashboard.",
+            ),
+        ],
+    );
+    entries(
+        &mut extra,
+        "SIGNALS",
+        &[
+            (
+                "SIGHUP",
+                "ixgw run reads, validates and switches to the configuration file again; a \
+                 rejected file keeps the running one. The audit file is reopened.",
+            ),
+            ("SIGTERM, SIGINT", "ixgw run drains and exits 0."),
+        ],
+    );
+    extra.control("SH", ["SEE ALSO"]).text([roman(
+        "ixgw-check(1), ixgw-run(1), ixgw-peer-config(1), ixgw-ca(1), systemd.exec(5), wg(8), \
+         swanctl.conf(5)",
+    )]);
+    extra.to_writer(&mut top)?;
+    let mut pages = vec![(man.get_filename(), top)];
+    subcommand_pages(&cmd, &mut pages)?;
+    Ok(pages)
 }
 
 fn run_ca(command: CaCommand, now: SystemTime) -> anyhow::Result<String> {
@@ -560,5 +719,70 @@ fn check(config: &std::path::Path) -> anyhow::Result<ExitCode> {
             eprintln!("{e}");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page<'a>(pages: &'a [(String, Vec<u8>)], name: &str) -> &'a str {
+        let (_, page) = pages
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no page {name}"));
+        std::str::from_utf8(page).unwrap()
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn man_pages_cover_the_visible_subcommands_and_the_default_file() {
+        let pages = man_pages().unwrap();
+        assert_eq!(pages[0].0, "ixgw.1");
+        let top = page(&pages, "ixgw.1");
+        assert!(top.contains(".TH ixgw 1"), "{top}");
+        assert!(top.contains("ixgw\\-check(1)"), "{top}");
+        assert!(top.contains("/etc/ixgw/ixgw.yaml"), "{top}");
+        assert!(top.contains("CREDENTIALS_DIRECTORY"), "{top}");
+        assert!(!top.contains("completions"), "{top}");
+        let check = page(&pages, "ixgw-check.1");
+        assert!(check.contains("/etc/ixgw/ixgw.yaml"), "{check}");
+        for name in [
+            "ixgw-run.1",
+            "ixgw-peer-config.1",
+            "ixgw-ca.1",
+            "ixgw-ca-init.1",
+        ] {
+            page(&pages, name);
+        }
+        let names: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
+        for hidden in ["ixgw-man.1", "ixgw-completions.1", "ixgw-help.1"] {
+            assert!(!names.contains(&hidden), "{names:?}");
+        }
+    }
+
+    fn completion(shell: clap_complete::Shell) -> String {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "ixgw", &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn completions_name_the_subcommands() {
+        let bash = completion(clap_complete::Shell::Bash);
+        assert!(bash.contains("complete -F _ixgw"), "{bash}");
+        for sub in ["check", "run", "peer-config", "facility", "ca", "genkey"] {
+            assert!(bash.contains(sub), "bash: {sub}");
+        }
+        let zsh = completion(clap_complete::Shell::Zsh);
+        assert!(zsh.starts_with("#compdef ixgw"), "{zsh}");
+        assert!(zsh.contains("peer-config"));
+        let fish = completion(clap_complete::Shell::Fish);
+        assert!(fish.contains("complete -c ixgw"), "{fish}");
+        assert!(fish.contains("peer-config"));
     }
 }

@@ -664,3 +664,59 @@ fn version_names_the_commit() {
         "{text}"
     );
 }
+
+/// The configuration the Debian package installs as /etc/ixgw/ixgw.yaml: accepted, no warnings.
+#[test]
+fn check_accepts_the_packaged_configuration_without_warnings() {
+    let out = ixgw()
+        .args(["check", "packaging/ixgw.yaml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.is_empty(), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (0 tenants"));
+}
+
+#[test]
+fn man_writes_one_page_per_subcommand_and_completions_print() {
+    let dir = std::env::temp_dir().join(format!("ixgw-man-{}", std::process::id()));
+    let out = ixgw()
+        .args(["man", "--dir"])
+        .arg(dir.join("man1"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = |name: &str| std::fs::read_to_string(dir.join("man1").join(name));
+    let top = page("ixgw.1").unwrap();
+    let check = page("ixgw-check.1").unwrap();
+    let init = page("ixgw-ca-init.1");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(top.starts_with(".ie"), "{top}");
+    assert!(top.contains("/etc/ixgw/ixgw.yaml"));
+    assert!(check.contains(".TH ixgw-check 1"), "{check}");
+    assert!(init.is_ok());
+
+    let stdout = ixgw().arg("man").output().unwrap();
+    assert!(stdout.status.success());
+    assert_eq!(String::from_utf8_lossy(&stdout.stdout), top);
+
+    for (shell, start) in [
+        ("bash", "_ixgw()"),
+        ("zsh", "#compdef ixgw"),
+        ("fish", "# Print an optspec"),
+    ] {
+        let out = ixgw().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with(start), "{shell}: {text}");
+        assert!(text.contains("peer-config"), "{shell}");
+    }
+    let bad = ixgw().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values"));
+}
