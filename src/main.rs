@@ -547,8 +547,9 @@ fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
             (
                 "/etc/ixgw/keys/",
                 "Private and pre-shared keys (root, 0700). The systemd unit hands each file \
-                 NAME to the service as the credential keys_NAME: write \
-                 private_key_file: keys_NAME in the configuration.",
+                 NAME to the service as the credential keys_NAME; write \
+                 private_key_file: keys/NAME in the configuration (found as keys_NAME in \
+                 the service, as /etc/ixgw/keys/NAME outside it).",
             ),
             (
                 "/usr/lib/systemd/system/ixgw.service",

@@ -1585,5 +1585,28 @@ fn relative_key_files_are_found_in_the_credentials_directory() {
         panic!("alpha-wg is a WireGuard attachment");
     };
     assert_eq!(wg.private_key_file, dir.join("only-in-credentials.key"));
+
+    // `LoadCredential=keys:DIR` names DIR/a.key `keys_a.key`: `keys/a.key` finds it.
+    std::fs::rename(
+        dir.join("only-in-credentials.key"),
+        dir.join("keys_only-in-credentials.key"),
+    )
+    .unwrap();
+    let text = edit(
+        BASE,
+        "private_key_file: example-keys/ajisai-wg.key",
+        "private_key_file: keys/only-in-credentials.key",
+    );
+    std::env::set_var("CREDENTIALS_DIRECTORY", &dir);
+    let loaded = load(&text);
+    std::env::remove_var("CREDENTIALS_DIRECTORY");
+    let c = loaded.expect("found as keys_only-in-credentials.key");
+    let AttachmentKind::WireGuard(wg) = &c.tenants[0].attachments[0].kind else {
+        panic!("alpha-wg is a WireGuard attachment");
+    };
+    assert_eq!(
+        wg.private_key_file,
+        dir.join("keys_only-in-credentials.key")
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -237,13 +237,23 @@ impl Validator {
         let given = Path::new(s);
         let secret = matches!(what, "key" | "private key" | "pre-shared key");
         // A secret with a relative path is looked up in systemd's credentials directory
-        // first (`LoadCredential=`), then beside the configuration.
+        // first (`LoadCredential=`), then beside the configuration. A credential loaded from
+        // a directory (`LoadCredential=keys:/etc/ixgw/keys`) is named with `_` for `/`
+        // (`keys_ajisai-wg.key`), so `keys/ajisai-wg.key` names the same key in the service
+        // and, beside the configuration, for `ixgw check` run by root outside it.
+        let flattened = (given.components())
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("_");
         let in_credentials = self
             .credentials
             .as_ref()
             .filter(|_| secret && given.is_relative())
-            .map(|d| d.join(given))
-            .filter(|p| p.exists());
+            .and_then(|d| {
+                [d.join(given), d.join(&flattened)]
+                    .into_iter()
+                    .find(|p| p.exists())
+            });
         let path = match in_credentials {
             Some(p) => p,
             None if given.is_relative() => self.dir.join(given),
