@@ -53,6 +53,7 @@ ix:
   exchange_space: 100.64.0.0/10
 metrics:
   listen: $METRICS
+  admin_socket: $T_TMP/ixgw.sock
 tenants:
   - name: ajisai-net
     networks:
@@ -214,6 +215,40 @@ else
   cat "$T_TMP/paced.json" >&2; fail "paced iperf3 A → B"
 fi
 
+log "ixgw show against the metrics"
+show() { "$IXGW" show --socket "$T_TMP/ixgw.sock" "$@"; }
+m0=$(metric ix $METRICS ixgw_peer_rx_bytes_total 'peer="fac-a"')
+if show --json >"$T_TMP/show.json"; then
+  m1=$(metric ix $METRICS ixgw_peer_rx_bytes_total 'peer="fac-a"')
+  shown=$(jq '[.attachments[].peers[] | select(.name == "fac-a")][0].rx_bytes' "$T_TMP/show.json")
+  check "ixgw show's rx bytes of fac-a ($shown) are the metric's ($m0 … $m1)" \
+    test "$shown" -ge "$m0" -a "$shown" -le "$m1"
+  for peer in fac-a fac-b; do
+    tx=$(metric ix $METRICS ixgw_peer_tx_packets_total "peer=\"$peer\"")
+    shown=$(jq "[.attachments[].peers[] | select(.name == \"$peer\")][0].tx_packets" "$T_TMP/show.json")
+    wire=$(jq "[.attachments[].peers[] | select(.name == \"$peer\")][0].wire_tx_bytes" "$T_TMP/show.json")
+    wire_m=$(metric ix $METRICS ixgw_peer_wire_tx_bytes_total "peer=\"$peer\"")
+    check "$peer: shown tx packets $shown and wire bytes $wire match the metrics ($tx, $wire_m)" \
+      test "$shown" -eq "$tx" -a "$wire" -eq "$wire_m"
+  done
+  check "every peer shown is up" test "$(jq '[.attachments[].peers[] | select(.state != "up")] | length' "$T_TMP/show.json")" -eq 0
+else
+  fail "ixgw show --json"
+fi
+show fac-a >"$T_TMP/show-fac-a.txt" || fail "ixgw show fac-a"
+for want in "attachment: ajisai-wg (wireguard, tenant ajisai-net)" "  peer: fac-a" \
+    "    facility: 4212345674" "    endpoint: 172.31.1.2:" "    state: up" "    latest handshake: "; do
+  check "ixgw show fac-a: '$want'" grep -qF -- "$want" "$T_TMP/show-fac-a.txt"
+done
+check "ixgw show fac-a shows no other peer" test "$(grep -c '^  peer: ' "$T_TMP/show-fac-a.txt")" -eq 1
+if show no-such-peer >/dev/null 2>&1; then fail "ixgw show of an unknown name exits 0"; else pass "ixgw show of an unknown name exits 1"; fi
+
+log "fac-a moves to another port: the gateway follows and logs it"
+ip netns exec fac-a wg set $IF_A listen-port 51999
+check "A still pings B from its new port" wait_ping fac-a 100.65.0.2 10
+check "the move is logged once, named" test "$(grep -c 'peer endpoint changed.*peer="fac-a".*facility="4212345674".*to="172.31.1.2:51999"' "$T_TMP/ixgw.log")" -eq 1
+check "ixgw show follows it" bash -c "'$IXGW' show --socket '$T_TMP/ixgw.sock' fac-a | grep -qF 'endpoint: 172.31.1.2:51999'"
+
 log "iperf3 TCP B → A"
 if iperf_run fac-b fac-a 10.0.0.2 100.64.0.2 5 "$T_TMP/ba.json"; then
   pass "iperf3 B → A: $(jq '.end.sum_received.bits_per_second / 1e6 | floor' "$T_TMP/ba.json") Mbit/s"
@@ -245,6 +280,40 @@ fi
 wg_facility fac-c $IF_C fac-c
 check "fac-c, added by the reload, pings B (100.65.0.2)" wait_ping fac-c 100.65.0.2 20
 
+log "the unit's ExecReload= refuses a bad file without signalling"
+# systemd is not PID 1 here (nor on CI's containers): run the unit's own ExecReload= lines as
+# systemd would, one after the other, stopping at the first that fails.
+exec_reload() {
+  local line cmd
+  while IFS= read -r line; do
+    cmd=${line#ExecReload=}
+    cmd=${cmd//\/usr\/bin\/ixgw/$IXGW}
+    cmd=${cmd//\/etc\/ixgw\/ixgw.yaml/$T_TMP/ixgw.yaml}
+    cmd=${cmd//\$MAINPID/$IXGW_PID}
+    eval "$cmd" || return 1
+  done < <(grep '^ExecReload=' "$here/../systemd/ixgw.service")
+}
+check "the unit has ExecReload= lines that check, then signal" \
+  bash -c "grep '^ExecReload=' '$here/../systemd/ixgw.service' | head -1 | grep -q ' check ' && grep '^ExecReload=' '$here/../systemd/ixgw.service' | tail -1 | grep -q -- '-HUP'"
+cp "$T_TMP/ixgw.yaml" "$T_TMP/good.yaml"
+ok0=$(metric ix $METRICS ixgw_config_reloads_total 'result="ok"')
+failed0=$(metric ix $METRICS ixgw_config_reloads_total 'result="failed"')
+sed -i 's|exchange: 100.65.0.0/24|exchange: 100.64.0.0/24|' "$T_TMP/ixgw.yaml"
+if exec_reload 2>"$T_TMP/exec-reload.err"; then fail "ExecReload= succeeded on a bad file"; else pass "ExecReload= fails on a bad file"; fi
+check "  and says where ($(head -1 "$T_TMP/exec-reload.err"))" grep -q 'ixgw.yaml:[0-9]*: tenants\[1\]' "$T_TMP/exec-reload.err"
+sleep 0.5
+check "  and never signalled the daemon (reloads unchanged, last reload successful)" \
+  test "$(metric ix $METRICS ixgw_config_reloads_total 'result="ok"')" -eq "$ok0" \
+    -a "$(metric ix $METRICS ixgw_config_reloads_total 'result="failed"')" -eq "$failed0" \
+    -a "$(metric ix $METRICS ixgw_config_last_reload_successful '')" -eq 1
+cp "$T_TMP/good.yaml" "$T_TMP/ixgw.yaml"
+check "ExecReload= on the good file succeeds" exec_reload
+for (( i=0; i<20; i++ )); do
+  (( $(metric ix $METRICS ixgw_config_reloads_total 'result="ok"') > ok0 )) && break
+  sleep 0.2
+done
+check "  and the daemon reloaded it" test "$(metric ix $METRICS ixgw_config_reloads_total 'result="ok"')" -gt "$ok0"
+
 log "SIGHUP with a bad file keeps the running configuration"
 failed0=$(metric ix $METRICS ixgw_config_reloads_total 'result="failed"')
 sed -i 's|exchange: 100.65.0.0/24|exchange: 100.64.0.0/24|' "$T_TMP/ixgw.yaml"
@@ -256,6 +325,7 @@ for (( i=0; i<20; i++ )); do
 done
 check "the bad reload is counted (failed $failed0 → $failed1)" test "$failed1" -gt "$failed0"
 check "the bad reload is logged with file, line and key" grep -q 'reload rejected.*ixgw.yaml:[0-9]*: tenants\[1\].networks\[0\].exchange' "$T_TMP/ixgw.log"
+check "ixgw_config_last_reload_successful is 0 after it" test "$(metric ix $METRICS ixgw_config_last_reload_successful '')" -eq 0
 check "traffic still flows A → B after the rejected reload" wait_ping fac-a 100.65.0.2 5
 check "and fac-c too" wait_ping fac-c 100.65.0.2 5
 
@@ -265,7 +335,18 @@ check "handshakes counted ($hs)" test "$hs" -ge 3
 up=$(metric ix $METRICS ixgw_peers_up '')
 check "ixgw_peers_up is 3 ($up)" test "$up" -eq 3
 
-log "drops by reason: $(http_get ix 127.0.0.1 9477 /metrics | awk '/^ixgw_drops_total/ && $2 > 0 { printf "%s ", $0 }')"
+log "drops by tenant and reason: $(http_get ix 127.0.0.1 9477 /metrics | awk '/^ixgw_drops_total/ && $2 > 0 { printf "%s ", $0 }')"
+pol=$(metric ix $METRICS ixgw_drops_total 'tenant="mame-net",reason="policy"')
+check "mame-net's refused flows count as its policy drops ($pol)" test "$pol" -gt 0
+
+log "log lines"
+check "no escape codes in the log (stderr is not a terminal)" bash -c "! grep -q $'\x1b' '$T_TMP/ixgw.log'"
+for peer in fac-a:4212345674 fac-b:3219876541 fac-c:4212345617; do
+  n=$(grep -c "peer up.*peer=\"${peer%%:*}\".*facility=\"${peer#*:}\"" "$T_TMP/ixgw.log" || true)
+  check "${peer%%:*} came up once, named with its facility ($n line)" test "$n" -eq 1
+  check "${peer%%:*}'s handshakes are logged" grep -q "handshake completed.*peer=\"${peer%%:*}\".*remote=" "$T_TMP/ixgw.log"
+done
+check "the reload that added fac-c says what changed" grep -q 'configuration reloaded.*added.*ajisai-wg-c' "$T_TMP/ixgw.log"
 ipv6=$(metric ix $METRICS ixgw_drops_total 'reason="ipv6"')
 check "no IPv6 reached the data path (the TUN device's own IPv6 is off): $ipv6" test "$ipv6" -eq 0
 
