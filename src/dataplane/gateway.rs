@@ -745,6 +745,9 @@ impl Core {
             self.counters.peer_wire_tx(p.index(), tx.bytes_from(mark));
         }
         self.counters.tenant(dst_tenant.index()).tx(len);
+        self.counters
+            .pair(src_tenant.index(), dst_tenant.index())
+            .add(len);
         Ok(())
     }
 }

@@ -218,6 +218,25 @@ fn allowed_flow_is_translated_both_ways() {
     assert_eq!(h.gw.counters().tenant(0).rx_packets.get(), 1);
     assert_eq!(h.gw.counters().tenant(0).tx_packets.get(), 1);
     assert_eq!(h.gw.counters().tenant(1).tx_packets.get(), 1);
+    // The tenant pair matrix: one packet each way, inner IP bytes as forwarded.
+    let c = h.gw.counters();
+    let (ab, ba) = (c.pair(0, 1), c.pair(1, 0));
+    assert_eq!((ab.packets.get(), ba.packets.get()), (1, 1));
+    assert_eq!(ab.bytes.get(), out[0].1.len() as u64);
+    assert_eq!(ba.bytes.get(), back[0].1.len() as u64);
+    assert_eq!(c.pair(0, 0).packets.get(), 0);
+}
+
+#[test]
+fn dropped_packets_are_in_no_tenant_pair() {
+    let mut h = Harness::new();
+    assert!(h.udp(AJISAI, "10.0.0.2", "100.65.0.3", 5000, 53).is_empty());
+    let c = h.gw.counters();
+    assert_eq!(c.tenant(0).rx_packets.get(), 1, "received");
+    assert!(
+        c.pairs().all(|(_, _, p)| p.packets.get() == 0),
+        "not forwarded"
+    );
 }
 
 #[test]

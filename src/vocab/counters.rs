@@ -5,6 +5,10 @@
 //! the same atomics at scrape time and sums the workers. A table describes itself (tenant and
 //! peer labels), so the scraper needs nothing else from the plan; on reload the worker builds a
 //! new table for the new plan, carries every count over by name and publishes the new table.
+//!
+//! Besides the per-tenant and per-peer series the table holds a tenants × tenants matrix of
+//! what was forwarded from one tenant to another ([`Counters::pair`]): usage reports for cost
+//! sharing are cut from it (`crate::usage`).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
@@ -85,6 +89,22 @@ impl Traffic {
         self.rx_bytes.set(old.rx_bytes.get());
         self.tx_packets.set(old.tx_packets.get());
         self.tx_bytes.set(old.tx_bytes.get());
+    }
+}
+
+/// What the gateway forwarded from one tenant to another: packets and inner IP bytes of
+/// packets that left into the destination's tunnel.
+#[derive(Debug, Default)]
+pub struct PairTraffic {
+    pub packets: Counter,
+    pub bytes: Counter,
+}
+
+impl PairTraffic {
+    #[inline]
+    pub fn add(&self, bytes: usize) {
+        self.packets.add(1);
+        self.bytes.add(bytes as u64);
     }
 }
 
@@ -182,6 +202,8 @@ pub struct Counters {
     tenant_names: Vec<String>,
     tenants: Box<[Traffic]>,
     tenant_flows: Box<[TenantFlows]>,
+    /// Indexed `source tenant × tenants + destination tenant`.
+    pairs: Box<[PairTraffic]>,
     peer_labels: Vec<PeerLabels>,
     peers: Box<[PeerCounters]>,
     flows: AtomicU64,
@@ -209,6 +231,9 @@ impl Counters {
             tenant_flows: tenant_names
                 .iter()
                 .map(|_| TenantFlows::default())
+                .collect(),
+            pairs: (0..tenant_names.len() * tenant_names.len())
+                .map(|_| PairTraffic::default())
                 .collect(),
             tenant_names,
             peers: peer_labels
@@ -248,6 +273,21 @@ impl Counters {
                 a.evictions.set(b.evictions.get());
                 a.quota_drops.set(b.quota_drops.get());
                 a.set(b.get() as usize);
+            }
+        }
+        let (n, old_n) = (next.tenant_names.len(), self.tenant_names.len());
+        let old_index: Vec<Option<usize>> = next
+            .tenant_names
+            .iter()
+            .map(|name| self.tenant_names.iter().position(|o| o == name))
+            .collect();
+        for (i, from) in old_index.iter().enumerate() {
+            for (j, to) in old_index.iter().enumerate() {
+                if let (Some(a), Some(b)) = (from, to) {
+                    let (new, old) = (&next.pairs[i * n + j], &self.pairs[a * old_n + b]);
+                    new.packets.set(old.packets.get());
+                    new.bytes.set(old.bytes.get());
+                }
             }
         }
         for (i, l) in next.peer_labels.iter().enumerate() {
@@ -335,6 +375,12 @@ impl Counters {
     #[inline]
     pub fn tenant(&self, index: usize) -> &Traffic {
         &self.tenants[index]
+    }
+
+    /// What was forwarded from tenant `from` to tenant `to` (indices of the plan).
+    #[inline]
+    pub fn pair(&self, from: usize, to: usize) -> &PairTraffic {
+        &self.pairs[from * self.tenant_names.len() + to]
     }
 
     #[inline]
@@ -431,6 +477,18 @@ impl Counters {
             .zip(self.tenants.iter())
     }
 
+    /// Every (source tenant, destination tenant) pair and what was forwarded between them.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str, &PairTraffic)> {
+        let n = self.tenant_names.len();
+        self.pairs.iter().enumerate().map(move |(k, p)| {
+            (
+                self.tenant_names[k / n].as_str(),
+                self.tenant_names[k % n].as_str(),
+                p,
+            )
+        })
+    }
+
     pub fn tenants_flows(&self) -> impl Iterator<Item = (&str, &TenantFlows)> {
         self.tenant_names
             .iter()
@@ -510,6 +568,9 @@ mod tests {
         old.peer_wire_rx(1, 60);
         old.peer_drop(1);
         old.set_endpoint(1, "192.0.2.7:51820".parse().unwrap());
+        old.pair(1, 0).add(1000);
+        old.pair(0, 1).add(7);
+        old.pair(1, 1).add(3);
         old.peer_handshake(1, base + std::time::Duration::from_secs(3));
 
         let new = old.successor(names(&["b", "c"], &["y", "z"], &["p2", "p3"]));
@@ -545,6 +606,18 @@ mod tests {
             Some(base + std::time::Duration::from_secs(3))
         );
         assert_eq!(new.last_handshake(1), None);
+        // b → b carries over; a is gone, c is new.
+        assert_eq!(new.pair(0, 0).bytes.get(), 3);
+        assert_eq!(new.pair(0, 0).packets.get(), 1);
+        for (i, j) in [(0, 1), (1, 0), (1, 1)] {
+            assert_eq!(new.pair(i, j).packets.get(), 0, "{i} → {j}");
+        }
+        let pairs: Vec<(&str, &str, u64)> = old
+            .pairs()
+            .map(|(a, b, p)| (a, b, p.bytes.get()))
+            .filter(|p| p.2 > 0)
+            .collect();
+        assert_eq!(pairs, [("a", "b", 7), ("b", "a", 1000), ("b", "b", 3)]);
     }
 
     #[test]

@@ -11,5 +11,7 @@
 pub mod counters;
 mod drop;
 
-pub use counters::{Counters, HandshakeResult, Names, PeerLabels, PeerView, TenantFlows, Traffic};
+pub use counters::{
+    Counters, HandshakeResult, Names, PairTraffic, PeerLabels, PeerView, TenantFlows, Traffic,
+};
 pub use drop::DropReason;
