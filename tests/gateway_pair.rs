@@ -212,6 +212,7 @@ fn config(setup: Setup, sites: &[usize]) -> Config {
         trust: vec![],
         facilities: None,
         audit: None,
+        usage: None,
         warnings: vec![],
     }
 }

@@ -140,6 +140,7 @@ pub fn config(a: Tenant, b: Tenant) -> Config {
         trust: vec![],
         facilities: None,
         audit: None,
+        usage: None,
         warnings: vec![],
     }
 }

@@ -375,6 +375,10 @@ pub enum Problem {
     AuditIsDirectory { file: String },
     #[error("`journald: off` and no `file`: the audit trail would go nowhere (remove `audit:` to record nothing)")]
     AuditNowhere,
+    #[error("{dir} exists and is not a directory: `dir` names the directory usage records are written to")]
+    UsageNotDirectory { dir: String },
+    #[error("`{value}` does not divide an hour: write 1s..=1h with 3600 a multiple of it (1m, 5m, 15m, 1h, ...), so that records never straddle an hour, a day or a month")]
+    UsageInterval { value: String },
     #[error("proposal `{proposal}` has no {what}")]
     ProposalMissing {
         proposal: String,

@@ -22,6 +22,7 @@ mod facility;
 mod ipsec;
 mod lines;
 mod raw;
+mod usage;
 mod validate;
 
 pub use audit::{AuditConfig, Journald, AUDIT_DEFAULT_QUEUE, AUDIT_QUEUE};
@@ -34,6 +35,7 @@ pub use ipsec::{
     IkeIdentity, IkeProposal, IpsecAttachment, IpsecAuth, IpsecPeer, IpsecStart, KeyFormat,
     PrivateKey, Secret, DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS,
 };
+pub use usage::{UsageConfig, USAGE_DEFAULT_DIR, USAGE_DEFAULT_INTERVAL, USAGE_INTERVAL_DIVIDES};
 
 /// A 32-byte key (X25519 private/public key, WireGuard preshared key).
 #[derive(Clone, PartialEq, Eq)]
@@ -65,6 +67,9 @@ pub struct Config {
     pub facilities: Option<Vec<Facility>>,
     /// The audit trail; `None` when the file has no `audit:` (then nothing is recorded).
     pub audit: Option<AuditConfig>,
+    /// Usage records for cost sharing; `None` when the file has no `usage:` (then none are
+    /// written).
+    pub usage: Option<UsageConfig>,
     /// What `ixgw check` reports without refusing the file.
     pub warnings: Vec<Warning>,
 }

@@ -26,6 +26,14 @@ pub(super) struct Root {
     pub trust: Vec<Trust>,
     pub facilities: Option<Vec<Facility>>,
     pub audit: Option<Audit>,
+    pub usage: Option<Usage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Usage {
+    pub dir: Option<String>,
+    pub interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

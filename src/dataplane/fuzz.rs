@@ -112,6 +112,7 @@ pub(crate) fn config_of(
         trust: vec![],
         facilities: None,
         audit: None,
+        usage: None,
         warnings: vec![],
     }
 }

@@ -522,6 +522,7 @@ mod tests {
             trust: vec![],
             facilities: None,
             audit: None,
+            usage: None,
             warnings: vec![],
         }
     }

@@ -92,6 +92,7 @@ pub(super) fn config(attachments: Vec<Attachment>) -> Config {
         trust: vec![],
         facilities: None,
         audit: None,
+        usage: None,
         warnings: vec![],
     }
 }

@@ -9,7 +9,7 @@
 //! By concern: this file holds the entry, the translation of deserializer errors and the
 //! top-level sections (`ix`, `metrics`, `dataplane`); `tenants.rs` the address plan and the
 //! attachments, one file (or folder, `ipsec/`) per attachment type, `policies.rs` services and
-//! policies, `audit.rs` the audit trail, `values.rs` the grammar of single values and the
+//! policies, `audit.rs` the audit trail, `usage.rs` usage records, `values.rs` the grammar of single values and the
 //! generic checks. Every check is a method of [`Validator`], which knows the file and
 //! the line of every key.
 
@@ -41,6 +41,7 @@ mod ipsec;
 mod plain;
 mod policies;
 mod tenants;
+mod usage;
 mod values;
 mod wireguard;
 
@@ -243,6 +244,10 @@ impl Validator {
             Some(a) => Some(self.audit(a, &mut warnings)?),
             None => None,
         };
+        let usage = match &root.usage {
+            Some(u) => Some(self.usage(u)?),
+            None => None,
+        };
         Ok(Config {
             source: path.to_path_buf(),
             ix,
@@ -255,6 +260,7 @@ impl Validator {
             trust,
             facilities,
             audit,
+            usage,
             warnings,
         })
     }
@@ -370,3 +376,5 @@ mod ipsec_peer_tests;
 mod ipsec_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod usage_tests;
