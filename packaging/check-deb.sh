@@ -28,7 +28,7 @@ has -rw-r--r-- ./usr/lib/tmpfiles.d/ixgw.conf
 has -rw-r----- ./etc/ixgw/ixgw.yaml
 has -rw-r--r-- ./usr/share/man/man1/ixgw.1.gz
 for page in check run show demo genkey pubkey genpsk peer-config facility facility-verify \
-  ca ca-init ca-issue ca-revoke ca-crl; do
+  ca ca-init ca-issue ca-revoke ca-crl usage; do
   has -rw-r--r-- "./usr/share/man/man1/ixgw-$page.1.gz"
 done
 has -rw-r--r-- ./usr/share/bash-completion/completions/ixgw

@@ -4,7 +4,8 @@
 //! reasons, per-worker counters): [`wire`] (packet views) and [`nat`] (translation), [`policy`],
 //! [`facility`], [`tunnel`] (sans-IO tunnel state machines), [`dataplane`] (the pipeline),
 //! then [`config`], [`metrics`], [`admin`], [`audit`] (the audit trail's writer thread, a
-//! file and journald) and [`runtime`], which alone touches sockets, devices and signals.
+//! file and journald), [`usage`] (usage records for cost sharing: a thread and the files of
+//! `usage.dir`) and [`runtime`], which alone touches sockets, devices and signals.
 //! Beside them, [`ca`] is a control-plane tool (the lab CA of `ixgw ca`) that nothing on the
 //! data path imports. See `docs/architecture.md`.
 
@@ -26,5 +27,6 @@ pub mod peer_config;
 pub mod policy;
 pub mod runtime;
 pub mod tunnel;
+pub mod usage;
 pub mod vocab;
 pub mod wire;

@@ -116,6 +116,30 @@ enum Command {
         #[arg(long)]
         with_psk: bool,
     },
+    /// Usage for cost sharing: packets and inner IP bytes each way per tenant pair, or per
+    /// facility, over [--from, --to), from the records the daemon writes to `usage.dir`.
+    /// Dates (YYYY-MM-DD) are midnight in Japan (JST, UTC+09:00); RFC 3339 times are taken as
+    /// written. Rows go to stdout (CSV with a header line, or JSON); with CSV the coverage
+    /// (gaps, partial records, skipped lines) goes to stderr, with JSON into the document.
+    Usage {
+        /// Read `usage.dir` from this configuration [default: /etc/ixgw/ixgw.yaml].
+        #[arg(long, short, conflicts_with = "dir")]
+        config: Option<PathBuf>,
+        /// The records' directory itself (no configuration needed).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The period's first instant: YYYY-MM-DD (00:00 JST) or RFC 3339.
+        #[arg(long, value_name = "DATE")]
+        from: String,
+        /// The instant after the period (exclusive): YYYY-MM-DD (00:00 JST) or RFC 3339.
+        #[arg(long, value_name = "DATE")]
+        to: String,
+        /// Rows per tenant pair or per facility.
+        #[arg(long, value_enum, default_value_t = UsageBy::Tenant)]
+        by: UsageBy,
+        #[arg(long, value_enum, default_value_t = UsageFormat::Csv)]
+        format: UsageFormat,
+    },
     /// Facility certificates.
     Facility {
         #[command(subcommand)]
@@ -139,6 +163,18 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum UsageBy {
+    Tenant,
+    Facility,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum UsageFormat {
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -451,6 +487,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", run_ca(command, SystemTime::now())?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Usage {
+            config,
+            dir,
+            from,
+            to,
+            by,
+            format,
+        } => usage(config, dir, &from, &to, by, format),
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "ixgw", &mut out);
@@ -561,6 +605,11 @@ fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
                 "The audit trail's file, when the configuration names one there.",
             ),
             (
+                "/var/lib/ixgw/usage/",
+                "Usage records for cost sharing (usage.dir), one file of JSON lines per UTC \
+                 day, which ixgw usage sums for a period.",
+            ),
+            (
                 "/usr/share/doc/ixgw/",
                 "README.md (the reference of every configuration key and metric), example \
                  configurations, Prometheus alert rules and a Grafana dashboard.",
@@ -587,6 +636,52 @@ fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let mut pages = vec![(man.get_filename(), top)];
     subcommand_pages(&cmd, &mut pages)?;
     Ok(pages)
+}
+
+/// `ixgw usage`: the report of a period.
+fn usage(
+    config: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    from: &str,
+    to: &str,
+    by: UsageBy,
+    format: UsageFormat,
+) -> anyhow::Result<ExitCode> {
+    use ixgw::usage;
+    let period = usage::Period::parse(from, to)?;
+    let dir = match dir {
+        Some(d) => d,
+        None => {
+            let path = config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+            let c = match Config::load(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            match c.usage {
+                Some(u) => u.dir,
+                None => anyhow::bail!(
+                    "{}: no `usage:` section, so the daemon writes no usage records",
+                    path.display()
+                ),
+            }
+        }
+    };
+    let report = usage::read_dir(&dir, period, unix_now() as i64)?;
+    let by = match by {
+        UsageBy::Tenant => usage::By::Tenant,
+        UsageBy::Facility => usage::By::Facility,
+    };
+    match format {
+        UsageFormat::Csv => {
+            print!("{}", usage::to_csv(&report, by));
+            eprint!("{}", usage::coverage_text(&report));
+        }
+        UsageFormat::Json => print!("{}", usage::to_json(&report, by)),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_ca(command: CaCommand, now: SystemTime) -> anyhow::Result<String> {

@@ -720,3 +720,114 @@ fn man_writes_one_page_per_subcommand_and_completions_print() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values"));
 }
+
+/// `ixgw usage` over a directory of records: CSV rows and the coverage, JSON, and the errors
+/// an operator can make.
+#[test]
+fn usage_reports_a_period_and_refuses_bad_input() {
+    let dir = std::env::temp_dir().join(format!("ixgw-cli-usage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 2026-11-01T00:00:00+09:00 is 2026-10-31T15:00:00Z.
+    let records = concat!(
+        r#"{"v":1,"start":"2026-10-31T15:00:00Z","end":"2026-10-31T15:05:00Z","interval":300,"cut":"interval","pairs":[{"from":"mame-net","to":"ajisai-net","packets":2,"bytes":300},{"from":"ajisai-net","to":"mame-net","packets":10,"bytes":10280}],"peers":[{"tenant":"ajisai-net","attachment":"wg","peer":"p","facility":"4212345674","facility_name":"Omura clinic","rx_packets":10,"rx_bytes":10280,"tx_packets":2,"tx_bytes":300}]}"#,
+        "\n",
+        r#"{"v":1,"start":"2026-10-31T14:55:00Z","end":"2026-10-31T15:00:00Z","interval":300,"cut":"interval","pairs":[{"from":"ajisai-net","to":"mame-net","packets":99,"bytes":99999}]}"#,
+        "\n",
+        "{\"v\":1,\"start\":\"2026-10-31T15:05",
+    );
+    std::fs::write(dir.join("usage-2026-10-31.jsonl"), records).unwrap();
+    let run = |args: &[&str]| {
+        ixgw()
+            .arg("usage")
+            .arg("--dir")
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--from", "2026-11-01", "--to", "2026-11-01T00:10:00+09:00"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "tenant_a,tenant_b,packets_a_to_b,bytes_a_to_b,packets_b_to_a,bytes_b_to_a\najisai-net,mame-net,10,10280,2,300\n"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("coverage: 300 of 600 seconds"), "{err}");
+    assert!(
+        err.contains("gap 2026-11-01T00:05:00+09:00 .. 2026-11-01T00:10:00+09:00"),
+        "{err}"
+    );
+    assert!(
+        err.contains("usage-2026-10-31.jsonl:3: skipped: torn last line"),
+        "{err}"
+    );
+
+    let out = run(&[
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-02",
+        "--by",
+        "facility",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success());
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        json.contains(r#""facility_name": "Omura clinic""#),
+        "{json}"
+    );
+    assert!(json.contains(r#""bytes_from": 10280"#), "{json}");
+    assert!(
+        json.contains(
+            r#""missing_files": [
+      "usage-2026-11-01.jsonl"
+    ]"#
+        ),
+        "{json}"
+    );
+
+    for (args, message) in [
+        (
+            &["--from", "2026-11-31", "--to", "2026-12-01"][..],
+            "is neither a date",
+        ),
+        (
+            &["--from", "2026-12-01", "--to", "2026-11-01"][..],
+            "the period is empty",
+        ),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = run(&["--from", "2026-11-01", "--to", "2026-12-01"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No such file"));
+
+    let out = ixgw()
+        .args([
+            "usage",
+            "--config",
+            "config/ixgw.yaml",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-12-01",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no `usage:` section"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -101,6 +101,8 @@ pub enum RuntimeError {
     Ike(#[from] IkeSetupError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Usage(#[from] crate::usage::UsageError),
     #[error("the data-path worker has stopped")]
     WorkerGone,
     #[error("the data-path worker refused the plan: {0}")]
@@ -176,6 +178,8 @@ pub struct Running {
     audit: Audit,
     /// What the threads tell the audit trail through.
     events: Arc<events::Events>,
+    /// The usage recorder, with a `usage:` section.
+    usage: Option<crate::usage::Usage>,
 }
 
 impl Drop for Running {
@@ -608,6 +612,16 @@ impl Running {
         }
         let ike_metrics = ike_metrics::IkeMetrics::register(hub.registry())
             .map_err(|e| RuntimeError::Thread(std::io::Error::other(e)))?;
+        let usage = match &config.usage {
+            Some(u) => Some(crate::usage::Usage::start(
+                u,
+                usage_source(&hub),
+                crate::usage::facility_names(config),
+                hub.registry(),
+                SystemTime::now(),
+            )?),
+            None => None,
+        };
         let (control, control_rx) = mpsc::channel(64);
         let (started, started_rx) = oneshot::channel();
         let (ike_tx, ike_rx) = std::sync::mpsc::sync_channel(ike::QUEUE);
@@ -720,6 +734,7 @@ impl Running {
             socket_drops,
             plan,
             audit,
+            usage,
         })
     }
 
@@ -780,6 +795,9 @@ impl Running {
         if config.audit.as_ref() != self.audit.config() {
             tracing::warn!("audit changed: takes effect at the next restart");
         }
+        if config.usage.as_ref() != self.usage.as_ref().map(crate::usage::Usage::config) {
+            tracing::warn!("usage changed: takes effect at the next restart");
+        }
         let result = self.try_reload(config).await;
         match &result {
             Ok(()) => {
@@ -817,6 +835,11 @@ impl Running {
         // The new plan's facility states are published before the worker switches, so that
         // it applies them with the plan.
         let previous = self.facilities.switch(config, &plan, ike::unix_now());
+        // What peers and tenants the reload removes carried until now is written before
+        // their counters go; those kept continue by name.
+        if let Some(u) = &self.usage {
+            u.flush(crate::usage::Cut::Reload).await;
+        }
         let (done, done_rx) = oneshot::channel();
         let switched = match self
             .control
@@ -838,6 +861,9 @@ impl Running {
             return Err(e);
         }
         let _ = self.ike_tx.try_send(ike::IkeInput::Facilities);
+        if let Some(u) = &self.usage {
+            u.set_names(crate::usage::facility_names(config));
+        }
         let keep: Vec<SourceKey> = plan.attachments.iter().flat_map(SourceKey::all).collect();
         self.bound.retain(|k, _| keep.contains(k));
         self.bound.extend(added);
@@ -890,6 +916,10 @@ impl Running {
             stop_worker(&self.control, w).await;
         }
         drop(ike_queue);
+        // The worker is gone: the counts are final, and the last record has them all.
+        if let Some(u) = self.usage.take() {
+            u.stop().await;
+        }
         self.events.shutdown();
         let audit = self.audit.clone();
         let _ = tokio::task::spawn_blocking(move || audit.shutdown()).await;
@@ -934,6 +964,12 @@ fn ike_setups(
         presenter,
     )?;
     Ok(setups)
+}
+
+/// The workers' current counter tables, for the usage recorder.
+fn usage_source(hub: &Arc<MetricsHub>) -> crate::usage::Source {
+    let hub = hub.clone();
+    Box::new(move || (0..hub.workers()).filter_map(|i| hub.current(i)).collect())
 }
 
 /// Drains the worker (pending packets are sent) and waits for its thread to end.

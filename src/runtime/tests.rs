@@ -580,3 +580,65 @@ async fn a_hung_thread_turns_live_to_503() {
     );
     assert_eq!(ike_recovered, (200, "ok".to_owned()));
 }
+
+/// With `usage:`, a reload and a stop each write a record (the reload's before the switch, so
+/// what removed tenants carried is in it), and the recorder's metrics are exported; a
+/// directory that cannot be made refuses the start.
+#[tokio::test]
+async fn usage_records_are_written_on_reload_and_stop() {
+    let dir = std::env::temp_dir().join(format!("ixgw-runtime-usage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let listen = "127.0.0.1:0".parse().expect("test address");
+    let with_usage = |mut c: Config, dir: &Path| {
+        c.usage = Some(crate::config::UsageConfig {
+            dir: dir.to_path_buf(),
+            interval: Duration::from_secs(3600),
+        });
+        c
+    };
+    let two = with_usage(
+        config(vec![wg("a", listen, vec![]), wg("b", listen, vec![])]),
+        &dir,
+    );
+    let mut running = Running::start(&two, None).await.expect("gateway starts");
+    running
+        .reload(&with_usage(config(vec![wg("a", listen, vec![])]), &dir))
+        .await
+        .expect("reload");
+    let text = running.hub().encode();
+    running.stop().await.expect("stops");
+    assert_line(&text, "ixgw_usage_records_written_total 1");
+    assert_line(&text, "ixgw_usage_write_failures_total 0");
+
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("the directory was made")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    let text: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).expect("readable"))
+        .collect();
+    let cuts: Vec<crate::usage::Cut> = text
+        .lines()
+        .map(|l| {
+            crate::usage::parse_line(l.as_bytes())
+                .expect("a record")
+                .cut
+        })
+        .collect();
+    assert_eq!(
+        cuts,
+        [crate::usage::Cut::Reload, crate::usage::Cut::Stop],
+        "{text}"
+    );
+
+    let file = dir.join("not-a-dir");
+    std::fs::write(&file, b"x").expect("write");
+    let refused = Running::start(&with_usage(config(vec![]), &file.join("usage")), None).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    match refused {
+        Err(RuntimeError::Usage(e)) => assert!(e.to_string().contains("not-a-dir"), "{e}"),
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("started without its usage directory"),
+    }
+}
