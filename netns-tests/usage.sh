@@ -3,7 +3,8 @@
 # (usage.interval: 1s); iperf3 moves UDP traffic of a fixed datagram size between a facility of
 # ajisai-net and one of mame-net, both ways; ixgw is stopped (SIGTERM) and started again in
 # the middle and reloaded (SIGHUP) during a transfer; then `ixgw usage` must report, per
-# tenant pair and per facility, what iperf3 moved, within 1 %.
+# tenant pair and per facility, what iperf3 moved, within 1 %. Last, a crash (SIGKILL) after a
+# transfer: every record written before it stays, and has the transfer.
 #
 #   usg-a  10.0.0.2/24 on wireguard-go usa-wg ── veth 172.31.61.2 ↔ 172.31.61.1 ──┐ usg-ix (ixgw)
 #   usg-b  10.0.0.2/24 on wireguard-go usb-wg ── veth 172.31.62.2 ↔ 172.31.62.1 ──┘
@@ -245,6 +246,31 @@ check "the next daemon's records follow on lines of their own" \
 "$IXGW" usage --dir "$USAGE_DIR" --from "$T0" --to "$(date -u -d '+1 min' +%Y-%m-%dT%H:%M:%SZ)" >"$T_TMP/after.csv" 2>"$T_TMP/after.err" \
   || die "ixgw usage failed after the torn line"
 check "the torn line, now inside the file, is skipped" grep -q 'skipped: not a usage record' "$T_TMP/after.err"
+log "a crash (SIGKILL) keeps every record written before it"
+TC=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+start_ixgw usg-ix $PORT
+for f in "usg-a $IF_A" "usg-b $IF_B"; do
+  set -- $f
+  ip netns exec "$1" wg setconf "$2" "$T_TMP/$2.wg"
+done
+wait_ping usg-a 100.65.0.2 20 || die "A cannot reach B after the second restart"
+out="$T_TMP/udp-crash.json"
+udp_run usg-a usg-b 100.65.0.2 2 20M "$out" || { cat "$out" >&2; die "iperf3 before the crash failed"; }
+CRASH_AB=$(delivered "$out")
+# Past the next boundary, so that the transfer's last second is on disk; then the crash.
+sleep 1.5
+kill -KILL "$IXGW_PID"
+wait "$IXGW_PID" 2>/dev/null || true
+forget_pid "$IXGW_PID"
+last=$(tail -1 "$(ls "$USAGE_DIR"/usage-*.jsonl | tail -1)")
+check "the crashed daemon's last record is a whole interval, not a stop ($(jq -c '[.start, .end, .cut]' <<<"$last"))" \
+  jq -e '.cut == "interval"' <<<"$last"
+"$IXGW" usage --dir "$USAGE_DIR" --from "$TC" --to "$(date -u -d '+1 min' +%Y-%m-%dT%H:%M:%SZ)" >"$T_TMP/crash.csv" 2>"$T_TMP/crash.err" \
+  || die "ixgw usage failed after the crash"
+cat "$T_TMP/crash.csv" "$T_TMP/crash.err" >&2
+row=$(grep '^ajisai-net,mame-net,' "$T_TMP/crash.csv" || true)
+IFS=, read -r _ _ _ bab _ _ <<<"$row"
+within "after the crash, ajisai-net → mame-net bytes of the transfer before it" "${bab:-0}" "$((CRASH_AB * IP_BYTES))"
 check "a bad date is refused" bash -c "! '$IXGW' usage --dir '$USAGE_DIR' --from 2026-13-01 --to 2026-12-01 2>/dev/null"
 check "a missing directory is refused" bash -c "! '$IXGW' usage --dir '$T_TMP/nowhere' --from 2026-11-01 --to 2026-12-01 2>/dev/null"
 
