@@ -376,19 +376,22 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             socket,
             config,
         } => {
+            // Only the socket's path is read from the file: no key or CA file is opened.
             let socket = match (socket, config) {
                 (Some(s), _) => Some(s),
-                (None, Some(c)) => match Config::load(&c) {
-                    Ok(c) => c.metrics.admin_socket,
+                (None, Some(c)) => match ixgw::config::operator_paths(&c) {
+                    Ok(p) => p.admin_socket,
                     Err(e) => {
                         eprintln!("{e}");
                         return Ok(ExitCode::FAILURE);
                     }
                 },
-                (None, None) => match Config::load(std::path::Path::new(DEFAULT_CONFIG)) {
-                    Ok(c) => c.metrics.admin_socket,
-                    Err(_) => Some(PathBuf::from(ixgw::config::DEFAULT_ADMIN_SOCKET)),
-                },
+                (None, None) => {
+                    match ixgw::config::operator_paths(std::path::Path::new(DEFAULT_CONFIG)) {
+                        Ok(p) => p.admin_socket,
+                        Err(_) => Some(PathBuf::from(ixgw::config::DEFAULT_ADMIN_SOCKET)),
+                    }
+                }
             };
             let Some(socket) = socket else {
                 eprintln!("the configuration has no admin socket (metrics.admin_socket: none)");
@@ -652,16 +655,17 @@ fn usage(
     let dir = match dir {
         Some(d) => d,
         None => {
+            // Only the directory is read from the file: no key or CA file is opened.
             let path = config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
-            let c = match Config::load(&path) {
-                Ok(c) => c,
+            let paths = match ixgw::config::operator_paths(&path) {
+                Ok(p) => p,
                 Err(e) => {
                     eprintln!("{e}");
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            match c.usage {
-                Some(u) => u.dir,
+            match paths.usage_dir {
+                Some(d) => d,
                 None => anyhow::bail!(
                     "{}: no `usage:` section, so the daemon writes no usage records",
                     path.display()

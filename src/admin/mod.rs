@@ -500,8 +500,11 @@ mod tests {
         let post_missing = request(s.addr, "POST", "/nope").await;
         let post = request(s.addr, "POST", "/metrics").await;
         let delete = request(s.addr, "DELETE", "/ready").await;
+        // `/show` tells who the peers are: only the admin socket answers it.
+        let show = request(s.addr, "GET", "/show").await;
 
         assert_eq!(missing.status, "HTTP/1.1 404 Not Found");
+        assert_eq!(show.status, "HTTP/1.1 404 Not Found");
         assert_eq!(post_missing.status, "HTTP/1.1 404 Not Found");
         for r in [&post, &delete] {
             assert_eq!(r.status, "HTTP/1.1 405 Method Not Allowed");

@@ -3,15 +3,17 @@
 //!
 //! The daemon builds a [`Report`] (runtime/show.rs) and serves it as JSON on its admin socket
 //! (`GET /show`); `ixgw show` fetches it, keeps what its argument names ([`Report::only`]) and
-//! prints it as text ([`Report::render`]) or, with `--json`, as the daemon sent it. The JSON is
-//! the scripting interface: fields are added, never renamed.
+//! prints it as text ([`Report::render`]) or, with `--json`, as JSON. The JSON is the scripting
+//! interface: fields are added, never renamed, and a field the other side lacks takes its
+//! default, so an older CLI reads a newer daemon and the other way round.
 
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
 /// Everything the daemon runs, at one instant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     /// `ix.name`.
     pub gateway: String,
@@ -22,7 +24,8 @@ pub struct Report {
     pub attachments: Vec<Attachment>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Attachment {
     pub name: String,
     pub tenant: String,
@@ -37,7 +40,8 @@ pub struct Attachment {
     pub peers: Vec<Peer>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Peer {
     pub name: String,
     pub tenant: String,

@@ -352,6 +352,11 @@ impl Audit {
         }
     }
 
+    /// Whether it records flows (on, and `flows` not turned off).
+    pub fn records_flows(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.flows)
+    }
+
     /// Records a flow starting or ending, unless flow records are off; never blocks.
     pub fn flow(&self, event: FlowEvent) {
         if let Some(i) = &self.inner {

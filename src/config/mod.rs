@@ -21,6 +21,7 @@ mod error;
 mod facility;
 mod ipsec;
 mod lines;
+mod operator;
 mod raw;
 mod usage;
 mod validate;
@@ -35,6 +36,7 @@ pub use ipsec::{
     IkeIdentity, IkeProposal, IpsecAttachment, IpsecAuth, IpsecPeer, IpsecStart, KeyFormat,
     PrivateKey, Secret, DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS,
 };
+pub use operator::{operator_paths, OperatorPaths};
 pub use usage::{UsageConfig, USAGE_DEFAULT_DIR, USAGE_DEFAULT_INTERVAL, USAGE_INTERVAL_DIVIDES};
 
 /// A 32-byte key (X25519 private/public key, WireGuard preshared key).

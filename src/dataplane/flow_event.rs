@@ -89,14 +89,22 @@ pub enum PeerEventKind {
     /// A handshake failed with this result: refused (`certificate`) or unanswered
     /// (`timeout`).
     Failed(crate::vocab::HandshakeResult),
-    /// Its tunnel packets now come from `remote` (before: this; `None` for the first).
-    Moved(Option<std::net::SocketAddr>),
+    /// Its tunnel packets now come from `to` (before: `from`; `None` for the first).
+    Moved {
+        from: Option<std::net::SocketAddr>,
+        to: std::net::SocketAddr,
+    },
 }
 
 /// Where the data path hands its flow and peer events (the audit trail). Called on the
 /// worker's thread, once per flow start and end and per handshake, never per packet; it must
 /// not block.
 pub trait FlowSink: Send + Sync {
+    /// Whether it wants [`FlowSink::flow`] at all; asked once, when it is installed. Without,
+    /// the data path makes no flow records.
+    fn wants_flows(&self) -> bool {
+        true
+    }
     fn flow(&self, event: FlowEvent);
     fn peer(&self, _event: PeerEvent) {}
 }

@@ -51,6 +51,8 @@ struct Core {
     epoch: u64,
     /// Where flow starts and ends go (the audit trail), if anywhere.
     flow_sink: Option<Arc<dyn FlowSink>>,
+    /// The sink wants flow records ([`FlowSink::wants_flows`]): only then are they made.
+    flow_records: bool,
     counters: Arc<Counters>,
     next_sweep: Instant,
     icmp_budget: IcmpBudget,
@@ -101,6 +103,7 @@ impl Gateway {
                 wall: None,
                 epoch: 1,
                 flow_sink: None,
+                flow_records: false,
                 counters,
                 next_sweep: now + SWEEP_INTERVAL,
                 icmp_budget: IcmpBudget::new(now),
@@ -211,7 +214,10 @@ impl Gateway {
     /// Sends every flow's start and end to `sink` from now on (flows already open report
     /// their end only).
     pub fn set_flow_sink(&mut self, sink: Arc<dyn FlowSink>) {
-        self.core.flows.record_removals();
+        if sink.wants_flows() {
+            self.core.flows.record_removals();
+            self.core.flow_records = true;
+        }
         self.core.flow_sink = Some(sink);
     }
 
@@ -219,7 +225,7 @@ impl Gateway {
     pub fn end_flows(&mut self, now: Instant) {
         let core = &mut self.core;
         core.report_removed(now);
-        let Some(sink) = core.flow_sink.clone() else {
+        let Some(sink) = core.records_sink() else {
             return;
         };
         let plan = Arc::clone(&core.plan);
@@ -340,7 +346,7 @@ impl Gateway {
                 .unwrap_or(crate::ids::RuleId(u16::MAX))
         });
         // The orphans were numbered by the old plan: reported under it.
-        if let Some(sink) = core.flow_sink.clone() {
+        if let Some(sink) = core.records_sink() {
             core.flows.take_removed(|r| {
                 if let Some(e) = end_event(&old_plan, r, FlowEnd::of(r.why)) {
                     sink.flow(e);
@@ -375,7 +381,14 @@ impl Gateway {
 
     fn handle_packet(&mut self, now: Instant, meta: RxMeta, data: &mut [u8], tx: &mut TxBatch) {
         let Gateway { core, scratch } = self;
-        let wire_len = data.len();
+        // The tunnel packet's own bytes: a raw IP socket delivers the IP header in front.
+        let wire_len = match meta.via.remote {
+            crate::buffer::Remote::Ip(_) => {
+                let ihl = data.first().map_or(0, |b| usize::from(b & 0x0f) * 4);
+                data.len().saturating_sub(ihl)
+            }
+            _ => data.len(),
+        };
         let tenant = (core.plan.attachments.get(meta.attachment.index())).map(|a| a.tenant.index());
         let input = match core.tunnels.get_mut(meta.attachment.index()) {
             None => Err(DropReason::NoRoute),
@@ -483,9 +496,14 @@ fn end_event(
 }
 
 impl Core {
+    /// The flow sink, if it wants flow records.
+    fn records_sink(&self) -> Option<Arc<dyn FlowSink>> {
+        self.flow_sink.clone().filter(|_| self.flow_records)
+    }
+
     /// Hands the flows that left the table since the last call to the flow sink.
     fn report_removed(&mut self, _now: Instant) {
-        let Some(sink) = self.flow_sink.clone() else {
+        let Some(sink) = self.records_sink() else {
             return;
         };
         let plan = Arc::clone(&self.plan);
@@ -509,8 +527,8 @@ impl Core {
                         Event::HandshakeFailed { peer, result, at } => {
                             Some((peer, at, PeerEventKind::Failed(result)))
                         }
-                        Event::Endpoint { peer, from, at, .. } => {
-                            Some((peer, at, PeerEventKind::Moved(from)))
+                        Event::Endpoint { peer, from, to, at } => {
+                            Some((peer, at, PeerEventKind::Moved { from, to }))
                         }
                         _ => None,
                     };
@@ -726,7 +744,8 @@ impl Core {
             return Err(reason);
         }
         self.flows.account(len);
-        if let (Some(sink), Some((flow, Some(_)))) = (&self.flow_sink, admitted) {
+        let sink = self.flow_sink.as_ref().filter(|_| self.flow_records);
+        if let (Some(sink), Some((flow, Some(_)))) = (sink, admitted) {
             sink.flow(FlowEvent {
                 plan: Arc::clone(&self.plan),
                 phase: FlowPhase::Start,

@@ -3,9 +3,11 @@
 //!
 //! It is made `0660` so that root and the members of the daemon's group may ask. A socket
 //! file another live daemon answers on is left alone (this one then has none, and says so);
-//! a stale one is replaced. The file is removed when the daemon stops.
+//! a stale one is replaced; anything else at the path (a file the path names by mistake) is
+//! never touched: the daemon then runs without the socket and says why. The socket is
+//! removed when the daemon stops.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -66,12 +68,24 @@ impl AdminSocket {
             let _ = s.send(());
         }
         let _ = (&mut self.task).await;
-        let _ = std::fs::remove_file(&self.path);
+        if is_socket(&self.path) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
+fn is_socket(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
 fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    if path.exists() {
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if !m.file_type().is_socket() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "something that is not a socket is there; it is left alone",
+            ));
+        }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
@@ -148,4 +162,42 @@ pub(crate) fn source(
             std::time::SystemTime::now(),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ixgw-admin-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_a_socket_is_never_removed() {
+        let d = dir("file");
+        let path = d.join("audit.log");
+        std::fs::write(&path, "precious").unwrap();
+        let e = bind(&path).expect_err("refused");
+        assert!(e.to_string().contains("not a socket"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[tokio::test]
+    async fn a_live_socket_is_left_alone_and_a_stale_one_replaced() {
+        let d = dir("sock");
+        let path = d.join("ixgw.sock");
+        let live = bind(&path).expect("binds");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        let e = bind(&path).expect_err("a second daemon does not take it");
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        drop(live); // the file stays, nobody answers: stale
+        assert!(is_socket(&path));
+        let _again = bind(&path).expect("a stale socket is replaced");
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

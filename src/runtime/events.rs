@@ -11,7 +11,8 @@
 //! tells this module only what the audit trail records.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::agreements::AgreementChange as Change;
@@ -54,7 +55,9 @@ pub(crate) struct Events {
     ipsec_up: Mutex<std::collections::HashSet<(String, String)>>,
     /// When a peer's failed handshake was last logged, and how many were left out since, by
     /// (attachment, peer).
-    refused: Mutex<HashMap<(String, String), (Instant, u64)>>,
+    refused: Told,
+    /// The same for endpoint changes.
+    moved: Told,
 }
 
 /// A peer's names under `plan`: attachment, peer, tenant, facility code.
@@ -75,6 +78,7 @@ impl Events {
             wg_up: Mutex::new(HashMap::new()),
             ipsec_up: Mutex::new(Default::default()),
             refused: Mutex::new(HashMap::new()),
+            moved: Mutex::new(HashMap::new()),
         }
     }
 
@@ -107,19 +111,36 @@ impl Events {
     /// Whether a failed handshake of (`attachment`, `peer`) is to be logged and recorded now
     /// (none was in the last minute): `Some(n)`, `n` left out since the last one.
     fn refusal_due(&self, key: (String, String), now: Instant) -> Option<u64> {
-        let mut r = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        match r.get_mut(&key) {
-            Some((t, left_out)) if now.saturating_duration_since(*t) < REFUSAL_EVERY => {
-                *left_out += 1;
-                None
-            }
-            _ => {
-                let left_out = r.insert(key, (now, 0)).map_or(0, |(_, n)| n);
-                Some(left_out)
-            }
-        }
+        once_a_minute(&self.refused, key, now)
     }
 
+    /// The same for an endpoint change.
+    fn moved_due(&self, key: (String, String), now: Instant) -> Option<u64> {
+        once_a_minute(&self.moved, key, now)
+    }
+}
+
+/// When what a peer did was last told, and how many times it was left out since, by
+/// (attachment, peer).
+type Told = Mutex<HashMap<(String, String), (Instant, u64)>>;
+
+/// Whether what `key` did is to be told now (nothing was in the last minute): `Some(n)`, `n`
+/// left out since the last time.
+fn once_a_minute(times: &Told, key: (String, String), now: Instant) -> Option<u64> {
+    let mut r = times.lock().unwrap_or_else(|e| e.into_inner());
+    match r.get_mut(&key) {
+        Some((t, left_out)) if now.saturating_duration_since(*t) < REFUSAL_EVERY => {
+            *left_out += 1;
+            None
+        }
+        _ => {
+            let left_out = r.insert(key, (now, 0)).map_or(0, |(_, n)| n);
+            Some(left_out)
+        }
+    }
+}
+
+impl Events {
     /// Records WireGuard peers `gone` (by attachment and peer) down with `reason`.
     fn wireguard_down(
         &self,
@@ -296,12 +317,65 @@ impl Events {
     }
 }
 
-impl FlowSink for Events {
+/// Peer events waiting for the thread `ixgw-events`.
+const PEER_QUEUE: usize = 4096;
+
+/// The gateway's flow sink: flow records straight into the audit trail's bounded queue, peer
+/// events into a bounded queue of their own that the thread `ixgw-events` drains into the log
+/// and the audit trail. The worker never formats or writes a log line, takes a lock of this
+/// module or waits: a full queue loses the event, counted and told by the thread.
+pub(crate) struct Sink {
+    audit: Audit,
+    peers: std::sync::mpsc::SyncSender<PeerEvent>,
+    lost: Arc<AtomicU64>,
+}
+
+impl FlowSink for Sink {
+    fn wants_flows(&self) -> bool {
+        self.audit.records_flows()
+    }
+
     fn flow(&self, event: FlowEvent) {
         self.audit.flow(event);
     }
 
     fn peer(&self, e: PeerEvent) {
+        if self.peers.try_send(e).is_err() {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Events {
+    /// A sink for a gateway and the thread that tells its peer events; the thread ends when
+    /// the sink is dropped (with the gateway).
+    pub(crate) fn sink(self: &Arc<Self>) -> std::io::Result<Arc<Sink>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<PeerEvent>(PEER_QUEUE);
+        let lost = Arc::new(AtomicU64::new(0));
+        let (events, counted) = (Arc::clone(self), Arc::clone(&lost));
+        std::thread::Builder::new()
+            .name("ixgw-events".into())
+            .spawn(move || {
+                while let Ok(e) = rx.recv() {
+                    events.peer_event(e);
+                    let n = counted.swap(0, Ordering::Relaxed);
+                    if n > 0 {
+                        tracing::warn!(
+                            lost = n,
+                            "peer events not logged nor recorded: their queue was full"
+                        );
+                    }
+                }
+            })?;
+        Ok(Arc::new(Sink {
+            audit: self.audit.clone(),
+            peers: tx,
+            lost,
+        }))
+    }
+
+    /// Logs (and records) what a WireGuard peer did.
+    pub(crate) fn peer_event(&self, e: PeerEvent) {
         let Some(who) = names(&e.plan, e.peer) else {
             return;
         };
@@ -375,19 +449,27 @@ impl FlowSink for Events {
                     self.auth(&who, TunnelKind::Wireguard, remote, Some(result.as_str()));
                 }
             }
-            PeerEventKind::Moved(from) => {
-                if let Some(from) = from {
-                    tracing::info!(
-                        attachment,
-                        peer,
-                        tenant,
-                        facility,
-                        %from,
-                        to = remote.as_deref().unwrap_or("-"),
-                        "peer endpoint changed"
-                    );
-                }
+            PeerEventKind::Moved {
+                from: Some(from),
+                to,
+            } => {
+                // A peer whose address changes with every packet (a router balancing over
+                // two lines) is told once a minute.
+                let Some(left_out) = self.moved_due(key, e.at) else {
+                    return;
+                };
+                tracing::info!(
+                    attachment,
+                    peer,
+                    tenant,
+                    facility,
+                    %from,
+                    %to,
+                    left_out_in_the_last_minute = left_out,
+                    "peer endpoint changed"
+                );
             }
+            PeerEventKind::Moved { from: None, .. } => {}
         }
     }
 }
@@ -409,8 +491,13 @@ mod tests {
             .collect()
     }
 
+    /// tracing caches per call site whether anyone listens: a test that logs without a
+    /// subscriber while another captures could leave the capturing one deaf.
+    static LOGGING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn tunnels_authentications_and_certificates_are_recorded() {
+        let _serial = LOGGING.lock().unwrap_or_else(|e| e.into_inner());
         let dir = std::env::temp_dir().join(format!("ixgw-bridge-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -439,19 +526,19 @@ mod tests {
             kind,
             remote: Some("192.0.2.9:51820".parse().unwrap()),
         };
-        bridge.peer(event(PeerEventKind::Handshake, t0));
-        bridge.peer(event(
+        bridge.peer_event(event(PeerEventKind::Handshake, t0));
+        bridge.peer_event(event(
             PeerEventKind::Handshake,
             t0 + Duration::from_secs(120),
         ));
         bridge.poll(t0 + Duration::from_secs(200));
         bridge.poll(t0 + Duration::from_secs(301));
         let refused = PeerEventKind::Failed(HandshakeResult::Certificate);
-        bridge.peer(event(refused, t0));
-        bridge.peer(event(refused, t0 + Duration::from_secs(30)));
-        bridge.peer(event(refused, t0 + Duration::from_secs(61)));
+        bridge.peer_event(event(refused, t0));
+        bridge.peer_event(event(refused, t0 + Duration::from_secs(30)));
+        bridge.peer_event(event(refused, t0 + Duration::from_secs(61)));
         // Up again, then its facility's certificate is revoked: down at once.
-        bridge.peer(event(
+        bridge.peer_event(event(
             PeerEventKind::Handshake,
             t0 + Duration::from_secs(400),
         ));
@@ -478,7 +565,7 @@ mod tests {
         bridge.ike_down(&plan, peer, "dpd_timeout");
         bridge.ike_down(&plan, peer, "deleted_locally");
         // At shutdown every WireGuard tunnel still up goes down.
-        bridge.peer(event(
+        bridge.peer_event(event(
             PeerEventKind::Handshake,
             t0 + Duration::from_secs(500),
         ));
@@ -542,6 +629,7 @@ mod tests {
     /// facility; failed handshakes once a minute, saying how many were left out.
     #[test]
     fn peer_events_are_logged_once_each_with_names() {
+        let _serial = LOGGING.lock().unwrap_or_else(|e| e.into_inner());
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -562,15 +650,28 @@ mod tests {
         };
         tracing::subscriber::with_default(subscriber, || {
             let events = Events::new(Audit::disabled());
-            events.peer(event(PeerEventKind::Handshake, 0, "192.0.2.9:51820"));
-            events.peer(event(PeerEventKind::Moved(None), 0, "192.0.2.9:51820"));
-            events.peer(event(PeerEventKind::Handshake, 120, "192.0.2.9:51820"));
-            let moved = PeerEventKind::Moved(Some("192.0.2.9:51820".parse().unwrap()));
-            events.peer(event(moved, 130, "198.51.100.3:40000"));
+            events.peer_event(event(PeerEventKind::Handshake, 0, "192.0.2.9:51820"));
+            let first = PeerEventKind::Moved {
+                from: None,
+                to: "192.0.2.9:51820".parse().unwrap(),
+            };
+            events.peer_event(event(first, 0, "192.0.2.9:51820"));
+            events.peer_event(event(PeerEventKind::Handshake, 120, "192.0.2.9:51820"));
+            let moved = |from: &str, to: &str| PeerEventKind::Moved {
+                from: Some(from.parse().unwrap()),
+                to: to.parse().unwrap(),
+            };
+            // The remote of the event is where the peer is when the batch was drained; the
+            // line tells where it moved to.
+            let m = moved("192.0.2.9:51820", "198.51.100.3:40000");
+            events.peer_event(event(m, 130, "198.51.100.3:40001"));
+            // Flapping within the minute: not told again.
+            let m = moved("198.51.100.3:40000", "198.51.100.3:40001");
+            events.peer_event(event(m, 131, "198.51.100.3:40001"));
             let timeout = PeerEventKind::Failed(HandshakeResult::Timeout);
-            events.peer(event(timeout, 140, "198.51.100.3:40000"));
-            events.peer(event(timeout, 150, "198.51.100.3:40000"));
-            events.peer(event(timeout, 201, "198.51.100.3:40000"));
+            events.peer_event(event(timeout, 140, "198.51.100.3:40000"));
+            events.peer_event(event(timeout, 150, "198.51.100.3:40000"));
+            events.peer_event(event(timeout, 201, "198.51.100.3:40000"));
             events.poll(t0 + Duration::from_secs(301));
             events.poll(t0 + Duration::from_secs(302));
         });
@@ -599,7 +700,7 @@ mod tests {
             .find(|l| l.contains("endpoint changed"))
             .unwrap();
         assert!(
-            moved.contains("from=192.0.2.9:51820") && moved.contains(r#"to="198.51.100.3:40000""#),
+            moved.contains("from=192.0.2.9:51820") && moved.contains("to=198.51.100.3:40000"),
             "{moved}"
         );
         assert!(

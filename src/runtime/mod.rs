@@ -588,8 +588,8 @@ impl Running {
         let engines = ike_setups(&plan, &udp_clones, &presenter)?;
 
         let mut gateway = Gateway::new(plan.clone(), Instant::now());
-        // Always: the sink also logs WireGuard peers' handshakes, ups, downs and moves.
-        gateway.set_flow_sink(events.clone());
+        // Always: the sink also tells WireGuard peers' handshakes, ups, downs and moves.
+        gateway.set_flow_sink(events.sink().map_err(RuntimeError::Thread)?);
         let hub = Arc::new(MetricsHub::new([gateway.counters().clone()]));
         hub.config_loaded(SystemTime::now());
         hub.set_flow_table_capacity(plan.limits.flow_table_size);
