@@ -38,10 +38,8 @@ here=$(dirname "$(readlink -f "$0")")
 IXGW=$(readlink -m "${1:-$here/../target/release/ixgw}")
 cd "$here"
 source ./lib.sh
-trap cleanup EXIT INT TERM
+netns_begin
 
-[[ -x $IXGW ]] || die "ixgw binary not found at $IXGW (cargo build --release)"
-[[ $(id -u) == 0 ]] || die "netns tests need root (ip netns, TUN)"
 CHARON=${CHARON:-/usr/sbin/charon-systemd}
 [[ -x $CHARON ]] || die "$CHARON is missing (apt-get install --no-install-recommends charon-systemd, see .ci/run)"
 need ip swanctl wireguard-go wg wg-quick iperf3 jq ping timeout awk
@@ -60,11 +58,7 @@ log "namespaces and underlay"
 for ns in $IX $NS_A $NS_B $NS_C $SINK; do netns_add $ns; done
 extra_cleanup() { rm -f /var/run/wireguard/$IF_A.sock /var/run/wireguard/$IF_C.sock; }
 for s in $IF_A $IF_C; do [[ -S /var/run/wireguard/$s.sock ]] && rm -f /var/run/wireguard/$s.sock; done
-veth() { # veth NS IX_ADDR NS_ADDR NAME
-  ip link add "fcx-$4" netns $IX type veth peer name "fcu-$4" netns "$1"
-  ip -n $IX addr add "$2" dev "fcx-$4"; ip -n $IX link set "fcx-$4" up
-  ip -n "$1" addr add "$3" dev "fcu-$4"; ip -n "$1" link set "fcu-$4" up
-}
+veth() { link_ns $IX "$1" "$2" "$3" "fcx-$4" "fcu-$4"; } # veth NS IX_ADDR NS_ADDR NAME
 veth $NS_A 172.29.1.1/30 172.29.1.2/30 a
 veth $NS_B 172.29.2.1/30 172.29.2.2/30 b
 veth $NS_C 172.29.3.1/30 172.29.3.2/30 c

@@ -30,10 +30,8 @@ here=$(dirname "$(readlink -f "$0")")
 IXGW=$(readlink -m "${1:-$here/../target/release/ixgw}")
 cd "$here"
 source ./lib.sh
-trap cleanup EXIT INT TERM
+netns_begin
 
-[[ -x $IXGW ]] || die "ixgw binary not found at $IXGW (cargo build --release)"
-[[ $(id -u) == 0 ]] || die "netns tests need root (ip netns, TUN)"
 need ip wireguard-go wg wg-quick jq ping python3 nstat timeout
 
 METRICS=127.0.0.1:9478
@@ -48,11 +46,7 @@ log "namespaces and underlay"
 for ns in fl-ix fl-a fl-b fl-c; do netns_add $ns; done
 extra_cleanup() { rm -f /var/run/wireguard/$IF_A.sock /var/run/wireguard/$IF_C.sock; }
 for s in $IF_A $IF_C; do [[ -S /var/run/wireguard/$s.sock ]] && rm -f /var/run/wireguard/$s.sock; done
-veth() { # veth NS IX_ADDR NS_ADDR NAME
-  ip link add "fx-$4" netns fl-ix type veth peer name "fu-$4" netns "$1"
-  ip -n fl-ix addr add "$2" dev "fx-$4"; ip -n fl-ix link set "fx-$4" up
-  ip -n "$1" addr add "$3" dev "fu-$4"; ip -n "$1" link set "fu-$4" up
-}
+veth() { link_ns fl-ix "$1" "$2" "$3" "fx-$4" "fu-$4"; } # veth NS IX_ADDR NS_ADDR NAME
 veth fl-a 172.31.11.1/30 172.31.11.2/30 a
 veth fl-c 172.31.13.1/30 172.31.13.2/30 c
 veth fl-b 10.0.0.1/24 10.0.0.2/24 b

@@ -14,10 +14,8 @@ here=$(dirname "$(readlink -f "$0")")
 IXGW=$(readlink -m "${1:-$here/../target/release/ixgw}")
 cd "$here"
 source ./lib.sh
-trap cleanup EXIT INT TERM
+netns_begin
 
-[[ -x $IXGW ]] || die "ixgw binary not found at $IXGW (cargo build --release)"
-[[ $(id -u) == 0 ]] || die "netns tests need root (ip netns, TUN)"
 need ip wireguard-go wg wg-quick iperf3 jq ping python3 timeout
 
 METRICS=127.0.0.1:9477
@@ -28,11 +26,7 @@ log "namespaces and underlay"
 for ns in ix fac-a fac-b fac-c claims; do netns_add $ns; done
 extra_cleanup() { rm -f /var/run/wireguard/$IF_A.sock /var/run/wireguard/$IF_B.sock /var/run/wireguard/$IF_C.sock; }
 for s in $IF_A $IF_B $IF_C; do [[ -S /var/run/wireguard/$s.sock ]] && rm -f /var/run/wireguard/$s.sock; done
-veth() { # veth NS_FAC IX_ADDR FAC_ADDR NAME
-  ip link add "ix-$4" netns ix type veth peer name "up-$4" netns "$1"
-  ip -n ix addr add "$2" dev "ix-$4"; ip -n ix link set "ix-$4" up
-  ip -n "$1" addr add "$3" dev "up-$4"; ip -n "$1" link set "up-$4" up
-}
+veth() { link_ns ix "$1" "$2" "$3" "ix-$4" "up-$4"; } # veth NS IX_ADDR NS_ADDR NAME
 veth fac-a 172.31.1.1/30 172.31.1.2/30 a
 veth fac-b 172.31.2.1/30 172.31.2.2/30 b
 veth fac-c 172.31.3.1/30 172.31.3.2/30 c
@@ -246,7 +240,7 @@ if show no-such-peer >/dev/null 2>&1; then fail "ixgw show of an unknown name ex
 log "fac-a moves to another port: the gateway follows and logs it"
 ip netns exec fac-a wg set $IF_A listen-port 51999
 check "A still pings B from its new port" wait_ping fac-a 100.65.0.2 10
-check "the move is logged once, named" test "$(grep -c 'peer endpoint changed.*peer="fac-a".*facility="4212345674".*to="172.31.1.2:51999"' "$T_TMP/ixgw.log")" -eq 1
+check "the move is logged once, named" test "$(grep -c 'peer endpoint changed.*peer="fac-a".*facility="4212345674".*to=172.31.1.2:51999' "$T_TMP/ixgw.log")" -eq 1
 check "ixgw show follows it" bash -c "'$IXGW' show --socket '$T_TMP/ixgw.sock' fac-a | grep -qF 'endpoint: 172.31.1.2:51999'"
 
 log "iperf3 TCP B → A"

@@ -15,10 +15,8 @@ here=$(dirname "$(readlink -f "$0")")
 IXGW=$(readlink -m "${1:-$here/../target/release/ixgw}")
 cd "$here"
 source ./lib.sh
-trap cleanup EXIT INT TERM
+netns_begin
 
-[[ -x $IXGW ]] || die "ixgw binary not found at $IXGW (cargo build --release)"
-[[ $(id -u) == 0 ]] || die "netns tests need root (ip netns, TUN, raw sockets)"
 need ip ping tcpdump timeout
 
 log "namespaces and underlay"

@@ -53,10 +53,8 @@ here=$(dirname "$(readlink -f "$0")")
 IXGW=$(readlink -m "${1:-$here/../target/release/ixgw}")
 cd "$here"
 source ./lib.sh
-trap cleanup EXIT INT TERM
+netns_begin
 
-[[ -x $IXGW ]] || die "ixgw binary not found at $IXGW (cargo build --release)"
-[[ $(id -u) == 0 ]] || die "netns tests need root (ip netns, TUN)"
 CHARON=${CHARON:-/usr/sbin/charon-systemd}
 [[ -x $CHARON ]] || die "$CHARON is missing (apt-get install --no-install-recommends charon-systemd, see .ci/run)"
 need ip swanctl pki wireguard-go wg wg-quick iperf3 jq ping timeout nstat awk

@@ -28,6 +28,14 @@ facility_code() {
   printf '%s%d' "$nine" $(((10 - sum % 10) % 10))
 }
 
+# netns_begin : the start every test shares, after `IXGW=` (resolved before `cd "$here"`) and
+# `source ./lib.sh`: the cleanup trap, the binary and root checked.
+netns_begin() {
+  trap cleanup EXIT INT TERM
+  [[ -x $IXGW ]] || die "ixgw binary not found at $IXGW (cargo build --release)"
+  [[ $(id -u) == 0 ]] || die "netns tests need root (ip netns, TUN, raw sockets)"
+}
+
 need() {
   local c
   for c in "$@"; do command -v "$c" >/dev/null 2>&1 || die "required tool '$c' is not installed (see .ci/run)"; done
@@ -42,6 +50,14 @@ netns_add() {
   ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
   ip netns exec "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0
   ip netns exec "$ns" sysctl -qw net.ipv4.conf.default.rp_filter=0
+}
+
+# link_ns IX_NS NS IX_ADDR NS_ADDR IX_IF NS_IF : a veth pair, IX_IF in IX_NS and NS_IF in NS,
+# addressed and up
+link_ns() {
+  ip link add "$5" netns "$1" type veth peer name "$6" netns "$2"
+  ip -n "$1" addr add "$3" dev "$5"; ip -n "$1" link set "$5" up
+  ip -n "$2" addr add "$4" dev "$6"; ip -n "$2" link set "$6" up
 }
 
 # start_bg NS LOGFILE CMD... : background daemon inside NS; PID in BG_PID. Never call in $(...).

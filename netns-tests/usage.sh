@@ -21,10 +21,8 @@ here=$(dirname "$(readlink -f "$0")")
 IXGW=$(readlink -m "${1:-$here/../target/release/ixgw}")
 cd "$here"
 source ./lib.sh
-trap cleanup EXIT INT TERM
+netns_begin
 
-[[ -x $IXGW ]] || die "ixgw binary not found at $IXGW (cargo build --release)"
-[[ $(id -u) == 0 ]] || die "netns tests need root (ip netns)"
 need ip wireguard-go wg wg-quick iperf3 jq ping timeout awk
 
 PORT=9481
@@ -39,11 +37,7 @@ log "namespaces and underlay"
 for ns in usg-ix usg-a usg-b; do netns_add $ns; done
 extra_cleanup() { rm -f /var/run/wireguard/$IF_A.sock /var/run/wireguard/$IF_B.sock; }
 for s in $IF_A $IF_B; do [[ -S /var/run/wireguard/$s.sock ]] && rm -f /var/run/wireguard/$s.sock; done
-veth() { # veth NS_FAC IX_ADDR FAC_ADDR NAME
-  ip link add "ix-$4" netns usg-ix type veth peer name "up-$4" netns "$1"
-  ip -n usg-ix addr add "$2" dev "ix-$4"; ip -n usg-ix link set "ix-$4" up
-  ip -n "$1" addr add "$3" dev "up-$4"; ip -n "$1" link set "up-$4" up
-}
+veth() { link_ns usg-ix "$1" "$2" "$3" "ix-$4" "up-$4"; } # veth NS IX_ADDR NS_ADDR NAME
 veth usg-a 172.31.61.1/30 172.31.61.2/30 a
 veth usg-b 172.31.62.1/30 172.31.62.2/30 b
 

@@ -168,6 +168,25 @@ enum Kind {
 
 /// A replayed initiation (its TAI64N timestamp is not newer) counts as a replay like a
 /// duplicate counter; a session boringtun no longer holds as an unknown index.
+/// `peer` authenticated a datagram from `from`: its endpoint moves there, told as an event
+/// when it changes.
+fn learn_endpoint(
+    events: &mut std::collections::VecDeque<Event>,
+    peer: &mut Peer,
+    from: SocketAddr,
+    now: Instant,
+) {
+    if peer.endpoint != Some(from) {
+        events.push_back(Event::Endpoint {
+            peer: peer.id,
+            from: peer.endpoint,
+            to: from,
+            at: now,
+        });
+        peer.endpoint = Some(from);
+    }
+}
+
 fn drop_reason(e: &WireGuardError) -> DropReason {
     use WireGuardError as E;
     match e {
@@ -422,15 +441,7 @@ impl WgAttachment {
                 Out::Err(e) => return Err(drop_reason(&e)),
                 Out::Network(_) => return Err(DropReason::WgProtocol),
             };
-            if peer.endpoint != Some(from) {
-                self.events.push_back(Event::Endpoint {
-                    peer: peer.id,
-                    from: peer.endpoint,
-                    to: from,
-                    at: now,
-                });
-                peer.endpoint = Some(from);
-            }
+            learn_endpoint(&mut self.events, peer, from, now);
             peer.active = true;
             flush(peer, att, tx);
             return Ok(delivered);
@@ -475,15 +486,7 @@ impl WgAttachment {
                     peer: peer.id,
                     at: now,
                 });
-                if peer.endpoint != Some(from) {
-                    self.events.push_back(Event::Endpoint {
-                        peer: peer.id,
-                        from: peer.endpoint,
-                        to: from,
-                        at: now,
-                    });
-                    peer.endpoint = Some(from);
-                }
+                learn_endpoint(&mut self.events, peer, from, now);
                 peer.active = true;
                 // The initiator's session is current at once; a responder's only with the
                 // initiator's first data message, and flushing before that would start a
