@@ -106,6 +106,10 @@ pub fn format_jst(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
+/// Skipped lines named one by one; more are only counted (a garbage file must not fill
+/// memory and the terminal).
+pub const SKIPPED_LISTED: usize = 100;
+
 /// A line that was skipped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
@@ -133,8 +137,10 @@ pub struct Coverage {
     pub overlap_seconds: i64,
     /// Records that start inside the period and end after it.
     pub straddling: usize,
-    /// Lines that are not records (torn by a crash, edited, another version).
+    /// Lines that are not records (torn by a crash, edited, another version): the first
+    /// [`SKIPPED_LISTED`], then only counted in `skipped_more`.
     pub skipped: Vec<Skipped>,
+    pub skipped_more: usize,
     /// Day files of the period that do not exist.
     pub missing_files: Vec<String>,
 }
@@ -364,11 +370,15 @@ pub fn read_lines(file: &str, mut input: impl BufRead, report: &mut Report) -> s
                 } else {
                     e.to_string()
                 };
-                report.coverage.skipped.push(Skipped {
-                    file: file.into(),
-                    line: number,
-                    why,
-                });
+                if report.coverage.skipped.len() < SKIPPED_LISTED {
+                    report.coverage.skipped.push(Skipped {
+                        file: file.into(),
+                        line: number,
+                        why,
+                    });
+                } else {
+                    report.coverage.skipped_more += 1;
+                }
             }
         }
     }
@@ -489,6 +499,7 @@ struct JsonCoverage<'a> {
     overlap_seconds: i64,
     straddling_records: usize,
     skipped_lines: &'a [Skipped],
+    skipped_lines_not_listed: usize,
     missing_files: &'a [String],
 }
 
@@ -541,6 +552,7 @@ pub fn to_json(report: &Report, by: By) -> String {
             overlap_seconds: c.overlap_seconds,
             straddling_records: c.straddling,
             skipped_lines: &c.skipped,
+            skipped_lines_not_listed: c.skipped_more,
             missing_files: &c.missing_files,
         },
     };
@@ -548,7 +560,11 @@ pub fn to_json(report: &Report, by: By) -> String {
 }
 
 fn is_complete(c: &Coverage) -> bool {
-    c.gaps.is_empty() && c.skipped.is_empty() && c.overlap_seconds == 0 && c.straddling == 0
+    c.gaps.is_empty()
+        && c.skipped.is_empty()
+        && c.skipped_more == 0
+        && c.overlap_seconds == 0
+        && c.straddling == 0
 }
 
 /// The coverage in words, one line each (for stderr beside CSV).
@@ -600,6 +616,12 @@ pub fn coverage_text(report: &Report) -> String {
         out.push_str(&format!(
             "coverage: warning: {}:{}: skipped: {}\n",
             s.file, s.line, s.why
+        ));
+    }
+    if c.skipped_more > 0 {
+        out.push_str(&format!(
+            "coverage: warning: {} more lines skipped, not listed\n",
+            c.skipped_more
         ));
     }
     if !c.missing_files.is_empty() {
@@ -829,6 +851,25 @@ mod tests {
         assert_eq!(json["by"], "facility");
         assert_eq!(json["from"], "2026-11-01T00:00:00+09:00");
         assert_eq!(json["coverage"]["complete"], true);
+    }
+
+    #[test]
+    fn a_file_of_garbage_names_only_the_first_skipped_lines() {
+        let text = "garbage\n".repeat(SKIPPED_LISTED + 50);
+        let mut r = Report::new(Period {
+            from: NOV,
+            to: NOV + 600,
+        });
+        read_lines("usage-x.jsonl", text.as_bytes(), &mut r).unwrap();
+        assert_eq!(r.coverage.skipped.len(), SKIPPED_LISTED);
+        assert_eq!(r.coverage.skipped_more, 50);
+        r.finish(NOV + 600);
+        let words = coverage_text(&r);
+        assert_eq!(
+            words.lines().filter(|l| l.contains("skipped")).count(),
+            SKIPPED_LISTED + 1
+        );
+        assert!(words.contains("50 more lines skipped"), "{words}");
     }
 
     #[test]

@@ -282,4 +282,38 @@ mod tests {
         let r = delta(&last, &now, (0, 1), 1, Cut::Interval, &HashMap::new());
         assert_eq!((r.pairs[0].packets, r.pairs[0].bytes), (2, 100));
     }
+
+    /// A reload that changes a peer's facility: what it carried stays the old facility's,
+    /// and only what came after is the new one's (never the whole lifetime again).
+    #[test]
+    fn a_peer_that_changes_facility_is_not_counted_twice() {
+        let l = |f: &str| PeerLabels {
+            peer: "pa".into(),
+            tenant: "a".into(),
+            attachment: "a-wg".into(),
+            facility: f.into(),
+        };
+        let names = |f: &str| Names {
+            tenants: vec!["a".into()],
+            attachments: vec![],
+            peers: vec![l(f)],
+        };
+        let old = Arc::new(Counters::new(Instant::now(), names("4212345674")));
+        old.peer(0).rx(1000);
+        let before = Totals::of(std::slice::from_ref(&old));
+        let none = HashMap::new();
+        let r0 = delta(&Totals::default(), &before, (0, 60), 60, Cut::Reload, &none);
+        let new = Arc::new(old.successor(names("3219876541")));
+        new.peer(0).rx(300);
+        let after = Totals::of(&[new]);
+        let r1 = delta(&before, &after, (60, 120), 60, Cut::Interval, &none);
+        let by_facility = |r: &Record| -> Vec<(String, u64)> {
+            (r.peers.iter())
+                .map(|p| (p.facility.clone(), p.traffic.rx_bytes))
+                .filter(|p| p.1 > 0)
+                .collect()
+        };
+        assert_eq!(by_facility(&r0), [("4212345674".to_string(), 1000)]);
+        assert_eq!(by_facility(&r1), [("3219876541".to_string(), 300)]);
+    }
 }

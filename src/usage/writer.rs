@@ -195,8 +195,11 @@ struct Recorder {
 impl Recorder {
     fn run(&mut self, rx: mpsc::Receiver<Msg>) {
         loop {
+            // The boundary after the last record's end, not after now: a flush that ran
+            // past a boundary (a slow disk at a reload) must not skip it.
             let now = wall();
-            let next = (now.as_secs() / self.interval + 1) * self.interval;
+            let since = u64::try_from(self.since).unwrap_or(0);
+            let next = (since / self.interval + 1) * self.interval;
             let wait = Duration::from_secs(next).saturating_sub(now);
             match rx.recv_timeout(wait) {
                 Ok(Msg::Flush(cut, done)) => {
@@ -208,11 +211,10 @@ impl Recorder {
                 }
                 Ok(Msg::Names(names)) => self.names = names,
                 Err(RecvTimeoutError::Timeout) => {
-                    let now = wall().as_secs();
-                    let end = (now - now % self.interval) as i64;
+                    let now = wall().as_secs() as i64;
                     // Woken early (the wall clock was slewed or stepped back): not yet.
-                    if end > self.since {
-                        self.cut(end, Cut::Interval);
+                    if now >= next as i64 && next as i64 > self.since {
+                        self.cut(next as i64, Cut::Interval);
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -237,11 +239,19 @@ impl Recorder {
         );
         let path = self.dir.join(file_name(record.start));
         match append(&path, &record) {
-            Ok(()) => {
+            Ok(synced) => {
+                // In the file: never written again, even if it could not be synced.
                 self.last = now;
                 self.since = end;
                 self.metrics.written.inc();
                 self.metrics.last_end.set(end);
+                if let Err(e) = synced {
+                    self.metrics.failures.inc();
+                    tracing::error!(
+                        file = %path.display(),
+                        "a usage record was written but not synced to disk ({e}); a crash now may lose it"
+                    );
+                }
             }
             Err(e) => {
                 self.metrics.failures.inc();
@@ -278,7 +288,10 @@ fn open(path: &Path) -> std::io::Result<File> {
 }
 
 /// Appends `record` as one line and syncs it to disk; a new file's directory entry too.
-fn append(path: &Path, record: &Record) -> std::io::Result<()> {
+/// `Err`: the line is not in the file (a partial write is cut off again), so the next record
+/// covers its interval too. `Ok(Err)`: the line is in the file but could not be synced: it
+/// must not be written again (that would count its interval twice).
+fn append(path: &Path, record: &Record) -> std::io::Result<std::io::Result<()>> {
     let mut file = open(path)?;
     let len = file.metadata()?.len();
     let mut line = Vec::with_capacity(256);
@@ -291,9 +304,19 @@ fn append(path: &Path, record: &Record) -> std::io::Result<()> {
     }
     line.extend_from_slice(record.to_line().as_bytes());
     line.push(b'\n');
-    file.write_all(&line)?;
+    if let Err(e) = file.write_all(&line) {
+        // A short write (a full disk) leaves part of the line: cut it off, so that the next
+        // record is not glued to it. If even that fails, the reader skips the torn line.
+        let _ = file.set_len(len);
+        return Err(e);
+    }
+    Ok(sync(&file, path, len == 0))
+}
+
+/// Syncs `file`'s data, and its directory entry when `new`.
+fn sync(file: &File, path: &Path, new: bool) -> std::io::Result<()> {
     file.sync_data()?;
-    if len == 0 {
+    if new {
         if let Some(dir) = path.parent() {
             File::open(dir)?.sync_all()?;
         }
@@ -365,8 +388,8 @@ mod tests {
         let path = dir.join("usage-2026-11-24.jsonl");
         std::fs::write(&path, b"{\"v\":1,\"start\":\"2026-11").unwrap();
         let r = super::super::record::tests::sample();
-        append(&path, &r).unwrap();
-        append(&path, &r).unwrap();
+        append(&path, &r).unwrap().unwrap();
+        append(&path, &r).unwrap().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
@@ -501,5 +524,57 @@ mod tests {
             .unwrap();
         assert!(text.contains("ixgw_usage_write_failures_total 1"), "{text}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A flush that runs past an interval boundary (a slow disk at a reload) does not skip
+    /// it: no record spans more than one interval, so a month's end is never inside one.
+    #[tokio::test]
+    async fn a_slow_flush_skips_no_boundary() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = temp_dir("slow");
+        let config = UsageConfig {
+            dir: dir.clone(),
+            interval: Duration::from_secs(1),
+        };
+        let names = Names {
+            tenants: vec!["a".into(), "b".into()],
+            attachments: vec![],
+            peers: vec![],
+        };
+        let t = Arc::new(Counters::new(Instant::now(), names));
+        let slow = Arc::new(AtomicBool::new(false));
+        let source = {
+            let (t, slow) = (t.clone(), slow.clone());
+            Box::new(move || {
+                if slow.swap(false, Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1100));
+                }
+                vec![t.clone()]
+            }) as Source
+        };
+        let registry = Registry::new();
+        let usage = Usage::start(
+            &config,
+            source,
+            HashMap::new(),
+            &registry,
+            SystemTime::now(),
+        )
+        .expect("starts");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        slow.store(true, Ordering::SeqCst);
+        usage.flush(Cut::Reload).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        usage.stop().await;
+        let rs = records(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(rs.len() >= 4, "{rs:?}");
+        for r in &rs {
+            assert!(
+                r.end - r.start <= 1,
+                "a record spans {} s: {r:?}",
+                r.end - r.start
+            );
+        }
     }
 }

@@ -291,8 +291,13 @@ impl Counters {
             }
         }
         for (i, l) in next.peer_labels.iter().enumerate() {
+            // The facility too: usage is billed per facility, so a peer that now names
+            // another facility starts anew (what it carried stays the old facility's).
             let same = |o: &PeerLabels| {
-                o.peer == l.peer && o.tenant == l.tenant && o.attachment == l.attachment
+                o.peer == l.peer
+                    && o.tenant == l.tenant
+                    && o.attachment == l.attachment
+                    && o.facility == l.facility
             };
             if let Some(j) = self.peer_labels.iter().position(same) {
                 let (a, b) = (&next.peers[i], &self.peers[j]);
