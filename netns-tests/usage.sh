@@ -159,8 +159,26 @@ RUN=$((RUN + 1)); out="$T_TMP/udp-$RUN-ab.json"
 start_bg usg-a "$out" timeout 30 iperf3 -J -u -l $DGRAM -b 20M -c 100.65.0.2 -p 5201 -t 4
 cpid=$BG_PID
 sleep 2
+# The reload puts a new tenant first: every tenant and peer is renumbered, so the counts go on
+# only if they are carried by name.
+cat >"$T_TMP/aaa.yaml" <<YAML
+  - name: aaa-net
+    networks:
+      - { internal: 10.9.0.0/24, exchange: 100.66.0.0/24 }
+    attachments:
+      - name: aaa-wg
+        type: wireguard
+        listen: 172.31.61.1:51830
+        private_key_file: gw-a.key
+        peers: []
+YAML
+sed -i "/^tenants:\$/r $T_TMP/aaa.yaml" "$T_TMP/ixgw.yaml"
+"$IXGW" check "$T_TMP/ixgw.yaml" >/dev/null || die "the reloaded configuration does not validate"
+ok0=$(metric usg-ix $METRICS ixgw_config_reloads_total 'result="ok"')
 kill -HUP "$IXGW_PID"
 crc=0; wait "$cpid" || crc=$?; forget_pid "$cpid"
+check "the reload renumbering the tenants was applied" \
+  test "$(metric usg-ix $METRICS ixgw_config_reloads_total 'result="ok"')" -gt "$ok0"
 wait "$spid" 2>/dev/null || true; forget_pid "$spid"
 [[ $crc == 0 ]] || { cat "$out" >&2; die "iperf3 across the reload failed"; }
 n=$(delivered "$out"); AB=$((AB + n))
