@@ -105,6 +105,8 @@ fn wall() -> Duration {
 impl Usage {
     /// Creates the directory (0750) if missing, checks that today's file can be opened for
     /// appending, and starts the thread. `since`: when counting began (the gateway's start).
+    /// A full disk does not stop the gateway: accounting must not take a network's data
+    /// path down; it is logged, and the records are written once there is room again.
     pub fn start(
         config: &UsageConfig,
         source: Source,
@@ -122,7 +124,15 @@ impl Usage {
             .create(&config.dir)
             .map_err(dir_err)?;
         let now = wall().as_secs() as i64;
-        open(&config.dir.join(file_name(now))).map_err(dir_err)?;
+        let today = config.dir.join(file_name(now));
+        match open(&today) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => tracing::error!(
+                file = %today.display(),
+                "the disk is full: no usage record can be written until there is room ({e}); the counts are kept meanwhile"
+            ),
+            Err(e) => return Err(dir_err(e)),
+        }
         let since = since
             .duration_since(UNIX_EPOCH)
             .map_or(now, |d| d.as_secs() as i64);
