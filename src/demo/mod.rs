@@ -241,7 +241,12 @@ policies:
         omura = pki.certs[0].display(),
         izumo = pki.certs[1].display(),
         audit = pki.dir.join("../audit.jsonl").display(),
-        admin_socket = pki.dir.join("../ixgw.sock").display(),
+        admin_socket = pki
+            .dir
+            .parent()
+            .unwrap_or(&pki.dir)
+            .join("ixgw.sock")
+            .display(),
     )
 }
 

@@ -147,7 +147,7 @@ pub fn fetch(path: &Path) -> Result<crate::admin::show::Report, String> {
 pub(crate) fn source(
     gateway: String,
     hub: Arc<crate::metrics::MetricsHub>,
-    plan: Arc<arc_swap::ArcSwap<crate::dataplane::Plan>>,
+    shown: Arc<arc_swap::ArcSwap<super::show::Shown>>,
     facilities: Arc<super::facilities::Facilities>,
 ) -> ShowSource {
     Arc::new(move || {
@@ -155,7 +155,7 @@ pub(crate) fn source(
         let certificates = facilities.with(super::show::certificates);
         super::show::report(
             &gateway,
-            &plan.load(),
+            &shown.load(),
             &tables,
             &certificates,
             std::time::Instant::now(),

@@ -153,7 +153,7 @@ pub struct Running {
     /// The admin socket `ixgw show` asks, if it could be bound.
     admin_socket: Option<admin_socket::AdminSocket>,
     /// The plan `ixgw show` describes.
-    shown: Arc<arc_swap::ArcSwap<Plan>>,
+    shown: Arc<arc_swap::ArcSwap<show::Shown>>,
     hub: Arc<MetricsHub>,
     ready: Arc<AtomicBool>,
     /// The heartbeats of the worker and the IKE thread, judged by `/live` and the watchdog.
@@ -683,7 +683,10 @@ impl Running {
         let admin = tokio::spawn(crate::admin::serve(listener, state.clone(), async move {
             let _ = stop_rx.await;
         }));
-        let shown = Arc::new(arc_swap::ArcSwap::from(plan.clone()));
+        let shown = Arc::new(arc_swap::ArcSwap::from_pointee(show::Shown::new(
+            plan.clone(),
+            &bound,
+        )));
         let admin_socket = config.metrics.admin_socket.as_deref().and_then(|path| {
             let show = admin_socket::source(
                 config.ix.name.clone(),
@@ -882,7 +885,8 @@ impl Running {
         for c in &changed {
             self.events.agreement(c);
         }
-        self.shown.store(plan.clone());
+        self.shown
+            .store(Arc::new(show::Shown::new(plan.clone(), &self.bound)));
         let old = std::mem::replace(&mut self.plan, plan);
         let failed = apply_kernel_changes_logged(&kernel_changes(Some(&old), &self.plan)).await;
         let attachments = summary::attachments(&old, &self.plan);

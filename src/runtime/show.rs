@@ -25,6 +25,31 @@ struct Sum {
     session: u8,
 }
 
+/// What `ixgw show` describes: the running plan and where its sockets are bound (a
+/// configured port 0 is the port the kernel chose).
+pub(crate) struct Shown {
+    pub(crate) plan: Arc<Plan>,
+    bound: HashMap<super::SourceKey, std::net::SocketAddr>,
+}
+
+impl Shown {
+    pub(crate) fn new(plan: Arc<Plan>, bound: &HashMap<super::SourceKey, super::Bound>) -> Shown {
+        let bound = (bound.iter())
+            .filter_map(|(k, b)| Some((k.clone(), b.addr?)))
+            .collect();
+        Shown { plan, bound }
+    }
+
+    /// Where attachment `a`'s `i`-th socket is bound, if it is one.
+    fn bound(
+        &self,
+        a: &crate::dataplane::AttachmentPlan,
+        i: usize,
+    ) -> Option<std::net::SocketAddr> {
+        self.bound.get(&super::SourceKey::of(a, i)).copied()
+    }
+}
+
 /// A facility of the registry as `ixgw show` names it.
 pub(crate) struct Registered {
     pub(crate) name: String,
@@ -56,7 +81,7 @@ pub(crate) fn certificates(authority: &crate::facility::Authority) -> Certificat
 /// The report at the monotonic `now`, which is the wall clock `wall`.
 pub(crate) fn report(
     gateway: &str,
-    plan: &Plan,
+    shown: &Shown,
     tables: &[Arc<Counters>],
     certificates: &Certificates,
     now: Instant,
@@ -93,6 +118,7 @@ pub(crate) fn report(
             .and_then(|w| w.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_secs())
     };
+    let plan = &*shown.plan;
     let attachments = plan
         .attachments
         .iter()
@@ -109,8 +135,9 @@ pub(crate) fn report(
             };
             let listen =
                 a.io.iter()
-                    .map(|io| match io {
-                        Io::Udp(addr) => format!("udp {addr}"),
+                    .enumerate()
+                    .map(|(n, io)| match io {
+                        Io::Udp(addr) => format!("udp {}", shown.bound(a, n).unwrap_or(*addr)),
                         Io::Esp(addr) => format!("esp {addr}"),
                         Io::Tun { name, .. } => format!("tun {name}"),
                     })
@@ -149,6 +176,7 @@ pub(crate) fn report(
                         certificate: cert.filter(|c| c.state != FacilityState::NotRequired).map(
                             |c| match c.detail.as_str() {
                                 "" => c.state.name().to_string(),
+                                why if why.starts_with(c.state.name()) => why.to_string(),
                                 why => format!("{}: {why}", c.state.name()),
                             },
                         ),
