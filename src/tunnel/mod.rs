@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ethernet;
 pub mod ipsec;
 pub mod plain;
 #[cfg(test)]

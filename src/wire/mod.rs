@@ -1,4 +1,5 @@
-//! Typed zero-copy views over IPv4, TCP, UDP and ICMP packets, and incremental checksums.
+//! Typed zero-copy views over IPv4, TCP, UDP and ICMP packets, and incremental checksums;
+//! Ethernet II frames with 802.1Q tags and ARP ([`ethernet`]).
 //!
 //! Layer contract: pure functions over byte slices; no allocation, no I/O. Untrusted bytes go
 //! through `new_checked`; once it succeeds no accessor panics. [`inspect`] is the data path's
@@ -11,6 +12,7 @@
 
 pub mod build;
 pub mod checksum;
+pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
 pub mod tcp;
