@@ -367,6 +367,17 @@ mod tests {
             .collect()
     }
 
+    /// Records `t` into `dir` every `interval` seconds.
+    fn record(dir: &Path, interval: u64, t: &Arc<Counters>, registry: &Registry) -> Usage {
+        let config = UsageConfig {
+            dir: dir.to_path_buf(),
+            interval: Duration::from_secs(interval),
+        };
+        let t = t.clone();
+        let source = Box::new(move || vec![t.clone()]) as Source;
+        Usage::start(&config, source, HashMap::new(), registry, SystemTime::now()).expect("starts")
+    }
+
     fn table() -> Arc<Counters> {
         Arc::new(Counters::new(
             Instant::now(),
@@ -462,23 +473,8 @@ mod tests {
     #[tokio::test]
     async fn records_end_on_interval_boundaries() {
         let dir = temp_dir("interval");
-        let config = UsageConfig {
-            dir: dir.clone(),
-            interval: Duration::from_secs(1),
-        };
         let t = table();
-        let source = {
-            let t = t.clone();
-            Box::new(move || vec![t.clone()]) as Source
-        };
-        let usage = Usage::start(
-            &config,
-            source,
-            HashMap::new(),
-            &Registry::new(),
-            SystemTime::now(),
-        )
-        .unwrap();
+        let usage = record(&dir, 1, &t, &Registry::new());
         t.pair(0, 1).add(100);
         tokio::time::sleep(Duration::from_millis(2300)).await;
         t.pair(0, 1).add(100);
@@ -499,24 +495,9 @@ mod tests {
     #[tokio::test]
     async fn a_failed_write_is_counted_and_its_interval_kept() {
         let dir = temp_dir("fail");
-        let config = UsageConfig {
-            dir: dir.clone(),
-            interval: Duration::from_secs(3600),
-        };
         let t = table();
-        let source = {
-            let t = t.clone();
-            Box::new(move || vec![t.clone()]) as Source
-        };
         let registry = Registry::new();
-        let usage = Usage::start(
-            &config,
-            source,
-            HashMap::new(),
-            &registry,
-            SystemTime::now(),
-        )
-        .unwrap();
+        let usage = record(&dir, 3600, &t, &registry);
         t.pair(0, 1).add(100);
         // Today's file turns into a directory: the append fails.
         let file = dir.join(file_name(wall().as_secs() as i64));
