@@ -16,6 +16,7 @@ pub mod ipsec;
 pub mod plain;
 #[cfg(test)]
 pub mod testvec;
+pub mod tls;
 pub mod wireguard;
 
 use std::time::Instant;
