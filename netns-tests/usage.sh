@@ -134,6 +134,18 @@ log "traffic before the restart"
 transfer usg-a usg-b 100.65.0.2 3 20M ab
 transfer usg-b usg-a 100.64.0.2 3 20M ba
 
+# restart_ixgw WHEN : starts ixgw again in usg-ix; the facilities' sessions died with the old
+# process, so they are set up anew at once (not after WireGuard's timeouts); A reaches B.
+restart_ixgw() {
+  local when=$1 f
+  start_ixgw usg-ix $PORT
+  for f in "usg-a $IF_A" "usg-b $IF_B"; do
+    set -- $f
+    ip netns exec "$1" wg setconf "$2" "$T_TMP/$2.wg"
+  done
+  wait_ping usg-a 100.65.0.2 20 || die "A cannot reach B after $when"
+}
+
 log "SIGTERM, then start again"
 kill -TERM "$IXGW_PID"
 rc=0; wait "$IXGW_PID" || rc=$?
@@ -142,14 +154,7 @@ check "ixgw exited 0 on SIGTERM (rc=$rc)" test "$rc" -eq 0
 last=$(cat "$USAGE_DIR"/usage-*.jsonl | tail -1 | jq -r .cut)
 check "the stopped daemon's last record is its stop record (cut: $last)" test "$last" = stop
 sleep 1.5
-start_ixgw usg-ix $PORT
-# The facilities' sessions died with the old process: new ones at once, not after WireGuard's
-# timeouts.
-for f in "usg-a $IF_A" "usg-b $IF_B"; do
-  set -- $f
-  ip netns exec "$1" wg setconf "$2" "$T_TMP/$2.wg"
-done
-wait_ping usg-a 100.65.0.2 20 || die "A cannot reach B after the restart"
+restart_ixgw "the restart"
 wait_ping usg-b 100.64.0.2 20 || die "B cannot reach A after the restart"
 
 log "traffic after the restart, a reload in the middle of it"
@@ -260,12 +265,7 @@ check "the next daemon's records follow on lines of their own" \
 check "the torn line, now inside the file, is skipped" grep -q 'skipped: not a usage record' "$T_TMP/after.err"
 log "a crash (SIGKILL) keeps every record written before it"
 TC=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-start_ixgw usg-ix $PORT
-for f in "usg-a $IF_A" "usg-b $IF_B"; do
-  set -- $f
-  ip netns exec "$1" wg setconf "$2" "$T_TMP/$2.wg"
-done
-wait_ping usg-a 100.65.0.2 20 || die "A cannot reach B after the second restart"
+restart_ixgw "the second restart"
 out="$T_TMP/udp-crash.json"
 udp_run usg-a usg-b 100.65.0.2 2 20M "$out" || { cat "$out" >&2; die "iperf3 before the crash failed"; }
 CRASH_AB=$(delivered "$out")

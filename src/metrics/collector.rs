@@ -529,6 +529,19 @@ mod tests {
         }
     }
 
+    /// A worker's table of `tenants` and `peers` (no attachments).
+    fn table(base: Instant, tenants: Vec<String>, peers: Vec<PeerLabels>) -> Counters {
+        let attachments = vec![];
+        Counters::new(
+            base,
+            Names {
+                tenants,
+                attachments,
+                peers,
+            },
+        )
+    }
+
     fn collector(tables: Vec<Arc<Counters>>) -> HotCollector {
         let slots: Arc<[ArcSwap<Counters>]> = tables.into_iter().map(ArcSwap::new).collect();
         HotCollector::new(slots).unwrap()
@@ -551,13 +564,10 @@ mod tests {
 
     #[test]
     fn descs_match_the_emitted_families() {
-        let c = collector(vec![Arc::new(Counters::new(
+        let c = collector(vec![Arc::new(table(
             Instant::now(),
-            Names {
-                tenants: vec!["a".into()],
-                attachments: vec![],
-                peers: vec![peer("a", "p")],
-            },
+            vec!["a".into()],
+            vec![peer("a", "p")],
         ))]);
         let described: Vec<&str> = c.desc().iter().map(|d| d.fq_name.as_str()).collect();
         let emitted: Vec<String> = c.collect().iter().map(|f| f.name().to_owned()).collect();
@@ -569,13 +579,10 @@ mod tests {
     fn peers_up_follows_reject_after_time_and_timestamps_are_unix_time() {
         let base = Instant::now();
         let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let table = Counters::new(
+        let table = table(
             base,
-            Names {
-                tenants: vec!["a".into()],
-                attachments: vec![],
-                peers: vec![peer("a", "fresh"), peer("a", "stale"), peer("a", "never")],
-            },
+            vec!["a".into()],
+            vec![peer("a", "fresh"), peer("a", "stale"), peer("a", "never")],
         );
         table.peer_handshake(0, base + Duration::from_secs(300));
         table.peer_handshake(1, base + Duration::from_secs(100));
@@ -608,13 +615,10 @@ mod tests {
     #[test]
     fn peer_count_is_what_the_gauges_export() {
         let base = Instant::now();
-        let table = Counters::new(
+        let table = table(
             base,
-            Names {
-                tenants: vec![],
-                attachments: vec![],
-                peers: vec![peer("a", "fresh"), peer("a", "stale"), peer("b", "ipsec")],
-            },
+            vec![],
+            vec![peer("a", "fresh"), peer("a", "stale"), peer("b", "ipsec")],
         );
         table.peer_handshake(0, base + Duration::from_secs(300));
         table.peer_handshake(1, base + Duration::from_secs(100));
@@ -645,14 +649,7 @@ mod tests {
     #[test]
     fn peer_up_boundary_is_exclusive() {
         let base = Instant::now();
-        let table = Counters::new(
-            base,
-            Names {
-                tenants: vec![],
-                attachments: vec![],
-                peers: vec![peer("a", "p")],
-            },
-        );
+        let table = table(base, vec![], vec![peer("a", "p")]);
         table.peer_handshake(0, base);
         let c = collector(vec![Arc::new(table)]);
         let wall = SystemTime::now();
@@ -669,14 +666,7 @@ mod tests {
     #[test]
     fn a_session_state_decides_over_the_handshake_age() {
         let base = Instant::now();
-        let table = Counters::new(
-            base,
-            Names {
-                tenants: vec![],
-                attachments: vec![],
-                peers: vec![peer("a", "old"), peer("a", "deleted")],
-            },
-        );
+        let table = table(base, vec![], vec![peer("a", "old"), peer("a", "deleted")]);
         table.peer_handshake(0, base);
         table.set_established(0, true);
         table.peer_handshake(1, base + Duration::from_secs(3600));
@@ -695,22 +685,8 @@ mod tests {
     #[test]
     fn latest_handshake_of_any_worker_wins() {
         let base = Instant::now();
-        let w0 = Counters::new(
-            base,
-            Names {
-                tenants: vec![],
-                attachments: vec![],
-                peers: vec![peer("a", "p")],
-            },
-        );
-        let w1 = Counters::new(
-            base,
-            Names {
-                tenants: vec![],
-                attachments: vec![],
-                peers: vec![peer("a", "p")],
-            },
-        );
+        let w0 = table(base, vec![], vec![peer("a", "p")]);
+        let w1 = table(base, vec![], vec![peer("a", "p")]);
         w0.peer_handshake(0, base + Duration::from_secs(50));
         w1.peer_handshake(0, base + Duration::from_secs(20));
         let now = base + Duration::from_secs(60);
