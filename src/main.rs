@@ -781,7 +781,8 @@ fn check(config: &std::path::Path) -> anyhow::Result<ExitCode> {
                 .map(|a| match &a.kind {
                     ixgw::config::AttachmentKind::WireGuard(wg) => wg.peers.len(),
                     ixgw::config::AttachmentKind::Ipsec(ipsec) => ipsec.peers.len(),
-                    ixgw::config::AttachmentKind::Plain(_) => 0,
+                    ixgw::config::AttachmentKind::Plain(_)
+                    | ixgw::config::AttachmentKind::Ethernet(_) => 0,
                 })
                 .sum();
             // Agreements that grant nothing right now (validation warned of those lacking

@@ -70,7 +70,7 @@ pub fn render(config: &Config, name: &str, secrets: Secrets) -> Result<String, P
                 .iter()
                 .any(|p| p.name == name)
                 .then_some(Kind::Ipsec),
-            AttachmentKind::Plain(_) => None,
+            AttachmentKind::Plain(_) | AttachmentKind::Ethernet(_) => None,
         });
     let mismatch = |actual, option, wanted| PeerConfigError::OptionNotForPeer {
         file: config.source.display().to_string(),
@@ -136,7 +136,9 @@ pub fn wg_quick(
                 .iter()
                 .find(|p| p.name == name)
                 .map(|p| (t, a, wg, p)),
-            AttachmentKind::Plain(_) | AttachmentKind::Ipsec(_) => None,
+            AttachmentKind::Plain(_) | AttachmentKind::Ipsec(_) | AttachmentKind::Ethernet(_) => {
+                None
+            }
         })
     });
     let Some((tenant, attachment, wg, peer)) = found else {

@@ -89,7 +89,9 @@ pub enum Problem {
         key: &'static str,
         kind: &'static str,
     },
-    #[error("unknown attachment type `{0}` (expected `wireguard`, `plain` or `ipsec`)")]
+    #[error(
+        "unknown attachment type `{0}` (expected `wireguard`, `plain`, `ipsec` or `ethernet`)"
+    )]
     UnknownAttachmentType(String),
     #[error("must not be empty")]
     Empty,
@@ -208,6 +210,25 @@ pub enum Problem {
     },
     #[error("TUN device name `{value}` must be 1 to 15 characters of [A-Za-z0-9_.-]")]
     TunName { value: String },
+    #[error("interface name `{value}` must be 1 to 15 characters of [A-Za-z0-9_.-]")]
+    InterfaceName { value: String },
+    #[error("port {value} is already used by {other_key} (line {other_line})")]
+    SamePort {
+        value: String,
+        other_key: String,
+        other_line: usize,
+    },
+    #[error("`{value}` cannot be the gateway's address on the link: {reason}")]
+    LinkAddress { value: String, reason: &'static str },
+    #[error("`{value}` is not a unicast MAC address like 02:00:5e:00:53:01")]
+    Mac { value: String },
+    #[error("next_hop {value} cannot be used: {reason}")]
+    NextHop {
+        value: Ipv4Addr,
+        reason: &'static str,
+    },
+    #[error("`routes` are reached through a router: set `next_hop` (the connected prefix of `address` needs no route)")]
+    RoutesWithoutNextHop,
     #[error("cannot read {what} file {file}: {source}")]
     KeyFileRead {
         /// What the file holds: `key`, `certificate`, `pre-shared key`, ...

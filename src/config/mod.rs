@@ -200,9 +200,8 @@ pub struct Attachment {
 pub enum AttachmentKind {
     WireGuard(WireGuardAttachment),
     Plain(PlainAttachment),
-    /// Validated in full; the data path does not serve it yet
-    /// ([`crate::dataplane::Plan::compile`] refuses it).
     Ipsec(IpsecAttachment),
+    Ethernet(EthernetAttachment),
 }
 
 impl AttachmentKind {
@@ -212,6 +211,7 @@ impl AttachmentKind {
             AttachmentKind::WireGuard(_) => "wireguard",
             AttachmentKind::Plain(_) => "plain",
             AttachmentKind::Ipsec(_) => "ipsec",
+            AttachmentKind::Ethernet(_) => "ethernet",
         }
     }
 }
@@ -260,6 +260,58 @@ pub struct PlainAttachment {
     /// Packets to the network or broadcast address of a `routes` prefix (of length 30 or
     /// less) are forwarded; by default they are dropped (`directed_broadcast`).
     pub directed_broadcast: bool,
+}
+
+/// An `ethernet` attachment: a carrier's IP-VPN handed over on an Ethernet port (or one VLAN
+/// of it) that ixgw owns through an AF_PACKET socket; the host's routing never sees the
+/// tenant's addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EthernetAttachment {
+    /// The port's interface name (dedicated to ixgw: no addresses of its own).
+    pub interface: String,
+    /// The 802.1Q VLAN id of the tenant's frames (1..=4094); `None`: untagged.
+    pub vlan: Option<u16>,
+    /// The gateway's address on the link, with the length of the directly connected prefix
+    /// (internal numbering): the prefix is routed to the link, its hosts resolved with ARP.
+    pub address: Ipv4Network,
+    /// The gateway's MAC on the link: configured, or a locally administered address derived
+    /// from the attachment's name ([`derived_mac`]).
+    pub mac: [u8; 6],
+    /// The carrier's router on the link, through which `routes` are reached.
+    pub next_hop: Option<Ipv4Addr>,
+    /// Internal prefixes reached through `next_hop` (routing and anti-spoofing), besides the
+    /// connected prefix.
+    pub routes: Vec<Ipv4Network>,
+    pub mtu: u16,
+    /// Packets to the network or broadcast address of the connected prefix or a `routes`
+    /// prefix (of length 30 or less) are forwarded; by default they are dropped.
+    pub directed_broadcast: bool,
+}
+
+impl EthernetAttachment {
+    /// The directly connected prefix (the network of `address`).
+    pub fn connected(&self) -> Ipv4Network {
+        Ipv4Network::new(self.address.network(), self.address.prefix()).unwrap_or(self.address)
+    }
+
+    /// Every internal prefix the link reaches: the connected prefix, then `routes`.
+    pub fn all_routes(&self) -> impl Iterator<Item = Ipv4Network> + '_ {
+        std::iter::once(self.connected()).chain(self.routes.iter().copied())
+    }
+}
+
+/// The MAC an `ethernet` attachment uses when none is configured: locally administered and
+/// unicast (first byte 0x02), then five bytes of the FNV-1a hash of the attachment's name, so
+/// that it stays the same across restarts and differs from the port's own MAC (frames to the
+/// port's MAC would also reach the host's IP stack).
+pub fn derived_mac(attachment: &str) -> [u8; 6] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in attachment.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    [0x02, b[0], b[1], b[2], b[3], b[4]]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

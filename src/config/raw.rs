@@ -139,6 +139,7 @@ pub(super) enum Attachment {
     WireGuard(WireGuardAttachment),
     Plain(PlainAttachment),
     Ipsec(IpsecAttachment),
+    Ethernet(EthernetAttachment),
 }
 
 impl Attachment {
@@ -147,6 +148,7 @@ impl Attachment {
             Attachment::WireGuard(a) => &a.name,
             Attachment::Plain(a) => &a.name,
             Attachment::Ipsec(a) => &a.name,
+            Attachment::Ethernet(a) => &a.name,
         }
     }
 }
@@ -174,6 +176,22 @@ pub(super) struct PlainAttachment {
     pub tun: Option<String>,
     pub routes: Option<Vec<String>>,
     pub kernel_routes: Option<Vec<String>>,
+    pub directed_broadcast: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EthernetAttachment {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub _type: IgnoredAny,
+    pub mtu: Option<u64>,
+    pub interface: Option<String>,
+    pub vlan: Option<u64>,
+    pub address: Option<String>,
+    pub mac: Option<String>,
+    pub next_hop: Option<String>,
+    pub routes: Option<Vec<String>>,
     pub directed_broadcast: Option<bool>,
 }
 

@@ -583,7 +583,7 @@ impl Core {
         let st = &plan.tenants[src_tenant.index()];
         let came_from = match peer {
             Some(p) => Route::Peer(p),
-            None => Route::Plain(attachment),
+            None => Route::Attachment(attachment),
         };
         if st.routes.lookup(s.src) != Some(came_from) {
             return Err(DropReason::Spoofed);
@@ -678,7 +678,7 @@ impl Core {
         }
         let egress = match route {
             Route::Peer(p) => plan.peers[p.index()].attachment,
-            Route::Plain(a) => a,
+            Route::Attachment(a) => a,
         };
         // The facility at the far end must be allowed traffic as well: a revoked facility
         // receives nothing, not even on flows others opened to it (and no ICMP goes out in
@@ -733,7 +733,7 @@ impl Core {
         // encap
         let egress_peer = match route {
             Route::Peer(p) => Some(p),
-            Route::Plain(_) => None,
+            Route::Attachment(_) => None,
         };
         let mark = tx.len();
         let sent = self.tunnels[egress.index()].encapsulate(now, egress, egress_peer, pkt, tx);

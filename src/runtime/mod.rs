@@ -19,6 +19,7 @@ mod facilities;
 mod facility_metrics;
 mod ike;
 mod ike_metrics;
+mod link;
 mod raw_esp;
 mod show;
 mod socket_drops;
@@ -76,6 +77,13 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("attachment {attachment}: cannot open the Ethernet port {interface}: {source}")]
+    Link {
+        attachment: String,
+        interface: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("attachment {attachment}: cannot route {prefix} into {tun}: {message}")]
     Route {
         attachment: String,
@@ -118,6 +126,8 @@ pub(crate) struct NewSources {
     pub tun: Vec<(SourceKey, tun_rs::SyncDevice)>,
     /// Raw ESP sockets, driven as UDP sockets (see `raw_esp`).
     pub raw: Vec<(SourceKey, std::net::UdpSocket)>,
+    /// Ethernet ports (AF_PACKET sockets), driven as UDP sockets (see `link`).
+    pub link: Vec<(SourceKey, std::net::UdpSocket)>,
 }
 
 pub(crate) enum Control {
@@ -232,7 +242,7 @@ impl NewSources {
             (k.clone(), bound)
         });
         let tun = self.tun.iter().map(|(k, _)| (k.clone(), Bound::default()));
-        let raw = self.raw.iter().map(|(k, _)| (k.clone(), Bound::default()));
+        let raw = (self.raw.iter().chain(&self.link)).map(|(k, _)| (k.clone(), Bound::default()));
         udp.chain(tun).chain(raw).collect()
     }
 }
@@ -300,6 +310,15 @@ fn open_source(
                     source,
                 })?;
                 new.raw.push((key, fd));
+            }
+            Io::Link { interface, vlan } => {
+                link::prepare(&a.name, interface);
+                let fd = link::open(interface, *vlan).map_err(|source| RuntimeError::Link {
+                    attachment: a.name.clone(),
+                    interface: interface.clone(),
+                    source,
+                })?;
+                new.link.push((key, fd));
             }
             Io::Tun { name: tun, .. } => {
                 let tun_err = |source| RuntimeError::Tun {
@@ -399,7 +418,7 @@ fn kernel_changes(old: Option<&Plan>, new: &Plan) -> Vec<KernelOp> {
                     name,
                     kernel_routes,
                 } => Some((name.clone(), (a.mtu, kernel_routes.clone()))),
-                Io::Udp(_) | Io::Esp(_) => None,
+                Io::Udp(_) | Io::Esp(_) | Io::Link { .. } => None,
             })
             .collect()
     };
@@ -411,7 +430,7 @@ fn kernel_changes(old: Option<&Plan>, new: &Plan) -> Vec<KernelOp> {
                 name,
                 kernel_routes,
             } => Some((a, name, kernel_routes)),
-            Io::Udp(_) | Io::Esp(_) => None,
+            Io::Udp(_) | Io::Esp(_) | Io::Link { .. } => None,
         })
     });
     for (a, tun, kernel_routes) in tuns {

@@ -132,6 +132,7 @@ pub(crate) fn report(
                 ),
                 AttachmentPlanKind::Plain => ("plain", None),
                 AttachmentPlanKind::Ipsec { .. } => ("ipsec", None),
+                AttachmentPlanKind::Ethernet(_) => ("ethernet", None),
             };
             let listen =
                 a.io.iter()
@@ -140,6 +141,14 @@ pub(crate) fn report(
                         Io::Udp(addr) => format!("udp {}", shown.bound(a, n).unwrap_or(*addr)),
                         Io::Esp(addr) => format!("esp {addr}"),
                         Io::Tun { name, .. } => format!("tun {name}"),
+                        Io::Link {
+                            interface,
+                            vlan: Some(id),
+                        } => format!("link {interface} vlan {id}"),
+                        Io::Link {
+                            interface,
+                            vlan: None,
+                        } => format!("link {interface}"),
                     })
                     .collect();
             let peers = plan

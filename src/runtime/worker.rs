@@ -44,6 +44,7 @@ pub enum SourceKey {
     Udp(SocketAddr, Option<(String, usize)>),
     Esp(std::net::Ipv4Addr),
     Tun(String),
+    Link(String, Option<u16>),
 }
 
 impl SourceKey {
@@ -55,6 +56,7 @@ impl SourceKey {
             }
             Io::Esp(addr) => SourceKey::Esp(*addr),
             Io::Tun { name, .. } => SourceKey::Tun(name.clone()),
+            Io::Link { interface, vlan } => SourceKey::Link(interface.clone(), *vlan),
         }
     }
 
@@ -70,6 +72,8 @@ enum Source {
     /// A raw ESP socket, driven as a UDP socket (see `raw_esp`).
     Esp(Arc<tokio::net::UdpSocket>),
     Tun(Arc<tun_rs::AsyncDevice>),
+    /// An Ethernet port's packet socket, driven as a UDP socket (see `link`).
+    Link(Arc<tokio::net::UdpSocket>),
 }
 
 struct Worker {
@@ -208,7 +212,8 @@ impl Worker {
     /// Registers new sockets and devices with this thread's reactor, all or none: on error
     /// the ones registered so far are closed again.
     fn register(new: NewSources) -> std::io::Result<Vec<(SourceKey, Source)>> {
-        let mut out = Vec::with_capacity(new.udp.len() + new.tun.len() + new.raw.len());
+        let mut out =
+            Vec::with_capacity(new.udp.len() + new.tun.len() + new.raw.len() + new.link.len());
         for (k, s) in new.udp {
             out.push((
                 k,
@@ -219,6 +224,12 @@ impl Worker {
             out.push((
                 k,
                 Source::Esp(Arc::new(tokio::net::UdpSocket::from_std(fd)?)),
+            ));
+        }
+        for (k, fd) in new.link {
+            out.push((
+                k,
+                Source::Link(Arc::new(tokio::net::UdpSocket::from_std(fd)?)),
             ));
         }
         for (k, d) in new.tun {
@@ -469,6 +480,7 @@ impl Worker {
                             .try_recv_from(buf)
                             .map(|(n, from)| (n, Remote::Ip(from.ip()))),
                         Source::Tun(d) => d.try_recv(buf).map(|n| (n, Remote::Device)),
+                        Source::Link(s) => s.try_recv(buf).map(|n| (n, Remote::Device)),
                     };
                     match got {
                         Ok((len, remote)) => {
@@ -527,6 +539,16 @@ impl Worker {
                         other => break other.map(drop),
                     }
                 },
+                (Source::Link(s), Remote::Device) => loop {
+                    match s.try_send(pkt) {
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            if s.writable().await.is_err() {
+                                break Err(e);
+                            }
+                        }
+                        other => break other.map(drop),
+                    }
+                },
                 (Source::Tun(d), Remote::Device) => loop {
                     match d.try_send(pkt) {
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -556,7 +578,7 @@ async fn readable(sources: &[Vec<Source>]) {
         for s in sources.iter().flatten() {
             let ready = match s {
                 Source::Udp(u) => u.poll_recv_ready(cx).is_ready(),
-                Source::Esp(r) => r.poll_recv_ready(cx).is_ready(),
+                Source::Esp(r) | Source::Link(r) => r.poll_recv_ready(cx).is_ready(),
                 Source::Tun(d) => d.poll_readable(cx).is_ready(),
             };
             if ready {
@@ -667,6 +689,7 @@ mod tests {
                 udp: vec![(key(&first, "a"), socket())],
                 tun: vec![],
                 raw: vec![],
+                link: vec![],
             },
         );
         let next = plan(&["a", "b", "c"], 2);
@@ -678,6 +701,7 @@ mod tests {
                 udp: vec![(key(&next, "b"), good), (key(&next, "c"), unpollable())],
                 tun: vec![],
                 raw: vec![],
+                link: vec![],
             },
         );
 
@@ -695,6 +719,7 @@ mod tests {
                 udp: vec![(key(&next, "b"), again), (key(&next, "c"), socket())],
                 tun: vec![],
                 raw: vec![],
+                link: vec![],
             },
         );
         assert_eq!(result, Ok(()));

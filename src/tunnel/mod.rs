@@ -68,6 +68,7 @@ pub enum TunnelConfig {
     Plain {
         mtu: u16,
     },
+    Ethernet(ethernet::EthernetConfig),
     /// The peers of an IPsec attachment; their SAs come from the IKE thread.
     Ipsec {
         peers: Vec<PeerId>,
@@ -82,6 +83,7 @@ pub enum Tunnel {
     WireGuard(Box<wireguard::WgAttachment>),
     Plain(plain::PlainTunnel),
     Ipsec(Box<ipsec::IpsecTunnel>),
+    Ethernet(Box<ethernet::EthernetTunnel>),
 }
 
 /// An inner packet out of a tunnel, and the peer it came from (for tunnels with peers).
@@ -102,6 +104,9 @@ impl Tunnel {
             }
             TunnelConfig::Plain { mtu } => Tunnel::Plain(plain::PlainTunnel { mtu: *mtu }),
             TunnelConfig::Ipsec { .. } => Tunnel::Ipsec(Box::new(ipsec::IpsecTunnel::new(id))),
+            TunnelConfig::Ethernet(c) => {
+                Tunnel::Ethernet(Box::new(ethernet::EthernetTunnel::new(id, *c, now)))
+            }
         }
     }
 
@@ -135,6 +140,13 @@ impl Tunnel {
                 }
                 Ok((self, 0))
             }
+            (Tunnel::Ethernet(e), TunnelConfig::Ethernet(c)) => {
+                if e.reconfigure(id, *c) {
+                    Ok((self, 0))
+                } else {
+                    Err(self)
+                }
+            }
             _ => Err(self),
         }
     }
@@ -165,6 +177,9 @@ impl Tunnel {
                 packet: data,
             })),
             Tunnel::Ipsec(t) => t.handle_input(via, data),
+            Tunnel::Ethernet(e) => Ok(e
+                .handle_input(now, data, tx)?
+                .map(|packet| Inner { peer: None, packet })),
         }
     }
 
@@ -181,6 +196,7 @@ impl Tunnel {
         match (self, peer) {
             (Tunnel::WireGuard(wg), Some(p)) => wg.send(now, p, packet, tx),
             (Tunnel::Ipsec(t), Some(p)) => t.encapsulate(p, packet, tx),
+            (Tunnel::Ethernet(e), None) => e.encapsulate(now, packet, tx),
             (Tunnel::Plain(_), None) => {
                 let buf = tx.next_buf().ok_or(DropReason::TxQueueFull)?;
                 buf[..packet.len()].copy_from_slice(packet);
@@ -198,16 +214,24 @@ impl Tunnel {
     pub fn set_peer_admitted(&mut self, peer: PeerId, admitted: bool, now: Instant) -> usize {
         match self {
             Tunnel::WireGuard(wg) => wg.set_admitted(peer, admitted, now).unwrap_or(0),
-            Tunnel::Plain(_) | Tunnel::Ipsec(_) => 0,
+            Tunnel::Plain(_) | Tunnel::Ipsec(_) | Tunnel::Ethernet(_) => 0,
         }
     }
 
     /// Runs the tunnel's timers if they are due.
     pub fn handle_timeout(&mut self, now: Instant, tx: &mut TxBatch) {
-        if let Tunnel::WireGuard(wg) = self {
-            if wg.poll_timeout().is_some_and(|t| t <= now) {
-                wg.update_timers(now, tx);
+        match self {
+            Tunnel::WireGuard(wg) => {
+                if wg.poll_timeout().is_some_and(|t| t <= now) {
+                    wg.update_timers(now, tx);
+                }
             }
+            Tunnel::Ethernet(e) => {
+                if e.poll_timeout().is_some_and(|t| t <= now) {
+                    e.handle_timeout(now, tx);
+                }
+            }
+            Tunnel::Plain(_) | Tunnel::Ipsec(_) => {}
         }
     }
 
@@ -215,6 +239,7 @@ impl Tunnel {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self {
             Tunnel::WireGuard(wg) => wg.poll_timeout(),
+            Tunnel::Ethernet(e) => e.poll_timeout(),
             Tunnel::Plain(_) | Tunnel::Ipsec(_) => None,
         }
     }
@@ -225,6 +250,9 @@ impl Tunnel {
             Tunnel::WireGuard(wg) => wg.poll_event(),
             Tunnel::Plain(_) => None,
             Tunnel::Ipsec(t) => t.poll_event(),
+            Tunnel::Ethernet(e) => e
+                .take_lost()
+                .map(|(reason, packets)| Event::dropped(reason, packets)),
         }
     }
 
@@ -232,6 +260,7 @@ impl Tunnel {
     pub fn queued(&self) -> usize {
         match self {
             Tunnel::WireGuard(wg) => wg.queued(),
+            Tunnel::Ethernet(e) => e.queued(),
             Tunnel::Plain(_) | Tunnel::Ipsec(_) => 0,
         }
     }

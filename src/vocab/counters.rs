@@ -221,7 +221,7 @@ impl Counters {
         Counters {
             base,
             drops: (0..=tenant_names.len())
-                .map(|_| Default::default())
+                .map(|_| std::array::from_fn(|_| Counter::default()))
                 .collect(),
             handshakes: (0..=attachment_names.len())
                 .map(|_| Default::default())

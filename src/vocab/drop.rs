@@ -101,6 +101,20 @@ reasons! {
     /// other than IPv4, or an inner packet that is not IPv4; or an IKE/ESP datagram that is
     /// neither.
     EspMalformed => "esp_malformed",
+    /// A frame on an `ethernet` attachment's port that is not well formed: too short, an
+    /// 802.1Q tag with VLAN 0xfff or a second tag (QinQ), a malformed ARP packet.
+    EthMalformed => "eth_malformed",
+    /// A frame of another VLAN than the attachment's (or untagged on a tagged attachment).
+    EthOtherVlan => "eth_other_vlan",
+    /// An IPv4 frame addressed to another MAC than the gateway's on the link.
+    EthNotForUs => "eth_not_for_us",
+    /// A frame of an EtherType the link does not carry (neither IPv4, ARP nor IPv6).
+    EthOtherType => "eth_ethertype",
+    /// ARP that neither asks for nor answers the gateway's address (other hosts' chatter).
+    ArpIgnored => "arp_ignored",
+    /// The next hop's MAC could not be resolved: ARP went unanswered, or too many packets
+    /// were already waiting for answers.
+    ArpUnresolved => "arp_unresolved",
     /// An IKE message that found the queue to the IKE thread full.
     IkeQueueFull => "ike_queue_full",
     /// The transmit batch was full for this wake-up.

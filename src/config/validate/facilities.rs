@@ -288,7 +288,7 @@ fn peer_refs(tenants: &[Tenant]) -> Vec<PeerRef<'_>> {
                         presents: matches!(p.auth, IpsecAuth::Certificate { .. }),
                     }))
                 }
-                AttachmentKind::Plain(_) => {}
+                AttachmentKind::Plain(_) | AttachmentKind::Ethernet(_) => {}
             }
         }
     }

@@ -28,14 +28,15 @@ use super::error::Problem;
 use super::lines::LineMap;
 use super::raw;
 use super::{
-    Attachment, AttachmentKind, Config, ConfigError, Dataplane, Destination, FlowLimit, Ix, Key32,
-    Metrics, Network, PlainAttachment, Policy, PortRule, Protocol, Service, Source, Tenant,
-    WireGuardAttachment, WireGuardPeer,
+    Attachment, AttachmentKind, Config, ConfigError, Dataplane, Destination, EthernetAttachment,
+    FlowLimit, Ix, Key32, Metrics, Network, PlainAttachment, Policy, PortRule, Protocol, Service,
+    Source, Tenant, WireGuardAttachment, WireGuardPeer,
 };
 use crate::ids::FacilityCode;
 
 mod agreements;
 mod audit;
+mod ethernet;
 mod facilities;
 mod ipsec;
 mod plain;
@@ -45,6 +46,7 @@ mod usage;
 mod values;
 mod wireguard;
 
+use ethernet::Ports;
 use tenants::*;
 use values::*;
 
@@ -366,6 +368,8 @@ impl Validator {
 mod agreement_tests;
 #[cfg(test)]
 mod audit_tests;
+#[cfg(test)]
+mod ethernet_tests;
 #[cfg(test)]
 mod facility_tests;
 #[cfg(test)]

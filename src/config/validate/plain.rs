@@ -10,7 +10,7 @@ impl Validator {
         a: &raw::PlainAttachment,
         tenant: &Tenant,
         ix: &Ix,
-        tuns: &mut HashMap<String, String>,
+        ports: &mut Ports,
         routes: &mut Vec<Keyed>,
     ) -> Result<PlainAttachment, ConfigError> {
         const KIND: &str = "plain";
@@ -23,7 +23,7 @@ impl Validator {
         if !valid_name {
             return Err(self.err(&tk, Problem::TunName { value: tun.clone() }));
         }
-        if let Some(other) = tuns.get(tun) {
+        if let Some(other) = ports.tuns.get(tun).or_else(|| ports.is_link(tun)) {
             return Err(self.err(
                 &tk,
                 Problem::SameTun {
@@ -33,7 +33,7 @@ impl Validator {
                 },
             ));
         }
-        tuns.insert(tun.clone(), tk);
+        ports.tuns.insert(tun.clone(), tk);
         let mtu = self.mtu(ak, a.mtu, KIND, PLAIN_MTU, PLAIN_DEFAULT_MTU)?;
         let raw_routes = self.required(ak, "routes", &a.routes, KIND)?;
         let plain_routes =

@@ -56,7 +56,7 @@ impl Validator {
         let mut attachment_names = Names::default();
         let mut peer_names = Names::default();
         let mut sockets = Sockets::default();
-        let mut tuns: HashMap<String, String> = HashMap::new();
+        let mut ports = Ports::default();
         let mut kernel_routes: Vec<KernelRoute> = Vec::new();
         for (ti, t) in raw.iter().enumerate() {
             let tk = format!("tenants[{ti}]");
@@ -89,8 +89,17 @@ impl Validator {
                         &mut sockets,
                         &mut routes,
                     )?),
+                    raw::Attachment::Ethernet(e) => AttachmentKind::Ethernet(self.ethernet(
+                        &ak,
+                        a.name(),
+                        e,
+                        &tenants[ti],
+                        &mut ports,
+                        &mut routes,
+                    )?),
                     raw::Attachment::Plain(a) => {
-                        let plain = self.plain(&ak, a, &tenants[ti], ix, &mut tuns, &mut routes)?;
+                        let plain =
+                            self.plain(&ak, a, &tenants[ti], ix, &mut ports, &mut routes)?;
                         let owner = (ti, ai);
                         kernel_routes.extend(plain.kernel_routes.iter().enumerate().map(
                             |(i, net)| match a.kernel_routes {
@@ -135,6 +144,9 @@ impl Validator {
                 .map(raw::Attachment::WireGuard),
             "plain" => self.typed(ak, value, "plain").map(raw::Attachment::Plain),
             "ipsec" => self.typed(ak, value, "ipsec").map(raw::Attachment::Ipsec),
+            "ethernet" => self
+                .typed(ak, value, "ethernet")
+                .map(raw::Attachment::Ethernet),
             other => Err(self.err(&tk, Problem::UnknownAttachmentType(other.to_string()))),
         }
     }
@@ -223,18 +235,19 @@ pub(super) fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
 
 /// Everything a tenant's attachments route: peers' allowed-ips and remote traffic selectors,
 /// and plain routes.
-pub(super) fn tenant_routes(t: &Tenant) -> impl Iterator<Item = &Ipv4Network> {
+pub(super) fn tenant_routes(t: &Tenant) -> impl Iterator<Item = Ipv4Network> + '_ {
     t.attachments.iter().flat_map(|a| match &a.kind {
         AttachmentKind::WireGuard(wg) => wg
             .peers
             .iter()
-            .flat_map(|p| p.allowed_ips.iter())
+            .flat_map(|p| p.allowed_ips.iter().copied())
             .collect::<Vec<_>>(),
-        AttachmentKind::Plain(p) => p.routes.iter().collect(),
+        AttachmentKind::Plain(p) => p.routes.clone(),
+        AttachmentKind::Ethernet(e) => e.all_routes().collect(),
         AttachmentKind::Ipsec(ipsec) => ipsec
             .peers
             .iter()
-            .flat_map(|p| p.remote_ts.iter())
+            .flat_map(|p| p.remote_ts.iter().copied())
             .collect(),
     })
 }

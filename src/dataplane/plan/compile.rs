@@ -4,8 +4,12 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::config::{IpsecAttachment, PlainAttachment, Tenant, WireGuardAttachment};
+use crate::config::{
+    EthernetAttachment, IpsecAttachment, PlainAttachment, Tenant, WireGuardAttachment,
+};
 use crate::policy::reach::reachable;
+use crate::tunnel::ethernet::{EthernetConfig, LinkConfig};
+use crate::wire::ethernet::Mac;
 
 struct Compiler<'c> {
     config: &'c Config,
@@ -49,11 +53,13 @@ pub(super) fn compile(config: &Config, generation: u64) -> Plan {
             let (kind, io) = match &a.kind {
                 AttachmentKind::WireGuard(wg) => c.wireguard(tid, aid, wg, &mut routes),
                 AttachmentKind::Plain(pl) => plain(aid, pl, &mut routes),
+                AttachmentKind::Ethernet(e) => ethernet(aid, e, &mut routes),
                 AttachmentKind::Ipsec(ipsec) => c.ipsec(t, tid, aid, ipsec, &mut routes),
             };
             let (mtu, directed_broadcast) = match &a.kind {
                 AttachmentKind::WireGuard(wg) => (wg.mtu, false),
                 AttachmentKind::Plain(pl) => (pl.mtu, pl.directed_broadcast),
+                AttachmentKind::Ethernet(e) => (e.mtu, e.directed_broadcast),
                 AttachmentKind::Ipsec(ipsec) => (ipsec.mtu, false),
             };
             c.attachments.push(AttachmentPlan {
@@ -98,13 +104,37 @@ fn plain(
     routes: &mut PrefixTable<Route>,
 ) -> (AttachmentPlanKind, Vec<Io>) {
     for r in &pl.routes {
-        routes.insert(*r, Route::Plain(aid));
+        routes.insert(*r, Route::Attachment(aid));
     }
     let tun = Io::Tun {
         name: pl.tun.clone(),
         kernel_routes: pl.kernel_routes.clone(),
     };
     (AttachmentPlanKind::Plain, vec![tun])
+}
+
+fn ethernet(
+    aid: AttachmentId,
+    e: &EthernetAttachment,
+    routes: &mut PrefixTable<Route>,
+) -> (AttachmentPlanKind, Vec<Io>) {
+    for r in e.all_routes() {
+        routes.insert(r, Route::Attachment(aid));
+    }
+    let config = EthernetConfig {
+        link: LinkConfig {
+            mac: Mac(e.mac),
+            ip: e.address.ip(),
+            vlan: e.vlan,
+        },
+        connected: e.connected(),
+        next_hop: e.next_hop,
+    };
+    let link = Io::Link {
+        interface: e.interface.clone(),
+        vlan: e.vlan,
+    };
+    (AttachmentPlanKind::Ethernet(config), vec![link])
 }
 
 impl Compiler<'_> {

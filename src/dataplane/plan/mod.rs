@@ -28,7 +28,9 @@ pub use ike::{identity, IkeSetupError, IpsecCarry};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Peer(PeerId),
-    Plain(AttachmentId),
+    /// An attachment that reaches the address itself: a plain TUN device, an ethernet link
+    /// (which resolves the next hop).
+    Attachment(AttachmentId),
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +49,7 @@ pub enum AttachmentPlanKind {
         peers: Vec<PeerId>,
     },
     Plain,
+    Ethernet(crate::tunnel::ethernet::EthernetConfig),
     /// `io` is UDP `ike_port`, UDP `nat_t_port`, then raw ESP if configured, in the order of
     /// [`crate::tunnel::ipsec::tunnel::IO_IKE`], `IO_NAT_T`, `IO_ESP`.
     Ipsec {
@@ -69,6 +72,12 @@ pub enum Io {
     Tun {
         name: String,
         kernel_routes: Vec<Ipv4Network>,
+    },
+    /// An Ethernet port (an AF_PACKET socket), only the frames of this VLAN (`None`:
+    /// untagged ones).
+    Link {
+        interface: String,
+        vlan: Option<u16>,
     },
 }
 
@@ -170,7 +179,7 @@ impl Plan {
     pub fn owner(&self, tenant: TenantId, src: InternalV4) -> Option<Owner> {
         let facility = match self.tenants.get(tenant.index())?.routes.lookup(src.0)? {
             Route::Peer(p) => Some(self.peers[p.index()].facility_id),
-            Route::Plain(_) => None,
+            Route::Attachment(_) => None,
         };
         Some(Owner { tenant, facility })
     }
@@ -191,7 +200,7 @@ impl Plan {
         }
         !match route {
             Route::Peer(p) => self.peers[p.index()].directed_broadcast,
-            Route::Plain(a) => self.attachments[a.index()].directed_broadcast,
+            Route::Attachment(a) => self.attachments[a.index()].directed_broadcast,
         }
     }
 
@@ -248,6 +257,7 @@ impl Plan {
             AttachmentPlanKind::Plain => TunnelConfig::Plain {
                 mtu: attachment.mtu,
             },
+            AttachmentPlanKind::Ethernet(c) => TunnelConfig::Ethernet(*c),
         }
     }
 }

@@ -4,10 +4,12 @@
 //! drop the rest as `arp_unresolved`).
 //!
 //! States follow RFC 1122 § 2.3.2.1 in spirit: an entry is reachable for `reachable_for` after
-//! it was learned; a lookup of an unknown or expired address makes it incomplete and asks for
-//! a request, then at most one request per `retry` until `tries` went unanswered, after which
-//! the address counts as failed for `retry` (lookups miss without new requests: a silent
-//! host cannot make the gateway flood the link). Learning (RFC 826's merge) refreshes an
+//! it was learned; a lookup of an unknown address makes it incomplete and asks for a request,
+//! then at most one request per `retry` until `tries` went unanswered, after which the address
+//! counts as failed for `retry` (lookups miss without new requests: a silent host cannot make
+//! the gateway flood the link). An expired entry turns stale, as Linux's do: its MAC is still
+//! used while it is asked for again (a flow does not stall every `reachable_for`), and it
+//! fails like an incomplete one if the asking goes unanswered. Learning (RFC 826's merge) refreshes an
 //! entry that exists; a new one is created only for an address the gateway itself asked for
 //! or that asked the gateway, so a stranger's ARP chatter cannot fill the cache. When it is
 //! full, the entry that expires first makes room (an incomplete one before any reachable
@@ -49,6 +51,12 @@ enum State {
         mac: Mac,
         until: Instant,
     },
+    /// Expired, still used while asked for again: `tries` requests, the last at `asked`.
+    Stale {
+        mac: Mac,
+        asked: Instant,
+        tries: u8,
+    },
     /// Asked `tries` times; the last request at `asked`.
     Incomplete {
         asked: Instant,
@@ -64,6 +72,8 @@ enum State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
     Hit(Mac),
+    /// Stale: use the MAC, and send an ARP request for it now.
+    Probe(Mac),
     /// Not resolved; `request`: send an ARP request for it now.
     Miss {
         request: bool,
@@ -137,13 +147,37 @@ impl ArpCache {
                 self.stats.hits += 1;
                 return Lookup::Hit(mac);
             }
-            // Expired: ask again, starting over.
-            State::Reachable { .. } => {
-                *state = State::Incomplete {
+            // Expired: still used, asked for again.
+            State::Reachable { mac, .. } => {
+                *state = State::Stale {
+                    mac,
                     asked: now,
                     tries: 1,
                 };
-                true
+                self.stats.hits += 1;
+                self.stats.requests += 1;
+                return Lookup::Probe(mac);
+            }
+            State::Stale { mac, asked, tries } => {
+                if now.saturating_duration_since(asked) < t.retry {
+                    self.stats.hits += 1;
+                    return Lookup::Hit(mac);
+                }
+                if tries < t.tries {
+                    *state = State::Stale {
+                        mac,
+                        asked: now,
+                        tries: tries + 1,
+                    };
+                    self.stats.hits += 1;
+                    self.stats.requests += 1;
+                    return Lookup::Probe(mac);
+                }
+                *state = State::Failed {
+                    until: now + t.retry,
+                };
+                self.stats.failed += 1;
+                false
             }
             State::Incomplete { asked, tries }
                 if now.saturating_duration_since(asked) >= t.retry =>
@@ -203,6 +237,19 @@ impl ArpCache {
         true
     }
 
+    /// Whether `ip` has a MAC to use (reachable or stale).
+    pub fn is_resolved(&self, ip: Ipv4Addr) -> bool {
+        matches!(
+            self.entries.get(&ip),
+            Some(State::Reachable { .. } | State::Stale { .. })
+        )
+    }
+
+    /// Whether `ip` is being asked for (a packet for it may wait for the answer).
+    pub fn is_pending(&self, ip: Ipv4Addr) -> bool {
+        matches!(self.entries.get(&ip), Some(State::Incomplete { .. }))
+    }
+
     /// Forgets everything (the attachment's link or addresses changed).
     pub fn clear(&mut self) {
         self.entries.clear();
@@ -214,7 +261,9 @@ impl ArpCache {
         let t = self.timers;
         self.entries.retain(|_, s| match *s {
             State::Reachable { until, .. } => now < until + t.reachable_for,
-            State::Incomplete { asked, .. } => now.saturating_duration_since(asked) < t.retry * 2,
+            State::Incomplete { asked, .. } | State::Stale { asked, .. } => {
+                now.saturating_duration_since(asked) < t.retry * 2
+            }
             State::Failed { until } => now < until,
         });
     }
@@ -228,6 +277,7 @@ impl ArpCache {
         let rank = |s: &State| match *s {
             State::Failed { until } => (0, until),
             State::Incomplete { asked, .. } => (0, asked),
+            State::Stale { asked, .. } => (1, asked),
             State::Reachable { until, .. } => (1, until),
         };
         let victim = (self.entries.iter())
@@ -285,10 +335,14 @@ mod tests {
             c.lookup(ip(1), t0 + Duration::from_secs(29)),
             Lookup::Hit(MAC)
         );
-        // 30 s without hearing it: asked again.
+        // 30 s without hearing it: still used, and asked again.
         assert_eq!(
             c.lookup(ip(1), t0 + Duration::from_secs(30)),
-            Lookup::Miss { request: true }
+            Lookup::Probe(MAC)
+        );
+        assert_eq!(
+            c.lookup(ip(1), t0 + Duration::from_millis(30_500)),
+            Lookup::Hit(MAC)
         );
         // Any ARP from it refreshes it, even one not for us.
         assert!(c.learn(ip(1), MAC, false, t0 + Duration::from_secs(31)));
@@ -296,6 +350,19 @@ mod tests {
             c.lookup(ip(1), t0 + Duration::from_secs(60)),
             Lookup::Hit(MAC)
         );
+    }
+
+    #[test]
+    fn a_stale_entry_that_stays_silent_fails() {
+        let (mut c, t0) = cache();
+        let s = Duration::from_secs;
+        c.learn(ip(1), MAC, true, t0);
+        assert_eq!(c.lookup(ip(1), t0 + s(30)), Lookup::Probe(MAC));
+        assert_eq!(c.lookup(ip(1), t0 + s(31)), Lookup::Probe(MAC));
+        assert_eq!(c.lookup(ip(1), t0 + s(32)), Lookup::Probe(MAC));
+        assert_eq!(c.lookup(ip(1), t0 + s(33)), Lookup::Miss { request: false });
+        assert_eq!(c.lookup(ip(1), t0 + s(34)), Lookup::Miss { request: true });
+        assert_eq!((c.stats().failed, c.stats().requests), (1, 4));
     }
 
     #[test]

@@ -4,11 +4,15 @@
 //!
 //! A received frame is taken only on the attachment's VLAN (a frame of another VLAN or an
 //! untagged one on a tagged link is refused: the carrier's other customers are not ours), and
-//! an IPv4 frame only when it is addressed to the gateway's MAC. ARP requests for the
+//! an IPv4 frame only when it is addressed to the gateway's MAC. Linux moves the 802.1Q tag
+//! of a received frame out of the frame before a packet socket sees it; the caller says which
+//! tag that was (the runtime's socket filter passes only the link's VLAN), and a tag still in
+//! the frame counts instead. ARP requests for the
 //! gateway's address are answered; ARP from a neighbour refreshes (or, when it concerns the
 //! gateway, makes) its cache entry. IPv4 packets are handed on without the frame's padding.
 
 use std::net::Ipv4Addr;
+use std::ops::Range;
 use std::time::Instant;
 
 use super::arp_cache::{ArpCache, ArpTimers, Lookup};
@@ -56,9 +60,9 @@ impl From<FrameError> for LinkRefusal {
 
 /// What a received frame was.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Received<'a> {
-    /// An IPv4 packet for the pipeline (without the frame's padding).
-    Packet(&'a [u8]),
+pub enum Received {
+    /// An IPv4 packet for the pipeline: where it lies in the frame (without the padding).
+    Packet(Range<usize>),
     /// ARP the link took; `reply`: the length of the answer frame written into the reply
     /// buffer, to send.
     Arp { reply: Option<usize> },
@@ -69,6 +73,9 @@ pub enum Received<'a> {
 pub enum Sent {
     /// The packet's frame, this long.
     Frame(usize),
+    /// The packet's frame, this long, to a stale neighbour: send an ARP request for it too
+    /// ([`Link::request`]).
+    FrameAndProbe(usize),
     /// The next hop is unresolved: an ARP request frame, this long, went into the buffer
     /// instead (the packet itself is refused as [`LinkRefusal::Unresolved`] by the caller).
     ArpRequest(usize),
@@ -97,15 +104,17 @@ impl Link {
         &self.neighbours
     }
 
-    /// Takes a received frame; an ARP answer, if due, is written into `reply`.
-    pub fn receive<'a>(
+    /// Takes a received frame whose 802.1Q tag, if the kernel took one out, was
+    /// `kernel_vlan`; an ARP answer, if due, is written into `reply`.
+    pub fn receive(
         &mut self,
         now: Instant,
-        frame: &'a [u8],
+        frame: &[u8],
+        kernel_vlan: Option<u16>,
         reply: &mut [u8],
-    ) -> Result<Received<'a>, LinkRefusal> {
+    ) -> Result<Received, LinkRefusal> {
         let f = ethernet::parse(frame)?;
-        if f.vlan != self.config.vlan {
+        if f.vlan.or(kernel_vlan) != self.config.vlan {
             return Err(LinkRefusal::OtherVlan);
         }
         match f.ethertype {
@@ -119,7 +128,8 @@ impl Link {
                     [v, _, a, b, ..] if v >> 4 == 4 => usize::from(u16::from_be_bytes([*a, *b])),
                     _ => p.len(),
                 };
-                Ok(Received::Packet(&p[..total.min(p.len())]))
+                let start = frame.len() - p.len();
+                Ok(Received::Packet(start..start + total.min(p.len())))
             }
             ETHERTYPE_ARP => self.arp(now, &Arp::parse(f.payload)?, reply),
             ETHERTYPE_IPV6 => Err(LinkRefusal::Ipv6),
@@ -127,12 +137,7 @@ impl Link {
         }
     }
 
-    fn arp(
-        &mut self,
-        now: Instant,
-        a: &Arp,
-        reply: &mut [u8],
-    ) -> Result<Received<'static>, LinkRefusal> {
+    fn arp(&mut self, now: Instant, a: &Arp, reply: &mut [u8]) -> Result<Received, LinkRefusal> {
         let me = self.config;
         let for_us = a.target_ip == me.ip && a.sender_ip != me.ip;
         // RFC 826's merge: refresh what is known; learn a new neighbour only from ARP that
@@ -178,15 +183,47 @@ impl Link {
                     .map(Sent::Frame)
                     .map_err(|_| LinkRefusal::TooBig)
             }
-            Lookup::Miss { request: true } => {
-                let mut arp = [0u8; ARP_LEN];
-                Arp::request(me.mac, me.ip, next_hop).write(&mut arp)?;
-                ethernet::write_frame(out, Mac::BROADCAST, me.mac, me.vlan, ETHERTYPE_ARP, &arp)
-                    .map(Sent::ArpRequest)
+            Lookup::Probe(mac) => {
+                ethernet::write_frame(out, mac, me.mac, me.vlan, ETHERTYPE_IPV4, packet)
+                    .map(Sent::FrameAndProbe)
                     .map_err(|_| LinkRefusal::TooBig)
             }
+            Lookup::Miss { request: true } => self.request(next_hop, out).map(Sent::ArpRequest),
             Lookup::Miss { request: false } => Err(LinkRefusal::Unresolved),
         }
+    }
+
+    /// Writes a broadcast ARP request for `ip` into `out`; returns its length.
+    pub fn request(&self, ip: Ipv4Addr, out: &mut [u8]) -> Result<usize, LinkRefusal> {
+        let me = self.config;
+        let mut arp = [0u8; ARP_LEN];
+        Arp::request(me.mac, me.ip, ip).write(&mut arp)?;
+        ethernet::write_frame(out, Mac::BROADCAST, me.mac, me.vlan, ETHERTYPE_ARP, &arp)
+            .map_err(|_| LinkRefusal::TooBig)
+    }
+
+    /// Asks for `ip` again if a request is due (a packet waits for it); returns the length
+    /// of the request written into `out`.
+    pub fn ask(&mut self, now: Instant, ip: Ipv4Addr, out: &mut [u8]) -> Option<usize> {
+        match self.neighbours.lookup(ip, now) {
+            Lookup::Miss { request: true } => self.request(ip, out).ok(),
+            _ => None,
+        }
+    }
+
+    /// Whether `ip` is resolved (a packet waiting for it can leave).
+    pub fn resolved(&self, ip: Ipv4Addr) -> bool {
+        self.neighbours.is_resolved(ip)
+    }
+
+    /// Whether `ip` is being asked for.
+    pub fn pending(&self, ip: Ipv4Addr) -> bool {
+        self.neighbours.is_pending(ip)
+    }
+
+    /// Forgets stale state of the neighbour cache (see [`ArpCache::expire`]).
+    pub fn expire(&mut self, now: Instant) {
+        self.neighbours.expire(now);
     }
 }
 
@@ -201,8 +238,8 @@ pub fn fuzz_receive(data: &[u8]) {
         };
         let mut link = Link::new(config, 4, ArpTimers::default());
         let mut reply = [0u8; 128];
-        match link.receive(Instant::now(), data, &mut reply) {
-            Ok(Received::Packet(p)) => assert!(p.len() <= data.len()),
+        match link.receive(Instant::now(), data, vlan, &mut reply) {
+            Ok(Received::Packet(p)) => assert!(p.end <= data.len() && p.start <= p.end),
             Ok(Received::Arp { reply: Some(n) }) => {
                 let f = ethernet::parse(&reply[..n]).expect("the answer parses");
                 assert_eq!((f.src, f.vlan), (config.mac, vlan));
@@ -250,7 +287,7 @@ mod tests {
         let t = Instant::now();
         let ask = arp_frame(Arp::request(CE, ip(2), ip(1)), Mac::BROADCAST, Some(101));
         let mut reply = [0u8; 128];
-        let r = l.receive(t, &ask, &mut reply).unwrap();
+        let r = l.receive(t, &ask, None, &mut reply).unwrap();
         let Received::Arp { reply: Some(n) } = r else {
             panic!("{r:?}")
         };
@@ -304,7 +341,7 @@ mod tests {
         );
         let answer = arp_frame(req.reply(CE, ip(9)), GW, None);
         assert_eq!(
-            l.receive(t, &answer, &mut [0u8; 64]),
+            l.receive(t, &answer, None, &mut [0u8; 64]),
             Ok(Received::Arp { reply: None })
         );
         assert_eq!(
@@ -323,32 +360,51 @@ mod tests {
         ];
         let n = write_frame(&mut f, GW, CE, Some(101), ETHERTYPE_IPV4, &packet).unwrap();
         assert_eq!(
-            l.receive(t, &f[..n], &mut []),
-            Ok(Received::Packet(&packet[..])),
+            l.receive(t, &f[..n], None, &mut []),
+            Ok(Received::Packet(18..38)),
             "padding cut off"
         );
         let n = write_frame(&mut f, GW, CE, Some(102), ETHERTYPE_IPV4, &packet).unwrap();
-        assert_eq!(l.receive(t, &f[..n], &mut []), Err(LinkRefusal::OtherVlan));
+        assert_eq!(
+            l.receive(t, &f[..n], Some(101), &mut []),
+            Err(LinkRefusal::OtherVlan),
+            "the tag in the frame counts"
+        );
         let n = write_frame(&mut f, GW, CE, None, ETHERTYPE_IPV4, &packet).unwrap();
-        assert_eq!(l.receive(t, &f[..n], &mut []), Err(LinkRefusal::OtherVlan));
+        assert_eq!(
+            l.receive(t, &f[..n], None, &mut []),
+            Err(LinkRefusal::OtherVlan)
+        );
+        assert_eq!(
+            l.receive(t, &f[..n], Some(102), &mut []),
+            Err(LinkRefusal::OtherVlan)
+        );
+        assert_eq!(
+            l.receive(t, &f[..n], Some(101), &mut []),
+            Ok(Received::Packet(14..34)),
+            "the tag the kernel took out"
+        );
         let n = write_frame(&mut f, CE, CE, Some(101), ETHERTYPE_IPV4, &packet).unwrap();
-        assert_eq!(l.receive(t, &f[..n], &mut []), Err(LinkRefusal::NotForUs));
+        assert_eq!(
+            l.receive(t, &f[..n], None, &mut []),
+            Err(LinkRefusal::NotForUs)
+        );
         let n = write_frame(&mut f, GW, CE, Some(101), ETHERTYPE_IPV6, &packet).unwrap();
-        assert_eq!(l.receive(t, &f[..n], &mut []), Err(LinkRefusal::Ipv6));
+        assert_eq!(l.receive(t, &f[..n], None, &mut []), Err(LinkRefusal::Ipv6));
         let n = write_frame(&mut f, GW, CE, Some(101), 0x88cc, &packet).unwrap();
         assert_eq!(
-            l.receive(t, &f[..n], &mut []),
+            l.receive(t, &f[..n], None, &mut []),
             Err(LinkRefusal::OtherEthertype)
         );
         // Another host asking for another host: nothing learned, nothing answered.
         let chatter = arp_frame(Arp::request(CE, ip(2), ip(3)), Mac::BROADCAST, Some(101));
         assert_eq!(
-            l.receive(t, &chatter, &mut [0u8; 64]),
+            l.receive(t, &chatter, None, &mut [0u8; 64]),
             Err(LinkRefusal::ArpOther)
         );
         assert!(l.neighbours().is_empty());
         assert_eq!(
-            l.receive(t, &[0u8; 10], &mut []),
+            l.receive(t, &[0u8; 10], None, &mut []),
             Err(LinkRefusal::Frame(FrameError::Truncated))
         );
     }

@@ -1,0 +1,214 @@
+//! The `ethernet` attachment's tunnel: ARP answered and asked, packets framed to their next
+//! hop, waiting for an answer, and dropped (counted) when none comes.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::wire::ethernet::{
+    parse, write_frame, Arp, ArpOp, Mac, ARP_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4,
+};
+
+const GW: Mac = Mac([2, 0, 0x5e, 0, 0x53, 1]);
+const HOST: Mac = Mac([2, 0, 0x5e, 0, 0x53, 2]);
+const ROUTER: Mac = Mac([2, 0, 0x5e, 0, 0x53, 0xfe]);
+
+fn ip(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, n)
+}
+
+fn tunnel(vlan: Option<u16>) -> (EthernetTunnel, Instant) {
+    let now = Instant::now();
+    let config = EthernetConfig {
+        link: LinkConfig {
+            mac: GW,
+            ip: ip(1),
+            vlan,
+        },
+        connected: "10.0.0.0/24".parse().unwrap(),
+        next_hop: Some(ip(254)),
+    };
+    (EthernetTunnel::new(AttachmentId(3), config, now), now)
+}
+
+/// An IPv4 header (20 bytes, no payload) from `src` to `dst`.
+fn packet(src: Ipv4Addr, dst: Ipv4Addr) -> [u8; 20] {
+    let mut p = [0u8; 20];
+    p[0] = 0x45;
+    p[3] = 20;
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    p
+}
+
+fn arp_frame(a: Arp, dst: Mac, vlan: Option<u16>) -> Vec<u8> {
+    let mut arp = [0u8; ARP_LEN];
+    a.write(&mut arp).unwrap();
+    let mut f = vec![0u8; 64];
+    let n = write_frame(&mut f, dst, a.sender_mac, vlan, ETHERTYPE_ARP, &arp).unwrap();
+    f.truncate(n);
+    f
+}
+
+/// What went out, parsed: (destination MAC, EtherType, VLAN, payload).
+fn sent(tx: &TxBatch) -> Vec<(Mac, u16, Option<u16>, Vec<u8>)> {
+    tx.iter()
+        .map(|(meta, bytes)| {
+            assert_eq!((meta.attachment, meta.via), (AttachmentId(3), Via::DEVICE));
+            let f = parse(bytes).unwrap();
+            (f.dst, f.ethertype, f.vlan, f.payload.to_vec())
+        })
+        .collect()
+}
+
+#[test]
+fn a_frame_for_the_gateway_gives_its_packet_in_place() {
+    let (mut t, now) = tunnel(Some(42));
+    let mut tx = TxBatch::new(8);
+    let p = packet(ip(2), Ipv4Addr::new(100, 65, 0, 2));
+    let mut frame = vec![0u8; 64];
+    // The kernel took the tag out; the socket's filter passed VLAN 42 only.
+    let n = write_frame(&mut frame, GW, HOST, None, ETHERTYPE_IPV4, &p).unwrap();
+    let inner = t.handle_input(now, &mut frame[..n], &mut tx).unwrap();
+    assert_eq!(inner.as_deref(), Some(&p[..]));
+    assert!(tx.is_empty());
+
+    let n = write_frame(&mut frame, HOST, HOST, None, ETHERTYPE_IPV4, &p).unwrap();
+    assert_eq!(
+        t.handle_input(now, &mut frame[..n], &mut tx),
+        Err(DropReason::EthNotForUs)
+    );
+    let n = write_frame(&mut frame, GW, HOST, Some(43), ETHERTYPE_IPV4, &p).unwrap();
+    assert_eq!(
+        t.handle_input(now, &mut frame[..n], &mut tx),
+        Err(DropReason::EthOtherVlan)
+    );
+    assert_eq!(
+        t.handle_input(now, &mut [0u8; 8], &mut tx),
+        Err(DropReason::EthMalformed)
+    );
+}
+
+#[test]
+fn arp_for_the_gateway_is_answered_and_others_chatter_counted() {
+    let (mut t, now) = tunnel(Some(42));
+    let mut tx = TxBatch::new(8);
+    let mut ask = arp_frame(Arp::request(HOST, ip(2), ip(1)), Mac::BROADCAST, None);
+    assert_eq!(t.handle_input(now, &mut ask, &mut tx), Ok(None));
+    let out = sent(&tx);
+    assert_eq!(out.len(), 1);
+    let (dst, ethertype, vlan, payload) = &out[0];
+    assert_eq!((*dst, *ethertype, *vlan), (HOST, ETHERTYPE_ARP, Some(42)));
+    let a = Arp::parse(payload).unwrap();
+    assert_eq!((a.op, a.sender_mac, a.sender_ip), (ArpOp::Reply, GW, ip(1)));
+
+    let mut chatter = arp_frame(Arp::request(HOST, ip(2), ip(3)), Mac::BROADCAST, None);
+    assert_eq!(
+        t.handle_input(now, &mut chatter, &mut tx),
+        Err(DropReason::ArpIgnored)
+    );
+}
+
+/// A packet to an unknown host asks for it and waits; the answer sends it. A routed
+/// destination goes to the next hop.
+#[test]
+fn a_packet_waits_for_its_next_hop_and_leaves_with_the_answer() {
+    let (mut t, now) = tunnel(None);
+    let mut tx = TxBatch::new(8);
+    let p = packet(Ipv4Addr::new(100, 65, 0, 2), ip(2));
+    assert_eq!(t.encapsulate(now, &p, &mut tx), Ok(()));
+    assert_eq!(t.queued(), 1);
+    let out = sent(&tx);
+    assert_eq!(out.len(), 1, "only the request");
+    assert_eq!((out[0].0, out[0].1), (Mac::BROADCAST, ETHERTYPE_ARP));
+    let req = Arp::parse(&out[0].3).unwrap();
+    assert_eq!((req.op, req.target_ip), (ArpOp::Request, ip(2)));
+    tx.clear();
+
+    let mut answer = arp_frame(req.reply(HOST, ip(2)), GW, None);
+    assert_eq!(t.handle_input(now, &mut answer, &mut tx), Ok(None));
+    assert_eq!(t.queued(), 0);
+    let out = sent(&tx);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].0, out[0].1), (HOST, ETHERTYPE_IPV4));
+    assert_eq!(&out[0].3[..20], &p[..]);
+    tx.clear();
+
+    // Now resolved: straight out.
+    assert_eq!(t.encapsulate(now, &p, &mut tx), Ok(()));
+    assert_eq!(sent(&tx)[0].0, HOST);
+    tx.clear();
+
+    // Outside the connected prefix: through the next hop.
+    let routed = packet(Ipv4Addr::new(100, 65, 0, 2), Ipv4Addr::new(10, 9, 0, 1));
+    assert_eq!(t.encapsulate(now, &routed, &mut tx), Ok(()));
+    let req = Arp::parse(&sent(&tx)[0].3).unwrap();
+    assert_eq!(req.target_ip, ip(254));
+    tx.clear();
+    let mut answer = arp_frame(req.reply(ROUTER, ip(254)), GW, None);
+    t.handle_input(now, &mut answer, &mut tx).unwrap();
+    assert_eq!(sent(&tx)[0].0, ROUTER);
+
+    // The gateway's own address is no destination.
+    let own = packet(Ipv4Addr::new(100, 65, 0, 2), ip(1));
+    assert_eq!(t.encapsulate(now, &own, &mut tx), Err(DropReason::NoRoute));
+}
+
+#[test]
+fn unanswered_requests_are_repeated_then_the_waiting_packets_dropped() {
+    let (mut t, now) = tunnel(None);
+    let mut tx = TxBatch::new(64);
+    let p = packet(Ipv4Addr::new(100, 65, 0, 2), ip(9));
+    t.encapsulate(now, &p, &mut tx).unwrap();
+    t.encapsulate(now, &p, &mut tx).unwrap();
+    assert_eq!((t.queued(), tx.len()), (2, 1), "one request for both");
+    tx.clear();
+    let mut requests = 0;
+    let mut at = now;
+    while at < now + Duration::from_secs(5) {
+        at += Duration::from_millis(100);
+        if t.poll_timeout().is_some_and(|d| d <= at) {
+            t.handle_timeout(at, &mut tx);
+        }
+        requests += sent(&tx)
+            .iter()
+            .filter(|(dst, e, ..)| *dst == Mac::BROADCAST && *e == ETHERTYPE_ARP)
+            .count();
+        tx.clear();
+    }
+    assert_eq!(requests, 2, "the second and third try");
+    assert_eq!(t.queued(), 0);
+    assert_eq!(t.take_lost(), Some((DropReason::ArpUnresolved, 2)));
+    assert_eq!(t.take_lost(), None);
+}
+
+#[test]
+fn the_waiting_room_is_bounded() {
+    let (mut t, now) = tunnel(None);
+    let mut tx = TxBatch::new(WAITING + 8);
+    for n in 0..WAITING {
+        let p = packet(Ipv4Addr::new(100, 65, 0, 2), ip(10 + n as u8));
+        assert_eq!(t.encapsulate(now, &p, &mut tx), Ok(()));
+    }
+    let p = packet(Ipv4Addr::new(100, 65, 0, 2), ip(200));
+    assert_eq!(
+        t.encapsulate(now, &p, &mut tx),
+        Err(DropReason::ArpUnresolved)
+    );
+    assert_eq!(t.queued(), WAITING);
+}
+
+#[test]
+fn a_reload_keeps_the_neighbours_of_the_same_link_only() {
+    let (mut t, now) = tunnel(None);
+    let mut tx = TxBatch::new(8);
+    let mut ask = arp_frame(Arp::request(HOST, ip(2), ip(1)), Mac::BROADCAST, None);
+    t.handle_input(now, &mut ask, &mut tx).unwrap();
+    let mut config = t.config();
+    config.next_hop = Some(ip(253));
+    assert!(t.reconfigure(AttachmentId(5), config));
+    assert_eq!(t.neighbours().len(), 1);
+    config.link.vlan = Some(7);
+    assert!(!t.reconfigure(AttachmentId(5), config));
+}
