@@ -136,18 +136,26 @@ start_ixgw() {
 # wg_facility NS IFNAME PEER : a wireguard-go facility configured from the wg-quick file that
 # `$IXGW peer-config` writes for PEER of $T_TMP/ixgw.yaml (key in $T_TMP/PEER.key)
 wg_facility() {
-  local ns=$1 ifn=$2 peer=$3 conf="$T_TMP/$2.conf" i p
+  local ns=$1 ifn=$2 peer=$3 i
   start_bg "$ns" "$T_TMP/$ifn.log" env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 LOG_LEVEL=error wireguard-go -f "$ifn"
   for (( i=0; i<50; i++ )); do
     [[ -S /var/run/wireguard/$ifn.sock ]] && ip -n "$ns" link show "$ifn" >/dev/null 2>&1 && break
     sleep 0.1
   done
+  wg_configure "$ns" "$ifn" "$peer"
+}
+
+# wg_configure NS IFNAME PEER : (re)applies what `$IXGW peer-config` writes for PEER now (keys,
+# AllowedIPs and their routes, address, MTU), as a facility does after the IX changed its
+# policies
+wg_configure() {
+  local ns=$1 ifn=$2 peer=$3 conf="$T_TMP/$2.conf" p
   "$IXGW" peer-config --config "$T_TMP/ixgw.yaml" --peer "$peer" --private-key "$T_TMP/$peer.key" >"$conf"
   wg-quick strip "$conf" >"$T_TMP/$ifn.wg"
   ip netns exec "$ns" wg setconf "$ifn" "$T_TMP/$ifn.wg"
-  ip -n "$ns" addr add "$(awk -F' = ' '/^Address/{print $2}' "$conf")" dev "$ifn"
+  ip -n "$ns" addr replace "$(awk -F' = ' '/^Address/{print $2}' "$conf")" dev "$ifn"
   ip -n "$ns" link set "$ifn" mtu "$(awk -F' = ' '/^MTU/{print $2}' "$conf")" up
   for p in $(awk -F' = ' '/^AllowedIPs/{gsub(/,/, " ", $2); print $2}' "$conf"); do
-    ip -n "$ns" route add "$p" dev "$ifn"
+    ip -n "$ns" route replace "$p" dev "$ifn"
   done
 }

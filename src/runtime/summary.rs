@@ -86,6 +86,7 @@ pub(crate) fn attachments(old: &Plan, new: &Plan) -> Changes {
                     AttachmentPlanKind::WireGuard { private_key: b, .. },
                 ) => a == b,
                 (AttachmentPlanKind::Plain, AttachmentPlanKind::Plain) => true,
+                (AttachmentPlanKind::Ethernet(a), AttachmentPlanKind::Ethernet(b)) => a == b,
                 (
                     AttachmentPlanKind::Ipsec {
                         local_id: a,
