@@ -781,6 +781,7 @@ fn check(config: &std::path::Path) -> anyhow::Result<ExitCode> {
                 .map(|a| match &a.kind {
                     ixgw::config::AttachmentKind::WireGuard(wg) => wg.peers.len(),
                     ixgw::config::AttachmentKind::Ipsec(ipsec) => ipsec.peers.len(),
+                    ixgw::config::AttachmentKind::Tls(tls) => tls.peers.len(),
                     ixgw::config::AttachmentKind::Plain(_)
                     | ixgw::config::AttachmentKind::Ethernet(_) => 0,
                 })

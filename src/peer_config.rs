@@ -1,5 +1,6 @@
 //! `ixgw peer-config`: the facility side's configuration — a wg-quick file for a WireGuard
-//! peer, a strongSwan swanctl.conf for an IPsec peer — derived from the same configuration the
+//! peer, a strongSwan swanctl.conf for an IPsec peer, the openconnect command line for a TLS
+//! peer — derived from the same configuration the
 //! gateway runs, so that onboarding a facility is one command.
 //!
 //! AllowedIPs (WireGuard) and the facility's remote traffic selectors (IPsec, unless the peer
@@ -15,13 +16,15 @@ use crate::config::{AttachmentKind, Config, WireGuardAttachment, WireGuardPeer};
 use crate::ids::FacilityCode;
 pub(crate) use crate::policy::reach::reachable;
 
+mod openconnect;
 mod swanctl;
 
+pub use openconnect::openconnect;
 pub use swanctl::swanctl;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerConfigError {
-    #[error("{file}: no WireGuard or IPsec peer is named {peer:?}")]
+    #[error("{file}: no WireGuard, IPsec or TLS peer is named {peer:?}")]
     UnknownPeer { file: String, peer: String },
     #[error("{file}: peer {peer:?} is {actual} peer; {option} applies to {wanted} peers")]
     OptionNotForPeer {
@@ -54,6 +57,7 @@ pub fn render(config: &Config, name: &str, secrets: Secrets) -> Result<String, P
     enum Kind {
         WireGuard,
         Ipsec,
+        Tls,
     }
     let kind = config
         .tenants
@@ -70,6 +74,11 @@ pub fn render(config: &Config, name: &str, secrets: Secrets) -> Result<String, P
                 .iter()
                 .any(|p| p.name == name)
                 .then_some(Kind::Ipsec),
+            AttachmentKind::Tls(tls) => tls
+                .peers
+                .iter()
+                .any(|p| p.name == name)
+                .then_some(Kind::Tls),
             AttachmentKind::Plain(_) | AttachmentKind::Ethernet(_) => None,
         });
     let mismatch = |actual, option, wanted| PeerConfigError::OptionNotForPeer {
@@ -84,6 +93,11 @@ pub fn render(config: &Config, name: &str, secrets: Secrets) -> Result<String, P
         Some(Kind::Ipsec) if secrets.private_key.is_some() => {
             Err(mismatch("an IPsec", "--private-key", "WireGuard"))
         }
+        Some(Kind::Tls) if secrets.psk => Err(mismatch("a TLS", "--with-psk", "IPsec")),
+        Some(Kind::Tls) if secrets.private_key.is_some() => {
+            Err(mismatch("a TLS", "--private-key", "WireGuard"))
+        }
+        Some(Kind::Tls) => openconnect(config, name),
         Some(Kind::WireGuard) => wg_quick(config, name, secrets.private_key),
         Some(Kind::Ipsec) => swanctl(config, name, secrets.psk),
         None => Err(PeerConfigError::UnknownPeer {
@@ -136,9 +150,10 @@ pub fn wg_quick(
                 .iter()
                 .find(|p| p.name == name)
                 .map(|p| (t, a, wg, p)),
-            AttachmentKind::Plain(_) | AttachmentKind::Ipsec(_) | AttachmentKind::Ethernet(_) => {
-                None
-            }
+            AttachmentKind::Plain(_)
+            | AttachmentKind::Ipsec(_)
+            | AttachmentKind::Ethernet(_)
+            | AttachmentKind::Tls(_) => None,
         })
     });
     let Some((tenant, attachment, wg, peer)) = found else {

@@ -90,7 +90,7 @@ pub enum Problem {
         kind: &'static str,
     },
     #[error(
-        "unknown attachment type `{0}` (expected `wireguard`, `plain`, `ipsec` or `ethernet`)"
+        "unknown attachment type `{0}` (expected `wireguard`, `plain`, `ipsec`, `ethernet` or `tls`)"
     )]
     UnknownAttachmentType(String),
     #[error("must not be empty")]
@@ -229,6 +229,24 @@ pub enum Problem {
     },
     #[error("`routes` are reached through a router: set `next_hop` (the connected prefix of `address` needs no route)")]
     RoutesWithoutNextHop,
+    #[error("client_ca `{name}` is not among the trust bundles of tenant `{tenant}` (`trust:` on the tenant)")]
+    ClientCaNotTrusted { name: String, tenant: String },
+    #[error("TLS 1.3 cannot be left out (`1.2` may be added for old clients)")]
+    Tls13Required,
+    #[error("facility {code} already has a peer on this attachment ({other_key}, line {other_line}): the certificate names the facility, so each facility has one peer per tls attachment")]
+    TlsFacilityTwice {
+        code: String,
+        other_key: String,
+        other_line: usize,
+    },
+    #[error("pool {pool} has {hosts} addresses for {peers} peers: each connected peer needs one")]
+    PoolTooSmall {
+        pool: Ipv4Network,
+        hosts: u64,
+        peers: usize,
+    },
+    #[error("peer `{peer}` of a tls attachment needs its facility {code} in `facilities:` with `certificate: presented` (or a certificate file): clients log in with the facility's certificate")]
+    TlsFacilityUnregistered { peer: String, code: String },
     #[error("cannot read {what} file {file}: {source}")]
     KeyFileRead {
         /// What the file holds: `key`, `certificate`, `pre-shared key`, ...

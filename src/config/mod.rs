@@ -202,6 +202,7 @@ pub enum AttachmentKind {
     Plain(PlainAttachment),
     Ipsec(IpsecAttachment),
     Ethernet(EthernetAttachment),
+    Tls(TlsAttachment),
 }
 
 impl AttachmentKind {
@@ -212,6 +213,7 @@ impl AttachmentKind {
             AttachmentKind::Plain(_) => "plain",
             AttachmentKind::Ipsec(_) => "ipsec",
             AttachmentKind::Ethernet(_) => "ethernet",
+            AttachmentKind::Tls(_) => "tls",
         }
     }
 }
@@ -298,6 +300,46 @@ impl EthernetAttachment {
     pub fn all_routes(&self) -> impl Iterator<Item = Ipv4Network> + '_ {
         std::iter::once(self.connected()).chain(self.routes.iter().copied())
     }
+}
+
+/// A `tls` attachment: SSL-VPN clients speaking OpenConnect's AnyConnect-compatible protocol
+/// (CSTP over TLS), each logging in with its facility's client certificate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsAttachment {
+    /// The TCP socket clients connect to.
+    pub listen: SocketAddr,
+    /// The server's certificate chain and key.
+    pub credentials: GatewayCredentials,
+    /// The trust bundles (`trust:` names, all trusted by the tenant) whose CAs issue the
+    /// clients' certificates: the TLS handshake accepts only chains to these.
+    pub client_ca: Vec<String>,
+    /// TLS 1.2 is accepted besides 1.3.
+    pub tls12: bool,
+    /// The addresses handed to clients (internal numbering), one per connected peer.
+    pub pool: Ipv4Network,
+    /// DNS servers pushed to clients (internal numbering of the tenant... as the client
+    /// reaches them: exchange addresses).
+    pub dns: Vec<Ipv4Addr>,
+    /// The exchange prefixes pushed as routes into the tunnel; `None`: those each peer's
+    /// policies reach (as `ixgw peer-config` computes WireGuard's AllowedIPs).
+    pub split_routes: Option<Vec<Ipv4Network>>,
+    pub mtu: u16,
+    /// How often the client checks the tunnel (X-CSTP-DPD).
+    pub dpd: Duration,
+    /// How often the client sends keepalives (X-CSTP-Keepalive).
+    pub keepalive: Duration,
+    /// A session without traffic, or without a connection, ends after this long.
+    pub idle_timeout: Duration,
+    /// A session ends this long after its login, connected or not.
+    pub session_timeout: Duration,
+    pub peers: Vec<TlsPeer>,
+}
+
+/// A facility whose clients may log in to a `tls` attachment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsPeer {
+    pub name: String,
+    pub facility: FacilityCode,
 }
 
 /// The MAC an `ethernet` attachment uses when none is configured: locally administered and

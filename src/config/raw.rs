@@ -140,6 +140,7 @@ pub(super) enum Attachment {
     Plain(PlainAttachment),
     Ipsec(IpsecAttachment),
     Ethernet(EthernetAttachment),
+    Tls(TlsAttachment),
 }
 
 impl Attachment {
@@ -149,6 +150,7 @@ impl Attachment {
             Attachment::Plain(a) => &a.name,
             Attachment::Ipsec(a) => &a.name,
             Attachment::Ethernet(a) => &a.name,
+            Attachment::Tls(a) => &a.name,
         }
     }
 }
@@ -193,6 +195,36 @@ pub(super) struct EthernetAttachment {
     pub next_hop: Option<String>,
     pub routes: Option<Vec<String>>,
     pub directed_broadcast: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TlsAttachment {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub _type: IgnoredAny,
+    pub mtu: Option<u64>,
+    pub listen: Option<String>,
+    pub certificate_file: Option<String>,
+    pub private_key_file: Option<String>,
+    pub client_ca: Option<Vec<String>>,
+    pub tls_versions: Option<Vec<String>>,
+    pub pool: Option<String>,
+    pub dns: Option<Vec<String>>,
+    pub split_routes: Option<Vec<String>>,
+    pub dpd: Option<String>,
+    pub keepalive: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub session_timeout: Option<String>,
+    #[serde(default)]
+    pub peers: Vec<TlsPeer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TlsPeer {
+    pub name: String,
+    pub facility: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -75,6 +75,7 @@ pub fn count_event(counters: &Counters, of: Option<(AttachmentId, TenantId)>, ev
         }
         Event::Dropped { reason, packets } => counters.drops_add(tenant, reason, packets),
         Event::Endpoint { peer, to, .. } => counters.set_endpoint(peer.index(), to),
+        Event::Established { peer, up } => counters.set_established(peer.index(), up),
     }
 }
 
@@ -585,7 +586,12 @@ impl Core {
             Some(p) => Route::Peer(p),
             None => Route::Attachment(attachment),
         };
-        if st.routes.lookup(s.src) != Some(came_from) {
+        // A tunnel that hands out addresses (TLS) has checked the source against the
+        // session's address; its pool is routed to the attachment.
+        let assigned = peer.is_some()
+            && self.tunnels[attachment.index()].assigns_addresses()
+            && st.routes.lookup(s.src) == Some(Route::Attachment(attachment));
+        if !assigned && st.routes.lookup(s.src) != Some(came_from) {
             return Err(DropReason::Spoofed);
         }
         let src = InternalV4(s.src);
@@ -676,14 +682,21 @@ impl Core {
         if plan.refuses_directed_broadcast(dst.0, prefix_len, route) {
             return Err(DropReason::DirectedBroadcast);
         }
-        let egress = match route {
-            Route::Peer(p) => plan.peers[p.index()].attachment,
-            Route::Attachment(a) => a,
+        let (egress, egress_peer) = match route {
+            Route::Peer(p) => (plan.peers[p.index()].attachment, Some(p)),
+            Route::Attachment(a) => {
+                let tunnel = &self.tunnels[a.index()];
+                match tunnel.peer_for(dst.0) {
+                    Some(p) => (a, Some(p)),
+                    None if tunnel.assigns_addresses() => return Err(DropReason::NoSession),
+                    None => (a, None),
+                }
+            }
         };
         // The facility at the far end must be allowed traffic as well: a revoked facility
         // receives nothing, not even on flows others opened to it (and no ICMP goes out in
         // its name).
-        if let Route::Peer(p) = route {
+        if let Some(p) = egress_peer {
             let to = plan.peers[p.index()].facility_id;
             if !self.facilities.state(Some(to)).allows_traffic() {
                 return Err(DropReason::Certificate);
@@ -731,10 +744,6 @@ impl Core {
         }
 
         // encap
-        let egress_peer = match route {
-            Route::Peer(p) => Some(p),
-            Route::Attachment(_) => None,
-        };
         let mark = tx.len();
         let sent = self.tunnels[egress.index()].encapsulate(now, egress, egress_peer, pkt, tx);
         if let Err(reason) = sent {
@@ -759,7 +768,7 @@ impl Core {
                 duration: Duration::ZERO,
             });
         }
-        if let Route::Peer(p) = route {
+        if let Some(p) = egress_peer {
             self.counters.peer(p.index()).tx(len);
             self.counters.peer_wire_tx(p.index(), tx.bytes_from(mark));
         }

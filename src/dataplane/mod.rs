@@ -17,7 +17,7 @@ pub use flow_event::{FlowEnd, FlowEvent, FlowPhase, FlowSink, PeerEvent, PeerEve
 pub use gateway::{count_event, Gateway};
 pub use plan::{
     identity, AttachmentPlan, AttachmentPlanKind, IkeSetupError, Io, IpsecCarry, IpsecPeerPlan,
-    PeerPlan, PeerPlanKind, Plan, Route, TenantPlan,
+    PeerPlan, PeerPlanKind, Plan, Route, TenantPlan, TlsPeerPlan, TlsPlan,
 };
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub(crate) mod testpki;
 mod tests;
 
 pub use authority::{Authority, CertSource, Change, FacilitySpec, PeerRefused, Presenter};
-pub use cert::{CertError, FacilityCert};
+pub use cert::{certificates, CertError, FacilityCert};
 pub use time::{format_unix, parse_rfc3339};
 pub use trust::{Ca, CrlError, CrlInfo, CrlPolicy};
 pub use verify::{verify, Expect, FacilityUsage, Verdict};

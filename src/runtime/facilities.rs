@@ -197,7 +197,7 @@ fn spec(
         .map(|p| &plan.peers[p.index()])
         .filter_map(|p| match &p.kind {
             PeerPlanKind::WireGuard(wg) => Some(wg.public_key),
-            PeerPlanKind::Ipsec(_) => None,
+            PeerPlanKind::Ipsec(_) | PeerPlanKind::Tls(_) => None,
         })
         .collect();
     FacilitySpec {

@@ -26,6 +26,7 @@ mod socket_drops;
 mod summary;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod watchdog;
 mod worker;
 
@@ -128,6 +129,11 @@ pub(crate) struct NewSources {
     pub raw: Vec<(SourceKey, std::net::UdpSocket)>,
     /// Ethernet ports (AF_PACKET sockets), driven as UDP sockets (see `link`).
     pub link: Vec<(SourceKey, std::net::UdpSocket)>,
+    /// The worker's ends of `tls` attachments' socket pairs.
+    pub relay: Vec<(SourceKey, std::os::unix::net::UnixDatagram)>,
+    /// The listeners and the TLS thread's ends of the pairs: taken out before the rest goes
+    /// to the worker, handed to the TLS thread once the worker runs the plan.
+    pub tls: Vec<(SourceKey, tls::TlsIo)>,
 }
 
 pub(crate) enum Control {
@@ -190,6 +196,9 @@ pub struct Running {
     events: Arc<events::Events>,
     /// The usage recorder, with a `usage:` section.
     usage: Option<crate::usage::Usage>,
+    /// The TLS thread's control queue, and the thread.
+    tls_tx: mpsc::Sender<tls::TlsControl>,
+    tls_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Running {
@@ -243,7 +252,14 @@ impl NewSources {
         });
         let tun = self.tun.iter().map(|(k, _)| (k.clone(), Bound::default()));
         let raw = (self.raw.iter().chain(&self.link)).map(|(k, _)| (k.clone(), Bound::default()));
-        udp.chain(tun).chain(raw).collect()
+        let tls = self.tls.iter().map(|(k, io)| {
+            let bound = Bound {
+                addr: io.listener.local_addr().ok(),
+                ..Bound::default()
+            };
+            (k.clone(), bound)
+        });
+        udp.chain(tun).chain(raw).chain(tls).collect()
     }
 }
 
@@ -310,6 +326,35 @@ fn open_source(
                     source,
                 })?;
                 new.raw.push((key, fd));
+            }
+            Io::Tls(listen) => {
+                let bind_err = |source| RuntimeError::Bind {
+                    attachment: a.name.clone(),
+                    addr: *listen,
+                    source,
+                };
+                let listener = std::net::TcpListener::bind(listen)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .map_err(bind_err)?;
+                let (worker_end, thread_end) = std::os::unix::net::UnixDatagram::pair()
+                    .and_then(|(w, t)| {
+                        w.set_nonblocking(true)?;
+                        t.set_nonblocking(true)?;
+                        Ok((w, t))
+                    })
+                    .map_err(bind_err)?;
+                for s in [&worker_end, &thread_end] {
+                    let _ = rustix::net::sockopt::set_socket_send_buffer_size(s, SOCKET_BUFFER);
+                    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(s, SOCKET_BUFFER);
+                }
+                new.relay.push((key.clone(), worker_end));
+                new.tls.push((
+                    key,
+                    tls::TlsIo {
+                        listener,
+                        relay: thread_end,
+                    },
+                ));
             }
             Io::Link { interface, vlan } => {
                 link::prepare(&a.name, interface);
@@ -418,7 +463,7 @@ fn kernel_changes(old: Option<&Plan>, new: &Plan) -> Vec<KernelOp> {
                     name,
                     kernel_routes,
                 } => Some((name.clone(), (a.mtu, kernel_routes.clone()))),
-                Io::Udp(_) | Io::Esp(_) | Io::Link { .. } => None,
+                Io::Udp(_) | Io::Esp(_) | Io::Link { .. } | Io::Tls(_) => None,
             })
             .collect()
     };
@@ -430,7 +475,7 @@ fn kernel_changes(old: Option<&Plan>, new: &Plan) -> Vec<KernelOp> {
                 name,
                 kernel_routes,
             } => Some((a, name, kernel_routes)),
-            Io::Udp(_) | Io::Esp(_) | Io::Link { .. } => None,
+            Io::Udp(_) | Io::Esp(_) | Io::Link { .. } | Io::Tls(_) => None,
         })
     });
     for (a, tun, kernel_routes) in tuns {
@@ -600,8 +645,9 @@ impl Running {
         let facilities =
             facilities::Facilities::new(config, &plan, ike::unix_now(), Some(events.clone()));
         let presenter: Arc<dyn crate::facility::Presenter> = facilities.clone();
-        let sources = open_sources(&plan, &HashMap::new())?;
+        let mut sources = open_sources(&plan, &HashMap::new())?;
         let bound: HashMap<SourceKey, Bound> = sources.bound().into_iter().collect();
+        let tls_new = std::mem::take(&mut sources.tls);
         let mut udp_clones = HashMap::new();
         sources.clone_udp(&mut udp_clones);
         let engines = ike_setups(&plan, &udp_clones, &presenter)?;
@@ -689,6 +735,20 @@ impl Running {
             plan: plan.clone(),
             engines,
         });
+        let (tls_tx, tls_rx) = mpsc::channel(16);
+        let tls_thread = match tls::spawn(tls_rx, presenter.clone(), config.ix.name.clone()) {
+            Ok(t) => t,
+            Err(e) => {
+                stop_worker(&control, worker).await;
+                return Err(RuntimeError::Thread(e));
+            }
+        };
+        let _ = tls_tx
+            .send(tls::TlsControl::Plan {
+                plan: plan.clone(),
+                new: tls_new,
+            })
+            .await;
 
         let ready = Arc::new(AtomicBool::new(true));
         let listener =
@@ -757,6 +817,8 @@ impl Running {
             plan,
             audit,
             usage,
+            tls_tx,
+            tls_thread: Some(tls_thread),
         })
     }
 
@@ -846,7 +908,8 @@ impl Running {
             tracing::warn!("metrics.admin_socket changed (or could not be bound at the start): takes effect at the next restart");
         }
         let plan = Arc::new(Plan::compile(config, self.plan.generation + 1));
-        let sources = open_sources(&plan, &self.bound)?;
+        let mut sources = open_sources(&plan, &self.bound)?;
+        let tls_new = std::mem::take(&mut sources.tls);
         let mut udp_clones = self.udp_clones.clone();
         sources.clone_udp(&mut udp_clones);
         let presenter: Arc<dyn crate::facility::Presenter> = self.facilities.clone();
@@ -895,6 +958,13 @@ impl Running {
             plan: plan.clone(),
             engines,
         });
+        let _ = self
+            .tls_tx
+            .send(tls::TlsControl::Plan {
+                plan: plan.clone(),
+                new: tls_new,
+            })
+            .await;
         self.socket_drops.track(tracked_sockets(&plan, &self.bound));
         let changed = self
             .agreements
@@ -934,6 +1004,11 @@ impl Running {
                 .await
                 .ok()
                 .and_then(Result::ok);
+        }
+        // TLS clients are told their sessions end while the worker still carries them.
+        if let Some(t) = self.tls_thread.take() {
+            let _ = self.tls_tx.send(tls::TlsControl::Stop).await;
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         if let Some(w) = self.worker.take() {
             stop_worker(&self.control, w).await;

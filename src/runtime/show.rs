@@ -133,6 +133,7 @@ pub(crate) fn report(
                 AttachmentPlanKind::Plain => ("plain", None),
                 AttachmentPlanKind::Ipsec { .. } => ("ipsec", None),
                 AttachmentPlanKind::Ethernet(_) => ("ethernet", None),
+                AttachmentPlanKind::Tls(_) => ("tls", None),
             };
             let listen =
                 a.io.iter()
@@ -149,6 +150,7 @@ pub(crate) fn report(
                             interface,
                             vlan: None,
                         } => format!("link {interface}"),
+                        Io::Tls(addr) => format!("tls {addr}"),
                     })
                     .collect();
             let peers = plan
@@ -166,7 +168,7 @@ pub(crate) fn report(
                         PeerPlanKind::WireGuard(c) => {
                             (c.endpoint, Some(keys::encode(&c.public_key)))
                         }
-                        PeerPlanKind::Ipsec(_) => (None, None),
+                        PeerPlanKind::Ipsec(_) | PeerPlanKind::Tls(_) => (None, None),
                     };
                     let state = if cert.is_some_and(|c| !c.state.allows_traffic()) {
                         "refused"

@@ -45,6 +45,8 @@ pub enum SourceKey {
     Esp(std::net::Ipv4Addr),
     Tun(String),
     Link(String, Option<u16>),
+    /// A TLS listener (with the attachment's name when the port is chosen by the kernel).
+    Tls(SocketAddr, Option<(String, usize)>),
 }
 
 impl SourceKey {
@@ -57,6 +59,9 @@ impl SourceKey {
             Io::Esp(addr) => SourceKey::Esp(*addr),
             Io::Tun { name, .. } => SourceKey::Tun(name.clone()),
             Io::Link { interface, vlan } => SourceKey::Link(interface.clone(), *vlan),
+            Io::Tls(listen) => {
+                SourceKey::Tls(*listen, (listen.port() == 0).then(|| (a.name.clone(), i)))
+            }
         }
     }
 
@@ -74,6 +79,8 @@ enum Source {
     Tun(Arc<tun_rs::AsyncDevice>),
     /// An Ethernet port's packet socket, driven as a UDP socket (see `link`).
     Link(Arc<tokio::net::UdpSocket>),
+    /// The worker's end of a `tls` attachment's socket pair with the TLS thread.
+    Relay(Arc<tokio::net::UnixDatagram>),
 }
 
 struct Worker {
@@ -212,8 +219,9 @@ impl Worker {
     /// Registers new sockets and devices with this thread's reactor, all or none: on error
     /// the ones registered so far are closed again.
     fn register(new: NewSources) -> std::io::Result<Vec<(SourceKey, Source)>> {
-        let mut out =
-            Vec::with_capacity(new.udp.len() + new.tun.len() + new.raw.len() + new.link.len());
+        let mut out = Vec::with_capacity(
+            new.udp.len() + new.tun.len() + new.raw.len() + new.link.len() + new.relay.len(),
+        );
         for (k, s) in new.udp {
             out.push((
                 k,
@@ -224,6 +232,12 @@ impl Worker {
             out.push((
                 k,
                 Source::Esp(Arc::new(tokio::net::UdpSocket::from_std(fd)?)),
+            ));
+        }
+        for (k, s) in new.relay {
+            out.push((
+                k,
+                Source::Relay(Arc::new(tokio::net::UnixDatagram::from_std(s)?)),
             ));
         }
         for (k, fd) in new.link {
@@ -481,6 +495,7 @@ impl Worker {
                             .map(|(n, from)| (n, Remote::Ip(from.ip()))),
                         Source::Tun(d) => d.try_recv(buf).map(|n| (n, Remote::Device)),
                         Source::Link(s) => s.try_recv(buf).map(|n| (n, Remote::Device)),
+                        Source::Relay(s) => s.try_recv(buf).map(|n| (n, Remote::Device)),
                     };
                     match got {
                         Ok((len, remote)) => {
@@ -549,6 +564,16 @@ impl Worker {
                         other => break other.map(drop),
                     }
                 },
+                (Source::Relay(s), Remote::Device) => loop {
+                    match s.try_send(pkt) {
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            if s.writable().await.is_err() {
+                                break Err(e);
+                            }
+                        }
+                        other => break other.map(drop),
+                    }
+                },
                 (Source::Tun(d), Remote::Device) => loop {
                     match d.try_send(pkt) {
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -579,6 +604,7 @@ async fn readable(sources: &[Vec<Source>]) {
             let ready = match s {
                 Source::Udp(u) => u.poll_recv_ready(cx).is_ready(),
                 Source::Esp(r) | Source::Link(r) => r.poll_recv_ready(cx).is_ready(),
+                Source::Relay(r) => r.poll_recv_ready(cx).is_ready(),
                 Source::Tun(d) => d.poll_readable(cx).is_ready(),
             };
             if ready {
@@ -690,6 +716,8 @@ mod tests {
                 tun: vec![],
                 raw: vec![],
                 link: vec![],
+                relay: vec![],
+                tls: vec![],
             },
         );
         let next = plan(&["a", "b", "c"], 2);
@@ -702,6 +730,8 @@ mod tests {
                 tun: vec![],
                 raw: vec![],
                 link: vec![],
+                relay: vec![],
+                tls: vec![],
             },
         );
 
@@ -720,6 +750,8 @@ mod tests {
                 tun: vec![],
                 raw: vec![],
                 link: vec![],
+                relay: vec![],
+                tls: vec![],
             },
         );
         assert_eq!(result, Ok(()));

@@ -47,6 +47,8 @@ pub enum Event {
         to: std::net::SocketAddr,
         at: Instant,
     },
+    /// `peer` has a session (a TLS client connected) or lost it.
+    Established { peer: PeerId, up: bool },
     /// Packets lost inside the tunnel, not the one the call was about: replies that found the
     /// transmit batch full, packets that waited for a session that never came.
     Dropped { reason: DropReason, packets: u64 },
@@ -69,6 +71,7 @@ pub enum TunnelConfig {
         mtu: u16,
     },
     Ethernet(ethernet::EthernetConfig),
+    Tls(tls::TlsConfig),
     /// The peers of an IPsec attachment; their SAs come from the IKE thread.
     Ipsec {
         peers: Vec<PeerId>,
@@ -84,6 +87,7 @@ pub enum Tunnel {
     Plain(plain::PlainTunnel),
     Ipsec(Box<ipsec::IpsecTunnel>),
     Ethernet(Box<ethernet::EthernetTunnel>),
+    Tls(Box<tls::TlsTunnel>),
 }
 
 /// An inner packet out of a tunnel, and the peer it came from (for tunnels with peers).
@@ -107,6 +111,7 @@ impl Tunnel {
             TunnelConfig::Ethernet(c) => {
                 Tunnel::Ethernet(Box::new(ethernet::EthernetTunnel::new(id, *c, now)))
             }
+            TunnelConfig::Tls(c) => Tunnel::Tls(Box::new(tls::TlsTunnel::new(id, c.clone()))),
         }
     }
 
@@ -138,6 +143,10 @@ impl Tunnel {
                     Some(kept) => t.renumber(kept),
                     None => t.clear(),
                 }
+                Ok((self, 0))
+            }
+            (Tunnel::Tls(t), TunnelConfig::Tls(c)) if c.kept.is_some() => {
+                t.reconfigure(id, c.clone());
                 Ok((self, 0))
             }
             (Tunnel::Ethernet(e), TunnelConfig::Ethernet(c)) => {
@@ -180,6 +189,7 @@ impl Tunnel {
             Tunnel::Ethernet(e) => Ok(e
                 .handle_input(now, data, tx)?
                 .map(|packet| Inner { peer: None, packet })),
+            Tunnel::Tls(t) => t.handle_input(now, data),
         }
     }
 
@@ -197,6 +207,7 @@ impl Tunnel {
             (Tunnel::WireGuard(wg), Some(p)) => wg.send(now, p, packet, tx),
             (Tunnel::Ipsec(t), Some(p)) => t.encapsulate(p, packet, tx),
             (Tunnel::Ethernet(e), None) => e.encapsulate(now, packet, tx),
+            (Tunnel::Tls(t), Some(p)) => t.encapsulate(p, packet, tx),
             (Tunnel::Plain(_), None) => {
                 let buf = tx.next_buf().ok_or(DropReason::TxQueueFull)?;
                 buf[..packet.len()].copy_from_slice(packet);
@@ -214,8 +225,23 @@ impl Tunnel {
     pub fn set_peer_admitted(&mut self, peer: PeerId, admitted: bool, now: Instant) -> usize {
         match self {
             Tunnel::WireGuard(wg) => wg.set_admitted(peer, admitted, now).unwrap_or(0),
-            Tunnel::Plain(_) | Tunnel::Ipsec(_) | Tunnel::Ethernet(_) => 0,
+            Tunnel::Plain(_) | Tunnel::Ipsec(_) | Tunnel::Ethernet(_) | Tunnel::Tls(_) => 0,
         }
+    }
+
+    /// The peer whose session holds `address`, for tunnels that hand out addresses (TLS);
+    /// `None` for the others and for an address no session holds.
+    pub fn peer_for(&self, address: std::net::Ipv4Addr) -> Option<PeerId> {
+        match self {
+            Tunnel::Tls(t) => t.peer_for(address),
+            _ => None,
+        }
+    }
+
+    /// Whether the tunnel hands out its addresses to peers (the pipeline then finds the peer
+    /// of a routed address with [`Tunnel::peer_for`]).
+    pub fn assigns_addresses(&self) -> bool {
+        matches!(self, Tunnel::Tls(_))
     }
 
     /// Runs the tunnel's timers if they are due.
@@ -231,7 +257,7 @@ impl Tunnel {
                     e.handle_timeout(now, tx);
                 }
             }
-            Tunnel::Plain(_) | Tunnel::Ipsec(_) => {}
+            Tunnel::Plain(_) | Tunnel::Ipsec(_) | Tunnel::Tls(_) => {}
         }
     }
 
@@ -240,7 +266,7 @@ impl Tunnel {
         match self {
             Tunnel::WireGuard(wg) => wg.poll_timeout(),
             Tunnel::Ethernet(e) => e.poll_timeout(),
-            Tunnel::Plain(_) | Tunnel::Ipsec(_) => None,
+            Tunnel::Plain(_) | Tunnel::Ipsec(_) | Tunnel::Tls(_) => None,
         }
     }
 
@@ -253,6 +279,7 @@ impl Tunnel {
             Tunnel::Ethernet(e) => e
                 .take_lost()
                 .map(|(reason, packets)| Event::dropped(reason, packets)),
+            Tunnel::Tls(t) => t.poll_event(),
         }
     }
 
@@ -261,7 +288,7 @@ impl Tunnel {
         match self {
             Tunnel::WireGuard(wg) => wg.queued(),
             Tunnel::Ethernet(e) => e.queued(),
-            Tunnel::Plain(_) | Tunnel::Ipsec(_) => 0,
+            Tunnel::Plain(_) | Tunnel::Ipsec(_) | Tunnel::Tls(_) => 0,
         }
     }
 

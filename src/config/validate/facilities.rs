@@ -116,6 +116,15 @@ impl Validator {
         warnings: &mut Vec<Warning>,
     ) -> Result<Option<Vec<Facility>>, ConfigError> {
         let Some(raw) = raw else {
+            if let Some(p) = peer_refs(tenants).iter().find(|p| p.kind == "tls") {
+                return Err(self.err(
+                    &p.key,
+                    Problem::TlsFacilityUnregistered {
+                        peer: p.name.to_string(),
+                        code: p.facility.to_string(),
+                    },
+                ));
+            }
             if !tenants.is_empty() {
                 warnings.push(Warning {
                     line: None,
@@ -174,6 +183,16 @@ impl Validator {
             }
             let ck = format!("{fk}.certificate");
             let certificate = match f.certificate.trim() {
+                "none" if carriers.iter().any(|p| p.kind == "tls") => {
+                    let p = carriers.iter().find(|p| p.kind == "tls");
+                    return Err(self.err(
+                        &ck,
+                        Problem::TlsFacilityUnregistered {
+                            peer: p.map_or(String::new(), |p| p.name.to_string()),
+                            code: code.to_string(),
+                        },
+                    ));
+                }
                 "none" => {
                     warnings.push(self.warning(
                         &ck,
@@ -286,6 +305,16 @@ fn peer_refs(tenants: &[Tenant]) -> Vec<PeerRef<'_>> {
                         key: key(pi),
                         kind: "ipsec",
                         presents: matches!(p.auth, IpsecAuth::Certificate { .. }),
+                    }))
+                }
+                AttachmentKind::Tls(tls) => {
+                    out.extend(tls.peers.iter().enumerate().map(|(pi, p)| PeerRef {
+                        name: &p.name,
+                        tenant: &t.name,
+                        facility: p.facility,
+                        key: key(pi),
+                        kind: "tls",
+                        presents: true,
                     }))
                 }
                 AttachmentKind::Plain(_) | AttachmentKind::Ethernet(_) => {}

@@ -42,6 +42,7 @@ mod ipsec;
 mod plain;
 mod policies;
 mod tenants;
+mod tls;
 mod usage;
 mod values;
 mod wireguard;
@@ -186,6 +187,8 @@ struct Sockets {
     udp: Vec<(SocketAddr, String)>,
     /// Raw ESP sockets (IP protocol 50), by local address.
     esp: Vec<(Ipv4Addr, String)>,
+    /// TCP listeners of `tls` attachments.
+    tcp: Vec<(SocketAddr, String)>,
 }
 
 /// A plain attachment's kernel route: prefix, key path, the attachment's (tenant, attachment)

@@ -313,6 +313,7 @@ pub(super) fn tenant_has_facility(t: &Tenant, code: FacilityCode) -> bool {
     t.attachments.iter().any(|a| match &a.kind {
         AttachmentKind::WireGuard(wg) => wg.peers.iter().any(|p| p.facility == code),
         AttachmentKind::Ipsec(ipsec) => ipsec.peers.iter().any(|p| p.facility == code),
+        AttachmentKind::Tls(tls) => tls.peers.iter().any(|p| p.facility == code),
         AttachmentKind::Plain(_) | AttachmentKind::Ethernet(_) => false,
     })
 }

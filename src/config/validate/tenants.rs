@@ -89,6 +89,15 @@ impl Validator {
                         &mut sockets,
                         &mut routes,
                     )?),
+                    raw::Attachment::Tls(a) => AttachmentKind::Tls(self.tls(
+                        &ak,
+                        a,
+                        &tenants[ti],
+                        ix,
+                        &mut peer_names,
+                        &mut sockets.tcp,
+                        &mut routes,
+                    )?),
                     raw::Attachment::Ethernet(e) => AttachmentKind::Ethernet(self.ethernet(
                         &ak,
                         a.name(),
@@ -147,6 +156,7 @@ impl Validator {
             "ethernet" => self
                 .typed(ak, value, "ethernet")
                 .map(raw::Attachment::Ethernet),
+            "tls" => self.typed(ak, value, "tls").map(raw::Attachment::Tls),
             other => Err(self.err(&tk, Problem::UnknownAttachmentType(other.to_string()))),
         }
     }
@@ -244,6 +254,7 @@ pub(super) fn tenant_routes(t: &Tenant) -> impl Iterator<Item = Ipv4Network> + '
             .collect::<Vec<_>>(),
         AttachmentKind::Plain(p) => p.routes.clone(),
         AttachmentKind::Ethernet(e) => e.all_routes().collect(),
+        AttachmentKind::Tls(tls) => vec![tls.pool],
         AttachmentKind::Ipsec(ipsec) => ipsec
             .peers
             .iter()

@@ -573,7 +573,7 @@ fn rejects_unknown_keys_anywhere() {
         &text,
         "tenants[1].attachments[0].type",
         "openvpn",
-        &["unknown attachment type `openvpn` (expected `wireguard`, `plain`, `ipsec` or `ethernet`)"],
+        &["unknown attachment type `openvpn` (expected `wireguard`, `plain`, `ipsec`, `ethernet` or `tls`)"],
     );
 }
 

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::config::{
-    EthernetAttachment, IpsecAttachment, PlainAttachment, Tenant, WireGuardAttachment,
+    EthernetAttachment, IpsecAttachment, PlainAttachment, Tenant, TlsAttachment,
+    WireGuardAttachment,
 };
 use crate::policy::reach::reachable;
 use crate::tunnel::ethernet::{EthernetConfig, LinkConfig};
@@ -54,12 +55,14 @@ pub(super) fn compile(config: &Config, generation: u64) -> Plan {
                 AttachmentKind::WireGuard(wg) => c.wireguard(tid, aid, wg, &mut routes),
                 AttachmentKind::Plain(pl) => plain(aid, pl, &mut routes),
                 AttachmentKind::Ethernet(e) => ethernet(aid, e, &mut routes),
+                AttachmentKind::Tls(tls) => c.tls(t, tid, aid, tls, &mut routes),
                 AttachmentKind::Ipsec(ipsec) => c.ipsec(t, tid, aid, ipsec, &mut routes),
             };
             let (mtu, directed_broadcast) = match &a.kind {
                 AttachmentKind::WireGuard(wg) => (wg.mtu, false),
                 AttachmentKind::Plain(pl) => (pl.mtu, pl.directed_broadcast),
                 AttachmentKind::Ethernet(e) => (e.mtu, e.directed_broadcast),
+                AttachmentKind::Tls(tls) => (tls.mtu, false),
                 AttachmentKind::Ipsec(ipsec) => (ipsec.mtu, false),
             };
             c.attachments.push(AttachmentPlan {
@@ -245,5 +248,47 @@ impl Compiler<'_> {
             credentials: ipsec.credentials.clone(),
         };
         (kind, io)
+    }
+
+    /// A `tls` attachment: its pool routed to it (the tunnel knows which session holds an
+    /// address), its peers without routes of their own, each with the exchange prefixes its
+    /// clients are told to route into the tunnel.
+    fn tls(
+        &mut self,
+        tenant: &Tenant,
+        tid: TenantId,
+        aid: AttachmentId,
+        tls: &TlsAttachment,
+        routes: &mut PrefixTable<Route>,
+    ) -> (AttachmentPlanKind, Vec<Io>) {
+        routes.insert(tls.pool, Route::Attachment(aid));
+        let mut ids = Vec::with_capacity(tls.peers.len());
+        for p in &tls.peers {
+            let split_routes = match &tls.split_routes {
+                Some(r) => r.clone(),
+                None => reachable(self.config, tenant, p.facility, &[tls.pool])
+                    .into_iter()
+                    .collect(),
+            };
+            let common = PeerCommon {
+                name: &p.name,
+                facility: p.facility,
+                directed_broadcast: false,
+                routes: &[],
+            };
+            ids.push(self.peer(tid, aid, common, routes, |_| {
+                PeerPlanKind::Tls(TlsPeerPlan { split_routes })
+            }));
+        }
+        let client_roots = (self.config.trust.iter())
+            .filter(|b| tls.client_ca.contains(&b.name))
+            .flat_map(|b| crate::facility::certificates(&b.bundle).unwrap_or_default())
+            .collect();
+        let kind = AttachmentPlanKind::Tls(Box::new(TlsPlan {
+            peers: ids,
+            config: tls.clone(),
+            client_roots,
+        }));
+        (kind, vec![Io::Tls(tls.listen)])
     }
 }

@@ -258,7 +258,7 @@ impl Plan {
                 },
                 i.local_ts.clone(),
             )),
-            PeerPlanKind::WireGuard(_) => None,
+            PeerPlanKind::WireGuard(_) | PeerPlanKind::Tls(_) => None,
         };
         let kept = peers
             .iter()

@@ -19,6 +19,7 @@ use crate::ids::{
 use crate::nat::TenantMap;
 use crate::policy::flows::{Owner, Quotas};
 use crate::policy::PolicySet;
+use crate::tunnel::tls::TlsConfig;
 use crate::tunnel::wireguard::WgPeerConfig;
 use crate::tunnel::TunnelConfig;
 use crate::vocab::{Names, PeerLabels};
@@ -50,6 +51,7 @@ pub enum AttachmentPlanKind {
     },
     Plain,
     Ethernet(crate::tunnel::ethernet::EthernetConfig),
+    Tls(Box<TlsPlan>),
     /// `io` is UDP `ike_port`, UDP `nat_t_port`, then raw ESP if configured, in the order of
     /// [`crate::tunnel::ipsec::tunnel::IO_IKE`], `IO_NAT_T`, `IO_ESP`.
     Ipsec {
@@ -57,6 +59,22 @@ pub enum AttachmentPlanKind {
         local_id: config::IkeIdentity,
         credentials: Option<config::GatewayCredentials>,
     },
+}
+
+/// A `tls` attachment: its peers and its configuration (the TLS thread serves it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsPlan {
+    pub peers: Vec<PeerId>,
+    pub config: config::TlsAttachment,
+    /// The certificates of the `client_ca` bundles: the roots of the clients' chains.
+    pub client_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+}
+
+/// A peer of a `tls` attachment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsPeerPlan {
+    /// The exchange prefixes its clients route into the tunnel.
+    pub split_routes: Vec<Ipv4Network>,
 }
 
 /// A socket or device an attachment needs from the operating system. The runtime opens one
@@ -79,6 +97,9 @@ pub enum Io {
         interface: String,
         vlan: Option<u16>,
     },
+    /// A TCP listener for TLS clients; the TLS thread serves it and hands the worker the
+    /// sessions' packets.
+    Tls(SocketAddr),
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +147,7 @@ pub struct PeerPlan {
 pub enum PeerPlanKind {
     WireGuard(WgPeerConfig),
     Ipsec(Box<IpsecPeerPlan>),
+    Tls(TlsPeerPlan),
 }
 
 /// An IPsec peer as the IKE thread needs it.
@@ -234,6 +256,39 @@ impl Plan {
         }
     }
 
+    /// What a reload keeps of `tls` attachment `a`: the peers of the same name on the
+    /// previous plan's attachment of the same name, tenant and listener (their sessions go on),
+    /// by old and new number; `None` when there is no such attachment.
+    pub fn tls_carry(&self, previous: &Plan, a: AttachmentId) -> Option<Vec<(PeerId, PeerId)>> {
+        let new = &self.attachments[a.index()];
+        let AttachmentPlanKind::Tls(tls) = &new.kind else {
+            return None;
+        };
+        let old = previous.attachments.iter().find(|o| o.name == new.name)?;
+        let AttachmentPlanKind::Tls(old_tls) = &old.kind else {
+            return None;
+        };
+        let same = old.io == new.io
+            && previous.tenants[old.tenant.index()].name == self.tenants[new.tenant.index()].name
+            && old_tls.config.pool == tls.config.pool;
+        if !same {
+            return None;
+        }
+        Some(
+            tls.peers
+                .iter()
+                .filter_map(|n| {
+                    let name = &self.peers[n.index()].name;
+                    let o = old_tls
+                        .peers
+                        .iter()
+                        .find(|o| previous.peers[o.index()].name == *name)?;
+                    Some((*o, *n))
+                })
+                .collect(),
+        )
+    }
+
     /// The tunnel configuration of attachment `a`; `previous`: the plan it replaces, if any.
     pub fn tunnel_config(&self, a: AttachmentId, previous: Option<&Plan>) -> TunnelConfig {
         let attachment = &self.attachments[a.index()];
@@ -244,7 +299,7 @@ impl Plan {
                     .iter()
                     .filter_map(|p| match &self.peers[p.index()].kind {
                         PeerPlanKind::WireGuard(wg) => Some(wg.clone()),
-                        PeerPlanKind::Ipsec(_) => None,
+                        PeerPlanKind::Ipsec(_) | PeerPlanKind::Tls(_) => None,
                     })
                     .collect(),
             },
@@ -258,6 +313,12 @@ impl Plan {
                 mtu: attachment.mtu,
             },
             AttachmentPlanKind::Ethernet(c) => TunnelConfig::Ethernet(*c),
+            AttachmentPlanKind::Tls(tls) => TunnelConfig::Tls(TlsConfig {
+                generation: self.generation,
+                pool: tls.config.pool,
+                peers: tls.peers.clone(),
+                kept: previous.and_then(|old| Some((old.generation, self.tls_carry(old, a)?))),
+            }),
         }
     }
 }

@@ -9,11 +9,22 @@
 //! * [`auth`]: the login's `<config-auth>` XML, the session cookie, and the login's answers
 //!   (success with the cookie, or a refusal openconnect prints and stops on);
 //! * [`connect`]: CONNECT's answers (`200 CONNECTED` with the tunnel's parameters, or 401/503);
-//! * [`cstp`]: the CSTP frames once CONNECT succeeded.
+//! * [`cstp`]: the CSTP frames once CONNECT succeeded;
+//! * [`book`]: the sessions of an attachment as the TLS thread keeps them (cookies, pool
+//!   addresses, reconnects, idle and session timeouts);
+//! * [`relay`]: the messages between the TLS thread and the data-path worker;
+//! * [`sessions`]: the worker's half ([`TlsTunnel`]): which session holds which address for
+//!   which peer, packets in and out.
 //!
-//! No I/O and no clock here: the rustls server, sessions, address pools and DPD come next.
+//! No I/O and no clock here: the rustls server and the connections are the runtime's
+//! (`runtime/tls`).
 
 pub mod auth;
+pub mod book;
 pub mod connect;
 pub mod cstp;
 pub mod http;
+pub mod relay;
+pub mod sessions;
+
+pub use sessions::{TlsConfig, TlsTunnel};

@@ -15,13 +15,14 @@ use crate::config::{GatewayCredentials, KeyFormat, PrivateKey, Secret};
 const PSK_MIN: usize = 16;
 
 impl Validator {
-    /// `certificate_file` and `private_key_file`: both or neither.
-    pub(super) fn gateway_credentials(
+    /// `certificate_file` and `private_key_file` of attachment `ak`: both or neither.
+    pub(in crate::config::validate) fn gateway_credentials(
         &self,
         ak: &str,
-        a: &raw::IpsecAttachment,
+        certificate_file: &Option<String>,
+        private_key_file: &Option<String>,
     ) -> Result<Option<GatewayCredentials>, ConfigError> {
-        let (cert, key) = match (&a.certificate_file, &a.private_key_file) {
+        let (cert, key) = match (certificate_file, private_key_file) {
             (None, None) => return Ok(None),
             (Some(c), Some(k)) => (c, k),
             (Some(_), None) => {

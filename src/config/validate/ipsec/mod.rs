@@ -100,7 +100,7 @@ impl Validator {
             &format!("{ak}.local_id"),
             self.required(ak, "local_id", &a.local_id, KIND)?,
         )?;
-        let credentials = self.gateway_credentials(ak, a)?;
+        let credentials = self.gateway_credentials(ak, &a.certificate_file, &a.private_key_file)?;
 
         let mut remote_ids: HashMap<IkeIdentity, String> = HashMap::new();
         let mut peers = Vec::with_capacity(a.peers.len());
