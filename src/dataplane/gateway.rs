@@ -75,6 +75,11 @@ pub fn count_event(counters: &Counters, of: Option<(AttachmentId, TenantId)>, ev
         }
         Event::Dropped { reason, packets } => counters.drops_add(tenant, reason, packets),
         Event::Endpoint { peer, to, .. } => counters.set_endpoint(peer.index(), to),
+        Event::Arp(c) => {
+            if let Some(a) = a {
+                counters.count_arp(a, c);
+            }
+        }
     }
 }
 

@@ -231,6 +231,10 @@ impl Plan {
                     facility: p.facility.to_string(),
                 })
                 .collect(),
+            arp_attachments: (self.attachments.iter())
+                .filter(|a| matches!(a.kind, AttachmentPlanKind::Ethernet(_)))
+                .map(|a| a.name.clone())
+                .collect(),
         }
     }
 

@@ -10,6 +10,10 @@
 //! fixed arena of [`WAITING`] packets per attachment (allocated once): it leaves when the
 //! answer arrives and is dropped as `arp_unresolved` when the asking fails or the arena is
 //! full.
+//!
+//! The tunnel counts nothing itself: ARP requests and replies it sends are added up in plain
+//! fields and reported, with the failed next hops and the size of the neighbour cache, as one
+//! [`Event::Arp`] per poll when something changed.
 
 pub mod arp_cache;
 pub mod link;
@@ -22,9 +26,10 @@ use ipnetwork::Ipv4Network;
 pub use arp_cache::{ArpCache, ArpStats, ArpTimers, Lookup};
 pub use link::{Link, LinkConfig, LinkRefusal, Received, Sent};
 
+use super::Event;
 use crate::buffer::{TxBatch, Via, BUF_SIZE};
 use crate::ids::AttachmentId;
-use crate::vocab::DropReason;
+use crate::vocab::{ArpCounts, DropReason};
 
 /// Packets of one attachment that may wait for ARP answers at a time.
 pub const WAITING: usize = 32;
@@ -63,6 +68,12 @@ pub struct EthernetTunnel {
     /// answers or waiting packets that found the transmit batch full).
     lost_unresolved: u64,
     lost_tx: u64,
+    /// ARP requests and replies sent since last reported.
+    arp_requests: u64,
+    arp_replies: u64,
+    /// The cache's failed next hops and its size when last reported (`None`: never).
+    reported_failed: u64,
+    reported_neighbours: Option<u64>,
 }
 
 impl EthernetTunnel {
@@ -87,6 +98,10 @@ impl EthernetTunnel {
             next_expire: now + EXPIRE_EVERY,
             lost_unresolved: 0,
             lost_tx: 0,
+            arp_requests: 0,
+            arp_replies: 0,
+            reported_failed: 0,
+            reported_neighbours: None,
         }
     }
 
@@ -135,6 +150,7 @@ impl EthernetTunnel {
                         Some(buf) => {
                             buf[..n].copy_from_slice(&reply[..n]);
                             tx.commit(id, Via::DEVICE, n);
+                            self.arp_replies += 1;
                         }
                         None => self.lost_tx += 1,
                     }
@@ -173,15 +189,11 @@ impl EthernetTunnel {
             Ok(Sent::Frame(n)) => tx.commit(id, Via::DEVICE, n),
             Ok(Sent::FrameAndProbe(n)) => {
                 tx.commit(id, Via::DEVICE, n);
-                // The probe is a courtesy: without room it goes at the next packet.
-                if let Some(buf) = tx.next_buf() {
-                    if let Ok(n) = self.link.request(next_hop, buf) {
-                        tx.commit(id, Via::DEVICE, n);
-                    }
-                }
+                self.probe(next_hop, tx);
             }
             Ok(Sent::ArpRequest(n)) => {
                 tx.commit(id, Via::DEVICE, n);
+                self.arp_requests += 1;
                 self.wait(now, next_hop, packet)?;
             }
             Err(LinkRefusal::Unresolved) if self.link.pending(next_hop) => {
@@ -190,6 +202,17 @@ impl EthernetTunnel {
             Err(e) => return Err(reason(e)),
         }
         Ok(())
+    }
+
+    /// Sends an ARP request for a stale `next_hop`. The probe is a courtesy: without room in
+    /// `tx` it is not sent, and the neighbour is asked again by a later packet.
+    fn probe(&mut self, next_hop: Ipv4Addr, tx: &mut TxBatch) {
+        if let Some(buf) = tx.next_buf() {
+            if let Ok(n) = self.link.request(next_hop, buf) {
+                tx.commit(self.id, Via::DEVICE, n);
+                self.arp_requests += 1;
+            }
+        }
     }
 
     /// Keeps `packet` until `next_hop` answers, if there is room.
@@ -221,7 +244,11 @@ impl EthernetTunnel {
                 continue;
             };
             match self.link.send(now, w.next_hop, packet, buf) {
-                Ok(Sent::Frame(n) | Sent::FrameAndProbe(n)) => tx.commit(id, Via::DEVICE, n),
+                Ok(Sent::Frame(n)) => tx.commit(id, Via::DEVICE, n),
+                Ok(Sent::FrameAndProbe(n)) => {
+                    tx.commit(id, Via::DEVICE, n);
+                    self.probe(w.next_hop, tx);
+                }
                 _ => self.lost_unresolved += 1,
             }
         }
@@ -250,6 +277,7 @@ impl EthernetTunnel {
                 if let Some(buf) = tx.next_buf() {
                     if let Some(n) = self.link.ask(now, w.next_hop, buf) {
                         tx.commit(id, Via::DEVICE, n);
+                        self.arp_requests += 1;
                     }
                 }
             }
@@ -270,6 +298,39 @@ impl EthernetTunnel {
             .map(|w| w.since + self.timers.retry / 4)
             .min();
         Some(soonest.map_or(self.next_expire, |t| t.min(self.next_expire)))
+    }
+
+    /// What happened since last asked: packets lost inside the tunnel first, then the ARP
+    /// report if anything in it changed.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some((reason, packets)) = self.take_lost() {
+            return Some(Event::dropped(reason, packets));
+        }
+        self.take_arp().map(Event::Arp)
+    }
+
+    /// ARP since last asked (requests and replies sent, next hops that failed) and the
+    /// neighbour entries held now; `None` when nothing changed.
+    pub fn take_arp(&mut self) -> Option<ArpCounts> {
+        let cache = self.link.neighbours();
+        let failed = cache.stats().failed;
+        let neighbours = cache.len() as u64;
+        let failures = failed.wrapping_sub(self.reported_failed);
+        if self.arp_requests == 0
+            && self.arp_replies == 0
+            && failures == 0
+            && self.reported_neighbours == Some(neighbours)
+        {
+            return None;
+        }
+        self.reported_failed = failed;
+        self.reported_neighbours = Some(neighbours);
+        Some(ArpCounts {
+            requests: std::mem::take(&mut self.arp_requests),
+            replies: std::mem::take(&mut self.arp_replies),
+            failures,
+            neighbours,
+        })
     }
 
     /// Packets lost inside the tunnel since last asked, with their reason.
