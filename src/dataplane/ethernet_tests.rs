@@ -16,27 +16,7 @@ use crate::wire::ethernet::{self, Arp, Mac, ARP_LEN, ETHERTYPE_ARP};
 /// The plain tenant ajisai (attachment 0) and the carrier tenant behind an ethernet link
 /// (attachment 1, the gateway at 10.0.0.1/24 on VLAN `vlan`), ajisai allowed to reach it.
 fn config(vlan: u16) -> Config {
-    let carrier = Tenant {
-        name: "carrier".into(),
-        trust: vec![],
-        networks: vec![Network {
-            internal: "10.0.0.0/24".parse().unwrap(),
-            exchange: "100.70.0.0/24".parse().unwrap(),
-        }],
-        attachments: vec![Attachment {
-            name: "carrier-eth".into(),
-            kind: AttachmentKind::Ethernet(EthernetAttachment {
-                interface: "ixcar0".into(),
-                vlan: Some(vlan),
-                address: "10.0.0.1/24".parse().unwrap(),
-                mac: [2, 0, 0x5e, 0, 0x53, 1],
-                next_hop: None,
-                routes: vec![],
-                mtu: 1500,
-                directed_broadcast: false,
-            }),
-        }],
-    };
+    let carrier = super::fuzz::ethernet("carrier", "10.0.0.0/24", "100.70.0.0/24", Some(vlan));
     let any = vec![PortRule {
         protocol: Protocol::Any,
         ports: None,
