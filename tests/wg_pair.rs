@@ -119,6 +119,7 @@ impl Pair {
             tenants: vec!["t".into()],
             attachments: vec!["wg".into()],
             peers: labels,
+            arp_attachments: vec![],
         };
         let counters = Counters::new(start, names);
         let mut gw = WgAttachment::new(ATTACHMENT, &GW_PRIVATE);

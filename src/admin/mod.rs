@@ -332,6 +332,7 @@ mod tests {
             Names {
                 tenants: vec!["ajisai-net".into()],
                 attachments: vec![],
+                arp_attachments: vec![],
                 peers: vec![],
             },
         ));

@@ -29,15 +29,33 @@ pub struct Report {
 pub struct Attachment {
     pub name: String,
     pub tenant: String,
-    /// `wireguard`, `ipsec`, `plain`.
+    /// `wireguard`, `ipsec`, `plain`, `ethernet`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// Sockets and devices: `udp 0.0.0.0:51820`, `esp 192.0.2.1`, `tun ixgw-claims`.
+    /// Sockets, devices and ports: `udp 0.0.0.0:51820`, `esp 192.0.2.1`, `tun ixgw-claims`,
+    /// `link ixcar0 vlan 200`.
     pub listen: Vec<String>,
     /// WireGuard: the gateway's public key (base64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
+    /// Ethernet: the neighbour cache and what ARP did (see `ixgw_arp_*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arp: Option<Arp>,
     pub peers: Vec<Peer>,
+}
+
+/// An `ethernet` attachment's ARP, summed over workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Arp {
+    /// Entries in the neighbour cache: reachable, stale, incomplete and failed.
+    pub neighbours: u64,
+    /// ARP requests sent: first asks, retries, probes of stale neighbours.
+    pub requests: u64,
+    /// ARP replies sent for the gateway's address.
+    pub replies: u64,
+    /// Next hops that did not answer their requests (went to the failed state).
+    pub failures: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -112,7 +130,13 @@ impl Report {
             if let Some(k) = &a.public_key {
                 let _ = writeln!(out, "  public key: {k}");
             }
-            if a.kind != "plain" {
+            if let Some(arp) = &a.arp {
+                let _ = writeln!(out, "  neighbours: {}", arp.neighbours);
+                let _ = writeln!(out, "  arp requests sent: {}", arp.requests);
+                let _ = writeln!(out, "  arp replies sent: {}", arp.replies);
+                let _ = writeln!(out, "  arp failures: {}", arp.failures);
+            }
+            if !matches!(a.kind.as_str(), "plain" | "ethernet") {
                 let _ = writeln!(out, "  peers: {up} of {} up", a.peers.len());
             }
             for p in &a.peers {
@@ -239,6 +263,7 @@ mod tests {
                     kind: "wireguard".into(),
                     listen: vec!["udp 0.0.0.0:51820".into()],
                     public_key: Some("KEY=".into()),
+                    arp: None,
                     peers: vec![
                         peer("omura", "ajisai-net", "4212345674", "up"),
                         peer("sasebo", "ajisai-net", "4212345682", "never"),
@@ -250,6 +275,21 @@ mod tests {
                     kind: "plain".into(),
                     listen: vec!["tun ixgw-claims".into()],
                     public_key: None,
+                    arp: None,
+                    peers: vec![],
+                },
+                Attachment {
+                    name: "carrier-eth".into(),
+                    tenant: "carrier".into(),
+                    kind: "ethernet".into(),
+                    listen: vec!["link ixcar0 vlan 200".into()],
+                    public_key: None,
+                    arp: Some(Arp {
+                        neighbours: 2,
+                        requests: 3,
+                        replies: 1,
+                        failures: 1,
+                    }),
                     peers: vec![],
                 },
             ],
@@ -272,13 +312,20 @@ mod tests {
             "    transfer: 1.50 KiB received, 100 B sent (3 and 2 packets)",
             "    drops: 1",
             "attachment: claims-lan (plain, tenant claims)",
+            "attachment: carrier-eth (ethernet, tenant carrier)",
+            "  listening: link ixcar0 vlan 200",
+            "  neighbours: 2",
+            "  arp requests sent: 3",
+            "  arp replies sent: 1",
+            "  arp failures: 1",
         ] {
             assert!(text.lines().any(|l| l == line), "`{line}` not in:\n{text}");
         }
         assert!(
             !text.contains("peers: 0 of 0"),
-            "plain attachments have no peers"
+            "plain and ethernet attachments have no peers"
         );
+        assert_eq!(text.matches("neighbours:").count(), 1, "ethernet only");
     }
 
     #[test]
@@ -302,6 +349,11 @@ mod tests {
         let r = report();
         let text = serde_json::to_string(&r).unwrap();
         assert!(text.contains(r#""type":"wireguard""#), "{text}");
+        assert!(
+            text.contains(r#""arp":{"neighbours":2,"requests":3,"replies":1,"failures":1}"#),
+            "{text}"
+        );
+        assert_eq!(text.matches(r#""arp""#).count(), 1, "ethernet only");
         assert_eq!(serde_json::from_str::<Report>(&text).unwrap(), r);
     }
 

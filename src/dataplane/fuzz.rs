@@ -40,6 +40,39 @@ pub(crate) fn plain(name: &str, internal: &str, exchange: &str) -> Tenant {
     }
 }
 
+/// A tenant behind one `ethernet` attachment `{name}-eth` on port `ixcar0`: the gateway is
+/// the first host of `internal` (its connected prefix), no next hop.
+#[cfg(test)]
+pub(crate) fn ethernet(name: &str, internal: &str, exchange: &str, vlan: Option<u16>) -> Tenant {
+    let connected = net(internal);
+    let gateway = ipnetwork::Ipv4Network::new(
+        std::net::Ipv4Addr::from(u32::from(connected.network()) + 1),
+        connected.prefix(),
+    )
+    .expect("a literal prefix");
+    Tenant {
+        name: name.into(),
+        trust: vec![],
+        networks: vec![Network {
+            internal: connected,
+            exchange: net(exchange),
+        }],
+        attachments: vec![Attachment {
+            name: format!("{name}-eth"),
+            kind: AttachmentKind::Ethernet(EthernetAttachment {
+                interface: "ixcar0".into(),
+                vlan,
+                address: gateway,
+                mac: [2, 0, 0x5e, 0, 0x53, 1],
+                next_hop: None,
+                routes: vec![],
+                mtu: 1500,
+                directed_broadcast: false,
+            }),
+        }],
+    }
+}
+
 /// An IPsec peer with a pre-shared key that responds, with every other key at its default.
 pub fn psk_ipsec_peer(name: &str, facility: &str, remote_ts: &str) -> IpsecPeer {
     IpsecPeer {

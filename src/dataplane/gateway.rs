@@ -76,6 +76,11 @@ pub fn count_event(counters: &Counters, of: Option<(AttachmentId, TenantId)>, ev
         Event::Dropped { reason, packets } => counters.drops_add(tenant, reason, packets),
         Event::Endpoint { peer, to, .. } => counters.set_endpoint(peer.index(), to),
         Event::Established { peer, up } => counters.set_established(peer.index(), up),
+        Event::Arp(c) => {
+            if let Some(a) = a {
+                counters.count_arp(a, c);
+            }
+        }
     }
 }
 

@@ -21,6 +21,8 @@ pub use plan::{
 };
 
 #[cfg(test)]
+mod ethernet_tests;
+#[cfg(test)]
 mod ipsec_tests;
 #[cfg(test)]
 mod tests;

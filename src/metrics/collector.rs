@@ -26,7 +26,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, Metric, MetricFamily, MetricType};
 
 use crate::vocab::counters::{SESSION_NONE, SESSION_UP};
-use crate::vocab::{Counters, DropReason, HandshakeResult, Traffic};
+use crate::vocab::{ArpCounts, Counters, DropReason, HandshakeResult, Traffic};
 
 /// A peer counts as up while its last completed handshake is younger than this: WireGuard's
 /// `REJECT_AFTER_TIME` [WireGuard whitepaper § 6.1], after which its session keys are dead.
@@ -41,6 +41,7 @@ pub(crate) struct Def {
 }
 
 const TENANT: &[&str] = &["tenant"];
+const ATTACHMENT: &[&str] = &["attachment"];
 const PEER: &[&str] = &["tenant", "attachment", "peer", "facility"];
 
 const fn counter(name: &'static str, labels: &'static [&'static str], help: &'static str) -> Def {
@@ -146,6 +147,35 @@ const TENANT_FLOWS: [Def; 3] = [
     ),
 ];
 
+/// Indexed like [`arp_values`]: requests, replies, failures, neighbours. Only `ethernet`
+/// attachments have these series.
+const ARP: [Def; 4] = [
+    counter(
+        "ixgw_arp_requests_total",
+        ATTACHMENT,
+        "ARP requests the gateway sent on the ethernet attachment's link: first asks for a next hop, retries, and probes of stale neighbours.",
+    ),
+    counter(
+        "ixgw_arp_replies_total",
+        ATTACHMENT,
+        "ARP replies the gateway sent on the ethernet attachment's link for its own address.",
+    ),
+    counter(
+        "ixgw_arp_failures_total",
+        ATTACHMENT,
+        "Next hops on the ethernet attachment's link that did not answer the last of their ARP requests (three by default) and went to the failed state.",
+    ),
+    gauge(
+        "ixgw_arp_neighbours",
+        ATTACHMENT,
+        "Entries in the ethernet attachment's neighbour cache, in every state: reachable, stale (used while asked again), incomplete (being asked for) and failed (not asked again for a second); at most 4096.",
+    ),
+];
+
+fn arp_values(c: &ArpCounts) -> [u64; 4] {
+    [c.requests, c.replies, c.failures, c.neighbours]
+}
+
 const PEER_LAST_HANDSHAKE: Def = gauge(
     "ixgw_peer_last_handshake_timestamp_seconds",
     PEER,
@@ -203,6 +233,7 @@ fn defs() -> impl Iterator<Item = &'static Def> {
         .chain(TENANT_FLOWS.iter())
         .chain(PEER_TRAFFIC.iter())
         .chain(PEER_MORE.iter())
+        .chain(ARP.iter())
         .chain(SINGLE)
 }
 
@@ -277,6 +308,8 @@ struct Sum<'a> {
     tenants: BTreeMap<&'a str, TrafficSum>,
     tenant_flows: BTreeMap<&'a str, [u64; 3]>,
     peers: BTreeMap<PeerKey<'a>, PeerSum>,
+    /// By `ethernet` attachment, indexed like [`ARP`].
+    arp: BTreeMap<&'a str, [u64; 4]>,
     flows: u64,
 }
 
@@ -288,6 +321,7 @@ impl<'a> Sum<'a> {
             tenants: BTreeMap::new(),
             tenant_flows: BTreeMap::new(),
             peers: BTreeMap::new(),
+            arp: BTreeMap::new(),
             flows: 0,
         };
         for table in tables {
@@ -332,6 +366,12 @@ impl<'a> Sum<'a> {
                 }
                 peer.last_handshake = peer.last_handshake.max(v.last_handshake);
                 peer.session = peer.session.max(v.session);
+            }
+            for (name, c) in table.arp() {
+                let entry = sum.arp.entry(name).or_default();
+                for (s, x) in entry.iter_mut().zip(arp_values(&c)) {
+                    *s = s.wrapping_add(x);
+                }
             }
             sum.flows = sum.flows.saturating_add(table.flows());
         }
@@ -402,6 +442,14 @@ impl HotCollector {
                 .peers
                 .iter()
                 .map(|(key, p)| metric(def, key, p.more[i] as f64))
+                .collect();
+            out.push(family(def, metrics));
+        }
+        for (i, def) in ARP.iter().enumerate() {
+            let metrics = sum
+                .arp
+                .iter()
+                .map(|(name, v)| metric(def, &[name], v[i] as f64))
                 .collect();
             out.push(family(def, metrics));
         }
@@ -537,6 +585,7 @@ mod tests {
             Names {
                 tenants,
                 attachments,
+                arp_attachments: vec![],
                 peers,
             },
         )
@@ -560,6 +609,63 @@ mod tests {
             MetricType::GAUGE => m.get_gauge().get_value(),
             _ => m.get_counter().get_value(),
         })
+    }
+
+    /// ARP series exist for ethernet attachments only, summed over workers, and continue
+    /// by attachment name in the table of a new plan.
+    #[test]
+    fn arp_series_are_the_ethernet_attachments_and_survive_a_reload() {
+        let names = |attachments: &[&str]| Names {
+            tenants: vec!["carrier".into()],
+            attachments: attachments.iter().map(|a| a.to_string()).collect(),
+            arp_attachments: vec!["carrier-eth".into()],
+            peers: vec![],
+        };
+        let report = |requests, neighbours| ArpCounts {
+            requests,
+            replies: 2,
+            failures: 1,
+            neighbours,
+        };
+        let base = Instant::now();
+        let w0 = Counters::new(base, names(&["carrier-wg", "carrier-eth"]));
+        let w1 = Counters::new(base, names(&["carrier-wg", "carrier-eth"]));
+        w0.count_arp(1, report(5, 3));
+        w1.count_arp(1, report(1, 4));
+        w0.count_arp(0, report(9, 9));
+        let wall = SystemTime::now();
+        let eth = [("attachment", "carrier-eth")];
+        let expect = |f: &[MetricFamily]| {
+            for (name, v) in [
+                ("ixgw_arp_requests_total", 6.0),
+                ("ixgw_arp_replies_total", 4.0),
+                ("ixgw_arp_failures_total", 2.0),
+                ("ixgw_arp_neighbours", 7.0),
+            ] {
+                assert_eq!(value(f, name, &eth), Some(v), "{name}");
+                let family = f.iter().find(|x| x.name() == name).unwrap();
+                assert_eq!(family.get_metric().len(), 1, "{name}: ethernet only");
+            }
+        };
+        let slots: Arc<[ArcSwap<Counters>]> = [Arc::new(w0), Arc::new(w1)]
+            .into_iter()
+            .map(ArcSwap::new)
+            .collect();
+        let c = HotCollector::new(Arc::clone(&slots)).unwrap();
+        expect(&c.families_at(base, wall));
+
+        // A reload: the ethernet attachment is numbered anew, the WireGuard one went, a
+        // plain one came.
+        for slot in slots.iter() {
+            let old = slot.load_full();
+            slot.store(Arc::new(
+                old.successor(names(&["carrier-lan", "carrier-eth"])),
+            ));
+        }
+        let f = c.families_at(base, wall);
+        expect(&f);
+        let lan = [("attachment", "carrier-lan")];
+        assert_eq!(value(&f, "ixgw_arp_requests_total", &lan), None);
     }
 
     #[test]

@@ -241,6 +241,7 @@ mod tests {
             Names {
                 tenants: vec!["ajisai-net".into(), "mame-net".into()],
                 attachments: vec!["ajisai-wg".into()],
+                arp_attachments: vec![],
                 peers: vec![omura()],
             },
         ))
@@ -411,6 +412,7 @@ mod tests {
             Names {
                 tenants: vec!["長崎あじさいネット".into()],
                 attachments: vec![],
+                arp_attachments: vec![],
                 peers: vec![odd],
             },
         ));
@@ -434,6 +436,7 @@ mod tests {
         let new = Arc::new(old.successor(Names {
             tenants: vec!["mame-net".into()],
             attachments: vec![],
+            arp_attachments: vec![],
             peers: vec![],
         }));
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::admin::show::{Attachment, Peer, Report};
+use crate::admin::show::{Arp, Attachment, Peer, Report};
 use crate::dataplane::Plan;
 use crate::dataplane::{AttachmentPlanKind, Io, PeerPlanKind};
 use crate::facility::FacilityState;
@@ -113,6 +113,16 @@ pub(crate) fn report(
             s.session = s.session.max(v.session);
         }
     }
+    let mut arp: HashMap<&str, Arp> = HashMap::new();
+    for t in tables {
+        for (name, c) in t.arp() {
+            let s = arp.entry(name).or_default();
+            s.neighbours = s.neighbours.wrapping_add(c.neighbours);
+            s.requests = s.requests.wrapping_add(c.requests);
+            s.replies = s.replies.wrapping_add(c.replies);
+            s.failures = s.failures.wrapping_add(c.failures);
+        }
+    }
     let unix = |t: Instant| {
         wall.checked_sub(now.saturating_duration_since(t))
             .and_then(|w| w.duration_since(UNIX_EPOCH).ok())
@@ -205,12 +215,19 @@ pub(crate) fn report(
                     }
                 })
                 .collect();
+            let arp = match a.kind {
+                AttachmentPlanKind::Ethernet(_) => {
+                    Some(arp.get(a.name.as_str()).copied().unwrap_or_default())
+                }
+                _ => None,
+            };
             Attachment {
                 name: a.name.clone(),
                 tenant,
                 kind: kind.into(),
                 listen,
                 public_key,
+                arp,
                 peers,
             }
         })
@@ -220,5 +237,72 @@ pub(crate) fn report(
         at: wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         generation: plan.generation,
         attachments,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocab::ArpCounts;
+
+    /// ARP is shown for the ethernet attachment only, summed over workers.
+    #[test]
+    fn ethernet_attachments_show_their_arp() {
+        let config = crate::dataplane::fuzz::config_of(
+            64,
+            vec![
+                crate::dataplane::fuzz::plain("ajisai", "10.1.0.0/24", "100.64.0.0/24"),
+                crate::dataplane::fuzz::ethernet(
+                    "carrier",
+                    "10.0.0.0/24",
+                    "100.70.0.0/24",
+                    Some(200),
+                ),
+            ],
+            vec![],
+            vec![],
+        );
+        let plan = Arc::new(Plan::compile(&config, 1));
+        let now = Instant::now();
+        let tables: Vec<Arc<Counters>> = (0..2)
+            .map(|_| Arc::new(Counters::new(now, plan.counter_names())))
+            .collect();
+        for (t, neighbours) in tables.iter().zip([2, 1]) {
+            let c = ArpCounts {
+                requests: 3,
+                replies: 1,
+                failures: 1,
+                neighbours,
+            };
+            t.count_arp(1, c);
+        }
+        let shown = Shown::new(plan, &HashMap::new());
+
+        let r = report(
+            "ix",
+            &shown,
+            &tables,
+            &HashMap::new(),
+            now,
+            SystemTime::now(),
+        );
+
+        let a: Vec<(&str, &str, Option<Arp>)> = (r.attachments.iter())
+            .map(|a| (a.name.as_str(), a.kind.as_str(), a.arp))
+            .collect();
+        let arp = Arp {
+            neighbours: 3,
+            requests: 6,
+            replies: 2,
+            failures: 2,
+        };
+        assert_eq!(
+            a,
+            [
+                ("ajisai-lan", "plain", None),
+                ("carrier-eth", "ethernet", Some(arp))
+            ]
+        );
+        assert_eq!(r.attachments[1].listen, ["link ixcar0 vlan 200"]);
     }
 }

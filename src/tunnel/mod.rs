@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use crate::buffer::{TxBatch, Via};
 use crate::ids::{AttachmentId, PeerId};
-use crate::vocab::{DropReason, HandshakeResult};
+use crate::vocab::{ArpCounts, DropReason, HandshakeResult};
 
 /// What a tunnel reports besides the return values of its calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,9 @@ pub enum Event {
     /// Packets lost inside the tunnel, not the one the call was about: replies that found the
     /// transmit batch full, packets that waited for a session that never came.
     Dropped { reason: DropReason, packets: u64 },
+    /// An `ethernet` attachment's ARP since its last report (requests, replies, failed next
+    /// hops) and the neighbour entries it holds now; reported when any of them changed.
+    Arp(ArpCounts),
 }
 
 impl Event {
@@ -276,9 +279,7 @@ impl Tunnel {
             Tunnel::WireGuard(wg) => wg.poll_event(),
             Tunnel::Plain(_) => None,
             Tunnel::Ipsec(t) => t.poll_event(),
-            Tunnel::Ethernet(e) => e
-                .take_lost()
-                .map(|(reason, packets)| Event::dropped(reason, packets)),
+            Tunnel::Ethernet(e) => e.poll_event(),
             Tunnel::Tls(t) => t.poll_event(),
         }
     }

@@ -172,6 +172,7 @@ mod tests {
             Names {
                 tenants: tenants.iter().map(|t| t.to_string()).collect(),
                 attachments: vec![],
+                arp_attachments: vec![],
                 peers: peers.iter().map(|(p, t)| label(p, t)).collect(),
             },
         )
@@ -260,6 +261,7 @@ mod tests {
         let new = Arc::new(old.successor(Names {
             tenants: vec!["c".into(), "a".into(), "b".into()],
             attachments: vec![],
+            arp_attachments: vec![],
             peers: vec![label("pa", "a")],
         }));
         new.pair(1, 2).add(300);
@@ -296,6 +298,7 @@ mod tests {
         let names = |f: &str| Names {
             tenants: vec!["a".into()],
             attachments: vec![],
+            arp_attachments: vec![],
             peers: vec![l(f)],
         };
         let old = Arc::new(Counters::new(Instant::now(), names("4212345674")));

@@ -384,6 +384,7 @@ mod tests {
             Names {
                 tenants: vec!["a".into(), "b".into()],
                 attachments: vec!["a-wg".into()],
+                arp_attachments: vec![],
                 peers: vec![PeerLabels {
                     peer: "pa".into(),
                     tenant: "a".into(),
@@ -530,6 +531,7 @@ mod tests {
         let names = Names {
             tenants: vec!["a".into(), "b".into()],
             attachments: vec![],
+            arp_attachments: vec![],
             peers: vec![],
         };
         let t = Arc::new(Counters::new(Instant::now(), names));

@@ -172,6 +172,48 @@ impl PeerCounters {
     }
 }
 
+/// ARP on an `ethernet` attachment's link: requests and replies the gateway sent, next hops
+/// that did not answer (went to the failed state), and the neighbour entries held. Tunnels
+/// report deltas of the first three and the current `neighbours`; a [`Counters`] table
+/// returns its totals in the same shape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArpCounts {
+    pub requests: u64,
+    pub replies: u64,
+    pub failures: u64,
+    /// Entries in the neighbour cache (a gauge): reachable, stale, incomplete and failed.
+    pub neighbours: u64,
+}
+
+/// One attachment's ARP counts (exported only for attachments listed in
+/// [`Names::arp_attachments`]).
+#[derive(Debug, Default)]
+struct ArpRow {
+    requests: Counter,
+    replies: Counter,
+    failures: Counter,
+    neighbours: AtomicU64,
+}
+
+impl ArpRow {
+    fn get(&self) -> ArpCounts {
+        ArpCounts {
+            requests: self.requests.get(),
+            replies: self.replies.get(),
+            failures: self.failures.get(),
+            neighbours: self.neighbours.load(Relaxed),
+        }
+    }
+
+    fn carry(&self, old: &ArpRow) {
+        let c = old.get();
+        self.requests.set(c.requests);
+        self.replies.set(c.replies);
+        self.failures.set(c.failures);
+        self.neighbours.store(c.neighbours, Relaxed);
+    }
+}
+
 /// A peer without a session state of its own (WireGuard).
 pub const SESSION_NONE: u8 = 0;
 /// A peer whose session state says it is down.
@@ -185,6 +227,9 @@ pub struct Names {
     pub tenants: Vec<String>,
     pub attachments: Vec<String>,
     pub peers: Vec<PeerLabels>,
+    /// The attachments (of `attachments`) that speak ARP (`ethernet`): only theirs are
+    /// exported by [`Counters::arp`].
+    pub arp_attachments: Vec<String>,
 }
 
 /// Drops by reason, one row per tenant and a last row for drops of no tenant.
@@ -199,6 +244,9 @@ pub struct Counters {
     drops: Box<[DropRow]>,
     handshakes: Box<[HandshakeRow]>,
     attachment_names: Vec<String>,
+    /// One row per attachment; `has_arp` says whose are exported.
+    arp: Box<[ArpRow]>,
+    has_arp: Box<[bool]>,
     tenant_names: Vec<String>,
     tenants: Box<[Traffic]>,
     tenant_flows: Box<[TenantFlows]>,
@@ -217,6 +265,7 @@ impl Counters {
             tenants: tenant_names,
             attachments: attachment_names,
             peers: peer_labels,
+            arp_attachments,
         } = names;
         Counters {
             base,
@@ -225,6 +274,10 @@ impl Counters {
                 .collect(),
             handshakes: (0..=attachment_names.len())
                 .map(|_| Default::default())
+                .collect(),
+            arp: attachment_names.iter().map(|_| ArpRow::default()).collect(),
+            has_arp: (attachment_names.iter())
+                .map(|n| arp_attachments.contains(n))
                 .collect(),
             attachment_names,
             tenants: tenant_names.iter().map(|_| Traffic::default()).collect(),
@@ -263,6 +316,7 @@ impl Counters {
         for (i, name) in next.attachment_names.iter().enumerate() {
             if let Some(j) = self.attachment_names.iter().position(|n| n == name) {
                 carry_row(&next.handshakes[i], &self.handshakes[j]);
+                next.arp[i].carry(&self.arp[j]);
             }
         }
         for (i, name) in next.tenant_names.iter().enumerate() {
@@ -352,6 +406,25 @@ impl Counters {
         let last = self.handshakes.len() - 1;
         let row = attachment.filter(|&a| a < last).unwrap_or(last);
         self.handshakes[row][result as usize].add(1);
+    }
+
+    /// Adds what attachment `attachment` (an index into the plan's attachments) reported of
+    /// its ARP: the counts are deltas, `neighbours` replaces the gauge.
+    pub fn count_arp(&self, attachment: usize, c: ArpCounts) {
+        if let Some(row) = self.arp.get(attachment) {
+            row.requests.add(c.requests);
+            row.replies.add(c.replies);
+            row.failures.add(c.failures);
+            row.neighbours.store(c.neighbours, Relaxed);
+        }
+    }
+
+    /// The ARP totals of every attachment that speaks ARP, by name.
+    pub fn arp(&self) -> impl Iterator<Item = (&str, ArpCounts)> {
+        (self.attachment_names.iter())
+            .zip(self.arp.iter().zip(self.has_arp.iter()))
+            .filter(|(_, (_, &has))| has)
+            .map(|(name, (row, _))| (name.as_str(), row.get()))
     }
 
     /// Counts a packet of peer `index` dropped after it was known to come from the peer.
@@ -551,7 +624,44 @@ mod tests {
             tenants: tenants.iter().map(|t| t.to_string()).collect(),
             attachments: attachments.iter().map(|a| a.to_string()).collect(),
             peers: peers.iter().map(|p| labels(p)).collect(),
+            arp_attachments: vec![],
         }
+    }
+
+    #[test]
+    fn arp_rows_are_kept_by_attachment_name_and_shown_only_for_arp_attachments() {
+        let mut n = names(&["t"], &["wg", "lan", "gone"], &[]);
+        n.arp_attachments = vec!["lan".into(), "gone".into()];
+        let old = Counters::new(Instant::now(), n);
+        let report = |requests, neighbours| ArpCounts {
+            requests,
+            replies: 2,
+            failures: 1,
+            neighbours,
+        };
+        old.count_arp(1, report(5, 3));
+        old.count_arp(1, report(1, 4));
+        old.count_arp(2, report(9, 9));
+        old.count_arp(7, report(9, 9));
+        let lan = ArpCounts {
+            requests: 6,
+            replies: 4,
+            failures: 2,
+            neighbours: 4,
+        };
+        assert_eq!(
+            old.arp().collect::<Vec<_>>(),
+            [("lan", lan), ("gone", report(9, 9))]
+        );
+
+        let mut n = names(&["t"], &["new", "lan"], &[]);
+        n.arp_attachments = vec!["new".into(), "lan".into()];
+        let new = old.successor(n);
+
+        assert_eq!(
+            new.arp().collect::<Vec<_>>(),
+            [("new", ArpCounts::default()), ("lan", lan)]
+        );
     }
 
     #[test]

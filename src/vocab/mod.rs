@@ -12,6 +12,7 @@ pub mod counters;
 mod drop;
 
 pub use counters::{
-    Counters, HandshakeResult, Names, PairTraffic, PeerLabels, PeerView, TenantFlows, Traffic,
+    ArpCounts, Counters, HandshakeResult, Names, PairTraffic, PeerLabels, PeerView, TenantFlows,
+    Traffic,
 };
 pub use drop::DropReason;

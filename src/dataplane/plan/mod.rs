@@ -253,6 +253,10 @@ impl Plan {
                     facility: p.facility.to_string(),
                 })
                 .collect(),
+            arp_attachments: (self.attachments.iter())
+                .filter(|a| matches!(a.kind, AttachmentPlanKind::Ethernet(_)))
+                .map(|a| a.name.clone())
+                .collect(),
         }
     }
 

@@ -256,13 +256,20 @@ impl ArpCache {
     }
 
     /// Drops entries that can no longer answer a lookup (reachable ones expired long ago,
-    /// failed ones whose time is over), so that an idle cache shrinks.
+    /// failed ones whose time is over), so that an idle cache shrinks. An address dropped
+    /// after its last request went unanswered counts as failed, as it would have at its
+    /// next lookup.
     pub fn expire(&mut self, now: Instant) {
         let t = self.timers;
+        let stats = &mut self.stats;
         self.entries.retain(|_, s| match *s {
             State::Reachable { until, .. } => now < until + t.reachable_for,
-            State::Incomplete { asked, .. } | State::Stale { asked, .. } => {
-                now.saturating_duration_since(asked) < t.retry * 2
+            State::Incomplete { asked, tries } | State::Stale { asked, tries, .. } => {
+                let keep = now.saturating_duration_since(asked) < t.retry * 2;
+                if !keep && tries >= t.tries {
+                    stats.failed += 1;
+                }
+                keep
             }
             State::Failed { until } => now < until,
         });
@@ -398,6 +405,22 @@ mod tests {
         assert_eq!(c.lookup(ip(2), t), Lookup::Hit(MAC));
         assert_eq!(c.lookup(ip(6), t), Lookup::Hit(MAC));
         assert!(matches!(c.lookup(ip(1), t), Lookup::Miss { .. }));
+    }
+
+    /// A next hop asked `tries` times and never looked up again still counts as failed
+    /// when expiry drops it; one asked fewer times was abandoned, not failed.
+    #[test]
+    fn expiry_counts_an_unanswered_address_as_failed() {
+        let (mut c, t0) = cache();
+        let s = Duration::from_secs;
+        for at in [t0, t0 + s(1), t0 + s(2)] {
+            c.lookup(ip(1), at);
+        }
+        c.lookup(ip(2), t0 + s(2));
+        assert_eq!((c.stats().requests, c.stats().failed), (4, 0));
+        c.expire(t0 + s(5));
+        assert!(c.is_empty());
+        assert_eq!(c.stats().failed, 1);
     }
 
     #[test]

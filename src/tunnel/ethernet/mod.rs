@@ -10,6 +10,10 @@
 //! fixed arena of [`WAITING`] packets per attachment (allocated once): it leaves when the
 //! answer arrives and is dropped as `arp_unresolved` when the asking fails or the arena is
 //! full.
+//!
+//! The tunnel counts nothing itself: ARP requests and replies it sends are added up in plain
+//! fields and reported, with the failed next hops and the size of the neighbour cache, as one
+//! [`Event::Arp`] per poll when something changed.
 
 pub mod arp_cache;
 pub mod link;
@@ -22,9 +26,10 @@ use ipnetwork::Ipv4Network;
 pub use arp_cache::{ArpCache, ArpStats, ArpTimers, Lookup};
 pub use link::{Link, LinkConfig, LinkRefusal, Received, Sent};
 
+use super::Event;
 use crate::buffer::{TxBatch, Via, BUF_SIZE};
 use crate::ids::AttachmentId;
-use crate::vocab::DropReason;
+use crate::vocab::{ArpCounts, DropReason};
 
 /// Packets of one attachment that may wait for ARP answers at a time.
 pub const WAITING: usize = 32;
@@ -59,10 +64,19 @@ pub struct EthernetTunnel {
     waiting: [Option<Waiting>; WAITING],
     arena: Box<[u8]>,
     next_expire: Instant,
+    /// When the waiting packets are next looked at (requests repeated, failures dropped):
+    /// `None` while nothing waits.
+    next_check: Option<Instant>,
     /// Packets lost since last reported, by reason (waiting ones whose next hop failed; ARP
     /// answers or waiting packets that found the transmit batch full).
     lost_unresolved: u64,
     lost_tx: u64,
+    /// ARP requests and replies sent since last reported.
+    arp_requests: u64,
+    arp_replies: u64,
+    /// The cache's failed next hops and its size when last reported (`None`: never).
+    reported_failed: u64,
+    reported_neighbours: Option<u64>,
 }
 
 impl EthernetTunnel {
@@ -85,8 +99,13 @@ impl EthernetTunnel {
             waiting: [None; WAITING],
             arena: vec![0; WAITING * BUF_SIZE].into_boxed_slice(),
             next_expire: now + EXPIRE_EVERY,
+            next_check: None,
             lost_unresolved: 0,
             lost_tx: 0,
+            arp_requests: 0,
+            arp_replies: 0,
+            reported_failed: 0,
+            reported_neighbours: None,
         }
     }
 
@@ -135,6 +154,7 @@ impl EthernetTunnel {
                         Some(buf) => {
                             buf[..n].copy_from_slice(&reply[..n]);
                             tx.commit(id, Via::DEVICE, n);
+                            self.arp_replies += 1;
                         }
                         None => self.lost_tx += 1,
                     }
@@ -173,15 +193,11 @@ impl EthernetTunnel {
             Ok(Sent::Frame(n)) => tx.commit(id, Via::DEVICE, n),
             Ok(Sent::FrameAndProbe(n)) => {
                 tx.commit(id, Via::DEVICE, n);
-                // The probe is a courtesy: without room it goes at the next packet.
-                if let Some(buf) = tx.next_buf() {
-                    if let Ok(n) = self.link.request(next_hop, buf) {
-                        tx.commit(id, Via::DEVICE, n);
-                    }
-                }
+                self.probe(next_hop, tx);
             }
             Ok(Sent::ArpRequest(n)) => {
                 tx.commit(id, Via::DEVICE, n);
+                self.arp_requests += 1;
                 self.wait(now, next_hop, packet)?;
             }
             Err(LinkRefusal::Unresolved) if self.link.pending(next_hop) => {
@@ -190,6 +206,17 @@ impl EthernetTunnel {
             Err(e) => return Err(reason(e)),
         }
         Ok(())
+    }
+
+    /// Sends an ARP request for a stale `next_hop`. The probe is a courtesy: without room in
+    /// `tx` it is not sent, and the neighbour is asked again by a later packet.
+    fn probe(&mut self, next_hop: Ipv4Addr, tx: &mut TxBatch) {
+        if let Some(buf) = tx.next_buf() {
+            if let Ok(n) = self.link.request(next_hop, buf) {
+                tx.commit(self.id, Via::DEVICE, n);
+                self.arp_requests += 1;
+            }
+        }
     }
 
     /// Keeps `packet` until `next_hop` answers, if there is room.
@@ -204,6 +231,8 @@ impl EthernetTunnel {
             since: now,
             len: packet.len(),
         });
+        let check = now + self.timers.retry / 4;
+        self.next_check = Some(self.next_check.map_or(check, |t| t.min(check)));
         Ok(())
     }
 
@@ -221,7 +250,11 @@ impl EthernetTunnel {
                 continue;
             };
             match self.link.send(now, w.next_hop, packet, buf) {
-                Ok(Sent::Frame(n) | Sent::FrameAndProbe(n)) => tx.commit(id, Via::DEVICE, n),
+                Ok(Sent::Frame(n)) => tx.commit(id, Via::DEVICE, n),
+                Ok(Sent::FrameAndProbe(n)) => {
+                    tx.commit(id, Via::DEVICE, n);
+                    self.probe(w.next_hop, tx);
+                }
                 _ => self.lost_unresolved += 1,
             }
         }
@@ -231,30 +264,38 @@ impl EthernetTunnel {
     /// hops that did not answer, and now and then sheds expired neighbours.
     pub fn handle_timeout(&mut self, now: Instant, tx: &mut TxBatch) {
         let id = self.id;
-        let give_up = self.timers.retry * u32::from(self.timers.tries);
+        // The cache decides when a next hop failed; this only bounds a wait it never ends.
+        let give_up = self.timers.retry * (u32::from(self.timers.tries) + 2);
         for i in 0..WAITING {
             let Some(w) = self.waiting[i] else { continue };
-            if now.saturating_duration_since(w.since) > give_up || !self.link.pending(w.next_hop) {
-                if !self.link.resolved(w.next_hop) {
-                    self.waiting[i] = None;
-                    self.lost_unresolved += 1;
-                }
-                continue;
-            }
-            // One lookup per next hop and pass: a due request goes out.
+            // One lookup per next hop and pass: a due request goes out, and a next hop
+            // whose last request went unanswered turns failed.
             let first = self.waiting[..i]
                 .iter()
                 .flatten()
                 .all(|o| o.next_hop != w.next_hop);
-            if first {
+            if first && self.link.pending(w.next_hop) {
                 if let Some(buf) = tx.next_buf() {
                     if let Some(n) = self.link.ask(now, w.next_hop, buf) {
                         tx.commit(id, Via::DEVICE, n);
+                        self.arp_requests += 1;
                     }
                 }
             }
+            let resolved = self.link.resolved(w.next_hop);
+            let given_up = now.saturating_duration_since(w.since) > give_up;
+            if !resolved && (given_up || !self.link.pending(w.next_hop)) {
+                self.waiting[i] = None;
+                self.lost_unresolved += 1;
+            }
         }
         self.release(now, id, tx);
+        // Looked at now: next in a quarter of the retry time, if anything still waits.
+        self.next_check = self
+            .waiting
+            .iter()
+            .any(Option::is_some)
+            .then(|| now + self.timers.retry / 4);
         if now >= self.next_expire {
             self.link.expire(now);
             self.next_expire = now + EXPIRE_EVERY;
@@ -263,13 +304,43 @@ impl EthernetTunnel {
 
     /// When [`EthernetTunnel::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let soonest = self
-            .waiting
-            .iter()
-            .flatten()
-            .map(|w| w.since + self.timers.retry / 4)
-            .min();
-        Some(soonest.map_or(self.next_expire, |t| t.min(self.next_expire)))
+        Some(
+            self.next_check
+                .map_or(self.next_expire, |t| t.min(self.next_expire)),
+        )
+    }
+
+    /// What happened since last asked: packets lost inside the tunnel first, then the ARP
+    /// report if anything in it changed.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some((reason, packets)) = self.take_lost() {
+            return Some(Event::dropped(reason, packets));
+        }
+        self.take_arp().map(Event::Arp)
+    }
+
+    /// ARP since last asked (requests and replies sent, next hops that failed) and the
+    /// neighbour entries held now; `None` when nothing changed.
+    pub fn take_arp(&mut self) -> Option<ArpCounts> {
+        let cache = self.link.neighbours();
+        let failed = cache.stats().failed;
+        let neighbours = cache.len() as u64;
+        let failures = failed.wrapping_sub(self.reported_failed);
+        if self.arp_requests == 0
+            && self.arp_replies == 0
+            && failures == 0
+            && self.reported_neighbours == Some(neighbours)
+        {
+            return None;
+        }
+        self.reported_failed = failed;
+        self.reported_neighbours = Some(neighbours);
+        Some(ArpCounts {
+            requests: std::mem::take(&mut self.arp_requests),
+            replies: std::mem::take(&mut self.arp_replies),
+            failures,
+            neighbours,
+        })
     }
 
     /// Packets lost inside the tunnel since last asked, with their reason.

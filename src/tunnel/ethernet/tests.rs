@@ -212,3 +212,80 @@ fn a_reload_keeps_the_neighbours_of_the_same_link_only() {
     config.link.vlan = Some(7);
     assert!(!t.reconfigure(AttachmentId(5), config));
 }
+
+/// Requests (first asks, retries, probes of stale neighbours), replies and failed next hops
+/// are added up between polls and reported once, with the neighbour entries held.
+#[test]
+fn arp_is_reported_as_deltas_between_polls() {
+    let (mut t, now) = tunnel(None);
+    let mut tx = TxBatch::new(64);
+    assert_eq!(
+        t.poll_event(),
+        Some(Event::Arp(ArpCounts::default())),
+        "a new tunnel reports its empty cache"
+    );
+    assert_eq!(t.poll_event(), None, "nothing changed");
+
+    let mut ask = arp_frame(Arp::request(HOST, ip(2), ip(1)), Mac::BROADCAST, None);
+    t.handle_input(now, &mut ask, &mut tx).unwrap();
+    let p = packet(Ipv4Addr::new(100, 65, 0, 2), ip(9));
+    t.encapsulate(now, &p, &mut tx).unwrap();
+    t.encapsulate(now, &p, &mut tx).unwrap();
+    let report = |requests, replies, failures, neighbours| {
+        Some(Event::Arp(ArpCounts {
+            requests,
+            replies,
+            failures,
+            neighbours,
+        }))
+    };
+    assert_eq!(t.poll_event(), report(1, 1, 0, 2));
+    assert_eq!(t.poll_event(), None);
+
+    // Two more tries, then ip 9 fails: its packets are lost first, then the ARP report.
+    let mut at = now;
+    while at < now + Duration::from_secs(4) {
+        at += Duration::from_millis(100);
+        if t.poll_timeout().is_some_and(|d| d <= at) {
+            t.handle_timeout(at, &mut tx);
+        }
+        tx.clear();
+    }
+    assert_eq!(
+        t.poll_event(),
+        Some(Event::dropped(DropReason::ArpUnresolved, 2))
+    );
+    assert_eq!(t.poll_event(), report(2, 0, 1, 2));
+
+    // HOST went stale: its next packet leaves at once, with a probe.
+    let to_host = packet(Ipv4Addr::new(100, 65, 0, 2), ip(2));
+    let later = now + Duration::from_secs(31);
+    t.encapsulate(later, &to_host, &mut tx).unwrap();
+    assert_eq!(sent(&tx).len(), 2, "the packet and the probe");
+    tx.clear();
+    // Expiry sheds the failed entry.
+    t.handle_timeout(later, &mut tx);
+    assert_eq!(t.poll_event(), report(1, 0, 0, 1));
+    assert_eq!(t.poll_event(), None);
+}
+
+/// Once handled, the timer of a waiting packet lies ahead: the worker does not spin.
+#[test]
+fn the_timer_moves_on_after_each_turn() {
+    let (mut t, now) = tunnel(None);
+    let mut tx = TxBatch::new(8);
+    let p = packet(Ipv4Addr::new(100, 65, 0, 2), ip(9));
+    t.encapsulate(now, &p, &mut tx).unwrap();
+    let due = t.poll_timeout().unwrap();
+    assert!(due > now && due <= now + Duration::from_millis(250));
+    t.handle_timeout(due, &mut tx);
+    assert!(t.poll_timeout().unwrap() > due, "the next turn is later");
+    // Nothing waiting: only the neighbour cache's sweep is due.
+    let mut at = due;
+    while t.queued() > 0 {
+        at += Duration::from_millis(250);
+        t.handle_timeout(at, &mut tx);
+        tx.clear();
+    }
+    assert!(t.poll_timeout().unwrap() >= now + Duration::from_secs(10));
+}
