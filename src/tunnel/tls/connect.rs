@@ -68,10 +68,11 @@ pub enum ParamsError {
 /// only stores them (for vpnc-script's `CISCO_CSTP_OPTIONS`) or does not apply to ixgw:
 /// `X-CSTP-Hostname` (an echo of the client's), `X-CSTP-Client-Bypass-Protocol`,
 /// `X-CSTP-Smartcard-Removal-Disconnect`, `X-CSTP-License`, `X-CSTP-Session-Timeout-Remaining`
-/// (openconnect reads it like `X-CSTP-Session-Timeout`), `X-CSTP-Rekey-Time`. The TLS
-/// rekey ocserv offers (`X-CSTP-Rekey-Method: ssl`: renegotiation in TLS 1.2) is not: rustls
-/// does not renegotiate, so this writes `X-CSTP-Rekey-Method: none`, which openconnect
-/// reads as no rekey, as it does a missing `X-CSTP-Rekey-Time`.
+/// (openconnect reads it like `X-CSTP-Session-Timeout`), `X-CSTP-Rekey-Time`. The rekey
+/// ocserv asks for (`X-CSTP-Rekey-Method: ssl`: the client repeats the TLS handshake on the
+/// open connection, a renegotiation in TLS 1.2) is not: rustls does not renegotiate, so
+/// this writes `X-CSTP-Rekey-Method: none`, which openconnect reads as no rekey, as it does
+/// a missing `X-CSTP-Rekey-Time`.
 pub fn write_connected(out: &mut Vec<u8>, p: &TunnelParams<'_>) -> Result<(), ParamsError> {
     if p.server_name.is_empty()
         || p.server_name.len() > 64
