@@ -23,11 +23,14 @@ IF_W=ixt-wg
 CODE_A=$(facility_code 421234567) CODE_R=$(facility_code 421234568) CODE_N=$(facility_code 421234569)
 CODE_W=$(facility_code 321987654) CODE_GW=$(facility_code 131234567)
 log "namespaces and underlay"
-for ns in ix ssl-a fac-w; do netns_add $ns; done
+for ns in ix ssl-a ssl-n fac-w; do netns_add $ns; done
 extra_cleanup() { rm -f /var/run/wireguard/$IF_W.sock; }
 [[ -S /var/run/wireguard/$IF_W.sock ]] && rm -f /var/run/wireguard/$IF_W.sock
 link_ns ix ssl-a 172.31.5.1/30 172.31.5.2/30 ix-ssl up-ssl
 link_ns ix fac-w 172.31.6.1/30 172.31.6.2/30 ix-w up-w
+# clinic N reaches the same listener through ns ix's second link (routed by ix's kernel).
+link_ns ix ssl-n 172.31.7.1/30 172.31.7.2/30 ix-ssn up-ssn
+ip -n ssl-n route add 172.31.5.0/30 via 172.31.7.1
 
 log "certificates (ixgw ca): lab (ajisai-net) and other (mame-net)"
 umask 077
@@ -41,6 +44,7 @@ ca init --dir "$OTHER" --name "another network's CA"
 ca issue --dir "$LAB" --facility "$CODE_GW" --name "ixgw gateway" --dns gw.ix.test --out "$P/gw"
 ca issue --dir "$LAB" --facility "$CODE_A" --name "clinic A" --out "$P/clinic-a"
 ca issue --dir "$LAB" --facility "$CODE_R" --name "clinic R" --out "$P/clinic-r"
+ca issue --dir "$LAB" --facility "$CODE_N" --name "clinic N" --out "$P/clinic-n"
 ca issue --dir "$OTHER" --facility "$CODE_A" --name "clinic A, wrong CA" --out "$P/foreign"
 ca revoke --dir "$LAB" "$P/clinic-r.crt" --reason key-compromise
 
@@ -103,7 +107,7 @@ policies:
   - name: ajisai-to-mame
     from: { tenant: ajisai-net }
     to: { tenant: mame-net }
-    allow: [icmp, tcp/5201]
+    allow: [icmp, tcp/5201, udp/5201]
   - name: mame-to-ajisai
     from: { tenant: mame-net }
     to: { tenant: ajisai-net }
@@ -167,6 +171,33 @@ cert_after=$(handshakes certificate)
   || fail "refusals counted: $cert_before → $cert_after"
 grep -q 'TLS login refused.*revoked' "$T_TMP/ixgw.log" && pass "the revoked certificate's refusal is logged" \
   || fail "no log line for the revoked certificate"
+
+log "reload adding TLS peer clinic-n while clinic A sends UDP to fac-w"
+start_bg fac-w "$T_TMP/iperf-u.log" timeout 40 iperf3 -s -B 10.0.0.1 -1
+IPERF_S=$BG_PID
+sleep 0.5
+ip netns exec ssl-a timeout 30 iperf3 -c 100.65.0.1 -u -b 10M -l 1000 -t 6 -J >"$T_TMP/udp.json" &
+UDP_PID=$!
+sleep 2
+write_config 1
+"$IXGW" check --config "$T_TMP/ixgw.yaml" >/dev/null || die "the config with clinic-n does not validate"
+kill -HUP "$IXGW_PID"
+wait "$UDP_PID" || fail "iperf3 UDP during the reload"
+wait "$IPERF_S" 2>/dev/null || true
+forget_pid "$IPERF_S"
+lost=$(jq '.end.sum.lost_packets // -1' "$T_TMP/udp.json" 2>/dev/null || echo -1)
+sent=$(jq '.end.sum.packets // 0' "$T_TMP/udp.json" 2>/dev/null || echo 0)
+[[ $sent -gt 1000 && $lost == 0 ]] && pass "clinic A's session kept across the reload: no UDP lost ($sent sent)" \
+  || fail "UDP across the reload: $lost of $sent lost"
+grep -q 'configuration reloaded' "$T_TMP/ixgw.log" || fail "the reload is logged"
+start_bg ssl-n "$T_TMP/oc-n.log" openconnect --protocol=anyconnect --certificate "$P/clinic-n.crt" --sslkey "$P/clinic-n.key" \
+  --servercert "$PIN" --non-inter --interface oc0 --script /usr/share/vpnc-scripts/vpnc-script -v https://172.31.5.1:443/
+OC_N=$BG_PID
+for i in $(seq 50); do ip -n ssl-n addr show oc0 2>/dev/null | grep -q 'inet ' && break; sleep 0.2; done
+addr_n=$(ip -n ssl-n -4 addr show oc0 2>/dev/null | awk '/inet /{print $2}')
+[[ $addr_n == 10.0.0.2/* ]] && pass "clinic N, added by the reload, got 10.0.0.2" || { tail -20 "$T_TMP/oc-n.log" >&2; fail "clinic N's address: '$addr_n'"; }
+check "ping clinic N → fac-w" wait_ping ssl-n 100.65.0.1 20
+kill -INT "$OC_N"; wait "$OC_N" 2>/dev/null || true; forget_pid "$OC_N"
 
 log "the connection breaks: openconnect comes back with its cookie and keeps its address"
 ip netns exec ssl-a ss -K dst 172.31.5.1 dport = 443 >/dev/null 2>&1 || true

@@ -239,7 +239,7 @@ pub enum Problem {
         other_key: String,
         other_line: usize,
     },
-    #[error("pool {pool} has {hosts} addresses for {peers} peers: each connected peer needs one")]
+    #[error("pool {pool} hands out {hosts} address(es) but the attachment has {peers} peers (each connected peer holds one)")]
     PoolTooSmall {
         pool: Ipv4Network,
         hosts: u64,

@@ -151,7 +151,7 @@ impl Events {
         // At the stop one line tells of all of them.
         let stopping = reason == STOPPED;
         if stopping && !gone.is_empty() {
-            tracing::info!(peers = gone.len(), "WireGuard peers down: {STOPPED}");
+            tracing::info!(peers = gone.len(), "peers down: {STOPPED}");
         }
         for k in gone {
             if let Some(u) = up.remove(&k) {

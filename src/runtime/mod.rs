@@ -736,7 +736,13 @@ impl Running {
             engines,
         });
         let (tls_tx, tls_rx) = mpsc::channel(16);
-        let tls_thread = match tls::spawn(tls_rx, presenter.clone(), config.ix.name.clone()) {
+        let tls_beat = Arc::new(Heartbeat::new("ixgw-tls", Instant::now()));
+        let tls_thread = match tls::spawn(
+            tls_rx,
+            presenter.clone(),
+            config.ix.name.clone(),
+            tls_beat.clone(),
+        ) {
             Ok(t) => t,
             Err(e) => {
                 stop_worker(&control, worker).await;
@@ -757,7 +763,7 @@ impl Running {
                 source,
             })?;
         let (admin_stop, stop_rx) = oneshot::channel::<()>();
-        let liveness = Arc::new(Liveness::new(vec![worker_beat, ike_beat]));
+        let liveness = Arc::new(Liveness::new(vec![worker_beat, ike_beat, tls_beat]));
         let state = crate::admin::AdminState::new(hub.clone(), ready.clone(), liveness.clone());
         let admin = tokio::spawn(crate::admin::serve(listener, state.clone(), async move {
             let _ = stop_rx.await;

@@ -87,6 +87,7 @@ pub(crate) fn attachments(old: &Plan, new: &Plan) -> Changes {
                 ) => a == b,
                 (AttachmentPlanKind::Plain, AttachmentPlanKind::Plain) => true,
                 (AttachmentPlanKind::Ethernet(a), AttachmentPlanKind::Ethernet(b)) => a == b,
+                (AttachmentPlanKind::Tls(a), AttachmentPlanKind::Tls(b)) => a.config == b.config,
                 (
                     AttachmentPlanKind::Ipsec {
                         local_id: a,

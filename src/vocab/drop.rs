@@ -115,6 +115,12 @@ reasons! {
     /// The next hop's MAC could not be resolved: ARP went unanswered, or too many packets
     /// were already waiting for answers.
     ArpUnresolved => "arp_unresolved",
+    /// A packet for a TLS client found its connection's queue full (the client or its link
+    /// is slower than the traffic sent to it).
+    TlsClientQueueFull => "tls_client_queue_full",
+    /// A TLS client's packet found the socket pair between the TLS thread and the worker
+    /// full (the worker is behind).
+    TlsRelayFull => "tls_relay_full",
     /// An IKE message that found the queue to the IKE thread full.
     IkeQueueFull => "ike_queue_full",
     /// The transmit batch was full for this wake-up.

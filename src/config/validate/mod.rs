@@ -384,4 +384,6 @@ mod ipsec_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tls_tests;
+#[cfg(test)]
 mod usage_tests;

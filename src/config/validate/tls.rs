@@ -106,15 +106,22 @@ impl Validator {
 
         let pk = format!("{ak}.pool");
         let pool_text = self.required(ak, "pool", &a.pool, KIND)?;
-        let pool = self
-            .internal_prefixes(&pk, std::slice::from_ref(pool_text), tenant, routes)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| self.err(&pk, Problem::Empty))?;
-        // The routes list names the pool `pool[0]`; the operator wrote `pool`.
-        if let Some(last) = routes.last_mut() {
-            last.1 = pk.clone();
+        let pool = self.prefix(&pk, pool_text)?;
+        if !tenant
+            .networks
+            .iter()
+            .any(|n| pool.is_subnet_of(n.internal))
+        {
+            return Err(self.err(
+                &pk,
+                Problem::NotInternal {
+                    value: pool.to_string(),
+                    tenant: tenant.name.clone(),
+                    internal: super::policies::internal_list(tenant),
+                },
+            ));
         }
+        routes.push((pool, pk.clone()));
         let dns = match &a.dns {
             Some(list) => list
                 .iter()

@@ -524,8 +524,8 @@ async fn tunnel(
                             if let Some(d) = dgram.get_mut(PACKET_HEADER..PACKET_HEADER + len) {
                                 d.copy_from_slice(f.payload);
                                 // A full socket pair drops the packet: the worker is behind.
-                                let _ = relay.try_send(&dgram[..PACKET_HEADER + len]);
-                                touch(shared, attachment, ctx.session);
+                                let sent = relay.try_send(&dgram[..PACKET_HEADER + len]).is_ok();
+                                touch(shared, attachment, ctx.session, sent);
                             }
                         }
                         Kind::DpdRequest => {
@@ -619,9 +619,13 @@ async fn tunnel(
     }
 }
 
-fn touch(shared: &Rc<RefCell<Shared>>, attachment: &str, session: u32) {
+/// Session `session` had traffic from its client; `sent`: the worker got the packet.
+fn touch(shared: &Rc<RefCell<Shared>>, attachment: &str, session: u32, sent: bool) {
     if let Some(att) = shared.borrow_mut().attachments.get_mut(attachment) {
         att.book.touch(session, Instant::now());
+        if !sent {
+            att.lost_to_worker = att.lost_to_worker.saturating_add(1);
+        }
     }
 }
 

@@ -26,11 +26,13 @@ use ipnetwork::Ipv4Network;
 use tokio::sync::{mpsc, Notify};
 
 use super::worker::SourceKey;
+use crate::admin::health::Heartbeat;
 use crate::dataplane::{AttachmentPlanKind, PeerPlanKind, Plan};
 use crate::facility::Presenter;
 use crate::ids::{AttachmentId, PeerId};
 use crate::tunnel::tls::book::{Book, End, Session};
 use crate::tunnel::tls::relay::Message;
+use crate::vocab::DropReason;
 
 /// What the runtime opened for a `tls` attachment: its listener and this thread's end of the
 /// socket pair (the worker has the other).
@@ -76,6 +78,10 @@ struct Att {
     conns: HashMap<u32, ConnHandle>,
     /// Sessions whose tunnel was opened at least once (the next CONNECT is a reconnect).
     announced: HashSet<u32>,
+    /// Packets dropped here since last told to the worker: for clients whose queue was
+    /// full, from clients while the socket pair was full.
+    lost_to_client: u32,
+    lost_to_worker: u32,
 }
 
 /// A listener and socket pair, and which attachment they serve now.
@@ -107,6 +113,7 @@ pub(crate) fn spawn(
     control: mpsc::Receiver<TlsControl>,
     presenter: Arc<dyn Presenter>,
     server_name: String,
+    heartbeat: Arc<Heartbeat>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -115,7 +122,8 @@ pub(crate) fn spawn(
         .name("ixgw-tls".into())
         .spawn(move || {
             let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, run(control, presenter, server_name));
+            local.block_on(&rt, run(control, presenter, server_name, &heartbeat));
+            heartbeat.retire();
         })
 }
 
@@ -123,6 +131,7 @@ async fn run(
     mut control: mpsc::Receiver<TlsControl>,
     presenter: Arc<dyn Presenter>,
     server_name: String,
+    heartbeat: &Heartbeat,
 ) {
     let shared = Rc::new(RefCell::new(Shared {
         presenter,
@@ -135,6 +144,8 @@ async fn run(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // The tick comes every second: a thread that stops beating is stuck.
+        heartbeat.beat(Instant::now());
         tokio::select! {
             msg = control.recv() => match msg {
                 Some(TlsControl::Plan { plan, new }) => apply(&shared, &plan, new).await,
@@ -231,6 +242,8 @@ async fn apply(shared: &Rc<RefCell<Shared>>, plan: &Arc<Plan>, new: Vec<(SourceK
                     split_routes: HashMap::new(),
                     conns: HashMap::new(),
                     announced: HashSet::new(),
+                    lost_to_client: 0,
+                    lost_to_worker: 0,
                 },
             };
             att.id = id;
@@ -344,16 +357,20 @@ async fn read_relay(
             let Some(Message::Packet { session }) = Message::parse(&buf[..n]) else {
                 continue;
             };
-            let sh = shared.borrow();
-            let Some(name) = sh.served.get(&key).map(|s| &s.attachment) else {
+            let mut sh = shared.borrow_mut();
+            let Some(name) = sh.served.get(&key).map(|s| s.attachment.clone()) else {
                 continue;
             };
-            let conn = sh.attachments.get(name).and_then(|a| a.conns.get(&session));
-            if let Some(c) = conn {
+            let Some(att) = sh.attachments.get_mut(&name) else {
+                continue;
+            };
+            let sent = att.conns.get(&session).map(|c| {
                 let packet = buf[crate::tunnel::tls::relay::PACKET_HEADER..n].to_vec();
-                if c.out.try_send(packet).is_err() {
-                    tracing::trace!(session, "client queue full: packet dropped");
-                }
+                c.out.try_send(packet).is_ok()
+            });
+            // No connection (it just broke) or a full queue: the packet is lost here.
+            if sent != Some(true) {
+                att.lost_to_client = att.lost_to_client.saturating_add(1);
             }
         }
     }
@@ -368,6 +385,15 @@ async fn expire(shared: &Rc<RefCell<Shared>>, now: Instant) {
             for (s, why) in att.book.expire(now) {
                 finish(att, &s, why);
                 downs.push((att.relay.clone(), Message::Down { session: s.id }));
+            }
+            for (lost, reason) in [
+                (&mut att.lost_to_client, DropReason::TlsClientQueueFull),
+                (&mut att.lost_to_worker, DropReason::TlsRelayFull),
+            ] {
+                let packets = std::mem::take(lost);
+                if packets > 0 {
+                    downs.push((att.relay.clone(), Message::Lost { reason, packets }));
+                }
             }
         }
     }

@@ -9,7 +9,9 @@
 //!   `login` 1 for a new login, 0 for a reconnect;
 //! * `2 | session u32` — the session ended;
 //! * `3 | result u8 | peer u32 | generation u64` — a login refused (a
-//!   [`HandshakeResult`]), of `peer` if known (`u32::MAX` if not), to count.
+//!   [`HandshakeResult`]), of `peer` if known (`u32::MAX` if not), to count;
+//! * `4 | reason u8 | packets u32` — packets the TLS thread dropped (a [`DropReason`]),
+//!   to count.
 //!
 //! From the worker to the TLS thread: `0 | session u32 | packet` — a packet for a session's
 //! client.
@@ -17,12 +19,13 @@
 use std::net::Ipv4Addr;
 
 use crate::ids::PeerId;
-use crate::vocab::HandshakeResult;
+use crate::vocab::{DropReason, HandshakeResult};
 
 pub const PACKET: u8 = 0;
 pub const UP: u8 = 1;
 pub const DOWN: u8 = 2;
 pub const REFUSED: u8 = 3;
+pub const LOST: u8 = 4;
 /// What precedes a packet: the kind and the session.
 pub const PACKET_HEADER: usize = 5;
 const NO_PEER: u32 = u32::MAX;
@@ -48,6 +51,10 @@ pub enum Message {
         result: HandshakeResult,
         peer: Option<PeerId>,
         generation: u64,
+    },
+    Lost {
+        reason: DropReason,
+        packets: u32,
     },
 }
 
@@ -78,6 +85,10 @@ impl Message {
                 result: *HandshakeResult::ALL.get(usize::from(b[1]))?,
                 peer: Some(u32_at(2)?).filter(|p| *p != NO_PEER).map(PeerId),
                 generation: u64_at(6)?,
+            }),
+            LOST if b.len() == 6 => Some(Message::Lost {
+                reason: *DropReason::ALL.get(usize::from(b[1]))?,
+                packets: u32_at(2)?,
             }),
             _ => None,
         }
@@ -122,6 +133,12 @@ impl Message {
                 out[6..14].copy_from_slice(&generation.to_be_bytes());
                 14
             }
+            Message::Lost { reason, packets } => {
+                out[0] = LOST;
+                out[1] = reason as u8;
+                out[2..6].copy_from_slice(&packets.to_be_bytes());
+                6
+            }
         }
     }
 }
@@ -157,6 +174,10 @@ mod tests {
                 result: HandshakeResult::Timeout,
                 peer: Some(PeerId(1)),
                 generation: 2,
+            },
+            Message::Lost {
+                reason: DropReason::TlsClientQueueFull,
+                packets: 12,
             },
         ];
         for m in all {

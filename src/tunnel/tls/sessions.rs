@@ -158,6 +158,11 @@ impl TlsTunnel {
                 }
                 Ok(None)
             }
+            Message::Lost { reason, packets } => {
+                self.events
+                    .push_back(Event::dropped(reason, u64::from(packets)));
+                Ok(None)
+            }
             Message::Refused {
                 result,
                 peer,
