@@ -193,3 +193,24 @@ fn a_tls_peer_needs_its_facility_registered_with_its_certificate() {
         &["omura-ssl", "facilities:"],
     );
 }
+
+#[test]
+fn the_annotated_example_validates() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ssl-carrier-example.yaml");
+    let c = crate::config::Config::load(&path).expect("config/ssl-carrier-example.yaml validates");
+    let kinds: Vec<&str> = c
+        .tenants
+        .iter()
+        .flat_map(|t| &t.attachments)
+        .map(|a| a.kind.type_name())
+        .collect();
+    assert_eq!(kinds, ["tls", "ethernet", "ethernet"]);
+    let out = crate::peer_config::render(&c, "omura-ssl", Default::default()).expect("peer-config");
+    assert!(out.contains("openconnect --protocol=anyconnect"), "{out}");
+    assert!(out.contains("https://203.0.113.10:443/"), "{out}");
+    assert!(
+        out.contains("--certificate omura-ssl.crt --sslkey omura-ssl.key"),
+        "{out}"
+    );
+}
