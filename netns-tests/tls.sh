@@ -144,6 +144,8 @@ if ip -n ssl-a addr show oc0 2>/dev/null | grep -q 'inet 10.0.0.1'; then
 else
   tail -30 "$T_TMP/oc-a.log" >&2; tail -20 "$T_TMP/ixgw.log" >&2; die "openconnect did not connect"
 fi
+# vpnc-script adds the routes after the address.
+for i in $(seq 25); do ip -n ssl-a route | grep -q '100.65.0.0/24 dev oc0' && break; sleep 0.2; done
 ip -n ssl-a route | grep -q '100.65.0.0/24 dev oc0' && pass "the split route to mame-net's exchange prefix is in the client's table" \
   || { ip -n ssl-a route >&2; fail "split route 100.65.0.0/24"; }
 check "ping client → fac-w (100.65.0.1, also 10.0.0.1 inside)" wait_ping ssl-a 100.65.0.1 20
