@@ -332,11 +332,12 @@ impl Gateway {
         for (i, p) in plan.peers.iter().enumerate() {
             core.tunnels[p.attachment.index()].set_peer_admitted(PeerId(i as u32), true, now);
         }
+        let tunnels = &core.tunnels;
         let orphans = core
             .flows
             .reown(plan.tenants.len(), plan.facilities.len(), |f| {
                 let (tenant, src) = plan.resolve_exchange(f.opener.src)?;
-                plan.owner(tenant, src)
+                plan.owner(tenant, src, |a, ip| tunnels[a.index()].peer_for(ip))
             });
         // Rules are renumbered by name (a rule that is gone: no rule; the flow's verdict is
         // asked again on its next packet anyway).
@@ -629,6 +630,7 @@ impl Core {
                 };
                 admit_flow(
                     plan,
+                    &self.tunnels,
                     &self.activity,
                     &self.facilities,
                     &mut self.flows,
@@ -668,6 +670,7 @@ impl Core {
                     Lookup::Stale { flow, .. } => {
                         let renewed = refresh(
                             plan,
+                            &self.tunnels,
                             &self.activity,
                             &self.facilities,
                             &mut self.flows,
@@ -867,6 +870,7 @@ impl IcmpBudget {
 #[allow(clippy::too_many_arguments)]
 fn admit_flow(
     plan: &Plan,
+    tunnels: &[Tunnel],
     activity: &Activity,
     facilities: &FacilityTable,
     flows: &mut FlowTable,
@@ -887,7 +891,8 @@ fn admit_flow(
     match lookup {
         Lookup::Hit { .. } => Ok(None),
         Lookup::Stale { flow, .. } => {
-            refresh(plan, activity, facilities, flows, flow, generation).map(|f| Some((f, None)))
+            refresh(plan, tunnels, activity, facilities, flows, flow, generation)
+                .map(|f| Some((f, None)))
         }
         Lookup::Miss => {
             let start = signal.start().ok_or(DropReason::NoFlow)?;
@@ -912,13 +917,14 @@ fn admit_flow(
 /// flow is forgotten.
 fn refresh(
     plan: &Plan,
+    tunnels: &[Tunnel],
     activity: &Activity,
     facilities: &FacilityTable,
     flows: &mut FlowTable,
     flow: Flow,
     generation: Generations<'_>,
 ) -> Result<Flow, DropReason> {
-    match reevaluate(plan, activity, facilities, &flow) {
+    match reevaluate(plan, tunnels, activity, facilities, &flow) {
         Ok((rule, facility, owner)) => Ok(Flow {
             rule,
             facility,
@@ -938,6 +944,7 @@ fn refresh(
 /// facility send, and which rule allows it.
 fn reevaluate(
     plan: &Plan,
+    tunnels: &[Tunnel],
     activity: &Activity,
     facilities: &FacilityTable,
     flow: &Flow,
@@ -946,7 +953,11 @@ fn reevaluate(
     let (src_tenant, src): (TenantId, InternalV4) =
         plan.resolve_exchange(o.src).ok_or(DropReason::Policy)?;
     let (dst_tenant, dst) = plan.resolve_exchange(o.dst).ok_or(DropReason::Policy)?;
-    let owner = plan.owner(src_tenant, src).ok_or(DropReason::Policy)?;
+    let owner = plan
+        .owner(src_tenant, src, |a, ip| {
+            tunnels.get(a.index())?.peer_for(ip)
+        })
+        .ok_or(DropReason::Policy)?;
     let facility = owner.facility.map(|f| plan.facilities[f.index()]);
     if !facilities.state(owner.facility).allows_traffic() {
         return Err(DropReason::Certificate);
@@ -1041,12 +1052,12 @@ mod reevaluate_tests {
             generation: 1,
         };
         let all = Activity::default();
-        assert!(reevaluate(&before, &all, &facilities, &flow).is_ok());
+        assert!(reevaluate(&before, &[], &all, &facilities, &flow).is_ok());
 
         // The same peer (same addresses) now belongs to another facility.
         let after = Plan::compile(&config("4219999994"), 2);
         assert_eq!(
-            reevaluate(&after, &all, &facilities, &flow),
+            reevaluate(&after, &[], &all, &facilities, &flow),
             Err(DropReason::Policy),
             "the old facility's verdict must not survive"
         );

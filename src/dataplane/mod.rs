@@ -26,3 +26,5 @@ mod ethernet_tests;
 mod ipsec_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

@@ -128,6 +128,7 @@ fn ethernet(
         link: LinkConfig {
             mac: Mac(e.mac),
             ip: e.address.ip(),
+            connected: e.connected(),
             vlan: e.vlan,
         },
         connected: e.connected(),

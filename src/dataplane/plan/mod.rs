@@ -196,12 +196,18 @@ impl Plan {
     }
 
     /// Who a flow opened from `src` in `tenant` counts against: the tenant, and the facility
-    /// of the peer that routes `src` (none behind a plain attachment).
+    /// of the peer that routes `src` (none behind a plain or ethernet attachment); for an
+    /// attachment that hands out its addresses (TLS), of the peer `assigned` says holds it.
     #[inline]
-    pub fn owner(&self, tenant: TenantId, src: InternalV4) -> Option<Owner> {
+    pub fn owner(
+        &self,
+        tenant: TenantId,
+        src: InternalV4,
+        assigned: impl Fn(AttachmentId, Ipv4Addr) -> Option<PeerId>,
+    ) -> Option<Owner> {
         let facility = match self.tenants.get(tenant.index())?.routes.lookup(src.0)? {
             Route::Peer(p) => Some(self.peers[p.index()].facility_id),
-            Route::Attachment(_) => None,
+            Route::Attachment(a) => assigned(a, src.0).map(|p| self.peers[p.index()].facility_id),
         };
         Some(Owner { tenant, facility })
     }

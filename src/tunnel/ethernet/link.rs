@@ -25,6 +25,8 @@ use crate::wire::ethernet::{
 pub struct LinkConfig {
     pub mac: Mac,
     pub ip: Ipv4Addr,
+    /// The directly connected prefix: neighbours are learned only inside it.
+    pub connected: ipnetwork::Ipv4Network,
     /// The 802.1Q VLAN id the gateway's frames carry; `None` untagged.
     pub vlan: Option<u16>,
 }
@@ -141,9 +143,12 @@ impl Link {
         let me = self.config;
         let for_us = a.target_ip == me.ip && a.sender_ip != me.ip;
         // RFC 826's merge: refresh what is known; learn a new neighbour only from ARP that
-        // concerns the gateway.
-        self.neighbours
-            .learn(a.sender_ip, a.sender_mac, for_us, now);
+        // concerns the gateway, and only one on the link (an off-link sender is no
+        // neighbour, and could otherwise push the router out of a full cache).
+        if me.connected.contains(a.sender_ip) {
+            self.neighbours
+                .learn(a.sender_ip, a.sender_mac, for_us, now);
+        }
         if !for_us {
             return Err(LinkRefusal::ArpOther);
         }
@@ -165,6 +170,14 @@ impl Link {
             ArpOp::Reply => None,
         };
         Ok(Received::Arp { reply: reply_len })
+    }
+
+    /// Frames `packet` to every host of the link (an Ethernet broadcast) into `out`: a
+    /// directed broadcast to the connected prefix.
+    pub fn broadcast(&self, packet: &[u8], out: &mut [u8]) -> Result<usize, LinkRefusal> {
+        let me = self.config;
+        ethernet::write_frame(out, Mac::BROADCAST, me.mac, me.vlan, ETHERTYPE_IPV4, packet)
+            .map_err(|_| LinkRefusal::TooBig)
     }
 
     /// Frames `packet` to `next_hop` into `out`, or, when its MAC is unknown, writes an ARP
@@ -234,6 +247,7 @@ pub fn fuzz_receive(data: &[u8]) {
         let config = LinkConfig {
             mac: Mac([2, 0, 0x5e, 0, 0x53, 1]),
             ip: Ipv4Addr::new(192, 0, 2, 1),
+            connected: ipnetwork::Ipv4Network::new(Ipv4Addr::new(192, 0, 2, 0), 24).expect("a /24"),
             vlan,
         };
         let mut link = Link::new(config, 4, ArpTimers::default());
@@ -265,6 +279,7 @@ mod tests {
         let config = LinkConfig {
             mac: GW,
             ip: ip(1),
+            connected: "192.0.2.0/24".parse().unwrap(),
             vlan,
         };
         Link::new(config, 16, ArpTimers::default())

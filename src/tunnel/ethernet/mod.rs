@@ -189,6 +189,14 @@ impl EthernetTunnel {
             return Err(DropReason::NoRoute);
         }
         let buf = tx.next_buf().ok_or(DropReason::TxQueueFull)?;
+        // A directed broadcast the pipeline let through (`directed_broadcast: true`) goes to
+        // every host of the link.
+        let c = self.config.connected;
+        if c.prefix() <= 30 && (dst == c.broadcast() || dst == c.network()) {
+            let n = self.link.broadcast(packet, buf).map_err(reason)?;
+            tx.commit(id, Via::DEVICE, n);
+            return Ok(());
+        }
         match self.link.send(now, next_hop, packet, buf) {
             Ok(Sent::Frame(n)) => tx.commit(id, Via::DEVICE, n),
             Ok(Sent::FrameAndProbe(n)) => {

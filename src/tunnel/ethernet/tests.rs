@@ -22,6 +22,7 @@ fn tunnel(vlan: Option<u16>) -> (EthernetTunnel, Instant) {
         link: LinkConfig {
             mac: GW,
             ip: ip(1),
+            connected: "10.0.0.0/24".parse().unwrap(),
             vlan,
         },
         connected: "10.0.0.0/24".parse().unwrap(),
@@ -288,4 +289,46 @@ fn the_timer_moves_on_after_each_turn() {
         tx.clear();
     }
     assert!(t.poll_timeout().unwrap() >= now + Duration::from_secs(10));
+}
+
+/// A host on the link cannot fill the neighbour cache with off-link senders (ARP requests
+/// for the gateway from addresses outside the connected prefix) and evict the router.
+#[test]
+fn off_link_arp_senders_do_not_evict_the_next_hop() {
+    let (mut t, now) = tunnel(None);
+    let mut tx = TxBatch::new(8);
+    // The router answers for itself: resolved.
+    let mut f = arp_frame(Arp::request(ROUTER, ip(254), ip(1)), Mac::BROADCAST, None);
+    t.handle_input(now, &mut f, &mut tx).unwrap();
+    assert!(t.neighbours().is_resolved(ip(254)));
+    // An attacker on the link asks for the gateway from 4096 addresses outside 10.0.0.0/24.
+    for i in 0..NEIGHBOURS as u32 {
+        let later = now + Duration::from_millis(1 + u64::from(i));
+        let sender = Ipv4Addr::from(0xC633_0000u32 + i); // 198.51.x.y: off-link
+        let mut f = arp_frame(Arp::request(HOST, sender, ip(1)), Mac::BROADCAST, None);
+        tx.clear();
+        let _ = t.handle_input(later, &mut f, &mut tx);
+    }
+    assert!(
+        t.neighbours().is_resolved(ip(254)),
+        "the next hop was evicted by off-link ARP senders ({} entries)",
+        t.neighbours().len()
+    );
+}
+
+/// With `directed_broadcast: true` the pipeline hands the link a packet for the connected
+/// prefix's broadcast address: it leaves as an Ethernet broadcast, not waiting for ARP.
+#[test]
+fn a_directed_broadcast_leaves_as_an_ethernet_broadcast() {
+    let (mut t, now) = tunnel(None);
+    let mut tx = TxBatch::new(8);
+    let p = packet(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 255));
+    let r = t.encapsulate(now, &p, &mut tx);
+    let out = sent(&tx);
+    assert_eq!(
+        (r, out.first().map(|o| (o.0, o.1))),
+        (Ok(()), Some((Mac::BROADCAST, ETHERTYPE_IPV4))),
+        "queued: {}",
+        t.queued()
+    );
 }
