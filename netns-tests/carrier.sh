@@ -173,6 +173,31 @@ log "relay: $counts"
   && pass "every frame ixgw sent towards carrier B carried VLAN 200" \
   || fail "relay counts: $counts"
 
+log "the port is closed to the host's IP stack"
+ip netns exec ix nft list table netdev ixgw_port_ix_ca >/dev/null 2>&1 \
+  && pass "nft table ixgw_port_ix_ca drops the port's frames before the host" || fail "no nft table for ix-ca"
+# A frame to the port's own MAC for an address of the host (172.31.9.1 on ix-w) must not
+# reach the host's IP stack: car-a sends pings there through a made-up next hop that resolves
+# to that MAC, and the host's ICMP counters (nstat IcmpInEchos) must not move. (No reply could
+# come back anyway: the host has no route to the tenant.)
+echos() { ip netns exec ix nstat -az IcmpInEchos | awk '/IcmpInEchos/{print $2}'; }
+port_mac=$(ip -n ix link show ix-ca | awk '/link\/ether/{print $2}')
+ip -n car-a neigh replace 10.0.0.99 lladdr "$port_mac" dev up-a nud permanent
+ip -n car-a route replace 172.31.9.0/30 via 10.0.0.99
+before=$(echos)
+ip netns exec car-a ping -c 3 -i 0.2 -W 1 172.31.9.1 >/dev/null 2>&1 || true
+after=$(echos)
+[[ $after == "$before" ]] && pass "the host's IP stack saw none of the tenant's pings to its own address" \
+  || fail "the host's IP stack took tenant pings through the port ($before → $after echo requests)"
+# The control: without the table the same pings reach the host's stack.
+ip netns exec ix nft delete table netdev ixgw_port_ix_ca
+before=$(echos)
+ip netns exec car-a ping -c 3 -i 0.2 -W 1 172.31.9.1 >/dev/null 2>&1 || true
+after=$(echos)
+[[ $after -ge $((before + 3)) ]] && pass "control: without ixgw's table the host's stack takes them ($before → $after)" \
+  || fail "control: no echo request reached the host even without the table ($before → $after): the check proves nothing"
+ip -n car-a route del 172.31.9.0/30 via 10.0.0.99
+
 log "the host's routing knows none of the tenants' prefixes"
 routes=$(ip -n ix -4 route show table all)
 if grep -Eq '(^|[^0-9])(10\.0\.0\.|100\.6[4-6]\.)' <<<"$routes"; then

@@ -100,11 +100,17 @@ pub(crate) fn open(interface: &str, vlan: Option<u16>) -> io::Result<std::net::U
     Ok(std::net::UdpSocket::from(OwnedFd::from(socket)))
 }
 
-/// Makes the port the gateway's alone: up, no IPv6 of the kernel's own (router solicitations
-/// would count as drops), no ARP answers from the kernel (it must not answer for the host's
-/// addresses on a carrier's link), and no receive offloads that merge frames (a packet socket
-/// would see 64 KiB frames). Each step that fails is logged and the port used as it is.
-pub(crate) fn prepare(attachment: &str, interface: &str) {
+/// Makes the port the gateway's alone. First, every frame the port receives is dropped before
+/// the host's IP stack (an nftables `netdev` ingress chain with policy drop, table
+/// `ixgw_port_IF`): packet sockets see frames before that hook, so ixgw still gets them, but a
+/// tenant can reach neither the host's addresses nor its forwarding. Without it the port is
+/// refused. Then: up, no IPv6 of the kernel's own, no ARP answers from the kernel, no
+/// receive offloads that merge frames (a packet socket would see 64 KiB frames); each of
+/// these that fails is logged and the port used as it is. The table stays when the
+/// attachment goes (the port stays closed to the host: `nft delete table netdev
+/// ixgw_port_IF` opens it).
+pub(crate) fn prepare(attachment: &str, interface: &str) -> io::Result<()> {
+    close_to_host(interface)?;
     let sysctl = |path: String, value: &str, why: &str| {
         if let Err(e) = std::fs::write(&path, value) {
             tracing::warn!(
@@ -143,6 +149,44 @@ pub(crate) fn prepare(attachment: &str, interface: &str) {
             interface,
             "could not turn receive offloads off (ethtool -K {interface} gro off lro off): merged frames would be dropped as malformed"
         );
+    }
+    Ok(())
+}
+
+/// The nftables table that keeps `interface`'s frames from the host's IP stack.
+pub(crate) fn host_table(interface: &str) -> String {
+    let name: String = (interface.chars())
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("ixgw_port_{name}")
+}
+
+/// Drops every frame `interface` receives at the netdev ingress hook (idempotent).
+fn close_to_host(interface: &str) -> io::Result<()> {
+    use std::io::Write as _;
+    let table = host_table(interface);
+    let script = format!(
+        "add table netdev {table}\n\
+         add chain netdev {table} ingress {{ type filter hook ingress device \"{interface}\" priority -500; policy drop; }}\n"
+    );
+    let mut child = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("nft: {e} (install nftables)")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "cannot close the port to the host's IP stack (nft table {table}): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
     }
 }
 

@@ -357,12 +357,13 @@ fn open_source(
                 ));
             }
             Io::Link { interface, vlan } => {
-                link::prepare(&a.name, interface);
-                let fd = link::open(interface, *vlan).map_err(|source| RuntimeError::Link {
+                let link_err = |source| RuntimeError::Link {
                     attachment: a.name.clone(),
                     interface: interface.clone(),
                     source,
-                })?;
+                };
+                link::prepare(&a.name, interface).map_err(link_err)?;
+                let fd = link::open(interface, *vlan).map_err(link_err)?;
                 new.link.push((key, fd));
             }
             Io::Tun { name: tun, .. } => {
@@ -740,6 +741,7 @@ impl Running {
         let tls_thread = match tls::spawn(
             tls_rx,
             presenter.clone(),
+            facilities.states(),
             config.ix.name.clone(),
             tls_beat.clone(),
         ) {

@@ -564,15 +564,14 @@ impl Worker {
                         other => break other.map(drop),
                     }
                 },
-                (Source::Relay(s), Remote::Device) => loop {
-                    match s.try_send(pkt) {
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            if s.writable().await.is_err() {
-                                break Err(e);
-                            }
-                        }
-                        other => break other.map(drop),
+                // The TLS thread behind: its packet is dropped, never waited for, so that the
+                // TLS clients' load cannot slow every other tenant's forwarding.
+                (Source::Relay(s), Remote::Device) => match s.try_send(pkt) {
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        Counters::drop(&counters, DropReason::TlsRelayFull);
+                        continue;
                     }
+                    other => other.map(drop),
                 },
                 (Source::Tun(d), Remote::Device) => loop {
                     match d.try_send(pkt) {

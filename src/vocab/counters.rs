@@ -39,6 +39,9 @@ results! {
     CookieSent => "cookie_sent",
     Timeout => "timeout",
     Certificate => "certificate",
+    // A connection refused before its handshake: too many handshakes in progress on the
+    // attachment, or from its address (TLS).
+    Busy => "busy",
 }
 
 /// A monotonically increasing counter with a single writer.

@@ -118,8 +118,9 @@ reasons! {
     /// A packet for a TLS client found its connection's queue full (the client or its link
     /// is slower than the traffic sent to it).
     TlsClientQueueFull => "tls_client_queue_full",
-    /// A TLS client's packet found the socket pair between the TLS thread and the worker
-    /// full (the worker is behind).
+    /// A packet found the socket pair between the TLS thread and the worker full: a TLS
+    /// client's packet when the worker is behind, or one for a TLS client when the TLS
+    /// thread is (the worker never waits for it).
     TlsRelayFull => "tls_relay_full",
     /// An IKE message that found the queue to the IKE thread full.
     IkeQueueFull => "ike_queue_full",

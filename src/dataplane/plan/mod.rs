@@ -266,9 +266,11 @@ impl Plan {
         }
     }
 
-    /// What a reload keeps of `tls` attachment `a`: the peers of the same name on the
-    /// previous plan's attachment of the same name, tenant and listener (their sessions go on),
-    /// by old and new number; `None` when there is no such attachment.
+    /// What a reload keeps of `tls` attachment `a`: the peers of the same name and facility
+    /// on the previous plan's attachment of the same name, tenant, listener, pool and
+    /// `client_ca` (their sessions go on: their clients authenticated as that facility under
+    /// those CAs), by old and new number; `None` when there is no such attachment. The worker
+    /// and the TLS thread both follow this answer.
     pub fn tls_carry(&self, previous: &Plan, a: AttachmentId) -> Option<Vec<(PeerId, PeerId)>> {
         let new = &self.attachments[a.index()];
         let AttachmentPlanKind::Tls(tls) = &new.kind else {
@@ -280,7 +282,8 @@ impl Plan {
         };
         let same = old.io == new.io
             && previous.tenants[old.tenant.index()].name == self.tenants[new.tenant.index()].name
-            && old_tls.config.pool == tls.config.pool;
+            && old_tls.config.pool == tls.config.pool
+            && old_tls.config.client_ca == tls.config.client_ca;
         if !same {
             return None;
         }
@@ -288,11 +291,11 @@ impl Plan {
             tls.peers
                 .iter()
                 .filter_map(|n| {
-                    let name = &self.peers[n.index()].name;
-                    let o = old_tls
-                        .peers
-                        .iter()
-                        .find(|o| previous.peers[o.index()].name == *name)?;
+                    let p = &self.peers[n.index()];
+                    let o = old_tls.peers.iter().find(|o| {
+                        let q = &previous.peers[o.index()];
+                        q.name == p.name && q.facility == p.facility
+                    })?;
                     Some((*o, *n))
                 })
                 .collect(),

@@ -27,19 +27,22 @@ use crate::tunnel::tls::connect::{self, ConnectRefusal, TunnelParams};
 use crate::tunnel::tls::cstp::{self, Kind};
 use crate::tunnel::tls::http::{self, HttpError, Request, MAX_BODY, MAX_HEAD};
 use crate::tunnel::tls::relay::{self, Message, PACKET_HEADER};
-use crate::vocab::HandshakeResult;
+use crate::vocab::{DropReason, HandshakeResult};
 
 /// A client must finish the TLS handshake within this.
-const HANDSHAKE: Duration = Duration::from_secs(10);
+const HANDSHAKE: Duration = Duration::from_secs(5);
 /// And send each HTTP request within this.
-const REQUEST: Duration = Duration::from_secs(30);
+const REQUEST: Duration = Duration::from_secs(15);
+/// A client the gateway refuses gets this long to read the answer.
+const REFUSED: Duration = Duration::from_secs(2);
+/// A write to a client that does not read ends its connection after this.
+const WRITE: Duration = Duration::from_secs(10);
 /// Packets waiting for one client's connection.
 const CLIENT_QUEUE: usize = 256;
 
 /// Who the certificate says the client is, or why it is refused.
 enum Identity {
     Peer {
-        peer: PeerId,
         name: String,
         facility: String,
     },
@@ -57,6 +60,7 @@ pub(super) async fn serve(
     attachment: String,
     tcp: TcpStream,
     remote: SocketAddr,
+    mut slot: super::Slot,
 ) {
     let (server, relay, generation) = {
         let sh = shared.borrow();
@@ -110,7 +114,8 @@ pub(super) async fn serve(
     };
     // One frame, one record: rustls must take every write whole.
     tls.get_mut().1.set_buffer_limit(None);
-    let identity = identify(&shared, &attachment, &tls);
+    // The peer's number and the plan generation it belongs to, read together.
+    let (identity, generation) = identify(&shared, &attachment, &tls);
     if let Identity::Refused {
         result, peer, why, ..
     } = &identity
@@ -128,7 +133,12 @@ pub(super) async fn serve(
     }
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
-        let request = match read_request(&mut tls, &mut buf).await {
+        // A refused client gets a short while to ask, to read why.
+        let within = match identity {
+            Identity::Peer { .. } => REQUEST,
+            Identity::Refused { .. } => REFUSED,
+        };
+        let request = match read_request(&mut tls, &mut buf, within).await {
             Ok(r) => r,
             Err(None) => return,
             Err(Some(e)) => {
@@ -140,12 +150,8 @@ pub(super) async fn serve(
                 return;
             }
         };
-        let (peer, name, facility) = match &identity {
-            Identity::Peer {
-                peer,
-                name,
-                facility,
-            } => (*peer, name.clone(), facility.clone()),
+        let (name, facility) = match &identity {
+            Identity::Peer { name, facility, .. } => (name.clone(), facility.clone()),
             Identity::Refused { login, connect, .. } => {
                 let mut out = Vec::new();
                 match request {
@@ -199,17 +205,17 @@ pub(super) async fn serve(
                 if tls.write_all(&out).await.is_err() || tls.flush().await.is_err() {
                     return;
                 }
+                // Its client known: no longer one of the handshakes the limits count.
+                slot.known();
                 tunnel(
                     &shared,
                     &attachment,
                     TunnelCtx {
-                        peer,
                         name,
                         facility,
                         session,
                         address,
                         remote,
-                        generation,
                     },
                     tls,
                     buf,
@@ -231,8 +237,18 @@ pub(super) async fn serve(
 type Tls = tokio_rustls::server::TlsStream<TcpStream>;
 
 /// The facility the client's certificate names, its peer on this attachment, and the
-/// registry's judgement of the certificate.
-fn identify(shared: &Rc<RefCell<Shared>>, attachment: &str, tls: &Tls) -> Identity {
+/// registry's judgement of the certificate; with the generation of the plan whose numbers
+/// it uses.
+fn identify(shared: &Rc<RefCell<Shared>>, attachment: &str, tls: &Tls) -> (Identity, u64) {
+    let generation = shared
+        .borrow()
+        .attachments
+        .get(attachment)
+        .map_or(0, |a| a.generation);
+    (identify_in(shared, attachment, tls), generation)
+}
+
+fn identify_in(shared: &Rc<RefCell<Shared>>, attachment: &str, tls: &Tls) -> Identity {
     let refuse = |result, peer, login, connect, why: String| Identity::Refused {
         result,
         peer,
@@ -304,7 +320,6 @@ fn identify(shared: &Rc<RefCell<Shared>>, attachment: &str, tls: &Tls) -> Identi
         .present(facility, &name, &chain, super::super::ike::unix_now())
     {
         Ok(()) => Identity::Peer {
-            peer,
             name,
             facility: code,
         },
@@ -323,8 +338,12 @@ fn identify(shared: &Rc<RefCell<Shared>>, attachment: &str, tls: &Tls) -> Identi
 
 /// Reads one request: `Err(None)` when the client went away (or timed out), `Err(Some)` for
 /// a request to refuse.
-async fn read_request(tls: &mut Tls, buf: &mut Vec<u8>) -> Result<Request, Option<HttpError>> {
-    let deadline = tokio::time::Instant::now() + REQUEST;
+async fn read_request(
+    tls: &mut Tls,
+    buf: &mut Vec<u8>,
+    within: Duration,
+) -> Result<Request, Option<HttpError>> {
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         match http::parse_request(buf) {
             Ok((r, n)) => {
@@ -440,13 +459,11 @@ fn open_tunnel(
 }
 
 struct TunnelCtx {
-    peer: PeerId,
     name: String,
     facility: String,
     session: u32,
     address: std::net::Ipv4Addr,
     remote: SocketAddr,
-    generation: u64,
 }
 
 /// How the data channel ended.
@@ -469,13 +486,19 @@ async fn tunnel(
 ) {
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(CLIENT_QUEUE);
     let stop = Rc::new(Notify::new());
-    let (relay, serial, first) = {
+    let (relay, serial, first, up) = {
         let mut sh = shared.borrow_mut();
         let serial = sh.next_serial;
         sh.next_serial += 1;
         let Some(att) = sh.attachments.get_mut(attachment) else {
             return;
         };
+        // The peer's number in the plan this thread runs now, with that plan's generation:
+        // a reload since the handshake renumbered it (or removed it).
+        let Some(&peer) = att.by_name.get(&ctx.name) else {
+            return;
+        };
+        let generation = att.generation;
         let handle = ConnHandle {
             serial,
             out: out_tx,
@@ -486,19 +509,16 @@ async fn tunnel(
             old.stop.notify_one();
         }
         let first = att.announced.insert(ctx.session);
-        (att.relay.clone(), serial, first)
-    };
-    tell(
-        &relay,
-        Message::Up {
+        let up = Message::Up {
             session: ctx.session,
-            peer: ctx.peer,
+            peer,
             address: ctx.address,
-            generation: ctx.generation,
+            generation,
             login: first,
-        },
-    )
-    .await;
+        };
+        (att.relay.clone(), serial, first, up)
+    };
+    tell(&relay, up).await;
     tracing::info!(
         attachment,
         peer = ctx.name,
@@ -511,43 +531,66 @@ async fn tunnel(
     let (mut rd, mut wr) = tokio::io::split(tls);
     let mut chunk = vec![0u8; 16 * 1024];
     let mut frame = vec![0u8; cstp::HEADER_LEN + 65535];
-    let mut dgram = vec![0u8; PACKET_HEADER + crate::buffer::BUF_SIZE];
+    // What the worker reads: a datagram of at most one packet buffer.
+    let mut dgram = vec![0u8; crate::buffer::BUF_SIZE];
     relay::packet_header(&mut dgram, ctx.session);
-    let ended = 'outer: loop {
-        // Whatever is buffered first (CSTP may have followed CONNECT at once).
+    let ended = loop {
+        // Whatever is buffered first (CSTP may have followed CONNECT at once); the buffer
+        // is shifted once per read, not per frame.
+        let mut at = 0;
+        let mut answer: Option<usize> = None;
+        let mut end: Option<Ended> = None;
         loop {
-            match cstp::parse(&buf) {
+            match cstp::parse(&buf[at..]) {
                 Ok((f, n)) => {
                     match f.kind {
                         Kind::Data => {
                             let len = f.payload.len();
-                            if let Some(d) = dgram.get_mut(PACKET_HEADER..PACKET_HEADER + len) {
-                                d.copy_from_slice(f.payload);
-                                // A full socket pair drops the packet: the worker is behind.
-                                let sent = relay.try_send(&dgram[..PACKET_HEADER + len]).is_ok();
-                                touch(shared, attachment, ctx.session, sent);
+                            match dgram.get_mut(PACKET_HEADER..PACKET_HEADER + len) {
+                                Some(d) => {
+                                    d.copy_from_slice(f.payload);
+                                    // A full socket pair drops the packet: the worker is behind.
+                                    let sent =
+                                        relay.try_send(&dgram[..PACKET_HEADER + len]).is_ok();
+                                    touch(shared, attachment, ctx.session, sent);
+                                }
+                                None => lose(shared, attachment, DropReason::TooBig),
                             }
                         }
                         Kind::DpdRequest => {
-                            let m =
-                                cstp::write(&mut frame, Kind::DpdResponse, f.payload).unwrap_or(0);
-                            if wr.write_all(&frame[..m]).await.is_err() || wr.flush().await.is_err()
-                            {
-                                break 'outer Ended::Broken("write failed".into());
-                            }
+                            answer = cstp::write(&mut frame, Kind::DpdResponse, f.payload).ok();
                         }
                         Kind::Disconnect => {
                             let (_, text) = cstp::disconnect_reason(f.payload);
-                            break 'outer Ended::Logoff(text);
+                            end = Some(Ended::Logoff(text));
                         }
-                        Kind::Terminate => break 'outer Ended::Logoff("terminate".into()),
-                        Kind::Keepalive | Kind::DpdResponse | Kind::Compressed => {}
+                        Kind::Terminate => end = Some(Ended::Logoff("terminate".into())),
+                        // Never offered: counted, not decompressed.
+                        Kind::Compressed => lose(shared, attachment, DropReason::Malformed),
+                        Kind::Keepalive | Kind::DpdResponse => {}
                     }
-                    buf.drain(..n);
+                    at += n;
+                    if end.is_some() || answer.is_some() {
+                        break;
+                    }
                 }
                 Err(cstp::CstpError::Incomplete) => break,
-                Err(e) => break 'outer Ended::Broken(format!("CSTP: {e}")),
+                Err(e) => {
+                    end = Some(Ended::Broken(format!("CSTP: {e}")));
+                    break;
+                }
             }
+        }
+        buf.drain(..at);
+        if let Some(end) = end {
+            break end;
+        }
+        if let Some(m) = answer {
+            if !write_frames(&mut wr, &frame[..m]).await {
+                break Ended::Broken("the client does not read (DPD answer)".into());
+            }
+            // More may wait in the buffer.
+            continue;
         }
         tokio::select! {
             n = rd.read(&mut chunk) => match n {
@@ -558,21 +601,29 @@ async fn tunnel(
             packet = out_rx.recv() => {
                 let Some(packet) = packet else { break Ended::Stopped };
                 let mut pending = Some(packet);
-                while let Some(p) = pending.take() {
-                    let Ok(m) = cstp::write(&mut frame, Kind::Data, &p) else { continue };
-                    if wr.write_all(&frame[..m]).await.is_err() {
-                        break;
+                let mut ok = true;
+                // One write per frame (one TLS record each), one flush per burst, all
+                // within WRITE: a client that stops reading loses its connection.
+                let written = tokio::time::timeout(WRITE, async {
+                    while let Some(p) = pending.take() {
+                        if let Ok(m) = cstp::write(&mut frame, Kind::Data, &p) {
+                            if wr.write_all(&frame[..m]).await.is_err() {
+                                ok = false;
+                                break;
+                            }
+                        }
+                        pending = out_rx.try_recv().ok();
                     }
-                    pending = out_rx.try_recv().ok();
-                }
-                if wr.flush().await.is_err() {
-                    break Ended::Broken("write failed".into());
+                    ok && wr.flush().await.is_ok()
+                })
+                .await;
+                if written != Ok(true) {
+                    break Ended::Broken("the client does not read (write failed or timed out)".into());
                 }
             }
             () = stop.notified() => {
                 let m = cstp::write(&mut frame, Kind::Disconnect, b"\xb0session ended").unwrap_or(0);
-                let _ = wr.write_all(&frame[..m]).await;
-                let _ = wr.flush().await;
+                let _ = write_frames(&mut wr, &frame[..m]).await;
                 break Ended::Stopped;
             }
         }
@@ -619,12 +670,25 @@ async fn tunnel(
     }
 }
 
+/// Writes `frames` and flushes, within [`WRITE`]; whether it worked.
+async fn write_frames(wr: &mut tokio::io::WriteHalf<Tls>, frames: &[u8]) -> bool {
+    let write = async { wr.write_all(frames).await.is_ok() && wr.flush().await.is_ok() };
+    tokio::time::timeout(WRITE, write).await == Ok(true)
+}
+
+/// Counts a packet of `attachment` dropped here.
+fn lose(shared: &Rc<RefCell<Shared>>, attachment: &str, reason: DropReason) {
+    if let Some(att) = shared.borrow_mut().attachments.get_mut(attachment) {
+        att.lose(reason);
+    }
+}
+
 /// Session `session` had traffic from its client; `sent`: the worker got the packet.
 fn touch(shared: &Rc<RefCell<Shared>>, attachment: &str, session: u32, sent: bool) {
     if let Some(att) = shared.borrow_mut().attachments.get_mut(attachment) {
         att.book.touch(session, Instant::now());
         if !sent {
-            att.lost_to_worker = att.lost_to_worker.saturating_add(1);
+            att.lose(DropReason::TlsRelayFull);
         }
     }
 }

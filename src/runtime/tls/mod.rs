@@ -52,6 +52,13 @@ pub(crate) enum TlsControl {
 
 /// How often sessions are checked for their timeouts.
 const TICK: Duration = Duration::from_secs(1);
+/// Connections of one attachment before their client is known (TLS handshake, first
+/// request): more are closed at once and counted as `busy`.
+const MAX_PENDING: usize = 256;
+/// The same, from one source address.
+const MAX_PENDING_PER_ADDRESS: usize = 16;
+/// Connections the thread holds at most, of every attachment: each is a file descriptor.
+const MAX_CONNECTIONS: usize = 8192;
 
 /// A connection's handle, for this thread to stop it or to give it packets.
 struct ConnHandle {
@@ -65,7 +72,6 @@ struct Att {
     name: String,
     id: AttachmentId,
     generation: u64,
-    key: SourceKey,
     server: Option<Arc<rustls::ServerConfig>>,
     config: crate::config::TlsAttachment,
     book: Book,
@@ -73,15 +79,23 @@ struct Att {
     /// Peers by the facility code their certificate names: (number, name, facility name).
     by_facility: HashMap<String, (PeerId, String)>,
     by_name: HashMap<String, PeerId>,
+    /// Each peer's facility, by the peer's name.
+    facility_of: HashMap<String, crate::ids::FacilityId>,
     split_routes: HashMap<String, Vec<Ipv4Network>>,
     /// Connections carrying sessions, by session.
     conns: HashMap<u32, ConnHandle>,
     /// Sessions whose tunnel was opened at least once (the next CONNECT is a reconnect).
     announced: HashSet<u32>,
-    /// Packets dropped here since last told to the worker: for clients whose queue was
-    /// full, from clients while the socket pair was full.
-    lost_to_client: u32,
-    lost_to_worker: u32,
+    /// Packets dropped here since last told to the worker, by reason.
+    lost: [u32; DropReason::COUNT],
+}
+
+impl Att {
+    /// Counts a packet dropped here (told to the worker at the next tick).
+    pub(super) fn lose(&mut self, reason: DropReason) {
+        let n = &mut self.lost[reason as usize];
+        *n = n.saturating_add(1);
+    }
 }
 
 /// A listener and socket pair, and which attachment they serve now.
@@ -100,18 +114,99 @@ impl Drop for Served {
 }
 
 pub(super) struct Shared {
+    /// The plan served now.
+    plan: Option<Arc<Plan>>,
     presenter: Arc<dyn Presenter>,
+    /// Every facility's certificate state and the peers refused, as the registry publishes
+    /// them: a session of a refused peer or facility ends.
+    states: Arc<arc_swap::ArcSwap<super::facilities::FacilityStates>>,
     server_name: String,
     attachments: HashMap<String, Att>,
     served: HashMap<SourceKey, Served>,
     rng: crate::crypto::SystemRandom,
     next_serial: u64,
+    /// Connections open, and those whose client is not known yet by attachment and address.
+    open: usize,
+    pending: HashMap<(String, std::net::IpAddr), usize>,
+    pending_by_attachment: HashMap<String, usize>,
+    /// Connections refused as busy since `busy_logged_at` (the first is logged at once).
+    busy_unlogged: u64,
+    busy_logged_at: Instant,
+}
+
+/// A connection counted in [`Shared`] until dropped; `pending` until its client is known.
+pub(super) struct Slot {
+    shared: Rc<RefCell<Shared>>,
+    key: (String, std::net::IpAddr),
+    pending: bool,
+}
+
+impl Slot {
+    /// Takes a slot for a new connection of `attachment` from `ip`, or `None` when the
+    /// limits are reached.
+    fn take(shared: &Rc<RefCell<Shared>>, attachment: &str, ip: std::net::IpAddr) -> Option<Slot> {
+        let mut sh = shared.borrow_mut();
+        let key = (attachment.to_string(), ip);
+        let by_address = sh.pending.get(&key).copied().unwrap_or(0);
+        let by_attachment = sh
+            .pending_by_attachment
+            .get(attachment)
+            .copied()
+            .unwrap_or(0);
+        if sh.open >= MAX_CONNECTIONS
+            || by_address >= MAX_PENDING_PER_ADDRESS
+            || by_attachment >= MAX_PENDING
+        {
+            return None;
+        }
+        sh.open += 1;
+        *sh.pending.entry(key.clone()).or_default() += 1;
+        *sh.pending_by_attachment.entry(key.0.clone()).or_default() += 1;
+        Some(Slot {
+            shared: shared.clone(),
+            key,
+            pending: true,
+        })
+    }
+
+    /// The client is known (its tunnel is up): no longer counted as pending.
+    pub(super) fn known(&mut self) {
+        if std::mem::take(&mut self.pending) {
+            release_pending(&mut self.shared.borrow_mut(), &self.key);
+        }
+    }
+}
+
+fn release_pending(sh: &mut Shared, key: &(String, std::net::IpAddr)) {
+    if let Some(n) = sh.pending.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            sh.pending.remove(key);
+        }
+    }
+    if let Some(n) = sh.pending_by_attachment.get_mut(&key.0) {
+        *n -= 1;
+        if *n == 0 {
+            sh.pending_by_attachment.remove(&key.0);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut sh = self.shared.borrow_mut();
+        sh.open -= 1;
+        if self.pending {
+            release_pending(&mut sh, &self.key);
+        }
+    }
 }
 
 /// Starts the thread.
 pub(crate) fn spawn(
     control: mpsc::Receiver<TlsControl>,
     presenter: Arc<dyn Presenter>,
+    states: Arc<arc_swap::ArcSwap<super::facilities::FacilityStates>>,
     server_name: String,
     heartbeat: Arc<Heartbeat>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -122,7 +217,10 @@ pub(crate) fn spawn(
         .name("ixgw-tls".into())
         .spawn(move || {
             let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, run(control, presenter, server_name, &heartbeat));
+            local.block_on(
+                &rt,
+                run(control, presenter, states, server_name, &heartbeat),
+            );
             heartbeat.retire();
         })
 }
@@ -130,16 +228,24 @@ pub(crate) fn spawn(
 async fn run(
     mut control: mpsc::Receiver<TlsControl>,
     presenter: Arc<dyn Presenter>,
+    states: Arc<arc_swap::ArcSwap<super::facilities::FacilityStates>>,
     server_name: String,
     heartbeat: &Heartbeat,
 ) {
     let shared = Rc::new(RefCell::new(Shared {
+        plan: None,
         presenter,
+        states,
         server_name,
         attachments: HashMap::new(),
         served: HashMap::new(),
         rng: crate::crypto::SystemRandom::new(),
         next_serial: 1,
+        open: 0,
+        pending: HashMap::new(),
+        pending_by_attachment: HashMap::new(),
+        busy_unlogged: 0,
+        busy_logged_at: Instant::now(),
     }));
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -175,6 +281,7 @@ async fn apply(shared: &Rc<RefCell<Shared>>, plan: &Arc<Plan>, new: Vec<(SourceK
             }
         }
         let mut old = std::mem::take(&mut sh.attachments);
+        let old_plan = sh.plan.replace(plan.clone());
         let mut keys = HashSet::new();
         for (i, a) in plan.attachments.iter().enumerate() {
             let AttachmentPlanKind::Tls(tls) = &a.kind else {
@@ -201,22 +308,34 @@ async fn apply(shared: &Rc<RefCell<Shared>>, plan: &Arc<Plan>, new: Vec<(SourceK
             };
             let mut by_facility = HashMap::new();
             let mut by_name = HashMap::new();
+            let mut facility_of = HashMap::new();
             let mut split_routes = HashMap::new();
             for p in &tls.peers {
                 let peer = &plan.peers[p.index()];
                 by_facility.insert(peer.facility.to_string(), (*p, peer.name.clone()));
                 by_name.insert(peer.name.clone(), *p);
+                facility_of.insert(peer.name.clone(), peer.facility_id);
                 if let PeerPlanKind::Tls(t) = &peer.kind {
                     split_routes.insert(peer.name.clone(), t.split_routes.clone());
                 }
             }
             let c = &tls.config;
-            let kept = old
-                .remove(&a.name)
-                .filter(|o| o.key == key && o.config.pool == c.pool);
+            // The same answer as the worker's: which peers keep their sessions.
+            let carried = old_plan.as_ref().and_then(|o| plan.tls_carry(o, id));
+            let kept = match (old.remove(&a.name), carried) {
+                (Some(o), Some(c)) => Some((o, c)),
+                // Not kept: its sessions end with the others the plan dropped.
+                (Some(o), None) => {
+                    old.insert(a.name.clone(), o);
+                    None
+                }
+                (None, _) => None,
+            };
             let mut att = match kept {
-                Some(mut o) => {
-                    let names: Vec<&str> = by_name.keys().map(String::as_str).collect();
+                Some((mut o, carried)) => {
+                    let names: Vec<&str> = (carried.iter())
+                        .map(|(_, n)| plan.peers[n.index()].name.as_str())
+                        .collect();
                     let mut ended = o.book.retain_peers(&names);
                     ended.extend(
                         o.book
@@ -232,18 +351,17 @@ async fn apply(shared: &Rc<RefCell<Shared>>, plan: &Arc<Plan>, new: Vec<(SourceK
                     name: a.name.clone(),
                     id,
                     generation: plan.generation,
-                    key: key.clone(),
                     server: None,
                     config: c.clone(),
                     book: Book::new(c.pool, c.idle_timeout, c.session_timeout),
                     relay: relay.clone(),
                     by_facility: HashMap::new(),
                     by_name: HashMap::new(),
+                    facility_of: HashMap::new(),
                     split_routes: HashMap::new(),
                     conns: HashMap::new(),
                     announced: HashSet::new(),
-                    lost_to_client: 0,
-                    lost_to_worker: 0,
+                    lost: [0; DropReason::COUNT],
                 },
             };
             att.id = id;
@@ -253,6 +371,7 @@ async fn apply(shared: &Rc<RefCell<Shared>>, plan: &Arc<Plan>, new: Vec<(SourceK
             att.relay = relay;
             att.by_facility = by_facility;
             att.by_name = by_name;
+            att.facility_of = facility_of;
             att.split_routes = split_routes;
             // Every connected session again, with its peer's new number.
             for s in att.book.sessions().filter(|s| s.connected) {
@@ -303,18 +422,27 @@ fn serve(shared: &Rc<RefCell<Shared>>, key: &SourceKey, io: TlsIo) -> std::io::R
                             .served
                             .get(&key)
                             .map(|s| s.attachment.clone());
-                        if let Some(name) = name {
-                            tokio::task::spawn_local(conn::serve(
-                                shared.clone(),
-                                name,
-                                tcp,
-                                remote,
-                            ));
+                        let Some(name) = name else { continue };
+                        match Slot::take(&shared, &name, remote.ip()) {
+                            Some(slot) => {
+                                tokio::task::spawn_local(conn::serve(
+                                    shared.clone(),
+                                    name,
+                                    tcp,
+                                    remote,
+                                    slot,
+                                ));
+                            }
+                            None => {
+                                drop(tcp);
+                                busy(&shared, &name, remote).await;
+                            }
                         }
                     }
                     Err(e) => {
-                        tracing::debug!("TLS accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // Out of file descriptors, most likely: told, and a pause.
+                        tracing::warn!("TLS accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
             }
@@ -370,28 +498,84 @@ async fn read_relay(
             });
             // No connection (it just broke) or a full queue: the packet is lost here.
             if sent != Some(true) {
-                att.lost_to_client = att.lost_to_client.saturating_add(1);
+                att.lose(DropReason::TlsClientQueueFull);
             }
         }
     }
 }
 
-/// Ends the sessions whose time is over.
+/// A connection refused for the limits: counted as `busy`, logged at most every 10 s.
+async fn busy(shared: &Rc<RefCell<Shared>>, attachment: &str, remote: std::net::SocketAddr) {
+    let (relay, generation, log) = {
+        let mut sh = shared.borrow_mut();
+        sh.busy_unlogged += 1;
+        let log = sh.busy_unlogged == 1;
+        let Some(att) = sh.attachments.get(attachment) else {
+            return;
+        };
+        (att.relay.clone(), att.generation, log)
+    };
+    if log {
+        tracing::warn!(
+            attachment,
+            %remote,
+            "TLS connection refused: too many handshakes in progress (limits: {MAX_PENDING} per attachment, {MAX_PENDING_PER_ADDRESS} per address, {MAX_CONNECTIONS} connections); further refusals are counted as busy"
+        );
+    }
+    tell(
+        &relay,
+        Message::Refused {
+            result: crate::vocab::HandshakeResult::Busy,
+            peer: None,
+            generation,
+        },
+    )
+    .await;
+}
+
+/// Ends the sessions whose time is over, and those whose facility or certificate the
+/// registry refuses now.
 async fn expire(shared: &Rc<RefCell<Shared>>, now: Instant) {
     let mut downs = Vec::new();
     {
         let mut sh = shared.borrow_mut();
+        if sh.busy_unlogged > 1 && now >= sh.busy_logged_at + Duration::from_secs(10) {
+            tracing::warn!(
+                refused = sh.busy_unlogged - 1,
+                "TLS connections refused as busy in the last 10 s or so"
+            );
+        }
+        if now >= sh.busy_logged_at + Duration::from_secs(10) {
+            sh.busy_unlogged = 0;
+            sh.busy_logged_at = now;
+        }
+        let states = sh.states.load_full();
         for att in sh.attachments.values_mut() {
+            if states.generation == att.generation {
+                let refused: Vec<u32> = (att.book.sessions())
+                    .filter(|s| {
+                        let facility = att.facility_of.get(&s.peer);
+                        let state = facility.and_then(|f| states.states.get(f.index()));
+                        states.refused_peers.contains(&s.peer)
+                            || state.is_some_and(|st| !st.allows_traffic())
+                    })
+                    .map(|s| s.id)
+                    .collect();
+                for id in refused {
+                    if let Some((s, why)) = att.book.end(id, End::Refused) {
+                        finish(att, &s, why);
+                        downs.push((att.relay.clone(), Message::Down { session: s.id }));
+                    }
+                }
+            }
             for (s, why) in att.book.expire(now) {
                 finish(att, &s, why);
                 downs.push((att.relay.clone(), Message::Down { session: s.id }));
             }
-            for (lost, reason) in [
-                (&mut att.lost_to_client, DropReason::TlsClientQueueFull),
-                (&mut att.lost_to_worker, DropReason::TlsRelayFull),
-            ] {
+            for (i, lost) in att.lost.iter_mut().enumerate() {
                 let packets = std::mem::take(lost);
                 if packets > 0 {
+                    let reason = DropReason::ALL[i];
                     downs.push((att.relay.clone(), Message::Lost { reason, packets }));
                 }
             }

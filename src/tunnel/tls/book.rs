@@ -38,6 +38,9 @@ pub enum End {
     SessionTimeout,
     /// A reload removed its peer or changed the attachment.
     Removed,
+    /// Its facility's certificate, or the one its client presented, is refused now
+    /// (revoked, expired, ...).
+    Refused,
 }
 
 impl End {
@@ -48,6 +51,7 @@ impl End {
             End::Idle => "idle timeout",
             End::SessionTimeout => "session timeout",
             End::Removed => "removed by a reload",
+            End::Refused => "the facility certificate is refused now",
         }
     }
 }
