@@ -217,6 +217,24 @@ grep -q 'TLS session ended: the client logged off' "$T_TMP/ixgw.log" && pass "th
   || fail "no logoff in the log"
 [[ $(metric ix $METRICS ixgw_peer_up 'peer="clinic-a"') == 0 ]] && pass "clinic-a down after logoff" || fail "ixgw_peer_up after logoff"
 
+log "revocation: clinic A logs in again, then its certificate is revoked"
+openconnect_start ssl-a "$T_TMP/oc-a2.log" --certificate "$P/clinic-a.crt" --sslkey "$P/clinic-a.key"
+OC_A2=$OC_PID
+for i in $(seq 50); do ip -n ssl-a addr show oc0 2>/dev/null | grep -q 'inet ' && break; sleep 0.2; done
+check "clinic A back (ping fac-w)" wait_ping ssl-a 100.65.0.1 20
+t0=$(date +%s.%N)
+ca revoke --dir "$LAB" "$P/clinic-a.crt" --reason key-compromise
+for i in $(seq 50); do grep -q 'TLS session ended: the facility certificate is refused now' "$T_TMP/ixgw.log" && break; sleep 0.1; done
+t1=$(date +%s.%N)
+grep -q 'TLS session ended: the facility certificate is refused now' "$T_TMP/ixgw.log" \
+  && pass "the revoked client's session ended $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s after the revocation" \
+  || fail "the session of a revoked certificate did not end"
+ip netns exec ssl-a ping -c 2 -W 1 100.65.0.1 >/dev/null 2>&1 && fail "the revoked client still reaches fac-w" \
+  || pass "nothing passes for the revoked client"
+for i in $(seq 30); do kill -0 "$OC_A2" 2>/dev/null || break; sleep 0.2; done
+kill -0 "$OC_A2" 2>/dev/null && { kill -INT "$OC_A2"; fail "openconnect kept running after its session was ended"; } \
+  || pass "openconnect exited: its session was ended and its cookie refused"
+
 if ((T_FAILS > 0)); then
   cp "$T_TMP/ixgw.log" /tmp/tls-ixgw.log 2>/dev/null || true
   die "$T_FAILS check(s) failed (ixgw log copied to /tmp/tls-ixgw.log)"
