@@ -52,14 +52,19 @@ pub struct TlsTunnel {
 }
 
 impl TlsTunnel {
+    /// A tunnel without sessions: its peers are down (after a reload that replaced the
+    /// attachment, the counters would otherwise carry their old sessions' state).
     pub fn new(id: AttachmentId, config: TlsConfig) -> TlsTunnel {
+        let events = (config.peers.iter())
+            .map(|&peer| Event::Established { peer, up: false })
+            .collect();
         TlsTunnel {
             id,
             config,
             sessions: HashMap::new(),
             by_address: HashMap::new(),
             by_peer: HashMap::new(),
-            events: VecDeque::new(),
+            events,
         }
     }
 

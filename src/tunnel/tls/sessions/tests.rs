@@ -48,6 +48,21 @@ fn packet(session: u32, src: Ipv4Addr) -> Vec<u8> {
 fn a_session_carries_its_peers_packets_both_ways() {
     let now = Instant::now();
     let mut t = TlsTunnel::new(AttachmentId(2), config(1, &[4, 5]));
+    // A new tunnel has every peer down.
+    assert_eq!(
+        t.poll_event(),
+        Some(Event::Established {
+            peer: PeerId(4),
+            up: false
+        })
+    );
+    assert_eq!(
+        t.poll_event(),
+        Some(Event::Established {
+            peer: PeerId(5),
+            up: false
+        })
+    );
     assert!(t.handle_input(now, &mut up(7, 4, 1, 1)).unwrap().is_none());
     assert!(matches!(
         t.poll_event(),
@@ -109,6 +124,7 @@ fn a_session_carries_its_peers_packets_both_ways() {
 fn announcements_outside_the_pool_or_of_strangers_are_ignored_and_refusals_counted() {
     let now = Instant::now();
     let mut t = TlsTunnel::new(AttachmentId(0), config(3, &[1]));
+    while t.poll_event().is_some() {}
     t.handle_input(now, &mut up(1, 1, 9, 3)).unwrap(); // 10.0.0.9: outside /29
     t.handle_input(now, &mut up(2, 7, 2, 3)).unwrap(); // not a peer of this attachment
     t.handle_input(now, &mut up(3, 1, 2, 2)).unwrap(); // an older plan, nothing kept
