@@ -122,22 +122,9 @@ neigh=$(ip -n car-a neigh show 10.0.0.1)
   || fail "car-a's neighbour entry for 10.0.0.1: '$neigh'"
 
 log "reload adding carrier B while UDP runs fac-w → car-a"
-start_bg car-a "$T_TMP/iperf-a.log" timeout 40 iperf3 -s -B 10.0.0.2 -1
-IPERF_S=$BG_PID
-sleep 0.5
-ip netns exec fac-w timeout 30 iperf3 -c 100.64.0.2 -u -b 20M -l 1200 -t 6 -J >"$T_TMP/udp.json" &
-UDP_PID=$!
-sleep 2
-write_config 1
-"$IXGW" check --config "$T_TMP/ixgw.yaml" >/dev/null || die "the config with carrier B does not validate"
-kill -HUP "$IXGW_PID"
-wait "$UDP_PID" || fail "iperf3 UDP during the reload"
-wait "$IPERF_S" 2>/dev/null || true
-forget_pid "$IPERF_S"
-lost=$(jq '.end.sum.lost_packets // -1' "$T_TMP/udp.json" 2>/dev/null || echo -1)
-sent=$(jq '.end.sum.packets // 0' "$T_TMP/udp.json" 2>/dev/null || echo 0)
-[[ $sent -gt 1000 && $lost == 0 ]] && pass "no UDP packet lost across the reload ($sent sent)" \
-  || fail "UDP across the reload: $lost of $sent lost"
+udp_during car-a 10.0.0.2 fac-w 100.64.0.2 20M 1200 -- reload_with 1
+[[ $UDP_SENT -gt 1000 && $UDP_LOST == 0 ]] && pass "no UDP packet lost across the reload ($UDP_SENT sent)" \
+  || fail "UDP across the reload: $UDP_LOST of $UDP_SENT lost"
 grep -q 'reload' "$T_TMP/ixgw.log" && grep -q 'carrier-b-vlan' "$T_TMP/ixgw.log" \
   || fail "the reload is logged with the new attachment"
 

@@ -159,3 +159,30 @@ wg_configure() {
     ip -n "$ns" route replace "$p" dev "$ifn"
   done
 }
+
+# udp_during SERVER_NS BIND CLIENT_NS DST RATE LEN -- CMD... : a 6 s UDP iperf3 from CLIENT_NS to
+# DST (an iperf3 server in SERVER_NS on BIND), CMD run 2 s into it (a reload); sets UDP_SENT and
+# UDP_LOST (-1 when iperf3 said nothing), and fails the test if the client failed
+udp_during() {
+  local sns=$1 bind=$2 cns=$3 dst=$4 rate=$5 len=$6 srv cli
+  shift 7
+  start_bg "$sns" "$T_TMP/udp-server.log" timeout 40 iperf3 -s -B "$bind" -1
+  srv=$BG_PID
+  sleep 0.5
+  ip netns exec "$cns" timeout 30 iperf3 -c "$dst" -u -b "$rate" -l "$len" -t 6 -J >"$T_TMP/udp.json" &
+  cli=$!
+  sleep 2
+  "$@"
+  wait "$cli" || fail "iperf3 UDP $cns → $dst"
+  wait "$srv" 2>/dev/null || true
+  forget_pid "$srv"
+  UDP_LOST=$(jq '.end.sum.lost_packets // -1' "$T_TMP/udp.json" 2>/dev/null || echo -1)
+  UDP_SENT=$(jq '.end.sum.packets // 0' "$T_TMP/udp.json" 2>/dev/null || echo 0)
+}
+
+# reload_with ARG : writes the test's configuration with write_config ARG, checks it, SIGHUPs ixgw
+reload_with() {
+  write_config "$1"
+  "$IXGW" check --config "$T_TMP/ixgw.yaml" >/dev/null || die "the reloaded configuration does not validate"
+  kill -HUP "$IXGW_PID"
+}

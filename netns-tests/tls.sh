@@ -175,22 +175,9 @@ grep -q 'TLS login refused.*revoked' "$T_TMP/ixgw.log" && pass "the revoked cert
   || fail "no log line for the revoked certificate"
 
 log "reload adding TLS peer clinic-n while clinic A sends UDP to fac-w"
-start_bg fac-w "$T_TMP/iperf-u.log" timeout 40 iperf3 -s -B 10.0.0.1 -1
-IPERF_S=$BG_PID
-sleep 0.5
-ip netns exec ssl-a timeout 30 iperf3 -c 100.65.0.1 -u -b 10M -l 1000 -t 6 -J >"$T_TMP/udp.json" &
-UDP_PID=$!
-sleep 2
-write_config 1
-"$IXGW" check --config "$T_TMP/ixgw.yaml" >/dev/null || die "the config with clinic-n does not validate"
-kill -HUP "$IXGW_PID"
-wait "$UDP_PID" || fail "iperf3 UDP during the reload"
-wait "$IPERF_S" 2>/dev/null || true
-forget_pid "$IPERF_S"
-lost=$(jq '.end.sum.lost_packets // -1' "$T_TMP/udp.json" 2>/dev/null || echo -1)
-sent=$(jq '.end.sum.packets // 0' "$T_TMP/udp.json" 2>/dev/null || echo 0)
-[[ $sent -gt 1000 && $lost == 0 ]] && pass "clinic A's session kept across the reload: no UDP lost ($sent sent)" \
-  || fail "UDP across the reload: $lost of $sent lost"
+udp_during fac-w 10.0.0.1 ssl-a 100.65.0.1 10M 1000 -- reload_with 1
+[[ $UDP_SENT -gt 1000 && $UDP_LOST == 0 ]] && pass "clinic A's session kept across the reload: no UDP lost ($UDP_SENT sent)" \
+  || fail "UDP across the reload: $UDP_LOST of $UDP_SENT lost"
 grep -q 'configuration reloaded' "$T_TMP/ixgw.log" || fail "the reload is logged"
 start_bg ssl-n "$T_TMP/oc-n.log" openconnect --protocol=anyconnect --certificate "$P/clinic-n.crt" --sslkey "$P/clinic-n.key" \
   --servercert "$PIN" --non-inter --interface oc0 --script /usr/share/vpnc-scripts/vpnc-script -v https://172.31.5.1:443/

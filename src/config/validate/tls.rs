@@ -33,17 +33,7 @@ impl Validator {
     ) -> Result<TlsAttachment, ConfigError> {
         let lk = format!("{ak}.listen");
         let listen = self.socket(&lk, self.required(ak, "listen", &a.listen, KIND)?)?;
-        if let Some((_, other)) = listens.iter().find(|(l, _)| same_socket(*l, listen)) {
-            return Err(self.err(
-                &lk,
-                Problem::SameListen {
-                    value: listen.to_string(),
-                    other_key: other.clone(),
-                    other_line: self.lines.line(other),
-                },
-            ));
-        }
-        listens.push((listen, lk));
+        self.claim_socket(listens, listen, lk)?;
         self.required(ak, "certificate_file", &a.certificate_file, KIND)?;
         self.required(ak, "private_key_file", &a.private_key_file, KIND)?;
         let credentials = self

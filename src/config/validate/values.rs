@@ -25,6 +25,28 @@ impl Validator {
         }
     }
 
+    /// Takes `socket` for `key` among the `taken` listeners (UDP, or TCP, each its own
+    /// list), or names the key that has it.
+    pub(super) fn claim_socket(
+        &self,
+        taken: &mut Vec<(SocketAddr, String)>,
+        socket: SocketAddr,
+        key: String,
+    ) -> Result<(), ConfigError> {
+        if let Some((_, other)) = taken.iter().find(|(l, _)| same_socket(*l, socket)) {
+            return Err(self.err(
+                &key,
+                Problem::SameListen {
+                    value: socket.to_string(),
+                    other_key: other.clone(),
+                    other_line: self.lines.line(other),
+                },
+            ));
+        }
+        taken.push((socket, key));
+        Ok(())
+    }
+
     pub(super) fn unique(
         &self,
         names: &mut Names,

@@ -16,17 +16,7 @@ impl Validator {
         const KIND: &str = "wireguard";
         let lk = format!("{ak}.listen");
         let listen = self.socket(&lk, self.required(ak, "listen", &a.listen, KIND)?)?;
-        if let Some((_, other)) = listens.iter().find(|(l, _)| same_socket(*l, listen)) {
-            return Err(self.err(
-                &lk,
-                Problem::SameListen {
-                    value: listen.to_string(),
-                    other_key: other.clone(),
-                    other_line: self.lines.line(other),
-                },
-            ));
-        }
-        listens.push((listen, lk));
+        self.claim_socket(listens, listen, lk)?;
         let private_key_file = self.required(ak, "private_key_file", &a.private_key_file, KIND)?;
         let (private_key_file, private_key) =
             self.key_file(&format!("{ak}.private_key_file"), private_key_file)?;

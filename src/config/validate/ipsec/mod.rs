@@ -76,7 +76,7 @@ impl Validator {
         let raw_esp = a.raw_esp.unwrap_or(true);
         for (port, name) in [(ike_port, "ike_port"), (nat_t_port, "nat_t_port")] {
             let socket = SocketAddr::V4(SocketAddrV4::new(listen, port));
-            self.claim_udp(&mut sockets.udp, socket, format!("{ak}.{name}"))?;
+            self.claim_socket(&mut sockets.udp, socket, format!("{ak}.{name}"))?;
         }
         if raw_esp {
             let key = format!("{ak}.raw_esp");
@@ -142,26 +142,6 @@ impl Validator {
     }
 
     /// Claims a UDP socket; two claims clash as [`same_socket`] says.
-    fn claim_udp(
-        &self,
-        udp: &mut Vec<(SocketAddr, String)>,
-        socket: SocketAddr,
-        key: String,
-    ) -> Result<(), ConfigError> {
-        if let Some((_, other)) = udp.iter().find(|(l, _)| same_socket(*l, socket)) {
-            return Err(self.err(
-                &key,
-                Problem::SameListen {
-                    value: socket.to_string(),
-                    other_key: other.clone(),
-                    other_line: self.lines.line(other),
-                },
-            ));
-        }
-        udp.push((socket, key));
-        Ok(())
-    }
-
     /// A UDP port, 1..=65535: peers must know where to send IKE.
     fn port(
         &self,
