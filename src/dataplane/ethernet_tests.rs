@@ -108,12 +108,13 @@ fn arp_events_reach_the_counters_of_the_ethernet_attachment_and_survive_a_reload
             gw.handle_timeout(now, &mut tx);
         }
     }
-    assert_eq!(arp_of(&gw)[0].1, counts(3, 1, 1, 2));
+    // Requests: the three asks for the host and the new link's three gratuitous ones.
+    assert_eq!(arp_of(&gw)[0].1, counts(6, 1, 1, 2));
     assert_eq!(gw.counters().drop_count(DropReason::ArpUnresolved), 1);
 
     // A reload that keeps the link keeps the tunnel and the counts.
     let table = gw.apply_plan(Arc::new(Plan::compile(&config(200), 2)), now);
-    assert_eq!(arp_of(&gw)[0].1, counts(3, 1, 1, 2));
+    assert_eq!(arp_of(&gw)[0].1, counts(6, 1, 1, 2));
     assert_eq!(table.arp().count(), 1);
     // A reload onto another VLAN replaces the tunnel (an empty cache) but not the counts.
     gw.apply_plan(Arc::new(Plan::compile(&config(201), 3)), now);
@@ -122,6 +123,6 @@ fn arp_events_reach_the_counters_of_the_ethernet_attachment_and_survive_a_reload
     gw.handle_batch(now, &mut rx, &mut tx);
     assert_eq!(
         arp_of(&gw),
-        [("carrier-eth".to_string(), counts(3, 1, 1, 0))]
+        [("carrier-eth".to_string(), counts(6, 1, 1, 0))]
     );
 }

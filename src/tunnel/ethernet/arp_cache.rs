@@ -31,6 +31,8 @@ pub struct ArpTimers {
     pub retry: Duration,
     /// Requests sent before an address counts as failed.
     pub tries: u8,
+    /// Gratuitous ARP requests a new link sends for its own address, `retry` apart.
+    pub announcements: u8,
 }
 
 impl Default for ArpTimers {
@@ -41,6 +43,7 @@ impl Default for ArpTimers {
             reachable_for: Duration::from_secs(30),
             retry: Duration::from_secs(1),
             tries: 3,
+            announcements: 3,
         }
     }
 }

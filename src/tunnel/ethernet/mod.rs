@@ -77,6 +77,11 @@ pub struct EthernetTunnel {
     /// The cache's failed next hops and its size when last reported (`None`: never).
     reported_failed: u64,
     reported_neighbours: Option<u64>,
+    /// Gratuitous ARP requests still to send, and when the next is due: a new link tells
+    /// the carrier's router its MAC at once (the router may hold an older MAC of the
+    /// gateway's address for hours).
+    announce_left: u8,
+    next_announce: Instant,
 }
 
 impl EthernetTunnel {
@@ -106,6 +111,8 @@ impl EthernetTunnel {
             arp_replies: 0,
             reported_failed: 0,
             reported_neighbours: None,
+            announce_left: timers.announcements,
+            next_announce: now,
         }
     }
 
@@ -272,6 +279,17 @@ impl EthernetTunnel {
     /// hops that did not answer, and now and then sheds expired neighbours.
     pub fn handle_timeout(&mut self, now: Instant, tx: &mut TxBatch) {
         let id = self.id;
+        if self.announce_left > 0 && now >= self.next_announce {
+            // Sender and target are the gateway's own address: a gratuitous ARP request.
+            if let Some(buf) = tx.next_buf() {
+                if let Ok(n) = self.link.request(self.config.link.ip, buf) {
+                    tx.commit(id, Via::DEVICE, n);
+                    self.arp_requests += 1;
+                }
+            }
+            self.announce_left -= 1;
+            self.next_announce = now + self.timers.retry;
+        }
         // The cache decides when a next hop failed; this only bounds a wait it never ends.
         let give_up = self.timers.retry * (u32::from(self.timers.tries) + 2);
         for i in 0..WAITING {
@@ -312,10 +330,12 @@ impl EthernetTunnel {
 
     /// When [`EthernetTunnel::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        Some(
-            self.next_check
-                .map_or(self.next_expire, |t| t.min(self.next_expire)),
-        )
+        let announce = (self.announce_left > 0).then_some(self.next_announce);
+        [self.next_check, announce]
+            .into_iter()
+            .flatten()
+            .chain(Some(self.next_expire))
+            .min()
     }
 
     /// What happened since last asked: packets lost inside the tunnel first, then the ARP

@@ -28,7 +28,15 @@ fn tunnel(vlan: Option<u16>) -> (EthernetTunnel, Instant) {
         connected: "10.0.0.0/24".parse().unwrap(),
         next_hop: Some(ip(254)),
     };
-    (EthernetTunnel::new(AttachmentId(3), config, now), now)
+    // Quiet: no gratuitous ARP (a_new_link_announces_itself_three_times has them).
+    let timers = ArpTimers {
+        announcements: 0,
+        ..ArpTimers::default()
+    };
+    (
+        EthernetTunnel::with_timers(AttachmentId(3), config, timers, now),
+        now,
+    )
 }
 
 /// An IPv4 header (20 bytes, no payload) from `src` to `dst`.
@@ -331,4 +339,36 @@ fn a_directed_broadcast_leaves_as_an_ethernet_broadcast() {
         "queued: {}",
         t.queued()
     );
+}
+
+/// A new link announces the gateway's MAC: three gratuitous ARP requests a second apart.
+#[test]
+fn a_new_link_announces_itself_three_times() {
+    let (quiet, now) = tunnel(Some(7));
+    let mut t = EthernetTunnel::new(AttachmentId(3), quiet.config(), now);
+    let mut tx = TxBatch::new(8);
+    let mut announced = Vec::new();
+    let mut at = now;
+    while at < now + Duration::from_secs(5) {
+        if t.poll_timeout().is_some_and(|d| d <= at) {
+            t.handle_timeout(at, &mut tx);
+        }
+        for (dst, ethertype, vlan, payload) in sent(&tx) {
+            assert_eq!(
+                (dst, ethertype, vlan),
+                (Mac::BROADCAST, ETHERTYPE_ARP, Some(7))
+            );
+            let a = Arp::parse(&payload).unwrap();
+            assert_eq!(
+                (a.op, a.sender_mac, a.sender_ip, a.target_ip),
+                (ArpOp::Request, GW, ip(1), ip(1))
+            );
+            announced.push(at);
+        }
+        tx.clear();
+        at += Duration::from_millis(100);
+    }
+    assert_eq!(announced.len(), 3, "{announced:?}");
+    assert_eq!(announced[0], now);
+    assert!(announced[2] - announced[0] >= Duration::from_secs(2));
 }
