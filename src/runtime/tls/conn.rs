@@ -540,6 +540,7 @@ async fn tunnel(
         let mut at = 0;
         let mut answer: Option<usize> = None;
         let mut end: Option<Ended> = None;
+        let mut had_data = false;
         loop {
             match cstp::parse(&buf[at..]) {
                 Ok((f, n)) => {
@@ -550,9 +551,10 @@ async fn tunnel(
                                 Some(d) => {
                                     d.copy_from_slice(f.payload);
                                     // A full socket pair drops the packet: the worker is behind.
-                                    let sent =
-                                        relay.try_send(&dgram[..PACKET_HEADER + len]).is_ok();
-                                    touch(shared, attachment, ctx.session, sent);
+                                    if relay.try_send(&dgram[..PACKET_HEADER + len]).is_err() {
+                                        lose(shared, attachment, DropReason::TlsRelayFull);
+                                    }
+                                    had_data = true;
                                 }
                                 None => lose(shared, attachment, DropReason::TooBig),
                             }
@@ -582,6 +584,10 @@ async fn tunnel(
             }
         }
         buf.drain(..at);
+        // The session's activity, once per read rather than per packet.
+        if had_data {
+            touch(shared, attachment, ctx.session);
+        }
         if let Some(end) = end {
             break end;
         }
@@ -683,13 +689,10 @@ fn lose(shared: &Rc<RefCell<Shared>>, attachment: &str, reason: DropReason) {
     }
 }
 
-/// Session `session` had traffic from its client; `sent`: the worker got the packet.
-fn touch(shared: &Rc<RefCell<Shared>>, attachment: &str, session: u32, sent: bool) {
+/// Session `session` had traffic from its client.
+fn touch(shared: &Rc<RefCell<Shared>>, attachment: &str, session: u32) {
     if let Some(att) = shared.borrow_mut().attachments.get_mut(attachment) {
         att.book.touch(session, Instant::now());
-        if !sent {
-            att.lose(DropReason::TlsRelayFull);
-        }
     }
 }
 

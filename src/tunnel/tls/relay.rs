@@ -98,8 +98,7 @@ impl Message {
     pub fn write(&self, out: &mut [u8; 22]) -> usize {
         match *self {
             Message::Packet { session } => {
-                out[0] = PACKET;
-                out[1..5].copy_from_slice(&session.to_be_bytes());
+                packet_header(out, session);
                 PACKET_HEADER
             }
             Message::Up {
