@@ -26,6 +26,10 @@ use crate::wire::{self, Summary, L4, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Dead flows removed per sweep: dead entries still count against their owner's quota.
 const SWEEP_BUDGET: usize = 16_384;
+/// Room in the transmit batch below which [`Gateway::handle_pending`] pauses: one received
+/// packet queues at most a few (a handshake answer, a packet waiting for it), so a pause
+/// loses nothing.
+pub const TX_RESERVE: usize = 8;
 /// IPv4 + TCP headers without options: MSS = MTU - 40.
 const TCP_IP_HEADERS: u16 = 40;
 
@@ -377,10 +381,25 @@ impl Gateway {
     /// queues what must be sent into `tx`. A packet that cannot be forwarded is counted under
     /// its drop reason.
     pub fn handle_batch(&mut self, now: Instant, rx: &mut RxBatch, tx: &mut TxBatch) {
-        for i in 0..rx.len() {
+        self.handle(now, rx, tx, 0);
+    }
+
+    /// Processes the packets of `rx` not handled yet ([`RxBatch::pending`]) while `tx` has
+    /// room for [`TX_RESERVE`] more packets, and records how far it got: the caller sends
+    /// what `tx` holds and calls again until nothing is pending, so that a batch larger than
+    /// `tx` loses nothing.
+    pub fn handle_pending(&mut self, now: Instant, rx: &mut RxBatch, tx: &mut TxBatch) {
+        self.handle(now, rx, tx, TX_RESERVE);
+    }
+
+    fn handle(&mut self, now: Instant, rx: &mut RxBatch, tx: &mut TxBatch, reserve: usize) {
+        let mut i = rx.pending().start;
+        while i < rx.len() && (reserve == 0 || tx.room() >= reserve) {
             let (meta, data) = rx.get_mut(i);
             self.handle_packet(now, meta, data, tx);
+            i += 1;
         }
+        rx.set_handled(i);
         self.core.count_events();
         self.core.counters.set_flows(self.core.flows.len());
         self.core.report_removed(now);

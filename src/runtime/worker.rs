@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
 
 use super::facilities::FacilityStates;
+use super::udp::{self, UdpIo};
 
 use super::ike::{IkeInput, SaChange};
 use super::{Control, NewSources};
@@ -27,12 +28,21 @@ use crate::ids::AttachmentId;
 use crate::metrics::{Counters, MetricsHub};
 use crate::vocab::DropReason;
 
-const RX_BATCH: usize = 64;
-/// Room for every packet of a batch plus handshake traffic and flushed queues.
+/// Packets a batch may hold: enough for two UDP receive calls of GRO datagrams.
+const RX_PACKETS: usize = 2 * udp::DATAGRAMS * udp::GRO_SEGMENTS;
+/// The batch's arena: two receive calls' worth of room.
+const RX_BYTES: usize = 2 * udp::DATAGRAMS * udp::CHUNK;
+/// A batch is handed to the data path once it holds this many packets (or nothing more
+/// waits).
+const RX_TARGET: usize = 256;
+/// Packets sent per flush; the data path pauses when it is full and goes on after it.
 const TX_BATCH: usize = 256;
-/// Batches per wake-up before timers and control messages get a turn.
+/// Batches per wake-up before timers and control messages get a turn...
 const IO_LOOP_BOUND: usize = 16;
-/// Packets read from one source per pass, so that one busy source does not starve the others.
+/// ...or packets, whichever comes first.
+const IO_PACKET_BOUND: usize = 4096;
+/// Packets read from a source that delivers one per system call (TUN, packet sockets, the
+/// TLS relay, raw ESP) per pass, so that one busy source does not starve the others.
 const PER_SOURCE: usize = 16;
 /// How often the IPsec SAs' usage goes to the IKE thread.
 const USAGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -73,7 +83,7 @@ impl SourceKey {
 
 #[derive(Clone)]
 enum Source {
-    Udp(Arc<tokio::net::UdpSocket>),
+    Udp(Arc<UdpIo>),
     /// A raw ESP socket, driven as a UDP socket (see `raw_esp`).
     Esp(Arc<tokio::net::UdpSocket>),
     Tun(Arc<tun_rs::AsyncDevice>),
@@ -94,6 +104,10 @@ struct Worker {
     sources: Vec<Vec<Source>>,
     rx: RxBatch,
     tx: TxBatch,
+    /// The order `flush` sends `tx` in (by destination), sized once.
+    order: Vec<u16>,
+    /// A run of packets to one UDP destination, laid end to end for one GSO send.
+    gso: Box<[u8]>,
     /// When the IPsec SAs' usage is next reported.
     next_usage: Instant,
     /// What the last reload kept of the IPsec attachments: the IKE thread's changes made for
@@ -184,8 +198,10 @@ impl Worker {
             hub,
             open: HashMap::new(),
             sources: Vec::new(),
-            rx: RxBatch::new(RX_BATCH),
+            rx: RxBatch::with_arena(RX_PACKETS, RX_BYTES),
             tx: TxBatch::new(TX_BATCH),
+            order: Vec::with_capacity(TX_BATCH),
+            gso: vec![0; udp::GSO_BYTES].into_boxed_slice(),
             next_usage: Instant::now() + USAGE_INTERVAL,
             carried: None,
             facilities,
@@ -223,10 +239,7 @@ impl Worker {
             new.udp.len() + new.tun.len() + new.raw.len() + new.link.len() + new.relay.len(),
         );
         for (k, s) in new.udp {
-            out.push((
-                k,
-                Source::Udp(Arc::new(tokio::net::UdpSocket::from_std(s)?)),
-            ));
+            out.push((k, Source::Udp(Arc::new(UdpIo::new(s)?))));
         }
         for (k, fd) in new.raw {
             out.push((
@@ -343,15 +356,21 @@ impl Worker {
                     None => return,
                 },
                 () = readable(&self.sources) => {
+                    let mut handled = 0;
                     for _ in 0..IO_LOOP_BOUND {
-                        if self.drain() == 0 {
+                        if handled >= IO_PACKET_BOUND || self.drain() == 0 {
                             break;
                         }
+                        handled += self.rx.len();
                         self.sync_facilities();
-                        self.gateway.handle_batch(Instant::now(), &mut self.rx, &mut self.tx);
+                        // The data path pauses when `tx` is full; it goes on once sent.
+                        while !self.rx.pending().is_empty() {
+                            self.gateway
+                                .handle_pending(Instant::now(), &mut self.rx, &mut self.tx);
+                            self.hand_over_ike();
+                            self.flush().await;
+                        }
                         self.rx.clear();
-                        self.hand_over_ike();
-                        self.flush().await;
                     }
                 }
                 () = tokio::time::sleep_until(deadline) => {}
@@ -470,10 +489,12 @@ impl Worker {
         });
     }
 
-    /// Reads what is waiting, up to one batch; returns how many packets were read.
+    /// Reads what is waiting until the batch holds [`RX_TARGET`] packets or nothing more
+    /// waits, every source in turn: a UDP socket one receive call per pass, the others up to
+    /// [`PER_SOURCE`] packets. Returns how many packets the batch holds.
     fn drain(&mut self) -> usize {
         let mut progress = true;
-        while progress && !self.rx.is_full() {
+        while progress && self.rx.len() < RX_TARGET {
             progress = false;
             let all = self
                 .sources
@@ -482,14 +503,30 @@ impl Worker {
                 .flat_map(|(a, io)| io.iter().enumerate().map(move |(i, s)| (a, i, s)));
             for (a, io, src) in all {
                 let attachment = AttachmentId(a as u16);
+                if let Source::Udp(u) = src {
+                    match u.try_recv(&mut self.rx, attachment, io as u8) {
+                        Ok((taken, refused)) => {
+                            progress |= taken + refused > 0;
+                            if refused > 0 {
+                                let tenant = self.gateway.plan().attachments[a].tenant.index();
+                                self.gateway.counters().drops_add(
+                                    Some(tenant),
+                                    DropReason::Oversized,
+                                    refused as u64,
+                                );
+                            }
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(e) => tracing::debug!(attachment = a, io, "receive error: {e}"),
+                    }
+                    continue;
+                }
                 for _ in 0..PER_SOURCE {
                     let Some(buf) = self.rx.next_buf() else {
                         return self.rx.len();
                     };
                     let got = match src {
-                        Source::Udp(s) => {
-                            s.try_recv_from(buf).map(|(n, from)| (n, Remote::Udp(from)))
-                        }
+                        Source::Udp(_) => unreachable!("read above"),
                         Source::Esp(r) => r
                             .try_recv_from(buf)
                             .map(|(n, from)| (n, Remote::Ip(from.ip()))),
@@ -521,29 +558,58 @@ impl Worker {
         self.rx.len()
     }
 
-    /// Sends everything queued, waiting for socket space when the kernel pushes back.
+    /// Sends everything queued, waiting for socket space when the kernel pushes back. The
+    /// packets go out grouped by destination, each destination's in the order queued; a
+    /// run of equally long packets to one UDP destination leaves in one GSO send.
     async fn flush(&mut self) {
         let counters: Arc<Counters> = self.gateway.counters().clone();
-        for (meta, pkt) in self.tx.iter() {
+        let tx = &self.tx;
+        let n = tx.len();
+        self.order.clear();
+        self.order.extend(0..n as u16);
+        let key = |i: u16| {
+            let (m, _) = tx.get(usize::from(i));
+            (m.attachment, m.via.io, m.via.remote, i)
+        };
+        self.order.sort_unstable_by_key(|&i| key(i));
+        let mut k = 0;
+        while k < n {
+            let (meta, pkt) = tx.get(usize::from(self.order[k]));
             let src = self
                 .sources
                 .get(meta.attachment.index())
                 .and_then(|io| io.get(usize::from(meta.via.io)));
             let Some(src) = src else {
                 Counters::drop(&counters, DropReason::SendFailed);
+                k += 1;
                 continue;
             };
+            let mut packets = 1;
             let sent = match (src, meta.via.remote) {
-                (Source::Udp(s), Remote::Udp(to)) => loop {
-                    match s.try_send_to(pkt, to) {
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            if s.writable().await.is_err() {
-                                break Err(e);
-                            }
+                (Source::Udp(u), Remote::Udp(to)) => {
+                    packets = gso_run(tx, &self.order[k..], u.max_segments());
+                    let (contents, segment) = if packets == 1 {
+                        (pkt, None)
+                    } else {
+                        let mut at = 0;
+                        for &i in &self.order[k..k + packets] {
+                            let (_, p) = tx.get(usize::from(i));
+                            self.gso[at..at + p.len()].copy_from_slice(p);
+                            at += p.len();
                         }
-                        other => break other.map(drop),
+                        (&self.gso[..at], Some(pkt.len()))
+                    };
+                    loop {
+                        match u.try_send(to, contents, segment) {
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                                if u.writable().await.is_err() {
+                                    break Err(e);
+                                }
+                            }
+                            other => break other,
+                        }
                     }
-                },
+                }
                 (Source::Esp(r), Remote::Ip(to)) => loop {
                     match r.try_send_to(pkt, SocketAddr::new(to, 0)) {
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -569,6 +635,7 @@ impl Worker {
                 (Source::Relay(s), Remote::Device) => match s.try_send(pkt) {
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         Counters::drop(&counters, DropReason::TlsRelayFull);
+                        k += 1;
                         continue;
                     }
                     other => other.map(drop),
@@ -588,12 +655,41 @@ impl Worker {
                 )),
             };
             if let Err(e) = sent {
-                tracing::debug!(attachment = meta.attachment.0, "send failed: {e}");
-                Counters::drop(&counters, DropReason::SendFailed);
+                tracing::debug!(attachment = meta.attachment.0, packets, "send failed: {e}");
+                counters.drops_add(None, DropReason::SendFailed, packets as u64);
             }
+            k += packets;
         }
         self.tx.clear();
     }
+}
+
+/// How many of the packets of `tx` at the start of `order` leave in one GSO send: the first
+/// and those after it to the same destination and of the same length, the last one maybe
+/// shorter, at most `max` and [`udp::GSO_BYTES`] in all.
+fn gso_run(tx: &TxBatch, order: &[u16], max: usize) -> usize {
+    let Some(&first) = order.first() else {
+        return 0;
+    };
+    let (meta, pkt) = tx.get(usize::from(first));
+    let mut bytes = pkt.len();
+    let mut packets = 1;
+    for &i in &order[1..] {
+        let (m, p) = tx.get(usize::from(i));
+        if packets == max
+            || (m.attachment, m.via) != (meta.attachment, meta.via)
+            || p.len() > pkt.len()
+            || bytes + p.len() > udp::GSO_BYTES
+        {
+            break;
+        }
+        packets += 1;
+        bytes += p.len();
+        if p.len() < pkt.len() {
+            break;
+        }
+    }
+    packets
 }
 
 /// Resolves when any source is readable (or has an error to report).
@@ -662,6 +758,47 @@ mod tests {
             carried.translate(AttachmentId(1), SaChange::Remove { inbound_spi: 9 }),
             Some((AttachmentId(0), SaChange::Remove { inbound_spi: 9 }))
         ));
+    }
+
+    /// Runs for GSO: same destination and length, a shorter last packet ends a run, a
+    /// longer one starts the next; the segment limit and the byte limit hold.
+    #[test]
+    fn gso_runs_group_equal_packets_to_one_destination() {
+        let to = |p| Via::udp(0, SocketAddr::from(([192, 0, 2, 1], p)));
+        let mut tx = TxBatch::new(TX_BATCH);
+        let mut queue = |via: Via, len: usize| {
+            tx.next_buf().expect("room");
+            tx.commit(AttachmentId(0), via, len);
+        };
+        for len in [1000, 1000, 1000, 400, 1000, 1000] {
+            queue(to(1), len);
+        }
+        queue(to(2), 1000);
+        queue(to(1), 1200);
+        let order: Vec<u16> = (0..tx.len() as u16).collect();
+        let runs = |max: usize| {
+            let mut out = vec![];
+            let mut k = 0;
+            while k < order.len() {
+                let n = gso_run(&tx, &order[k..], max);
+                out.push(n);
+                k += n;
+            }
+            out
+        };
+        assert_eq!(runs(64), [4, 2, 1, 1]);
+        assert_eq!(runs(2), [2, 2, 2, 1, 1]);
+        assert_eq!(runs(1), [1; 8]);
+
+        let mut big = TxBatch::new(TX_BATCH);
+        for _ in 0..60 {
+            big.next_buf().expect("room");
+            big.commit(AttachmentId(0), to(1), 1452);
+        }
+        let order: Vec<u16> = (0..60).collect();
+        let n = gso_run(&big, &order, 64);
+        assert_eq!(n, udp::GSO_BYTES / 1452);
+        assert!(n * 1452 <= udp::GSO_BYTES);
     }
 
     fn plan(names: &[&str], generation: u64) -> Arc<Plan> {

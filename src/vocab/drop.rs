@@ -124,6 +124,9 @@ reasons! {
     TlsRelayFull => "tls_relay_full",
     /// An IKE message that found the queue to the IKE thread full.
     IkeQueueFull => "ike_queue_full",
+    /// A datagram larger than the data path's 2048-byte packet buffers: no tunnel packet of
+    /// a 1500-byte path is.
+    Oversized => "oversized",
     /// The transmit batch was full for this wake-up.
     TxQueueFull => "tx_queue_full",
     /// The operating system refused to send the packet.
