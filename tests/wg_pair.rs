@@ -17,7 +17,10 @@ use boringtun::x25519::{PublicKey, StaticSecret};
 use ixgw::buffer::{TxBatch, Via, BUF_SIZE};
 use ixgw::dataplane::count_event;
 use ixgw::ids::{AttachmentId, PeerId};
-use ixgw::tunnel::wireguard::{clock, keys, WgAttachment, WgPeerConfig};
+use ixgw::tunnel::wireguard::{
+    clock, keys, HandshakeLimits, WgAttachment, WgPeerConfig, HANDSHAKES_PER_BATCH,
+};
+use ixgw::tunnel::Event;
 use ixgw::vocab::DropReason;
 use ixgw::vocab::{Counters, HandshakeResult, Names, PeerLabels};
 
@@ -211,9 +214,21 @@ impl Pair {
         from: SocketAddr,
         datagram: &[u8],
     ) -> Result<Option<(PeerId, usize)>, DropReason> {
-        let r = self
-            .gw
-            .handle_datagram(self.now, from, datagram, &mut self.inner, &mut self.tx);
+        let mut r =
+            self.gw
+                .handle_datagram(self.now, from, datagram, &mut self.inner, &mut self.tx);
+        // A handshake message waits for its work, which the pipeline does after each batch;
+        // a refusal found then is reported as an event, and is this datagram's fate.
+        if r == Ok(None) && matches!(msg_type(datagram), 1 | 2) {
+            self.gw
+                .answer_handshakes(self.now, HANDSHAKES_PER_BATCH, &mut self.tx);
+            while let Some(event) = self.gw.poll_event() {
+                if let Event::Dropped { reason, .. } = event {
+                    r = Err(reason);
+                }
+                count_event(&self.counters, None, event);
+            }
+        }
         self.count_events();
         match r {
             Ok(Some((peer, len))) => self.gw_rx.push((peer, self.inner[..len].to_vec())),
@@ -773,40 +788,56 @@ fn endpoint_follows_the_authenticated_peer() {
     assert_eq!(p.facs[0].received.last(), Some(&reply));
 }
 
+/// Under load (here: from 4 handshakes waiting), an initiation without a valid cookie MAC
+/// gets a cookie reply; the facility's next initiation carries MAC2, waits its turn and is
+/// answered.
 #[test]
 fn cookie_reply_under_load_then_handshake_with_mac2() {
     let mut p = Pair::new(1, |_, _| {});
+    p.gw.set_handshake_limits(HandshakeLimits {
+        backlog: 8,
+        under_load: 4,
+    });
     let from = fac_addr(0, 51820);
     let mut buf = vec![0u8; BUF_SIZE];
-    let mut cookie = None;
-    for _ in 0..1000 {
-        // Each initiation needs a newer timestamp; the limiter only resets in update_timers.
+    let mut initiation = |p: &mut Pair| {
+        // Each initiation needs a newer timestamp.
         p.now += Duration::from_millis(1);
         clock::sync(p.now);
         let Owned::Net(init) = owned(p.facs[0].tunn.format_handshake_initiation(&mut buf, true))
         else {
             panic!("no initiation")
         };
-        if p.gw_receive(from, &init) == Err(DropReason::WgUnderLoad) {
-            cookie = p.gw_sent.last().cloned();
-            break;
-        }
+        init
+    };
+    // Four wait (nobody answers them yet): the attachment is under load.
+    for _ in 0..4 {
+        let init = initiation(&mut p);
+        let r =
+            p.gw.handle_datagram(p.now, from, &init, &mut p.inner, &mut p.tx);
+        assert_eq!(r, Ok(None));
     }
-    let cookie = cookie.expect("the attachment never came under load");
+    assert!(p.gw.under_load(p.now));
+    let init = initiation(&mut p);
+    assert_eq!(p.gw_receive(from, &init), Err(DropReason::WgUnderLoad));
+    let cookie = p.gw_sent.last().cloned().expect("a cookie reply");
     assert_eq!((msg_type(&cookie.bytes), cookie.bytes.len()), (3, 64));
     assert_eq!(cookie.to, from);
     assert_eq!(p.handshakes(HandshakeResult::CookieSent), 1);
+    // The waiting ones are answered meanwhile (the first, the others are replays).
+    p.gw.answer_handshakes(p.now, 8, &mut p.tx);
+    p.count_events();
+    p.collect();
+    assert_eq!(p.gw.handshake_backlog(), 0);
     let ok_before = p.handshakes(HandshakeResult::Ok);
 
-    // The facility takes the cookie; its next initiation carries MAC2 and is answered.
+    // Still under load for UNDER_LOAD_HOLD: the facility takes the cookie; its next
+    // initiation carries MAC2 and is answered.
+    assert!(p.gw.under_load(p.now));
     p.wire.clear();
     p.fac_receive(0, p.gw_addr, &cookie.bytes);
     assert!(p.facs[0].errors.is_empty(), "{:?}", p.facs[0].errors);
-    p.now += Duration::from_millis(1);
-    clock::sync(p.now);
-    let Owned::Net(init) = owned(p.facs[0].tunn.format_handshake_initiation(&mut buf, true)) else {
-        panic!("no initiation")
-    };
+    let init = initiation(&mut p);
     assert_eq!(p.gw_receive(from, &init), Ok(None));
     assert_eq!(p.handshakes(HandshakeResult::Ok), ok_before + 1);
     assert_eq!(msg_type(&p.gw_sent.last().unwrap().bytes), 2);
@@ -857,6 +888,7 @@ fn handshake_response_lost_to_a_full_batch_is_counted() {
 
     let r =
         p.gw.handle_datagram(p.now, fac_addr(0, 51820), &init, &mut p.inner, &mut p.tx);
+    p.gw.answer_handshakes(p.now, HANDSHAKES_PER_BATCH, &mut p.tx);
     p.count_events();
 
     assert_eq!(r, Ok(None));

@@ -400,6 +400,9 @@ impl Gateway {
             i += 1;
         }
         rx.set_handled(i);
+        for t in &mut self.core.tunnels {
+            t.after_batch(now, tx);
+        }
         self.core.count_events();
         self.core.counters.set_flows(self.core.flows.len());
         self.core.report_removed(now);

@@ -196,6 +196,14 @@ impl Tunnel {
         }
     }
 
+    /// Work left over from a batch of received packets, bounded: a WireGuard attachment
+    /// answers a few of the handshakes waiting.
+    pub fn after_batch(&mut self, now: Instant, tx: &mut TxBatch) {
+        if let Tunnel::WireGuard(wg) = self {
+            wg.answer_handshakes(now, wireguard::HANDSHAKES_PER_BATCH, tx);
+        }
+    }
+
     /// Sends one inner packet into the tunnel, to `peer` for tunnels with peers; it goes out
     /// through `tx` as attachment `id`.
     pub fn encapsulate(
@@ -252,7 +260,7 @@ impl Tunnel {
         match self {
             Tunnel::WireGuard(wg) => {
                 if wg.poll_timeout().is_some_and(|t| t <= now) {
-                    wg.update_timers(now, tx);
+                    wg.handle_timeout(now, tx);
                 }
             }
             Tunnel::Ethernet(e) => {

@@ -83,7 +83,8 @@ reasons! {
     WgAuth => "wg_auth",
     /// A WireGuard data packet with a replayed or too old counter.
     WgReplay => "wg_replay",
-    /// A WireGuard datagram refused while the attachment is under load (a cookie was sent).
+    /// A WireGuard handshake message refused while the attachment is under load (a cookie
+    /// was sent), or because its handshake queue was full.
     WgUnderLoad => "wg_under_load",
     /// A WireGuard handshake initiation from a public key that is not a configured peer.
     WgUnknownPeer => "wg_unknown_peer",

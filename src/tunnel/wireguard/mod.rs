@@ -14,6 +14,12 @@
 //! attachment's key. Slots survive [`WgAttachment::set_peers`] for unchanged peers, so their
 //! sessions survive a reload.
 //!
+//! Handshakes: a handshake message's MACs are checked on arrival (a cookie reply is sent
+//! instead while the attachment is under load, judged by the backlog); it then waits in a
+//! bounded queue for its Diffie-Hellman work, which [`WgAttachment::answer_handshakes`] does
+//! a few at a time after each batch and timer run, so that a handshake storm cannot stall
+//! forwarding.
+//!
 //! Counting: a datagram's fate is the return value; the caller counts a returned
 //! [`DropReason`] (and the inner traffic). What the caller cannot see — handshake outcomes,
 //! completed handshakes, replies lost to a full [`TxBatch`], packets boringtun discarded — is
@@ -44,9 +50,28 @@ pub mod keys;
 /// resolution of its rekey and keepalive timers.
 pub const TIMER_TICK: Duration = Duration::from_millis(250);
 
-/// Handshake messages accepted per second per attachment before cookie replies are demanded
-/// [WireGuard paper § 5.3]; as boringtun's device uses.
-pub const HANDSHAKE_RATE_LIMIT: u64 = 100;
+/// Handshake messages that may wait for their Diffie-Hellman work. Arrival costs a MAC check;
+/// the work (about 0.2 ms each on this project's machine) is done in bounded turns after each
+/// batch of packets and timer run, so forwarding goes on during a handshake storm.
+pub const HANDSHAKE_BACKLOG: usize = 16_384;
+/// From this many handshakes waiting the attachment is under load [WireGuard paper § 5.3]:
+/// a handshake without a valid cookie MAC gets a cookie reply instead of a place in the
+/// queue. Judged by the backlog, as WireGuard's own implementations do, not by a rate: about
+/// 1.5 s of work on one core, so that a storm the CPU can absorb (every facility of a large
+/// attachment coming back after a restart) is simply answered well before the initiators'
+/// 5-second retry, and a flood meets cookies.
+pub const UNDER_LOAD_BACKLOG: usize = 8_192;
+/// How long the attachment stays under load after the backlog last reached
+/// [`UNDER_LOAD_BACKLOG`] (as the Linux implementation does), so that the judgement does not
+/// flap with every handshake answered.
+pub const UNDER_LOAD_HOLD: Duration = Duration::from_secs(1);
+/// Handshakes answered after each batch of received packets...
+pub const HANDSHAKES_PER_BATCH: usize = 4;
+/// ...and per timer run (the attachment's timer is due at once while handshakes wait).
+pub const HANDSHAKES_PER_TIMER: usize = 32;
+/// A handshake initiation's length; a response is shorter [WireGuard paper § 5.4.2-3].
+const INITIATION_LEN: usize = 148;
+const RESPONSE_LEN: usize = 92;
 
 /// boringtun keeps 24 bits of a `Tunn`'s index (the low 8 number its sessions).
 const MAX_PEERS: usize = 1 << 24;
@@ -114,11 +139,47 @@ struct Statics {
     public: PublicKey,
 }
 
+/// How many handshake messages may wait, and from how many on the attachment is under load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandshakeLimits {
+    pub backlog: usize,
+    pub under_load: usize,
+}
+
+impl Default for HandshakeLimits {
+    fn default() -> Self {
+        HandshakeLimits {
+            backlog: HANDSHAKE_BACKLOG,
+            under_load: UNDER_LOAD_BACKLOG,
+        }
+    }
+}
+
+/// A handshake message that passed its MAC checks, waiting for its Diffie-Hellman work.
+struct Waiting {
+    from: SocketAddr,
+    len: usize,
+    bytes: [u8; INITIATION_LEN],
+}
+
 /// One WireGuard attachment: its static key and its peers.
 pub struct WgAttachment {
     id: AttachmentId,
     statics: Box<Statics>,
+    /// Checks handshakes' MAC1 and lets them through: every `Tunn` uses it, and so does the
+    /// attachment while it is not under load.
     rate_limiter: Arc<RateLimiter>,
+    /// Checks MAC1 and demands a valid MAC2 (a cookie) of every handshake: used while the
+    /// attachment is under load.
+    cookie_limiter: Arc<RateLimiter>,
+    /// Handshake messages waiting for their work, oldest first.
+    waiting: std::collections::VecDeque<Waiting>,
+    /// When the oldest waiting handshake arrived (the timer is due from then on).
+    waiting_since: Option<Instant>,
+    /// Under load until then.
+    under_load_until: Option<Instant>,
+    /// [`HANDSHAKE_BACKLOG`] and [`UNDER_LOAD_BACKLOG`] unless set otherwise.
+    limits: HandshakeLimits,
     slots: Vec<Option<Peer>>,
     by_key: HashMap<[u8; 32], u32>,
     by_id: rustc_hash::FxHashMap<PeerId, u32>,
@@ -205,9 +266,10 @@ impl WgAttachment {
     pub fn new(id: AttachmentId, private_key: &[u8; 32]) -> Self {
         let static_private = StaticSecret::from(*private_key);
         let static_public = PublicKey::from(&static_private);
-        // Every handshake message passes the limiter twice: once here to find its peer, once
-        // inside `Tunn::decapsulate`, which cannot be skipped from outside boringtun.
-        let rate_limiter = Arc::new(RateLimiter::new(&static_public, 2 * HANDSHAKE_RATE_LIMIT));
+        // boringtun's limiter counts handshakes per second; load is judged here by the
+        // backlog instead, so one limiter never demands a cookie and the other always does.
+        let rate_limiter = Arc::new(RateLimiter::new(&static_public, u64::MAX));
+        let cookie_limiter = Arc::new(RateLimiter::new(&static_public, 0));
         WgAttachment {
             id,
             statics: Box::new(Statics {
@@ -215,6 +277,11 @@ impl WgAttachment {
                 public: static_public,
             }),
             rate_limiter,
+            cookie_limiter,
+            waiting: std::collections::VecDeque::new(),
+            waiting_since: None,
+            under_load_until: None,
+            limits: HandshakeLimits::default(),
             slots: Vec::new(),
             by_key: HashMap::new(),
             by_id: Default::default(),
@@ -413,8 +480,118 @@ impl WgAttachment {
         tx: &mut TxBatch,
     ) -> Result<Option<(PeerId, usize)>, DropReason> {
         clock::sync(now);
+        match (datagram.first(), datagram.len()) {
+            (Some(1), INITIATION_LEN) | (Some(2), RESPONSE_LEN) => {
+                self.admit_handshake(now, from, datagram, tx)?;
+                Ok(None)
+            }
+            _ => self.process(now, from, datagram, inner, tx),
+        }
+    }
+
+    /// Whether the attachment is under load: many handshakes wait, or did less than
+    /// [`UNDER_LOAD_HOLD`] ago.
+    pub fn under_load(&self, now: Instant) -> bool {
+        self.waiting.len() >= self.limits.under_load
+            || self.under_load_until.is_some_and(|t| now < t)
+    }
+
+    /// Changes how many handshakes may wait and when the attachment is under load (tests
+    /// that need a small backlog).
+    pub fn set_handshake_limits(&mut self, limits: HandshakeLimits) {
+        self.limits = limits;
+    }
+
+    /// Handshake messages waiting for their work.
+    pub fn handshake_backlog(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Checks a handshake message's MACs and queues it for its work: under load, without a
+    /// valid cookie MAC it gets a cookie reply instead, and with a full queue it is refused.
+    fn admit_handshake(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        tx: &mut TxBatch,
+    ) -> Result<(), DropReason> {
+        let limiter = if self.under_load(now) {
+            &self.cookie_limiter
+        } else {
+            &self.rate_limiter
+        };
+        let mut cookie = [0u8; COOKIE_REPLY_LEN];
+        match limiter.verify_packet(Some(from.ip()), datagram, &mut cookie) {
+            Ok(_) => {}
+            Err(TunnResult::WriteToNetwork(reply)) => {
+                self.events
+                    .push_back(Event::Handshake(HandshakeResult::CookieSent));
+                match tx.next_buf() {
+                    Some(buf) => {
+                        buf[..reply.len()].copy_from_slice(reply);
+                        tx.commit(self.id, Via::udp(0, from), reply.len());
+                    }
+                    None => self
+                        .events
+                        .push_back(Event::dropped(DropReason::TxQueueFull, 1)),
+                }
+                return Err(DropReason::WgUnderLoad);
+            }
+            Err(TunnResult::Err(e)) => {
+                if matches!(e, WireGuardError::InvalidMac) {
+                    self.events
+                        .push_back(Event::Handshake(HandshakeResult::Invalid));
+                }
+                return Err(drop_reason(&e));
+            }
+            Err(_) => return Err(DropReason::WgProtocol),
+        }
+        if self.waiting.len() >= self.limits.backlog {
+            return Err(DropReason::WgUnderLoad);
+        }
+        let mut bytes = [0; INITIATION_LEN];
+        bytes[..datagram.len()].copy_from_slice(datagram);
+        self.waiting.push_back(Waiting {
+            from,
+            len: datagram.len(),
+            bytes,
+        });
+        self.waiting_since.get_or_insert(now);
+        if self.waiting.len() >= self.limits.under_load {
+            self.under_load_until = Some(now + UNDER_LOAD_HOLD);
+        }
+        Ok(())
+    }
+
+    /// Does the work of up to `budget` waiting handshake messages, oldest first. What they
+    /// were refused for is reported as events (their datagrams were taken long ago).
+    pub fn answer_handshakes(&mut self, now: Instant, budget: usize, tx: &mut TxBatch) {
+        clock::sync(now);
+        for _ in 0..budget {
+            let Some(w) = self.waiting.pop_front() else {
+                break;
+            };
+            if let Err(reason) = self.process(now, w.from, &w.bytes[..w.len], &mut [], tx) {
+                self.events.push_back(Event::dropped(reason, 1));
+            }
+        }
+        if self.waiting.is_empty() {
+            self.waiting_since = None;
+        }
+    }
+
+    /// Demultiplexes and decrypts one datagram (a handshake message's work included).
+    fn process(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        inner: &mut [u8],
+        tx: &mut TxBatch,
+    ) -> Result<Option<(PeerId, usize)>, DropReason> {
         let src = Some(from.ip());
-        let (kind, slot) = self.demultiplex(src, from, datagram, tx)?;
+        let (kind, slot) = self.demultiplex(src, datagram)?;
         let Some(Some(peer)) = self.slots.get_mut(slot) else {
             return Err(DropReason::WgUnknownIndex);
         };
@@ -505,32 +682,15 @@ impl WgAttachment {
         }
     }
 
-    /// Checks a datagram's type, length and MAC1 and finds the slot of its peer. A cookie
-    /// reply demanded by the rate limiter is written here.
+    /// Checks a datagram's type, length and MAC1 and finds the slot of its peer.
     fn demultiplex(
         &mut self,
         src: Option<IpAddr>,
-        from: SocketAddr,
         datagram: &[u8],
-        tx: &mut TxBatch,
     ) -> Result<(Kind, usize), DropReason> {
         let mut cookie = [0u8; COOKIE_REPLY_LEN];
         let packet = match self.rate_limiter.verify_packet(src, datagram, &mut cookie) {
             Ok(p) => p,
-            Err(TunnResult::WriteToNetwork(reply)) => {
-                self.events
-                    .push_back(Event::Handshake(HandshakeResult::CookieSent));
-                match tx.next_buf() {
-                    Some(buf) => {
-                        buf[..reply.len()].copy_from_slice(reply);
-                        tx.commit(self.id, Via::udp(0, from), reply.len());
-                    }
-                    None => self
-                        .events
-                        .push_back(Event::dropped(DropReason::TxQueueFull, 1)),
-                }
-                return Err(DropReason::WgUnderLoad);
-            }
             Err(TunnResult::Err(e)) => {
                 if matches!(e, WireGuardError::InvalidMac) {
                     self.events
@@ -620,6 +780,7 @@ impl WgAttachment {
     pub fn update_timers(&mut self, now: Instant, tx: &mut TxBatch) {
         clock::sync(now);
         self.rate_limiter.reset_count();
+        self.cookie_limiter.reset_count();
         let att = self.id;
         let start = self.timer_cursor.min(self.slots.len());
         for s in start..self.slots.len() {
@@ -677,9 +838,22 @@ impl WgAttachment {
         self.events.pop_front()
     }
 
-    /// When [`WgAttachment::update_timers`] is next due; `None` without peers.
+    /// When [`WgAttachment::handle_timeout`] is next due: at once while handshakes wait,
+    /// else at the next timer tick; `None` without peers.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_tick
+        match (self.next_tick, self.waiting_since) {
+            (Some(t), Some(w)) => Some(t.min(w)),
+            (t, w) => t.or(w),
+        }
+    }
+
+    /// Runs the timers when their tick is due and answers up to [`HANDSHAKES_PER_TIMER`]
+    /// waiting handshakes.
+    pub fn handle_timeout(&mut self, now: Instant, tx: &mut TxBatch) {
+        if self.next_tick.is_some_and(|t| t <= now) {
+            self.update_timers(now, tx);
+        }
+        self.answer_handshakes(now, HANDSHAKES_PER_TIMER, tx);
     }
 
     /// Where datagrams to `peer` go: its configured endpoint or where it last authenticated
@@ -785,7 +959,13 @@ mod tests {
 
         let r = wg.handle_datagram(now, from, init, &mut inner, &mut tx);
 
+        // The initiation waits for its work: the timer is due at once.
         assert_eq!(r, Ok(None));
+        assert!(tx.is_empty());
+        assert_eq!(wg.handshake_backlog(), 1);
+        assert_eq!(wg.poll_timeout(), Some(now));
+        wg.handle_timeout(now, &mut tx);
+        assert_eq!(wg.handshake_backlog(), 0);
         let sent: Vec<_> = tx.iter().collect();
         assert_eq!(sent.len(), 1);
         let (meta, resp) = sent[0];
@@ -818,11 +998,83 @@ mod tests {
         );
         assert_eq!(wg.poll_event(), None);
 
-        // The same initiation again is a replay (its TAI64N timestamp is not newer).
+        // The same initiation again is a replay (its TAI64N timestamp is not newer), found
+        // when its work is done.
         tx.clear();
         let r = wg.handle_datagram(now, from, init, &mut inner, &mut tx);
-        assert_eq!(r, Err(DropReason::WgReplay));
+        assert_eq!(r, Ok(None));
+        wg.answer_handshakes(now, HANDSHAKES_PER_BATCH, &mut tx);
         assert!(tx.is_empty());
+        assert_eq!(
+            wg.poll_event(),
+            Some(Event::Handshake(HandshakeResult::Invalid))
+        );
+        assert_eq!(
+            wg.poll_event(),
+            Some(Event::dropped(DropReason::WgReplay, 1))
+        );
+    }
+
+    /// Load is judged by the backlog: below [`UNDER_LOAD_BACKLOG`] every initiation waits
+    /// for its answer; from there on, one without a valid cookie MAC gets a cookie reply
+    /// (for [`UNDER_LOAD_HOLD`] after the backlog shrank again, too); a full queue refuses.
+    #[test]
+    fn cookies_are_demanded_by_backlog_not_by_rate() {
+        let pcap = include_bytes!("../../../tests/vectors/wg-handshake.pcap");
+        let keys = include_str!("../../../tests/vectors/wg-handshake.keys");
+        let b_private = key_field(keys, "B ", "private=");
+        let (from, init) = crate::tunnel::testvec::udp_payloads(pcap)[0].from_payload();
+        let now = Instant::now() + Duration::from_secs(1);
+        let mut wg = WgAttachment::new(AttachmentId(0), &b_private);
+        let mut tx = TxBatch::new(4);
+        let mut inner = [0u8; BUF_SIZE];
+        // Far more than a rate limit of a few hundred a second, all in the same instant.
+        for _ in 0..UNDER_LOAD_BACKLOG {
+            assert_eq!(
+                wg.handle_datagram(now, from, init, &mut inner, &mut tx),
+                Ok(None)
+            );
+        }
+        assert!(tx.is_empty(), "no cookie below the backlog");
+        assert!(wg.under_load(now));
+        let r = wg.handle_datagram(now, from, init, &mut inner, &mut tx);
+        assert_eq!(r, Err(DropReason::WgUnderLoad));
+        let (meta, reply) = tx.get(0);
+        assert_eq!(
+            (reply.len(), reply[0]),
+            (COOKIE_REPLY_LEN, 3),
+            "cookie reply"
+        );
+        assert_eq!(&reply[4..8], &init[4..8], "to the initiator's sender index");
+        assert_eq!(meta.via, Via::udp(0, from));
+        let cookies = std::iter::from_fn(|| wg.poll_event())
+            .filter(|e| *e == Event::Handshake(HandshakeResult::CookieSent))
+            .count();
+        assert_eq!(cookies, 1);
+
+        // The backlog shrinks; the judgement holds for a second, then lifts.
+        wg.answer_handshakes(now, 1, &mut tx);
+        assert!(wg.under_load(now + UNDER_LOAD_HOLD / 2));
+        assert!(!wg.under_load(now + UNDER_LOAD_HOLD));
+
+        // A full queue refuses even valid cookie MACs' owners (here: MAC1 only, not under
+        // load any more).
+        let later = now + UNDER_LOAD_HOLD;
+        while wg.handshake_backlog() < HANDSHAKE_BACKLOG {
+            wg.waiting.push_back(Waiting {
+                from,
+                len: init.len(),
+                bytes: init.try_into().expect("initiation length"),
+            });
+        }
+        wg.under_load_until = None;
+        wg.waiting.truncate(HANDSHAKE_BACKLOG);
+        tx.clear();
+        assert!(wg.under_load(later));
+        assert_eq!(
+            wg.handle_datagram(later, from, init, &mut inner, &mut tx),
+            Err(DropReason::WgUnderLoad)
+        );
     }
 
     #[test]
