@@ -545,21 +545,4 @@ SECTION="$T_TMP/section.md"
   echo "<!-- end e2e -->"
 } >"$SECTION"
 
-mkdir -p "$(dirname "$RESULTS")"
-if [[ ! -f $RESULTS ]]; then
-  { echo "# Benchmark results"
-    echo
-    echo "One section per benchmark, each between its \`<!-- begin NAME -->\` and \`<!-- end NAME -->\`"
-    echo "markers, which the benchmark's script replaces with its latest run."
-    echo
-    cat "$SECTION"; } >"$RESULTS"
-elif grep -q '^<!-- begin e2e -->$' "$RESULTS" && grep -q '^<!-- end e2e -->$' "$RESULTS"; then
-  awk -v f="$SECTION" '
-    $0 == "<!-- begin e2e -->" { while ((getline l < f) > 0) print l; skip = 1; next }
-    $0 == "<!-- end e2e -->" { skip = 0; next }
-    !skip' "$RESULTS" >"$T_TMP/results.new"
-  cat "$T_TMP/results.new" >"$RESULTS"
-else
-  { echo; cat "$SECTION"; } >>"$RESULTS"
-fi
-log "results written to $RESULTS"
+results_section e2e "$SECTION" "$RESULTS"

@@ -186,3 +186,28 @@ reload_with() {
   "$IXGW" check --config "$T_TMP/ixgw.yaml" >/dev/null || die "the reloaded configuration does not validate"
   kill -HUP "$IXGW_PID"
 }
+
+# results_section NAME SECTION RESULTS : replaces the part of RESULTS between `<!-- begin NAME -->`
+# and `<!-- end NAME -->` with the file SECTION (which holds both markers), appends it when the
+# markers are missing, creates RESULTS with its header when it does not exist.
+results_section() {
+  local name=$1 section=$2 results=$3
+  mkdir -p "$(dirname "$results")"
+  if [[ ! -f $results ]]; then
+    { echo "# Benchmark results"
+      echo
+      echo "One section per benchmark, each between its \`<!-- begin NAME -->\` and \`<!-- end NAME -->\`"
+      echo "markers, which the benchmark's script replaces with its latest run."
+      echo
+      cat "$section"; } >"$results"
+  elif grep -q "^<!-- begin $name -->\$" "$results" && grep -q "^<!-- end $name -->\$" "$results"; then
+    awk -v f="$section" -v b="<!-- begin $name -->" -v e="<!-- end $name -->" '
+      $0 == b { while ((getline l < f) > 0) print l; skip = 1; next }
+      $0 == e { skip = 0; next }
+      !skip' "$results" >"$results.new"
+    cat "$results.new" >"$results"; rm -f "$results.new"
+  else
+    { echo; cat "$section"; } >>"$results"
+  fi
+  log "results written to $results"
+}

@@ -210,6 +210,22 @@ mod tests {
         assert_eq!(got, want);
     }
 
+    /// The largest GSO run a WireGuard peer sends: 44 datagrams of 1456 bytes.
+    #[tokio::test]
+    async fn a_full_gso_run_of_large_datagrams_arrives_whole() {
+        let (a, b, to) = pair();
+        let run: Vec<u8> = (0..44u8)
+            .flat_map(|k| std::iter::repeat_n(k, 1456))
+            .collect();
+        send(&a, to, &run, Some(1456)).await;
+        let mut rx = RxBatch::with_arena(2 * DATAGRAMS * GRO_SEGMENTS, 2 * DATAGRAMS * CHUNK);
+        receive(&b, &mut rx, 44).await;
+        for k in 0..44 {
+            let (m, d) = rx.get_mut(k);
+            assert_eq!((m.len, d[0], d[1455]), (1456, k as u8, k as u8));
+        }
+    }
+
     /// A datagram longer than a packet buffer is refused and reported, the one after it
     /// still taken.
     #[tokio::test]
