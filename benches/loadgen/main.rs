@@ -77,6 +77,22 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "64,512,1420")]
         sizes: Vec<usize>,
     },
+    /// Every generator peer starts a handshake at once, as after an IX restart; each behaves
+    /// as a WireGuard client (boringtun's timers: a cookie reply is kept and the initiation
+    /// retried after 5 s). Prints when how many were up.
+    Storm {
+        #[arg(long)]
+        ix: SocketAddr,
+        #[arg(long)]
+        bind: Ipv4Addr,
+        #[arg(long, default_value_t = 10_000)]
+        peers: u32,
+        #[arg(long, default_value_t = 16)]
+        sockets: usize,
+        /// Seconds to wait for the last one.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
     /// Handshakes the sink peers and counts what reaches them.
     Sink {
         #[arg(long)]
@@ -368,6 +384,132 @@ async fn sink(ix: SocketAddr, bind: Ipv4Addr, sinks: u32, count: PathBuf) -> io:
         std::fs::rename(&tmp, &count)?;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// What one socket's peers of a storm saw.
+#[derive(Default)]
+struct StormTally {
+    /// Seconds from the start until each peer's handshake completed.
+    up: Vec<f64>,
+    cookies: u64,
+    initiations: u64,
+}
+
+/// Drives the peers `i` with `i % sockets == s` through their handshakes on one socket.
+async fn storm_socket(
+    ix: SocketAddr,
+    socket: Socket,
+    mut peers: Vec<(u32, Tunn)>,
+    start: Instant,
+    deadline: Instant,
+) -> io::Result<StormTally> {
+    let mut tally = StormTally::default();
+    let mut out = vec![0u8; 2048];
+    let mut done = vec![false; peers.len()];
+    let slot_of = |index: u32, peers: &[(u32, Tunn)]| peers.iter().position(|(i, _)| *i == index);
+    for (_, tunn) in peers.iter_mut() {
+        if let TunnResult::WriteToNetwork(d) = tunn.format_handshake_initiation(&mut out, false) {
+            let d = d.to_vec();
+            socket.send(ix, &d, None).await?;
+            tally.initiations += 1;
+        }
+    }
+    let mut bufs = vec![vec![0u8; 65536]; quinn_udp::BATCH_SIZE];
+    let mut meta = [RecvMeta::default(); quinn_udp::BATCH_SIZE];
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    while done.iter().any(|d| !d) && Instant::now() < deadline {
+        tokio::select! {
+            _ = tick.tick() => {
+                // boringtun's timers retry the initiation (with the cookie's MAC2 if one came).
+                for (k, (_, tunn)) in peers.iter_mut().enumerate() {
+                    if done[k] {
+                        continue;
+                    }
+                    if let TunnResult::WriteToNetwork(d) = tunn.update_timers(&mut out) {
+                        let d = d.to_vec();
+                        socket.send(ix, &d, None).await?;
+                        tally.initiations += 1;
+                    }
+                }
+            }
+            n = socket.recv(&mut bufs, &mut meta) => {
+                let n = n?;
+                let mut replies = Vec::new();
+                for (m, b) in meta.iter().zip(&bufs).take(n) {
+                    let stride = if m.stride == 0 { m.len } else { m.stride };
+                    for seg in b[..m.len].chunks(stride) {
+                        // A response (2) or cookie reply (3) names our index at byte 8 or 4.
+                        let at = match seg.first() { Some(2) => 8, Some(3) => 4, _ => continue };
+                        let Some(index) = seg.get(at..at + 4) else { continue };
+                        let index = u32::from_le_bytes(index.try_into().expect("4 bytes")) >> 8;
+                        let Some(k) = slot_of(index, &peers) else { continue };
+                        if seg[0] == 3 {
+                            tally.cookies += 1;
+                        }
+                        let tunn = &mut peers[k].1;
+                        if let TunnResult::WriteToNetwork(d) = tunn.decapsulate(Some(ix.ip()), seg, &mut out) {
+                            replies.push(d.to_vec());
+                        }
+                        if !done[k] && tunn.time_since_last_handshake().is_some() {
+                            done[k] = true;
+                            tally.up.push(start.elapsed().as_secs_f64());
+                        }
+                    }
+                }
+                for r in replies {
+                    socket.send(ix, &r, None).await?;
+                }
+            }
+        }
+    }
+    Ok(tally)
+}
+
+async fn storm(
+    ix: SocketAddr,
+    bind: Ipv4Addr,
+    peers: u32,
+    sockets: usize,
+    timeout: u64,
+) -> io::Result<()> {
+    let ix_public = PublicKey::from(&secret("ix", 0));
+    // Keys and sockets first: the storm starts when every peer is ready to send.
+    let mut groups: Vec<Vec<(u32, Tunn)>> = (0..sockets).map(|_| Vec::new()).collect();
+    for i in 0..peers {
+        let tunn = Tunn::new(secret("gen", i), ix_public, None, None, i, None);
+        groups[i as usize % sockets].push((i, tunn));
+    }
+    let socks: Vec<Socket> = (0..sockets)
+        .map(|_| Socket::bind(bind))
+        .collect::<io::Result<_>>()?;
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(timeout);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (socket, group) in socks.into_iter().zip(groups) {
+        tasks.spawn_local(storm_socket(ix, socket, group, start, deadline));
+    }
+    let mut up = Vec::new();
+    let (mut cookies, mut initiations) = (0, 0);
+    while let Some(t) = tasks.join_next().await {
+        let t = t.map_err(io::Error::other)??;
+        up.extend(t.up);
+        cookies += t.cookies;
+        initiations += t.initiations;
+    }
+    up.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        up.get(((up.len() as f64 * q) as usize).min(up.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(-1.0)
+    };
+    println!(
+        "{{\"peers\":{peers},\"up\":{},\"all_up_s\":{:.3},\"p50_s\":{:.3},\"p99_s\":{:.3},\"cookies\":{cookies},\"initiations\":{initiations}}}",
+        up.len(),
+        if up.len() == peers as usize { at(1.0) } else { -1.0 },
+        at(0.5),
+        at(0.99),
+    );
+    Ok(())
 }
 
 fn read_count(path: &Path) -> (u64, u64) {
@@ -668,6 +810,16 @@ fn main() -> anyhow::Result<()> {
             sinks,
             count,
         } => rt.block_on(sink(ix, bind, sinks, count))?,
+        Command::Storm {
+            ix,
+            bind,
+            peers,
+            sockets,
+            timeout,
+        } => {
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, storm(ix, bind, peers, sockets, timeout))?
+        }
         Command::Gen {
             ix,
             bind,
