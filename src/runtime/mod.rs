@@ -669,8 +669,9 @@ impl Running {
         if let Err(e) = registered {
             tracing::error!("cannot export the kernel's socket drops: {e}");
         }
-        let registered = facility_metrics::FacilityCollector::new(facilities.clone())
-            .and_then(|c| hub.registry().register(Box::new(c)));
+        let registered = hub.register_text(Box::new(facility_metrics::FacilityCollector::new(
+            facilities.clone(),
+        )));
         if let Err(e) = registered {
             tracing::error!("cannot export the facility registry's metrics: {e}");
         }
