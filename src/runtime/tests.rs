@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::socket_drops::parse_udp_drops;
 use super::*;
 use crate::config::{
-    Attachment, AttachmentKind, Dataplane, Ix, Key32, Metrics, Network, PlainAttachment, Tenant,
-    WireGuardAttachment, WireGuardPeer,
+    Attachment, AttachmentKind, Dataplane, Ix, Key32, Metrics, Network, PeerSeries,
+    PlainAttachment, Tenant, WireGuardAttachment, WireGuardPeer,
 };
 use crate::ids::FacilityCode;
 use crate::metrics::testing::assert_line;
@@ -71,6 +71,7 @@ pub(super) fn config(attachments: Vec<Attachment>) -> Config {
         metrics: Metrics {
             listen: "127.0.0.1:0".parse().expect("test address"),
             admin_socket: None,
+            peer_series: PeerSeries::All,
         },
         dataplane: Dataplane::default(),
         tenants: attachments
