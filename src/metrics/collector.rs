@@ -22,8 +22,13 @@
 //! the peer traffic counters, `== 0` finds peers that never connected, and dashboards filter
 //! with `> 0`. Handshake times are monotonic [`Instant`]s; they become Unix time at scrape
 //! time as `wall - (now - t)`, the latest of all workers winning.
+//!
+//! Which per-peer families are exported follows `metrics.peer_series` ([`PeerSeries`]); the
+//! per-attachment sums of the same counters (`ixgw_attachment_peer_*`,
+//! `ixgw_attachment_peers_*`) are exported whatever it says.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,6 +36,7 @@ use arc_swap::ArcSwap;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{MetricFamily, MetricType};
 
+use crate::config::PeerSeries;
 use crate::vocab::counters::{SESSION_NONE, SESSION_UP};
 use crate::vocab::{ArpCounts, Counters, DropReason, HandshakeResult, Traffic};
 
@@ -235,6 +241,63 @@ const FLOWS: Def = gauge(
     "Entries in the data path's flow tables, summed over workers.",
 );
 
+const TENANT_ATTACHMENT: &[&str] = &["tenant", "attachment"];
+
+/// Indexed like [`TrafficSum`]: [`PEER_TRAFFIC`] summed over the attachment's peers.
+const ATTACHMENT_TRAFFIC: [Def; 4] = [
+    counter(
+        "ixgw_attachment_peer_rx_packets_total",
+        TENANT_ATTACHMENT,
+        "Packets the gateway received from the attachment's peers (ixgw_peer_rx_packets_total summed over them; exported whatever metrics.peer_series says).",
+    ),
+    counter(
+        "ixgw_attachment_peer_rx_bytes_total",
+        TENANT_ATTACHMENT,
+        "Inner IP bytes the gateway received from the attachment's peers (ixgw_peer_rx_bytes_total summed over them).",
+    ),
+    counter(
+        "ixgw_attachment_peer_tx_packets_total",
+        TENANT_ATTACHMENT,
+        "Packets the gateway sent to the attachment's peers (ixgw_peer_tx_packets_total summed over them).",
+    ),
+    counter(
+        "ixgw_attachment_peer_tx_bytes_total",
+        TENANT_ATTACHMENT,
+        "Inner IP bytes the gateway sent to the attachment's peers (ixgw_peer_tx_bytes_total summed over them).",
+    ),
+];
+
+/// Indexed like [`PeerSum::more`]: [`PEER_MORE`] summed over the attachment's peers.
+const ATTACHMENT_MORE: [Def; 3] = [
+    counter(
+        "ixgw_attachment_peer_wire_rx_bytes_total",
+        TENANT_ATTACHMENT,
+        "Bytes of the tunnel packets that carried the attachment's peers' traffic into the gateway (ixgw_peer_wire_rx_bytes_total summed over them).",
+    ),
+    counter(
+        "ixgw_attachment_peer_wire_tx_bytes_total",
+        TENANT_ATTACHMENT,
+        "Bytes of the tunnel packets that carried traffic from the gateway to the attachment's peers (ixgw_peer_wire_tx_bytes_total summed over them).",
+    ),
+    counter(
+        "ixgw_attachment_peer_drops_total",
+        TENANT_ATTACHMENT,
+        "Packets of the attachment's peers dropped after decryption (ixgw_peer_drops_total summed over them).",
+    ),
+];
+
+const ATTACHMENT_PEERS_CONFIGURED: Def = gauge(
+    "ixgw_attachment_peers_configured",
+    TENANT_ATTACHMENT,
+    "Tunnel peers of the attachment in the running configuration.",
+);
+
+const ATTACHMENT_PEERS_UP: Def = gauge(
+    "ixgw_attachment_peers_up",
+    TENANT_ATTACHMENT,
+    "Tunnel peers of the attachment that are up (as ixgw_peers_up counts them).",
+);
+
 /// One family of the collector: which definition, and where its samples come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
@@ -250,6 +313,10 @@ enum Family {
     PeersConfigured,
     PeersUp,
     Flows,
+    AttachmentTraffic(usize),
+    AttachmentMore(usize),
+    AttachmentPeersConfigured,
+    AttachmentPeersUp,
 }
 
 impl Family {
@@ -257,8 +324,15 @@ impl Family {
     fn all() -> Vec<Family> {
         use Family::*;
         let mut all: Vec<Family> = (0..4)
-            .flat_map(|i| [TenantTraffic(i), PeerTraffic(i), Arp(i)])
-            .chain((0..3).flat_map(|i| [TenantFlows(i), PeerMore(i)]))
+            .flat_map(|i| {
+                [
+                    TenantTraffic(i),
+                    PeerTraffic(i),
+                    Arp(i),
+                    AttachmentTraffic(i),
+                ]
+            })
+            .chain((0..3).flat_map(|i| [TenantFlows(i), PeerMore(i), AttachmentMore(i)]))
             .chain([
                 PeerLastHandshake,
                 PeerUp,
@@ -267,6 +341,8 @@ impl Family {
                 PeersConfigured,
                 PeersUp,
                 Flows,
+                AttachmentPeersConfigured,
+                AttachmentPeersUp,
             ])
             .collect();
         all.sort_by_key(|f| f.def().name);
@@ -288,6 +364,10 @@ impl Family {
             PeersConfigured => &PEERS_CONFIGURED,
             PeersUp => &PEERS_UP,
             Flows => &FLOWS,
+            AttachmentTraffic(i) => &ATTACHMENT_TRAFFIC[i],
+            AttachmentMore(i) => &ATTACHMENT_MORE[i],
+            AttachmentPeersConfigured => &ATTACHMENT_PEERS_CONFIGURED,
+            AttachmentPeersUp => &ATTACHMENT_PEERS_UP,
         }
     }
 }
@@ -487,6 +567,38 @@ impl<'a> Sum<'a> {
             configured: self.peers.len(),
         }
     }
+
+    /// The peers' sums by (tenant, attachment), sorted, up at `now`.
+    fn attachments(&self, now: Instant) -> Vec<([&'a str; 2], AttachmentSum)> {
+        let mut out: Vec<([&'a str; 2], AttachmentSum)> = Vec::new();
+        for (key, p) in &self.peers {
+            let at = [key[0], key[1]];
+            if out.last().is_none_or(|(k, _)| *k != at) {
+                out.push((at, AttachmentSum::default()));
+            }
+            let Some((_, a)) = out.last_mut() else {
+                continue;
+            };
+            for (s, x) in a.traffic.0.iter_mut().zip(p.traffic.0) {
+                *s = s.wrapping_add(x);
+            }
+            for (s, x) in a.more.iter_mut().zip(p.more) {
+                *s = s.wrapping_add(x);
+            }
+            a.configured += 1;
+            a.up += u64::from(p.is_up(now));
+        }
+        out
+    }
+}
+
+/// One attachment's peers summed: indexed like [`ATTACHMENT_TRAFFIC`] and [`ATTACHMENT_MORE`].
+#[derive(Default)]
+struct AttachmentSum {
+    traffic: TrafficSum,
+    more: [u64; 3],
+    configured: u64,
+    up: u64,
 }
 
 /// Gathers the workers' hot counters at scrape time. The hub writes its families into the
@@ -499,6 +611,8 @@ pub(crate) struct HotCollector {
     /// [`DropReason::ALL`] and [`HandshakeResult::ALL`] sorted by their label values.
     reasons: Vec<DropReason>,
     results: Vec<HandshakeResult>,
+    /// `metrics.peer_series`, as [`peer_series_code`] encodes it.
+    peer_series: AtomicU8,
 }
 
 /// The state of one scrape: every worker's table, as of the monotonic `now`, which is the
@@ -507,6 +621,7 @@ pub(crate) struct Scrape {
     tables: Vec<Arc<Counters>>,
     now: Instant,
     wall: SystemTime,
+    peer_series: PeerSeries,
 }
 
 impl HotCollector {
@@ -520,6 +635,7 @@ impl HotCollector {
             families: Family::all(),
             reasons,
             results,
+            peer_series: AtomicU8::new(peer_series_code(PeerSeries::default())),
         }
     }
 
@@ -529,12 +645,17 @@ impl HotCollector {
         Reserved::of(self.families.iter().map(|f| f.def()))
     }
 
+    pub(crate) fn set_peer_series(&self, p: PeerSeries) {
+        self.peer_series.store(peer_series_code(p), Relaxed);
+    }
+
     /// Takes every worker's current table for a scrape at `now`, which is `wall`.
     pub(crate) fn scrape(&self, now: Instant, wall: SystemTime) -> Scrape {
         Scrape {
             tables: self.slots.iter().map(ArcSwap::load_full).collect(),
             now,
             wall,
+            peer_series: peer_series_of(self.peer_series.load(Relaxed)),
         }
     }
 
@@ -548,6 +669,9 @@ impl HotCollector {
     ) {
         let now = scrape.now;
         let sum = Sum::of(&scrape.tables);
+        let attachments = sum.attachments(now);
+        let peer_traffic = scrape.peer_series == PeerSeries::All;
+        let peer_state = scrape.peer_series != PeerSeries::None;
         let peers = sum.peer_count(now);
         for &family in &self.families {
             let def = family.def();
@@ -564,22 +688,23 @@ impl HotCollector {
                         sink.sample(&[*name], Value::Count(v[i]));
                     }
                 }
-                Family::PeerTraffic(i) => {
+                Family::PeerTraffic(i) if peer_traffic => {
                     for (k, (key, p)) in sum.peers.iter().enumerate() {
                         sink.keyed_sample(k, key, Value::Count(p.traffic.0[i]));
                     }
                 }
-                Family::PeerMore(i) => {
+                Family::PeerMore(i) if peer_traffic => {
                     for (k, (key, p)) in sum.peers.iter().enumerate() {
                         sink.keyed_sample(k, key, Value::Count(p.more[i]));
                     }
                 }
+                Family::PeerTraffic(_) | Family::PeerMore(_) => {}
                 Family::Arp(i) => {
                     for (name, v) in &sum.arp {
                         sink.sample(&[*name], Value::Count(v[i]));
                     }
                 }
-                Family::PeerLastHandshake => {
+                Family::PeerLastHandshake if peer_state => {
                     for (k, (key, p)) in sum.peers.iter().enumerate() {
                         let at = p
                             .last_handshake
@@ -587,11 +712,12 @@ impl HotCollector {
                         sink.keyed_sample(k, key, Value::Real(at));
                     }
                 }
-                Family::PeerUp => {
+                Family::PeerUp if peer_state => {
                     for (k, (key, p)) in sum.peers.iter().enumerate() {
                         sink.keyed_sample(k, key, Value::Count(u64::from(p.is_up(now))));
                     }
                 }
+                Family::PeerLastHandshake | Family::PeerUp => {}
                 // Every reason of every tenant (so that rate() sees a series from 0), of no
                 // tenant only those that happened.
                 Family::Drops => {
@@ -619,8 +745,44 @@ impl HotCollector {
                 }
                 Family::PeersUp => sink.sample(&[], Value::Count(peers.up as u64)),
                 Family::Flows => sink.sample(&[], Value::Count(sum.flows)),
+                Family::AttachmentTraffic(i) => {
+                    for (key, a) in &attachments {
+                        sink.sample(key, Value::Count(a.traffic.0[i]));
+                    }
+                }
+                Family::AttachmentMore(i) => {
+                    for (key, a) in &attachments {
+                        sink.sample(key, Value::Count(a.more[i]));
+                    }
+                }
+                Family::AttachmentPeersConfigured => {
+                    for (key, a) in &attachments {
+                        sink.sample(key, Value::Count(a.configured));
+                    }
+                }
+                Family::AttachmentPeersUp => {
+                    for (key, a) in &attachments {
+                        sink.sample(key, Value::Count(a.up));
+                    }
+                }
             }
         }
+    }
+}
+
+fn peer_series_code(p: PeerSeries) -> u8 {
+    match p {
+        PeerSeries::All => 0,
+        PeerSeries::State => 1,
+        PeerSeries::None => 2,
+    }
+}
+
+fn peer_series_of(code: u8) -> PeerSeries {
+    match code {
+        1 => PeerSeries::State,
+        2 => PeerSeries::None,
+        _ => PeerSeries::All,
     }
 }
 

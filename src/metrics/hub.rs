@@ -30,6 +30,7 @@ use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, Te
 
 use super::collector::{self, HotCollector, PeerCount, Reserved, Scrape, TextCollector};
 use super::text::TextSink;
+use crate::config::PeerSeries;
 use crate::vocab::Counters;
 
 /// [`MetricsHub::publish`] was given a worker index the hub has no slot for.
@@ -208,6 +209,11 @@ impl MetricsHub {
     /// The registry of the hub's metrics, for other modules to add theirs to.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Which per-peer series the next scrapes export (`metrics.peer_series`).
+    pub fn set_peer_series(&self, p: PeerSeries) {
+        self.hot.set_peer_series(p);
     }
 
     /// The Prometheus text exposition (format 0.0.4) of every metric: the registry's families
@@ -655,6 +661,13 @@ mod tests {
 
     const BUSY_NOW: Duration = Duration::from_secs(1_000);
 
+    /// The exposition at the monotonic `now`, which is `wall`.
+    fn text_at(hub: &MetricsHub, now: Instant, wall: SystemTime) -> String {
+        let others = hub.registry().gather();
+        hub.encode_with(&others, &hub.hot.scrape(now, wall))
+            .unwrap()
+    }
+
     const AAA: Def = Def::gauge("aaa_first", &["x"], "Sorts before every other family.");
     const CRL: Def = Def::gauge(
         "ixgw_crl_test",
@@ -697,7 +710,8 @@ mod tests {
             hub.register_text(Box::new(Interleaved)).is_err(),
             "the names are taken"
         );
-        {
+        for mode in [PeerSeries::All, PeerSeries::State, PeerSeries::None] {
+            hub.set_peer_series(mode);
             let others = hub.registry().gather();
             let scrape = hub.hot.scrape(now, wall);
             let mut all = others.clone();
@@ -713,13 +727,127 @@ mod tests {
                 let first = (text.lines().zip(want.lines()))
                     .find(|(a, b)| a != b)
                     .map(|(a, b)| format!("written: {a}\nencoder: {b}"));
-                panic!("the texts differ: {first:?}");
+                panic!("{mode:?}: the texts differ: {first:?}");
             }
-            assert!(text.contains(r#"ixgw_peer_up{tenant="ajisai-net",attachment="ajisai-ipsec",peer="a-first",facility="4212345674"} 1"#));
+            assert!(text.contains(r#"ixgw_peer_up{tenant="ajisai-net",attachment="ajisai-ipsec",peer="a-first",facility="4212345674"} 1"#) || mode == PeerSeries::None);
             assert!(text.starts_with("# HELP aaa_first "), "{}", &text[..80]);
             assert_line(&text, r#"ixgw_crl_test{x="b\"q"} 0.25"#);
             assert!(!text.contains("ixgw_empty_test"));
         }
+    }
+
+    /// Series of `family` (the whole name) in `text`.
+    fn count(text: &str, family: &str) -> usize {
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(family)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            })
+            .count()
+    }
+
+    const PEER_TRAFFIC: [&str; 7] = [
+        "ixgw_peer_rx_packets_total",
+        "ixgw_peer_rx_bytes_total",
+        "ixgw_peer_tx_packets_total",
+        "ixgw_peer_tx_bytes_total",
+        "ixgw_peer_wire_rx_bytes_total",
+        "ixgw_peer_wire_tx_bytes_total",
+        "ixgw_peer_drops_total",
+    ];
+    const PEER_STATE: [&str; 2] = ["ixgw_peer_up", "ixgw_peer_last_handshake_timestamp_seconds"];
+    const ATTACHMENT_SUMS: [&str; 9] = [
+        "ixgw_attachment_peer_rx_packets_total",
+        "ixgw_attachment_peer_rx_bytes_total",
+        "ixgw_attachment_peer_tx_packets_total",
+        "ixgw_attachment_peer_tx_bytes_total",
+        "ixgw_attachment_peer_wire_rx_bytes_total",
+        "ixgw_attachment_peer_wire_tx_bytes_total",
+        "ixgw_attachment_peer_drops_total",
+        "ixgw_attachment_peers_configured",
+        "ixgw_attachment_peers_up",
+    ];
+
+    /// `metrics.peer_series`: each mode exports exactly its per-peer families, one series per
+    /// peer, and the attachments' sums always.
+    #[test]
+    fn peer_series_exports_what_it_says() {
+        let base = Instant::now();
+        let now = base + BUSY_NOW;
+        let hub = busy_hub(base);
+        for (mode, traffic, state) in [
+            (PeerSeries::All, 4, 4),
+            (PeerSeries::State, 0, 4),
+            (PeerSeries::None, 0, 0),
+        ] {
+            hub.set_peer_series(mode);
+            let text = text_at(&hub, now, SystemTime::now());
+            for f in PEER_TRAFFIC {
+                assert_eq!(count(&text, f), traffic, "{mode:?} {f}");
+            }
+            for f in PEER_STATE {
+                assert_eq!(count(&text, f), state, "{mode:?} {f}");
+            }
+            let peer_lines = text.lines().filter(|l| l.starts_with("ixgw_peer_")).count();
+            assert_eq!(
+                peer_lines,
+                traffic * 7 + state * 2,
+                "{mode:?}: nothing else per peer"
+            );
+            if traffic == 0 {
+                assert!(
+                    !text.contains("# TYPE ixgw_peer_rx_bytes_total"),
+                    "{mode:?}"
+                );
+            }
+            for f in ATTACHMENT_SUMS {
+                assert_eq!(
+                    count(&text, f),
+                    3,
+                    "{mode:?} {f}: one per attachment with peers"
+                );
+            }
+            let ajisai = r#"{tenant="ajisai-net",attachment="ajisai-wg"}"#;
+            let ipsec = r#"{tenant="ajisai-net",attachment="ajisai-ipsec"}"#;
+            // omura: 2000 + 2001, the odd one: 3000 + 3001.
+            assert_line(
+                &text,
+                &format!("ixgw_attachment_peer_rx_bytes_total{ajisai} 10002"),
+            );
+            assert_line(
+                &text,
+                &format!("ixgw_attachment_peer_rx_packets_total{ajisai} 4"),
+            );
+            assert_line(
+                &text,
+                &format!("ixgw_attachment_peer_wire_rx_bytes_total{ajisai} 11000"),
+            );
+            assert_line(
+                &text,
+                &format!("ixgw_attachment_peer_drops_total{ajisai} 1"),
+            );
+            assert_line(
+                &text,
+                &format!("ixgw_attachment_peers_configured{ajisai} 2"),
+            );
+            // omura handshook 12 s ago (up); the other 500 s ago (down); the IPsec peer is up.
+            assert_line(&text, &format!("ixgw_attachment_peers_up{ajisai} 1"));
+            assert_line(&text, &format!("ixgw_attachment_peers_up{ipsec} 1"));
+            assert_line(&text, "ixgw_peers_configured 4");
+            assert_line(&text, "ixgw_peers_up 2");
+            let mame = r#"{tenant="mame-net",attachment="mame-wg"}"#;
+            assert_line(
+                &text,
+                &format!(
+                    "ixgw_attachment_peer_rx_bytes_total{mame} {}",
+                    2001 + (1u64 << 53) + 1
+                ),
+            );
+            assert_line(&text, &format!("ixgw_attachment_peers_up{mame} 0"));
+        }
+        hub.set_peer_series(PeerSeries::All);
+        let text = text_at(&hub, now, SystemTime::now());
+        assert_eq!(count(&text, "ixgw_peer_rx_bytes_total"), 4, "back to all");
     }
 
     #[test]
@@ -742,7 +870,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(families, 26);
+        assert_eq!(families, 35);
     }
 
     #[test]
