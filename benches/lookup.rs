@@ -241,6 +241,7 @@ fn config(tenants: Vec<Tenant>, policies: Vec<Policy>, agreements: Vec<Agreement
         metrics: Metrics {
             listen: "127.0.0.1:0".parse().expect("address literal"),
             admin_socket: None,
+            peer_series: PeerSeries::All,
         },
         dataplane: limits(),
         tenants,

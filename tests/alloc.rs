@@ -690,6 +690,7 @@ fn config(a: Attachment, b: Attachment) -> Config {
         metrics: Metrics {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_socket: None,
+            peer_series: PeerSeries::All,
         },
         dataplane: Dataplane::default(),
         tenants: vec![tenant(A, a), tenant(B, b)],

@@ -23,7 +23,8 @@ use boringtun::x25519::{PublicKey, StaticSecret};
 use ixgw::buffer::{RxBatch, TxBatch, Via, BUF_SIZE};
 use ixgw::config::{
     Agreement, Attachment, AttachmentKind, Config, Dataplane, Destination, Ix, Key32, Metrics,
-    Network, Policy, PortRule, Protocol, Source, Tenant, WireGuardAttachment, WireGuardPeer,
+    Network, PeerSeries, Policy, PortRule, Protocol, Source, Tenant, WireGuardAttachment,
+    WireGuardPeer,
 };
 use ixgw::dataplane::{FlowEnd, FlowEvent, FlowPhase, FlowSink, Gateway, Plan};
 use ixgw::facility::FacilityState;
@@ -203,6 +204,7 @@ fn config(setup: Setup, sites: &[usize]) -> Config {
         metrics: Metrics {
             listen: "127.0.0.1:0".parse().unwrap(),
             admin_socket: None,
+            peer_series: PeerSeries::All,
         },
         dataplane: Dataplane::default(),
         tenants: sites.iter().map(|&i| wg_tenant(i, setup)).collect(),

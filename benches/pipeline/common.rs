@@ -131,6 +131,7 @@ pub fn config(a: Tenant, b: Tenant) -> Config {
         metrics: Metrics {
             listen: "127.0.0.1:0".parse().expect("address literal"),
             admin_socket: None,
+            peer_series: PeerSeries::All,
         },
         dataplane: Dataplane::default(),
         tenants: vec![a, b],

@@ -91,7 +91,27 @@ pub struct Metrics {
     pub listen: SocketAddr,
     /// The admin socket `ixgw show` asks (a Unix socket); `None`: none.
     pub admin_socket: Option<PathBuf>,
+    /// Which per-peer series `/metrics` exports.
+    pub peer_series: PeerSeries,
 }
+
+/// Which per-peer series `/metrics` exports (`metrics.peer_series`). The per-attachment sums
+/// of the peers' counters and the peer counts are exported whatever it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerSeries {
+    /// Every `ixgw_peer_*` family for every peer: nine series per peer.
+    #[default]
+    All,
+    /// `ixgw_peer_up` and `ixgw_peer_last_handshake_timestamp_seconds` per peer (what the
+    /// peer alerts read), the traffic counters only per attachment: two series per peer.
+    State,
+    /// No series per peer.
+    None,
+}
+
+/// Above this many peers, `ixgw check` suggests setting `metrics.peer_series` if the file
+/// leaves it out: 9 series a peer then make 18,000 series and about 2 MiB a scrape.
+pub const PEER_SERIES_WARN_PEERS: usize = 2_000;
 
 /// Where the admin socket is unless the file says otherwise (the unit's RuntimeDirectory).
 pub const DEFAULT_ADMIN_SOCKET: &str = "/run/ixgw/ixgw.sock";

@@ -96,6 +96,7 @@ pub(super) struct Ix {
 pub(super) struct Metrics {
     pub listen: Option<String>,
     pub admin_socket: Option<String>,
+    pub peer_series: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -133,6 +133,7 @@ pub(crate) fn config_of(
         metrics: Metrics {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_socket: None,
+            peer_series: PeerSeries::All,
         },
         dataplane: Dataplane {
             flow_table_size: flows,

@@ -1,10 +1,16 @@
 //! The scrape-time collector of the data path's hot counters.
 //!
 //! [`HotCollector`] reads every worker's current [`Counters`] table through its `ArcSwap` slot,
-//! sums them and turns the sums into Prometheus metric families. It never touches the hot
-//! path: workers keep writing their relaxed atomics while the scraper reads them, so one
-//! scrape is not an atomic snapshot across series (a packet may be in a tenant total and not
-//! yet in its peer's), which Prometheus' `rate()` tolerates.
+//! sums them and hands the sums, family by family, to a [`Sink`]: the scrape's text
+//! ([`super::text::TextSink`], what `/metrics` answers) or, in tests, Prometheus'
+//! `MetricFamily` protos. It never touches the hot path: workers keep writing their relaxed
+//! atomics while the scraper reads them, so one scrape is not an atomic snapshot across series
+//! (a packet may be in a tenant total and not yet in its peer's), which Prometheus' `rate()`
+//! tolerates.
+//!
+//! Each family's samples come out in the order `Registry::gather` sorts them into (by label
+//! values, in label order): the sums are kept in ordered maps keyed by the label values, and
+//! reasons and results are walked in the order of their names.
 //!
 //! Series are keyed by their full label set, so a worker that has already published the table
 //! of a new plan and one that has not yet contribute to the same series where the labels
@@ -16,15 +22,21 @@
 //! the peer traffic counters, `== 0` finds peers that never connected, and dashboards filter
 //! with `> 0`. Handshake times are monotonic [`Instant`]s; they become Unix time at scrape
 //! time as `wall - (now - t)`, the latest of all workers winning.
+//!
+//! Which per-peer families are exported follows `metrics.peer_series` ([`PeerSeries`]); the
+//! per-attachment sums of the same counters (`ixgw_attachment_peer_*`,
+//! `ixgw_attachment_peers_*`) are exported whatever it says.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{self, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{MetricFamily, MetricType};
 
+use crate::config::PeerSeries;
 use crate::vocab::counters::{SESSION_NONE, SESSION_UP};
 use crate::vocab::{ArpCounts, Counters, DropReason, HandshakeResult, Traffic};
 
@@ -43,6 +55,17 @@ pub(crate) struct Def {
 const TENANT: &[&str] = &["tenant"];
 const ATTACHMENT: &[&str] = &["attachment"];
 const PEER: &[&str] = &["tenant", "attachment", "peer", "facility"];
+
+impl Def {
+    /// A gauge family: its name, label names and help.
+    pub(crate) const fn gauge(
+        name: &'static str,
+        labels: &'static [&'static str],
+        help: &'static str,
+    ) -> Def {
+        gauge(name, labels, help)
+    }
+}
 
 const fn counter(name: &'static str, labels: &'static [&'static str], help: &'static str) -> Def {
     Def {
@@ -218,23 +241,165 @@ const FLOWS: Def = gauge(
     "Entries in the data path's flow tables, summed over workers.",
 );
 
-fn defs() -> impl Iterator<Item = &'static Def> {
-    const SINGLE: [&Def; 7] = [
-        &PEER_LAST_HANDSHAKE,
-        &PEER_UP,
-        &DROPS,
-        &HANDSHAKES,
-        &PEERS_CONFIGURED,
-        &PEERS_UP,
-        &FLOWS,
-    ];
-    TENANT_TRAFFIC
-        .iter()
-        .chain(TENANT_FLOWS.iter())
-        .chain(PEER_TRAFFIC.iter())
-        .chain(PEER_MORE.iter())
-        .chain(ARP.iter())
-        .chain(SINGLE)
+const TENANT_ATTACHMENT: &[&str] = &["tenant", "attachment"];
+
+/// Indexed like [`TrafficSum`]: [`PEER_TRAFFIC`] summed over the attachment's peers.
+const ATTACHMENT_TRAFFIC: [Def; 4] = [
+    counter(
+        "ixgw_attachment_peer_rx_packets_total",
+        TENANT_ATTACHMENT,
+        "Packets the gateway received from the attachment's peers (ixgw_peer_rx_packets_total summed over them; exported whatever metrics.peer_series says).",
+    ),
+    counter(
+        "ixgw_attachment_peer_rx_bytes_total",
+        TENANT_ATTACHMENT,
+        "Inner IP bytes the gateway received from the attachment's peers (ixgw_peer_rx_bytes_total summed over them).",
+    ),
+    counter(
+        "ixgw_attachment_peer_tx_packets_total",
+        TENANT_ATTACHMENT,
+        "Packets the gateway sent to the attachment's peers (ixgw_peer_tx_packets_total summed over them).",
+    ),
+    counter(
+        "ixgw_attachment_peer_tx_bytes_total",
+        TENANT_ATTACHMENT,
+        "Inner IP bytes the gateway sent to the attachment's peers (ixgw_peer_tx_bytes_total summed over them).",
+    ),
+];
+
+/// Indexed like [`PeerSum::more`]: [`PEER_MORE`] summed over the attachment's peers.
+const ATTACHMENT_MORE: [Def; 3] = [
+    counter(
+        "ixgw_attachment_peer_wire_rx_bytes_total",
+        TENANT_ATTACHMENT,
+        "Bytes of the tunnel packets that carried the attachment's peers' traffic into the gateway (ixgw_peer_wire_rx_bytes_total summed over them).",
+    ),
+    counter(
+        "ixgw_attachment_peer_wire_tx_bytes_total",
+        TENANT_ATTACHMENT,
+        "Bytes of the tunnel packets that carried traffic from the gateway to the attachment's peers (ixgw_peer_wire_tx_bytes_total summed over them).",
+    ),
+    counter(
+        "ixgw_attachment_peer_drops_total",
+        TENANT_ATTACHMENT,
+        "Packets of the attachment's peers dropped after decryption (ixgw_peer_drops_total summed over them).",
+    ),
+];
+
+const ATTACHMENT_PEERS_CONFIGURED: Def = gauge(
+    "ixgw_attachment_peers_configured",
+    TENANT_ATTACHMENT,
+    "Tunnel peers of the attachment in the running configuration.",
+);
+
+const ATTACHMENT_PEERS_UP: Def = gauge(
+    "ixgw_attachment_peers_up",
+    TENANT_ATTACHMENT,
+    "Tunnel peers of the attachment that are up (as ixgw_peers_up counts them).",
+);
+
+/// One family of the collector: which definition, and where its samples come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    TenantTraffic(usize),
+    TenantFlows(usize),
+    PeerTraffic(usize),
+    PeerMore(usize),
+    Arp(usize),
+    PeerLastHandshake,
+    PeerUp,
+    Drops,
+    Handshakes,
+    PeersConfigured,
+    PeersUp,
+    Flows,
+    AttachmentTraffic(usize),
+    AttachmentMore(usize),
+    AttachmentPeersConfigured,
+    AttachmentPeersUp,
+}
+
+impl Family {
+    /// Every family, sorted by name (the order of a scrape).
+    fn all() -> Vec<Family> {
+        use Family::*;
+        let mut all: Vec<Family> = (0..4)
+            .flat_map(|i| {
+                [
+                    TenantTraffic(i),
+                    PeerTraffic(i),
+                    Arp(i),
+                    AttachmentTraffic(i),
+                ]
+            })
+            .chain((0..3).flat_map(|i| [TenantFlows(i), PeerMore(i), AttachmentMore(i)]))
+            .chain([
+                PeerLastHandshake,
+                PeerUp,
+                Drops,
+                Handshakes,
+                PeersConfigured,
+                PeersUp,
+                Flows,
+                AttachmentPeersConfigured,
+                AttachmentPeersUp,
+            ])
+            .collect();
+        all.sort_by_key(|f| f.def().name);
+        all
+    }
+
+    fn def(self) -> &'static Def {
+        use Family::*;
+        match self {
+            TenantTraffic(i) => &TENANT_TRAFFIC[i],
+            TenantFlows(i) => &TENANT_FLOWS[i],
+            PeerTraffic(i) => &PEER_TRAFFIC[i],
+            PeerMore(i) => &PEER_MORE[i],
+            Arp(i) => &ARP[i],
+            PeerLastHandshake => &PEER_LAST_HANDSHAKE,
+            PeerUp => &PEER_UP,
+            Drops => &DROPS,
+            Handshakes => &HANDSHAKES,
+            PeersConfigured => &PEERS_CONFIGURED,
+            PeersUp => &PEERS_UP,
+            Flows => &FLOWS,
+            AttachmentTraffic(i) => &ATTACHMENT_TRAFFIC[i],
+            AttachmentMore(i) => &ATTACHMENT_MORE[i],
+            AttachmentPeersConfigured => &ATTACHMENT_PEERS_CONFIGURED,
+            AttachmentPeersUp => &ATTACHMENT_PEERS_UP,
+        }
+    }
+}
+
+/// A sample's value: a count (exact in the text up to 2^53, as `f64` beyond) or a real.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Value {
+    Count(u64),
+    Real(f64),
+}
+
+impl Value {
+    pub(crate) fn as_f64(self) -> f64 {
+        match self {
+            Value::Count(n) => n as f64,
+            Value::Real(x) => x,
+        }
+    }
+}
+
+/// Where the collector's families go, one family then its samples, in scrape order.
+pub(crate) trait Sink {
+    fn family(&mut self, def: &'static Def);
+    /// A sample of the last family begun, with one value per label of its definition.
+    fn sample(&mut self, labels: &[&str], value: Value);
+
+    /// A sample whose label values are those of the `key`-th item of a list that several
+    /// families walk alike, in order (the peers): a sink may render them once.
+    fn keyed_sample(&mut self, key: usize, labels: &[&str], value: Value) {
+        let _ = key;
+        self.sample(labels, value);
+    }
 }
 
 /// Packets and bytes of one series, indexed like [`TENANT_TRAFFIC`].
@@ -266,6 +431,18 @@ struct PeerSum {
 }
 
 impl PeerSum {
+    /// Adds another worker's counts of the same peer.
+    fn merge(&mut self, other: &PeerSum) {
+        for (s, x) in self.traffic.0.iter_mut().zip(other.traffic.0) {
+            *s = s.wrapping_add(x);
+        }
+        for (s, x) in self.more.iter_mut().zip(other.more) {
+            *s = s.wrapping_add(x);
+        }
+        self.last_handshake = self.last_handshake.max(other.last_handshake);
+        self.session = self.session.max(other.session);
+    }
+
     fn is_up(&self, now: Instant) -> bool {
         peer_is_up(self.session, self.last_handshake, now)
     }
@@ -307,7 +484,8 @@ struct Sum<'a> {
     handshakes: BTreeMap<&'a str, [u64; HandshakeResult::COUNT]>,
     tenants: BTreeMap<&'a str, TrafficSum>,
     tenant_flows: BTreeMap<&'a str, [u64; 3]>,
-    peers: BTreeMap<PeerKey<'a>, PeerSum>,
+    /// Sorted by key, one entry per key.
+    peers: Vec<(PeerKey<'a>, PeerSum)>,
     /// By `ethernet` attachment, indexed like [`ARP`].
     arp: BTreeMap<&'a str, [u64; 4]>,
     flows: u64,
@@ -320,7 +498,7 @@ impl<'a> Sum<'a> {
             handshakes: BTreeMap::new(),
             tenants: BTreeMap::new(),
             tenant_flows: BTreeMap::new(),
-            peers: BTreeMap::new(),
+            peers: Vec::new(),
             arp: BTreeMap::new(),
             flows: 0,
         };
@@ -347,7 +525,7 @@ impl<'a> Sum<'a> {
                     *s = s.wrapping_add(x);
                 }
             }
-            for v in table.peers() {
+            sum.peers.extend(table.peers().map(|v| {
                 let labels = v.labels;
                 let key = [
                     labels.tenant.as_str(),
@@ -355,18 +533,13 @@ impl<'a> Sum<'a> {
                     labels.peer.as_str(),
                     labels.facility.as_str(),
                 ];
-                let peer = sum.peers.entry(key).or_default();
+                let mut peer = PeerSum::default();
                 peer.traffic.add(v.traffic);
-                for (s, x) in peer
-                    .more
-                    .iter_mut()
-                    .zip([v.wire_rx_bytes, v.wire_tx_bytes, v.drops])
-                {
-                    *s = s.wrapping_add(x);
-                }
-                peer.last_handshake = peer.last_handshake.max(v.last_handshake);
-                peer.session = peer.session.max(v.session);
-            }
+                peer.more = [v.wire_rx_bytes, v.wire_tx_bytes, v.drops];
+                peer.last_handshake = v.last_handshake;
+                peer.session = v.session;
+                (key, peer)
+            }));
             for (name, c) in table.arp() {
                 let entry = sum.arp.entry(name).or_default();
                 for (s, x) in entry.iter_mut().zip(arp_values(&c)) {
@@ -375,26 +548,253 @@ impl<'a> Sum<'a> {
             }
             sum.flows = sum.flows.saturating_add(table.flows());
         }
+        // A table lists its peers in the plan's order, usually already sorted, and the
+        // workers' tables alike: the sort mostly finds and merges runs.
+        sum.peers.sort_by(|a, b| a.0.cmp(&b.0));
+        sum.peers.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1.merge(&later.1);
+            }
+            same
+        });
         sum
     }
 
     fn peer_count(&self, now: Instant) -> PeerCount {
         PeerCount {
-            up: self.peers.values().filter(|p| p.is_up(now)).count(),
+            up: self.peers.iter().filter(|(_, p)| p.is_up(now)).count(),
             configured: self.peers.len(),
+        }
+    }
+
+    /// The peers' sums by (tenant, attachment), sorted, up at `now`.
+    fn attachments(&self, now: Instant) -> Vec<([&'a str; 2], AttachmentSum)> {
+        let mut out: Vec<([&'a str; 2], AttachmentSum)> = Vec::new();
+        for (key, p) in &self.peers {
+            let at = [key[0], key[1]];
+            if out.last().is_none_or(|(k, _)| *k != at) {
+                out.push((at, AttachmentSum::default()));
+            }
+            let Some((_, a)) = out.last_mut() else {
+                continue;
+            };
+            for (s, x) in a.traffic.0.iter_mut().zip(p.traffic.0) {
+                *s = s.wrapping_add(x);
+            }
+            for (s, x) in a.more.iter_mut().zip(p.more) {
+                *s = s.wrapping_add(x);
+            }
+            a.configured += 1;
+            a.up += u64::from(p.is_up(now));
+        }
+        out
+    }
+}
+
+/// One attachment's peers summed: indexed like [`ATTACHMENT_TRAFFIC`] and [`ATTACHMENT_MORE`].
+#[derive(Default)]
+struct AttachmentSum {
+    traffic: TrafficSum,
+    more: [u64; 3],
+    configured: u64,
+    up: u64,
+}
+
+/// Gathers the workers' hot counters at scrape time. The hub writes its families into the
+/// scrape's text itself ([`HotCollector::write`]); the registry only holds their names
+/// ([`HotCollector::reserved`]), so that no other collector can take them.
+pub(crate) struct HotCollector {
+    slots: Arc<[ArcSwap<Counters>]>,
+    /// Every family, sorted by name.
+    families: Vec<Family>,
+    /// [`DropReason::ALL`] and [`HandshakeResult::ALL`] sorted by their label values.
+    reasons: Vec<DropReason>,
+    results: Vec<HandshakeResult>,
+    /// `metrics.peer_series`, as [`peer_series_code`] encodes it.
+    peer_series: AtomicU8,
+}
+
+/// The state of one scrape: every worker's table, as of the monotonic `now`, which is the
+/// wall clock time `wall`.
+pub(crate) struct Scrape {
+    tables: Vec<Arc<Counters>>,
+    now: Instant,
+    wall: SystemTime,
+    peer_series: PeerSeries,
+}
+
+impl HotCollector {
+    pub(crate) fn new(slots: Arc<[ArcSwap<Counters>]>) -> Self {
+        let mut reasons = DropReason::ALL.to_vec();
+        reasons.sort_by_key(|r| r.as_str());
+        let mut results = HandshakeResult::ALL.to_vec();
+        results.sort_by_key(|r| r.as_str());
+        HotCollector {
+            slots,
+            families: Family::all(),
+            reasons,
+            results,
+            peer_series: AtomicU8::new(peer_series_code(PeerSeries::default())),
+        }
+    }
+
+    /// A collector that holds the descriptions of every family and collects nothing: what the
+    /// hub registers in its registry.
+    pub(crate) fn reserved(&self) -> prometheus::Result<Reserved> {
+        Reserved::of(self.families.iter().map(|f| f.def()))
+    }
+
+    pub(crate) fn set_peer_series(&self, p: PeerSeries) {
+        self.peer_series.store(peer_series_code(p), Relaxed);
+    }
+
+    /// Takes every worker's current table for a scrape at `now`, which is `wall`.
+    pub(crate) fn scrape(&self, now: Instant, wall: SystemTime) -> Scrape {
+        Scrape {
+            tables: self.slots.iter().map(ArcSwap::load_full).collect(),
+            now,
+            wall,
+            peer_series: peer_series_of(self.peer_series.load(Relaxed)),
+        }
+    }
+
+    /// Hands the families of `scrape` to `sink`, in order of their names; before each,
+    /// `between(sink, name)` may write what sorts before it.
+    pub(crate) fn write<S: Sink>(
+        &self,
+        scrape: &Scrape,
+        sink: &mut S,
+        mut between: impl FnMut(&mut S, &str),
+    ) {
+        let now = scrape.now;
+        let sum = Sum::of(&scrape.tables);
+        let attachments = sum.attachments(now);
+        let peer_traffic = scrape.peer_series == PeerSeries::All;
+        let peer_state = scrape.peer_series != PeerSeries::None;
+        let peers = sum.peer_count(now);
+        for &family in &self.families {
+            let def = family.def();
+            between(sink, def.name);
+            sink.family(def);
+            match family {
+                Family::TenantTraffic(i) => {
+                    for (name, t) in &sum.tenants {
+                        sink.sample(&[*name], Value::Count(t.0[i]));
+                    }
+                }
+                Family::TenantFlows(i) => {
+                    for (name, v) in &sum.tenant_flows {
+                        sink.sample(&[*name], Value::Count(v[i]));
+                    }
+                }
+                Family::PeerTraffic(i) if peer_traffic => {
+                    for (k, (key, p)) in sum.peers.iter().enumerate() {
+                        sink.keyed_sample(k, key, Value::Count(p.traffic.0[i]));
+                    }
+                }
+                Family::PeerMore(i) if peer_traffic => {
+                    for (k, (key, p)) in sum.peers.iter().enumerate() {
+                        sink.keyed_sample(k, key, Value::Count(p.more[i]));
+                    }
+                }
+                Family::PeerTraffic(_) | Family::PeerMore(_) => {}
+                Family::Arp(i) => {
+                    for (name, v) in &sum.arp {
+                        sink.sample(&[*name], Value::Count(v[i]));
+                    }
+                }
+                Family::PeerLastHandshake if peer_state => {
+                    for (k, (key, p)) in sum.peers.iter().enumerate() {
+                        let at = p
+                            .last_handshake
+                            .map_or(0.0, |t| unix_seconds(t, now, scrape.wall));
+                        sink.keyed_sample(k, key, Value::Real(at));
+                    }
+                }
+                Family::PeerUp if peer_state => {
+                    for (k, (key, p)) in sum.peers.iter().enumerate() {
+                        sink.keyed_sample(k, key, Value::Count(u64::from(p.is_up(now))));
+                    }
+                }
+                Family::PeerLastHandshake | Family::PeerUp => {}
+                // Every reason of every tenant (so that rate() sees a series from 0), of no
+                // tenant only those that happened.
+                Family::Drops => {
+                    for (tenant, row) in &sum.drops {
+                        for r in &self.reasons {
+                            let n = row[*r as usize];
+                            if !tenant.is_empty() || n > 0 {
+                                sink.sample(&[*tenant, r.as_str()], Value::Count(n));
+                            }
+                        }
+                    }
+                }
+                Family::Handshakes => {
+                    for (attachment, row) in &sum.handshakes {
+                        for r in &self.results {
+                            let n = row[*r as usize];
+                            if !attachment.is_empty() || n > 0 {
+                                sink.sample(&[*attachment, r.as_str()], Value::Count(n));
+                            }
+                        }
+                    }
+                }
+                Family::PeersConfigured => {
+                    sink.sample(&[], Value::Count(peers.configured as u64));
+                }
+                Family::PeersUp => sink.sample(&[], Value::Count(peers.up as u64)),
+                Family::Flows => sink.sample(&[], Value::Count(sum.flows)),
+                Family::AttachmentTraffic(i) => {
+                    for (key, a) in &attachments {
+                        sink.sample(key, Value::Count(a.traffic.0[i]));
+                    }
+                }
+                Family::AttachmentMore(i) => {
+                    for (key, a) in &attachments {
+                        sink.sample(key, Value::Count(a.more[i]));
+                    }
+                }
+                Family::AttachmentPeersConfigured => {
+                    for (key, a) in &attachments {
+                        sink.sample(key, Value::Count(a.configured));
+                    }
+                }
+                Family::AttachmentPeersUp => {
+                    for (key, a) in &attachments {
+                        sink.sample(key, Value::Count(a.up));
+                    }
+                }
+            }
         }
     }
 }
 
-/// Gathers the workers' hot counters at scrape time; registered in the hub's registry.
-pub(crate) struct HotCollector {
-    slots: Arc<[ArcSwap<Counters>]>,
+fn peer_series_code(p: PeerSeries) -> u8 {
+    match p {
+        PeerSeries::All => 0,
+        PeerSeries::State => 1,
+        PeerSeries::None => 2,
+    }
+}
+
+fn peer_series_of(code: u8) -> PeerSeries {
+    match code {
+        1 => PeerSeries::State,
+        2 => PeerSeries::None,
+        _ => PeerSeries::All,
+    }
+}
+
+/// Family names in the registry of families the hub writes itself ([`HotCollector::write`],
+/// a [`TextCollector`]): it describes them and collects nothing.
+pub(crate) struct Reserved {
     descs: Vec<Desc>,
 }
 
-impl HotCollector {
-    pub(crate) fn new(slots: Arc<[ArcSwap<Counters>]>) -> prometheus::Result<Self> {
-        let descs = defs()
+impl Reserved {
+    pub(crate) fn of<'d>(defs: impl Iterator<Item = &'d Def>) -> prometheus::Result<Reserved> {
+        let descs = defs
             .map(|d| {
                 Desc::new(
                     d.name.to_owned(),
@@ -404,116 +804,29 @@ impl HotCollector {
                 )
             })
             .collect::<prometheus::Result<_>>()?;
-        Ok(HotCollector { slots, descs })
-    }
-
-    /// The families as of the monotonic instant `now`, which is the wall clock time `wall`.
-    pub(crate) fn families_at(&self, now: Instant, wall: SystemTime) -> Vec<MetricFamily> {
-        let tables: Vec<Arc<Counters>> = self.slots.iter().map(ArcSwap::load_full).collect();
-        let sum = Sum::of(&tables);
-        let mut out = Vec::with_capacity(self.descs.len());
-
-        for (i, def) in TENANT_TRAFFIC.iter().enumerate() {
-            let metrics = sum
-                .tenants
-                .iter()
-                .map(|(name, t)| metric(def, &[name], t.0[i] as f64))
-                .collect();
-            out.push(family(def, metrics));
-        }
-        for (i, def) in TENANT_FLOWS.iter().enumerate() {
-            let metrics = sum
-                .tenant_flows
-                .iter()
-                .map(|(name, v)| metric(def, &[name], v[i] as f64))
-                .collect();
-            out.push(family(def, metrics));
-        }
-        for (i, def) in PEER_TRAFFIC.iter().enumerate() {
-            let metrics = sum
-                .peers
-                .iter()
-                .map(|(key, p)| metric(def, key, p.traffic.0[i] as f64))
-                .collect();
-            out.push(family(def, metrics));
-        }
-        for (i, def) in PEER_MORE.iter().enumerate() {
-            let metrics = sum
-                .peers
-                .iter()
-                .map(|(key, p)| metric(def, key, p.more[i] as f64))
-                .collect();
-            out.push(family(def, metrics));
-        }
-        for (i, def) in ARP.iter().enumerate() {
-            let metrics = sum
-                .arp
-                .iter()
-                .map(|(name, v)| metric(def, &[name], v[i] as f64))
-                .collect();
-            out.push(family(def, metrics));
-        }
-        let last_handshakes = sum
-            .peers
-            .iter()
-            .map(|(key, p)| {
-                let at = p.last_handshake.map_or(0.0, |t| unix_seconds(t, now, wall));
-                metric(&PEER_LAST_HANDSHAKE, key, at)
-            })
-            .collect();
-        out.push(family(&PEER_LAST_HANDSHAKE, last_handshakes));
-        let up: Vec<Metric> = sum
-            .peers
-            .iter()
-            .map(|(key, p)| metric(&PEER_UP, key, f64::from(u8::from(p.is_up(now)))))
-            .collect();
-        out.push(family(&PEER_UP, up));
-
-        // Every reason of every tenant (so that rate() sees a series from 0), of no tenant
-        // only those that happened.
-        let mut drops = Vec::new();
-        for (tenant, row) in &sum.drops {
-            for r in DropReason::ALL {
-                let n = row[*r as usize];
-                if !tenant.is_empty() || n > 0 {
-                    drops.push(metric(&DROPS, &[tenant, r.as_str()], n as f64));
-                }
-            }
-        }
-        out.push(family(&DROPS, drops));
-        let mut handshakes = Vec::new();
-        for (attachment, row) in &sum.handshakes {
-            for r in HandshakeResult::ALL {
-                let n = row[*r as usize];
-                if !attachment.is_empty() || n > 0 {
-                    handshakes.push(metric(&HANDSHAKES, &[attachment, r.as_str()], n as f64));
-                }
-            }
-        }
-        out.push(family(&HANDSHAKES, handshakes));
-
-        let peers = sum.peer_count(now);
-        out.push(family(
-            &PEERS_CONFIGURED,
-            vec![metric(&PEERS_CONFIGURED, &[], peers.configured as f64)],
-        ));
-        out.push(family(
-            &PEERS_UP,
-            vec![metric(&PEERS_UP, &[], peers.up as f64)],
-        ));
-        out.push(family(&FLOWS, vec![metric(&FLOWS, &[], sum.flows as f64)]));
-        out
+        Ok(Reserved { descs })
     }
 }
 
-impl Collector for HotCollector {
+/// A collector whose families [`super::MetricsHub`] writes straight into the scrape's text
+/// through a [`Sink`] ([`super::MetricsHub::register_text`]), instead of as `MetricFamily`
+/// protos with a `String` per label: for families with a series per facility.
+pub(crate) trait TextCollector: Send + Sync {
+    /// Every family it writes (the registry reserves their names).
+    fn defs(&self) -> Vec<&'static Def>;
+
+    /// Writes its families, each once, in any order; a family's samples sorted by their label
+    /// values in label order, as `Registry::gather` sorts them.
+    fn write(&self, sink: &mut dyn Sink);
+}
+
+impl Collector for Reserved {
     fn desc(&self) -> Vec<&Desc> {
         self.descs.iter().collect()
     }
 
-    /// The one clock read of the metrics layer: a scrape happens now, in wall clock time.
     fn collect(&self) -> Vec<MetricFamily> {
-        self.families_at(Instant::now(), SystemTime::now())
+        Vec::new()
     }
 }
 
@@ -524,42 +837,67 @@ fn unix_seconds(t: Instant, now: Instant, wall: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn family(def: &Def, metrics: Vec<Metric>) -> MetricFamily {
-    let mut f = MetricFamily::default();
-    f.set_name(def.name.to_owned());
-    f.set_help(def.help.to_owned());
-    f.set_field_type(def.kind);
-    f.set_metric(metrics);
-    f
-}
+/// The families as `MetricFamily` protos, what a registered `Collector` would return: the
+/// tests read values from them and compare the text with `prometheus::TextEncoder`'s.
+#[cfg(test)]
+pub(crate) mod proto {
+    use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
-fn metric(def: &Def, values: &[&str], value: f64) -> Metric {
-    debug_assert_eq!(def.labels.len(), values.len(), "{}", def.name);
-    let labels = def
-        .labels
-        .iter()
-        .zip(values)
-        .map(|(name, value)| {
-            let mut pair = LabelPair::default();
-            pair.set_name((*name).to_owned());
-            pair.set_value((*value).to_owned());
-            pair
-        })
-        .collect();
-    let mut m = Metric::from_label(labels);
-    match def.kind {
-        MetricType::GAUGE => {
-            let mut g = proto::Gauge::default();
-            g.set_value(value);
-            m.set_gauge(g);
+    use super::*;
+
+    #[derive(Default)]
+    pub(crate) struct ProtoSink {
+        pub(crate) families: Vec<MetricFamily>,
+        def: Option<&'static Def>,
+    }
+
+    impl Sink for ProtoSink {
+        fn family(&mut self, def: &'static Def) {
+            let mut f = MetricFamily::default();
+            f.set_name(def.name.to_owned());
+            f.set_help(def.help.to_owned());
+            f.set_field_type(def.kind);
+            self.families.push(f);
+            self.def = Some(def);
         }
-        _ => {
-            let mut c = proto::Counter::default();
-            c.set_value(value);
-            m.set_counter(c);
+
+        fn sample(&mut self, labels: &[&str], value: Value) {
+            let def = self.def.expect("a family first");
+            assert_eq!(def.labels.len(), labels.len(), "{}", def.name);
+            let pairs = (def.labels.iter().zip(labels))
+                .map(|(name, value)| {
+                    let mut pair = LabelPair::default();
+                    pair.set_name((*name).to_owned());
+                    pair.set_value((*value).to_owned());
+                    pair
+                })
+                .collect();
+            let mut m = Metric::from_label(pairs);
+            match def.kind {
+                MetricType::GAUGE => {
+                    let mut g = Gauge::default();
+                    g.set_value(value.as_f64());
+                    m.set_gauge(g);
+                }
+                _ => {
+                    let mut c = Counter::default();
+                    c.set_value(value.as_f64());
+                    m.set_counter(c);
+                }
+            }
+            let f = self.families.last_mut().expect("a family first");
+            f.mut_metric().push(m);
         }
     }
-    m
+
+    impl HotCollector {
+        /// Every family (empty ones too) as of the monotonic `now`, which is `wall`.
+        pub(crate) fn families_at(&self, now: Instant, wall: SystemTime) -> Vec<MetricFamily> {
+            let mut sink = ProtoSink::default();
+            self.write(&self.scrape(now, wall), &mut sink, |_, _| {});
+            sink.families
+        }
+    }
 }
 
 #[cfg(test)]
@@ -593,7 +931,7 @@ mod tests {
 
     fn collector(tables: Vec<Arc<Counters>>) -> HotCollector {
         let slots: Arc<[ArcSwap<Counters>]> = tables.into_iter().map(ArcSwap::new).collect();
-        HotCollector::new(slots).unwrap()
+        HotCollector::new(slots)
     }
 
     fn value(families: &[MetricFamily], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -651,7 +989,7 @@ mod tests {
             .into_iter()
             .map(ArcSwap::new)
             .collect();
-        let c = HotCollector::new(Arc::clone(&slots)).unwrap();
+        let c = HotCollector::new(Arc::clone(&slots));
         expect(&c.families_at(base, wall));
 
         // A reload: the ethernet attachment is numbered anew, the WireGuard one went, a
@@ -675,10 +1013,17 @@ mod tests {
             vec!["a".into()],
             vec![peer("a", "p")],
         ))]);
-        let described: Vec<&str> = c.desc().iter().map(|d| d.fq_name.as_str()).collect();
-        let emitted: Vec<String> = c.collect().iter().map(|f| f.name().to_owned()).collect();
+        let reserved = c.reserved().unwrap();
+        let described: Vec<&str> = reserved.desc().iter().map(|d| d.fq_name.as_str()).collect();
+        let emitted: Vec<String> = (c.families_at(Instant::now(), SystemTime::now()).iter())
+            .map(|f| f.name().to_owned())
+            .collect();
         assert_eq!(described, emitted);
-        assert!(c.descs.iter().all(|d| !d.help.is_empty()));
+        assert!(reserved.descs.iter().all(|d| !d.help.is_empty()));
+        assert!(reserved.collect().is_empty(), "the hub writes them");
+        let mut sorted = described.clone();
+        sorted.sort_unstable();
+        assert_eq!(described, sorted, "in the order of a scrape");
     }
 
     #[test]
@@ -732,9 +1077,7 @@ mod tests {
         let now = base + Duration::from_secs(400);
         let slots: Arc<[ArcSwap<Counters>]> =
             [Arc::new(table)].into_iter().map(ArcSwap::new).collect();
-        let f = HotCollector::new(slots.clone())
-            .unwrap()
-            .families_at(now, SystemTime::now());
+        let f = HotCollector::new(slots.clone()).families_at(now, SystemTime::now());
 
         let count = peer_count(&slots, now);
 

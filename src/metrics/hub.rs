@@ -7,7 +7,9 @@
 //! * The control plane records reloads and sizes through ordinary `prometheus` metrics held in
 //!   the hub's [`Registry`], which other modules may also register into.
 //! * The scraper calls [`MetricsHub::encode`]; the hot counters are summed over all workers
-//!   only then, by the collector in [`super::collector`].
+//!   only then, by the collector in [`super::collector`], and written straight into the text
+//!   between the registry's families ([`super::text`]): a scrape of 10,000 peers allocates
+//!   its text and the sums, not a `MetricFamily` and eight label strings per series.
 //!
 //! The hub reads no clock: times of reloads come in as parameters. The only clock read of
 //! the metrics layer is the scrape's own "now" inside the collector, needed to turn monotonic
@@ -18,13 +20,17 @@
 //! `/proc/self` at scrape time.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::proto::MetricFamily;
+use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use super::collector::{self, HotCollector, PeerCount};
+use super::collector::{self, HotCollector, PeerCount, Reserved, Scrape, TextCollector};
+use super::text::TextSink;
+use crate::config::PeerSeries;
 use crate::vocab::Counters;
 
 /// [`MetricsHub::publish`] was given a worker index the hub has no slot for.
@@ -39,6 +45,12 @@ pub struct UnknownWorker {
 pub struct MetricsHub {
     slots: Arc<[ArcSwap<Counters>]>,
     registry: Registry,
+    hot: HotCollector,
+    /// Collectors whose families are written as text ([`Self::register_text`]).
+    text: RwLock<Vec<Box<dyn TextCollector>>>,
+    /// The length of the last exposition: the next one's buffer is allocated once, at about
+    /// this size, instead of growing by copies.
+    last_len: AtomicUsize,
     reloads: IntCounterVec,
     last_reload_success: Gauge,
     /// 1 while the last reload succeeded (or none was tried), 0 after a failed one.
@@ -114,7 +126,8 @@ impl MetricsHub {
 
         registry.register(Box::new(flow_table_capacity.clone()))?;
         registry.register(Box::new(flow_quota.clone()))?;
-        registry.register(Box::new(HotCollector::new(Arc::clone(&slots))?))?;
+        let hot = HotCollector::new(Arc::clone(&slots));
+        registry.register(Box::new(hot.reserved()?))?;
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
@@ -122,6 +135,9 @@ impl MetricsHub {
         Ok(MetricsHub {
             slots,
             registry,
+            hot,
+            text: RwLock::new(Vec::new()),
+            last_len: AtomicUsize::new(0),
             reloads,
             last_reload_success,
             last_reload_ok,
@@ -195,9 +211,71 @@ impl MetricsHub {
         &self.registry
     }
 
-    /// The Prometheus text exposition (format 0.0.4) of every metric.
+    /// Which per-peer series the next scrapes export (`metrics.peer_series`).
+    pub fn set_peer_series(&self, p: PeerSeries) {
+        self.hot.set_peer_series(p);
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of every metric: the registry's families
+    /// and the hot counters', sorted by name as `Registry::gather` sorts them.
     pub fn try_encode(&self) -> prometheus::Result<String> {
-        prometheus::TextEncoder::new().encode_to_string(&self.registry.gather())
+        let others = self.registry.gather();
+        let scrape = self.hot.scrape(Instant::now(), SystemTime::now());
+        self.encode_with(&others, &scrape)
+    }
+
+    /// Adds a collector whose families are written straight into the text, and reserves
+    /// their names in the registry.
+    pub(crate) fn register_text(&self, c: Box<dyn TextCollector>) -> prometheus::Result<()> {
+        self.registry
+            .register(Box::new(Reserved::of(c.defs().into_iter())?))?;
+        self.text.write().unwrap_or_else(|e| e.into_inner()).push(c);
+        Ok(())
+    }
+
+    /// The exposition of `registry` (the registry's families, gathered), the text collectors'
+    /// and the hot counters' families, in order of their names. The hot families, the bulk,
+    /// are written in place; the text collectors' go to a side buffer first.
+    fn encode_with(
+        &self,
+        registry: &[MetricFamily],
+        scrape: &Scrape,
+    ) -> prometheus::Result<String> {
+        let mut side = String::new();
+        let mut chunks = Vec::new();
+        {
+            let mut sink = TextSink::new(&mut side);
+            let text = self.text.read().unwrap_or_else(|e| e.into_inner());
+            for c in text.iter() {
+                chunks.extend(sink.chunks(c.as_ref()));
+            }
+        }
+        let mut others: Vec<(&str, Other<'_>)> = (registry.iter())
+            .map(|f| (f.name(), Other::Proto(f)))
+            .chain((chunks.into_iter()).map(|(name, r)| (name, Other::Text(&side[r]))))
+            .collect();
+        others.sort_by_key(|(name, _)| *name);
+
+        let last = self.last_len.load(Relaxed);
+        let mut out = String::with_capacity(last + last / 8 + 4096);
+        let encoder = TextEncoder::new();
+        let mut others = others.into_iter().peekable();
+        let mut result = Ok(());
+        let mut sink = TextSink::new(&mut out);
+        self.hot.write(scrape, &mut sink, |sink, name| {
+            while let Some((_, o)) = others.next_if(|(n, _)| *n < name) {
+                let written = o.encode(&encoder, sink.out());
+                if result.is_ok() {
+                    result = written;
+                }
+            }
+        });
+        result?;
+        for (_, o) in others {
+            o.encode(&encoder, &mut out)?;
+        }
+        self.last_len.store(out.len(), Relaxed);
+        Ok(out)
     }
 
     /// [`Self::try_encode`], logging an encoder failure and yielding an empty exposition.
@@ -206,6 +284,25 @@ impl MetricsHub {
             tracing::error!(error = %e, "encoding metrics failed");
             String::new()
         })
+    }
+}
+
+/// A family of the exposition other than the hot counters'.
+enum Other<'a> {
+    Proto(&'a MetricFamily),
+    /// Already text.
+    Text(&'a str),
+}
+
+impl Other<'_> {
+    fn encode(&self, encoder: &TextEncoder, out: &mut String) -> prometheus::Result<()> {
+        match self {
+            Other::Proto(f) => encoder.encode_utf8(std::slice::from_ref(*f), out),
+            Other::Text(t) => {
+                out.push_str(t);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -219,7 +316,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::metrics::{HandshakeResult, PeerLabels};
+    use crate::metrics::{Def, HandshakeResult, PeerLabels};
     use crate::vocab::DropReason;
     use crate::vocab::Names;
 
@@ -495,6 +592,264 @@ mod tests {
         assert_line(&after, r#"ixgw_flow_quota{scope="facility"} 6553"#);
     }
 
+    /// Two workers, an ethernet attachment, names to escape, counts past 2^53, handshakes of
+    /// IPsec and WireGuard peers, drops and handshakes of no tenant or attachment; to be
+    /// scraped at `base` + 1,000 s ([`BUSY_NOW`]).
+    fn busy_hub(base: Instant) -> MetricsHub {
+        let names = || Names {
+            tenants: vec!["mame-net".into(), "ajisai-net".into(), "長崎".into()],
+            attachments: vec!["mame-wg".into(), "ajisai-wg".into(), "carrier-eth".into()],
+            arp_attachments: vec!["carrier-eth".into()],
+            peers: vec![
+                PeerLabels {
+                    peer: "zz-last".into(),
+                    tenant: "mame-net".into(),
+                    attachment: "mame-wg".into(),
+                    facility: "3211234566".into(),
+                },
+                omura(),
+                PeerLabels {
+                    peer: "quote\"back\\slash\nnewline".into(),
+                    tenant: "ajisai-net".into(),
+                    attachment: "ajisai-wg".into(),
+                    facility: "4240123457".into(),
+                },
+                PeerLabels {
+                    peer: "a-first".into(),
+                    tenant: "ajisai-net".into(),
+                    attachment: "ajisai-ipsec".into(),
+                    facility: "4212345674".into(),
+                },
+            ],
+        };
+        let (w0, w1) = (
+            Arc::new(Counters::new(base, names())),
+            Arc::new(Counters::new(base, names())),
+        );
+        for (k, w) in [&w0, &w1].into_iter().enumerate() {
+            for p in 0..4 {
+                w.peer(p).rx(1_000 * (p + 1) + k);
+                w.peer(p).tx(77);
+                w.peer_wire_rx(p, 1_100 * (p + 1));
+            }
+            w.tenant(2).rx(1_300);
+            w.tenant_flows(1).set(3 + k);
+            w.drop_in(Some(0), DropReason::Policy);
+            Counters::drop(w, DropReason::SendFailed);
+            w.handshake(Some(1), HandshakeResult::Ok);
+            w.handshake(None, HandshakeResult::Invalid);
+            w.count_arp(
+                2,
+                crate::vocab::ArpCounts {
+                    requests: 5,
+                    replies: 2,
+                    failures: 1,
+                    neighbours: 3,
+                },
+            );
+            w.set_flows(10);
+        }
+        w0.peer(0).rx_bytes.add((1 << 53) + 1);
+        w1.peer(1).tx_bytes.add(u64::MAX / 3);
+        w0.peer_handshake(1, base + BUSY_NOW - Duration::from_millis(12_345));
+        w1.peer_handshake(1, base + BUSY_NOW - Duration::from_millis(200_001));
+        w0.peer_handshake(2, base + BUSY_NOW - Duration::from_secs(500));
+        w1.set_established(3, true);
+        w0.peer_drop(2);
+        MetricsHub::new([w0, w1])
+    }
+
+    const BUSY_NOW: Duration = Duration::from_secs(1_000);
+
+    /// The exposition at the monotonic `now`, which is `wall`.
+    fn text_at(hub: &MetricsHub, now: Instant, wall: SystemTime) -> String {
+        let others = hub.registry().gather();
+        hub.encode_with(&others, &hub.hot.scrape(now, wall))
+            .unwrap()
+    }
+
+    const AAA: Def = Def::gauge("aaa_first", &["x"], "Sorts before every other family.");
+    const CRL: Def = Def::gauge(
+        "ixgw_crl_test",
+        &["x"],
+        "Between ixgw_config_* and ixgw_drops_total.",
+    );
+    const EMPTY: Def = Def::gauge("ixgw_empty_test", &[], "No samples: left out.");
+
+    /// A text collector whose families fall before, between and after the others'.
+    struct Interleaved;
+
+    impl TextCollector for Interleaved {
+        fn defs(&self) -> Vec<&'static Def> {
+            vec![&CRL, &EMPTY, &AAA]
+        }
+
+        fn write(&self, sink: &mut dyn crate::metrics::Sink) {
+            sink.family(&CRL);
+            for x in ["a", "b\"q"] {
+                sink.sample(&[x], crate::metrics::Value::Real(0.25));
+            }
+            sink.family(&EMPTY);
+            sink.family(&AAA);
+            sink.sample(&["1"], crate::metrics::Value::Count(7));
+        }
+    }
+
+    /// The text the hub writes is, byte for byte, what `prometheus::TextEncoder` writes for
+    /// the same families gathered by a registry: their order, the order of the samples, the
+    /// escapes, the numbers.
+    #[test]
+    fn the_text_is_what_the_prometheus_encoder_writes() {
+        let base = Instant::now();
+        let now = base + BUSY_NOW;
+        let wall = UNIX_EPOCH + Duration::from_millis(1_764_000_123_456);
+        let hub = busy_hub(base);
+        hub.set_flow_quotas(10, 5);
+        hub.register_text(Box::new(Interleaved)).unwrap();
+        assert!(
+            hub.register_text(Box::new(Interleaved)).is_err(),
+            "the names are taken"
+        );
+        for mode in [PeerSeries::All, PeerSeries::State, PeerSeries::None] {
+            hub.set_peer_series(mode);
+            let others = hub.registry().gather();
+            let scrape = hub.hot.scrape(now, wall);
+            let mut all = others.clone();
+            all.extend(hub.hot.families_at(now, wall));
+            let mut proto = crate::metrics::collector::proto::ProtoSink::default();
+            Interleaved.write(&mut proto);
+            all.extend(proto.families);
+            let want = crate::metrics::testing::encoder_text(all);
+
+            let text = hub.encode_with(&others, &scrape).unwrap();
+
+            if text != want {
+                let first = (text.lines().zip(want.lines()))
+                    .find(|(a, b)| a != b)
+                    .map(|(a, b)| format!("written: {a}\nencoder: {b}"));
+                panic!("{mode:?}: the texts differ: {first:?}");
+            }
+            assert!(text.contains(r#"ixgw_peer_up{tenant="ajisai-net",attachment="ajisai-ipsec",peer="a-first",facility="4212345674"} 1"#) || mode == PeerSeries::None);
+            assert!(text.starts_with("# HELP aaa_first "), "{}", &text[..80]);
+            assert_line(&text, r#"ixgw_crl_test{x="b\"q"} 0.25"#);
+            assert!(!text.contains("ixgw_empty_test"));
+        }
+    }
+
+    /// Series of `family` (the whole name) in `text`.
+    fn count(text: &str, family: &str) -> usize {
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(family)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            })
+            .count()
+    }
+
+    const PEER_TRAFFIC: [&str; 7] = [
+        "ixgw_peer_rx_packets_total",
+        "ixgw_peer_rx_bytes_total",
+        "ixgw_peer_tx_packets_total",
+        "ixgw_peer_tx_bytes_total",
+        "ixgw_peer_wire_rx_bytes_total",
+        "ixgw_peer_wire_tx_bytes_total",
+        "ixgw_peer_drops_total",
+    ];
+    const PEER_STATE: [&str; 2] = ["ixgw_peer_up", "ixgw_peer_last_handshake_timestamp_seconds"];
+    const ATTACHMENT_SUMS: [&str; 9] = [
+        "ixgw_attachment_peer_rx_packets_total",
+        "ixgw_attachment_peer_rx_bytes_total",
+        "ixgw_attachment_peer_tx_packets_total",
+        "ixgw_attachment_peer_tx_bytes_total",
+        "ixgw_attachment_peer_wire_rx_bytes_total",
+        "ixgw_attachment_peer_wire_tx_bytes_total",
+        "ixgw_attachment_peer_drops_total",
+        "ixgw_attachment_peers_configured",
+        "ixgw_attachment_peers_up",
+    ];
+
+    /// `metrics.peer_series`: each mode exports exactly its per-peer families, one series per
+    /// peer, and the attachments' sums always.
+    #[test]
+    fn peer_series_exports_what_it_says() {
+        let base = Instant::now();
+        let now = base + BUSY_NOW;
+        let hub = busy_hub(base);
+        for (mode, traffic, state) in [
+            (PeerSeries::All, 4, 4),
+            (PeerSeries::State, 0, 4),
+            (PeerSeries::None, 0, 0),
+        ] {
+            hub.set_peer_series(mode);
+            let text = text_at(&hub, now, SystemTime::now());
+            for f in PEER_TRAFFIC {
+                assert_eq!(count(&text, f), traffic, "{mode:?} {f}");
+            }
+            for f in PEER_STATE {
+                assert_eq!(count(&text, f), state, "{mode:?} {f}");
+            }
+            let peer_lines = text.lines().filter(|l| l.starts_with("ixgw_peer_")).count();
+            assert_eq!(
+                peer_lines,
+                traffic * 7 + state * 2,
+                "{mode:?}: nothing else per peer"
+            );
+            if traffic == 0 {
+                assert!(
+                    !text.contains("# TYPE ixgw_peer_rx_bytes_total"),
+                    "{mode:?}"
+                );
+            }
+            for f in ATTACHMENT_SUMS {
+                assert_eq!(
+                    count(&text, f),
+                    3,
+                    "{mode:?} {f}: one per attachment with peers"
+                );
+            }
+            let ajisai = r#"{tenant="ajisai-net",attachment="ajisai-wg"}"#;
+            let ipsec = r#"{tenant="ajisai-net",attachment="ajisai-ipsec"}"#;
+            // omura: 2000 + 2001, the odd one: 3000 + 3001.
+            assert_line(
+                &text,
+                &format!("ixgw_attachment_peer_rx_bytes_total{ajisai} 10002"),
+            );
+            assert_line(
+                &text,
+                &format!("ixgw_attachment_peer_rx_packets_total{ajisai} 4"),
+            );
+            assert_line(
+                &text,
+                &format!("ixgw_attachment_peer_wire_rx_bytes_total{ajisai} 11000"),
+            );
+            assert_line(
+                &text,
+                &format!("ixgw_attachment_peer_drops_total{ajisai} 1"),
+            );
+            assert_line(
+                &text,
+                &format!("ixgw_attachment_peers_configured{ajisai} 2"),
+            );
+            // omura handshook 12 s ago (up); the other 500 s ago (down); the IPsec peer is up.
+            assert_line(&text, &format!("ixgw_attachment_peers_up{ajisai} 1"));
+            assert_line(&text, &format!("ixgw_attachment_peers_up{ipsec} 1"));
+            assert_line(&text, "ixgw_peers_configured 4");
+            assert_line(&text, "ixgw_peers_up 2");
+            let mame = r#"{tenant="mame-net",attachment="mame-wg"}"#;
+            assert_line(
+                &text,
+                &format!(
+                    "ixgw_attachment_peer_rx_bytes_total{mame} {}",
+                    2001 + (1u64 << 53) + 1
+                ),
+            );
+            assert_line(&text, &format!("ixgw_attachment_peers_up{mame} 0"));
+        }
+        hub.set_peer_series(PeerSeries::All);
+        let text = text_at(&hub, now, SystemTime::now());
+        assert_eq!(count(&text, "ixgw_peer_rx_bytes_total"), 4, "back to all");
+    }
+
     #[test]
     fn every_family_has_help_and_type() {
         let text = MetricsHub::new([table()]).encode();
@@ -515,7 +870,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(families, 26);
+        assert_eq!(families, 35);
     }
 
     #[test]

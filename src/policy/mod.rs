@@ -505,6 +505,7 @@ mod tests {
             metrics: Metrics {
                 listen: "127.0.0.1:9477".parse().unwrap(),
                 admin_socket: None,
+                peer_series: crate::config::PeerSeries::All,
             },
             dataplane: Dataplane::default(),
             tenants: tenants

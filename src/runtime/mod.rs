@@ -658,6 +658,7 @@ impl Running {
         // Always: the sink also tells WireGuard peers' handshakes, ups, downs and moves.
         gateway.set_flow_sink(events.sink().map_err(RuntimeError::Thread)?);
         let hub = Arc::new(MetricsHub::new([gateway.counters().clone()]));
+        hub.set_peer_series(config.metrics.peer_series);
         hub.config_loaded(SystemTime::now());
         hub.set_flow_table_capacity(plan.limits.flow_table_size);
         let q = plan.flow_quotas();
@@ -669,8 +670,9 @@ impl Running {
         if let Err(e) = registered {
             tracing::error!("cannot export the kernel's socket drops: {e}");
         }
-        let registered = facility_metrics::FacilityCollector::new(facilities.clone())
-            .and_then(|c| hub.registry().register(Box::new(c)));
+        let registered = hub.register_text(Box::new(facility_metrics::FacilityCollector::new(
+            facilities.clone(),
+        )));
         if let Err(e) = registered {
             tracing::error!("cannot export the facility registry's metrics: {e}");
         }
@@ -895,6 +897,7 @@ impl Running {
         match &result {
             Ok(()) => {
                 self.hub.reload_succeeded(SystemTime::now());
+                self.hub.set_peer_series(config.metrics.peer_series);
                 self.hub
                     .set_flow_table_capacity(self.plan.limits.flow_table_size);
                 let q = self.plan.flow_quotas();

@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::socket_drops::parse_udp_drops;
 use super::*;
 use crate::config::{
-    Attachment, AttachmentKind, Dataplane, Ix, Key32, Metrics, Network, PlainAttachment, Tenant,
-    WireGuardAttachment, WireGuardPeer,
+    Attachment, AttachmentKind, Dataplane, Ix, Key32, Metrics, Network, PeerSeries,
+    PlainAttachment, Tenant, WireGuardAttachment, WireGuardPeer,
 };
 use crate::ids::FacilityCode;
 use crate::metrics::testing::assert_line;
@@ -71,6 +71,7 @@ pub(super) fn config(attachments: Vec<Attachment>) -> Config {
         metrics: Metrics {
             listen: "127.0.0.1:0".parse().expect("test address"),
             admin_socket: None,
+            peer_series: PeerSeries::All,
         },
         dataplane: Dataplane::default(),
         tenants: attachments
@@ -337,6 +338,52 @@ async fn the_gateway_exports_its_sockets_drops() {
         )),
         "{text}"
     );
+}
+
+/// `metrics.peer_series` applies from the start and changes with a reload; the attachment's
+/// sums are there whatever it says.
+#[tokio::test]
+async fn peer_series_applies_at_start_and_reload() {
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").expect("bind metrics");
+    let listen = "127.0.0.1:0".parse().expect("test address");
+    let endpoint = "127.0.0.1:9".parse().expect("test address");
+    let with = |p: PeerSeries| {
+        let mut c = config(vec![wg("wg", listen, vec![peer(endpoint, None)])]);
+        c.metrics.peer_series = p;
+        c
+    };
+    let mut running = Running::start(&with(PeerSeries::None), Some(metrics))
+        .await
+        .expect("gateway starts");
+    let none = running.hub().encode();
+    running
+        .reload(&with(PeerSeries::State))
+        .await
+        .expect("reload");
+    let state = running.hub().encode();
+    running.stop().await.expect("stops");
+
+    let peer_lines = |text: &str| {
+        (text.lines())
+            .filter(|l| l.starts_with("ixgw_peer_"))
+            .map(|l| l.split('{').next().unwrap_or("").to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(peer_lines(&none), Vec::<String>::new());
+    assert_eq!(
+        peer_lines(&state),
+        ["ixgw_peer_last_handshake_timestamp_seconds", "ixgw_peer_up"]
+    );
+    for text in [&none, &state] {
+        assert_line(
+            text,
+            r#"ixgw_attachment_peers_configured{tenant="t0",attachment="wg"} 1"#,
+        );
+        assert_line(
+            text,
+            r#"ixgw_attachment_peer_rx_bytes_total{tenant="t0",attachment="wg"} 0"#,
+        );
+    }
 }
 
 fn ipsec_example() -> Config {

@@ -29,9 +29,10 @@ use super::lines::LineMap;
 use super::raw;
 use super::{
     Attachment, AttachmentKind, Config, ConfigError, Dataplane, Destination, EthernetAttachment,
-    FlowLimit, Ix, Key32, Metrics, Network, PlainAttachment, Policy, PortRule, Protocol, Service,
-    Source, Tenant, WireGuardAttachment, WireGuardPeer,
+    FlowLimit, Ix, Key32, Metrics, Network, PeerSeries, PlainAttachment, Policy, PortRule,
+    Protocol, Service, Source, Tenant, WireGuardAttachment, WireGuardPeer,
 };
+use crate::config::{Warning, PEER_SERIES_WARN_PEERS};
 use crate::ids::FacilityCode;
 
 mod agreements;
@@ -205,6 +206,48 @@ impl Validator {
         }
     }
 
+    /// `metrics.peer_series`: `all` (the default), `state` or `none`.
+    fn peer_series(&self, m: Option<&raw::Metrics>) -> Result<PeerSeries, ConfigError> {
+        match m.and_then(|m| m.peer_series.as_deref()).map(str::trim) {
+            None | Some("all") => Ok(PeerSeries::All),
+            Some("state") => Ok(PeerSeries::State),
+            Some("none") => Ok(PeerSeries::None),
+            Some(other) => Err(self.err(
+                "metrics.peer_series",
+                Problem::Choice {
+                    value: other.to_string(),
+                    expected: "all, state or none",
+                },
+            )),
+        }
+    }
+
+    /// Many peers and no `metrics.peer_series`: every peer has nine series by default.
+    fn peer_series_warning(&self, m: Option<&raw::Metrics>, tenants: &[Tenant]) -> Option<Warning> {
+        if m.is_some_and(|m| m.peer_series.is_some()) {
+            return None;
+        }
+        let peers: usize = (tenants.iter().flat_map(|t| &t.attachments))
+            .map(|a| match &a.kind {
+                AttachmentKind::WireGuard(w) => w.peers.len(),
+                AttachmentKind::Ipsec(i) => i.peers.len(),
+                AttachmentKind::Tls(t) => t.peers.len(),
+                AttachmentKind::Plain(_) | AttachmentKind::Ethernet(_) => 0,
+            })
+            .sum();
+        (peers > PEER_SERIES_WARN_PEERS).then(|| Warning {
+            line: m.map(|_| self.lines.line("metrics")),
+            ..self.warning(
+                "metrics.peer_series",
+                format!(
+                    "{peers} peers export {} per-peer series (about {} MiB a scrape); set `all` to keep them, or `state` or `none` to export peers' traffic only per attachment",
+                    peers * 9,
+                    (peers * 9 * 120).div_ceil(1 << 20)
+                ),
+            )
+        })
+    }
+
     fn config(&self, root: raw::Root, path: &Path) -> Result<Config, ConfigError> {
         let ix = self.ix(&root.ix)?;
         let metrics = Metrics {
@@ -225,6 +268,7 @@ impl Validator {
                 }
                 None => Some(PathBuf::from(crate::config::DEFAULT_ADMIN_SOCKET)),
             },
+            peer_series: self.peer_series(root.metrics.as_ref())?,
         };
         let dataplane = match &root.dataplane {
             Some(d) => self.dataplane(d)?,
@@ -234,6 +278,9 @@ impl Validator {
         let trust = self.trust(&root.trust, &mut warnings)?;
         self.tenant_trust(&root.tenants, &trust)?;
         let tenants = self.tenants(&root.tenants, &ix)?;
+        if let Some(w) = self.peer_series_warning(root.metrics.as_ref(), &tenants) {
+            warnings.push(w);
+        }
         let services = self.services(&root.services, &tenants)?;
         let policies = self.policies(&root.policies, &tenants, &services)?;
         let agreements = self.agreements(

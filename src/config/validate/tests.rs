@@ -1610,3 +1610,88 @@ fn relative_key_files_are_found_in_the_credentials_directory() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn peer_series_defaults_to_all_and_reads_each_word() {
+    assert_eq!(load(BASE).unwrap().metrics.peer_series, PeerSeries::All);
+    for (word, want) in [
+        ("all", PeerSeries::All),
+        ("state", PeerSeries::State),
+        ("none", PeerSeries::None),
+        ("\" state \"", PeerSeries::State),
+    ] {
+        let text = format!("{BASE}metrics:\n  peer_series: {word}\n");
+        assert_eq!(load(&text).unwrap().metrics.peer_series, want, "{word}");
+    }
+}
+
+#[test]
+fn peer_series_rejects_other_values_at_its_line() {
+    for (word, shown) in [("some", "`some`"), ("\"\"", "``"), ("100", "`100`")] {
+        let text = format!("{BASE}metrics:\n  listen: 127.0.0.1:9477\n  peer_series: {word}\n");
+        rejects(
+            &text,
+            "metrics.peer_series",
+            "  peer_series:",
+            &[shown, "all, state or none"],
+        );
+    }
+}
+
+/// `BASE` with `extra` more peers on alpha-wg (one /32 each of 10.0.16.0/20).
+fn with_peers(extra: usize) -> String {
+    let mut peers = String::new();
+    for i in 0..extra {
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+        let key = base64::engine::general_purpose::STANDARD.encode(key);
+        peers.push_str(&format!(
+            "          - name: many-{i}\n            facility: \"4212345674\"\n            public_key: {key}\n            allowed_ips: [10.0.{}.{}/32]\n",
+            16 + i / 256,
+            i % 256
+        ));
+    }
+    edit(
+        BASE,
+        "            allowed_ips: [10.0.2.0/24]\n",
+        &format!("            allowed_ips: [10.0.2.0/24]\n{peers}"),
+    )
+}
+
+/// More than 2,000 peers and no `peer_series`: `ixgw check` says what the default costs, at
+/// the `metrics:` line if there is one; saying `all` (or another mode) silences it.
+#[test]
+fn many_peers_without_peer_series_warn() {
+    let peer_series = |c: &Config| -> Vec<String> {
+        (c.warnings.iter())
+            .filter(|w| w.key == "metrics.peer_series")
+            .map(|w| w.to_string())
+            .collect()
+    };
+    let at_limit = with_peers(PEER_SERIES_WARN_PEERS - 2);
+    assert!(peer_series(&load(&at_limit).unwrap()).is_empty());
+
+    let many = with_peers(PEER_SERIES_WARN_PEERS - 1);
+    let w = peer_series(&load(&many).unwrap());
+    assert_eq!(w.len(), 1, "{w:?}");
+    let file = config_path().display().to_string();
+    assert!(
+        w[0].starts_with(&format!(
+            "{file}: metrics.peer_series: warning: 2001 peers export 18009 per-peer series"
+        )),
+        "{}",
+        w[0]
+    );
+    let with_section = format!("{many}metrics:\n  listen: 127.0.0.1:9477\n");
+    let w = peer_series(&load(&with_section).unwrap());
+    let line = line_eq(&with_section, "metrics:");
+    assert!(
+        w[0].starts_with(&format!("{file}:{line}: metrics.peer_series: warning: ")),
+        "{}",
+        w[0]
+    );
+    for word in ["all", "state", "none"] {
+        let said = format!("{many}metrics:\n  peer_series: {word}\n");
+        assert!(peer_series(&load(&said).unwrap()).is_empty(), "{word}");
+    }
+}
