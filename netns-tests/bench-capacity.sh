@@ -35,11 +35,7 @@ done
 [[ $STEP =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "STEP is seconds"
 METRICS=127.0.0.1:9479
 
-COMMIT=$(git -C "$repo" rev-parse --short HEAD)
-[[ -n $(git -C "$repo" status --porcelain -- . ':!benches/RESULTS.md') ]] && COMMIT+=" (dirty)"
-MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
-LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+bench_context "$repo"
 
 log "namespaces"
 for ns in cap-gen cap-ix cap-sink; do netns_add $ns; done

@@ -59,13 +59,9 @@ METRICS=127.0.0.1:9477
 
 # What the machine and the tree are, taken before anything runs (RESULTS.md is our output, not
 # a change to what was measured).
-COMMIT=$(git -C "$repo" rev-parse --short HEAD)
-[[ -n $(git -C "$repo" status --porcelain -- . ':!benches/RESULTS.md') ]] && COMMIT+=" (dirty)"
-MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+bench_context "$repo"
 NPROC=$(nproc)
 KERNEL=$(uname -r)
-STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
-LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 WGGO=$(wireguard-go --version 2>/dev/null | awk 'NR == 1 { print $2 }')
 RMEM_DEFAULT_KIB=$(( $(sysctl -n net.core.rmem_default) / 1024 ))
 

@@ -26,11 +26,7 @@ PEERS=${PEERS:-10000} SOCKETS=${SOCKETS:-16}
 [[ $SOCKETS =~ ^[1-9][0-9]*$ ]] && (( SOCKETS <= 256 )) || die "SOCKETS must be 1..256"
 RESULTS=${RESULTS:-$repo/benches/RESULTS.md}
 METRICS=127.0.0.1:9480
-COMMIT=$(git -C "$repo" rev-parse --short HEAD)
-[[ -n $(git -C "$repo" status --porcelain -- . ':!benches/RESULTS.md') ]] && COMMIT+=" (dirty)"
-MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
-LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+bench_context "$repo"
 
 rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 seconds_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }

@@ -187,6 +187,16 @@ reload_with() {
   kill -HUP "$IXGW_PID"
 }
 
+# bench_context REPO : what a benchmark's results name, taken before anything runs: COMMIT (with
+# " (dirty)" when the tree differs, RESULTS.md aside), MODEL (the CPU), STARTED (UTC), LOAD0
+bench_context() {
+  COMMIT=$(git -C "$1" rev-parse --short HEAD)
+  [[ -n $(git -C "$1" status --porcelain -- . ':!benches/RESULTS.md') ]] && COMMIT+=" (dirty)"
+  MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+  STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
+  LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+}
+
 # results_section NAME SECTION RESULTS : replaces the part of RESULTS between `<!-- begin NAME -->`
 # and `<!-- end NAME -->` with the file SECTION (which holds both markers), appends it when the
 # markers are missing, creates RESULTS with its header when it does not exist.

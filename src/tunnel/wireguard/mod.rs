@@ -538,14 +538,7 @@ impl WgAttachment {
                 }
                 return Err(DropReason::WgUnderLoad);
             }
-            Err(TunnResult::Err(e)) => {
-                if matches!(e, WireGuardError::InvalidMac) {
-                    self.events
-                        .push_back(Event::Handshake(HandshakeResult::Invalid));
-                }
-                return Err(drop_reason(&e));
-            }
-            Err(_) => return Err(DropReason::WgProtocol),
+            Err(refused) => return Err(self.refused(refused)),
         }
         if self.waiting.len() >= self.limits.backlog {
             return Err(DropReason::WgUnderLoad);
@@ -682,6 +675,21 @@ impl WgAttachment {
         }
     }
 
+    /// Why the limiter refused a datagram (a cookie reply it asks for is the caller's); a bad
+    /// MAC1 is also an invalid handshake.
+    fn refused(&mut self, r: TunnResult<'_>) -> DropReason {
+        match r {
+            TunnResult::Err(e) => {
+                if matches!(e, WireGuardError::InvalidMac) {
+                    self.events
+                        .push_back(Event::Handshake(HandshakeResult::Invalid));
+                }
+                drop_reason(&e)
+            }
+            _ => DropReason::WgProtocol,
+        }
+    }
+
     /// Checks a datagram's type, length and MAC1 and finds the slot of its peer.
     fn demultiplex(
         &mut self,
@@ -691,14 +699,7 @@ impl WgAttachment {
         let mut cookie = [0u8; COOKIE_REPLY_LEN];
         let packet = match self.rate_limiter.verify_packet(src, datagram, &mut cookie) {
             Ok(p) => p,
-            Err(TunnResult::Err(e)) => {
-                if matches!(e, WireGuardError::InvalidMac) {
-                    self.events
-                        .push_back(Event::Handshake(HandshakeResult::Invalid));
-                }
-                return Err(drop_reason(&e));
-            }
-            Err(_) => return Err(DropReason::WgProtocol),
+            Err(refused) => return Err(self.refused(refused)),
         };
         let by_index = |receiver_idx: u32| (receiver_idx >> 8) as usize;
         match packet {
