@@ -23,6 +23,7 @@ mod link;
 mod raw_esp;
 mod show;
 mod socket_drops;
+mod steer;
 mod summary;
 #[cfg(test)]
 mod tests;
