@@ -70,7 +70,7 @@ pub const HANDSHAKES_PER_BATCH: usize = 4;
 /// ...and per timer run (the attachment's timer is due at once while handshakes wait).
 pub const HANDSHAKES_PER_TIMER: usize = 32;
 /// A handshake initiation's length; a response is shorter [WireGuard paper § 5.4.2-3].
-const INITIATION_LEN: usize = 148;
+pub const INITIATION_LEN: usize = 148;
 const RESPONSE_LEN: usize = 92;
 
 /// boringtun keeps 24 bits of a `Tunn`'s index (the low 8 number its sessions).
@@ -118,7 +118,8 @@ struct Peer {
     configured_endpoint: Option<SocketAddr>,
     /// Where datagrams to the peer go: configured, then wherever it last authenticated from.
     endpoint: Option<SocketAddr>,
-    tunn: Box<Tunn>,
+    /// `None` for a peer another worker owns ([`Shard`]).
+    tunn: Option<Box<Tunn>>,
     /// Something happened since the last expiry, so an expiry is a handshake timeout worth
     /// counting (boringtun reports an idle, never-used `Tunn` as expired too, and repeats it
     /// on every timer call).
@@ -155,6 +156,29 @@ impl Default for HandshakeLimits {
     }
 }
 
+/// Which peers' tunnels this attachment holds when the data path runs on several workers:
+/// the peers whose slot is `index` modulo `count` (the steering program of the runtime hands
+/// their datagrams to this worker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// One worker holds every peer.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// The worker owning `slot`.
+    pub fn owner(self, slot: usize) -> u32 {
+        (slot % self.count.max(1) as usize) as u32
+    }
+
+    pub fn owns(self, slot: usize) -> bool {
+        self.owner(slot) == self.index
+    }
+}
+
 /// A handshake message that passed its MAC checks, waiting for its Diffie-Hellman work.
 struct Waiting {
     from: SocketAddr,
@@ -180,6 +204,10 @@ pub struct WgAttachment {
     under_load_until: Option<Instant>,
     /// [`HANDSHAKE_BACKLOG`] and [`UNDER_LOAD_BACKLOG`] unless set otherwise.
     limits: HandshakeLimits,
+    /// Whose peers' tunnels this attachment holds.
+    shard: Shard,
+    /// Initiations of peers other workers own, with their owner, for the caller to hand on.
+    foreign: std::collections::VecDeque<(u32, SocketAddr, Waiting)>,
     slots: Vec<Option<Peer>>,
     by_key: HashMap<[u8; 32], u32>,
     by_id: rustc_hash::FxHashMap<PeerId, u32>,
@@ -282,6 +310,8 @@ impl WgAttachment {
             waiting_since: None,
             under_load_until: None,
             limits: HandshakeLimits::default(),
+            shard: Shard::ALL,
+            foreign: std::collections::VecDeque::new(),
             slots: Vec::new(),
             by_key: HashMap::new(),
             by_id: Default::default(),
@@ -386,7 +416,9 @@ impl WgAttachment {
                     continue;
                 }
             };
-            let tunn = self.new_tunn(c.public_key, c.preshared_key, c.persistent_keepalive, slot);
+            let tunn = self.shard.owns(slot).then(|| {
+                Box::new(self.new_tunn(c.public_key, c.preshared_key, c.persistent_keepalive, slot))
+            });
             self.slots[slot] = Some(Peer {
                 id: c.id,
                 public_key: c.public_key,
@@ -394,7 +426,7 @@ impl WgAttachment {
                 persistent_keepalive: c.persistent_keepalive,
                 configured_endpoint: c.endpoint,
                 endpoint: c.endpoint,
-                tunn: Box::new(tunn),
+                tunn,
                 active: false,
                 backlog: false,
                 queued: 0,
@@ -446,7 +478,7 @@ impl WgAttachment {
         if p.refused != admitted {
             return Some(0);
         }
-        let tunn = (!admitted).then(|| {
+        let tunn = (!admitted && self.shard.owns(slot as usize)).then(|| {
             self.new_tunn(
                 p.public_key,
                 p.preshared_key,
@@ -457,8 +489,8 @@ impl WgAttachment {
         let p = self.slots[slot as usize].as_mut()?;
         p.refused = !admitted;
         let mut lost = 0;
-        if let Some(tunn) = tunn {
-            *p.tunn = tunn;
+        if let (Some(tunn), Some(t)) = (tunn, p.tunn.as_deref_mut()) {
+            *t = tunn;
             lost = std::mem::take(&mut p.queued);
             p.backlog = false;
             p.active = false;
@@ -494,6 +526,40 @@ impl WgAttachment {
     pub fn under_load(&self, now: Instant) -> bool {
         self.waiting.len() >= self.limits.under_load
             || self.under_load_until.is_some_and(|t| now < t)
+    }
+
+    /// Holds the tunnels of `shard`'s peers only (call before the first
+    /// [`WgAttachment::set_peers`]; a later call creates and drops tunnels to match, which
+    /// ends the sessions of the peers that change hands).
+    pub fn set_shard(&mut self, shard: Shard) {
+        self.shard = shard;
+        for s in 0..self.slots.len() {
+            let owned = shard.owns(s);
+            let tunn = match &self.slots[s] {
+                Some(p) if owned && p.tunn.is_none() => Some(Box::new(self.new_tunn(
+                    p.public_key,
+                    p.preshared_key,
+                    p.persistent_keepalive,
+                    s,
+                ))),
+                _ => None,
+            };
+            if let Some(p) = self.slots[s].as_mut() {
+                if !owned {
+                    p.tunn = None;
+                } else if tunn.is_some() {
+                    p.tunn = tunn;
+                }
+            }
+        }
+    }
+
+    /// The next initiation of a peer another worker owns: (that worker, where it came from,
+    /// the datagram).
+    pub fn pop_foreign(&mut self) -> Option<(u32, SocketAddr, [u8; INITIATION_LEN])> {
+        self.foreign
+            .pop_front()
+            .map(|(w, from, d)| (w, from, d.bytes))
     }
 
     /// Changes how many handshakes may wait and when the attachment is under load (tests
@@ -589,6 +655,22 @@ impl WgAttachment {
             return Err(DropReason::WgUnknownIndex);
         };
         let att = self.id;
+        let Some(tunn) = peer.tunn.as_deref_mut() else {
+            // Another worker's peer: only an initiation can come here (the kernel picked a
+            // socket by hash); it goes to its owner.
+            if kind != Kind::Initiation || datagram.len() != INITIATION_LEN {
+                return Err(DropReason::WgUnknownIndex);
+            }
+            let mut bytes = [0; INITIATION_LEN];
+            bytes.copy_from_slice(datagram);
+            let w = Waiting {
+                from,
+                len: datagram.len(),
+                bytes,
+            };
+            self.foreign.push_back((self.shard.owner(slot), from, w));
+            return Ok(None);
+        };
         if peer.refused {
             if kind == Kind::Initiation {
                 self.events.push_back(Event::HandshakeFailed {
@@ -604,7 +686,7 @@ impl WgAttachment {
             if datagram.len() > inner.len() + 16 {
                 return Err(DropReason::TooBig);
             }
-            let out = Out::from(peer.tunn.decapsulate(src, datagram, inner));
+            let out = Out::from(tunn.decapsulate(src, datagram, inner));
             let delivered = match out {
                 Out::Tunnel(len) => Some((peer.id, len)),
                 Out::Done => None,
@@ -618,9 +700,9 @@ impl WgAttachment {
         }
 
         let out = match tx.next_buf() {
-            Some(buf) => (Out::from(peer.tunn.decapsulate(src, datagram, buf)), true),
+            Some(buf) => (Out::from(tunn.decapsulate(src, datagram, buf)), true),
             None => (
-                Out::from(peer.tunn.decapsulate(src, datagram, &mut self.scratch)),
+                Out::from(tunn.decapsulate(src, datagram, &mut self.scratch)),
                 false,
             ),
         };
@@ -753,7 +835,11 @@ impl WgAttachment {
         }
         clock::sync(now);
         let buf = tx.next_buf().ok_or(DropReason::TxQueueFull)?;
-        let queued = match Out::from(p.tunn.encapsulate(packet, buf)) {
+        // Another worker's peer: the pipeline hands its packets to that worker instead.
+        let Some(tunn) = p.tunn.as_deref_mut() else {
+            return Err(DropReason::NoRoute);
+        };
+        let queued = match Out::from(tunn.encapsulate(packet, buf)) {
             Out::Network(len) => {
                 let data = buf[0] == MESSAGE_DATA;
                 tx.commit(self.id, Via::udp(0, endpoint), len);
@@ -797,7 +883,10 @@ impl WgAttachment {
             // its last timer run, so a skipped `Tunn` would date its first handshake in the
             // past. Without an endpoint its output (a persistent keepalive's initiation) has
             // nowhere to go and is not a packet anyone asked for, so it is not a drop.
-            match Out::from(peer.tunn.update_timers(buf)) {
+            let Some(tunn) = peer.tunn.as_deref_mut() else {
+                continue;
+            };
+            match Out::from(tunn.update_timers(buf)) {
                 // A refused peer's persistent keepalive would start a handshake with it.
                 Out::Network(_) if peer.refused => {}
                 Out::Network(len) => {
@@ -866,7 +955,8 @@ impl WgAttachment {
     /// Whether `peer` has a session that [`WgAttachment::send`] can encrypt with right now.
     pub fn peer_session_established(&self, peer: PeerId) -> bool {
         self.peer(peer)
-            .is_some_and(|p| p.tunn.time_since_last_handshake().is_some())
+            .and_then(|p| p.tunn.as_deref())
+            .is_some_and(|t| t.time_since_last_handshake().is_some())
     }
 
     /// Packets waiting in the peers' queues for a handshake (lost if the attachment goes).
@@ -897,7 +987,10 @@ fn flush(peer: &mut Peer, att: AttachmentId, tx: &mut TxBatch) {
             peer.backlog = true;
             return;
         };
-        match Out::from(peer.tunn.decapsulate(None, &[], buf)) {
+        let Some(tunn) = peer.tunn.as_deref_mut() else {
+            return;
+        };
+        match Out::from(tunn.decapsulate(None, &[], buf)) {
             Out::Network(len) => {
                 // A queued keepalive leaves as an empty data message: not one of ours.
                 if buf[0] == MESSAGE_DATA && len > DATA_OVERHEAD {
@@ -1014,6 +1107,70 @@ mod tests {
             wg.poll_event(),
             Some(Event::dropped(DropReason::WgReplay, 1))
         );
+    }
+
+    /// Two workers hold the tunnels of alternate slots. An initiation that reaches the
+    /// worker not owning its peer is set aside with its owner, which answers it.
+    #[test]
+    fn an_initiation_for_another_workers_peer_is_handed_to_it() {
+        let gw_key = [5u8; 32];
+        let gw_public = PublicKey::from(&StaticSecret::from(gw_key));
+        let clients: Vec<StaticSecret> =
+            (0..4u8).map(|i| StaticSecret::from([20 + i; 32])).collect();
+        let peers: Vec<WgPeerConfig> = clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| WgPeerConfig {
+                id: PeerId(i as u32),
+                public_key: PublicKey::from(c).to_bytes(),
+                preshared_key: None,
+                persistent_keepalive: None,
+                endpoint: None,
+            })
+            .collect();
+        let now = Instant::now();
+        let worker = |index| {
+            let mut wg = WgAttachment::new(AttachmentId(0), &gw_key);
+            wg.set_shard(Shard { index, count: 2 });
+            wg.set_peers(&peers, now);
+            wg
+        };
+        let (mut w0, mut w1) = (worker(0), worker(1));
+        assert!(w0.slots[1].as_ref().is_some_and(|p| p.tunn.is_none()));
+        assert!(w1.slots[1].as_ref().is_some_and(|p| p.tunn.is_some()));
+
+        // Peer 1 (slot 1, owned by worker 1) initiates; the kernel gave it to worker 0.
+        let mut client = Tunn::new(clients[1].clone(), gw_public, None, None, 77, None);
+        let mut buf = [0u8; BUF_SIZE];
+        let TunnResult::WriteToNetwork(init) = client.format_handshake_initiation(&mut buf, false)
+        else {
+            panic!("an initiation")
+        };
+        let init = init.to_vec();
+        let from: SocketAddr = "192.0.2.1:51820".parse().expect("address");
+        let (mut tx, mut inner) = (TxBatch::new(4), [0u8; BUF_SIZE]);
+        assert_eq!(
+            w0.handle_datagram(now, from, &init, &mut inner, &mut tx),
+            Ok(None)
+        );
+        w0.answer_handshakes(now, 4, &mut tx);
+        assert!(tx.is_empty(), "worker 0 does not answer for worker 1");
+        let (owner, came_from, bytes) = w0.pop_foreign().expect("set aside");
+        assert_eq!((owner, came_from), (1, from));
+        assert!(w0.pop_foreign().is_none());
+
+        assert_eq!(
+            w1.handle_datagram(now, from, &bytes, &mut inner, &mut tx),
+            Ok(None)
+        );
+        w1.answer_handshakes(now, 4, &mut tx);
+        let (_, response) = tx.get(0);
+        assert_eq!(response[0], 2, "the owner answers");
+        assert!(matches!(
+            client.decapsulate(Some(from.ip()), response, &mut buf),
+            TunnResult::WriteToNetwork(_)
+        ));
+        assert!(!w0.peer_session_established(PeerId(1)));
     }
 
     /// Load is judged by the backlog: below [`UNDER_LOAD_BACKLOG`] every initiation waits
