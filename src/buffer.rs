@@ -144,6 +144,88 @@ impl TxBatch {
     }
 }
 
+/// What the worker a packet is handed to does with it (several data-path workers).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum HandoffKind {
+    /// The packet's flow lives on that worker: it runs the pipeline from classify, as if it
+    /// had decrypted the packet arriving on `attachment` from `peer` itself.
+    Forward {
+        attachment: AttachmentId,
+        peer: Option<crate::ids::PeerId>,
+    },
+    /// Admitted and translated: that worker owns the egress and only encapsulates.
+    Encap {
+        attachment: AttachmentId,
+        peer: Option<crate::ids::PeerId>,
+    },
+    /// A WireGuard initiation of a peer that worker owns, as it arrived.
+    Datagram {
+        attachment: AttachmentId,
+        from: SocketAddr,
+    },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct HandoffMeta {
+    /// The worker the packet goes to.
+    pub worker: u32,
+    /// The plan it was routed under: another plan's peer numbers mean other peers.
+    pub generation: u64,
+    pub kind: HandoffKind,
+    pub len: usize,
+}
+
+/// Packets one worker hands to others, in order; fixed slots like [`TxBatch`].
+pub struct HandoffBatch {
+    data: Box<[u8]>,
+    meta: Vec<HandoffMeta>,
+    capacity: usize,
+}
+
+impl HandoffBatch {
+    pub fn new(capacity: usize) -> Self {
+        HandoffBatch {
+            data: vec![0; capacity * BUF_SIZE].into_boxed_slice(),
+            meta: Vec::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// Queues a copy of `packet`; `false` when the batch is full or the packet too long.
+    pub fn push(&mut self, worker: u32, generation: u64, kind: HandoffKind, packet: &[u8]) -> bool {
+        let i = self.meta.len();
+        if i == self.capacity || packet.len() > BUF_SIZE {
+            return false;
+        }
+        self.data[i * BUF_SIZE..i * BUF_SIZE + packet.len()].copy_from_slice(packet);
+        self.meta.push(HandoffMeta {
+            worker,
+            generation,
+            kind,
+            len: packet.len(),
+        });
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.meta.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+    }
+
+    /// The `i`-th packet, mutable (the receiving data path translates in place).
+    pub fn get_mut(&mut self, i: usize) -> (HandoffMeta, &mut [u8]) {
+        let m = self.meta[i];
+        (m, &mut self.data[i * BUF_SIZE..i * BUF_SIZE + m.len])
+    }
+
+    pub fn clear(&mut self) {
+        self.meta.clear();
+    }
+}
+
 /// Where a received packet came from.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct RxMeta {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::flow_event::{FlowEnd, FlowEvent, FlowPhase, FlowSink, PeerEvent, PeerEventKind};
 use super::plan::{Plan, Route};
-use crate::buffer::{RxBatch, RxMeta, TxBatch};
+use crate::buffer::{HandoffBatch, HandoffKind, RxBatch, RxMeta, TxBatch, Via};
 use crate::facility::{FacilityState, FacilityTable};
 use crate::ids::{
     AttachmentId, ExchangeV4, FacilityCode, FacilityId, InternalV4, PeerId, TenantId,
@@ -19,6 +19,7 @@ use crate::policy::flows::{
 };
 use crate::policy::Activity;
 use crate::policy::Query;
+use crate::tunnel::wireguard::Shard;
 use crate::tunnel::{Event, Tunnel};
 use crate::vocab::{Counters, DropReason, HandshakeResult};
 use crate::wire::{self, Summary, L4, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
@@ -60,7 +61,15 @@ struct Core {
     counters: Arc<Counters>,
     next_sweep: Instant,
     icmp_budget: IcmpBudget,
+    /// Which worker this is, of how many ([`Gateway::set_shard`]).
+    shard: Shard,
+    /// Packets for other workers, taken by the runtime after each batch.
+    handoffs: HandoffBatch,
 }
+
+/// Packets a worker may hand to others per batch before it drops them
+/// (`worker_queue_full`).
+pub const HANDOFFS: usize = 256;
 
 /// What one IPsec SA protected so far: its peer, its SPI and the bytes.
 pub type SaUsage = (PeerId, u32, u64);
@@ -117,6 +126,8 @@ impl Gateway {
                 counters,
                 next_sweep: now + SWEEP_INTERVAL,
                 icmp_budget: IcmpBudget::new(now),
+                shard: Shard::ALL,
+                handoffs: HandoffBatch::new(HANDOFFS),
             },
             scratch: vec![0; crate::buffer::BUF_SIZE].into_boxed_slice(),
         }
@@ -129,6 +140,74 @@ impl Gateway {
     /// The counters table the scraper should read (it changes on [`Gateway::apply_plan`]).
     pub fn counters(&self) -> &Arc<Counters> {
         &self.core.counters
+    }
+
+    /// Makes this the data path of worker `shard.index` of `shard.count`: WireGuard peers are
+    /// sharded by slot, a flow is admitted on its home worker (the same for both directions)
+    /// and encapsulated by the worker owning its egress, other packets are handed on
+    /// ([`Gateway::handoffs`]). Worker 0 serves every attachment that is not WireGuard.
+    pub fn set_shard(&mut self, shard: Shard) {
+        self.core.shard = shard;
+        for t in &mut self.core.tunnels {
+            t.set_shard(shard);
+        }
+    }
+
+    /// The packets handed to other workers since the runtime last cleared them.
+    pub fn handoffs(&mut self) -> &mut HandoffBatch {
+        &mut self.core.handoffs
+    }
+
+    /// Processes the packets other workers handed to this one; `batch` is left as it was.
+    pub fn handle_handoffs(&mut self, now: Instant, batch: &mut HandoffBatch, tx: &mut TxBatch) {
+        for i in 0..batch.len() {
+            let (m, data) = batch.get_mut(i);
+            let core = &mut self.core;
+            if m.generation != core.plan.generation {
+                core.counters.drop_in(None, DropReason::HandoffStale);
+                continue;
+            }
+            match m.kind {
+                HandoffKind::Forward { attachment, peer } => {
+                    if let Err(reason) = core.forward(now, attachment, peer, data, tx, false) {
+                        let tenant = core.plan.attachments.get(attachment.index());
+                        core.counters.drop_in(tenant.map(|a| a.tenant.index()), reason);
+                        if let Some(p) = peer {
+                            core.counters.peer_drop(p.index());
+                        }
+                    }
+                }
+                HandoffKind::Encap { attachment, peer } => {
+                    let mark = tx.len();
+                    let len = data.len();
+                    let sent = match core.tunnels.get_mut(attachment.index()) {
+                        Some(t) => t.encapsulate(now, attachment, peer, data, tx),
+                        None => Err(DropReason::NoRoute),
+                    };
+                    match (sent, peer) {
+                        (Ok(()), Some(p)) => {
+                            core.counters.peer(p.index()).tx(len);
+                            core.counters.peer_wire_tx(p.index(), tx.bytes_from(mark));
+                        }
+                        (Ok(()), None) => {}
+                        (Err(reason), _) => {
+                            let tenant = core.plan.attachments.get(attachment.index());
+                            core.counters.drop_in(tenant.map(|a| a.tenant.index()), reason);
+                        }
+                    }
+                }
+                HandoffKind::Datagram { attachment, from } => {
+                    let meta = RxMeta {
+                        attachment,
+                        via: Via::udp(0, from),
+                        len: data.len(),
+                    };
+                    self.handle_packet(now, meta, data, tx);
+                }
+            }
+        }
+        self.core.count_events();
+        self.core.report_removed(now);
     }
 
     pub fn flow_count(&self) -> usize {
@@ -306,6 +385,8 @@ impl Gateway {
                 },
                 None => Tunnel::new(id, &config, now),
             };
+            let mut tunnel = tunnel;
+            tunnel.set_shard(core.shard);
             core.tunnels.push(tunnel);
         }
         lost += old.into_iter().flatten().map(|t| t.queued()).sum::<usize>();
@@ -400,8 +481,18 @@ impl Gateway {
             i += 1;
         }
         rx.set_handled(i);
-        for t in &mut self.core.tunnels {
+        let core = &mut self.core;
+        for (a, t) in core.tunnels.iter_mut().enumerate() {
             t.after_batch(now, tx);
+            while let Some((worker, from, bytes)) = t.pop_foreign() {
+                let kind = HandoffKind::Datagram {
+                    attachment: AttachmentId(a as u16),
+                    from,
+                };
+                if !core.handoffs.push(worker, core.plan.generation, kind, &bytes) {
+                    core.counters.drop_in(None, DropReason::WorkerQueueFull);
+                }
+            }
         }
         self.core.count_events();
         self.core.counters.set_flows(self.core.flows.len());
@@ -429,7 +520,8 @@ impl Gateway {
                 if let Some(p) = peer {
                     core.counters.peer_wire_rx(p.index(), wire_len);
                 }
-                if let Err(reason) = core.forward(now, meta.attachment, peer, inner.packet, tx) {
+                if let Err(reason) = core.forward(now, meta.attachment, peer, inner.packet, tx, true)
+                {
                     core.counters.drop_in(tenant, reason);
                     if let Some(p) = peer {
                         core.counters.peer_drop(p.index());
@@ -524,6 +616,60 @@ fn end_event(
     })
 }
 
+/// The egress of a packet to `dst` of `tenant`: its attachment and peer (for a TLS pool
+/// address, the peer whose session holds it).
+fn route(
+    plan: &Plan,
+    tunnels: &[Tunnel],
+    tenant: TenantId,
+    dst: std::net::Ipv4Addr,
+) -> Result<(AttachmentId, Option<PeerId>), DropReason> {
+    let dt = &plan.tenants[tenant.index()];
+    let (prefix_len, route) = dt.routes.lookup_prefix(dst).ok_or(DropReason::NoRoute)?;
+    if plan.refuses_directed_broadcast(dst, prefix_len, route) {
+        return Err(DropReason::DirectedBroadcast);
+    }
+    Ok(match route {
+        Route::Peer(p) => (plan.peers[p.index()].attachment, Some(p)),
+        Route::Attachment(a) => {
+            let tunnel = &tunnels[a.index()];
+            match tunnel.peer_for(dst) {
+                Some(p) => (a, Some(p)),
+                None if tunnel.assigns_addresses() => return Err(DropReason::NoSession),
+                None => (a, None),
+            }
+        }
+    })
+}
+
+/// The worker where a flow between `from` (where a packet came in) and its egress is
+/// admitted: the owner of its sharded end (of the lower-numbered peer when both are), worker
+/// 0 when neither is. The same for both directions of the flow.
+fn home(
+    plan: &Plan,
+    tunnels: &[Tunnel],
+    from: Route,
+    egress_peer: Option<PeerId>,
+) -> u32 {
+    let owner = |p: PeerId| tunnels[plan.peers[p.index()].attachment.index()].owner_of(p);
+    let from = match from {
+        Route::Peer(p) => Some(p),
+        Route::Attachment(_) => None,
+    };
+    let ends = [from, egress_peer].map(|p| p.and_then(|p| owner(p).map(|w| (p, w))));
+    match ends {
+        [Some((a, wa)), Some((b, wb))] => {
+            if a <= b {
+                wa
+            } else {
+                wb
+            }
+        }
+        [Some((_, w)), None] | [None, Some((_, w))] => w,
+        [None, None] => 0,
+    }
+}
+
 impl Core {
     /// The flow sink, if it wants flow records.
     fn records_sink(&self) -> Option<Arc<dyn FlowSink>> {
@@ -597,13 +743,17 @@ impl Core {
         peer: Option<PeerId>,
         pkt: &mut [u8],
         tx: &mut TxBatch,
+        arrived_here: bool,
     ) -> Result<(), DropReason> {
         let plan = &*self.plan;
         let ingress = &plan.attachments[attachment.index()];
         let src_tenant = ingress.tenant;
-        self.counters.tenant(src_tenant.index()).rx(pkt.len());
-        if let Some(p) = peer {
-            self.counters.peer(p.index()).rx(pkt.len());
+        // A packet handed over by another worker was counted where it arrived.
+        if arrived_here {
+            self.counters.tenant(src_tenant.index()).rx(pkt.len());
+            if let Some(p) = peer {
+                self.counters.peer(p.index()).rx(pkt.len());
+            }
         }
 
         let s = wire::inspect(pkt)?;
@@ -630,6 +780,22 @@ impl Core {
             facility: peer.map(|p| plan.peers[p.index()].facility_id),
         };
         let (dst_tenant, dst) = plan.resolve_exchange(s.dst).ok_or(DropReason::NoRoute)?;
+        // The route is found now (its refusal counts only after admit's): with several
+        // workers, the flow's home admits and translates, and both directions of a flow come
+        // to the same home.
+        let routed = route(plan, &self.tunnels, dst_tenant, dst.0);
+        if self.shard.count > 1 {
+            if let Ok((egress, egress_peer)) = routed {
+                let home = home(plan, &self.tunnels, came_from, egress_peer);
+                if home != self.shard.index {
+                    let kind = HandoffKind::Forward { attachment, peer };
+                    if !self.handoffs.push(home, plan.generation, kind, pkt) {
+                        return Err(DropReason::WorkerQueueFull);
+                    }
+                    return Ok(());
+                }
+            }
+        }
 
         // admit
         if !self.facilities.state(owner.facility).allows_traffic() {
@@ -708,21 +874,7 @@ impl Core {
 
         // route
         let dt = &plan.tenants[dst_tenant.index()];
-        let (prefix_len, route) = dt.routes.lookup_prefix(dst.0).ok_or(DropReason::NoRoute)?;
-        if plan.refuses_directed_broadcast(dst.0, prefix_len, route) {
-            return Err(DropReason::DirectedBroadcast);
-        }
-        let (egress, egress_peer) = match route {
-            Route::Peer(p) => (plan.peers[p.index()].attachment, Some(p)),
-            Route::Attachment(a) => {
-                let tunnel = &self.tunnels[a.index()];
-                match tunnel.peer_for(dst.0) {
-                    Some(p) => (a, Some(p)),
-                    None if tunnel.assigns_addresses() => return Err(DropReason::NoSession),
-                    None => (a, None),
-                }
-            }
-        };
+        let (egress, egress_peer) = routed?;
         // The facility at the far end must be allowed traffic as well: a revoked facility
         // receives nothing, not even on flows others opened to it (and no ICMP goes out in
         // its name).
@@ -773,9 +925,24 @@ impl Core {
             }
         }
 
-        // encap
+        // encap, here or by the worker owning the egress
         let mark = tx.len();
-        let sent = self.tunnels[egress.index()].encapsulate(now, egress, egress_peer, pkt, tx);
+        let encapsulator = egress_peer
+            .and_then(|p| self.tunnels[egress.index()].owner_of(p))
+            .unwrap_or(0);
+        let here = self.shard.count <= 1 || encapsulator == self.shard.index;
+        let sent = if here {
+            self.tunnels[egress.index()].encapsulate(now, egress, egress_peer, pkt, tx)
+        } else {
+            let kind = HandoffKind::Encap {
+                attachment: egress,
+                peer: egress_peer,
+            };
+            match self.handoffs.push(encapsulator, plan.generation, kind, pkt) {
+                true => Ok(()),
+                false => Err(DropReason::WorkerQueueFull),
+            }
+        };
         if let Err(reason) = sent {
             if let Some((flow, Some(_))) = admitted {
                 self.flows.forget(&flow.opener);
@@ -798,7 +965,7 @@ impl Core {
                 duration: Duration::ZERO,
             });
         }
-        if let Some(p) = egress_peer {
+        if let (Some(p), true) = (egress_peer, here) {
             self.counters.peer(p.index()).tx(len);
             self.counters.peer_wire_tx(p.index(), tx.bytes_from(mark));
         }

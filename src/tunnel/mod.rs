@@ -196,6 +196,30 @@ impl Tunnel {
         }
     }
 
+    /// The data-path worker owning `peer`'s tunnel, if the attachment is sharded over
+    /// several (WireGuard); `None`: worker 0 serves the attachment.
+    pub fn owner_of(&self, peer: PeerId) -> Option<u32> {
+        match self {
+            Tunnel::WireGuard(wg) => wg.owner_of(peer),
+            _ => None,
+        }
+    }
+
+    /// Shards a WireGuard attachment's peers over the workers (others stay whole).
+    pub fn set_shard(&mut self, shard: wireguard::Shard) {
+        if let Tunnel::WireGuard(wg) = self {
+            wg.set_shard(shard);
+        }
+    }
+
+    /// The next WireGuard initiation of another worker's peer, for the caller to hand on.
+    pub fn pop_foreign(&mut self) -> Option<(u32, std::net::SocketAddr, [u8; wireguard::INITIATION_LEN])> {
+        match self {
+            Tunnel::WireGuard(wg) => wg.pop_foreign(),
+            _ => None,
+        }
+    }
+
     /// Work left over from a batch of received packets, bounded: a WireGuard attachment
     /// answers a few of the handshakes waiting.
     pub fn after_batch(&mut self, now: Instant, tx: &mut TxBatch) {

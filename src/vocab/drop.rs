@@ -128,6 +128,12 @@ reasons! {
     /// A datagram larger than the data path's 2048-byte packet buffers: no tunnel packet of
     /// a 1500-byte path is.
     Oversized => "oversized",
+    /// A packet for another data-path worker found the queue to it full (that worker is
+    /// behind): dropped at once, before any more work is spent on it.
+    WorkerQueueFull => "worker_queue_full",
+    /// A packet handed between workers while a reload switched them from one plan to the
+    /// next (its peer numbers belong to the other plan).
+    HandoffStale => "handoff_stale",
     /// The transmit batch was full for this wake-up.
     TxQueueFull => "tx_queue_full",
     /// The operating system refused to send the packet.

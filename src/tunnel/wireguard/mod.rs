@@ -946,6 +946,12 @@ impl WgAttachment {
         self.answer_handshakes(now, HANDSHAKES_PER_TIMER, tx);
     }
 
+    /// The worker owning `peer`'s tunnel, when the attachment is sharded over several.
+    pub fn owner_of(&self, peer: PeerId) -> Option<u32> {
+        let &slot = self.by_id.get(&peer)?;
+        (self.shard.count > 1).then(|| self.shard.owner(slot as usize))
+    }
+
     /// Where datagrams to `peer` go: its configured endpoint or where it last authenticated
     /// from.
     pub fn peer_endpoint(&self, peer: PeerId) -> Option<SocketAddr> {
