@@ -171,7 +171,8 @@ impl Gateway {
                 HandoffKind::Forward { attachment, peer } => {
                     if let Err(reason) = core.forward(now, attachment, peer, data, tx, false) {
                         let tenant = core.plan.attachments.get(attachment.index());
-                        core.counters.drop_in(tenant.map(|a| a.tenant.index()), reason);
+                        core.counters
+                            .drop_in(tenant.map(|a| a.tenant.index()), reason);
                         if let Some(p) = peer {
                             core.counters.peer_drop(p.index());
                         }
@@ -192,7 +193,8 @@ impl Gateway {
                         (Ok(()), None) => {}
                         (Err(reason), _) => {
                             let tenant = core.plan.attachments.get(attachment.index());
-                            core.counters.drop_in(tenant.map(|a| a.tenant.index()), reason);
+                            core.counters
+                                .drop_in(tenant.map(|a| a.tenant.index()), reason);
                         }
                     }
                 }
@@ -206,8 +208,7 @@ impl Gateway {
                 }
             }
         }
-        self.core.count_events();
-        self.core.report_removed(now);
+        self.finish_batch(now, tx);
     }
 
     pub fn flow_count(&self) -> usize {
@@ -481,6 +482,12 @@ impl Gateway {
             i += 1;
         }
         rx.set_handled(i);
+        self.finish_batch(now, tx);
+    }
+
+    /// What follows every batch: a few waiting handshakes answered, initiations of other
+    /// workers' peers handed on, events counted, flows that left reported.
+    fn finish_batch(&mut self, now: Instant, tx: &mut TxBatch) {
         let core = &mut self.core;
         for (a, t) in core.tunnels.iter_mut().enumerate() {
             t.after_batch(now, tx);
@@ -489,7 +496,10 @@ impl Gateway {
                     attachment: AttachmentId(a as u16),
                     from,
                 };
-                if !core.handoffs.push(worker, core.plan.generation, kind, &bytes) {
+                if !core
+                    .handoffs
+                    .push(worker, core.plan.generation, kind, &bytes)
+                {
                     core.counters.drop_in(None, DropReason::WorkerQueueFull);
                 }
             }
@@ -520,7 +530,8 @@ impl Gateway {
                 if let Some(p) = peer {
                     core.counters.peer_wire_rx(p.index(), wire_len);
                 }
-                if let Err(reason) = core.forward(now, meta.attachment, peer, inner.packet, tx, true)
+                if let Err(reason) =
+                    core.forward(now, meta.attachment, peer, inner.packet, tx, true)
                 {
                     core.counters.drop_in(tenant, reason);
                     if let Some(p) = peer {
@@ -645,12 +656,7 @@ fn route(
 /// The worker where a flow between `from` (where a packet came in) and its egress is
 /// admitted: the owner of its sharded end (of the lower-numbered peer when both are), worker
 /// 0 when neither is. The same for both directions of the flow.
-fn home(
-    plan: &Plan,
-    tunnels: &[Tunnel],
-    from: Route,
-    egress_peer: Option<PeerId>,
-) -> u32 {
+fn home(plan: &Plan, tunnels: &[Tunnel], from: Route, egress_peer: Option<PeerId>) -> u32 {
     let owner = |p: PeerId| tunnels[plan.peers[p.index()].attachment.index()].owner_of(p);
     let from = match from {
         Route::Peer(p) => Some(p),
@@ -785,7 +791,7 @@ impl Core {
         // to the same home.
         let routed = route(plan, &self.tunnels, dst_tenant, dst.0);
         if self.shard.count > 1 {
-            if let Ok((egress, egress_peer)) = routed {
+            if let Ok((_, egress_peer)) = routed {
                 let home = home(plan, &self.tunnels, came_from, egress_peer);
                 if home != self.shard.index {
                     let kind = HandoffKind::Forward { attachment, peer };

@@ -213,7 +213,9 @@ impl Tunnel {
     }
 
     /// The next WireGuard initiation of another worker's peer, for the caller to hand on.
-    pub fn pop_foreign(&mut self) -> Option<(u32, std::net::SocketAddr, [u8; wireguard::INITIATION_LEN])> {
+    pub fn pop_foreign(
+        &mut self,
+    ) -> Option<(u32, std::net::SocketAddr, [u8; wireguard::INITIATION_LEN])> {
         match self {
             Tunnel::WireGuard(wg) => wg.pop_foreign(),
             _ => None,
