@@ -119,6 +119,8 @@ pub const DEFAULT_ADMIN_SOCKET: &str = "/run/ixgw/ixgw.sock";
 /// Data path limits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataplane {
+    /// Data-path worker threads; `None`: one per core the process may run on.
+    pub workers: Option<u16>,
     /// Maximum number of tracked flows; a new flow beyond it is dropped (`flow_table_full`).
     pub flow_table_size: usize,
     pub tcp_idle_timeout: Duration,
@@ -155,6 +157,7 @@ impl Config {
 impl Default for Dataplane {
     fn default() -> Self {
         Dataplane {
+            workers: None,
             flow_table_size: 131_072,
             tcp_idle_timeout: Duration::from_secs(7200),
             udp_idle_timeout: Duration::from_secs(120),

@@ -102,6 +102,7 @@ pub(super) struct Metrics {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Dataplane {
+    pub workers: Option<u64>,
     pub flow_table_size: Option<u64>,
     pub tcp_idle_timeout: Option<String>,
     pub udp_idle_timeout: Option<String>,

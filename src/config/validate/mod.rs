@@ -71,6 +71,8 @@ pub(super) const PLAIN_DEFAULT_MTU: u16 = 1500;
 pub(super) const IPSEC_MTU: RangeInclusive<u16> = 576..=1500;
 pub(super) const IPSEC_DEFAULT_MTU: u16 = 1400;
 pub(super) const FLOW_TABLE_SIZE: RangeInclusive<u64> = 1..=(1 << 24);
+/// Data-path workers: at least one, at most what a large server has cores for.
+pub(super) const WORKERS: RangeInclusive<u64> = 1..=64;
 /// Idle timeouts, in seconds: at least a second, at most a week.
 pub(super) const IDLE_TIMEOUT: RangeInclusive<u64> = 1..=604_800;
 pub(super) const KEEPALIVE: RangeInclusive<u64> = 1..=65_535;
@@ -355,7 +357,15 @@ impl Validator {
             }
             None => Ok(default),
         };
+        let workers = match d.workers {
+            Some(n) => {
+                self.in_range("dataplane.workers", n, WORKERS)?;
+                Some(n as u16)
+            }
+            None => None,
+        };
         Ok(Dataplane {
+            workers,
             flow_table_size,
             tcp_idle_timeout: timeout(
                 "dataplane.tcp_idle_timeout",

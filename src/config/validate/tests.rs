@@ -255,6 +255,7 @@ fn dataplane_values_and_durations() {
     );
     let d = load(&text).unwrap().dataplane;
     assert_eq!(d.flow_table_size, 1000);
+    assert_eq!(d.workers, None, "one per core unless set");
     assert_eq!(d.tcp_idle_timeout, Duration::from_secs(300));
     assert_eq!(d.udp_idle_timeout, Duration::from_secs(90));
     assert_eq!(d.icmp_idle_timeout, Duration::from_secs(3600));
@@ -1694,4 +1695,15 @@ fn many_peers_without_peer_series_warn() {
         let said = format!("{many}metrics:\n  peer_series: {word}\n");
         assert!(peer_series(&load(&said).unwrap()).is_empty(), "{word}");
     }
+}
+
+#[test]
+fn dataplane_workers_are_counted_and_bounded() {
+    let c = load(&format!("{BASE}dataplane:\n  workers: 2\n")).expect("valid");
+    assert_eq!(c.dataplane.workers, Some(2));
+    for bad in ["0", "65"] {
+        let text = format!("{BASE}dataplane:\n  workers: {bad}\n");
+        rejects(&text, "dataplane.workers", "workers", &["out of range"]);
+    }
+    assert!(load(&format!("{BASE}dataplane:\n  workers: two\n")).is_err());
 }
