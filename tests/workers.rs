@@ -94,6 +94,7 @@ fn config() -> Config {
         metrics: Metrics {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_socket: None,
+            peer_series: Default::default(),
         },
         dataplane: Dataplane::default(),
         tenants: vec![tenant(0), tenant(1)],
