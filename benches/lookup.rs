@@ -221,6 +221,7 @@ fn host_in(p: Ipv4Network, rng: &mut Rng) -> Ipv4Addr {
 fn limits() -> Dataplane {
     let year = Duration::from_secs(365 * 24 * 3600);
     Dataplane {
+        workers: None,
         flow_table_size: 131_072,
         tcp_idle_timeout: year,
         udp_idle_timeout: year,

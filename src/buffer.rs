@@ -207,6 +207,16 @@ impl HandoffBatch {
         true
     }
 
+    /// How many more packets fit.
+    pub fn room(&self) -> usize {
+        self.capacity - self.meta.len()
+    }
+
+    /// Queues a copy of a packet of another batch with its meta; `false` when full.
+    pub fn push_meta(&mut self, m: HandoffMeta, packet: &[u8]) -> bool {
+        self.push(m.worker, m.generation, m.kind, packet)
+    }
+
     pub fn len(&self) -> usize {
         self.meta.len()
     }

@@ -132,6 +132,17 @@ pub struct Dataplane {
     pub max_flows_per_facility: FlowLimit,
 }
 
+impl Dataplane {
+    /// How many data-path workers run: as configured, else one per core the process may run
+    /// on (at most 64).
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            Some(n) => usize::from(n).max(1),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get().min(64)),
+        }
+    }
+}
+
 impl Config {
     /// What may admit a flow, in order: the policies, then the agreements both sides
     /// approved (whether in force now is for the caller to ask, [`Agreement::in_force_at`]).

@@ -151,6 +151,8 @@ impl Gateway {
         for t in &mut self.core.tunnels {
             t.set_shard(shard);
         }
+        let capacity = flow_capacity(&self.core.plan, shard);
+        self.core.flows.resize(capacity);
     }
 
     /// The packets handed to other workers since the runtime last cleared them.
@@ -393,14 +395,11 @@ impl Gateway {
         lost += old.into_iter().flatten().map(|t| t.queued()).sum::<usize>();
         if plan.limits != old_plan.limits {
             core.flows.set_timeouts(Timeouts::from(&plan.limits));
-            if plan.limits.flow_table_size != core.flows.capacity() {
-                let dropped = core.flows.resize(plan.limits.flow_table_size);
+            let capacity = flow_capacity(plan, core.shard);
+            if capacity != core.flows.capacity() {
+                let dropped = core.flows.resize(capacity);
                 if dropped > 0 {
-                    tracing::warn!(
-                        dropped,
-                        capacity = plan.limits.flow_table_size,
-                        "flow table shrunk below its live flows"
-                    );
+                    tracing::warn!(dropped, capacity, "flow table shrunk below its live flows");
                 }
             }
         }
@@ -466,17 +465,20 @@ impl Gateway {
         self.handle(now, rx, tx, 0);
     }
 
-    /// Processes the packets of `rx` not handled yet ([`RxBatch::pending`]) while `tx` has
-    /// room for [`TX_RESERVE`] more packets, and records how far it got: the caller sends
-    /// what `tx` holds and calls again until nothing is pending, so that a batch larger than
-    /// `tx` loses nothing.
+    /// Processes the packets of `rx` not handled yet ([`RxBatch::pending`]) while `tx` and
+    /// the handoffs have room for [`TX_RESERVE`] more packets, and records how far it got:
+    /// the caller sends what `tx` holds, hands the handoffs on and calls again until nothing
+    /// is pending, so that a batch larger than `tx` loses nothing.
     pub fn handle_pending(&mut self, now: Instant, rx: &mut RxBatch, tx: &mut TxBatch) {
         self.handle(now, rx, tx, TX_RESERVE);
     }
 
     fn handle(&mut self, now: Instant, rx: &mut RxBatch, tx: &mut TxBatch, reserve: usize) {
         let mut i = rx.pending().start;
-        while i < rx.len() && (reserve == 0 || tx.room() >= reserve) {
+        let room = |tx: &TxBatch, handoffs: &HandoffBatch| {
+            reserve == 0 || (tx.room() >= reserve && handoffs.room() >= reserve)
+        };
+        while i < rx.len() && room(tx, &self.core.handoffs) {
             let (meta, data) = rx.get_mut(i);
             self.handle_packet(now, meta, data, tx);
             i += 1;
@@ -627,13 +629,24 @@ fn end_event(
     })
 }
 
+/// The flows one worker's table holds: its share of `limits.flow_table_size` (quotas hold
+/// per worker too).
+fn flow_capacity(plan: &Plan, shard: Shard) -> usize {
+    plan.limits
+        .flow_table_size
+        .div_ceil(shard.count.max(1) as usize)
+}
+
 /// The egress of a packet to `dst` of `tenant`: its attachment and peer (for a TLS pool
-/// address, the peer whose session holds it).
+/// address, the peer whose session holds it). Sessions live on worker 0 only: elsewhere
+/// (`sessions_here` false) an address-assigning attachment is the answer without a peer, and
+/// [`home`] sends the packet to worker 0.
 fn route(
     plan: &Plan,
     tunnels: &[Tunnel],
     tenant: TenantId,
     dst: std::net::Ipv4Addr,
+    sessions_here: bool,
 ) -> Result<(AttachmentId, Option<PeerId>), DropReason> {
     let dt = &plan.tenants[tenant.index()];
     let (prefix_len, route) = dt.routes.lookup_prefix(dst).ok_or(DropReason::NoRoute)?;
@@ -646,17 +659,28 @@ fn route(
             let tunnel = &tunnels[a.index()];
             match tunnel.peer_for(dst) {
                 Some(p) => (a, Some(p)),
-                None if tunnel.assigns_addresses() => return Err(DropReason::NoSession),
+                None if tunnel.assigns_addresses() && sessions_here => {
+                    return Err(DropReason::NoSession)
+                }
                 None => (a, None),
             }
         }
     })
 }
 
-/// The worker where a flow between `from` (where a packet came in) and its egress is
-/// admitted: the owner of its sharded end (of the lower-numbered peer when both are), worker
-/// 0 when neither is. The same for both directions of the flow.
-fn home(plan: &Plan, tunnels: &[Tunnel], from: Route, egress_peer: Option<PeerId>) -> u32 {
+/// The worker where a flow between `from` (where a packet came in, on `ingress`) and its
+/// egress is admitted: worker 0 if either end is an address-assigning (TLS) attachment (its
+/// sessions live there), else the owner of its sharded end (of the lower-numbered peer when
+/// both are), worker 0 when neither is. The same for both directions of the flow.
+fn home(
+    plan: &Plan,
+    tunnels: &[Tunnel],
+    (ingress, from): (AttachmentId, Route),
+    (egress, egress_peer): (AttachmentId, Option<PeerId>),
+) -> u32 {
+    if tunnels[ingress.index()].assigns_addresses() || tunnels[egress.index()].assigns_addresses() {
+        return 0;
+    }
     let owner = |p: PeerId| tunnels[plan.peers[p.index()].attachment.index()].owner_of(p);
     let from = match from {
         Route::Peer(p) => Some(p),
@@ -789,10 +813,16 @@ impl Core {
         // The route is found now (its refusal counts only after admit's): with several
         // workers, the flow's home admits and translates, and both directions of a flow come
         // to the same home.
-        let routed = route(plan, &self.tunnels, dst_tenant, dst.0);
+        let routed = route(
+            plan,
+            &self.tunnels,
+            dst_tenant,
+            dst.0,
+            self.shard.index == 0,
+        );
         if self.shard.count > 1 {
-            if let Ok((_, egress_peer)) = routed {
-                let home = home(plan, &self.tunnels, came_from, egress_peer);
+            if let Ok(egress) = routed {
+                let home = home(plan, &self.tunnels, (attachment, came_from), egress);
                 if home != self.shard.index {
                     let kind = HandoffKind::Forward { attachment, peer };
                     if !self.handoffs.push(home, plan.generation, kind, pkt) {
@@ -933,28 +963,16 @@ impl Core {
 
         // encap, here or by the worker owning the egress
         let mark = tx.len();
-        let encapsulator = egress_peer
-            .and_then(|p| self.tunnels[egress.index()].owner_of(p))
-            .unwrap_or(0);
-        let here = self.shard.count <= 1 || encapsulator == self.shard.index;
-        let sent = if here {
-            self.tunnels[egress.index()].encapsulate(now, egress, egress_peer, pkt, tx)
-        } else {
-            let kind = HandoffKind::Encap {
-                attachment: egress,
-                peer: egress_peer,
-            };
-            match self.handoffs.push(encapsulator, plan.generation, kind, pkt) {
-                true => Ok(()),
-                false => Err(DropReason::WorkerQueueFull),
+        let sent = self.send(now, egress, egress_peer, pkt, tx);
+        let here = match sent {
+            Ok(here) => here,
+            Err(reason) => {
+                if let Some((flow, Some(_))) = admitted {
+                    self.flows.forget(&flow.opener);
+                }
+                return Err(reason);
             }
         };
-        if let Err(reason) = sent {
-            if let Some((flow, Some(_))) = admitted {
-                self.flows.forget(&flow.opener);
-            }
-            return Err(reason);
-        }
         self.flows.account(len);
         let sink = self.flow_sink.as_ref().filter(|_| self.flow_records);
         if let (Some(sink), Some((flow, Some(_)))) = (sink, admitted) {
@@ -1011,15 +1029,37 @@ impl Core {
         let icmp = &buf[..n];
         let tenant = self.plan.attachments[attachment.index()].tenant;
         let mark = tx.len();
-        let sent = self.tunnels[attachment.index()]
-            .encapsulate(now, attachment, peer, icmp, tx)
-            .is_ok();
-        if sent {
+        let sent = self.send(now, attachment, peer, icmp, tx);
+        if let Ok(here) = sent {
             self.counters.tenant(tenant.index()).tx(n);
-            if let Some(p) = peer {
+            if let (Some(p), true) = (peer, here) {
                 self.counters.peer(p.index()).tx(n);
                 self.counters.peer_wire_tx(p.index(), tx.bytes_from(mark));
             }
+        }
+    }
+
+    /// Encapsulates `pkt` for `peer` of `attachment` if this worker owns it (`Ok(true)`),
+    /// else hands it to the owner (`Ok(false)`; the owner counts the peer's traffic).
+    fn send(
+        &mut self,
+        now: Instant,
+        attachment: AttachmentId,
+        peer: Option<PeerId>,
+        pkt: &[u8],
+        tx: &mut TxBatch,
+    ) -> Result<bool, DropReason> {
+        let tunnel = &mut self.tunnels[attachment.index()];
+        let owner = peer.and_then(|p| tunnel.owner_of(p)).unwrap_or(0);
+        if self.shard.count <= 1 || owner == self.shard.index {
+            return tunnel
+                .encapsulate(now, attachment, peer, pkt, tx)
+                .map(|()| true);
+        }
+        let kind = HandoffKind::Encap { attachment, peer };
+        match self.handoffs.push(owner, self.plan.generation, kind, pkt) {
+            true => Ok(false),
+            false => Err(DropReason::WorkerQueueFull),
         }
     }
 }

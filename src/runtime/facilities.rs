@@ -87,8 +87,8 @@ struct Inner {
 pub(crate) struct Facilities {
     inner: Mutex<Inner>,
     published: Arc<ArcSwap<FacilityStates>>,
-    /// Wakes the worker (weak: the registry must not keep the worker's channel open).
-    worker: Mutex<Option<mpsc::WeakSender<Control>>>,
+    /// Wakes the workers (weak: the registry must not keep their channels open).
+    workers: Mutex<Vec<mpsc::WeakSender<Control>>>,
     /// Where certificate states are recorded (the audit trail), if anywhere.
     audit: Option<Arc<Events>>,
 }
@@ -312,7 +312,7 @@ impl Facilities {
                 refused_peers: Vec::new(),
             }),
             published,
-            worker: Mutex::new(None),
+            workers: Mutex::new(Vec::new()),
             audit,
         })
     }
@@ -322,8 +322,8 @@ impl Facilities {
         Arc::clone(&self.published)
     }
 
-    pub(crate) fn set_worker(&self, control: mpsc::WeakSender<Control>) {
-        *self.worker.lock().unwrap_or_else(|e| e.into_inner()) = Some(control);
+    pub(crate) fn set_workers(&self, controls: Vec<mpsc::WeakSender<Control>>) {
+        *self.workers.lock().unwrap_or_else(|e| e.into_inner()) = controls;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -441,9 +441,9 @@ impl Facilities {
             states: inner.authority.states(),
             refused_peers: inner.refused_peers.clone(),
         }));
-        let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(control) = worker.as_ref().and_then(mpsc::WeakSender::upgrade) {
-            // A full queue is fine: the worker reads the states before every batch anyway.
+        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        for control in workers.iter().filter_map(mpsc::WeakSender::upgrade) {
+            // A full queue is fine: a worker reads the states before every batch anyway.
             let _ = control.try_send(Control::Facilities);
         }
     }

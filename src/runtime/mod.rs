@@ -19,6 +19,7 @@ mod facilities;
 mod facility_metrics;
 mod ike;
 mod ike_metrics;
+mod lanes;
 mod link;
 mod raw_esp;
 mod show;
@@ -31,6 +32,8 @@ mod tls;
 mod udp;
 mod watchdog;
 mod worker;
+#[cfg(test)]
+mod workers_tests;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -48,6 +51,7 @@ use crate::config::{Config, ConfigError};
 use crate::dataplane::{AttachmentPlan, Gateway, IkeSetupError, Io, Plan};
 use crate::ids::AttachmentId;
 use crate::metrics::MetricsHub;
+use crate::tunnel::wireguard::Shard;
 use socket_drops::{SocketDrops, SocketDropsCollector, TrackedSocket};
 
 pub use admin_socket::fetch as fetch_show;
@@ -142,7 +146,10 @@ pub(crate) enum Control {
     Reload {
         plan: Arc<Plan>,
         sources: NewSources,
+        /// Whether the worker has registered the sources and is ready to switch.
         done: oneshot::Sender<Result<(), String>>,
+        /// `true` once every worker is ready: switch; `false` or dropped: keep the plan.
+        commit: oneshot::Receiver<bool>,
     },
     /// An SA change of the IKE thread, for the plan of `generation`.
     Ipsec {
@@ -162,10 +169,12 @@ pub(crate) enum Control {
     },
 }
 
-/// A running gateway. Dropping it without [`Running::stop`] stops the worker as well.
+/// A running gateway. Dropping it without [`Running::stop`] stops the workers as well.
 pub struct Running {
-    control: mpsc::Sender<Control>,
-    worker: Option<std::thread::JoinHandle<()>>,
+    /// Each data-path worker's control queue; worker 0's also takes the IKE thread's SA
+    /// changes.
+    controls: Vec<mpsc::Sender<Control>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
     admin: tokio::task::JoinHandle<std::io::Result<()>>,
     admin_stop: Option<oneshot::Sender<()>>,
     /// The admin socket `ixgw show` asks, if it could be bound.
@@ -211,12 +220,13 @@ impl Drop for Running {
 }
 
 /// What the runtime remembers of a bound socket or created device.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Bound {
     /// A socket's local address.
     addr: Option<SocketAddr>,
-    /// A socket's inode (the `inode` column of `/proc/net/udp`).
-    inode: Option<u64>,
+    /// The inodes of the socket and, for a sharded attachment, of the other workers'
+    /// sockets of its group (the `inode` column of `/proc/net/udp`).
+    inodes: Vec<u64>,
     /// A socket's receive buffer size as the kernel reports it.
     receive_buffer: Option<usize>,
 }
@@ -247,7 +257,7 @@ impl NewSources {
                 .ok();
             let bound = Bound {
                 addr: s.local_addr().ok(),
-                inode,
+                inodes: inode.into_iter().collect(),
                 receive_buffer: rustix::net::sockopt::socket_recv_buffer_size(s).ok(),
             };
             (k.clone(), bound)
@@ -265,6 +275,28 @@ impl NewSources {
     }
 }
 
+/// What to remember of the sockets and devices opened for all workers: worker 0's, with the
+/// inodes of the other workers' sockets of each group added.
+fn bound_of(sources: &[NewSources]) -> Vec<(SourceKey, Bound)> {
+    let Some((first, others)) = sources.split_first() else {
+        return Vec::new();
+    };
+    let mut bound = first.bound();
+    for (k, s) in others.iter().flat_map(|o| &o.udp) {
+        let Some((_, b)) = bound.iter_mut().find(|(key, _)| key == k) else {
+            continue;
+        };
+        match socket_drops::socket_inode(s) {
+            Ok(inode) => b.inodes.push(inode),
+            Err(e) => tracing::warn!(
+                ?k,
+                "cannot stat a UDP socket, its kernel drops will not be exported: {e}"
+            ),
+        }
+    }
+    bound
+}
+
 /// The UDP sockets `plan` uses, by attachment, among what is `bound`.
 fn tracked_sockets(plan: &Plan, bound: &HashMap<SourceKey, Bound>) -> Vec<TrackedSocket> {
     plan.attachments
@@ -273,29 +305,48 @@ fn tracked_sockets(plan: &Plan, bound: &HashMap<SourceKey, Bound>) -> Vec<Tracke
         .filter_map(|(a, i, io)| {
             let Io::Udp(listen) = io else { return None };
             let b = bound.get(&SourceKey::of(a, i))?;
-            Some(TrackedSocket {
+            Some(b.inodes.iter().map(move |&inode| TrackedSocket {
                 attachment: a.name.clone(),
                 socket: listen.to_string(),
-                inode: b.inode?,
+                inode,
                 receive_buffer: b.receive_buffer,
-            })
+            }))
         })
+        .flatten()
         .collect()
 }
 
-/// Binds and creates what `plan` needs that is not in `bound` yet.
+/// Binds and creates what `plan` needs that is not in `bound` yet, for each of `workers`
+/// workers: a sharded attachment's UDP address becomes a reuse-port group of one socket per
+/// worker (see `steer`); everything else is worker 0's.
 fn open_sources(
     plan: &Plan,
     bound: &HashMap<SourceKey, Bound>,
-) -> Result<NewSources, RuntimeError> {
-    let mut new = NewSources::default();
+    workers: usize,
+) -> Result<Vec<NewSources>, RuntimeError> {
+    let mut new: Vec<NewSources> = (0..workers.max(1)).map(|_| NewSources::default()).collect();
     for a in &plan.attachments {
         for (i, io) in a.io.iter().enumerate() {
             let key = SourceKey::of(a, i);
             if bound.contains_key(&key) {
                 continue;
             }
-            open_source(a, io, key, &mut new)?;
+            match io {
+                Io::Udp(listen) if workers > 1 && a.sharded() => {
+                    let group = steer::bind_group(*listen, workers as u32).map_err(|source| {
+                        RuntimeError::Bind {
+                            attachment: a.name.clone(),
+                            addr: *listen,
+                            source,
+                        }
+                    })?;
+                    for (n, s) in new.iter_mut().zip(group) {
+                        size_buffers(&s, &a.name);
+                        n.udp.push((key.clone(), s));
+                    }
+                }
+                _ => open_source(a, io, key, &mut new[0])?,
+            }
         }
     }
     Ok(new)
@@ -648,17 +699,33 @@ impl Running {
         let facilities =
             facilities::Facilities::new(config, &plan, ike::unix_now(), Some(events.clone()));
         let presenter: Arc<dyn crate::facility::Presenter> = facilities.clone();
-        let mut sources = open_sources(&plan, &HashMap::new())?;
-        let bound: HashMap<SourceKey, Bound> = sources.bound().into_iter().collect();
-        let tls_new = std::mem::take(&mut sources.tls);
+        let workers = config.dataplane.worker_count();
+        let mut sources = open_sources(&plan, &HashMap::new(), workers)?;
+        let bound: HashMap<SourceKey, Bound> = bound_of(&sources).into_iter().collect();
+        let tls_new = std::mem::take(&mut sources[0].tls);
         let mut udp_clones = HashMap::new();
-        sources.clone_udp(&mut udp_clones);
+        sources[0].clone_udp(&mut udp_clones);
         let engines = ike_setups(&plan, &udp_clones, &presenter)?;
 
-        let mut gateway = Gateway::new(plan.clone(), Instant::now());
         // Always: the sink also tells WireGuard peers' handshakes, ups, downs and moves.
-        gateway.set_flow_sink(events.sink().map_err(RuntimeError::Thread)?);
-        let hub = Arc::new(MetricsHub::new([gateway.counters().clone()]));
+        let sink = events.sink().map_err(RuntimeError::Thread)?;
+        let now = Instant::now();
+        let gateways: Vec<Gateway> = (0..workers)
+            .map(|k| {
+                let mut g = Gateway::new(plan.clone(), now);
+                g.set_flow_sink(sink.clone());
+                if workers > 1 {
+                    g.set_shard(Shard {
+                        index: k as u32,
+                        count: workers as u32,
+                    });
+                }
+                g
+            })
+            .collect();
+        let hub = Arc::new(MetricsHub::new(
+            gateways.iter().map(|g| g.counters().clone()),
+        ));
         hub.set_peer_series(config.metrics.peer_series);
         hub.config_loaded(SystemTime::now());
         hub.set_flow_table_capacity(plan.limits.flow_table_size);
@@ -692,35 +759,15 @@ impl Running {
             )?),
             None => None,
         };
-        let (control, control_rx) = mpsc::channel(64);
-        let (started, started_rx) = oneshot::channel();
         let (ike_tx, ike_rx) = std::sync::mpsc::sync_channel(ike::QUEUE);
-        facilities.set_worker(control.downgrade());
-        let worker_beat = Arc::new(Heartbeat::new("ixgw-worker", Instant::now()));
-        let worker = worker::spawn(
-            gateway,
-            sources,
-            hub.clone(),
-            control_rx,
-            started,
-            ike_tx.clone(),
-            facilities.states(),
-            worker_beat.clone(),
-        )
-        .map_err(RuntimeError::Thread)?;
-        let accepted = match started_rx.await {
-            Ok(r) => r.map_err(RuntimeError::Worker),
-            Err(_) => Err(RuntimeError::WorkerGone),
-        };
-        let routed = match accepted {
-            Ok(()) => apply_kernel_changes(&kernel_changes(None, &plan)).await,
-            Err(e) => Err(e),
-        };
+        let (controls, worker_threads, worker_beats) =
+            spawn_workers(gateways, sources, &hub, &ike_tx, &facilities).await?;
+        let routed = apply_kernel_changes(&kernel_changes(None, &plan)).await;
         let ike_beat = Arc::new(Heartbeat::new("ixgw-ike", Instant::now()));
         let ike_thread = match routed {
             Ok(()) => ike::spawn(
                 ike_rx,
-                control.clone(),
+                controls[0].clone(),
                 ike_metrics,
                 facilities.states(),
                 Some(events.clone()),
@@ -732,7 +779,7 @@ impl Running {
         let ike_thread = match ike_thread {
             Ok(t) => t,
             Err(e) => {
-                stop_worker(&control, worker).await;
+                stop_workers(&controls, worker_threads).await;
                 return Err(e);
             }
         };
@@ -751,7 +798,7 @@ impl Running {
         ) {
             Ok(t) => t,
             Err(e) => {
-                stop_worker(&control, worker).await;
+                stop_workers(&controls, worker_threads).await;
                 return Err(RuntimeError::Thread(e));
             }
         };
@@ -769,7 +816,9 @@ impl Running {
                 source,
             })?;
         let (admin_stop, stop_rx) = oneshot::channel::<()>();
-        let liveness = Arc::new(Liveness::new(vec![worker_beat, ike_beat, tls_beat]));
+        let mut beats = worker_beats;
+        beats.extend([ike_beat, tls_beat]);
+        let liveness = Arc::new(Liveness::new(beats));
         let state = crate::admin::AdminState::new(hub.clone(), ready.clone(), liveness.clone());
         let admin = tokio::spawn(crate::admin::serve(listener, state.clone(), async move {
             let _ = stop_rx.await;
@@ -804,15 +853,15 @@ impl Running {
         if let Err(e) = registered {
             tracing::error!("cannot export the agreements' metrics: {e}");
         }
-        tracing::info!(%metrics_addr, attachments = plan.attachments.len(), peers = plan.peers.len(), "gateway running");
+        tracing::info!(%metrics_addr, attachments = plan.attachments.len(), peers = plan.peers.len(), workers, "gateway running");
         Ok(Running {
             events,
             agreements,
             agreement_task,
             facilities,
             facility_task,
-            control,
-            worker: Some(worker),
+            controls,
+            workers: worker_threads,
             admin,
             admin_stop: Some(admin_stop),
             admin_socket,
@@ -861,7 +910,7 @@ impl Running {
     #[cfg(test)]
     pub(crate) async fn hang_worker(&self) -> std::sync::mpsc::Sender<()> {
         let (release, rx) = std::sync::mpsc::channel();
-        let _ = self.control.send(Control::Hang { release: rx }).await;
+        let _ = self.controls[0].send(Control::Hang { release: rx }).await;
         release
     }
 
@@ -920,14 +969,21 @@ impl Running {
         if config.metrics.admin_socket.as_deref() != self.admin_socket.as_ref().map(|s| s.path()) {
             tracing::warn!("metrics.admin_socket changed (or could not be bound at the start): takes effect at the next restart");
         }
+        if config.dataplane.worker_count() != self.controls.len() {
+            tracing::warn!(
+                configured = config.dataplane.worker_count(),
+                running = self.controls.len(),
+                "dataplane.workers changed: takes effect at the next restart"
+            );
+        }
         let plan = Arc::new(Plan::compile(config, self.plan.generation + 1));
-        let mut sources = open_sources(&plan, &self.bound)?;
-        let tls_new = std::mem::take(&mut sources.tls);
+        let mut sources = open_sources(&plan, &self.bound, self.controls.len())?;
+        let tls_new = std::mem::take(&mut sources[0].tls);
         let mut udp_clones = self.udp_clones.clone();
-        sources.clone_udp(&mut udp_clones);
+        sources[0].clone_udp(&mut udp_clones);
         let presenter: Arc<dyn crate::facility::Presenter> = self.facilities.clone();
         let engines = ike_setups(&plan, &udp_clones, &presenter)?;
-        let added = sources.bound();
+        let added = bound_of(&sources);
         // The sockets the new plan drops close with the switch: count their drops until now.
         self.socket_drops.refresh();
         // The new plan's facility states are published before the worker switches, so that
@@ -938,22 +994,7 @@ impl Running {
         if let Some(u) = &self.usage {
             u.flush(crate::usage::Cut::Reload).await;
         }
-        let (done, done_rx) = oneshot::channel();
-        let switched = match self
-            .control
-            .send(Control::Reload {
-                plan: plan.clone(),
-                sources,
-                done,
-            })
-            .await
-        {
-            Ok(()) => match done_rx.await {
-                Ok(r) => r.map_err(RuntimeError::Worker),
-                Err(_) => Err(RuntimeError::WorkerGone),
-            },
-            Err(_) => Err(RuntimeError::WorkerGone),
-        };
+        let switched = switch_workers(&self.controls, &plan, sources).await;
         if let Err(e) = switched {
             self.facilities.restore(previous);
             return Err(e);
@@ -1023,11 +1064,9 @@ impl Running {
             let _ = self.tls_tx.send(tls::TlsControl::Stop).await;
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
-        if let Some(w) = self.worker.take() {
-            stop_worker(&self.control, w).await;
-        }
+        stop_workers(&self.controls, std::mem::take(&mut self.workers)).await;
         drop(ike_queue);
-        // The worker is gone: the counts are final, and the last record has them all.
+        // The workers are gone: the counts are final, and the last record has them all.
         if let Some(u) = self.usage.take() {
             u.stop().await;
         }
@@ -1083,13 +1122,149 @@ fn usage_source(hub: &Arc<MetricsHub>) -> crate::usage::Source {
     Box::new(move || (0..hub.workers()).filter_map(|i| hub.current(i)).collect())
 }
 
-/// Drains the worker (pending packets are sent) and waits for its thread to end.
-async fn stop_worker(control: &mpsc::Sender<Control>, worker: std::thread::JoinHandle<()>) {
-    let (done, done_rx) = oneshot::channel();
-    if control.send(Control::Stop { done }).await.is_ok() {
-        let _ = done_rx.await;
+/// The name of worker `k`'s thread and heartbeat: `ixgw-worker` for the first (the only one
+/// unless `dataplane.workers` says more), `ixgw-worker-1` and so on for the others.
+fn worker_name(k: usize) -> &'static str {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        (0..64)
+            .map(|k| match k {
+                0 => "ixgw-worker".to_owned(),
+                k => format!("ixgw-worker-{k}"),
+            })
+            .collect()
+    });
+    names.get(k).map_or("ixgw-worker-n", String::as_str)
+}
+
+/// Starts one worker per gateway, each with its sources, and waits until all run their
+/// plan; if any cannot, stops those started. Returns their control queues, threads and
+/// heartbeats, by index.
+#[allow(clippy::type_complexity)]
+async fn spawn_workers(
+    gateways: Vec<Gateway>,
+    sources: Vec<NewSources>,
+    hub: &Arc<MetricsHub>,
+    ike_tx: &std::sync::mpsc::SyncSender<ike::IkeInput>,
+    facilities: &Arc<facilities::Facilities>,
+) -> Result<
+    (
+        Vec<mpsc::Sender<Control>>,
+        Vec<std::thread::JoinHandle<()>>,
+        Vec<Arc<Heartbeat>>,
+    ),
+    RuntimeError,
+> {
+    let n = gateways.len();
+    let mut lanes: Vec<Option<lanes::Lanes>> = match n {
+        1 => vec![None],
+        n => lanes::Lanes::new(n).into_iter().map(Some).collect(),
+    };
+    let (mut controls, mut threads, mut beats, mut started) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (k, (gateway, sources)) in gateways.into_iter().zip(sources).enumerate() {
+        let (control, control_rx) = mpsc::channel(64);
+        let (ready, ready_rx) = oneshot::channel();
+        let beat = Arc::new(Heartbeat::new(worker_name(k), Instant::now()));
+        let spawned = worker::spawn(
+            k,
+            lanes[k].take(),
+            gateway,
+            sources,
+            hub.clone(),
+            control_rx,
+            ready,
+            ike_tx.clone(),
+            facilities.states(),
+            beat.clone(),
+        );
+        match spawned {
+            Ok(t) => {
+                controls.push(control);
+                threads.push(t);
+                beats.push(beat);
+                started.push(ready_rx);
+            }
+            Err(e) => {
+                stop_workers(&controls, threads).await;
+                return Err(RuntimeError::Thread(e));
+            }
+        }
     }
-    let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+    let mut result = Ok(());
+    for ready in started {
+        let r = match ready.await {
+            Ok(r) => r.map_err(RuntimeError::Worker),
+            Err(_) => Err(RuntimeError::WorkerGone),
+        };
+        result = result.and(r);
+    }
+    if let Err(e) = result {
+        stop_workers(&controls, threads).await;
+        return Err(e);
+    }
+    facilities.set_workers(controls.iter().map(mpsc::Sender::downgrade).collect());
+    Ok((controls, threads, beats))
+}
+
+/// Switches every worker to `plan`, each with its sources, all or none: each registers its
+/// sources and says whether it is ready; once all are, all switch, else none does.
+async fn switch_workers(
+    controls: &[mpsc::Sender<Control>],
+    plan: &Arc<Plan>,
+    sources: Vec<NewSources>,
+) -> Result<(), RuntimeError> {
+    let mut commits = Vec::with_capacity(controls.len());
+    let mut result = Ok(());
+    for (control, sources) in controls.iter().zip(sources) {
+        let (done, done_rx) = oneshot::channel();
+        let (commit, commit_rx) = oneshot::channel();
+        let reload = Control::Reload {
+            plan: plan.clone(),
+            sources,
+            done,
+            commit: commit_rx,
+        };
+        if control.send(reload).await.is_err() {
+            result = Err(RuntimeError::WorkerGone);
+            break;
+        }
+        match done_rx.await {
+            Ok(Ok(())) => commits.push(commit),
+            Ok(Err(e)) => {
+                result = Err(RuntimeError::Worker(e));
+                break;
+            }
+            Err(_) => {
+                result = Err(RuntimeError::WorkerGone);
+                break;
+            }
+        }
+    }
+    for commit in commits {
+        let _ = commit.send(result.is_ok());
+    }
+    result
+}
+
+/// Drains the workers (pending packets are sent) and waits for their threads to end.
+async fn stop_workers(
+    controls: &[mpsc::Sender<Control>],
+    threads: Vec<std::thread::JoinHandle<()>>,
+) {
+    let mut stopping = Vec::new();
+    for control in controls {
+        let (done, done_rx) = oneshot::channel();
+        if control.send(Control::Stop { done }).await.is_ok() {
+            stopping.push(done_rx);
+        }
+    }
+    for done in stopping {
+        let _ = done.await;
+    }
+    for t in threads {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
 }
 
 /// `ixgw run`: start, then serve signals until SIGTERM/SIGINT. SIGHUP reloads `path`.

@@ -176,29 +176,38 @@ impl SocketDrops {
     }
 
     /// Adds the increase since the last reading of every tracked socket found in `readings`
-    /// (inode → the kernel's count) and returns the series, in tracking order.
+    /// (inode → the kernel's count) and returns the series, in tracking order. The sockets
+    /// of one address (one per data-path worker, tracked one after the other) make one
+    /// series: their total.
     pub(crate) fn observe(&self, readings: &HashMap<u64, u32>) -> Series {
         let mut state = self.state();
         let State { sockets, totals } = &mut *state;
-        sockets
-            .iter_mut()
-            .map(|s| {
-                let total = readings.get(&s.tracked.inode).map(|&now| {
-                    let increase = u64::from(now.wrapping_sub(s.last));
-                    s.last = now;
-                    let key = (s.tracked.attachment.clone(), s.tracked.socket.clone());
-                    let total = totals.entry(key).or_insert(0);
-                    *total = total.saturating_add(increase);
-                    *total
-                });
-                (
-                    s.tracked.attachment.clone(),
-                    s.tracked.socket.clone(),
-                    total,
-                    s.tracked.receive_buffer,
-                )
-            })
-            .collect()
+        let mut series: Series = Vec::with_capacity(sockets.len());
+        let each = sockets.iter_mut().map(|s| {
+            let total = readings.get(&s.tracked.inode).map(|&now| {
+                let increase = u64::from(now.wrapping_sub(s.last));
+                s.last = now;
+                let key = (s.tracked.attachment.clone(), s.tracked.socket.clone());
+                let total = totals.entry(key).or_insert(0);
+                *total = total.saturating_add(increase);
+                *total
+            });
+            (
+                s.tracked.attachment.clone(),
+                s.tracked.socket.clone(),
+                total,
+                s.tracked.receive_buffer,
+            )
+        });
+        for one in each {
+            match series.last_mut() {
+                Some(last) if (&last.0, &last.1) == (&one.0, &one.1) => {
+                    last.2 = one.2.or(last.2);
+                }
+                _ => series.push(one),
+            }
+        }
+        series
     }
 
     /// Reads the kernel's counts now, so that what the sockets about to be closed dropped
@@ -430,6 +439,24 @@ mod tests {
         // `b` left and comes back on a third socket: it goes on from 9.
         d.track(vec![tracked("b", 22)]);
         assert_eq!(totals(&d.observe(&readings(&[(22, 1)]))), [("b", Some(10))]);
+    }
+
+    /// One address served by several workers, a socket each: one series, their sum, even
+    /// when one of them is missing from a reading.
+    #[test]
+    fn the_sockets_of_one_address_make_one_series() {
+        let d = SocketDrops::default();
+        d.track(vec![tracked("a", 10), tracked("a", 11), tracked("b", 20)]);
+        let series = d.observe(&readings(&[(10, 5), (11, 7), (20, 1)]));
+        assert_eq!(totals(&series), [("a", Some(12)), ("b", Some(1))]);
+        assert_eq!(
+            totals(&d.observe(&readings(&[(10, 6), (20, 1)]))),
+            [("a", Some(13)), ("b", Some(1))]
+        );
+        assert_eq!(
+            totals(&d.observe(&readings(&[(11, 9), (20, 1)]))),
+            [("a", Some(15)), ("b", Some(1))]
+        );
     }
 
     #[test]

@@ -1,9 +1,14 @@
-//! The data-path worker: one thread, one current-thread tokio runtime, one [`Gateway`].
+//! A data-path worker: one thread, one current-thread tokio runtime, one [`Gateway`].
 //! It waits for any source to become readable, drains up to a batch, hands the batch to the
 //! gateway and flushes what the gateway queued, for at most [`IO_LOOP_BOUND`] batches in a
 //! row; then control messages get a turn and due timers run, busy sources or not. Every turn
 //! beats the worker's [`Heartbeat`], and an idle worker wakes at least every
 //! [`BEAT_INTERVAL`], so that `/live` and the systemd watchdog notice a stuck worker.
+//!
+//! With several workers (`dataplane.workers`), worker `k` holds socket `k` of every
+//! WireGuard attachment's reuse-port group and the tunnels of the peers it owns; worker 0
+//! also holds every other socket and device. Packets for another worker go through the
+//! [`Lanes`], handled between batches like a source of their own.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
@@ -20,6 +25,7 @@ use super::facilities::FacilityStates;
 use super::udp::{self, UdpIo};
 
 use super::ike::{IkeInput, SaChange};
+use super::lanes::Lanes;
 use super::{Control, NewSources};
 use crate::admin::health::{Heartbeat, BEAT_INTERVAL};
 use crate::buffer::{Remote, RxBatch, RxMeta, TxBatch, Via};
@@ -94,7 +100,11 @@ enum Source {
 }
 
 struct Worker {
+    /// Which worker this is (its counters' slot in the hub).
+    index: usize,
     gateway: Gateway,
+    /// The queues to and from the other workers, if there are others.
+    lanes: Option<Lanes>,
     /// The IKE thread's queue of IKE datagrams.
     ike: std::sync::mpsc::SyncSender<IkeInput>,
     hub: Arc<MetricsHub>,
@@ -120,6 +130,15 @@ struct Worker {
     facilities_seen: Option<Arc<FacilityStates>>,
     heartbeat: Arc<Heartbeat>,
 }
+
+/// A reload's sources, registered and checked, before the switch.
+pub(super) struct Prepared {
+    new: Vec<(SourceKey, Source)>,
+    sources: Vec<Vec<Source>>,
+}
+
+/// Parcels handled per turn before sources, timers and control messages get theirs.
+const PARCELS_PER_TURN: usize = 16;
 
 /// The IPsec attachments a reload kept, from the plan of `generation`.
 struct Carried {
@@ -147,6 +166,8 @@ impl Carried {
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn spawn(
+    index: usize,
+    lanes: Option<Lanes>,
     gateway: Gateway,
     sources: NewSources,
     hub: Arc<MetricsHub>,
@@ -160,10 +181,11 @@ pub(super) fn spawn(
         .enable_all()
         .build()?;
     std::thread::Builder::new()
-        .name("ixgw-worker".into())
+        .name(heartbeat.thread().into())
         .spawn(move || {
             rt.block_on(async move {
-                let mut w = Worker::new(gateway, hub, ike, facilities, heartbeat);
+                let mut w = Worker::new(index, gateway, hub, ike, facilities, heartbeat);
+                w.lanes = lanes;
                 let plan = w.gateway.plan().clone();
                 let ready = Worker::register(sources)
                     .map_err(|e| format!("cannot register a socket or device: {e}"))
@@ -186,6 +208,7 @@ pub(super) fn spawn(
 impl Worker {
     /// A worker with no sources yet and its batches sized once.
     fn new(
+        index: usize,
         gateway: Gateway,
         hub: Arc<MetricsHub>,
         ike: std::sync::mpsc::SyncSender<IkeInput>,
@@ -193,7 +216,9 @@ impl Worker {
         heartbeat: Arc<Heartbeat>,
     ) -> Worker {
         Worker {
+            index,
             gateway,
+            lanes: None,
             ike,
             hub,
             open: HashMap::new(),
@@ -266,12 +291,27 @@ impl Worker {
     }
 
     /// Makes `plan`'s attachments use the open sources and `new`, and closes what `plan`
-    /// does not use. Changes nothing unless every attachment has a source.
+    /// does not use. Changes nothing unless every attachment this worker serves has a source.
     fn adopt(&mut self, plan: &Plan, new: Vec<(SourceKey, Source)>) -> Result<(), String> {
-        let sources = plan
-            .attachments
+        let sources = self.resolve(plan, &new)?;
+        self.install(plan, Prepared { new, sources });
+        Ok(())
+    }
+
+    /// The sources of `plan`'s attachments by attachment and `io` index, from `new` or the
+    /// open ones; none for an attachment another worker serves (worker 0 serves all but the
+    /// sharded ones' other sockets).
+    fn resolve(
+        &self,
+        plan: &Plan,
+        new: &[(SourceKey, Source)],
+    ) -> Result<Vec<Vec<Source>>, String> {
+        plan.attachments
             .iter()
             .map(|a| {
+                if !self.serves(a) {
+                    return Ok(Vec::new());
+                }
                 SourceKey::all(a)
                     .map(|key| {
                         new.iter()
@@ -283,20 +323,36 @@ impl Worker {
                     })
                     .collect::<Result<Vec<Source>, String>>()
             })
-            .collect::<Result<Vec<Vec<Source>>, String>>()?;
-        let keep: Vec<SourceKey> = plan.attachments.iter().flat_map(SourceKey::all).collect();
-        self.open.extend(new);
-        self.open.retain(|k, _| keep.contains(k));
-        self.sources = sources;
-        Ok(())
+            .collect()
     }
 
-    /// Registers the new plan's sockets and devices, then switches plans; on any error the
-    /// running plan and its sources stay as they were and the new sources are closed.
-    fn reload(&mut self, plan: Arc<Plan>, new: NewSources) -> Result<(), String> {
+    /// Whether this worker holds sources of `a`.
+    fn serves(&self, a: &AttachmentPlan) -> bool {
+        self.index == 0 || a.sharded()
+    }
+
+    fn install(&mut self, plan: &Plan, prepared: Prepared) {
+        let keep: Vec<SourceKey> = (plan.attachments.iter())
+            .filter(|a| self.serves(a))
+            .flat_map(SourceKey::all)
+            .collect();
+        self.open.extend(prepared.new);
+        self.open.retain(|k, _| keep.contains(k));
+        self.sources = prepared.sources;
+    }
+
+    /// Registers the new plan's sockets and devices and finds every source it needs,
+    /// changing nothing: dropped, the result closes the new sources again.
+    fn prepare(&self, plan: &Plan, new: NewSources) -> Result<Prepared, String> {
         let new = Worker::register(new)
             .map_err(|e| format!("cannot register a new socket or device: {e}"))?;
-        self.adopt(&plan, new)?;
+        let sources = self.resolve(plan, &new)?;
+        Ok(Prepared { new, sources })
+    }
+
+    /// Switches to `plan` with what [`Worker::prepare`] made ready.
+    fn switch(&mut self, plan: Arc<Plan>, prepared: Prepared) {
+        self.install(&plan, prepared);
         let previous = self.gateway.plan().clone();
         self.carried = Some(Carried {
             generation: previous.generation,
@@ -308,19 +364,58 @@ impl Worker {
                 .collect(),
         });
         let counters = self.gateway.apply_plan(plan, Instant::now());
-        if let Err(e) = self.hub.publish(0, counters) {
+        if let Err(e) = self.hub.publish(self.index, counters) {
             tracing::error!("worker: cannot publish counters: {e}");
         }
         // The new plan starts with every facility allowed: its states apply at once.
         self.facilities_seen = None;
         self.sync_facilities();
+    }
+
+    /// Registers the new plan's sockets and devices, then switches plans; on any error the
+    /// running plan and its sources stay as they were and the new sources are closed.
+    #[cfg(test)]
+    fn reload(&mut self, plan: Arc<Plan>, new: NewSources) -> Result<(), String> {
+        let prepared = self.prepare(&plan, new)?;
+        self.switch(plan, prepared);
         Ok(())
+    }
+
+    /// Hands the packets the gateway set aside for other workers to their lanes.
+    fn hand_off(&mut self) {
+        if let Some(lanes) = &mut self.lanes {
+            let counters = self.gateway.counters().clone();
+            lanes.dispatch(self.gateway.handoffs(), &counters);
+            lanes.flush(&counters);
+        }
+    }
+
+    /// Handles the parcels other workers handed to this one, at most [`PARCELS_PER_TURN`]
+    /// (waking itself again if more wait).
+    async fn take_handoffs(&mut self) {
+        for _ in 0..PARCELS_PER_TURN {
+            let Some(mut parcel) = self.lanes.as_mut().and_then(Lanes::receive) else {
+                return;
+            };
+            self.sync_facilities();
+            self.gateway
+                .handle_handoffs(Instant::now(), &mut parcel.batch, &mut self.tx);
+            if let Some(lanes) = &mut self.lanes {
+                lanes.give_back(parcel);
+            }
+            self.hand_off();
+            self.flush().await;
+        }
+        if let Some(lanes) = &self.lanes {
+            lanes.notify().notify_one();
+        }
     }
 
     /// Serves control messages, readable sources and timers until told to stop. Timers that
     /// are due run after every turn, so a source that never stops being readable delays them
     /// by at most one burst of [`IO_LOOP_BOUND`] batches.
     async fn run(&mut self, mut control: mpsc::Receiver<Control>) {
+        let handed = self.lanes.as_ref().map(Lanes::notify);
         loop {
             let now = Instant::now();
             self.heartbeat.beat(now);
@@ -333,8 +428,19 @@ impl Worker {
                 biased;
                 msg = control.recv() => match msg {
                     Some(Control::Facilities) => self.sync_facilities(),
-                    Some(Control::Reload { plan, sources, done }) => {
-                        let _ = done.send(self.reload(plan, sources));
+                    Some(Control::Reload { plan, sources, done, commit }) => {
+                        // Every worker prepares, then all switch or none does.
+                        match self.prepare(&plan, sources) {
+                            Err(e) => {
+                                let _ = done.send(Err(e));
+                            }
+                            Ok(prepared) => {
+                                let _ = done.send(Ok(()));
+                                if commit.await == Ok(true) {
+                                    self.switch(plan, prepared);
+                                }
+                            }
+                        }
                     }
                     Some(Control::Ipsec { generation, attachment, change }) => {
                         // A facility's first SA follows its certificate's acceptance.
@@ -355,6 +461,7 @@ impl Worker {
                     }
                     None => return,
                 },
+                () = notified(handed.as_deref()) => self.take_handoffs().await,
                 () = readable(&self.sources) => {
                     let mut handled = 0;
                     for _ in 0..IO_LOOP_BOUND {
@@ -367,6 +474,7 @@ impl Worker {
                         while !self.rx.pending().is_empty() {
                             self.gateway
                                 .handle_pending(Instant::now(), &mut self.rx, &mut self.tx);
+                            self.hand_off();
                             self.hand_over_ike();
                             self.flush().await;
                         }
@@ -378,6 +486,7 @@ impl Worker {
             let now = Instant::now();
             if now >= self.gateway.poll_timeout() {
                 self.gateway.handle_timeout(now, &mut self.tx);
+                self.hand_off();
                 self.flush().await;
             }
             if now >= self.next_usage {
@@ -692,6 +801,14 @@ fn gso_run(tx: &TxBatch, order: &[u16], max: usize) -> usize {
     packets
 }
 
+/// Resolves when `notify` is notified; never without one.
+async fn notified(notify: Option<&tokio::sync::Notify>) {
+    match notify {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves when any source is readable (or has an error to report).
 async fn readable(sources: &[Vec<Source>]) {
     poll_fn(|cx| {
@@ -831,6 +948,7 @@ mod tests {
         let gateway = Gateway::new(plan.clone(), Instant::now());
         let hub = Arc::new(MetricsHub::new([gateway.counters().clone()]));
         let mut w = Worker::new(
+            0,
             gateway,
             hub,
             std::sync::mpsc::sync_channel(1).0,

@@ -117,6 +117,12 @@ pub struct AttachmentPlan {
 }
 
 impl AttachmentPlan {
+    /// Whether the data path spreads the attachment's peers over its workers, each with a
+    /// socket of its own (WireGuard); worker 0 serves the others whole.
+    pub fn sharded(&self) -> bool {
+        matches!(self.kind, AttachmentPlanKind::WireGuard { .. })
+    }
+
     /// The address the `io`-th socket listens on, if it is a UDP socket.
     pub fn udp_listen(&self, io: usize) -> Option<SocketAddr> {
         match self.io.get(io) {
