@@ -184,6 +184,16 @@ impl Rig {
         r
     }
 
+    /// The home of a flow between ajisai-1 (worker 1) and mame-0 (worker 0).
+    fn home(&self) -> usize {
+        let plan = self.workers[0].plan();
+        let key = |name: &str| {
+            let p = plan.peers.iter().find(|p| p.name == name).expect("peer");
+            p.home_key
+        };
+        (key("ajisai-1"), 1).min((key("mame-0"), 0)).1
+    }
+
     /// The worker a datagram reaches: the owner of the slot it names, an initiation worker 0.
     fn steer(datagram: &[u8]) -> usize {
         let at = match datagram[0] {
@@ -279,7 +289,8 @@ impl Rig {
 }
 
 /// A flow between facility 1 of ajisai (slot 1: worker 1) and facility 0 of mame (slot 0:
-/// worker 0) lives on worker 1, the owner of the lower-numbered peer, in both directions;
+/// worker 0) lives on one home (the owner of the peer with the smaller home key), in both
+/// directions;
 /// each worker encrypts only to its own peers; the facility whose initiation reached the
 /// wrong worker is answered by its owner; order is kept.
 #[test]
@@ -299,7 +310,7 @@ fn a_flow_across_two_workers_has_one_home_and_keeps_its_order() {
     assert_eq!(&p[12..16], &[100, 64, 0, 3], "the source translated");
     assert_eq!(&p[16..20], &[10, 0, 0, 2], "the destination translated");
 
-    // The answers come back through worker 0 (mame-0's) and are admitted on worker 1.
+    // The answers come back through worker 0 (mame-0's) and are admitted on the home.
     for n in 0..20u8 {
         r.send(1, 0, Ipv4Addr::new(100, 64, 0, 3), &[100 + n; 40]);
     }
@@ -310,8 +321,13 @@ fn a_flow_across_two_workers_has_one_home_and_keeps_its_order() {
         "ajisai-1 got every answer, in order"
     );
 
-    assert_eq!(r.workers[1].flow_count(), 1, "the flow lives on worker 1");
-    assert_eq!(r.workers[0].flow_count(), 0, "and nowhere else");
+    let home = r.home();
+    assert_eq!(
+        r.workers[home].flow_count(),
+        1,
+        "the flow lives on its home"
+    );
+    assert_eq!(r.workers[1 - home].flow_count(), 0, "and nowhere else");
     assert!(
         r.handoffs[0] >= 20 && r.handoffs[1] >= 20,
         "{:?}",
@@ -337,4 +353,81 @@ fn a_flow_across_two_workers_has_one_home_and_keeps_its_order() {
     assert!(!wg(0, 0).peer_session_established(PeerId(1)));
     assert!(wg(0, 1).peer_session_established(PeerId(2)));
     assert!(!wg(1, 1).peer_session_established(PeerId(2)));
+}
+
+/// A reload switches the workers one after the other: a packet one of them handed on under
+/// the previous plan is delivered under the next one, its attachment and peer renumbered by
+/// name (here every number changes: the tenants swap places, and the flow keeps its home);
+/// one of a plan older still is dropped, counted.
+#[test]
+fn a_packet_handed_on_across_a_reload_is_renumbered() {
+    let mut r = Rig::new();
+    r.send(0, 1, Ipv4Addr::new(100, 65, 0, 2), &[1; 40]);
+    assert_eq!(r.facilities[2].received.len(), 1);
+    let home = r.home();
+
+    // The end of the flow that is not at home sends (ajisai-1 lives on worker 1, mame-0 on
+    // worker 0); its owner hands the packet to the flow's home...
+    let (side, k, dst, ports, to) = match home {
+        1 => (1, 0, Ipv4Addr::new(100, 64, 0, 3), (5_000, 40_000), 1),
+        _ => (0, 1, Ipv4Addr::new(100, 65, 0, 2), (40_000, 5_000), 2),
+    };
+    let mut inner = vec![0; BUF_SIZE];
+    let n = build::udp(&mut inner, host(k), dst, ports.0, ports.1, &[7; 40]).expect("packet");
+    let mut buf = vec![0; BUF_SIZE];
+    let f = &mut r.facilities[side * 2 + k];
+    let Owned::Net(d) = owned(f.tunn.encapsulate(&inner[..n], &mut buf)) else {
+        panic!("a data message");
+    };
+    let mut rx = RxBatch::new(1);
+    assert!(rx.push(
+        AttachmentId(side as u16),
+        Via::udp(0, endpoint(side, k)),
+        &d
+    ));
+    let mut tx = TxBatch::new(64);
+    r.workers[1 - home].handle_batch(r.now, &mut rx, &mut tx);
+    assert!(tx.is_empty());
+    let handed = r.workers[1 - home].handoffs();
+    let mut batch = HandoffBatch::new(4);
+    let mut old = HandoffBatch::new(4);
+    for i in 0..handed.len() {
+        let (m, d) = handed.get_mut(i);
+        assert_eq!(m.worker as usize, home);
+        assert!(batch.push(m.worker, m.generation, m.kind, d));
+        assert!(old.push(m.worker, 0, m.kind, d));
+    }
+    handed.clear();
+    assert_eq!(batch.len(), 1);
+
+    // ...both switch to a plan that numbers everything the other way round...
+    let mut next = config();
+    next.tenants.reverse();
+    let next = Arc::new(Plan::compile(&next, 2));
+    for w in &mut r.workers {
+        w.apply_plan(next.clone(), r.now);
+    }
+    // ...and the home, now on the new plan, still delivers it, without another hop.
+    let mut tx = TxBatch::new(64);
+    r.workers[home].handle_handoffs(r.now, &mut batch, &mut tx);
+    assert!(r.workers[home].handoffs().is_empty());
+    r.out(&tx);
+    let got = r.facilities[to]
+        .received
+        .last()
+        .expect("the answer arrived");
+    assert_eq!(got[28], 7);
+    for w in &r.workers {
+        assert_eq!(w.counters().drop_count(DropReason::HandoffStale), 0);
+    }
+
+    let mut tx = TxBatch::new(64);
+    r.workers[home].handle_handoffs(r.now, &mut old, &mut tx);
+    assert!(tx.is_empty());
+    assert_eq!(
+        r.workers[home]
+            .counters()
+            .drop_count(DropReason::HandoffStale),
+        1
+    );
 }

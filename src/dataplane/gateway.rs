@@ -65,6 +65,73 @@ struct Core {
     shard: Shard,
     /// Packets for other workers, taken by the runtime after each batch.
     handoffs: HandoffBatch,
+    /// The previous plan's attachments and peers in this one, for packets other workers
+    /// handed on before they switched too.
+    renumbering: Renumbering,
+}
+
+/// The attachments and peers of the plan of `generation` by their numbers in the running
+/// plan (`None`: gone), matched by name.
+#[derive(Default)]
+struct Renumbering {
+    generation: u64,
+    attachments: Vec<Option<AttachmentId>>,
+    peers: Vec<Option<PeerId>>,
+}
+
+impl Renumbering {
+    fn new(old: &Plan, new: &Plan) -> Renumbering {
+        let attachments: Vec<Option<AttachmentId>> = (old.attachments.iter())
+            .map(|o| {
+                let i = new.attachments.iter().position(|a| a.name == o.name)?;
+                Some(AttachmentId(i as u16))
+            })
+            .collect();
+        let peers = (old.peers.iter())
+            .map(|o| {
+                let a = attachments[o.attachment.index()]?;
+                let i = (new.peers.iter()).position(|p| p.attachment == a && p.name == o.name)?;
+                Some(PeerId(i as u32))
+            })
+            .collect();
+        Renumbering {
+            generation: old.generation,
+            attachments,
+            peers,
+        }
+    }
+
+    /// `kind` of the previous plan in the running one, if what it names is still there.
+    fn kind(&self, kind: HandoffKind) -> Option<HandoffKind> {
+        let attachment = |a: AttachmentId| self.attachments.get(a.index()).copied().flatten();
+        let peer = |p: Option<PeerId>| match p {
+            Some(p) => self.peers.get(p.index()).copied().flatten().map(Some),
+            None => Some(None),
+        };
+        Some(match kind {
+            HandoffKind::Forward {
+                attachment: a,
+                peer: p,
+            } => HandoffKind::Forward {
+                attachment: attachment(a)?,
+                peer: peer(p)?,
+            },
+            HandoffKind::Encap {
+                attachment: a,
+                peer: p,
+            } => HandoffKind::Encap {
+                attachment: attachment(a)?,
+                peer: peer(p)?,
+            },
+            HandoffKind::Datagram {
+                attachment: a,
+                from,
+            } => HandoffKind::Datagram {
+                attachment: attachment(a)?,
+                from,
+            },
+        })
+    }
 }
 
 /// Packets a worker may hand to others per batch before it drops them
@@ -128,6 +195,7 @@ impl Gateway {
                 icmp_budget: IcmpBudget::new(now),
                 shard: Shard::ALL,
                 handoffs: HandoffBatch::new(HANDOFFS),
+                renumbering: Renumbering::default(),
             },
             scratch: vec![0; crate::buffer::BUF_SIZE].into_boxed_slice(),
         }
@@ -165,11 +233,20 @@ impl Gateway {
         for i in 0..batch.len() {
             let (m, data) = batch.get_mut(i);
             let core = &mut self.core;
-            if m.generation != core.plan.generation {
+            // Handed on under the previous plan (the other worker switched first, or it was
+            // on its way while this one switched): renumbered if what it names is kept.
+            let kind = if m.generation == core.plan.generation {
+                Some(m.kind)
+            } else if m.generation == core.renumbering.generation {
+                core.renumbering.kind(m.kind)
+            } else {
+                None
+            };
+            let Some(kind) = kind else {
                 core.counters.drop_in(None, DropReason::HandoffStale);
                 continue;
-            }
-            match m.kind {
+            };
+            match kind {
                 HandoffKind::Forward { attachment, peer } => {
                     if let Err(reason) = core.forward(now, attachment, peer, data, tx, false) {
                         let tenant = core.plan.attachments.get(attachment.index());
@@ -362,6 +439,9 @@ impl Gateway {
         core.count_events();
         core.report_removed(now);
         let old_plan = std::mem::replace(&mut core.plan, plan);
+        if core.shard.count > 1 {
+            core.renumbering = Renumbering::new(&old_plan, &core.plan);
+        }
         let mut lost = 0;
         let mut old: Vec<Option<Tunnel>> = std::mem::take(&mut core.tunnels)
             .into_iter()
@@ -670,8 +750,10 @@ fn route(
 
 /// The worker where a flow between `from` (where a packet came in, on `ingress`) and its
 /// egress is admitted: worker 0 if either end is an address-assigning (TLS) attachment (its
-/// sessions live there), else the owner of its sharded end (of the lower-numbered peer when
-/// both are), worker 0 when neither is. The same for both directions of the flow.
+/// sessions live there), else the owner of its sharded end (when both are, of the peer with
+/// the smaller [`home_key`](crate::dataplane::PeerPlan::home_key), the smaller owner if
+/// they tie), worker 0 when neither is. The same for both directions of the flow, and across
+/// reloads that keep both peers.
 fn home(
     plan: &Plan,
     tunnels: &[Tunnel],
@@ -689,11 +771,8 @@ fn home(
     let ends = [from, egress_peer].map(|p| p.and_then(|p| owner(p).map(|w| (p, w))));
     match ends {
         [Some((a, wa)), Some((b, wb))] => {
-            if a <= b {
-                wa
-            } else {
-                wb
-            }
+            let key = |p: PeerId| plan.peers[p.index()].home_key;
+            (key(a), wa).min((key(b), wb)).1
         }
         [Some((_, w)), None] | [None, Some((_, w))] => w,
         [None, None] => 0,

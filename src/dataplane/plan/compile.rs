@@ -30,6 +30,14 @@ struct PeerCommon<'a> {
     routes: &'a [Ipv4Network],
 }
 
+/// A peer's [`PeerPlan::home_key`]: a hash of its attachment's and its own name.
+fn home_key(attachment: &str, peer: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (attachment, peer).hash(&mut h);
+    h.finish()
+}
+
 pub(super) fn compile(config: &Config, generation: u64) -> Plan {
     let mut c = Compiler {
         config,
@@ -79,6 +87,9 @@ pub(super) fn compile(config: &Config, generation: u64) -> Plan {
             map: TenantMap::new(&t.networks),
             routes,
         });
+    }
+    for p in &mut c.peers {
+        p.home_key = home_key(&c.attachments[p.attachment.index()].name, &p.name);
     }
     let mut facility_peers = vec![Vec::new(); c.facilities.len()];
     for (i, p) in c.peers.iter().enumerate() {
@@ -170,6 +181,7 @@ impl Compiler<'_> {
             facility_name,
             facility_id,
             directed_broadcast: common.directed_broadcast,
+            home_key: 0,
             kind: kind(pid),
         });
         pid

@@ -144,6 +144,10 @@ pub struct PeerPlan {
     pub facility_id: FacilityId,
     /// The peer's allowed-ips accept directed broadcasts.
     pub directed_broadcast: bool,
+    /// Picks the home worker of a flow between two sharded peers (the owner of the peer
+    /// with the smaller key): the same for a kept peer after any reload, whatever numbers
+    /// the peers get, so that a flow stays where its state is.
+    pub home_key: u64,
     /// What only a peer of its tunnel kind has.
     pub kind: PeerPlanKind,
 }
