@@ -282,7 +282,7 @@ stop_charon() { # stop_charon NAME : SIGTERM (charon deletes its SAs), wait, for
   unset "CHARON_PID[$1]"
 }
 child_up() { # child_up NAME : the facility's CHILD SA `net` is installed
-  swan "$1" --list-sas 2>/dev/null | grep -qE '^ +net: .*INSTALLED'
+  swan "$1" --list-sas 2>/dev/null | grep -E '^ +net: .*INSTALLED' >/dev/null
 }
 wait_child() { # wait_child NAME SECONDS
   local i
@@ -337,7 +337,7 @@ traffic() {
 selected() { sed -n 's/.*selected proposal: //p' "$T_TMP/$1/charon.log" | paste -sd ' ' -; }
 # ixlog : ixgw's log without colours
 ixlog() { sed 's/\x1b\[[0-9;]*m//g' "$T_TMP/ixgw.log"; }
-ixlog_has() { ixlog | grep -qE "$1"; }
+ixlog_has() { ixlog | grep -E "$1" >/dev/null; }
 
 dump_logs() { # dump_logs NAME : the tail of both sides' logs after a failure
   log "charon log of $1:"; tail -40 "$T_TMP/$1/charon.log" >&2 || true

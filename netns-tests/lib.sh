@@ -43,7 +43,7 @@ need() {
 
 netns_add() {
   local ns=$1
-  if ip netns list | grep -qw "^$ns"; then die "namespace $ns already exists: another test running? (remove it with 'ip netns del $ns')"; fi
+  if ip netns list | grep -w "^$ns" >/dev/null; then die "namespace $ns already exists: another test running? (remove it with 'ip netns del $ns')"; fi
   ip netns add "$ns"
   T_NETNS+=("$ns")
   ip -n "$ns" link set lo up
@@ -126,7 +126,7 @@ start_ixgw() {
   start_bg "$ns" "$T_TMP/$name.log" env RUST_LOG="${IXGW_LOG:-info}" "$IXGW" run --config "$T_TMP/$name.yaml"
   IXGW_PID=$BG_PID
   for (( i=0; i<50; i++ )); do
-    http_get "$ns" 127.0.0.1 "$port" /ready 2>/dev/null | grep -q '^HTTP/1.[01] 200' && return 0
+    http_get "$ns" 127.0.0.1 "$port" /ready 2>/dev/null | grep '^HTTP/1.[01] 200' >/dev/null && return 0
     kill -0 "$IXGW_PID" 2>/dev/null || { cat "$T_TMP/$name.log" >&2; die "$name exited"; }
     sleep 0.2
   done

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 [[ $(id -u) == 0 ]] || { echo "routes.sh needs root" >&2; exit 1; }
 ns=ixgw-rt-test
-if ip netns list | grep -qw "^$ns"; then echo "namespace $ns exists: another run?" >&2; exit 1; fi
+if ip netns list | grep -w "^$ns" >/dev/null; then echo "namespace $ns exists: another run?" >&2; exit 1; fi
 ip netns add "$ns"
 trap 'ip netns del "$ns" 2>/dev/null' EXIT
 ip netns exec "$ns" cargo test --offline --lib -- --ignored --exact \

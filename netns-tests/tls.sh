@@ -138,15 +138,15 @@ handshakes() { metric ix $METRICS ixgw_handshakes_total "attachment=\"ajisai-ssl
 
 log "clinic A logs in with its facility certificate"
 openconnect_start ssl-a "$T_TMP/oc-a.log" --certificate "$P/clinic-a.crt" --sslkey "$P/clinic-a.key"
-for i in $(seq 50); do ip -n ssl-a addr show oc0 2>/dev/null | grep -q 'inet ' && break; sleep 0.2; done
-if ip -n ssl-a addr show oc0 2>/dev/null | grep -q 'inet 10.0.0.1'; then
+for i in $(seq 50); do ip -n ssl-a addr show oc0 2>/dev/null | grep 'inet ' >/dev/null && break; sleep 0.2; done
+if ip -n ssl-a addr show oc0 2>/dev/null | grep 'inet 10.0.0.1' >/dev/null; then
   pass "openconnect got 10.0.0.1 from the pool"
 else
   tail -30 "$T_TMP/oc-a.log" >&2; tail -20 "$T_TMP/ixgw.log" >&2; die "openconnect did not connect"
 fi
 # vpnc-script adds the routes after the address.
-for i in $(seq 25); do ip -n ssl-a route | grep -q '100.65.0.0/24 dev oc0' && break; sleep 0.2; done
-ip -n ssl-a route | grep -q '100.65.0.0/24 dev oc0' && pass "the split route to mame-net's exchange prefix is in the client's table" \
+for i in $(seq 25); do ip -n ssl-a route | grep '100.65.0.0/24 dev oc0' >/dev/null && break; sleep 0.2; done
+ip -n ssl-a route | grep '100.65.0.0/24 dev oc0' >/dev/null && pass "the split route to mame-net's exchange prefix is in the client's table" \
   || { ip -n ssl-a route >&2; fail "split route 100.65.0.0/24"; }
 check "ping client → fac-w (100.65.0.1, also 10.0.0.1 inside)" wait_ping ssl-a 100.65.0.1 20
 check "ping fac-w → client (100.64.0.1)" wait_ping fac-w 100.64.0.1 10
@@ -182,7 +182,7 @@ grep -q 'configuration reloaded' "$T_TMP/ixgw.log" || fail "the reload is logged
 start_bg ssl-n "$T_TMP/oc-n.log" openconnect --protocol=anyconnect --certificate "$P/clinic-n.crt" --sslkey "$P/clinic-n.key" \
   --servercert "$PIN" --non-inter --interface oc0 --script /usr/share/vpnc-scripts/vpnc-script -v https://172.31.5.1:443/
 OC_N=$BG_PID
-for i in $(seq 50); do ip -n ssl-n addr show oc0 2>/dev/null | grep -q 'inet ' && break; sleep 0.2; done
+for i in $(seq 50); do ip -n ssl-n addr show oc0 2>/dev/null | grep 'inet ' >/dev/null && break; sleep 0.2; done
 addr_n=$(ip -n ssl-n -4 addr show oc0 2>/dev/null | awk '/inet /{print $2}')
 [[ $addr_n == 10.0.0.2/* ]] && pass "clinic N, added by the reload, got 10.0.0.2" || { tail -20 "$T_TMP/oc-n.log" >&2; fail "clinic N's address: '$addr_n'"; }
 check "ping clinic N → fac-w" wait_ping ssl-n 100.65.0.1 20
@@ -193,7 +193,7 @@ ip netns exec ssl-a ss -K dst 172.31.5.1 dport = 443 >/dev/null 2>&1 || true
 for i in $(seq 60); do grep -q 'up again (reconnect)' "$T_TMP/ixgw.log" && break; sleep 0.5; done
 grep -q 'up again (reconnect)' "$T_TMP/ixgw.log" && pass "the client reconnected to its session" \
   || { tail -20 "$T_TMP/oc-a.log" >&2; fail "no reconnect"; }
-ip -n ssl-a addr show oc0 2>/dev/null | grep -q 'inet 10.0.0.1' && pass "same address after the reconnect" || fail "address after reconnect"
+ip -n ssl-a addr show oc0 2>/dev/null | grep 'inet 10.0.0.1' >/dev/null && pass "same address after the reconnect" || fail "address after reconnect"
 check "ping after the reconnect" wait_ping ssl-a 100.65.0.1 20
 
 log "logoff: SIGINT makes openconnect send DISCONNECT"
@@ -207,7 +207,7 @@ grep -q 'TLS session ended: the client logged off' "$T_TMP/ixgw.log" && pass "th
 log "revocation: clinic A logs in again, then its certificate is revoked"
 openconnect_start ssl-a "$T_TMP/oc-a2.log" --certificate "$P/clinic-a.crt" --sslkey "$P/clinic-a.key"
 OC_A2=$OC_PID
-for i in $(seq 50); do ip -n ssl-a addr show oc0 2>/dev/null | grep -q 'inet ' && break; sleep 0.2; done
+for i in $(seq 50); do ip -n ssl-a addr show oc0 2>/dev/null | grep 'inet ' >/dev/null && break; sleep 0.2; done
 check "clinic A back (ping fac-w)" wait_ping ssl-a 100.65.0.1 20
 t0=$(date +%s.%N)
 ca revoke --dir "$LAB" "$P/clinic-a.crt" --reason key-compromise
