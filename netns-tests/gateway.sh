@@ -35,7 +35,7 @@ ip -n claims route add default via 192.168.50.1
 
 log "keys"
 umask 077
-for k in gw-a gw-b fac-a fac-b fac-c; do "$IXGW" genkey >"$T_TMP/$k.key"; done
+for k in gw-a gw-b fac-a fac-b fac-c standby-b; do "$IXGW" genkey >"$T_TMP/$k.key"; done
 pub() { "$IXGW" pubkey <"$T_TMP/$1.key"; }
 # cross-check our key derivation against wireguard-tools
 [[ $(pub fac-a) == $(wg pubkey <"$T_TMP/fac-a.key") ]] || die "ixgw pubkey disagrees with wg pubkey"
@@ -48,6 +48,10 @@ ix:
 metrics:
   listen: $METRICS
   admin_socket: $T_TMP/ixgw.sock
+# Two workers whatever the machine: fac-b (slot 1, behind the standby peer) lives on worker 1,
+# fac-a, fac-c and the claims LAN on worker 0, so their flows cross between workers.
+dataplane:
+  workers: 2
 tenants:
   - name: ajisai-net
     networks:
@@ -87,6 +91,10 @@ fi)
         listen: 172.31.2.1:51821
         private_key_file: gw-b.key
         peers:
+          - name: standby-b
+            facility: "3219876541"
+            public_key: "$(pub standby-b)"
+            allowed_ips: [10.0.0.9/32]
           - name: fac-b
             facility: "3219876541"
             public_key: "$(pub fac-b)"
@@ -225,7 +233,7 @@ if show --json >"$T_TMP/show.json"; then
     check "$peer: shown tx packets $shown and wire bytes $wire match the metrics ($tx, $wire_m)" \
       test "$shown" -eq "$tx" -a "$wire" -eq "$wire_m"
   done
-  check "every peer shown is up" test "$(jq '[.attachments[].peers[] | select(.state != "up")] | length' "$T_TMP/show.json")" -eq 0
+  check "every connected peer shown is up" test "$(jq '[.attachments[].peers[] | select(.name != "standby-b" and .state != "up")] | length' "$T_TMP/show.json")" -eq 0
 else
   fail "ixgw show --json"
 fi
@@ -332,6 +340,10 @@ check "ixgw_peers_up is 3 ($up)" test "$up" -eq 3
 log "drops by tenant and reason: $(http_get ix 127.0.0.1 9477 /metrics | awk '/^ixgw_drops_total/ && $2 > 0 { printf "%s ", $0 }')"
 pol=$(metric ix $METRICS ixgw_drops_total 'tenant="mame-net",reason="policy"')
 check "mame-net's refused flows count as its policy drops ($pol)" test "$pol" -gt 0
+handed=$(http_get ix 127.0.0.1 9477 /metrics | awk '/^ixgw_drops_total/ && /reason="(worker_queue_full|handoff_stale)"/ { s += $2 } END { print s + 0 }')
+check "nothing lost between the two workers ($handed)" test "$handed" -eq 0
+threads=$(cat /proc/"$IXGW_PID"/task/*/comm | grep -c '^ixgw-worker' || true)
+check "two data-path worker threads run ($threads)" test "$threads" -eq 2
 
 log "log lines"
 check "no escape codes in the log (stderr is not a terminal)" bash -c "! grep -q $'\x1b' '$T_TMP/ixgw.log'"

@@ -191,6 +191,12 @@ impl HandoffBatch {
         }
     }
 
+    /// A batch that holds nothing, without allocating (a placeholder while buffers are
+    /// swapped).
+    pub fn empty() -> Self {
+        HandoffBatch::new(0)
+    }
+
     /// Queues a copy of `packet`; `false` when the batch is full or the packet too long.
     pub fn push(&mut self, worker: u32, generation: u64, kind: HandoffKind, packet: &[u8]) -> bool {
         let i = self.meta.len();

@@ -233,7 +233,8 @@ impl Rig {
                 handed.clear();
                 self.handoffs[w] += batch.len();
                 let mut tx = TxBatch::new(64);
-                self.workers[1 - w].handle_handoffs(self.now, &mut batch, &mut tx);
+                let n = batch.len();
+                self.workers[1 - w].handle_handoffs(self.now, &mut batch, 0..n, &mut tx);
                 self.out(&tx);
             }
             if !moved {
@@ -409,7 +410,8 @@ fn a_packet_handed_on_across_a_reload_is_renumbered() {
     }
     // ...and the home, now on the new plan, still delivers it, without another hop.
     let mut tx = TxBatch::new(64);
-    r.workers[home].handle_handoffs(r.now, &mut batch, &mut tx);
+    let n = batch.len();
+    r.workers[home].handle_handoffs(r.now, &mut batch, 0..n, &mut tx);
     assert!(r.workers[home].handoffs().is_empty());
     r.out(&tx);
     let got = r.facilities[to]
@@ -422,7 +424,8 @@ fn a_packet_handed_on_across_a_reload_is_renumbered() {
     }
 
     let mut tx = TxBatch::new(64);
-    r.workers[home].handle_handoffs(r.now, &mut old, &mut tx);
+    let n = old.len();
+    r.workers[home].handle_handoffs(r.now, &mut old, 0..n, &mut tx);
     assert!(tx.is_empty());
     assert_eq!(
         r.workers[home]

@@ -228,9 +228,16 @@ impl Gateway {
         &mut self.core.handoffs
     }
 
-    /// Processes the packets other workers handed to this one; `batch` is left as it was.
-    pub fn handle_handoffs(&mut self, now: Instant, batch: &mut HandoffBatch, tx: &mut TxBatch) {
-        for i in 0..batch.len() {
+    /// Processes the packets `range` of what other workers handed to this one (the caller
+    /// keeps `tx` from filling up: each packet may queue one, or a few behind a handshake).
+    pub fn handle_handoffs(
+        &mut self,
+        now: Instant,
+        batch: &mut HandoffBatch,
+        range: std::ops::Range<usize>,
+        tx: &mut TxBatch,
+    ) {
+        for i in range {
             let (m, data) = batch.get_mut(i);
             let core = &mut self.core;
             // Handed on under the previous plan (the other worker switched first, or it was

@@ -14,7 +14,7 @@ mod plan;
 mod reasons;
 
 pub use flow_event::{FlowEnd, FlowEvent, FlowPhase, FlowSink, PeerEvent, PeerEventKind};
-pub use gateway::{count_event, Gateway};
+pub use gateway::{count_event, Gateway, TX_RESERVE};
 pub use plan::{
     identity, AttachmentPlan, AttachmentPlanKind, IkeSetupError, Io, IpsecCarry, IpsecPeerPlan,
     PeerPlan, PeerPlanKind, Plan, Route, TenantPlan, TlsPeerPlan, TlsPlan,

@@ -1,171 +1,147 @@
 //! Lanes between the data-path workers: the packets one worker hands another (a flow's home
 //! is elsewhere, or another worker owns the egress peer; see `Gateway::handoffs`).
 //!
-//! Each worker has one inbound queue (a `std::sync::mpsc::sync_channel`: many senders, one
-//! receiver, first in first out, so one flow's packets from one worker stay in order) and a
-//! pool of parcels — [`HandoffBatch`]es sized once — it fills and sends. The receiver
-//! hands each parcel back to its sender's pool once it has handled it. Nothing is allocated
-//! per packet or per parcel after the start. When a sender's pool is empty (the workers it
-//! hands to are behind), a packet is dropped at once, counted as `worker_queue_full`: the
-//! early, cheap drop before more work is spent on it. A `tokio::sync::Notify` per worker wakes
-//! its loop when a parcel arrives.
+//! Each ordered pair of workers has a lane: a [`HandoffBatch`] of [`lane_packets`] slots
+//! behind a mutex, taken once per batch, never per packet. The sender appends its batch's
+//! packets for that worker in order and wakes it (a `tokio::sync::Notify` per worker); the
+//! receiver swaps the lane's batch for an empty one of its own and handles it outside the
+//! lock, so one flow's packets keep their order. Buffers are sized once at the start and
+//! then only swapped: nothing is allocated per packet or per batch. A full lane (the receiver
+//! is behind by that many packets, as a full socket buffer would be) drops the packet at
+//! once, counted as `worker_queue_full`: the early, cheap drop before more work is spent.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
 use crate::buffer::HandoffBatch;
 use crate::vocab::{Counters, DropReason};
 
-/// Packets per parcel.
-pub const PARCEL: usize = 128;
-/// Parcels a worker may have in flight per other worker (plus a few spare).
-const PARCELS_PER_PEER: usize = 4;
-const SPARE_PARCELS: usize = 4;
+/// Packets a lane holds: about what a 4 MiB socket buffer holds with two workers, less per
+/// lane with more of them (each receiver has a lane from every other worker).
+pub fn lane_packets(workers: usize) -> usize {
+    (4096 / workers.saturating_sub(1).max(1)).max(256)
+}
 
-/// A filled parcel on its way, and who to give it back to.
-pub struct Parcel {
-    from: usize,
-    pub batch: HandoffBatch,
+/// What the workers share: every lane, by sender then receiver, and every worker's wake-up.
+struct Shared {
+    workers: usize,
+    lanes: Vec<Mutex<HandoffBatch>>,
+    wake: Vec<Notify>,
+}
+
+impl Shared {
+    fn lane(&self, from: usize, to: usize) -> MutexGuard<'_, HandoffBatch> {
+        // A batch stays consistent if a holder panicked: every step is a push or a swap.
+        self.lanes[from * self.workers + to]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// One worker's ends of the lanes.
 pub struct Lanes {
     index: usize,
-    inbound: Receiver<Parcel>,
-    /// Every worker's inbound queue and wake-up, by worker index.
-    to: Vec<(SyncSender<Parcel>, Arc<Notify>)>,
-    /// Parcels given back by the workers this one handed to.
-    returned: Receiver<HandoffBatch>,
-    /// Where to give parcels back, by sending worker index.
-    give_back: Vec<SyncSender<HandoffBatch>>,
-    /// Empty parcels ready to fill.
-    pool: Vec<HandoffBatch>,
-    /// The parcel being filled for each worker (never for this one).
-    filling: Vec<Option<HandoffBatch>>,
-    /// Parcels filled and sent since the last [`Lanes::wake`], by worker.
-    sent: Vec<bool>,
+    shared: Arc<Shared>,
+    /// The batch this worker handles next: swapped with a lane's, then cleared.
+    spare: HandoffBatch,
+    /// The lane [`Lanes::receive`] looks at first, so that every sender gets its turn.
+    next: usize,
 }
 
 impl Lanes {
     /// The lanes of `workers` workers, by index.
     pub fn new(workers: usize) -> Vec<Lanes> {
-        let parcels = PARCELS_PER_PEER * workers.saturating_sub(1) + SPARE_PARCELS;
-        let inbound: Vec<_> = (0..workers)
-            .map(|_| sync_channel::<Parcel>(parcels * workers))
-            .collect();
-        let returns: Vec<_> = (0..workers)
-            .map(|_| sync_channel::<HandoffBatch>(parcels))
-            .collect();
-        let notify: Vec<Arc<Notify>> = (0..workers).map(|_| Arc::new(Notify::new())).collect();
-        let to: Vec<_> = (inbound.iter().zip(&notify))
-            .map(|((tx, _), n)| (tx.clone(), n.clone()))
-            .collect();
-        let give_back: Vec<_> = returns.iter().map(|(tx, _)| tx.clone()).collect();
-        (inbound.into_iter().zip(returns))
-            .enumerate()
-            .map(|(index, ((_, inbound), (_, returned)))| Lanes {
+        let packets = lane_packets(workers);
+        let shared = Arc::new(Shared {
+            workers,
+            // A worker's lane to itself stays empty (and unallocated).
+            lanes: (0..workers * workers)
+                .map(|k| match k / workers == k % workers {
+                    true => Mutex::new(HandoffBatch::empty()),
+                    false => Mutex::new(HandoffBatch::new(packets)),
+                })
+                .collect(),
+            wake: (0..workers).map(|_| Notify::new()).collect(),
+        });
+        (0..workers)
+            .map(|index| Lanes {
                 index,
-                inbound,
-                to: to.clone(),
-                returned,
-                give_back: give_back.clone(),
-                pool: (0..parcels).map(|_| HandoffBatch::new(PARCEL)).collect(),
-                filling: (0..workers).map(|_| None).collect(),
-                sent: vec![false; workers],
+                shared: shared.clone(),
+                spare: HandoffBatch::new(packets),
+                next: 0,
             })
             .collect()
     }
 
-    /// What wakes this worker when a parcel arrives.
-    pub fn notify(&self) -> Arc<Notify> {
-        self.to[self.index].1.clone()
+    /// Waits until another worker handed this one packets (or did since the last wait).
+    pub async fn notified(&self) {
+        self.shared.wake[self.index].notified().await;
     }
 
-    /// Moves the packets of `handoffs` into the parcels of their workers, sending each parcel
-    /// that fills up, and clears `handoffs`. A packet without a parcel to go in (the pool is
-    /// empty), or for a worker that does not exist, is dropped and counted.
+    /// Wakes this worker's next [`Lanes::notified`] at once: more waits than it took.
+    pub fn wake_self(&self) {
+        self.shared.wake[self.index].notify_one();
+    }
+
+    /// Appends the packets of `handoffs` to the lanes of their workers, in order, wakes
+    /// those workers, and clears `handoffs`. A packet for a full lane, for this worker or
+    /// for a worker that does not exist is dropped and counted.
     pub fn dispatch(&mut self, handoffs: &mut HandoffBatch, counters: &Counters) {
-        self.take_returned();
+        let mut present = 0u64;
+        let mut lost = 0u64;
         for i in 0..handoffs.len() {
-            let (m, data) = handoffs.get_mut(i);
-            let w = m.worker as usize;
-            if w >= self.filling.len() || w == self.index {
-                Counters::drop(counters, DropReason::WorkerQueueFull);
-                continue;
+            let w = handoffs.get_mut(i).0.worker as usize;
+            if w < self.shared.workers && w != self.index && w < 64 {
+                present |= 1 << w;
+            } else {
+                lost += 1;
             }
-            if self.filling[w].as_ref().is_some_and(|p| p.len() == PARCEL) {
-                self.send(w, counters);
+        }
+        while present != 0 {
+            let w = present.trailing_zeros() as usize;
+            present &= present - 1;
+            {
+                let mut lane = self.shared.lane(self.index, w);
+                for i in 0..handoffs.len() {
+                    let (m, data) = handoffs.get_mut(i);
+                    if m.worker as usize == w && !lane.push_meta(m, data) {
+                        lost += 1;
+                    }
+                }
             }
-            if self.filling[w].is_none() {
-                self.filling[w] = self.pool.pop();
-            }
-            let pushed = (self.filling[w].as_mut()).is_some_and(|p| p.push_meta(m, data));
-            if !pushed {
-                Counters::drop(counters, DropReason::WorkerQueueFull);
-            }
+            self.shared.wake[w].notify_one();
+        }
+        if lost > 0 {
+            counters.drops_add(None, DropReason::WorkerQueueFull, lost);
         }
         handoffs.clear();
     }
 
-    /// Sends every parcel being filled and wakes the workers that got one.
-    pub fn flush(&mut self, counters: &Counters) {
-        for w in 0..self.filling.len() {
-            if self.filling[w].is_some() {
-                self.send(w, counters);
+    /// The packets the next lane with any holds (every lane in turn), for the caller to
+    /// handle and give back with [`Lanes::give_back`].
+    pub fn receive(&mut self) -> Option<HandoffBatch> {
+        let workers = self.shared.workers;
+        for k in 0..workers {
+            let from = (self.next + k) % workers;
+            if from == self.index {
+                continue;
             }
-        }
-        for (w, sent) in self.sent.iter_mut().enumerate() {
-            if std::mem::take(sent) {
-                self.to[w].1.notify_one();
+            let mut lane = self.shared.lane(from, self.index);
+            if lane.is_empty() {
+                continue;
             }
+            self.next = (from + 1) % workers;
+            let spare = std::mem::replace(&mut self.spare, HandoffBatch::empty());
+            return Some(std::mem::replace(&mut *lane, spare));
         }
+        None
     }
 
-    fn send(&mut self, w: usize, counters: &Counters) {
-        let Some(batch) = self.filling[w].take() else {
-            return;
-        };
-        if batch.is_empty() {
-            self.pool.push(batch);
-            return;
-        }
-        let parcel = Parcel {
-            from: self.index,
-            batch,
-        };
-        match self.to[w].0.try_send(parcel) {
-            Ok(()) => self.sent[w] = true,
-            Err(e) => {
-                // Cannot happen while every worker's parcels fit its queue; counted if it does.
-                let mut parcel = match e {
-                    std::sync::mpsc::TrySendError::Full(p)
-                    | std::sync::mpsc::TrySendError::Disconnected(p) => p,
-                };
-                counters.drops_add(None, DropReason::WorkerQueueFull, parcel.batch.len() as u64);
-                parcel.batch.clear();
-                self.pool.push(parcel.batch);
-            }
-        }
-    }
-
-    /// The next parcel handed to this worker, if any.
-    pub fn receive(&mut self) -> Option<Parcel> {
-        self.inbound.try_recv().ok()
-    }
-
-    /// Gives a handled parcel back to the worker that sent it.
-    pub fn give_back(&mut self, mut parcel: Parcel) {
-        parcel.batch.clear();
-        // The sender's return queue holds all its parcels: this cannot fail while it lives.
-        let _ = self.give_back[parcel.from].try_send(parcel.batch);
-    }
-
-    fn take_returned(&mut self) {
-        while let Ok(batch) = self.returned.try_recv() {
-            self.pool.push(batch);
-        }
+    /// Takes back a batch [`Lanes::receive`] gave, handled: it becomes the next spare.
+    pub fn give_back(&mut self, mut batch: HandoffBatch) {
+        batch.clear();
+        self.spare = batch;
     }
 }
 
@@ -191,70 +167,88 @@ mod tests {
         c.drop_count(DropReason::WorkerQueueFull)
     }
 
-    /// Packets reach their worker in order, whatever parcel they travel in, and the parcels
-    /// come back to their sender's pool.
+    /// Everything a worker received, by sender lane, as the 4-byte numbers sent.
+    fn drain(lanes: &mut Lanes, worker: usize) -> Vec<u32> {
+        let mut got = Vec::new();
+        while let Some(mut batch) = lanes.receive() {
+            for i in 0..batch.len() {
+                let (m, data) = batch.get_mut(i);
+                assert_eq!((m.worker as usize, m.generation), (worker, 7));
+                got.push(u32::from_le_bytes(data.try_into().expect("4 bytes")));
+            }
+            lanes.give_back(batch);
+        }
+        got
+    }
+
+    /// Packets reach their worker in order, over many small batches, and the buffers only
+    /// change hands.
     #[test]
     fn packets_reach_their_worker_in_order() {
         let counters = counters();
         let mut lanes = Lanes::new(3);
-        let mut handoffs = HandoffBatch::new(2 * PARCEL + 10);
-        for n in 0..(2 * PARCEL + 10) as u32 {
+        let mut handoffs = HandoffBatch::new(16);
+        let mut want = [Vec::new(), Vec::new(), Vec::new()];
+        for n in 0..600u32 {
             let worker = 1 + n % 2;
             assert!(handoffs.push(worker, 7, forward(), &n.to_le_bytes()));
+            want[worker as usize].push(n);
+            if handoffs.len() == 3 {
+                lanes[0].dispatch(&mut handoffs, &counters);
+            }
         }
-        let pool = lanes[0].pool.len();
         lanes[0].dispatch(&mut handoffs, &counters);
         assert!(handoffs.is_empty());
-        lanes[0].flush(&counters);
         assert_eq!(drops(&counters), 0);
         for w in [1usize, 2] {
-            let mut got = Vec::new();
-            while let Some(mut parcel) = lanes[w].receive() {
-                for i in 0..parcel.batch.len() {
-                    let (m, data) = parcel.batch.get_mut(i);
-                    assert_eq!((m.worker as usize, m.generation), (w, 7));
-                    got.push(u32::from_le_bytes(data.try_into().expect("4 bytes")));
-                }
-                lanes[w].give_back(parcel);
-            }
-            let want: Vec<u32> = (0..(2 * PARCEL + 10) as u32)
-                .filter(|n| 1 + (n % 2) as usize == w)
-                .collect();
-            assert_eq!(got, want, "worker {w}");
+            assert_eq!(drain(&mut lanes[w], w), want[w], "worker {w}");
         }
-        lanes[0].take_returned();
-        assert_eq!(lanes[0].pool.len(), pool, "every parcel given back");
+        // And again, through the swapped buffers.
+        for n in 0..10u32 {
+            assert!(handoffs.push(2, 7, forward(), &n.to_le_bytes()));
+        }
+        lanes[0].dispatch(&mut handoffs, &counters);
+        assert_eq!(drain(&mut lanes[2], 2), (0..10).collect::<Vec<u32>>());
     }
 
-    /// A receiver that never reads: the sender's pool runs dry and the packets beyond it are
-    /// dropped and counted, never queued without bound.
+    /// Two senders to one receiver: each sender's packets in its own order, none lost.
+    #[test]
+    fn every_sender_gets_its_turn() {
+        let counters = counters();
+        let mut lanes = Lanes::new(3);
+        let mut handoffs = HandoffBatch::new(4);
+        for from in [0usize, 1] {
+            for n in 0..4u32 {
+                assert!(handoffs.push(2, 7, forward(), &(100 * from as u32 + n).to_le_bytes()));
+            }
+            lanes[from].dispatch(&mut handoffs, &counters);
+        }
+        let mut got = drain(&mut lanes[2], 2);
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 2, 3, 100, 101, 102, 103]);
+    }
+
+    /// A receiver that never reads: the lane fills and the packets beyond it are dropped
+    /// and counted, never queued without bound; once read, the lane carries packets again.
     #[test]
     fn a_worker_behind_costs_counted_drops() {
         let counters = counters();
         let mut lanes = Lanes::new(2);
-        let capacity = lanes[0].pool.len() * PARCEL;
-        let mut handoffs = HandoffBatch::new(PARCEL);
+        let capacity = lane_packets(2);
+        let mut handoffs = HandoffBatch::new(100);
         let mut offered = 0;
-        for _ in 0..lanes[0].pool.len() + 3 {
-            for _ in 0..PARCEL {
-                handoffs.push(1, 1, forward(), &[1, 2, 3]);
+        while offered < capacity + 250 {
+            for _ in 0..100 {
+                handoffs.push(1, 7, forward(), &[1, 2, 3, 4]);
                 offered += 1;
             }
             lanes[0].dispatch(&mut handoffs, &counters);
-            lanes[0].flush(&counters);
         }
         assert_eq!(drops(&counters), (offered - capacity) as u64);
-        let mut queued = 0;
-        while let Some(p) = lanes[1].receive() {
-            queued += p.batch.len();
-            lanes[1].give_back(p);
-        }
-        assert_eq!(queued, capacity);
-        // Given back, the parcels carry packets again.
-        handoffs.push(1, 1, forward(), &[4]);
+        assert_eq!(drain(&mut lanes[1], 1).len(), capacity);
+        handoffs.push(1, 7, forward(), &[4, 0, 0, 0]);
         lanes[0].dispatch(&mut handoffs, &counters);
-        lanes[0].flush(&counters);
-        assert!(lanes[1].receive().is_some());
+        assert_eq!(drain(&mut lanes[1], 1), [4]);
     }
 
     /// A packet for itself or for a worker that does not exist is counted, not sent.
@@ -263,11 +257,17 @@ mod tests {
         let counters = counters();
         let mut lanes = Lanes::new(2);
         let mut handoffs = HandoffBatch::new(4);
-        handoffs.push(0, 1, forward(), &[1]);
-        handoffs.push(5, 1, forward(), &[1]);
+        handoffs.push(0, 7, forward(), &[1]);
+        handoffs.push(5, 7, forward(), &[1]);
         lanes[0].dispatch(&mut handoffs, &counters);
-        lanes[0].flush(&counters);
         assert_eq!(drops(&counters), 2);
         assert!(lanes[1].receive().is_none());
+    }
+
+    #[test]
+    fn lanes_hold_a_socket_buffer_s_worth_and_shrink_with_more_workers() {
+        assert_eq!(lane_packets(2), 4096);
+        assert_eq!(lane_packets(5), 1024);
+        assert_eq!(lane_packets(64), 256);
     }
 }

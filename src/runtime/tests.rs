@@ -229,10 +229,11 @@ async fn timers_run_while_a_socket_stays_readable() {
         .into_iter()
         .map(|t| t.join().expect("flooder"))
         .sum();
-    let dropped: u64 = running
-        .hub()
-        .current(0)
-        .map_or(0, |c| c.drops().map(|(_, _, n)| n).sum());
+    let hub = running.hub();
+    let dropped: u64 = (0..hub.workers())
+        .filter_map(|w| hub.current(w))
+        .map(|c| c.drops().map(|(_, _, n)| n).sum::<u64>())
+        .sum();
     running.stop().await.expect("stops");
 
     assert!(

@@ -29,7 +29,7 @@ use super::lanes::Lanes;
 use super::{Control, NewSources};
 use crate::admin::health::{Heartbeat, BEAT_INTERVAL};
 use crate::buffer::{Remote, RxBatch, RxMeta, TxBatch, Via};
-use crate::dataplane::{AttachmentPlan, Gateway, Io, IpsecCarry, Plan};
+use crate::dataplane::{AttachmentPlan, Gateway, Io, IpsecCarry, Plan, TX_RESERVE};
 use crate::ids::AttachmentId;
 use crate::metrics::{Counters, MetricsHub};
 use crate::vocab::DropReason;
@@ -137,8 +137,8 @@ pub(super) struct Prepared {
     sources: Vec<Vec<Source>>,
 }
 
-/// Parcels handled per turn before sources, timers and control messages get theirs.
-const PARCELS_PER_TURN: usize = 16;
+/// Lanes emptied per turn before sources, timers and control messages get theirs.
+const LANES_PER_TURN: usize = 4;
 
 /// The IPsec attachments a reload kept, from the plan of `generation`.
 struct Carried {
@@ -386,28 +386,37 @@ impl Worker {
         if let Some(lanes) = &mut self.lanes {
             let counters = self.gateway.counters().clone();
             lanes.dispatch(self.gateway.handoffs(), &counters);
-            lanes.flush(&counters);
         }
     }
 
-    /// Handles the parcels other workers handed to this one, at most [`PARCELS_PER_TURN`]
-    /// (waking itself again if more wait).
+    /// Handles what other workers handed to this one, at most [`LANES_PER_TURN`] lanes'
+    /// worth (waking itself again if more may wait).
     async fn take_handoffs(&mut self) {
-        for _ in 0..PARCELS_PER_TURN {
-            let Some(mut parcel) = self.lanes.as_mut().and_then(Lanes::receive) else {
+        for _ in 0..LANES_PER_TURN {
+            let Some(mut batch) = self.lanes.as_mut().and_then(Lanes::receive) else {
                 return;
             };
             self.sync_facilities();
-            self.gateway
-                .handle_handoffs(Instant::now(), &mut parcel.batch, &mut self.tx);
-            if let Some(lanes) = &mut self.lanes {
-                lanes.give_back(parcel);
+            // The transmit batch is flushed as it fills: a lane may hold more than it.
+            let mut at = 0;
+            while at < batch.len() {
+                let n = (batch.len() - at).min(self.tx.room().saturating_sub(TX_RESERVE));
+                if n == 0 {
+                    self.flush().await;
+                    continue;
+                }
+                self.gateway
+                    .handle_handoffs(Instant::now(), &mut batch, at..at + n, &mut self.tx);
+                at += n;
+                self.hand_off();
+                self.flush().await;
             }
-            self.hand_off();
-            self.flush().await;
+            if let Some(lanes) = &mut self.lanes {
+                lanes.give_back(batch);
+            }
         }
         if let Some(lanes) = &self.lanes {
-            lanes.notify().notify_one();
+            lanes.wake_self();
         }
     }
 
@@ -415,7 +424,6 @@ impl Worker {
     /// are due run after every turn, so a source that never stops being readable delays them
     /// by at most one burst of [`IO_LOOP_BOUND`] batches.
     async fn run(&mut self, mut control: mpsc::Receiver<Control>) {
-        let handed = self.lanes.as_ref().map(Lanes::notify);
         loop {
             let now = Instant::now();
             self.heartbeat.beat(now);
@@ -461,7 +469,7 @@ impl Worker {
                     }
                     None => return,
                 },
-                () = notified(handed.as_deref()) => self.take_handoffs().await,
+                () = notified(self.lanes.as_ref()) => self.take_handoffs().await,
                 () = readable(&self.sources) => {
                     let mut handled = 0;
                     for _ in 0..IO_LOOP_BOUND {
@@ -801,10 +809,10 @@ fn gso_run(tx: &TxBatch, order: &[u16], max: usize) -> usize {
     packets
 }
 
-/// Resolves when `notify` is notified; never without one.
-async fn notified(notify: Option<&tokio::sync::Notify>) {
-    match notify {
-        Some(n) => n.notified().await,
+/// Resolves when another worker handed this one packets; never without lanes.
+async fn notified(lanes: Option<&Lanes>) {
+    match lanes {
+        Some(l) => l.notified().await,
         None => std::future::pending().await,
     }
 }
