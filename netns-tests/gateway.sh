@@ -342,6 +342,10 @@ pol=$(metric ix $METRICS ixgw_drops_total 'tenant="mame-net",reason="policy"')
 check "mame-net's refused flows count as its policy drops ($pol)" test "$pol" -gt 0
 handed=$(http_get ix 127.0.0.1 9477 /metrics | awk '/^ixgw_drops_total/ && /reason="(worker_queue_full|handoff_stale)"/ { s += $2 } END { print s + 0 }')
 check "nothing lost between the two workers ($handed)" test "$handed" -eq 0
+w1=$(metric ix $METRICS ixgw_worker_received_total 'worker="1"')
+check "worker 1 read fac-b's traffic ($w1 packets)" test "$w1" -gt 10000
+moved=$(metric ix $METRICS ixgw_worker_handed_on_total 'worker="0"')
+check "worker 0 handed packets to worker 1 ($moved)" test "$moved" -gt 1000
 threads=$(cat /proc/"$IXGW_PID"/task/*/comm | grep -c '^ixgw-worker' || true)
 check "two data-path worker threads run ($threads)" test "$threads" -eq 2
 

@@ -241,6 +241,25 @@ const FLOWS: Def = gauge(
     "Entries in the data path's flow tables, summed over workers.",
 );
 
+const WORKERS: Def = gauge(
+    "ixgw_workers",
+    &[],
+    "Data-path worker threads (dataplane.workers).",
+);
+
+const WORKER: [Def; 2] = [
+    counter(
+        "ixgw_worker_received_total",
+        &["worker"],
+        "Packets and datagrams the data-path worker read from its sockets and devices (WireGuard peers are spread over the workers; other attachments are read by worker 0).",
+    ),
+    counter(
+        "ixgw_worker_handed_on_total",
+        &["worker"],
+        "Packets the data-path worker handed to another worker: the flow's home or the egress peer's owner is there.",
+    ),
+];
+
 const TENANT_ATTACHMENT: &[&str] = &["tenant", "attachment"];
 
 /// Indexed like [`TrafficSum`]: [`PEER_TRAFFIC`] summed over the attachment's peers.
@@ -317,6 +336,8 @@ enum Family {
     AttachmentMore(usize),
     AttachmentPeersConfigured,
     AttachmentPeersUp,
+    Workers,
+    Worker(usize),
 }
 
 impl Family {
@@ -343,6 +364,9 @@ impl Family {
                 Flows,
                 AttachmentPeersConfigured,
                 AttachmentPeersUp,
+                Workers,
+                Worker(0),
+                Worker(1),
             ])
             .collect();
         all.sort_by_key(|f| f.def().name);
@@ -368,6 +392,8 @@ impl Family {
             AttachmentMore(i) => &ATTACHMENT_MORE[i],
             AttachmentPeersConfigured => &ATTACHMENT_PEERS_CONFIGURED,
             AttachmentPeersUp => &ATTACHMENT_PEERS_UP,
+            Workers => &WORKERS,
+            Worker(i) => &WORKER[i],
         }
     }
 }
@@ -475,6 +501,18 @@ pub(crate) fn peer_count(slots: &[ArcSwap<Counters>], now: Instant) -> PeerCount
 
 /// (tenant, attachment, peer, facility): the label values of a peer series, in [`PEER`] order.
 type PeerKey<'a> = [&'a str; 4];
+
+/// Worker `w`'s `worker` label value.
+fn worker_label(w: usize) -> &'static str {
+    const NAMES: [&str; 64] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+        "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31",
+        "32", "33", "34", "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46",
+        "47", "48", "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "60", "61",
+        "62", "63",
+    ];
+    NAMES.get(w).copied().unwrap_or("64+")
+}
 
 /// The sum of all workers' tables at one scrape.
 struct Sum<'a> {
@@ -745,6 +783,13 @@ impl HotCollector {
                 }
                 Family::PeersUp => sink.sample(&[], Value::Count(peers.up as u64)),
                 Family::Flows => sink.sample(&[], Value::Count(sum.flows)),
+                Family::Workers => sink.sample(&[], Value::Count(scrape.tables.len() as u64)),
+                Family::Worker(i) => {
+                    for (w, table) in scrape.tables.iter().enumerate() {
+                        let n = [&table.received, &table.handed_on][i].get();
+                        sink.sample(&[worker_label(w)], Value::Count(n));
+                    }
+                }
                 Family::AttachmentTraffic(i) => {
                     for (key, a) in &attachments {
                         sink.sample(key, Value::Count(a.traffic.0[i]));

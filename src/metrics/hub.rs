@@ -467,6 +467,26 @@ mod tests {
         assert_eq!(tenant_series, 2, "one series per tenant, not per worker");
     }
 
+    /// What each worker read and handed on is exported per worker, beside their number.
+    #[test]
+    fn each_worker_is_shown_apart() {
+        let (w0, w1) = (table(), table());
+        let hub = MetricsHub::new([Arc::clone(&w0), Arc::clone(&w1)]);
+        w0.received.add(100);
+        w1.received.add(250);
+        w1.handed_on.add(40);
+        let text = hub.encode();
+        assert_line(&text, "ixgw_workers 2");
+        assert_line(&text, r#"ixgw_worker_received_total{worker="0"} 100"#);
+        assert_line(&text, r#"ixgw_worker_received_total{worker="1"} 250"#);
+        assert_line(&text, r#"ixgw_worker_handed_on_total{worker="0"} 0"#);
+        assert_line(&text, r#"ixgw_worker_handed_on_total{worker="1"} 40"#);
+        // A reload's table for worker 1 goes on from there.
+        let next = Arc::new(w1.successor(Default::default()));
+        hub.publish(1, next).expect("worker 1");
+        assert_line(&hub.encode(), r#"ixgw_worker_received_total{worker="1"} 250"#);
+    }
+
     #[test]
     fn every_drop_reason_and_handshake_result_is_present_at_zero() {
         let hub = MetricsHub::new([table()]);
@@ -870,7 +890,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(families, 35);
+        assert_eq!(families, 38);
     }
 
     #[test]

@@ -98,6 +98,7 @@ impl Lanes {
                 lost += 1;
             }
         }
+        let mut handed = 0u64;
         while present != 0 {
             let w = present.trailing_zeros() as usize;
             present &= present - 1;
@@ -105,13 +106,18 @@ impl Lanes {
                 let mut lane = self.shared.lane(self.index, w);
                 for i in 0..handoffs.len() {
                     let (m, data) = handoffs.get_mut(i);
-                    if m.worker as usize == w && !lane.push_meta(m, data) {
-                        lost += 1;
+                    if m.worker as usize != w {
+                        continue;
+                    }
+                    match lane.push_meta(m, data) {
+                        true => handed += 1,
+                        false => lost += 1,
                     }
                 }
             }
             self.shared.wake[w].notify_one();
         }
+        counters.handed_on.add(handed);
         if lost > 0 {
             counters.drops_add(None, DropReason::WorkerQueueFull, lost);
         }
@@ -245,6 +251,7 @@ mod tests {
             lanes[0].dispatch(&mut handoffs, &counters);
         }
         assert_eq!(drops(&counters), (offered - capacity) as u64);
+        assert_eq!(counters.handed_on.get(), capacity as u64);
         assert_eq!(drain(&mut lanes[1], 1).len(), capacity);
         handoffs.push(1, 7, forward(), &[4, 0, 0, 0]);
         lanes[0].dispatch(&mut handoffs, &counters);

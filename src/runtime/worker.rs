@@ -477,6 +477,7 @@ impl Worker {
                             break;
                         }
                         handled += self.rx.len();
+                        self.gateway.counters().received.add(self.rx.len() as u64);
                         self.sync_facilities();
                         // The data path pauses when `tx` is full; it goes on once sent.
                         while !self.rx.pending().is_empty() {

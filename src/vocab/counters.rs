@@ -258,6 +258,10 @@ pub struct Counters {
     peer_labels: Vec<PeerLabels>,
     peers: Box<[PeerCounters]>,
     flows: AtomicU64,
+    /// Packets and datagrams the worker read from its sockets and devices, and packets it
+    /// handed to other workers (both counted per batch).
+    pub received: Counter,
+    pub handed_on: Counter,
 }
 
 impl Counters {
@@ -298,6 +302,8 @@ impl Counters {
                 .collect(),
             peer_labels,
             flows: AtomicU64::new(0),
+            received: Counter::default(),
+            handed_on: Counter::default(),
         }
     }
 
@@ -312,6 +318,8 @@ impl Counters {
             }
         };
         carry_row(next.drops.last().unwrap(), self.drops.last().unwrap());
+        next.received.set(self.received.get());
+        next.handed_on.set(self.handed_on.get());
         carry_row(
             next.handshakes.last().unwrap(),
             self.handshakes.last().unwrap(),
