@@ -71,6 +71,7 @@ SCRAPE_UP_MS=$(scrape)
 SCRAPE_BYTES=$(stat -c %s "$T_TMP/metrics.txt")
 SERIES=$(grep -vc '^#' "$T_TMP/metrics.txt")
 COOKIES=$(metric sc-ix "$METRICS" ixgw_handshakes_total 'result="cookie_sent"')
+WORKERS=$(metric sc-ix "$METRICS" ixgw_workers '')
 kill -0 "$IXGW_PID" 2>/dev/null || { cat "$T_TMP/ixgw.log" >&2; die "ixgw exited"; }
 
 j() { sed -n "s/.*\"$1\":\([-0-9.]*\).*/\1/p" "$T_TMP/storm.json"; }
@@ -83,7 +84,7 @@ SECTION=$T_TMP/section.md
   echo
   echo "* machine: $(nproc) CPUs, $MODEL, Linux $(uname -r); load average $LOAD0 at the start,"
   echo "  $(cut -d' ' -f1-3 /proc/loadavg) at the end"
-  echo "* date: $STARTED; commit \`$COMMIT\`; one data-path worker"
+  echo "* date: $STARTED; commit \`$COMMIT\`; $WORKERS data-path workers (the default: one per core)"
   echo "* the storm: every peer sends its initiation at once from $SOCKETS sockets of our load"
   echo "  generator (boringtun clients, which keep a cookie and retry after 5 s); \"up\": the"
   echo "  client has the gateway's response"
