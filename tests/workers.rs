@@ -19,8 +19,8 @@ use ixgw::buffer::{HandoffBatch, RxBatch, TxBatch, Via, BUF_SIZE};
 use ixgw::config::*;
 use ixgw::dataplane::{Gateway, Plan};
 use ixgw::ids::{AttachmentId, FacilityCode, PeerId};
-use ixgw::tunnel::wireguard::{keys, Shard};
-use ixgw::vocab::DropReason;
+use ixgw::tunnel::wireguard::{keys, HandshakeLimits, Shard};
+use ixgw::vocab::{DropReason, HandshakeResult};
 use ixgw::wire::build;
 use util::{owned, Owned};
 
@@ -433,4 +433,50 @@ fn a_packet_handed_on_across_a_reload_is_renumbered() {
             .drop_count(DropReason::HandoffStale),
         1
     );
+}
+
+/// Handshakes of `result` each worker counted.
+fn handshakes(r: &Rig, result: HandshakeResult) -> [u64; 2] {
+    [0, 1].map(|w| {
+        (r.workers[w].counters().handshakes())
+            .filter(|(_, res, _)| *res == result)
+            .map(|(_, _, n)| n)
+            .sum()
+    })
+}
+
+/// The worker an initiation reaches (by the kernel's hash) judges its MACs and its own load;
+/// the owner, even under load, answers what it hands on instead of demanding a cookie of its
+/// own (which the facility, retrying to the same worker, could never present there).
+#[test]
+fn an_initiation_handed_on_is_answered_by_an_owner_under_load() {
+    let mut r = Rig::new();
+    let wg = r.workers[1]
+        .tunnel_mut(AttachmentId(0))
+        .and_then(|t| t.wireguard_mut())
+        .expect("ajisai-wg");
+    wg.set_handshake_limits(HandshakeLimits {
+        backlog: 16,
+        under_load: 0,
+    });
+    assert!(wg.under_load(r.now));
+    let ok = handshakes(&r, HandshakeResult::Ok);
+
+    // ajisai-1 (worker 1's) initiates again; the initiation reaches worker 0.
+    let mut buf = vec![0; BUF_SIZE];
+    let f = &mut r.facilities[1];
+    let Owned::Net(d) = owned(f.tunn.format_handshake_initiation(&mut buf, true)) else {
+        panic!("an initiation");
+    };
+    r.wire.push_back((0, endpoint(0, 1), d));
+    r.pump();
+
+    assert_eq!(handshakes(&r, HandshakeResult::CookieSent), [0, 0]);
+    let now_ok = handshakes(&r, HandshakeResult::Ok);
+    assert_eq!(
+        now_ok[1],
+        ok[1] + 1,
+        "worker 1 answered it: {ok:?} → {now_ok:?}"
+    );
+    assert_eq!(now_ok[0], ok[0], "worker 0 only handed it on");
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::flow_event::{FlowEnd, FlowEvent, FlowPhase, FlowSink, PeerEvent, PeerEventKind};
 use super::plan::{Plan, Route};
-use crate::buffer::{HandoffBatch, HandoffKind, RxBatch, RxMeta, TxBatch, Via};
+use crate::buffer::{HandoffBatch, HandoffKind, RxBatch, RxMeta, TxBatch};
 use crate::facility::{FacilityState, FacilityTable};
 use crate::ids::{
     AttachmentId, ExchangeV4, FacilityCode, FacilityId, InternalV4, PeerId, TenantId,
@@ -81,17 +81,21 @@ struct Renumbering {
 
 impl Renumbering {
     fn new(old: &Plan, new: &Plan) -> Renumbering {
+        let by_name: std::collections::HashMap<&str, AttachmentId> = (new.attachments.iter())
+            .enumerate()
+            .map(|(i, a)| (a.name.as_str(), AttachmentId(i as u16)))
+            .collect();
         let attachments: Vec<Option<AttachmentId>> = (old.attachments.iter())
-            .map(|o| {
-                let i = new.attachments.iter().position(|a| a.name == o.name)?;
-                Some(AttachmentId(i as u16))
-            })
+            .map(|o| by_name.get(o.name.as_str()).copied())
+            .collect();
+        let by_name: std::collections::HashMap<(AttachmentId, &str), PeerId> = (new.peers.iter())
+            .enumerate()
+            .map(|(i, p)| ((p.attachment, p.name.as_str()), PeerId(i as u32)))
             .collect();
         let peers = (old.peers.iter())
             .map(|o| {
                 let a = attachments[o.attachment.index()]?;
-                let i = (new.peers.iter()).position(|p| p.attachment == a && p.name == o.name)?;
-                Some(PeerId(i as u32))
+                by_name.get(&(a, o.name.as_str())).copied()
             })
             .collect();
         Renumbering {
@@ -167,11 +171,17 @@ pub fn count_event(counters: &Counters, of: Option<(AttachmentId, TenantId)>, ev
 impl Gateway {
     /// A gateway for `plan`; `now` also anchors the counters' handshake times.
     pub fn new(plan: Arc<Plan>, now: Instant) -> Self {
+        Gateway::for_worker(plan, now, Shard::ALL)
+    }
+
+    /// The gateway of worker `shard.index` of `shard.count` (see [`Gateway::set_shard`]):
+    /// it makes the WireGuard tunnels of its own peers only.
+    pub fn for_worker(plan: Arc<Plan>, now: Instant, shard: Shard) -> Self {
         let counters = Arc::new(Counters::new(now, plan.counter_names()));
         let tunnels = (0..plan.attachments.len())
             .map(|i| {
                 let id = AttachmentId(i as u16);
-                Tunnel::new(id, &plan.tunnel_config(id, None), now)
+                Tunnel::new(id, &plan.tunnel_config(id, None), now, shard)
             })
             .collect();
         let mut flows = FlowTable::new(plan.limits.flow_table_size, Timeouts::from(&plan.limits));
@@ -193,7 +203,7 @@ impl Gateway {
                 counters,
                 next_sweep: now + SWEEP_INTERVAL,
                 icmp_budget: IcmpBudget::new(now),
-                shard: Shard::ALL,
+                shard,
                 handoffs: HandoffBatch::new(HANDOFFS),
                 renumbering: Renumbering::default(),
             },
@@ -219,8 +229,6 @@ impl Gateway {
         for t in &mut self.core.tunnels {
             t.set_shard(shard);
         }
-        let capacity = flow_capacity(&self.core.plan, shard);
-        self.core.flows.resize(capacity);
     }
 
     /// The packets handed to other workers since the runtime last cleared them.
@@ -285,12 +293,15 @@ impl Gateway {
                     }
                 }
                 HandoffKind::Datagram { attachment, from } => {
-                    let meta = RxMeta {
-                        attachment,
-                        via: Via::udp(0, from),
-                        len: data.len(),
+                    let taken = match core.tunnels.get_mut(attachment.index()) {
+                        Some(t) => t.take_handed_initiation(now, from, data),
+                        None => Err(DropReason::NoRoute),
                     };
-                    self.handle_packet(now, meta, data, tx);
+                    if let Err(reason) = taken {
+                        let tenant = core.plan.attachments.get(attachment.index());
+                        core.counters
+                            .drop_in(tenant.map(|a| a.tenant.index()), reason);
+                    }
                 }
             }
         }
@@ -470,10 +481,10 @@ impl Gateway {
                     }
                     Err(replaced) => {
                         lost += replaced.queued();
-                        Tunnel::new(id, &config, now)
+                        Tunnel::new(id, &config, now, core.shard)
                     }
                 },
-                None => Tunnel::new(id, &config, now),
+                None => Tunnel::new(id, &config, now, core.shard),
             };
             let mut tunnel = tunnel;
             tunnel.set_shard(core.shard);
@@ -482,7 +493,7 @@ impl Gateway {
         lost += old.into_iter().flatten().map(|t| t.queued()).sum::<usize>();
         if plan.limits != old_plan.limits {
             core.flows.set_timeouts(Timeouts::from(&plan.limits));
-            let capacity = flow_capacity(plan, core.shard);
+            let capacity = plan.limits.flow_table_size;
             if capacity != core.flows.capacity() {
                 let dropped = core.flows.resize(capacity);
                 if dropped > 0 {
@@ -579,20 +590,11 @@ impl Gateway {
     fn finish_batch(&mut self, now: Instant, tx: &mut TxBatch) {
         let core = &mut self.core;
         for (a, t) in core.tunnels.iter_mut().enumerate() {
-            t.after_batch(now, tx);
-            while let Some((worker, from, bytes)) = t.pop_foreign() {
-                let kind = HandoffKind::Datagram {
-                    attachment: AttachmentId(a as u16),
-                    from,
-                };
-                if !core
-                    .handoffs
-                    .push(worker, core.plan.generation, kind, &bytes)
-                {
-                    core.counters.drop_in(None, DropReason::WorkerQueueFull);
-                }
+            if core.shard.index == 0 || core.plan.attachments[a].sharded() {
+                t.after_batch(now, tx);
             }
         }
+        core.hand_on_foreign();
         self.core.count_events();
         self.core.counters.set_flows(self.core.flows.len());
         self.core.report_removed(now);
@@ -636,9 +638,13 @@ impl Gateway {
     /// Runs due timers: the tunnels' (keepalives, rekeys, handshake retries) and flow expiry.
     pub fn handle_timeout(&mut self, now: Instant, tx: &mut TxBatch) {
         let core = &mut self.core;
-        for t in &mut core.tunnels {
-            t.handle_timeout(now, tx);
+        for (a, t) in core.tunnels.iter_mut().enumerate() {
+            // Another worker runs the timers of what it alone serves (ARP, IPsec, TLS).
+            if core.shard.index == 0 || core.plan.attachments[a].sharded() {
+                t.handle_timeout(now, tx);
+            }
         }
+        core.hand_on_foreign();
         core.count_events();
         if core.next_sweep <= now {
             core.flows.expire(now, SWEEP_BUDGET);
@@ -650,11 +656,11 @@ impl Gateway {
 
     /// When [`Gateway::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Instant {
-        self.core
-            .tunnels
-            .iter()
-            .filter_map(Tunnel::poll_timeout)
-            .fold(self.core.next_sweep, Instant::min)
+        let core = &self.core;
+        (core.tunnels.iter().enumerate())
+            .filter(|(a, _)| core.shard.index == 0 || core.plan.attachments[*a].sharded())
+            .filter_map(|(_, t)| t.poll_timeout())
+            .fold(core.next_sweep, Instant::min)
     }
 }
 
@@ -714,14 +720,6 @@ fn end_event(
         bytes: r.bytes,
         duration: r.last_seen.saturating_duration_since(r.started),
     })
-}
-
-/// The flows one worker's table holds: its share of `limits.flow_table_size` (quotas hold
-/// per worker too).
-fn flow_capacity(plan: &Plan, shard: Shard) -> usize {
-    plan.limits
-        .flow_table_size
-        .div_ceil(shard.count.max(1) as usize)
 }
 
 /// The egress of a packet to `dst` of `tenant`: its attachment and peer (for a TLS pool
@@ -787,6 +785,25 @@ fn home(
 }
 
 impl Core {
+    /// Moves the WireGuard initiations of other workers' peers into the handoffs while they
+    /// have room; the rest wait for the next batch or timer run.
+    fn hand_on_foreign(&mut self) {
+        for (a, t) in self.tunnels.iter_mut().enumerate() {
+            while self.handoffs.room() > 0 {
+                let Some((worker, from, bytes)) = t.pop_foreign() else {
+                    break;
+                };
+                let kind = HandoffKind::Datagram {
+                    attachment: AttachmentId(a as u16),
+                    from,
+                };
+                // Room was checked: this push succeeds.
+                self.handoffs
+                    .push(worker, self.plan.generation, kind, &bytes);
+            }
+        }
+    }
+
     /// The flow sink, if it wants flow records.
     fn records_sink(&self) -> Option<Arc<dyn FlowSink>> {
         self.flow_sink.clone().filter(|_| self.flow_records)

@@ -484,7 +484,10 @@ mod tests {
         // A reload's table for worker 1 goes on from there.
         let next = Arc::new(w1.successor(Default::default()));
         hub.publish(1, next).expect("worker 1");
-        assert_line(&hub.encode(), r#"ixgw_worker_received_total{worker="1"} 250"#);
+        assert_line(
+            &hub.encode(),
+            r#"ixgw_worker_received_total{worker="1"} 250"#,
+        );
     }
 
     #[test]

@@ -17,10 +17,11 @@ use tokio::sync::Notify;
 use crate::buffer::HandoffBatch;
 use crate::vocab::{Counters, DropReason};
 
-/// Packets a lane holds: about what a 4 MiB socket buffer holds with two workers, less per
-/// lane with more of them (each receiver has a lane from every other worker).
+/// Packets a lane holds: each receiver's 4,096 (about what a 4 MiB socket buffer holds)
+/// shared by the lanes from every other worker, at least 64 each; so lanes take at most
+/// about 8 MiB of packet buffers per worker.
 pub fn lane_packets(workers: usize) -> usize {
-    (4096 / workers.saturating_sub(1).max(1)).max(256)
+    (4096 / workers.saturating_sub(1).max(1)).max(64)
 }
 
 /// What the workers share: every lane, by sender then receiver, and every worker's wake-up.
@@ -217,7 +218,8 @@ mod tests {
         assert_eq!(drain(&mut lanes[2], 2), (0..10).collect::<Vec<u32>>());
     }
 
-    /// Two senders to one receiver: each sender's packets in its own order, none lost.
+    /// Two senders to one receiver: each sender's packets in its own order, none lost; the
+    /// lanes are taken in turn, not the first one over and over.
     #[test]
     fn every_sender_gets_its_turn() {
         let counters = counters();
@@ -229,9 +231,44 @@ mod tests {
             }
             lanes[from].dispatch(&mut handoffs, &counters);
         }
-        let mut got = drain(&mut lanes[2], 2);
-        got.sort_unstable();
-        assert_eq!(got, [0, 1, 2, 3, 100, 101, 102, 103]);
+        let got = drain(&mut lanes[2], 2);
+        let from = |s: u32| {
+            got.iter()
+                .filter(|&&n| n / 100 == s)
+                .copied()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(from(0), [0, 1, 2, 3], "worker 0's in its order");
+        assert_eq!(from(1), [100, 101, 102, 103], "worker 1's in its order");
+        assert_eq!(got.len(), 8);
+    }
+
+    /// A sender that keeps its lane full does not keep the receiver from the other lanes.
+    #[test]
+    fn a_busy_lane_does_not_starve_the_others() {
+        let counters = counters();
+        let mut lanes = Lanes::new(3);
+        let mut handoffs = HandoffBatch::new(4);
+        let mut send = |lanes: &mut Vec<Lanes>, from: usize, n: u32| {
+            assert!(handoffs.push(2, 7, forward(), &n.to_le_bytes()));
+            lanes[from].dispatch(&mut handoffs, &counters);
+        };
+        send(&mut lanes, 0, 1);
+        send(&mut lanes, 1, 101);
+        let first = |lanes: &mut Vec<Lanes>| {
+            let mut b = lanes[2].receive().expect("a batch");
+            let n = u32::from_le_bytes(b.get_mut(0).1.try_into().expect("4 bytes"));
+            lanes[2].give_back(b);
+            n
+        };
+        assert_eq!(first(&mut lanes), 1);
+        send(&mut lanes, 0, 2);
+        assert_eq!(
+            first(&mut lanes),
+            101,
+            "worker 1's turn, though worker 0 sent again"
+        );
+        assert_eq!(first(&mut lanes), 2);
     }
 
     /// A receiver that never reads: the lane fills and the packets beyond it are dropped
@@ -275,6 +312,6 @@ mod tests {
     fn lanes_hold_a_socket_buffer_s_worth_and_shrink_with_more_workers() {
         assert_eq!(lane_packets(2), 4096);
         assert_eq!(lane_packets(5), 1024);
-        assert_eq!(lane_packets(64), 256);
+        assert_eq!(lane_packets(64), 65);
     }
 }

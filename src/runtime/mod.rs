@@ -333,13 +333,17 @@ fn open_sources(
             }
             match io {
                 Io::Udp(listen) if workers > 1 && a.sharded() => {
-                    let group = steer::bind_group(*listen, workers as u32).map_err(|source| {
-                        RuntimeError::Bind {
-                            attachment: a.name.clone(),
-                            addr: *listen,
-                            source,
-                        }
-                    })?;
+                    let bind_err = |source| RuntimeError::Bind {
+                        attachment: a.name.clone(),
+                        addr: *listen,
+                        source,
+                    };
+                    // The group's sockets share their address: a plain bind first, so that an
+                    // address another socket holds is refused as before, not joined.
+                    if listen.port() != 0 {
+                        drop(std::net::UdpSocket::bind(listen).map_err(bind_err)?);
+                    }
+                    let group = steer::bind_group(*listen, workers as u32).map_err(bind_err)?;
                     for (n, s) in new.iter_mut().zip(group) {
                         size_buffers(&s, &a.name);
                         n.udp.push((key.clone(), s));
@@ -712,14 +716,12 @@ impl Running {
         let now = Instant::now();
         let gateways: Vec<Gateway> = (0..workers)
             .map(|k| {
-                let mut g = Gateway::new(plan.clone(), now);
+                let shard = Shard {
+                    index: k as u32,
+                    count: workers as u32,
+                };
+                let mut g = Gateway::for_worker(plan.clone(), now, shard);
                 g.set_flow_sink(sink.clone());
-                if workers > 1 {
-                    g.set_shard(Shard {
-                        index: k as u32,
-                        count: workers as u32,
-                    });
-                }
                 g
             })
             .collect();
@@ -728,7 +730,7 @@ impl Running {
         ));
         hub.set_peer_series(config.metrics.peer_series);
         hub.config_loaded(SystemTime::now());
-        hub.set_flow_table_capacity(plan.limits.flow_table_size);
+        hub.set_flow_table_capacity(plan.limits.flow_table_size * workers);
         let q = plan.flow_quotas();
         hub.set_flow_quotas(q.per_tenant, q.per_facility);
         let socket_drops = Arc::new(SocketDrops::default());
@@ -948,8 +950,9 @@ impl Running {
             Ok(()) => {
                 self.hub.reload_succeeded(SystemTime::now());
                 self.hub.set_peer_series(config.metrics.peer_series);
-                self.hub
-                    .set_flow_table_capacity(self.plan.limits.flow_table_size);
+                self.hub.set_flow_table_capacity(
+                    self.plan.limits.flow_table_size * self.controls.len(),
+                );
                 let q = self.plan.flow_quotas();
                 self.hub.set_flow_quotas(q.per_tenant, q.per_facility);
             }
@@ -1208,13 +1211,15 @@ async fn spawn_workers(
 }
 
 /// Switches every worker to `plan`, each with its sources, all or none: each registers its
-/// sources and says whether it is ready; once all are, all switch, else none does.
+/// sources (all at once) and says whether it is ready, then waits; once all are, all
+/// switch, else none does.
 async fn switch_workers(
     controls: &[mpsc::Sender<Control>],
     plan: &Arc<Plan>,
     sources: Vec<NewSources>,
 ) -> Result<(), RuntimeError> {
     let mut commits = Vec::with_capacity(controls.len());
+    let mut ready = Vec::with_capacity(controls.len());
     let mut result = Ok(());
     for (control, sources) in controls.iter().zip(sources) {
         let (done, done_rx) = oneshot::channel();
@@ -1229,17 +1234,15 @@ async fn switch_workers(
             result = Err(RuntimeError::WorkerGone);
             break;
         }
-        match done_rx.await {
-            Ok(Ok(())) => commits.push(commit),
-            Ok(Err(e)) => {
-                result = Err(RuntimeError::Worker(e));
-                break;
-            }
-            Err(_) => {
-                result = Err(RuntimeError::WorkerGone);
-                break;
-            }
-        }
+        commits.push(commit);
+        ready.push(done_rx);
+    }
+    for done in ready {
+        let r = match done.await {
+            Ok(r) => r.map_err(RuntimeError::Worker),
+            Err(_) => Err(RuntimeError::WorkerGone),
+        };
+        result = result.and(r);
     }
     for commit in commits {
         let _ = commit.send(result.is_ok());

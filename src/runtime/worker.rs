@@ -322,6 +322,11 @@ impl Worker {
                             .ok_or_else(|| format!("no socket or device for attachment {}", a.name))
                     })
                     .collect::<Result<Vec<Source>, String>>()
+                    .map_err(|e| match self.index {
+                        0 => e,
+                        // Kept from an attachment of another type, its socket is no group.
+                        k => format!("{e} on worker {k}: an address kept from an attachment of another type is not shared by the workers (restart to change an attachment's type at the same address)"),
+                    })
             })
             .collect()
     }
@@ -379,6 +384,29 @@ impl Worker {
         let prepared = self.prepare(&plan, new)?;
         self.switch(plan, prepared);
         Ok(())
+    }
+
+    /// Reads and forwards what waits on the sources, at most [`IO_LOOP_BOUND`] batches or
+    /// [`IO_PACKET_BOUND`] packets.
+    async fn read_sources(&mut self) {
+        let mut handled = 0;
+        for _ in 0..IO_LOOP_BOUND {
+            if handled >= IO_PACKET_BOUND || self.drain() == 0 {
+                break;
+            }
+            handled += self.rx.len();
+            self.gateway.counters().received.add(self.rx.len() as u64);
+            self.sync_facilities();
+            // The data path pauses when `tx` is full; it goes on once sent.
+            while !self.rx.pending().is_empty() {
+                self.gateway
+                    .handle_pending(Instant::now(), &mut self.rx, &mut self.tx);
+                self.hand_off();
+                self.hand_over_ike();
+                self.flush().await;
+            }
+            self.rx.clear();
+        }
     }
 
     /// Hands the packets the gateway set aside for other workers to their lanes.
@@ -469,26 +497,15 @@ impl Worker {
                     }
                     None => return,
                 },
-                () = notified(self.lanes.as_ref()) => self.take_handoffs().await,
+                // Either wakes a turn of both: packets handed on by other workers and the
+                // sockets' own, each bounded, so that neither starves the other.
+                () = notified(self.lanes.as_ref()) => {
+                    self.take_handoffs().await;
+                    self.read_sources().await;
+                }
                 () = readable(&self.sources) => {
-                    let mut handled = 0;
-                    for _ in 0..IO_LOOP_BOUND {
-                        if handled >= IO_PACKET_BOUND || self.drain() == 0 {
-                            break;
-                        }
-                        handled += self.rx.len();
-                        self.gateway.counters().received.add(self.rx.len() as u64);
-                        self.sync_facilities();
-                        // The data path pauses when `tx` is full; it goes on once sent.
-                        while !self.rx.pending().is_empty() {
-                            self.gateway
-                                .handle_pending(Instant::now(), &mut self.rx, &mut self.tx);
-                            self.hand_off();
-                            self.hand_over_ike();
-                            self.flush().await;
-                        }
-                        self.rx.clear();
-                    }
+                    self.read_sources().await;
+                    self.take_handoffs().await;
                 }
                 () = tokio::time::sleep_until(deadline) => {}
             }

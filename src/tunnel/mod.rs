@@ -102,10 +102,17 @@ pub struct Inner<'a> {
 
 impl Tunnel {
     /// A fresh tunnel for attachment `id`.
-    pub fn new(id: AttachmentId, config: &TunnelConfig, now: Instant) -> Tunnel {
+    pub fn new(
+        id: AttachmentId,
+        config: &TunnelConfig,
+        now: Instant,
+        shard: wireguard::Shard,
+    ) -> Tunnel {
         match config {
             TunnelConfig::WireGuard { private_key, peers } => {
                 let mut wg = wireguard::WgAttachment::new(id, private_key);
+                // Before the peers: a worker makes the tunnels of its own peers only.
+                wg.set_shard(shard);
                 wg.set_peers(peers, now);
                 Tunnel::WireGuard(Box::new(wg))
             }
@@ -209,6 +216,21 @@ impl Tunnel {
     pub fn set_shard(&mut self, shard: wireguard::Shard) {
         if let Tunnel::WireGuard(wg) = self {
             wg.set_shard(shard);
+        }
+    }
+
+    /// A WireGuard initiation another worker took for this one's peer: it checked its MACs
+    /// and its load (with its own cookie secret), so it joins the waiting handshakes as it
+    /// is (unless they are full).
+    pub fn take_handed_initiation(
+        &mut self,
+        now: Instant,
+        from: std::net::SocketAddr,
+        datagram: &[u8],
+    ) -> Result<(), DropReason> {
+        match self {
+            Tunnel::WireGuard(wg) => wg.take_handed_initiation(now, from, datagram),
+            _ => Err(DropReason::NoRoute),
         }
     }
 
@@ -329,6 +351,14 @@ impl Tunnel {
 
     /// The WireGuard state, if this is a WireGuard tunnel (for inspection and tests).
     pub fn wireguard(&self) -> Option<&wireguard::WgAttachment> {
+        match self {
+            Tunnel::WireGuard(wg) => Some(wg),
+            _ => None,
+        }
+    }
+
+    /// The WireGuard state, mutable (tests set its handshake limits).
+    pub fn wireguard_mut(&mut self) -> Option<&mut wireguard::WgAttachment> {
         match self {
             Tunnel::WireGuard(wg) => Some(wg),
             _ => None,

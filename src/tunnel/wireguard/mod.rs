@@ -606,7 +606,18 @@ impl WgAttachment {
             }
             Err(refused) => return Err(self.refused(refused)),
         }
-        if self.waiting.len() >= self.limits.backlog {
+        self.queue_handshake(now, from, datagram)
+    }
+
+    /// Queues a handshake message whose MACs passed for its work; refused when the queue is
+    /// full.
+    fn queue_handshake(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> Result<(), DropReason> {
+        if self.waiting.len() >= self.limits.backlog || datagram.len() > INITIATION_LEN {
             return Err(DropReason::WgUnderLoad);
         }
         let mut bytes = [0; INITIATION_LEN];
@@ -621,6 +632,22 @@ impl WgAttachment {
             self.under_load_until = Some(now + UNDER_LOAD_HOLD);
         }
         Ok(())
+    }
+
+    /// An initiation of one of this worker's peers that another worker received, checked
+    /// and handed on ([`WgAttachment::pop_foreign`] there): its MACs and that worker's load
+    /// were judged (a cookie it demanded was made with its own secret, which this worker's
+    /// limiter would refuse), so it only waits for its work here.
+    pub fn take_handed_initiation(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> Result<(), DropReason> {
+        if datagram.len() != INITIATION_LEN || datagram[0] != 1 {
+            return Err(DropReason::WgProtocol);
+        }
+        self.queue_handshake(now, from, datagram)
     }
 
     /// Does the work of up to `budget` waiting handshake messages, oldest first. What they
