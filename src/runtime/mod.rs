@@ -27,6 +27,7 @@ mod summary;
 #[cfg(test)]
 mod tests;
 mod tls;
+pub mod tun;
 mod udp;
 mod watchdog;
 mod worker;
