@@ -127,6 +127,10 @@ impl TunIo {
             }
             Err(e) => return Err(e),
         };
+        if n == 0 {
+            // A super-packet of headers only.
+            return Ok((0, 1));
+        }
         let via = Via {
             io,
             remote: Remote::Device,
