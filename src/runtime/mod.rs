@@ -374,12 +374,7 @@ fn open_source(
                     tun: tun.clone(),
                     source,
                 };
-                let dev = tun_rs::DeviceBuilder::new()
-                    .name(tun)
-                    .mtu(a.mtu)
-                    .enable(false)
-                    .build_sync()
-                    .map_err(tun_err)?;
+                let dev = tun::open(tun, a.mtu).map_err(tun_err)?;
                 disable_ipv6(tun);
                 dev.enabled(true).map_err(tun_err)?;
                 new.tun.push((key, dev));
