@@ -460,6 +460,12 @@ mod tests {
         (counts, out)
     }
 
+    /// The header tun-rs reads and writes is the one written here.
+    #[test]
+    fn the_virtio_net_header_is_tun_rs_s() {
+        assert_eq!(VNET_HDR_LEN, tun_rs::VIRTIO_NET_HDR_LEN);
+    }
+
     /// 40 full segments and a shorter last one with PSH of one connection leave as one
     /// super-packet, which the kernel cuts back into exactly those packets.
     #[test]
