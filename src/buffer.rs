@@ -366,6 +366,31 @@ impl RxBatch {
         (taken, segments - taken)
     }
 
+    /// Takes one packet of `len` bytes that a receive wrote `at` bytes into the last
+    /// [`RxBatch::spare`] region, where it lies: the bytes between it and the packet before
+    /// it stay unused until [`RxBatch::clear`]. For a receive that lays packets out in
+    /// buffers of a fixed size (a TUN read split into segments), so that none is copied
+    /// again. Packets must be taken in the order of their places in the region. Returns
+    /// `false` (and takes nothing) for a packet longer than [`BUF_SIZE`], one that lies
+    /// before the last packet taken or beyond the arena, or when the batch is full.
+    pub fn commit_at(&mut self, at: usize, len: usize, attachment: AttachmentId, via: Via) -> bool {
+        let from = self.spare_at.saturating_add(at);
+        let fits = len <= BUF_SIZE
+            && self.meta.len() < self.capacity
+            && from >= self.used
+            && from.checked_add(len).is_some_and(|e| e <= self.data.len());
+        if fits {
+            self.offsets.push(from);
+            self.meta.push(RxMeta {
+                attachment,
+                via,
+                len,
+            });
+            self.used = from + len;
+        }
+        fits
+    }
+
     /// Appends a copy of `packet` (tests, the demo); `false` when full or too large.
     pub fn push(&mut self, attachment: AttachmentId, via: Via, packet: &[u8]) -> bool {
         if packet.len() > BUF_SIZE {
@@ -483,6 +508,45 @@ mod tests {
         rx.clear();
         assert!(rx.spare(4, 64 * 1024).is_some());
         assert!(rx.spare(4, 64 * 1024 + 1).is_none());
+    }
+
+    /// Packets taken where a receive left them: gaps between them are skipped, bytes stay
+    /// where they are; a packet too long, out of order, beyond the arena or beyond the
+    /// capacity is refused.
+    #[test]
+    fn packets_taken_in_place_keep_their_places() {
+        let mut rx = RxBatch::with_arena(3, 16 * 1024);
+        assert!(rx.push(A, Via::DEVICE, &[9; 10]));
+        let spare = rx.spare(2, 3 * BUF_SIZE).expect("room");
+        spare[..1500].fill(1);
+        spare[BUF_SIZE..BUF_SIZE + 40].fill(2);
+        spare[2 * BUF_SIZE..2 * BUF_SIZE + 600].fill(3);
+        assert!(rx.commit_at(0, 1500, A, Via::DEVICE));
+        assert!(rx.commit_at(BUF_SIZE, 40, A, Via::DEVICE));
+        assert!(
+            !rx.commit_at(BUF_SIZE, 10, A, Via::DEVICE),
+            "before the last one"
+        );
+        assert!(!rx.commit_at(2 * BUF_SIZE, 600, A, Via::DEVICE), "capacity");
+        let got: Vec<(usize, u8)> = (0..rx.len())
+            .map(|i| {
+                let (m, d) = rx.get_mut(i);
+                assert!(d.iter().all(|&b| b == d[0]), "packet {i} intact");
+                (m.len, d[0])
+            })
+            .collect();
+        assert_eq!(got, [(10, 9), (1500, 1), (40, 2)]);
+
+        let mut rx = RxBatch::with_arena(8, 4 * BUF_SIZE);
+        rx.spare(1, BUF_SIZE).expect("room");
+        assert!(!rx.commit_at(0, BUF_SIZE + 1, A, Via::DEVICE), "too long");
+        assert!(
+            !rx.commit_at(3 * BUF_SIZE + 1, BUF_SIZE, A, Via::DEVICE),
+            "beyond"
+        );
+        assert!(!rx.commit_at(usize::MAX, 1, A, Via::DEVICE), "overflow");
+        assert!(rx.commit_at(3 * BUF_SIZE, BUF_SIZE, A, Via::DEVICE));
+        assert_eq!(rx.room(), (7, 0));
     }
 
     #[test]

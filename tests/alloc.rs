@@ -179,6 +179,107 @@ fn wireguard_to_ethernet_vlan_through_a_router() {
     forward(Kind::WireGuard, Kind::EthernetVlan);
 }
 
+/// A plain attachment's TUN device with offloads (`runtime::tun::TunIo`): reads that split
+/// the kernel's UDP super-packets into the batch and sends of runs of TCP segments (one
+/// super-packet each) and of single packets allocate nothing once warm. Needs root: the
+/// test makes a network namespace of its own for its thread.
+#[tokio::test]
+#[ignore = "needs root: makes a network namespace and a TUN device"]
+async fn tun_device_reads_and_sends() {
+    use ixgw::runtime::tun::{self, TunIo};
+    use std::future::poll_fn;
+
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a network namespace");
+    let ip = |args: &[&str]| {
+        let ok = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .expect("ip");
+        assert!(ok.success(), "ip {args:?}");
+    };
+    let io = TunIo::new(tun::open("ixgwa0", 1500).expect("TUN device")).expect("registered");
+    assert!(io.offload(), "offloads on this kernel");
+    ip(&["link", "set", "lo", "up"]);
+    ip(&["addr", "add", "10.78.0.1/24", "dev", "ixgwa0"]);
+    ip(&["link", "set", "ixgwa0", "up"]);
+    let (local, far) = (Ipv4Addr::new(10, 78, 0, 1), Ipv4Addr::new(10, 78, 0, 2));
+    let sender = std::net::UdpSocket::bind((local, 0)).expect("bind");
+    nix::sys::socket::setsockopt(&sender, nix::sys::socket::sockopt::UdpGsoSegment, &1000)
+        .expect("UDP_SEGMENT");
+    let run = vec![7u8; 20 * 1000];
+    // 40 segments of one connection to a port nobody listens on, and 8 ICMP echo requests.
+    let mut packets = vec![];
+    for k in 0..40u32 {
+        let mut buf = vec![0; 1500];
+        let payload = [k as u8; 1400];
+        let n = build::tcp(
+            &mut buf,
+            far,
+            local,
+            40000,
+            5000,
+            1 + 1400 * k,
+            1,
+            tcp::FLAG_ACK,
+            None,
+            &payload,
+        )
+        .expect("fits");
+        buf.truncate(n);
+        let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
+        ip.set_frag(true, false, 0);
+        ip.fill_checksum();
+        packets.push(buf);
+    }
+    for k in 0..8u16 {
+        let mut buf = vec![0; 100];
+        let n = build::icmp_echo(&mut buf, far, local, 1, k, false, &[0; 56]).expect("fits");
+        buf.truncate(n);
+        packets.push(buf);
+    }
+    let refs: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
+    let mut rx = RxBatch::with_arena(2048, 4 << 20);
+
+    let mut counted = 0;
+    let mut received = 0;
+    for round in 0..(WARM_UP + ROUNDS / 4) {
+        sender.send_to(&run, (far, 9)).expect("GSO send");
+        // The super-packet, and whatever the kernel answered to the last round's sends.
+        let mut got = 0;
+        while got < 20 {
+            poll_fn(|cx| io.poll_recv_ready(cx))
+                .await
+                .expect("readable");
+            let mut n = 0;
+            let allocs = allocations_in(|| {
+                n = io
+                    .try_recv(&mut rx, AttachmentId(0), 0)
+                    .map_or(0, |(t, _)| t)
+            });
+            got += (0..rx.len())
+                .filter(|&i| rx.get_mut(i).1.len() == 1028)
+                .count();
+            rx.clear();
+            if round >= WARM_UP {
+                counted += allocs;
+                received += n;
+            }
+        }
+        let before = ALLOCATIONS.with(Cell::get);
+        io.send(&refs).await.expect("written");
+        if round >= WARM_UP {
+            counted += ALLOCATIONS.with(Cell::get) - before;
+        }
+    }
+    assert!(received >= 20 * ROUNDS / 4, "received {received}");
+    assert_eq!(
+        counted,
+        0,
+        "allocations in {} rounds of reads and sends",
+        ROUNDS / 4
+    );
+}
+
 /// Tenant A's end behind an attachment of kind `a` opens flows to tenant B's behind `b`;
 /// then request and reply batches go through, and the counted ones allocate nothing.
 fn forward(a: Kind, b: Kind) {

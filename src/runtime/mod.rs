@@ -29,6 +29,7 @@ mod summary;
 #[cfg(test)]
 mod tests;
 mod tls;
+pub mod tun;
 mod udp;
 mod watchdog;
 mod worker;
@@ -429,12 +430,7 @@ fn open_source(
                     tun: tun.clone(),
                     source,
                 };
-                let dev = tun_rs::DeviceBuilder::new()
-                    .name(tun)
-                    .mtu(a.mtu)
-                    .enable(false)
-                    .build_sync()
-                    .map_err(tun_err)?;
+                let dev = tun::open(tun, a.mtu).map_err(tun_err)?;
                 disable_ipv6(tun);
                 dev.enabled(true).map_err(tun_err)?;
                 new.tun.push((key, dev));

@@ -22,6 +22,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
 
 use super::facilities::FacilityStates;
+use super::tun::{self, TunIo};
 use super::udp::{self, UdpIo};
 
 use super::ike::{IkeInput, SaChange};
@@ -47,8 +48,9 @@ const TX_BATCH: usize = 256;
 const IO_LOOP_BOUND: usize = 16;
 /// ...or packets, whichever comes first.
 const IO_PACKET_BOUND: usize = 4096;
-/// Packets read from a source that delivers one per system call (TUN, packet sockets, the
-/// TLS relay, raw ESP) per pass, so that one busy source does not starve the others.
+/// Reads per pass from a source other than a UDP socket (a TUN device, which may return a
+/// super-packet's segments, packet sockets, the TLS relay, raw ESP: one packet each), so
+/// that one busy source does not starve the others.
 const PER_SOURCE: usize = 16;
 /// How often the IPsec SAs' usage goes to the IKE thread.
 const USAGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -92,7 +94,7 @@ enum Source {
     Udp(Arc<UdpIo>),
     /// A raw ESP socket, driven as a UDP socket (see `raw_esp`).
     Esp(Arc<tokio::net::UdpSocket>),
-    Tun(Arc<tun_rs::AsyncDevice>),
+    Tun(Arc<TunIo>),
     /// An Ethernet port's packet socket, driven as a UDP socket (see `link`).
     Link(Arc<tokio::net::UdpSocket>),
     /// The worker's end of a `tls` attachment's socket pair with the TLS thread.
@@ -285,7 +287,7 @@ impl Worker {
             ));
         }
         for (k, d) in new.tun {
-            out.push((k, Source::Tun(Arc::new(tun_rs::AsyncDevice::new(d)?))));
+            out.push((k, Source::Tun(Arc::new(TunIo::new(d)?))));
         }
         Ok(out)
     }
@@ -626,7 +628,7 @@ impl Worker {
 
     /// Reads what is waiting until the batch holds [`RX_TARGET`] packets or nothing more
     /// waits, every source in turn: a UDP socket one receive call per pass, the others up to
-    /// [`PER_SOURCE`] packets. Returns how many packets the batch holds.
+    /// [`PER_SOURCE`] reads. Returns how many packets the batch holds.
     fn drain(&mut self) -> usize {
         let mut progress = true;
         while progress && self.rx.len() < RX_TARGET {
@@ -656,16 +658,42 @@ impl Worker {
                     }
                     continue;
                 }
+                if let Source::Tun(t) = src {
+                    for _ in 0..PER_SOURCE {
+                        match t.try_recv(&mut self.rx, attachment, io as u8) {
+                            Ok((0, 0)) => return self.rx.len(),
+                            Ok((_, refused)) => {
+                                progress = true;
+                                if refused > 0 {
+                                    let tenant = self.gateway.plan().attachments[a].tenant.index();
+                                    self.gateway.counters().drops_add(
+                                        Some(tenant),
+                                        DropReason::Oversized,
+                                        refused as u64,
+                                    );
+                                }
+                            }
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                            Err(e) => {
+                                tracing::debug!(attachment = a, io, "receive error: {e}");
+                                break;
+                            }
+                        }
+                        if self.rx.len() >= RX_TARGET {
+                            break;
+                        }
+                    }
+                    continue;
+                }
                 for _ in 0..PER_SOURCE {
                     let Some(buf) = self.rx.next_buf() else {
                         return self.rx.len();
                     };
                     let got = match src {
-                        Source::Udp(_) => unreachable!("read above"),
+                        Source::Udp(_) | Source::Tun(_) => unreachable!("read above"),
                         Source::Esp(r) => r
                             .try_recv_from(buf)
                             .map(|(n, from)| (n, Remote::Ip(from.ip()))),
-                        Source::Tun(d) => d.try_recv(buf).map(|n| (n, Remote::Device)),
                         Source::Link(s) => s.try_recv(buf).map(|n| (n, Remote::Device)),
                         Source::Relay(s) => s.try_recv(buf).map(|n| (n, Remote::Device)),
                     };
@@ -695,7 +723,8 @@ impl Worker {
 
     /// Sends everything queued, waiting for socket space when the kernel pushes back. The
     /// packets go out grouped by destination, each destination's in the order queued; a
-    /// run of equally long packets to one UDP destination leaves in one GSO send.
+    /// run of equally long packets to one UDP destination leaves in one GSO send, a TUN
+    /// device's packets in one batched send (`TunIo::send`).
     async fn flush(&mut self) {
         let counters: Arc<Counters> = self.gateway.counters().clone();
         let tx = &self.tx;
@@ -775,16 +804,29 @@ impl Worker {
                     }
                     other => other.map(drop),
                 },
-                (Source::Tun(d), Remote::Device) => loop {
-                    match d.try_send(pkt) {
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            if d.writable().await.is_err() {
-                                break Err(e);
-                            }
+                // The device's packets of this flush, in order, in one batched send.
+                (Source::Tun(t), Remote::Device) => {
+                    let mut run: [&[u8]; tun::MAX_PACKETS] = [&[]; tun::MAX_PACKETS];
+                    packets = 0;
+                    for (slot, &i) in run.iter_mut().zip(&self.order[k..]) {
+                        let (m, p) = tx.get(usize::from(i));
+                        if (m.attachment, m.via) != (meta.attachment, meta.via) {
+                            break;
                         }
-                        other => break other.map(drop),
+                        *slot = p;
+                        packets += 1;
                     }
-                },
+                    if let Err(e) = t.send(&run[..packets]).await {
+                        tracing::debug!(
+                            attachment = meta.attachment.0,
+                            packets,
+                            "send failed: {}",
+                            e.error
+                        );
+                        counters.drops_add(None, DropReason::SendFailed, e.failed as u64);
+                    }
+                    Ok(())
+                }
                 _ => Err(std::io::Error::other(
                     "the packet's far end does not suit the socket or device",
                 )),
@@ -843,7 +885,7 @@ async fn readable(sources: &[Vec<Source>]) {
                 Source::Udp(u) => u.poll_recv_ready(cx).is_ready(),
                 Source::Esp(r) | Source::Link(r) => r.poll_recv_ready(cx).is_ready(),
                 Source::Relay(r) => r.poll_recv_ready(cx).is_ready(),
-                Source::Tun(d) => d.poll_readable(cx).is_ready(),
+                Source::Tun(d) => d.poll_recv_ready(cx).is_ready(),
             };
             if ready {
                 return Poll::Ready(());

@@ -126,7 +126,8 @@ reasons! {
     /// An IKE message that found the queue to the IKE thread full.
     IkeQueueFull => "ike_queue_full",
     /// A datagram larger than the data path's 2048-byte packet buffers: no tunnel packet of
-    /// a 1500-byte path is.
+    /// a 1500-byte path is. Also a TUN device's super-packet that cannot be cut into such
+    /// packets (counted once).
     Oversized => "oversized",
     /// A packet for another data-path worker found the queue to it full (that worker is
     /// behind): dropped at once, before any more work is spent on it.
