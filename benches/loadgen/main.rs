@@ -1,39 +1,52 @@
 //! The capacity bench's load generator and sink (`netns-tests/bench-capacity.sh` runs them in
-//! their own namespaces, ixgw in a third): WireGuard peers made of boringtun `Tunn`s whose
-//! keys are derived from their numbers, so that `config` can write the gateway's
-//! configuration for exactly the peers `gen` and `sink` play.
+//! their own namespaces, ixgw in a third). Their peers are WireGuard peers made of boringtun
+//! `Tunn`s whose keys are derived from their numbers, or IPsec peers (ESP in UDP) whose CHILD
+//! SAs ixgw's own IKEv2 initiator negotiates with the gateway ([`ipsec`]); `config` writes the
+//! gateway's configuration for exactly the peers `gen` and `sink` play.
 //!
 //! * `config` writes the gateway's key files and prints its YAML: tenant `gen` (10.0.0.0/16 as
-//!   exchange 100.64.0.0/16) with one WireGuard attachment of `--peers` peers, tenant `sink`
-//!   (the same 10.0.0.0/16, exchange 100.65.0.0/16) with one of `--sinks` peers, UDP allowed
-//!   from gen to sink.
-//! * `sink` handshakes its peers with the gateway, then counts the data messages the gateway
-//!   sends them (without decrypting them: the sink must cost less than the gateway) and writes
-//!   the running totals to a file every 50 ms.
-//! * `gen` handshakes its peers, then searches the highest rate the gateway forwards with at
+//!   exchange 100.64.0.0/16) with one attachment of `--peers` peers, tenant `sink` (the same
+//!   10.0.0.0/16, exchange 100.65.0.0/16) with one of `--sinks` peers, UDP allowed from gen to
+//!   sink; each attachment WireGuard or IPsec (`--gen-tunnel`, `--sink-tunnel`).
+//! * `sink` brings its peers up with the gateway (WireGuard handshakes, or IKE), then counts
+//!   the data messages or ESP packets the gateway sends them (without decrypting them: the
+//!   sink must cost less than the gateway) and writes the running totals to a file every
+//!   50 ms.
+//! * `gen` brings its peers up, then searches the highest rate the gateway forwards with at
 //!   most 1 % loss for each packet size, and measures the goodput at 2× and 4× that rate
 //!   offered. Every step's traffic is encrypted before the step starts (pre-built), so that
 //!   during the step the generator only sends: UDP GSO, a run of up to 64 equally long
 //!   datagrams per system call, from several sockets (GRO on the gateway's side then sees a
 //!   run per sender, as from real facilities that use GSO, such as wireguard-go). The
 //!   gateway's CPU time comes from `/proc/PID/stat`. Results: one JSON object per size.
+//! * `floor` measures the crypto floor of a path ([`floor`]).
 //!
 //! Everything runs on the 2 shared cores of the development machine: the generator's own
 //! sending competes with the gateway (see benches/RESULTS.md).
 
+mod floor;
+mod ipsec;
+
+use std::cell::RefCell;
 use std::io::{self, IoSliceMut};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use ixgw::crypto::SystemRandom;
+use ixgw::tunnel::ipsec::esp::OutboundSa;
 use ixgw::tunnel::wireguard::keys;
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use tokio::io::Interest;
+
+use floor::AeadName;
 
 /// A data message's header and tag.
 const DATA_OVERHEAD: usize = 32;
@@ -52,6 +65,23 @@ struct Cli {
     command: Command,
 }
 
+/// The kind of an attachment and of its peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Tunnel {
+    Wireguard,
+    /// IKEv2 with pre-shared keys; ESP in UDP.
+    Ipsec,
+}
+
+impl Tunnel {
+    fn name(self) -> &'static str {
+        match self {
+            Tunnel::Wireguard => "wireguard",
+            Tunnel::Ipsec => "esp",
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Writes the gateway's key files into DIR and prints its configuration.
@@ -62,20 +92,28 @@ enum Command {
         peers: u32,
         #[arg(long, default_value_t = 8)]
         sinks: u32,
-        /// The gateway's address facing the generator.
+        #[arg(long, value_enum, default_value_t = Tunnel::Wireguard)]
+        gen_tunnel: Tunnel,
+        #[arg(long, value_enum, default_value_t = Tunnel::Wireguard)]
+        sink_tunnel: Tunnel,
+        /// The gateway's address facing the generator (IPsec: its IKE port; NAT-T is 4500).
         #[arg(long)]
         ix_gen: SocketAddr,
-        /// The gateway's address facing the sink.
+        /// The gateway's address facing the sink (IPsec: its IKE port; NAT-T is 4500).
         #[arg(long)]
         ix_sink: SocketAddr,
         #[arg(long)]
         metrics: SocketAddr,
     },
-    /// The crypto floor: ChaCha20-Poly1305 open + seal of one WireGuard packet of each size
-    /// with ring (as boringtun does), packets per second on one core.
+    /// The crypto floor: `open`'s AEAD opening and `seal`'s sealing one packet of each size,
+    /// packets per second on one core.
     Floor {
         #[arg(long, value_delimiter = ',', default_value = "64,512,1420")]
         sizes: Vec<usize>,
+        #[arg(long, value_enum, default_value_t = AeadName::ChaCha20Poly1305)]
+        open: AeadName,
+        #[arg(long, value_enum, default_value_t = AeadName::ChaCha20Poly1305)]
+        seal: AeadName,
     },
     /// Every generator peer starts a handshake at once, as after an IX restart; each behaves
     /// as a WireGuard client (boringtun's timers: a cookie reply is kept and the initiation
@@ -93,20 +131,27 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
-    /// Handshakes the sink peers and counts what reaches them.
+    /// Brings the sink peers up and counts what reaches them.
     Sink {
+        /// The gateway's address (IPsec: its IKE port).
         #[arg(long)]
         ix: SocketAddr,
         #[arg(long)]
         bind: Ipv4Addr,
         #[arg(long, default_value_t = 8)]
         sinks: u32,
+        #[arg(long, value_enum, default_value_t = Tunnel::Wireguard)]
+        tunnel: Tunnel,
+        /// The gateway's configuration (IPsec: the peers' identities, keys and proposals).
+        #[arg(long, required_if_eq("tunnel", "ipsec"))]
+        config: Option<PathBuf>,
         /// Where the running totals go ("packets bytes").
         #[arg(long)]
         count: PathBuf,
     },
-    /// Handshakes the generator's peers and runs the capacity search.
+    /// Brings the generator's peers up and runs the capacity search.
     Gen {
+        /// The gateway's address (IPsec: its IKE port).
         #[arg(long)]
         ix: SocketAddr,
         #[arg(long)]
@@ -115,6 +160,11 @@ enum Command {
         peers: u32,
         #[arg(long, default_value_t = 8)]
         sinks: u32,
+        #[arg(long, value_enum, default_value_t = Tunnel::Wireguard)]
+        tunnel: Tunnel,
+        /// The gateway's configuration (IPsec: the peers' identities, keys and proposals).
+        #[arg(long, required_if_eq("tunnel", "ipsec"))]
+        config: Option<PathBuf>,
         /// Sockets the peers are spread over.
         #[arg(long, default_value_t = 8)]
         sockets: usize,
@@ -163,19 +213,91 @@ fn host(i: u32) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, (i / 250) as u8, (i % 250 + 1) as u8)
 }
 
-fn config(
+/// The pre-shared key of IPsec peer `i` of `role`, as its key file holds it.
+fn psk(role: &str, i: u32) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"ixgw-loadgen psk ");
+    ctx.update(role.as_bytes());
+    ctx.update(&i.to_le_bytes());
+    let hex: String = ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("0x{hex}")
+}
+
+/// The YAML of attachment `ROLE-wg` or `ROLE-ipsec` with `n` peers `ROLE-0` .. listening on
+/// `listen` (IPsec: the IKE port; NAT-T on 4500), its key files written into `dir`.
+///
+/// IPsec attachments carry 1420-byte inner packets (`mtu: 1420`), as WireGuard's do, so that
+/// the bench offers ESP the same sizes: ESP in UDP of a 1420-byte packet with AES-GCM is 1484
+/// bytes on the wire, inside the 1500 of the veths (the default 1400 leaves room for AES-CBC
+/// with HMAC-SHA-512, which the bench does not negotiate). Everything else is the default:
+/// proposals, rekey times, DPD.
+fn attachment(
     dir: &Path,
+    tunnel: Tunnel,
+    role: &str,
+    listen: SocketAddr,
+    n: u32,
+) -> io::Result<String> {
+    let prefecture = if role == "gen" { 42 } else { 32 };
+    let ix_key = if role == "gen" { 0 } else { 1 };
+    let mut y = String::new();
+    match tunnel {
+        Tunnel::Wireguard => {
+            let key = dir.join(format!("ix-{role}.key"));
+            std::fs::write(&key, keys::encode(&secret("ix", ix_key).to_bytes()) + "\n")?;
+            y += &format!("      - name: {role}-wg\n        type: wireguard\n        listen: {listen}\n        private_key_file: {}\n        peers:\n", key.display());
+            for i in 0..n {
+                y += &format!(
+                    "          - {{ name: {role}-{i}, facility: \"{}\", public_key: \"{}\", allowed_ips: [{}/32] }}\n",
+                    facility(prefecture, i),
+                    keys::encode(&public(role, i)),
+                    host(i)
+                );
+            }
+        }
+        Tunnel::Ipsec => {
+            if listen.port() == 4500 {
+                return Err(io::Error::other(
+                    "an IPsec attachment's IKE port cannot be 4500, its NAT-T port",
+                ));
+            }
+            y += &format!(
+                "      - name: {role}-ipsec\n        type: ipsec\n        listen: {}\n        ike_port: {}\n        nat_t_port: 4500\n        mtu: 1420\n        local_id: ix-{role}.bench.example\n        peers:\n",
+                listen.ip(),
+                listen.port()
+            );
+            for i in 0..n {
+                let file = dir.join(format!("{role}-{i}.psk"));
+                std::fs::write(&file, psk(role, i) + "\n")?;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+                y += &format!(
+                    "          - {{ name: {role}-{i}, facility: \"{}\", remote_id: {role}-{i}.bench.example, auth: psk, psk_file: {}, remote_ts: [{}/32] }}\n",
+                    facility(prefecture, i),
+                    file.display(),
+                    host(i)
+                );
+            }
+        }
+    }
+    Ok(y)
+}
+
+struct Sides {
     peers: u32,
     sinks: u32,
+    gen_tunnel: Tunnel,
+    sink_tunnel: Tunnel,
     ix_gen: SocketAddr,
     ix_sink: SocketAddr,
-    metrics: SocketAddr,
-) -> io::Result<String> {
+}
+
+fn config(dir: &Path, sides: &Sides, metrics: SocketAddr) -> io::Result<String> {
     std::fs::create_dir_all(dir)?;
-    for (name, i) in [("ix-gen", 0), ("ix-sink", 1)] {
-        let path = dir.join(format!("{name}.key"));
-        std::fs::write(&path, keys::encode(&secret("ix", i).to_bytes()) + "\n")?;
-    }
     let mut y = String::new();
     y += "ix:\n  name: bench-capacity\n  exchange_space: 100.64.0.0/10\n";
     y += &format!(
@@ -184,37 +306,27 @@ fn config(
     );
     y += "dataplane:\n  flow_table_size: 65536\n";
     y += "tenants:\n";
-    for (tenant, exchange, attachment, listen, key, role, n) in [
+    for (tenant, exchange, tunnel, listen, role, n) in [
         (
             "gen",
             "100.64.0.0/16",
-            "gen-wg",
-            ix_gen,
-            "ix-gen.key",
+            sides.gen_tunnel,
+            sides.ix_gen,
             "gen",
-            peers,
+            sides.peers,
         ),
         (
             "sink",
             "100.65.0.0/16",
-            "sink-wg",
-            ix_sink,
-            "ix-sink.key",
+            sides.sink_tunnel,
+            sides.ix_sink,
             "sink",
-            sinks,
+            sides.sinks,
         ),
     ] {
         y += &format!("  - name: {tenant}\n    networks:\n      - {{ internal: 10.0.0.0/16, exchange: {exchange} }}\n");
-        y += &format!("    attachments:\n      - name: {attachment}\n        type: wireguard\n        listen: {listen}\n        private_key_file: {}/{key}\n        peers:\n", dir.display());
-        let prefecture = if role == "gen" { 42 } else { 32 };
-        for i in 0..n {
-            y += &format!(
-                "          - {{ name: {role}-{i}, facility: \"{}\", public_key: \"{}\", allowed_ips: [{}/32] }}\n",
-                facility(prefecture, i),
-                keys::encode(&public(role, i)),
-                host(i)
-            );
-        }
+        y += "    attachments:\n";
+        y += &attachment(dir, tunnel, role, listen, n)?;
     }
     y += "policies:\n  - name: gen-to-sink\n    from: { tenant: gen }\n    to: { tenant: sink }\n    allow: [udp]\n";
     Ok(y)
@@ -325,7 +437,25 @@ async fn handshake(tunn: &mut Tunn, socket: &Socket, ix: SocketAddr) -> io::Resu
     Err(io::Error::other("no handshake response in 10 s"))
 }
 
-async fn sink(ix: SocketAddr, bind: Ipv4Addr, sinks: u32, count: PathBuf) -> io::Result<()> {
+/// Writes the sink's running totals ("packets bytes") to `count` every 50 ms, replacing the
+/// file whole, until the process is ended.
+async fn write_counts(count: &Path, totals: impl Fn() -> (u64, u64)) -> io::Result<()> {
+    let tmp = count.with_extension("tmp");
+    loop {
+        let (packets, bytes) = totals();
+        std::fs::write(&tmp, format!("{packets} {bytes}\n"))?;
+        std::fs::rename(&tmp, count)?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// WireGuard sink peers: counts data messages and their inner bytes.
+async fn sink_wireguard(
+    ix: SocketAddr,
+    bind: Ipv4Addr,
+    sinks: u32,
+    count: PathBuf,
+) -> io::Result<()> {
     let ix_public = PublicKey::from(&secret("ix", 1));
     let packets = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
@@ -372,18 +502,44 @@ async fn sink(ix: SocketAddr, bind: Ipv4Addr, sinks: u32, count: PathBuf) -> io:
             }
         });
     }
-    eprintln!("sink: {sinks} peers up");
-    let tmp = count.with_extension("tmp");
-    loop {
-        let line = format!(
-            "{} {}\n",
+    eprintln!("sink: {sinks} peers up (wireguard chacha20poly1305)");
+    write_counts(&count, || {
+        (
             packets.load(Ordering::Relaxed),
-            bytes.load(Ordering::Relaxed)
-        );
-        std::fs::write(&tmp, line)?;
-        std::fs::rename(&tmp, &count)?;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+            bytes.load(Ordering::Relaxed),
+        )
+    })
+    .await
+}
+
+/// IPsec sink peers, one socket each (run on a `LocalSet`): counts the ESP packets in UDP and
+/// their UDP payload bytes.
+async fn sink_ipsec(
+    config: &Path,
+    ix: SocketAddr,
+    bind: Ipv4Addr,
+    sinks: u32,
+    count: PathBuf,
+) -> io::Result<()> {
+    let (facilities, gateway) = ipsec::facilities(config, "sink", sinks, ix, bind)?;
+    let status = ipsec::Status::new(sinks);
+    let tally = Rc::new(ipsec::Tally::default());
+    for (j, f) in facilities.into_iter().enumerate() {
+        let socket = Rc::new(Socket::bind(bind)?);
+        tokio::task::spawn_local(ipsec::drive(
+            socket,
+            vec![(j, f)],
+            gateway,
+            status.clone(),
+            Some(tally.clone()),
+        ));
     }
+    ipsec::wait_up(&status, Duration::from_secs(60)).await?;
+    eprintln!(
+        "sink: {sinks} peers up (esp {})",
+        status.borrow().cipher_name()
+    );
+    write_counts(&count, || (tally.packets.get(), tally.bytes.get())).await
 }
 
 /// What one socket's peers of a storm saw.
@@ -532,17 +688,37 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(14) + ticks(15)) / TICKS_PER_SECOND
 }
 
+/// What a generator peer encrypts with.
+enum Session {
+    WireGuard(Box<Tunn>),
+    Esp(Box<OutboundSa>),
+    /// Its CHILD SA is not negotiated yet.
+    Waiting,
+}
+
 struct Peer {
-    tunn: Tunn,
+    session: Session,
     socket: usize,
     src: Ipv4Addr,
     dst: Ipv4Addr,
 }
 
+/// How the generator's peers get their sessions.
+enum Setup {
+    /// boringtun handshakes with the gateway's public key, fresh for every size.
+    WireGuard { ix_public: PublicKey },
+    /// The facilities' IKE runs in tasks of its own ([`ipsec::drive`]); new CHILD SAs land in
+    /// `status`.
+    Ipsec { status: Rc<RefCell<ipsec::Status>> },
+}
+
 struct Gen {
-    ix: SocketAddr,
-    sockets: Vec<Socket>,
+    /// Where the peers' data goes: the WireGuard port, or the IPsec attachment's NAT-T port.
+    to: SocketAddr,
+    sockets: Vec<Rc<Socket>>,
     peers: Vec<Peer>,
+    setup: Setup,
+    rng: SystemRandom,
 }
 
 /// What one step measured.
@@ -565,47 +741,84 @@ impl Step {
 }
 
 impl Gen {
-    async fn handshake_all(&mut self) -> io::Result<()> {
-        let ix_public = PublicKey::from(&secret("ix", 0));
-        for (i, p) in self.peers.iter_mut().enumerate() {
-            p.tunn = Tunn::new(
-                secret("gen", i as u32),
-                ix_public,
-                None,
-                None,
-                i as u32,
-                None,
-            );
-            handshake(&mut p.tunn, &self.sockets[p.socket], self.ix).await?;
+    /// Gives every peer a current session: WireGuard handshakes anew; IPsec waits (60 s at
+    /// most) until every peer has a CHILD SA and takes the newest of each, and refuses to go
+    /// on if a peer went down.
+    async fn sessions(&mut self) -> io::Result<()> {
+        match &self.setup {
+            Setup::WireGuard { ix_public } => {
+                for (i, p) in self.peers.iter_mut().enumerate() {
+                    let mut tunn = Tunn::new(
+                        secret("gen", i as u32),
+                        *ix_public,
+                        None,
+                        None,
+                        i as u32,
+                        None,
+                    );
+                    handshake(&mut tunn, &self.sockets[p.socket], self.to).await?;
+                    p.session = Session::WireGuard(Box::new(tunn));
+                }
+            }
+            Setup::Ipsec { status } => {
+                if status.borrow().down > 0 {
+                    return Err(io::Error::other("an ESP peer went down during the run"));
+                }
+                ipsec::wait_up(status, Duration::from_secs(60)).await?;
+                let mut st = status.borrow_mut();
+                for (p, fresh) in self.peers.iter_mut().zip(st.fresh.iter_mut()) {
+                    if let Some(sa) = fresh.take() {
+                        p.session = Session::Esp(Box::new(sa));
+                    }
+                }
+            }
         }
         Ok(())
     }
 
     /// Encrypts `count` packets of `size` bytes, round robin over the peers, into one buffer
-    /// per socket (every datagram of a size is equally long: `wire` bytes; boringtun does not
-    /// pad the inner packet to 16 bytes as the WireGuard paper suggests).
-    fn prebuild(&mut self, size: usize, count: usize) -> (Vec<Vec<u8>>, usize) {
-        let wire = DATA_OVERHEAD + size;
-        let mut out: Vec<Vec<u8>> = (0..self.sockets.len())
-            .map(|_| Vec::with_capacity(count / self.sockets.len() * wire + wire))
-            .collect();
+    /// per socket. Every datagram of a step is equally long, as GSO needs: boringtun does not
+    /// pad the inner packet to 16 bytes as the WireGuard paper suggests, and ESP pads every
+    /// packet of one length alike. Returns the buffers and the datagrams' length.
+    fn prebuild(&mut self, size: usize, count: usize) -> io::Result<(Vec<Vec<u8>>, usize)> {
         let payload = vec![0x5a; size - 28];
         let mut inner = vec![0u8; 2048];
         let mut buf = vec![0u8; 2048];
+        let mut wire = None;
+        let mut out: Vec<Vec<u8>> = vec![Vec::new(); self.sockets.len()];
+        let n_peers = self.peers.len();
         for k in 0..count {
-            let n_peers = self.peers.len();
             let p = &mut self.peers[k % n_peers];
             let n = ixgw::wire::build::udp(&mut inner, p.src, p.dst, 40_000, 9, &payload)
-                .expect("packet fits");
-            match p.tunn.encapsulate(&inner[..n], &mut buf) {
-                TunnResult::WriteToNetwork(d) => {
-                    assert_eq!(d.len(), wire, "datagrams of one step are equally long");
-                    out[p.socket].extend_from_slice(d);
+                .map_err(|e| io::Error::other(format!("{e:?}")))?;
+            let d: &[u8] = match &mut p.session {
+                Session::WireGuard(tunn) => match tunn.encapsulate(&inner[..n], &mut buf) {
+                    TunnResult::WriteToNetwork(d) => d,
+                    other => {
+                        return Err(io::Error::other(format!(
+                            "no session to encrypt with: {other:?}"
+                        )))
+                    }
+                },
+                Session::Esp(sa) => {
+                    let len = sa
+                        .encapsulate(&mut self.rng, &inner[..n], &mut buf)
+                        .map_err(io::Error::other)?;
+                    &buf[..len]
                 }
-                other => panic!("no session to encrypt with: {other:?}"),
+                Session::Waiting => return Err(io::Error::other("a peer has no CHILD SA")),
+            };
+            let wire = *wire.get_or_insert(d.len());
+            if d.len() != wire {
+                return Err(io::Error::other("datagrams of one step differ in length"));
             }
+            let o = &mut out[p.socket];
+            if o.is_empty() {
+                o.reserve(count / self.sockets.len() * wire + wire);
+            }
+            o.extend_from_slice(d);
         }
-        (out, wire)
+        Ok((out, wire.unwrap_or(1)))
     }
 
     /// Offers `rate` packets per second of `size` bytes for `secs` seconds.
@@ -618,7 +831,7 @@ impl Gen {
         pid: u32,
     ) -> io::Result<Step> {
         let count = ((rate * secs) as usize).max(self.peers.len());
-        let (bufs, wire) = self.prebuild(size, count);
+        let (bufs, wire) = self.prebuild(size, count)?;
         let per_send = (GSO_BYTES / wire).clamp(1, 64);
         let (r0, _) = read_count(sink_count);
         let cpu0 = cpu_seconds(pid);
@@ -643,7 +856,7 @@ impl Gen {
             let len = want.min(left);
             let chunk = &bufs[s][offsets[s]..offsets[s] + len];
             let segment = (len > wire).then_some(wire);
-            self.sockets[s].send(self.ix, chunk, segment).await?;
+            self.sockets[s].send(self.to, chunk, segment).await?;
             offsets[s] += len;
             sent += (len / wire) as u64;
         }
@@ -660,6 +873,14 @@ impl Gen {
             seconds,
         })
     }
+
+    /// The transform of the peers' sessions, as the results name it.
+    fn cipher(&self) -> String {
+        match &self.setup {
+            Setup::WireGuard { .. } => "chacha20poly1305".into(),
+            Setup::Ipsec { status } => status.borrow().cipher_name(),
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -668,6 +889,8 @@ async fn gen(
     bind: Ipv4Addr,
     peers: u32,
     sinks: u32,
+    tunnel: Tunnel,
+    config: Option<PathBuf>,
     sockets: usize,
     sink_count: PathBuf,
     pid: u32,
@@ -675,15 +898,45 @@ async fn gen(
     step: f64,
     start: u64,
 ) -> io::Result<()> {
-    let ix_public = PublicKey::from(&secret("ix", 0));
+    let socks: Vec<Rc<Socket>> = (0..sockets)
+        .map(|_| Socket::bind(bind).map(Rc::new))
+        .collect::<io::Result<_>>()?;
+    let (to, setup) = match tunnel {
+        Tunnel::Wireguard => (
+            ix,
+            Setup::WireGuard {
+                ix_public: PublicKey::from(&secret("ix", 0)),
+            },
+        ),
+        Tunnel::Ipsec => {
+            let config = config.ok_or_else(|| io::Error::other("--config is required"))?;
+            let (facilities, gateway) = ipsec::facilities(&config, "gen", peers, ix, bind)?;
+            let status = ipsec::Status::new(peers);
+            let mut groups: Vec<Vec<(usize, _)>> = (0..sockets).map(|_| Vec::new()).collect();
+            for (i, f) in facilities.into_iter().enumerate() {
+                groups[i % sockets].push((i, f));
+            }
+            for (socket, group) in socks.iter().zip(groups) {
+                tokio::task::spawn_local(ipsec::drive(
+                    socket.clone(),
+                    group,
+                    gateway,
+                    status.clone(),
+                    None,
+                ));
+            }
+            (
+                SocketAddr::from((gateway.ip, gateway.nat_t)),
+                Setup::Ipsec { status },
+            )
+        }
+    };
     let mut g = Gen {
-        ix,
-        sockets: (0..sockets)
-            .map(|_| Socket::bind(bind))
-            .collect::<io::Result<_>>()?,
+        to,
+        sockets: socks,
         peers: (0..peers)
             .map(|i| Peer {
-                tunn: Tunn::new(secret("gen", i), ix_public, None, None, i, None),
+                session: Session::Waiting,
                 socket: i as usize % sockets,
                 src: host(i),
                 dst: {
@@ -692,10 +945,13 @@ async fn gen(
                 },
             })
             .collect(),
+        setup,
+        rng: SystemRandom::new(),
     };
     for &size in &sizes {
-        // Fresh sessions for every size: a search takes longer than a session may live.
-        g.handshake_all().await?;
+        // Current sessions for every size: a search takes longer than a WireGuard session
+        // may live.
+        g.sessions().await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let max_rate = (MAX_PREBUILT / (size + 64)) as f64 / step;
         let mut good: Option<Step> = None;
@@ -729,8 +985,11 @@ async fn gen(
                 break;
             }
         }
+        let (tunnel, cipher) = (tunnel.name(), g.cipher());
         let Some(cap) = good else {
-            println!("{{\"size\":{size},\"error\":\"no rate below 1 % loss\"}}");
+            println!(
+                "{{\"size\":{size},\"error\":\"no rate below 1 % loss\",\"tunnel\":\"{tunnel}\",\"cipher\":\"{cipher}\"}}"
+            );
             continue;
         };
         let over2 = g
@@ -743,7 +1002,7 @@ async fn gen(
         println!(
             "{{\"size\":{size},\"capacity_pps\":{:.0},\"capacity_mbps\":{:.1},\"cpu_s_per_gb\":{:.3},\
              \"offered_2x_pps\":{:.0},\"goodput_2x_pps\":{:.0},\"offered_4x_pps\":{:.0},\"goodput_4x_pps\":{:.0},\
-             \"loss_2x\":{:.4},\"loss_4x\":{:.4}}}",
+             \"loss_2x\":{:.4},\"loss_4x\":{:.4},\"tunnel\":\"{tunnel}\",\"cipher\":\"{cipher}\"}}",
             cap.offered_pps,
             cap.goodput_pps() * size as f64 * 8.0 / 1e6,
             cap.cpu / gb(&cap).max(1e-9),
@@ -755,34 +1014,17 @@ async fn gen(
             over4.loss(),
         );
     }
-    Ok(())
-}
-
-/// Open + seal of a `size`-byte inner packet (padded as WireGuard pads it), per second.
-fn floor(size: usize) -> f64 {
-    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
-    let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &[7; 32]).expect("key"));
-    let padded = size.div_ceil(16) * 16;
-    let mut buf = vec![0x5a; padded + 16];
-    let nonce = |n: u64| {
-        let mut b = [0u8; 12];
-        b[4..].copy_from_slice(&n.to_le_bytes());
-        Nonce::assume_unique_for_key(b)
-    };
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < Duration::from_millis(500) {
-        for _ in 0..1000 {
-            let tag = key
-                .seal_in_place_separate_tag(nonce(n), Aad::empty(), &mut buf[..padded])
-                .expect("seal");
-            buf[padded..].copy_from_slice(tag.as_ref());
-            key.open_in_place(nonce(n), Aad::empty(), &mut buf)
-                .expect("open");
-            n += 1;
-        }
+    if let Setup::Ipsec { status } = &g.setup {
+        let st = status.borrow();
+        eprintln!(
+            "gen: esp {}: {} CHILD SAs replaced, {} peers down, {} IKE messages refused or unmatched during the run",
+            st.cipher_name(),
+            st.replaced,
+            st.down,
+            st.refused
+        );
     }
-    n as f64 / start.elapsed().as_secs_f64()
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -790,50 +1032,77 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let local = tokio::task::LocalSet::new();
     match cli.command {
         Command::Config {
             dir,
             peers,
             sinks,
+            gen_tunnel,
+            sink_tunnel,
             ix_gen,
             ix_sink,
             metrics,
-        } => print!("{}", config(&dir, peers, sinks, ix_gen, ix_sink, metrics)?),
-        Command::Floor { sizes } => {
+        } => {
+            let sides = Sides {
+                peers,
+                sinks,
+                gen_tunnel,
+                sink_tunnel,
+                ix_gen,
+                ix_sink,
+            };
+            print!("{}", config(&dir, &sides, metrics)?)
+        }
+        Command::Floor { sizes, open, seal } => {
             for size in sizes {
-                println!("{{\"size\":{size},\"floor_pps\":{:.0}}}", floor(size));
+                println!(
+                    "{{\"size\":{size},\"floor_pps\":{:.0}}}",
+                    floor::floor(open, seal, size)
+                );
             }
         }
         Command::Sink {
             ix,
             bind,
             sinks,
+            tunnel,
+            config,
             count,
-        } => rt.block_on(sink(ix, bind, sinks, count))?,
+        } => match (tunnel, config) {
+            (Tunnel::Ipsec, Some(config)) => {
+                local.block_on(&rt, sink_ipsec(&config, ix, bind, sinks, count))?
+            }
+            (Tunnel::Ipsec, None) => anyhow::bail!("--tunnel ipsec needs --config"),
+            (Tunnel::Wireguard, _) => rt.block_on(sink_wireguard(ix, bind, sinks, count))?,
+        },
         Command::Storm {
             ix,
             bind,
             peers,
             sockets,
             timeout,
-        } => {
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, storm(ix, bind, peers, sockets, timeout))?
-        }
+        } => local.block_on(&rt, storm(ix, bind, peers, sockets, timeout))?,
         Command::Gen {
             ix,
             bind,
             peers,
             sinks,
+            tunnel,
+            config,
             sockets,
             sink_count,
             ixgw_pid,
             sizes,
             step,
             start,
-        } => rt.block_on(gen(
-            ix, bind, peers, sinks, sockets, sink_count, ixgw_pid, sizes, step, start,
-        ))?,
+        } => local.block_on(
+            &rt,
+            gen(
+                ix, bind, peers, sinks, tunnel, config, sockets, sink_count, ixgw_pid, sizes, step,
+                start,
+            ),
+        )?,
     }
     Ok(())
 }
