@@ -22,6 +22,7 @@
 #
 # Usage: netns-tests/bench-capacity.sh [path/to/ixgw [path/to/loadgen]]
 #   env: PATHS="wg-wg esp-wg esp-esp" (any of wg-wg, wg-esp, esp-wg, esp-esp)
+#        WORKERS="1 all" (ixgw's dataplane.workers for each run; all: one per CPU)
 #        SIZES=64,512,1420  STEP=2 (seconds per rate)  PEERS=64  SINKS=8  SOCKETS=8
 set -euo pipefail
 here=$(dirname "$(readlink -f "$0")")
@@ -35,6 +36,11 @@ need ip awk git sed
 [[ -x $LOADGEN ]] || die "load generator not found at $LOADGEN (cargo build --release --example loadgen)"
 
 PATHS=${PATHS:-wg-wg esp-wg esp-esp}
+WORKERS=${WORKERS:-1 all}
+read -r -a WORKER_LIST <<<"${WORKERS//all/$(nproc)}"
+for w in "${WORKER_LIST[@]}"; do
+  if ! [[ $w =~ ^[1-9][0-9]*$ ]] || (( w > 64 )); then die "WORKERS: $w is not 1..64 or all"; fi
+done
 SIZES=${SIZES:-64,512,1420} STEP=${STEP:-2} PEERS=${PEERS:-64} SINKS=${SINKS:-8} SOCKETS=${SOCKETS:-8}
 RESULTS=${RESULTS:-$repo/benches/RESULTS.md}
 [[ $SIZES =~ ^[0-9]+(,[0-9]+)*$ ]] || die "SIZES is a comma-separated list of packet sizes"
@@ -76,17 +82,19 @@ stop() {
   forget_pid "$1"
 }
 
-# run_path PATH : one gateway for PATH (e.g. esp-wg) with its sink and the generator's search;
-# leaves $T_TMP/PATH.{jsonl,floor.jsonl,gen.log,drops}
+# run_path PATH WORKERS : one gateway for PATH (e.g. esp-wg) with WORKERS data-path workers, its
+# sink and the generator's search; leaves $T_TMP/PATH-wWORKERS.{jsonl,floor.jsonl,gen.log,drops}
 run_path() {
-  local path=$1 gen=${1%-*} sink=${1#*-} ix_gen ix_sink i sink_pid gen_cipher sink_cipher open seal
+  local path=$1-w$2 gen=${1%-*} sink=${1#*-} workers=$2 ix_gen ix_sink i sink_pid gen_cipher sink_cipher open seal
   ix_gen=10.9.1.1:51820; [[ $gen == esp ]] && ix_gen=10.9.1.1:500
   ix_sink=10.9.2.1:51821; [[ $sink == esp ]] && ix_sink=10.9.2.1:500
   mkdir -p "$T_TMP/$path"
-  log "$path: ixgw with $PEERS generator peers ($(title_of "$gen")), $SINKS sink peers ($(title_of "$sink"))"
+  log "$path: ixgw ($workers workers) with $PEERS generator peers ($(title_of "$gen")), $SINKS sink peers ($(title_of "$sink"))"
   "$LOADGEN" config --dir "$T_TMP/$path" --peers "$PEERS" --sinks "$SINKS" \
     --gen-tunnel "$(tunnel_of "$gen")" --sink-tunnel "$(tunnel_of "$sink")" \
-    --ix-gen "$ix_gen" --ix-sink "$ix_sink" --metrics "$METRICS" >"$T_TMP/ixgw-$path.yaml"
+    --ix-gen "$ix_gen" --ix-sink "$ix_sink" --metrics "$METRICS" \
+    | sed "s/^dataplane:\$/dataplane:\n  workers: $workers/" >"$T_TMP/ixgw-$path.yaml"
+  grep -q "^  workers: $workers\$" "$T_TMP/ixgw-$path.yaml" || die "no dataplane section to set workers in"
   "$IXGW" check --config "$T_TMP/ixgw-$path.yaml" >/dev/null 2>"$T_TMP/check-$path.log" \
     || { cat "$T_TMP/check-$path.log" >&2; die "the generated configuration for $path does not validate"; }
   IXGW_LOG=warn start_ixgw cap-ix "${METRICS##*:}" "ixgw-$path"
@@ -140,18 +148,20 @@ run_path() {
   fi
 }
 
-for p in "${PATH_LIST[@]}"; do run_path "$p"; done
+for p in "${PATH_LIST[@]}"; do
+  for w in "${WORKER_LIST[@]}"; do run_path "$p" "$w"; done
+done
 
 # ---- the tables --------------------------------------------------------------------------------
-# table PATH : one path's table, the targets it judges and its steps
+# table PATH WORKERS : one run's table, the targets it judges and its steps
 table() {
-  local path=$1 gen=${1%-*} sink=${1#*-} line size floor DROPS SOCKET_DROPS DROP_REASONS IX_RX IX_TX SINK_COUNTED
+  local path=$1-w$2 gen=${1%-*} sink=${1#*-} workers=$2 line size floor DROPS SOCKET_DROPS DROP_REASONS IX_RX IX_TX SINK_COUNTED
   local GEN_CIPHER SINK_CIPHER
   # shellcheck disable=SC1090
   source "$T_TMP/$path.drops"
   # shellcheck disable=SC1090
   source "$T_TMP/$path.ciphers"
-  echo "### $(title_of "$gen") ($GEN_CIPHER) → $(title_of "$sink") ($SINK_CIPHER)"
+  echo "### $(title_of "$gen") ($GEN_CIPHER) → $(title_of "$sink") ($SINK_CIPHER), $workers worker$( (( workers > 1 )) && echo s)"
   echo
   echo "ixgw counted $DROPS drops in all (ixgw_drops_total) and the kernel $SOCKET_DROPS at its"
   echo "sockets (ixgw_socket_drops_total), overload steps included; by reason: ${DROP_REASONS:-none}."
@@ -178,14 +188,15 @@ table() {
   echo
   echo "Targets of issue 10 this bench judges (the goodput columns are ÷ capacity):"
   echo
-  awk -F'[:,}]' -v path="$path" \
+  awk -F'[:,}]' -v path="${path%-w*}" -v workers="$workers" \
     -v floor="$(sed -n 's/.*"size":1420,"floor_pps":\([0-9]*\).*/\1/p' "$T_TMP/$path.floor.jsonl")" '
     /"size":1420,/ { for (i = 1; i < NF; i++) v[$i] = $(i + 1) }
     END {
       if (!("\"capacity_pps\"" in v)) { print "* no 1420-byte result"; exit }
       if (floor > 0) {
         c = v["\"capacity_pps\""] / floor
-        printf "* capacity with one worker ≥ 0.6× the crypto floor at 1420 B: %.2f×: %s\n", c, (c >= 0.6 ? "met" : "not met")
+        if (workers == 1) printf "* capacity with one worker ≥ 0.6× the crypto floor at 1420 B: %.2f×: %s\n", c, (c >= 0.6 ? "met" : "not met")
+        else printf "* capacity ÷ the crypto floor of one core at 1420 B: %.2f× with %d workers\n", c, workers
       } else print "* capacity ≥ 0.6× the crypto floor at 1420 B: no floor for these ciphers"
       g4 = v["\"goodput_4x_pps\""] / v["\"capacity_pps\""]
       printf "* goodput at 4× offered load ≥ 0.9× capacity: %.2f× at 1420 B: %s\n", g4, (g4 >= 0.9 ? "met" : "not met")
@@ -215,7 +226,7 @@ SECTION=$T_TMP/section.md
   echo
   echo "* machine: $(nproc) CPUs, $MODEL, Linux $(uname -r); load average $LOAD0 at the start,"
   echo "  $(cut -d' ' -f1-3 /proc/loadavg) at the end"
-  echo "* date: $STARTED; commit \`$COMMIT\`; one data-path worker (ixgw has one so far)"
+  echo "* date: $STARTED; commit \`$COMMIT\`; data-path workers per run: ${WORKER_LIST[*]}"
   echo "* $PEERS generator peers over $SOCKETS sockets, $SINKS sink peers, a fresh ixgw per path; $STEP s"
   echo "  per rate; traffic encrypted before each step and sent by UDP GSO; the sink counts data"
   echo "  messages or ESP packets without decrypting them. Generator, sink and ixgw share the"
@@ -235,7 +246,27 @@ SECTION=$T_TMP/section.md
   echo "  core's open of the ingress AEAD + seal of the egress AEAD over the same packet (ring;"
   echo "  AES-GCM through ixgw::crypto as ESP uses it)"
   echo
-  for p in "${PATH_LIST[@]}"; do table "$p"; done
+  for p in "${PATH_LIST[@]}"; do
+    for w in "${WORKER_LIST[@]}"; do table "$p" "$w"; done
+  done
+  if (( ${#WORKER_LIST[@]} > 1 )); then
+    echo "### Workers"
+    echo
+    echo "Capacity at 1420 B with each worker count ÷ with the first (target: all workers ≥ 1.7× one"
+    echo "worker where the cores are free; here the generator, the sink and the kernel's veth work"
+    echo "share the same $(nproc) CPUs with ixgw, so a second worker takes CPU time they need too):"
+    echo
+    for p in "${PATH_LIST[@]}"; do
+      base=$(sed -n 's/.*"size":1420,.*"capacity_pps":\([0-9.]*\).*/\1/p' "$T_TMP/$p-w${WORKER_LIST[0]}.jsonl")
+      for w in "${WORKER_LIST[@]:1}"; do
+        c=$(sed -n 's/.*"size":1420,.*"capacity_pps":\([0-9.]*\).*/\1/p' "$T_TMP/$p-w$w.jsonl")
+        awk -v p="$p" -v b="${base:-0}" -v c="${c:-0}" -v w="$w" -v w0="${WORKER_LIST[0]}" 'BEGIN {
+          if (b > 0 && c > 0) printf "* %s: %d workers %.0f kpps, %d %.0f kpps: %.2f×%s\n", p, w, c / 1e3, w0, b / 1e3, c / b, (w0 == 1 ? (c / b >= 1.7 ? " (met)" : " (not met)") : "")
+          else printf "* %s: no 1420-byte capacity to compare\n", p }'
+      done
+    done
+    echo
+  fi
   echo "<!-- end capacity -->"
 } >"$SECTION"
 cat "$SECTION"
