@@ -266,6 +266,21 @@ SECTION=$T_TMP/section.md
       done
     done
     echo
+    echo "What each delivered with 4× its own capacity offered (no loss criterion: the ≤ 1 % one is"
+    echo "set by bursts at the sockets more than by throughput), by packet size:"
+    echo
+    for p in "${PATH_LIST[@]}"; do
+      for w in "${WORKER_LIST[@]:1}"; do
+        while read -r line; do
+          size=$(sed -n 's/.*"size":\([0-9]*\).*/\1/p' <<<"$line")
+          b=$(sed -n "s/.*\"size\":$size,.*\"goodput_4x_pps\":\([0-9.]*\).*/\1/p" "$T_TMP/$p-w${WORKER_LIST[0]}.jsonl")
+          c=$(sed -n 's/.*"goodput_4x_pps":\([0-9.]*\).*/\1/p' <<<"$line")
+          awk -v p="$p" -v s="$size" -v b="${b:-0}" -v c="${c:-0}" -v w="$w" -v w0="${WORKER_LIST[0]}" 'BEGIN {
+            if (b > 0 && c > 0) printf "* %s, %d B: %d workers %.0f kpps, %d %.0f kpps: %.2f×\n", p, s, w, c / 1e3, w0, b / 1e3, c / b }'
+        done <"$T_TMP/$p-w$w.jsonl"
+      done
+    done
+    echo
   fi
   echo "<!-- end capacity -->"
 } >"$SECTION"
