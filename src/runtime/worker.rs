@@ -626,6 +626,18 @@ impl Worker {
         });
     }
 
+    /// Counts what a read of `attachment` refused as too large for the packet buffers.
+    fn count_oversized(&self, attachment: AttachmentId, refused: usize) {
+        if refused > 0 {
+            let tenant = self.gateway.plan().attachments[attachment.index()].tenant;
+            (self.gateway.counters()).drops_add(
+                Some(tenant.index()),
+                DropReason::Oversized,
+                refused as u64,
+            );
+        }
+    }
+
     /// Reads what is waiting until the batch holds [`RX_TARGET`] packets or nothing more
     /// waits, every source in turn: a UDP socket one receive call per pass, the others up to
     /// [`PER_SOURCE`] reads. Returns how many packets the batch holds.
@@ -644,14 +656,7 @@ impl Worker {
                     match u.try_recv(&mut self.rx, attachment, io as u8) {
                         Ok((taken, refused)) => {
                             progress |= taken + refused > 0;
-                            if refused > 0 {
-                                let tenant = self.gateway.plan().attachments[a].tenant.index();
-                                self.gateway.counters().drops_add(
-                                    Some(tenant),
-                                    DropReason::Oversized,
-                                    refused as u64,
-                                );
-                            }
+                            self.count_oversized(attachment, refused);
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                         Err(e) => tracing::debug!(attachment = a, io, "receive error: {e}"),
@@ -664,14 +669,7 @@ impl Worker {
                             Ok((0, 0)) => return self.rx.len(),
                             Ok((_, refused)) => {
                                 progress = true;
-                                if refused > 0 {
-                                    let tenant = self.gateway.plan().attachments[a].tenant.index();
-                                    self.gateway.counters().drops_add(
-                                        Some(tenant),
-                                        DropReason::Oversized,
-                                        refused as u64,
-                                    );
-                                }
+                                self.count_oversized(attachment, refused);
                             }
                             Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                             Err(e) => {
