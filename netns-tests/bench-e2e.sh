@@ -508,6 +508,8 @@ EOC
 
   up_stock() {
     GW_PIDS=()
+    # Forwarded packets leave by the interface they came in on: no ICMP redirects for them.
+    ip netns exec ix sysctl -qw net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0
     start_charon ix ix
     GW_PIDS=("${SWAN_PID[ix]}")
     # Conntrack zones per ingress tenant (known by the destination, see above), original
