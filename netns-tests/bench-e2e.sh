@@ -340,9 +340,10 @@ YAML
   "$IXGW" check --config "$T_TMP/ixgw.yaml" >/dev/null 2>"$T_TMP/check.err" \
     || { cat "$T_TMP/check.err" >&2; die "the benchmark's configuration does not validate"; }
 
-  # swan_conf NAME : $T_TMP/swan-NAME/strongswan.conf (swanctl.conf is written by the caller)
+  # swan_conf NAME [INSTALL_ROUTES] : $T_TMP/swan-NAME/strongswan.conf (swanctl.conf is
+  # written by the caller); charon installs its routes unless INSTALL_ROUTES is no
   swan_conf() {
-    local d=$T_TMP/swan-$1
+    local d=$T_TMP/swan-$1 routes=${2:-yes}
     mkdir -p "$d"/swanctl/{x509,x509ca,private}
     cat >"$d/strongswan.conf" <<EOC
 charon-systemd {
@@ -353,7 +354,7 @@ charon-systemd {
 charon {
   # kernel-libipsec before kernel-netlink (userspace ESP); kdf for 5.9.8's PRF+
   load = random nonce openssl kdf hmac sha2 sha1 pem pkcs1 pkcs8 x509 revocation constraints pubkey kernel-libipsec kernel-netlink socket-default vici updown
-  install_routes = yes
+  install_routes = $routes
   install_virtual_ip = no
   filelog {
     bench {
@@ -510,13 +511,18 @@ EOC
     GW_PIDS=()
     # Forwarded packets leave by the interface they came in on: no ICMP redirects for them.
     ip netns exec ix sysctl -qw net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0
+    # kernel-libipsec installs a CHILD SA only with a local address inside its local_ts (the
+    # source of its route; else "error installing route with policy 100.65.0.0/24 ===
+    # 10.0.0.0/24 out" and no CHILD SA): ix gets one in each exchange prefix.
+    ip -n ix addr add 100.65.0.254/32 dev ix-a
+    ip -n ix addr add 100.64.0.254/32 dev ix-b
     start_charon ix ix
     GW_PIDS=("${SWAN_PID[ix]}")
     # Conntrack zones per ingress tenant (known by the destination, see above), original
     # direction only, as in the WireGuard build; NETMAP twice NAT by prefix maps, the source map
     # chosen by the connection's original destination; a default-deny forward chain admitting
     # what ixgw's policies admit (tcp/5201, udp/5201, ICMP) and the established flows. Routing:
-    # charon's table 220 sends 10.0.0.0/24 to ipsec0, whichever tenant it is for.
+    # 10.0.0.0/24 goes to ipsec0, whichever tenant it is for.
     ip netns exec ix nft -f - <<'NFT'
 table ip bench {
   chain raw_pre {
@@ -547,8 +553,10 @@ NFT
   down_stock() {
     stop_charon ix
     GW_PIDS=()
-    # charon took ipsec0, its routes and its table 220 rule along
+    # charon took ipsec0 and with it its routes
     ip netns exec ix nft delete table ip bench 2>/dev/null || true
+    ip -n ix addr del 100.65.0.254/32 dev ix-a 2>/dev/null || true
+    ip -n ix addr del 100.64.0.254/32 dev ix-b 2>/dev/null || true
   }
 fi
 
@@ -675,7 +683,7 @@ ping_both() { # ping_both VARIANT : both directions through exchange addresses, 
     ip netns exec fac-a wg show >&2; ip netns exec fac-b wg show >&2
   else
     swan_dump fac-a fac-b
-    [[ $1 == b ]] && { swan_dump ix; ip -n ix route show table 220 >&2; }
+    [[ $1 == b ]] && { swan_dump ix; ip -n ix route show table all >&2; }
     [[ $1 == a ]] && tail -20 "$T_TMP/ixgw.log" >&2
   fi
   [[ $1 == b ]] && { ip netns exec ix nft list ruleset >&2; ip -n ix rule >&2; }
@@ -696,8 +704,8 @@ run_variant() { # run_variant a|b PAIR
     ALGS[$v]=$(swan fac-a --list-sas --ike fac-a | awk '/^ +[A-Z0-9_]+-[0-9]+\// && !ike { ike = $1 } / net: .*INSTALLED/ { sub(/.*ESP:/, ""); esp = $0 } END { printf "IKE %s, ESP %s", ike, esp }')
     log "  negotiated by fac-a: ${ALGS[$v]}"
     if [[ $v == b ]]; then
-      ROUTES220=$(ip -n ix route show table 220 | sed 's/ *$//' | paste -sd ';' -)
-      log "  ix's table 220: $ROUTES220"
+      ROUTES_IX=$(ip -n ix route show table all dev ipsec0 | sed 's/ *$//' | paste -sd ';' -)
+      log "  ix's routes by ipsec0: $ROUTES_IX"
     fi
   fi
   log "pair $pair, ($v) $name: pid(s) ${GW_PIDS[*]}, load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -872,8 +880,11 @@ SECTION_NAME=e2e; [[ $FACILITIES == strongswan ]] && SECTION_NAME=e2e-ipsec
     echo "  destination). But libipsec has a single TUN device: both tenants' traffic enters and leaves"
     echo "  ix by ipsec0, so the ingress tenant (for the zone and the source map) is known by the"
     echo "  destination prefix (libipsec drops inbound packets outside their SA's traffic selectors),"
-    echo "  not by an interface, and no per-tenant routing table is possible or needed: charon's"
-    echo "  table 220 held \`${ROUTES220:-?}\`"
+    echo "  not by an interface, and no per-tenant routing table is possible or needed. kernel-libipsec"
+    echo "  installs a CHILD SA only with a local address inside its local_ts (the source of the"
+    echo "  route it adds; else \"error installing route with policy\" and no CHILD SA), so ix has"
+    echo "  100.65.0.254 and 100.64.0.254 on its veths; its routes by ipsec0 were"
+    echo "  \`${ROUTES_IX:-?}\` (one for both CHILD SAs)"
     echo "* the facilities' charons, iperf3 and the gateway share the $NPROC CPUs: compare ratios"
     echo "  rather than absolute numbers"
     echo "* CPU per GB: the gateway's process CPU time (utime+stime from /proc/PID/stat: ixgw, or ix's"
