@@ -18,24 +18,27 @@
 #   (b) one strongSwan charon (kernel-libipsec) in ix terminating both facilities, kernel
 #       forwarding, nftables NETMAP twice NAT, conntrack zones per ingress tenant and a
 #       default-deny forward chain (see up_stock there for what one charon implies).
-# The facilities' charons are started afresh for each run (fresh IKE and CHILD SAs); the
-# facility's LAN host 10.0.0.2/32 sits on its veth. Its own section of RESULTS.md (`e2e-ipsec`).
+# The facilities' charons are started afresh for each run (fresh IKE and CHILD SAs). Its own
+# section of RESULTS.md (`e2e-ipsec`).
 #
 #   fac-a  10.0.0.2/24 on wireguard-go bfa-wg ── veth 172.31.1.2 ↔ 172.31.1.1 ──┐ ix: (a) ixgw
 #   fac-b  10.0.0.2/24 on wireguard-go bfb-wg ── veth 172.31.2.2 ↔ 172.31.2.1 ──┘     (b) bxa-wg, bxb-wg
+# or with strongSwan:
+#   fac-a  10.0.0.2/32 on veth, charon, ipsec0 ── veth 172.31.1.2 ↔ 172.31.1.1 ──┐ ix: (a) ixgw
+#   fac-b  10.0.0.2/32 on veth, charon, ipsec0 ── veth 172.31.2.2 ↔ 172.31.2.1 ──┘     (b) charon, ipsec0
 #
 # Exchange space: ajisai-net (fac-a) 100.64.0.0/24, mame-net (fac-b) 100.65.0.0/24: fac-a
 # reaches fac-b as 100.65.0.2, fac-b sees fac-a as 100.64.0.2.
 #
 # Per run: iperf3 TCP 1 and 4 streams (DUR s) and UDP of UDP_LEN-byte payloads (default 1372:
 # 1400-byte IP datagrams, which fit the 1420-byte WireGuard MTU and the 1400-byte IPsec MTU
-# unfragmented; larger ones the facility fragments, and ixgw drops non-first fragments) at the highest rate
-# found with ≤ 1 % loss (a bounded search of UDP_STEPS steps of UDP_STEP s). During each, the
-# gateway's CPU time (utime+stime of /proc/PID/stat: ixgw, or both of ix's wireguard-go, or
-# ix's charon) and
-# the bytes iperf3's receiver got give CPU seconds per GB. Machine-wide softirq time is shown
-# beside it as a caveat (the kernel's forwarding and NAT of (b) run partly there, charged to no
-# process; so does the UDP receive path of both variants, and of the facilities too).
+# unfragmented; larger ones the facility fragments, and ixgw drops non-first fragments) at
+# the highest rate found with ≤ 1 % loss (a bounded search of UDP_STEPS steps of UDP_STEP s).
+# During each, the gateway's CPU time (utime+stime of /proc/PID/stat: ixgw, or both of ix's
+# wireguard-go, or ix's charon) and the bytes iperf3's receiver got give CPU seconds per GB.
+# Machine-wide softirq time is shown beside it as a caveat (the kernel's forwarding and NAT
+# of (b) run partly there, charged to no process; so does the UDP receive path of both
+# variants, and of the facilities too).
 #
 # Results: printed, and written between the `e2e` (or `e2e-ipsec`) markers of
 # benches/RESULTS.md (RESULTS=file).
