@@ -882,7 +882,7 @@ SECTION_NAME=e2e; [[ $FACILITIES == strongswan ]] && SECTION_NAME=e2e-ipsec
     echo "  tenant's exchange prefix, tell them apart; libipsec picks the SA by each packet's source and"
     echo "  destination). But libipsec has a single TUN device: both tenants' traffic enters and leaves"
     echo "  ix by ipsec0, so the ingress tenant (for the zone and the source map) is known by the"
-    echo "  destination prefix (libipsec drops inbound packets outside their SA's traffic selectors),"
+    echo "  destination prefix (which relies on libipsec dropping inbound packets outside their SA's traffic selectors: read in its code, not tested here),"
     echo "  not by an interface, and no per-tenant routing table is possible or needed. kernel-libipsec"
     echo "  installs a CHILD SA only with a local address inside its local_ts (the source of the"
     echo "  route it adds; else \"error installing route with policy\" and no CHILD SA), so ix has"
