@@ -126,8 +126,12 @@ impl Lanes {
     }
 
     /// The packets the next lane with any holds (every lane in turn), for the caller to
-    /// handle and give back with [`Lanes::give_back`].
+    /// handle and give back with [`Lanes::give_back`]; `None` also while the last batch has
+    /// not been given back (its buffer is the lane's next one).
     pub fn receive(&mut self) -> Option<HandoffBatch> {
+        if self.spare.room() == 0 {
+            return None;
+        }
         let workers = self.shared.workers;
         for k in 0..workers {
             let from = (self.next + k) % workers;
@@ -293,6 +297,27 @@ mod tests {
         handoffs.push(1, 7, forward(), &[4, 0, 0, 0]);
         lanes[0].dispatch(&mut handoffs, &counters);
         assert_eq!(drain(&mut lanes[1], 1), [4]);
+    }
+
+    /// A batch taken and not given back leaves the lanes as they are: the next receive
+    /// waits for it instead of handing a lane a buffer without room.
+    #[test]
+    fn a_batch_not_given_back_holds_the_next() {
+        let counters = counters();
+        let mut lanes = Lanes::new(2);
+        let mut handoffs = HandoffBatch::new(4);
+        handoffs.push(1, 7, forward(), &[1, 0, 0, 0]);
+        lanes[0].dispatch(&mut handoffs, &counters);
+        let held = lanes[1].receive().expect("a batch");
+        handoffs.push(1, 7, forward(), &[2, 0, 0, 0]);
+        lanes[0].dispatch(&mut handoffs, &counters);
+        assert!(
+            lanes[1].receive().is_none(),
+            "not before the first is given back"
+        );
+        lanes[1].give_back(held);
+        assert_eq!(drain(&mut lanes[1], 1), [2]);
+        assert_eq!(drops(&counters), 0);
     }
 
     /// A packet for itself or for a worker that does not exist is counted, not sent.
