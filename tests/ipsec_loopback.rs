@@ -164,35 +164,24 @@ fn echo_of(src: &str, dst: &str, seq: u16, reply: bool, payload: &[u8]) -> Vec<u
 fn until(
     deadline: Duration,
     facs: &mut [&mut Facility],
-    mut done: impl FnMut(&[&mut Facility]) -> bool,
+    done: impl FnMut(&[&mut Facility]) -> bool,
 ) {
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        for f in facs.iter_mut() {
-            f.step();
-        }
-        if done(facs) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!("timed out");
+    pump_until(deadline, facs, None, done);
 }
 
-/// Sends `packet` from `facs[from]` every 500 ms until `done`: the worker installs an SA a
-/// moment after the IKE thread negotiated it, and drops what comes before (on a loaded
-/// machine, longer than a fixed pause).
-fn resend_until(
+/// Steps the facilities until `done`, sending `resend.1` from `facs[resend.0]` every 500 ms
+/// if given: the worker installs an SA a moment after the IKE thread negotiated it, and drops
+/// what comes before (on a loaded machine, longer than a fixed pause).
+fn pump_until(
     deadline: Duration,
     facs: &mut [&mut Facility],
-    from: usize,
-    packet: &[u8],
+    resend: Option<(usize, &[u8])>,
     mut done: impl FnMut(&[&mut Facility]) -> bool,
 ) {
     let end = Instant::now() + deadline;
     let mut next = Instant::now();
     while Instant::now() < end {
-        if Instant::now() >= next {
+        if let Some((from, packet)) = resend.filter(|_| Instant::now() >= next) {
             facs[from].send(packet);
             next = Instant::now() + Duration::from_millis(500);
         }
@@ -247,11 +236,10 @@ async fn facilities_negotiate_with_the_gateway_and_ping_through_it() {
         });
         // The worker installs what the IKE thread negotiated a moment later.
         let ping = echo("10.0.1.5", "100.65.1.7", 1, false);
-        resend_until(
+        pump_until(
             Duration::from_secs(5),
             &mut [&mut a, &mut b],
-            0,
-            &ping,
+            Some((0, &ping)),
             |f| !f[1].received.is_empty(),
         );
         let at_b = wire::inspect(&b.received[0]).unwrap();
