@@ -502,6 +502,24 @@ pub(crate) fn peer_count(slots: &[ArcSwap<Counters>], now: Instant) -> PeerCount
 /// (tenant, attachment, peer, facility): the label values of a peer series, in [`PEER`] order.
 type PeerKey<'a> = [&'a str; 4];
 
+/// One sample per row (a tenant or attachment, "" for none) and column of `order`, the
+/// column's index and label value given by `column`; the "" row only where it counted.
+fn rows<S: Sink, C: Copy, const N: usize>(
+    sink: &mut S,
+    rows: &BTreeMap<&str, [u64; N]>,
+    order: &[C],
+    column: impl Fn(C) -> (usize, &'static str),
+) {
+    for (name, row) in rows {
+        for &c in order {
+            let (i, label) = column(c);
+            if !name.is_empty() || row[i] > 0 {
+                sink.sample(&[*name, label], Value::Count(row[i]));
+            }
+        }
+    }
+}
+
 /// Worker `w`'s `worker` label value.
 fn worker_label(w: usize) -> &'static str {
     const NAMES: [&str; 64] = [
@@ -759,24 +777,14 @@ impl HotCollector {
                 // Every reason of every tenant (so that rate() sees a series from 0), of no
                 // tenant only those that happened.
                 Family::Drops => {
-                    for (tenant, row) in &sum.drops {
-                        for r in &self.reasons {
-                            let n = row[*r as usize];
-                            if !tenant.is_empty() || n > 0 {
-                                sink.sample(&[*tenant, r.as_str()], Value::Count(n));
-                            }
-                        }
-                    }
+                    rows(sink, &sum.drops, &self.reasons, |r| {
+                        (r as usize, r.as_str())
+                    });
                 }
                 Family::Handshakes => {
-                    for (attachment, row) in &sum.handshakes {
-                        for r in &self.results {
-                            let n = row[*r as usize];
-                            if !attachment.is_empty() || n > 0 {
-                                sink.sample(&[*attachment, r.as_str()], Value::Count(n));
-                            }
-                        }
-                    }
+                    rows(sink, &sum.handshakes, &self.results, |r| {
+                        (r as usize, r.as_str())
+                    });
                 }
                 Family::PeersConfigured => {
                     sink.sample(&[], Value::Count(peers.configured as u64));
