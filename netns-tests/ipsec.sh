@@ -781,6 +781,18 @@ refusal "10 traffic selectors outside the peer's" 's|^( *local_ts = ).*|\1192.16
 log "measured in scenarios 7-9:"
 for r in "${MEASURED[@]}"; do log "  $r"; done
 
+# With several workers the peers' SAs are spread over them: each CHILD SA's log line names
+# its worker, and every peer above was pinged through its own.
+workers=$(metric $IX $METRICS ixgw_workers '')
+owners=$(cat "$T_TMP/ixgw.log.1" "$T_TMP/ixgw.log" | sed 's/\x1b\[[0-9;]*m//g' \
+  | grep -E 'CHILD SA established' | grep -oE 'worker=[0-9]+' | sort -u | tr '\n' ' ' || true)
+if (( workers > 1 )); then
+  check "workers: the CHILD SAs live on more than one of the $workers workers (${owners:-none})" \
+    test "$(wc -w <<<"$owners")" -ge 2
+else
+  pass "workers: one worker, nothing to spread"
+fi
+
 log "SIGTERM"
 kill -TERM "$IXGW_PID"
 rc=0; wait "$IXGW_PID" || rc=$?

@@ -97,6 +97,8 @@ fn config_variant(dir: &Path, ports: [(u16, u16); 2], reloaded: bool) -> Config 
 metrics:
   listen: 127.0.0.1:0
   admin_socket: ixgw.sock
+dataplane:
+  workers: 2
 tenants:
 {tenants}policies:
   - name: ping
@@ -205,7 +207,17 @@ async fn facilities_negotiate_with_the_gateway_and_ping_through_it() {
         (free_port(gw), free_port(gw)),
         (free_port(gw), free_port(gw)),
     ];
-    let running = Running::start(&config(&dir, ports), None)
+    let config = config(&dir, ports);
+    // The two peers' SAs live on different workers: ESP comes in on one, the flow's home
+    // and the other peer's SAs are on the other.
+    let plan = ixgw::dataplane::Plan::compile(&config, 1);
+    let shard = ixgw::tunnel::Shard { index: 0, count: 2 };
+    let owner = |name: &str| {
+        let p = plan.peers.iter().find(|p| p.name == name).unwrap();
+        shard.owner_by_key(p.home_key)
+    };
+    assert_ne!(owner("omura"), owner("izumo"), "the test's premise");
+    let running = Running::start(&config, None)
         .await
         .expect("the gateway runs IPsec attachments");
 
@@ -320,6 +332,15 @@ async fn facilities_negotiate_with_the_gateway_and_ping_through_it() {
             .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
     };
     assert_eq!(value("ixgw_peers_up "), 2.0, "both IKE SAs are up");
+    // Each worker read ESP of its own peer and handed the other's packets on.
+    for w in ["0", "1"] {
+        let received = value(&format!(r#"ixgw_worker_received_total{{worker="{w}"}} "#));
+        let handed = value(&format!(r#"ixgw_worker_handed_on_total{{worker="{w}"}} "#));
+        assert!(
+            received >= 2.0 && handed >= 1.0,
+            "worker {w}: {received} read, {handed} handed on"
+        );
+    }
     let handshakes_ok: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("ixgw_handshakes_total{") && l.contains(r#"result="ok""#))

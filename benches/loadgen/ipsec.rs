@@ -32,7 +32,7 @@ use ixgw::demo::ipsec::GatewayPorts;
 use ixgw::ids::{AttachmentId, PeerId};
 use ixgw::tunnel::ipsec::esp::OutboundSa;
 use ixgw::tunnel::ipsec::ike::sa::{
-    DpdAction, IkeConfig, IkeEngine, IkeEvent, IkePeerConfig, Limits, Start,
+    DpdAction, IkeConfig, IkeEngine, IkeEvent, IkePeerConfig, Limits, SpiClass, Start,
 };
 use quinn_udp::RecvMeta;
 
@@ -70,7 +70,7 @@ pub fn facilities(
             .map_or(0, |d| d.as_secs())
     };
     let gateway = plan
-        .ike_config(AttachmentId(a as u16), clock, None)
+        .ike_config(AttachmentId(a as u16), clock, None, 1)
         .ok_or_else(|| io::Error::other(format!("{name} is not an IPsec attachment")))?
         .map_err(io::Error::other)?;
     let nat_t = plan.attachments[a]
@@ -117,6 +117,7 @@ pub fn facilities(
                 dpd_interval: Duration::ZERO,
                 dpd_timeout: p.dpd_timeout,
                 dpd_action: DpdAction::Clear,
+                spi_class: SpiClass::ANY,
             }],
             limits: Limits::default(),
         });

@@ -19,7 +19,7 @@ use crate::policy::flows::{
 };
 use crate::policy::Activity;
 use crate::policy::Query;
-use crate::tunnel::wireguard::Shard;
+use crate::tunnel::Shard;
 use crate::tunnel::{Event, Tunnel};
 use crate::vocab::{Counters, DropReason, HandshakeResult};
 use crate::wire::{self, Summary, L4, PROTO_ICMP, PROTO_TCP, PROTO_UDP};

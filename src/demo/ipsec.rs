@@ -13,7 +13,7 @@ use crate::ids::PeerId;
 use crate::tunnel::ipsec::esp::{Decap, InboundSa, OutboundSa};
 use crate::tunnel::ipsec::ike::sa::{
     DpdAction, EspProposal, Identity, IkeConfig, IkeEngine, IkeEvent, IkePeerConfig, IkeProposal,
-    Limits, PeerAuth, Start,
+    Limits, PeerAuth, SpiClass, Start,
 };
 
 /// Where the gateway's IPsec attachment listens.
@@ -87,6 +87,7 @@ impl IpsecFacility {
                 dpd_interval: Duration::from_secs(30),
                 dpd_timeout: Duration::from_secs(150),
                 dpd_action: DpdAction::Restart,
+                spi_class: SpiClass::ANY,
             }],
             limits: Limits::default(),
         };

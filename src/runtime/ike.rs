@@ -29,6 +29,7 @@ use crate::tunnel::ipsec::esp::{InboundSa, OutboundSa};
 use crate::tunnel::ipsec::ike::sa::{ChildSaUp, IkeConfig, IkeEngine, IkeEvent};
 use crate::tunnel::ipsec::tunnel::{IO_IKE, IO_NAT_T};
 use crate::tunnel::ipsec::{EspPath, IpsecTunnel};
+use crate::tunnel::Shard;
 
 /// IKE datagrams waiting for the IKE thread.
 pub(crate) const QUEUE: usize = 256;
@@ -160,6 +161,27 @@ impl SaChange {
         })
     }
 
+    /// The worker that applies the change among those of `shard`: the owner of its peer (by
+    /// the peer's home key), of its SPI for a removal; `None` for `Clear`, which every worker
+    /// applies.
+    pub(crate) fn owner(
+        &self,
+        shard: Shard,
+        home_key: impl Fn(PeerId) -> Option<u64>,
+    ) -> Option<u32> {
+        let peer = match self {
+            SaChange::Add(c) => c.peer,
+            SaChange::Activate { peer, .. }
+            | SaChange::PeerDown { peer }
+            | SaChange::Path { peer, .. }
+            | SaChange::Established { peer, .. } => *peer,
+            SaChange::Remove { inbound_spi } => return Some(shard.owner_of_spi(*inbound_spi)),
+            SaChange::Clear => return None,
+        };
+        // A peer the plan does not know: worker 0, which finds no SA of it either.
+        Some(home_key(peer).map_or(0, |k| shard.owner_by_key(k)))
+    }
+
     /// Applies the change to an attachment's data-path half.
     pub(crate) fn apply(self, t: &mut IpsecTunnel) {
         match self {
@@ -204,11 +226,12 @@ pub(crate) fn setups(
     plan: &Plan,
     mut socket: impl FnMut(AttachmentId, usize) -> Option<Arc<UdpSocket>>,
     presenter: &Arc<dyn Presenter>,
+    workers: u32,
 ) -> Result<Vec<EngineSetup>, IkeSetupError> {
     let mut out = Vec::new();
     for i in 0..plan.attachments.len() {
         let attachment = AttachmentId(i as u16);
-        let Some(config) = plan.ike_config(attachment, unix_now, Some(presenter)) else {
+        let Some(config) = plan.ike_config(attachment, unix_now, Some(presenter), workers) else {
             continue;
         };
         let config = config?;
@@ -232,7 +255,7 @@ pub(crate) fn setups(
 /// Starts the IKE thread.
 pub(crate) fn spawn(
     rx: Receiver<IkeInput>,
-    control: mpsc::Sender<Control>,
+    controls: &[mpsc::Sender<Control>],
     metrics: IkeMetrics,
     facilities: Arc<ArcSwap<FacilityStates>>,
     audit: Option<Arc<Events>>,
@@ -240,11 +263,11 @@ pub(crate) fn spawn(
 ) -> std::io::Result<std::thread::JoinHandle<Receiver<IkeInput>>> {
     // Only the weak sender may reach the thread: a strong one captured by the closure would
     // keep the worker's channel open after the `Running` is dropped.
-    let control = control.downgrade();
+    let controls: Vec<_> = controls.iter().map(mpsc::Sender::downgrade).collect();
     std::thread::Builder::new()
         .name("ixgw-ike".into())
         .spawn(move || {
-            let mut t = IkeThread::new(control, metrics, facilities);
+            let mut t = IkeThread::new(controls, metrics, facilities);
             t.audit = audit;
             t.heartbeat = heartbeat;
             let rx = t.run(rx);
@@ -281,9 +304,10 @@ struct Engine {
 }
 
 struct IkeThread {
-    /// Weak, so that dropping the `Running` closes the worker's channel and the worker ends
-    /// (and with it the last sender of this thread's queue, which ends this thread).
-    control: mpsc::WeakSender<Control>,
+    /// Every worker's control queue, by worker: SA changes go to the worker owning the SA.
+    /// Weak, so that dropping the `Running` closes the workers' channels and the workers end
+    /// (and with them the last senders of this thread's queue, which ends this thread).
+    controls: Vec<mpsc::WeakSender<Control>>,
     metrics: IkeMetrics,
     generation: u64,
     /// The plan the engines serve (none before the first).
@@ -306,12 +330,12 @@ const RETRY_REFUSED: Duration = Duration::from_secs(60);
 
 impl IkeThread {
     fn new(
-        control: mpsc::WeakSender<Control>,
+        controls: Vec<mpsc::WeakSender<Control>>,
         metrics: IkeMetrics,
         facilities: Arc<ArcSwap<FacilityStates>>,
     ) -> IkeThread {
         IkeThread {
-            control,
+            controls,
             metrics,
             generation: 0,
             plan: None,
@@ -783,6 +807,7 @@ impl IkeThread {
                     outbound_spi = format_args!("{:08x}", up.outbound.spi),
                     udp_encap = up.udp_encap,
                     rekey = up.replaces.is_some(),
+                    worker = self.shard().owner_of_spi(up.inbound.spi),
                     "CHILD SA established"
                 );
                 match child_sa(&up, self.engines[i].raw_esp) {
@@ -891,19 +916,40 @@ impl IkeThread {
         }
     }
 
-    /// Sends an SA change to the worker; waits if its control queue is full.
+    /// The data-path workers, as the SA changes are spread over them.
+    fn shard(&self) -> Shard {
+        Shard {
+            index: 0,
+            count: self.controls.len() as u32,
+        }
+    }
+
+    /// Sends an SA change to the worker owning its peer or SPI (`Clear` to every worker);
+    /// waits if a control queue is full.
     fn change(&self, attachment: AttachmentId, change: SaChange) {
-        let msg = Control::Ipsec {
-            generation: self.generation,
-            attachment,
-            change,
+        let shard = self.shard();
+        let home_key = |p: PeerId| {
+            let plan = self.plan.as_ref()?;
+            Some(plan.peers.get(p.index())?.home_key)
         };
-        let sent = self
-            .control
-            .upgrade()
-            .is_some_and(|c| c.blocking_send(msg).is_ok());
-        if !sent {
-            tracing::debug!("the worker is gone; SA change dropped");
+        let to = match change.owner(shard, home_key) {
+            Some(k) => k as usize..k as usize + 1,
+            None => 0..self.controls.len(),
+        };
+        let mut change = Some(change);
+        for k in to {
+            let change = change.take().unwrap_or(SaChange::Clear);
+            let msg = Control::Ipsec {
+                generation: self.generation,
+                attachment,
+                change,
+            };
+            let sent = (self.controls.get(k))
+                .and_then(mpsc::WeakSender::upgrade)
+                .is_some_and(|c| c.blocking_send(msg).is_ok());
+            if !sent {
+                tracing::debug!(worker = k, "the worker is gone; SA change dropped");
+            }
         }
     }
 }
@@ -949,7 +995,7 @@ mod tests {
         let (control, mut control_rx) = mpsc::channel(8);
         let registry = prometheus::Registry::new();
         let metrics = IkeMetrics::register(&registry).unwrap();
-        let mut t = IkeThread::new(control.downgrade(), metrics, Default::default());
+        let mut t = IkeThread::new(vec![control.downgrade()], metrics, Default::default());
         let socket = || Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         let config = IkeConfig {
             local_id: Identity::fqdn("gw.ix.example"),
@@ -989,6 +1035,38 @@ mod tests {
         assert!(control_rx.try_recv().is_err(), "nothing more");
     }
 
+    /// An SA change goes to the worker owning its peer (by home key) or its SPI; `Clear` to
+    /// every worker.
+    #[test]
+    fn sa_changes_go_to_the_owner() {
+        let shard = Shard { index: 0, count: 3 };
+        let key = |p: PeerId| (p.0 < 10).then_some(u64::from(p.0) * 7);
+        let peer = |p: u32| PeerId(p);
+        assert_eq!(
+            SaChange::PeerDown { peer: peer(1) }.owner(shard, key),
+            Some(1)
+        ); // 7 % 3
+        assert_eq!(
+            SaChange::PeerDown { peer: peer(2) }.owner(shard, key),
+            Some(2)
+        ); // 14 % 3
+        let path = SaChange::Path {
+            peer: peer(3),
+            to: SocketAddr::from(([192, 0, 2, 1], 4500)),
+        };
+        assert_eq!(path.owner(shard, key), Some(0)); // 21 % 3
+        let remove = SaChange::Remove {
+            inbound_spi: 0x1000_0001,
+        };
+        assert_eq!(remove.owner(shard, key), Some(0x1000_0001 % 3));
+        assert_eq!(SaChange::Clear.owner(shard, key), None);
+        // A peer the plan does not know: worker 0.
+        assert_eq!(
+            SaChange::PeerDown { peer: peer(11) }.owner(shard, key),
+            Some(0)
+        );
+    }
+
     /// Found against strongSwan (netns-tests/ipsec.sh): on SIGTERM the IKE thread sends its
     /// Deletes and ends; the peers' answers then reached the still draining worker, which
     /// found the queue closed and logged "the IKE thread is gone" at error level, once per
@@ -999,7 +1077,7 @@ mod tests {
         let (control, _control_rx) = mpsc::channel(8);
         let metrics = IkeMetrics::register(&prometheus::Registry::new()).unwrap();
         let heartbeat = Arc::new(Heartbeat::new("ixgw-ike", Instant::now()));
-        let thread = spawn(rx, control, metrics, Default::default(), None, heartbeat).unwrap();
+        let thread = spawn(rx, &[control], metrics, Default::default(), None, heartbeat).unwrap();
         tx.send(IkeInput::Stop).unwrap();
         let queue = thread.join().expect("the IKE thread ends on Stop");
         let late = IkeInput::Datagram {

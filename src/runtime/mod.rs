@@ -49,10 +49,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::admin::health::{Heartbeat, Liveness};
 use crate::audit::{Audit, AuditError};
 use crate::config::{Config, ConfigError};
-use crate::dataplane::{AttachmentPlan, Gateway, IkeSetupError, Io, Plan};
+use crate::dataplane::{AttachmentPlan, AttachmentPlanKind, Gateway, IkeSetupError, Io, Plan};
 use crate::ids::AttachmentId;
 use crate::metrics::MetricsHub;
-use crate::tunnel::wireguard::Shard;
+use crate::tunnel::Shard;
 use socket_drops::{SocketDrops, SocketDropsCollector, TrackedSocket};
 
 pub use admin_socket::fetch as fetch_show;
@@ -319,7 +319,8 @@ fn tracked_sockets(plan: &Plan, bound: &HashMap<SourceKey, Bound>) -> Vec<Tracke
 
 /// Binds and creates what `plan` needs that is not in `bound` yet, for each of `workers`
 /// workers: a sharded attachment's UDP address becomes a reuse-port group of one socket per
-/// worker (see `steer`); everything else is worker 0's.
+/// worker, its raw ESP address one filtered raw socket per worker (see `steer`); everything
+/// else is worker 0's.
 fn open_sources(
     plan: &Plan,
     bound: &HashMap<SourceKey, Bound>,
@@ -333,7 +334,7 @@ fn open_sources(
                 continue;
             }
             match io {
-                Io::Udp(listen) if workers > 1 && a.sharded() => {
+                Io::Udp(listen) if workers > 1 && a.sharded() && a.per_worker(i) => {
                     let bind_err = |source| RuntimeError::Bind {
                         attachment: a.name.clone(),
                         addr: *listen,
@@ -344,10 +345,31 @@ fn open_sources(
                     if listen.port() != 0 {
                         drop(std::net::UdpSocket::bind(listen).map_err(bind_err)?);
                     }
-                    let group = steer::bind_group(*listen, workers as u32).map_err(bind_err)?;
+                    let steering = match a.kind {
+                        AttachmentPlanKind::Ipsec { .. } => steer::Steering::Esp,
+                        _ => steer::Steering::WireGuard,
+                    };
+                    let group =
+                        steer::bind_group(*listen, workers as u32, steering).map_err(bind_err)?;
                     for (n, s) in new.iter_mut().zip(group) {
                         size_buffers(&s, &a.name);
                         n.udp.push((key.clone(), s));
+                    }
+                }
+                Io::Esp(addr) if workers > 1 && a.sharded() && a.per_worker(i) => {
+                    for (k, n) in new.iter_mut().enumerate() {
+                        let fd = raw_esp::open(*addr)
+                            .and_then(|fd| {
+                                let filter = steer::esp_filter(k as u32, workers as u32);
+                                socket2::SockRef::from(&fd).attach_filter(&filter)?;
+                                Ok(fd)
+                            })
+                            .map_err(|source| RuntimeError::Bind {
+                                attachment: a.name.clone(),
+                                addr: SocketAddr::from((*addr, 0)),
+                                source,
+                            })?;
+                        n.raw.push((key.clone(), fd));
                     }
                 }
                 _ => open_source(a, io, key, &mut new[0])?,
@@ -705,7 +727,7 @@ impl Running {
         let tls_new = std::mem::take(&mut sources[0].tls);
         let mut udp_clones = HashMap::new();
         sources[0].clone_udp(&mut udp_clones);
-        let engines = ike_setups(&plan, &udp_clones, &presenter)?;
+        let engines = ike_setups(&plan, &udp_clones, &presenter, workers)?;
 
         // Always: the sink also tells WireGuard peers' handshakes, ups, downs and moves.
         let sink = events.sink().map_err(RuntimeError::Thread)?;
@@ -765,7 +787,7 @@ impl Running {
         let ike_thread = match routed {
             Ok(()) => ike::spawn(
                 ike_rx,
-                controls[0].clone(),
+                &controls,
                 ike_metrics,
                 facilities.states(),
                 Some(events.clone()),
@@ -981,7 +1003,7 @@ impl Running {
         let mut udp_clones = self.udp_clones.clone();
         sources[0].clone_udp(&mut udp_clones);
         let presenter: Arc<dyn crate::facility::Presenter> = self.facilities.clone();
-        let engines = ike_setups(&plan, &udp_clones, &presenter)?;
+        let engines = ike_setups(&plan, &udp_clones, &presenter, self.controls.len())?;
         let added = bound_of(&sources);
         // The sockets the new plan drops close with the switch: count their drops until now.
         self.socket_drops.refresh();
@@ -1090,7 +1112,7 @@ impl Running {
 pub fn preflight(config: &Config) -> Result<(), IkeSetupError> {
     let plan = Plan::compile(config, 1);
     for i in 0..plan.attachments.len() {
-        if let Some(ike) = plan.ike_config(AttachmentId(i as u16), ike::unix_now, None) {
+        if let Some(ike) = plan.ike_config(AttachmentId(i as u16), ike::unix_now, None, 1) {
             ike?;
         }
     }
@@ -1102,6 +1124,7 @@ fn ike_setups(
     plan: &Plan,
     clones: &HashMap<SourceKey, Arc<std::net::UdpSocket>>,
     presenter: &Arc<dyn crate::facility::Presenter>,
+    workers: usize,
 ) -> Result<Vec<ike::EngineSetup>, RuntimeError> {
     let setups = ike::setups(
         plan,
@@ -1111,6 +1134,7 @@ fn ike_setups(
                 .cloned()
         },
         presenter,
+        workers as u32,
     )?;
     Ok(setups)
 }

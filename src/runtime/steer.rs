@@ -7,6 +7,13 @@
 //! little-endian). Initiations name no index of ours: the program returns an index past the
 //! group, and the kernel falls back to its hash of the addresses; the worker that gets one
 //! finds the peer and hands it on.
+//!
+//! An IPsec attachment's NAT-T address is such a group too, with [`esp_program`]: ESP in UDP
+//! goes to the worker its SPI names (every inbound SPI of a peer's CHILD SAs is congruent to
+//! its owner modulo the workers, see `tunnel::Shard`), IKE behind the non-ESP marker and
+//! anything too short to name an SPI to worker 0, which hands IKE to the IKE thread. Raw ESP
+//! has no reuse-port groups: every worker has a raw socket of its own, and [`esp_filter`]
+//! lets each take only the SPIs it owns.
 
 use std::io;
 use std::net::SocketAddr;
@@ -70,10 +77,64 @@ pub fn wireguard_program(workers: u32) -> Vec<libc::sock_filter> {
     p
 }
 
+/// The program of an IPsec attachment's NAT-T group of `workers` sockets: an ESP datagram's
+/// SPI modulo `workers`; worker 0 for IKE (the four zero bytes of the non-ESP marker) and
+/// for a datagram shorter than an SPI (a NAT keepalive: the load fails, and a classic
+/// program that fails returns 0).
+pub fn esp_program(workers: u32) -> Vec<libc::sock_filter> {
+    let ldw = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    let modk = (libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K) as u16;
+    let ret_a = (libc::BPF_RET | libc::BPF_A) as u16;
+    let ret_k = (libc::BPF_RET | libc::BPF_K) as u16;
+    vec![
+        // The SPI (network order, as classic BPF loads words).
+        op(ldw, 0, 0, 0),
+        op(jeq, 2, 0, 0),
+        op(modk, 0, 0, workers.max(1)),
+        op(ret_a, 0, 0, 0),
+        op(ret_k, 0, 0, 0),
+    ]
+}
+
+/// The socket filter of worker `k`'s raw ESP socket among `workers`: a packet (IPv4 header
+/// first) passes if its SPI modulo `workers` is `k`. Each worker's socket gets a copy of
+/// every ESP packet; the others' filters drop it before it is queued (not a socket drop).
+pub fn esp_filter(k: u32, workers: u32) -> Vec<socket2::SockFilter> {
+    use socket2::SockFilter;
+    let msh = (libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH) as u16;
+    let ldw_ind = (libc::BPF_LD | libc::BPF_W | libc::BPF_IND) as u16;
+    let modk = (libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K) as u16;
+    let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    let ret_k = (libc::BPF_RET | libc::BPF_K) as u16;
+    vec![
+        // X: the IPv4 header's length; A: the SPI right behind it.
+        SockFilter::new(msh, 0, 0, 0),
+        SockFilter::new(ldw_ind, 0, 0, 0),
+        SockFilter::new(modk, 0, 0, workers.max(1)),
+        SockFilter::new(jeq, 0, 1, k),
+        SockFilter::new(ret_k, 0, 0, u32::MAX),
+        SockFilter::new(ret_k, 0, 0, 0),
+    ]
+}
+
+/// Which program a group gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steering {
+    /// By the receiver index of a WireGuard message ([`wireguard_program`]).
+    WireGuard,
+    /// By the SPI of ESP in UDP ([`esp_program`]).
+    Esp,
+}
+
 /// `workers` UDP sockets bound to `addr` in one `SO_REUSEPORT` group, nonblocking, the
-/// WireGuard program attached: socket `k` receives the datagrams of the peers worker `k` owns.
-/// An address with port 0 gets the port the first socket was given.
-pub fn bind_group(addr: SocketAddr, workers: u32) -> io::Result<Vec<std::net::UdpSocket>> {
+/// program of `steering` attached: socket `k` receives the datagrams of the peers worker `k`
+/// owns. An address with port 0 gets the port the first socket was given.
+pub fn bind_group(
+    addr: SocketAddr,
+    workers: u32,
+    steering: Steering,
+) -> io::Result<Vec<std::net::UdpSocket>> {
     use socket2::{Domain, Protocol, Socket, Type};
     let mut out: Vec<std::net::UdpSocket> = Vec::with_capacity(workers as usize);
     let mut addr = addr;
@@ -90,7 +151,10 @@ pub fn bind_group(addr: SocketAddr, workers: u32) -> io::Result<Vec<std::net::Ud
         }
         out.push(s.into());
     }
-    let program = wireguard_program(workers);
+    let program = match steering {
+        Steering::WireGuard => wireguard_program(workers),
+        Steering::Esp => esp_program(workers),
+    };
     let fprog = libc::sock_fprog {
         len: program.len() as u16,
         filter: program.as_ptr().cast_mut(),
@@ -107,6 +171,10 @@ pub fn bind_group(addr: SocketAddr, workers: u32) -> io::Result<Vec<std::net::Ud
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn loopback() -> SocketAddr {
+        "127.0.0.1:0".parse().expect("address")
+    }
 
     fn message(kind: u8, index_at: usize, index: u32) -> Vec<u8> {
         let mut m = vec![0u8; 48];
@@ -143,8 +211,7 @@ mod tests {
     #[test]
     fn datagrams_reach_the_owner_of_their_peer() {
         for workers in [2u32, 3, 4] {
-            let group =
-                bind_group("127.0.0.1:0".parse().expect("address"), workers).expect("group");
+            let group = bind_group(loopback(), workers, Steering::WireGuard).expect("group");
             let slots = [0u32, 1, 2, 3, 5, 7, 255, 256, 257, 65_537, (1 << 24) - 1];
             let mut datagrams = Vec::new();
             let mut want = Vec::new();
@@ -162,9 +229,75 @@ mod tests {
     /// some socket of the group.
     #[test]
     fn other_datagrams_reach_some_socket() {
-        let group = bind_group("127.0.0.1:0".parse().expect("address"), 2).expect("group");
+        let group = bind_group(loopback(), 2, Steering::WireGuard).expect("group");
         let datagrams = vec![message(1, 4, 0x0100), vec![4, 0], vec![9; 20]];
         let got = deliver(&group, &datagrams);
         assert!(got.iter().all(Option::is_some), "{got:?}");
+    }
+
+    /// ESP in UDP reaches the worker its SPI names; IKE (the non-ESP marker) and keepalives
+    /// reach worker 0.
+    #[test]
+    fn esp_reaches_the_owner_of_its_spi_and_ike_worker_0() {
+        for workers in [2u32, 3] {
+            let group = bind_group(loopback(), workers, Steering::Esp).expect("group");
+            let spis = [256u32, 257, 258, 0x1234_5679, 0xffff_fffe, 0xffff_ffff];
+            let mut datagrams: Vec<Vec<u8>> = spis
+                .iter()
+                .map(|spi| [&spi.to_be_bytes()[..], &[0, 0, 0, 1], &[0xaa; 24]].concat())
+                .collect();
+            let mut want: Vec<Option<usize>> = spis
+                .iter()
+                .map(|spi| Some((spi % workers) as usize))
+                .collect();
+            datagrams.push([&[0u8; 4][..], &[0x11; 28]].concat());
+            datagrams.push(vec![0xff]);
+            want.extend([Some(0), Some(0)]);
+            assert_eq!(deliver(&group, &datagrams), want, "{workers} workers");
+        }
+    }
+
+    /// Each worker's raw ESP socket takes the SPIs it owns and no other. Needs CAP_NET_RAW
+    /// (the tests run as root).
+    #[test]
+    fn each_raw_esp_socket_takes_its_own_spis() {
+        use std::net::Ipv4Addr;
+        let lo = Ipv4Addr::LOCALHOST;
+        let workers = 2;
+        let sockets: Vec<std::net::UdpSocket> = (0..workers)
+            .map(|k| {
+                let s = super::super::raw_esp::open(lo).expect("raw socket (root?)");
+                socket2::SockRef::from(&s)
+                    .attach_filter(&esp_filter(k, workers))
+                    .expect("filter");
+                s
+            })
+            .collect();
+        let tx = super::super::raw_esp::open(lo).expect("raw socket");
+        // Other tests may send ESP on loopback too: only these SPIs count.
+        let spis = [0x7e57_0100u32, 0x7e57_0101, 0x7e57_0102, 0x7e57_0105];
+        for spi in spis {
+            let esp = [&spi.to_be_bytes()[..], &[0, 0, 0, 1, 0xaa, 0xbb]].concat();
+            tx.send_to(&esp, (lo, 0)).expect("send");
+        }
+        let mut got: Vec<Vec<u32>> = vec![Vec::new(); workers as usize];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut buf = [0u8; 128];
+        while got.iter().map(Vec::len).sum::<usize>() < spis.len()
+            && std::time::Instant::now() < deadline
+        {
+            for (k, s) in sockets.iter().enumerate() {
+                while let Ok(n) = s.recv(&mut buf) {
+                    let ihl = usize::from(buf[0] & 0x0f) * 4;
+                    let spi = u32::from_be_bytes(buf[ihl..ihl + 4].try_into().expect("4"));
+                    assert!(n >= ihl + 4);
+                    if spis.contains(&spi) {
+                        got[k].push(spi);
+                    }
+                }
+            }
+        }
+        assert_eq!(got[0], vec![0x7e57_0100, 0x7e57_0102]);
+        assert_eq!(got[1], vec![0x7e57_0101, 0x7e57_0105]);
     }
 }

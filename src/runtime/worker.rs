@@ -112,8 +112,9 @@ struct Worker {
     hub: Arc<MetricsHub>,
     /// Everything open, by key.
     open: HashMap<SourceKey, Source>,
-    /// The current plan's sources, by attachment index, then by index in its `io`.
-    sources: Vec<Vec<Source>>,
+    /// The current plan's sources, by attachment index, then by index in its `io`: none for
+    /// what another worker serves.
+    sources: Vec<Vec<Option<Source>>>,
     rx: RxBatch,
     tx: TxBatch,
     /// The order `flush` sends `tx` in (by destination), sized once.
@@ -136,7 +137,7 @@ struct Worker {
 /// A reload's sources, registered and checked, before the switch.
 pub(super) struct Prepared {
     new: Vec<(SourceKey, Source)>,
-    sources: Vec<Vec<Source>>,
+    sources: Vec<Vec<Option<Source>>>,
 }
 
 /// Lanes emptied per turn before sources, timers and control messages get theirs.
@@ -301,29 +302,31 @@ impl Worker {
     }
 
     /// The sources of `plan`'s attachments by attachment and `io` index, from `new` or the
-    /// open ones; none for an attachment another worker serves (worker 0 serves all but the
-    /// sharded ones' other sockets).
+    /// open ones; none for a source another worker serves (worker 0 serves all but the
+    /// sharded attachments' other workers' sockets).
     fn resolve(
         &self,
         plan: &Plan,
         new: &[(SourceKey, Source)],
-    ) -> Result<Vec<Vec<Source>>, String> {
+    ) -> Result<Vec<Vec<Option<Source>>>, String> {
         plan.attachments
             .iter()
             .map(|a| {
-                if !self.serves(a) {
-                    return Ok(Vec::new());
-                }
-                SourceKey::all(a)
-                    .map(|key| {
+                (0..a.io.len())
+                    .map(|i| {
+                        if !self.serves(a, i) {
+                            return Ok(None);
+                        }
+                        let key = SourceKey::of(a, i);
                         new.iter()
                             .find(|(k, _)| *k == key)
                             .map(|(_, s)| s)
                             .or_else(|| self.open.get(&key))
                             .cloned()
+                            .map(Some)
                             .ok_or_else(|| format!("no socket or device for attachment {}", a.name))
                     })
-                    .collect::<Result<Vec<Source>, String>>()
+                    .collect::<Result<Vec<Option<Source>>, String>>()
                     .map_err(|e| match self.index {
                         0 => e,
                         // Kept from an attachment of another type, its socket is no group.
@@ -333,15 +336,16 @@ impl Worker {
             .collect()
     }
 
-    /// Whether this worker holds sources of `a`.
-    fn serves(&self, a: &AttachmentPlan) -> bool {
-        self.index == 0 || a.sharded()
+    /// Whether this worker holds `a`'s `io`-th source.
+    fn serves(&self, a: &AttachmentPlan, io: usize) -> bool {
+        self.index == 0 || (a.sharded() && a.per_worker(io))
     }
 
     fn install(&mut self, plan: &Plan, prepared: Prepared) {
         let keep: Vec<SourceKey> = (plan.attachments.iter())
-            .filter(|a| self.serves(a))
-            .flat_map(SourceKey::all)
+            .flat_map(|a| (0..a.io.len()).map(move |i| (a, i)))
+            .filter(|&(a, i)| self.serves(a, i))
+            .map(|(a, i)| SourceKey::of(a, i))
             .collect();
         self.open.extend(prepared.new);
         self.open.retain(|k, _| keep.contains(k));
@@ -645,11 +649,9 @@ impl Worker {
         let mut progress = true;
         while progress && self.rx.len() < RX_TARGET {
             progress = false;
-            let all = self
-                .sources
-                .iter()
-                .enumerate()
-                .flat_map(|(a, io)| io.iter().enumerate().map(move |(i, s)| (a, i, s)));
+            let all = self.sources.iter().enumerate().flat_map(|(a, io)| {
+                (io.iter().enumerate()).filter_map(move |(i, s)| Some((a, i, s.as_ref()?)))
+            });
             for (a, io, src) in all {
                 let attachment = AttachmentId(a as u16);
                 if let Source::Udp(u) = src {
@@ -740,7 +742,8 @@ impl Worker {
             let src = self
                 .sources
                 .get(meta.attachment.index())
-                .and_then(|io| io.get(usize::from(meta.via.io)));
+                .and_then(|io| io.get(usize::from(meta.via.io)))
+                .and_then(Option::as_ref);
             let Some(src) = src else {
                 Counters::drop(&counters, DropReason::SendFailed);
                 k += 1;
@@ -876,9 +879,9 @@ async fn notified(lanes: Option<&Lanes>) {
 }
 
 /// Resolves when any source is readable (or has an error to report).
-async fn readable(sources: &[Vec<Source>]) {
+async fn readable(sources: &[Vec<Option<Source>>]) {
     poll_fn(|cx| {
-        for s in sources.iter().flatten() {
+        for s in sources.iter().flatten().flatten() {
             let ready = match s {
                 Source::Udp(u) => u.poll_recv_ready(cx).is_ready(),
                 Source::Esp(r) | Source::Link(r) => r.poll_recv_ready(cx).is_ready(),

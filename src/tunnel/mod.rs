@@ -63,6 +63,43 @@ impl Event {
     }
 }
 
+/// Which of the data path's workers this is, and how many there are: a sharded attachment
+/// (WireGuard, IPsec) holds only the tunnels and SAs of the peers this worker owns, and the
+/// runtime's steering hands their datagrams to it. A WireGuard peer's owner follows from its
+/// slot, which every session index names ([`Shard::owner`]); an IPsec peer's from its plan's
+/// home key ([`Shard::owner_by_key`]), and every inbound SPI of its CHILD SAs is chosen
+/// congruent to its owner modulo `count` (`ike::SpiClass`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// One worker holds every peer.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// The worker owning `slot`.
+    pub fn owner(self, slot: usize) -> u32 {
+        (slot % self.count.max(1) as usize) as u32
+    }
+
+    pub fn owns(self, slot: usize) -> bool {
+        self.owner(slot) == self.index
+    }
+
+    /// The worker owning the peer whose plan gives it `home_key`: the same after any
+    /// reload that keeps the peer's name, whatever number it gets.
+    pub fn owner_by_key(self, home_key: u64) -> u32 {
+        (home_key % u64::from(self.count.max(1))) as u32
+    }
+
+    /// The worker an inbound SPI was chosen for.
+    pub fn owner_of_spi(self, spi: u32) -> u32 {
+        spi % self.count.max(1)
+    }
+}
+
 /// How the plan configures one attachment's tunnel.
 #[derive(Debug, Clone)]
 pub enum TunnelConfig {
@@ -75,9 +112,10 @@ pub enum TunnelConfig {
     },
     Ethernet(ethernet::EthernetConfig),
     Tls(tls::TlsConfig),
-    /// The peers of an IPsec attachment; their SAs come from the IKE thread.
+    /// The peers of an IPsec attachment, each with its home key (which worker owns its SAs:
+    /// [`Shard::owner_by_key`]); their SAs come from the IKE thread.
     Ipsec {
-        peers: Vec<PeerId>,
+        peers: Vec<(PeerId, u64)>,
         /// After a reload: the peers whose SAs the IKE engine keeps, by their old and new
         /// numbers (`Plan::ipsec_carry`); `None` when the engine is replaced.
         kept: Option<Vec<(PeerId, PeerId)>>,
@@ -102,12 +140,7 @@ pub struct Inner<'a> {
 
 impl Tunnel {
     /// A fresh tunnel for attachment `id`.
-    pub fn new(
-        id: AttachmentId,
-        config: &TunnelConfig,
-        now: Instant,
-        shard: wireguard::Shard,
-    ) -> Tunnel {
+    pub fn new(id: AttachmentId, config: &TunnelConfig, now: Instant, shard: Shard) -> Tunnel {
         match config {
             TunnelConfig::WireGuard { private_key, peers } => {
                 let mut wg = wireguard::WgAttachment::new(id, private_key);
@@ -117,7 +150,12 @@ impl Tunnel {
                 Tunnel::WireGuard(Box::new(wg))
             }
             TunnelConfig::Plain { mtu } => Tunnel::Plain(plain::PlainTunnel { mtu: *mtu }),
-            TunnelConfig::Ipsec { .. } => Tunnel::Ipsec(Box::new(ipsec::IpsecTunnel::new(id))),
+            TunnelConfig::Ipsec { peers, .. } => {
+                let mut t = ipsec::IpsecTunnel::new(id);
+                t.set_shard(shard);
+                t.set_peers(peers);
+                Tunnel::Ipsec(Box::new(t))
+            }
             TunnelConfig::Ethernet(c) => {
                 Tunnel::Ethernet(Box::new(ethernet::EthernetTunnel::new(id, *c, now)))
             }
@@ -144,7 +182,7 @@ impl Tunnel {
                 let lost = wg.set_peers(peers, now);
                 Ok((self, lost))
             }
-            (Tunnel::Ipsec(t), TunnelConfig::Ipsec { kept, .. }) => {
+            (Tunnel::Ipsec(t), TunnelConfig::Ipsec { peers, kept }) => {
                 // Peers are renumbered by a reload: SAs kept under their old numbers would
                 // send one facility's packets to another. The IKE engine keeps the SAs of
                 // the peers `kept` names (under their new numbers) and drops the others.
@@ -153,6 +191,7 @@ impl Tunnel {
                     Some(kept) => t.renumber(kept),
                     None => t.clear(),
                 }
+                t.set_peers(peers);
                 Ok((self, 0))
             }
             (Tunnel::Tls(t), TunnelConfig::Tls(c)) if c.kept.is_some() => {
@@ -203,19 +242,22 @@ impl Tunnel {
         }
     }
 
-    /// The data-path worker owning `peer`'s tunnel, if the attachment is sharded over
-    /// several (WireGuard); `None`: worker 0 serves the attachment.
+    /// The data-path worker owning `peer`'s tunnel or SAs, if the attachment is sharded over
+    /// several (WireGuard, IPsec); `None`: worker 0 serves the attachment.
     pub fn owner_of(&self, peer: PeerId) -> Option<u32> {
         match self {
             Tunnel::WireGuard(wg) => wg.owner_of(peer),
+            Tunnel::Ipsec(t) => t.owner_of(peer),
             _ => None,
         }
     }
 
-    /// Shards a WireGuard attachment's peers over the workers (others stay whole).
-    pub fn set_shard(&mut self, shard: wireguard::Shard) {
-        if let Tunnel::WireGuard(wg) = self {
-            wg.set_shard(shard);
+    /// Shards a WireGuard or IPsec attachment's peers over the workers (others stay whole).
+    pub fn set_shard(&mut self, shard: Shard) {
+        match self {
+            Tunnel::WireGuard(wg) => wg.set_shard(shard),
+            Tunnel::Ipsec(t) => t.set_shard(shard),
+            _ => {}
         }
     }
 

@@ -42,13 +42,19 @@ pub fn identity(id: &IkeIdentity) -> Option<ike::Identity> {
 impl Plan {
     /// The IKE configuration of IPsec attachment `a` (`None` for other kinds). `clock` gives
     /// UNIX seconds for certificate validity; `presenter`, when given, judges the certificate
-    /// a peer authenticates with as its facility's (the facility registry).
+    /// a peer authenticates with as its facility's (the facility registry). With `workers`
+    /// data-path workers, each peer's inbound SPIs name the worker that owns it.
     pub fn ike_config(
         &self,
         a: AttachmentId,
         clock: fn() -> u64,
         presenter: Option<&Arc<dyn Presenter>>,
+        workers: u32,
     ) -> Option<Result<IkeConfig, IkeSetupError>> {
+        let shard = crate::tunnel::Shard {
+            index: 0,
+            count: workers.max(1),
+        };
         let attachment = &self.attachments[a.index()];
         let AttachmentPlanKind::Ipsec {
             peers,
@@ -182,6 +188,10 @@ impl Plan {
                     dpd_action: match c.dpd_action {
                         config::DpdAction::Clear => ike::DpdAction::Clear,
                         config::DpdAction::Restart => ike::DpdAction::Restart,
+                    },
+                    spi_class: ike::SpiClass {
+                        modulus: shard.count,
+                        residue: shard.owner_by_key(p.home_key),
                     },
                 });
             }

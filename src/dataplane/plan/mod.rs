@@ -117,10 +117,28 @@ pub struct AttachmentPlan {
 }
 
 impl AttachmentPlan {
-    /// Whether the data path spreads the attachment's peers over its workers, each with a
-    /// socket of its own (WireGuard); worker 0 serves the others whole.
+    /// Whether the data path spreads the attachment's peers over its workers, each with
+    /// sockets of its own (WireGuard, IPsec: [`AttachmentPlan::per_worker`]); worker 0
+    /// serves the others whole.
     pub fn sharded(&self) -> bool {
-        matches!(self.kind, AttachmentPlanKind::WireGuard { .. })
+        matches!(
+            self.kind,
+            AttachmentPlanKind::WireGuard { .. } | AttachmentPlanKind::Ipsec { .. }
+        )
+    }
+
+    /// Whether every worker has a socket of its own for the `io`-th source (a reuse-port
+    /// group, a filtered raw socket) when the attachment is sharded: every WireGuard socket,
+    /// and an IPsec attachment's NAT-T and raw ESP sockets, which carry its ESP. IKE's port
+    /// 500 is worker 0's alone (IKE on 4500 is steered to worker 0's socket of its group).
+    pub fn per_worker(&self, io: usize) -> bool {
+        match self.kind {
+            AttachmentPlanKind::WireGuard { .. } => true,
+            AttachmentPlanKind::Ipsec { .. } => {
+                io != usize::from(crate::tunnel::ipsec::tunnel::IO_IKE)
+            }
+            _ => false,
+        }
     }
 
     /// The address the `io`-th socket listens on, if it is a UDP socket.
@@ -327,7 +345,9 @@ impl Plan {
                     .collect(),
             },
             AttachmentPlanKind::Ipsec { peers, .. } => TunnelConfig::Ipsec {
-                peers: peers.clone(),
+                peers: (peers.iter())
+                    .map(|&p| (p, self.peers[p.index()].home_key))
+                    .collect(),
                 kept: previous
                     .and_then(|old| self.ipsec_carry(old, a))
                     .map(|c| c.peers),

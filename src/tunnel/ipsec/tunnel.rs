@@ -16,7 +16,7 @@ use super::esp::{Decap, EspError, EspHeader, InboundSa, OutboundSa};
 use crate::buffer::{Remote, TxBatch, Via, BUF_SIZE};
 use crate::crypto::SystemRandom;
 use crate::ids::{AttachmentId, PeerId};
-use crate::tunnel::{Event, Inner};
+use crate::tunnel::{Event, Inner, Shard};
 use crate::vocab::DropReason;
 
 /// The attachment's UDP socket for IKE (port 500).
@@ -97,9 +97,14 @@ struct Active {
     out: Outbound,
 }
 
-/// One attachment's CHILD SAs and its queue of IKE datagrams.
+/// One attachment's CHILD SAs and its queue of IKE datagrams. With several workers each holds
+/// the SAs of the peers it owns (the IKE thread sends their changes to it alone, and steering
+/// hands it their ESP by SPI).
 pub struct IpsecTunnel {
     id: AttachmentId,
+    shard: Shard,
+    /// Each peer's home key, which names its owner.
+    homes: FxHashMap<PeerId, u64>,
     inbound: FxHashMap<u32, Child>,
     outbound: FxHashMap<PeerId, Active>,
     ike: VecDeque<IkeDatagram>,
@@ -131,6 +136,8 @@ impl IpsecTunnel {
     pub fn new(id: AttachmentId) -> IpsecTunnel {
         IpsecTunnel {
             id,
+            shard: Shard::ALL,
+            homes: FxHashMap::default(),
             inbound: FxHashMap::default(),
             outbound: FxHashMap::default(),
             ike: VecDeque::with_capacity(IKE_QUEUE),
@@ -144,6 +151,22 @@ impl IpsecTunnel {
 
     pub fn set_id(&mut self, id: AttachmentId) {
         self.id = id;
+    }
+
+    pub fn set_shard(&mut self, shard: Shard) {
+        self.shard = shard;
+    }
+
+    /// The attachment's peers (under the running plan's numbers) with their home keys.
+    pub fn set_peers(&mut self, peers: &[(PeerId, u64)]) {
+        self.homes.clear();
+        self.homes.extend(peers.iter().copied());
+    }
+
+    /// The worker owning `peer`'s SAs, when there are several.
+    pub fn owner_of(&self, peer: PeerId) -> Option<u32> {
+        let &key = self.homes.get(&peer)?;
+        (self.shard.count > 1).then(|| self.shard.owner_by_key(key))
     }
 
     /// Installs a CHILD SA of `peer` and makes it the one the peer's packets go into.

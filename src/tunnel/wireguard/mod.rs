@@ -37,7 +37,7 @@ use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 
-use super::Event;
+use super::{Event, Shard};
 use crate::buffer::{TxBatch, Via, BUF_SIZE};
 use crate::ids::{AttachmentId, PeerId};
 use crate::vocab::{DropReason, HandshakeResult};
@@ -153,29 +153,6 @@ impl Default for HandshakeLimits {
             backlog: HANDSHAKE_BACKLOG,
             under_load: UNDER_LOAD_BACKLOG,
         }
-    }
-}
-
-/// Which peers' tunnels this attachment holds when the data path runs on several workers:
-/// the peers whose slot is `index` modulo `count` (the steering program of the runtime hands
-/// their datagrams to this worker).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: u32,
-    pub count: u32,
-}
-
-impl Shard {
-    /// One worker holds every peer.
-    pub const ALL: Shard = Shard { index: 0, count: 1 };
-
-    /// The worker owning `slot`.
-    pub fn owner(self, slot: usize) -> u32 {
-        (slot % self.count.max(1) as usize) as u32
-    }
-
-    pub fn owns(self, slot: usize) -> bool {
-        self.owner(slot) == self.index
     }
 }
 

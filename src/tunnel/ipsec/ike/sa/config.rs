@@ -97,6 +97,36 @@ pub struct IkePeerConfig {
     /// The peer is down when a liveness check is unanswered this long.
     pub dpd_timeout: Duration,
     pub dpd_action: DpdAction,
+    /// Which inbound SPIs the peer's CHILD SAs get: the data path's steering hands ESP to
+    /// the worker its SPI names, which must be the one holding the SA.
+    pub spi_class: SpiClass,
+}
+
+/// The inbound SPIs `spi % modulus == residue`: those of one data-path worker among
+/// `modulus` (see `tunnel::Shard::owner_of_spi`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpiClass {
+    pub modulus: u32,
+    pub residue: u32,
+}
+
+impl SpiClass {
+    /// Every SPI: one worker.
+    pub const ANY: SpiClass = SpiClass {
+        modulus: 1,
+        residue: 0,
+    };
+
+    /// The SPI of the class in the block of `modulus` values `random` falls in; `None` past
+    /// the top of the range (draw again).
+    pub fn pick(self, random: u32) -> Option<u32> {
+        let m = self.modulus.max(1);
+        (random - random % m).checked_add(self.residue % m)
+    }
+
+    pub fn contains(self, spi: u32) -> bool {
+        spi % self.modulus.max(1) == self.residue % self.modulus.max(1)
+    }
 }
 
 /// How a peer and we authenticate each other.
@@ -286,5 +316,28 @@ impl Default for Limits {
             reconnect_delay: Duration::from_secs(10),
             retry_delay: Duration::from_secs(2),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SpiClass;
+
+    /// A pick is of the class and near the random draw; the top of the range may have none.
+    #[test]
+    fn an_spi_class_picks_its_own() {
+        let c = SpiClass {
+            modulus: 5,
+            residue: 3,
+        };
+        for r in [0u32, 1, 4, 5, 1000, 0x8000_0001, u32::MAX - 5] {
+            let spi = c.pick(r).expect("an SPI of the class");
+            assert!(c.contains(spi) && spi.abs_diff(r) < 5, "{r} → {spi}");
+        }
+        // u32::MAX is 0 modulo 5: its block ends there, and has no residue 3.
+        assert_eq!(c.pick(u32::MAX), None);
+        assert_eq!(SpiClass::ANY.pick(77), Some(77));
+        assert!(SpiClass::ANY.contains(12_345));
+        assert!(!c.contains(5));
     }
 }

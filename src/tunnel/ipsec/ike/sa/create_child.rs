@@ -89,7 +89,7 @@ pub(super) fn start_child_rekey(
         Ok(dh) => dh,
         Err(_) => return ctx.refuse(sa.peer, None, Refusal::Internal),
     };
-    let new_inbound = ctx.new_child_spi();
+    let new_inbound = ctx.new_child_spi(cfg.spi_class);
     let nonce = ctx.nonce();
     let old_bytes = old.to_be_bytes();
     let spi = new_inbound.to_be_bytes();
@@ -319,7 +319,7 @@ fn child_request(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, h: Header, p: Part
             }
         }
     };
-    let new_inbound = ctx.new_child_spi();
+    let new_inbound = ctx.new_child_spi(cfg.spi_class);
     let nr = ctx.nonce();
     let replaces = old.map(|i| sa.children[i].inbound_spi);
     let child = NewChild {

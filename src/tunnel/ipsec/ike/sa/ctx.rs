@@ -10,7 +10,7 @@ use crate::crypto::{Random, SystemRandom};
 use crate::ids::PeerId;
 use crate::tunnel::ipsec::ike::message::NotifyType;
 
-use super::config::{IkeConfig, IkePeerConfig};
+use super::config::{IkeConfig, IkePeerConfig, SpiClass};
 use super::event::{IkeEvent, Refusal, Transmit};
 use super::ike_sa::IkeSa;
 
@@ -110,11 +110,13 @@ impl Ctx {
         self.random::<NONCE_LEN>().to_vec()
     }
 
-    /// A fresh inbound SPI for a CHILD SA: not in use, and above the reserved 1..=255
-    /// [RFC 4303 § 2.1].
-    pub(super) fn new_child_spi(&mut self) -> u32 {
+    /// A fresh inbound SPI of `class` for a CHILD SA: not in use, and above the reserved
+    /// 1..=255 [RFC 4303 § 2.1].
+    pub(super) fn new_child_spi(&mut self, class: SpiClass) -> u32 {
         loop {
-            let spi = u32::from_be_bytes(self.random());
+            let Some(spi) = class.pick(u32::from_be_bytes(self.random())) else {
+                continue;
+            };
             if spi > 255 && self.child_spis.insert(spi) {
                 return spi;
             }

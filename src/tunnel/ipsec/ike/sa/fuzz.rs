@@ -17,7 +17,7 @@ use crate::ids::PeerId;
 
 use super::{
     DpdAction, EspProposal, Identity, IkeConfig, IkeEngine, IkePeerConfig, IkeProposal, Limits,
-    PeerAuth, Start, Transmit,
+    PeerAuth, SpiClass, Start, Transmit,
 };
 
 const A_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -71,6 +71,7 @@ fn peer(peer: PeerId, remote: &str, endpoint: Ipv4Addr, start: Start) -> IkePeer
         dpd_interval: Duration::from_secs(30),
         dpd_timeout: Duration::from_secs(60),
         dpd_action: DpdAction::Restart,
+        spi_class: SpiClass::ANY,
     }
 }
 

@@ -96,7 +96,7 @@ pub(super) fn start(sa: &mut IkeSa, ctx: &mut Ctx, now: Instant, mut a: AuthCont
             return;
         }
     };
-    a.child_spi = ctx.new_child_spi();
+    a.child_spi = ctx.new_child_spi(cfg.spi_class);
     a.tsi = from_prefixes(&cfg.local_ts);
     a.tsr = from_prefixes(&cfg.remote_ts);
     let spi = a.child_spi.to_be_bytes();
@@ -217,7 +217,7 @@ pub(super) fn handle_request(
     if p.sa.is_some() || p.tsi.is_some() {
         match negotiate(&cfg, p.sa, p.tsi, p.tsr, false, None) {
             Ok(n) => {
-                let spi = ctx.new_child_spi();
+                let spi = ctx.new_child_spi(cfg.spi_class);
                 let child = NewChild {
                     exchange_initiator: false,
                     choice: n.choice,

@@ -74,7 +74,7 @@ mod tests;
 
 pub use config::{
     CertAuthError, CertificateAuth, DpdAction, EspProposal, Identity, IkeConfig, IkePeerConfig,
-    IkeProposal, Limits, PeerAuth, Start,
+    IkeProposal, Limits, PeerAuth, SpiClass, Start,
 };
 pub use engine::IkeEngine;
 pub use event::{ChildSaParams, ChildSaUp, DownReason, IkeEvent, Refusal, Transmit};

@@ -14,7 +14,7 @@ use crate::ids::PeerId;
 
 use super::super::{
     DpdAction, EspProposal, Identity, IkeConfig, IkeEngine, IkeEvent, IkePeerConfig, IkeProposal,
-    Limits, PeerAuth, Start, Transmit,
+    Limits, PeerAuth, SpiClass, Start, Transmit,
 };
 
 pub(crate) const A_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -133,6 +133,7 @@ pub(crate) fn peer(
         dpd_interval: Duration::from_secs(30),
         dpd_timeout: Duration::from_secs(150),
         dpd_action: DpdAction::Restart,
+        spi_class: SpiClass::ANY,
     }
 }
 

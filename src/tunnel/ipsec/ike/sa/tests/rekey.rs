@@ -321,3 +321,43 @@ fn a_lost_rekey_response_is_recovered_from_the_cache() {
         "answered once, resent from the cache"
     );
 }
+
+/// Every inbound SPI a side chooses, at IKE_AUTH and at each rekey, is of its peer's SPI
+/// class (the data path steers ESP to the worker its SPI names).
+#[test]
+fn inbound_spis_keep_to_the_peers_class_across_rekeys() {
+    use super::super::SpiClass;
+    let (mut a, mut b) = configs();
+    let (class_a, class_b) = (
+        SpiClass {
+            modulus: 3,
+            residue: 2,
+        },
+        SpiClass {
+            modulus: 4,
+            residue: 1,
+        },
+    );
+    a.peers[0].spi_class = class_a;
+    b.peers[0].spi_class = class_b;
+    for c in [&mut a, &mut b] {
+        c.peers[0].child_rekey = Duration::from_secs(600);
+        c.peers[0].dpd_interval = Duration::ZERO;
+    }
+    let mut p = Pair::new(a, b);
+    p.connect();
+    let mut seen = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        seen.0.extend(p.a.child_spis(PEER_OF_A));
+        seen.1.extend(p.b.child_spis(PEER_OF_B));
+        p.advance(Duration::from_secs(600));
+        one_child_each(&p);
+    }
+    seen.0.sort_unstable();
+    seen.0.dedup();
+    seen.1.sort_unstable();
+    seen.1.dedup();
+    assert_eq!((seen.0.len(), seen.1.len()), (3, 3), "{seen:?}");
+    assert!(seen.0.iter().all(|&s| s % 3 == 2 && s > 255), "{seen:?}");
+    assert!(seen.1.iter().all(|&s| s % 4 == 1 && s > 255), "{seen:?}");
+}
