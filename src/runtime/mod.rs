@@ -168,6 +168,9 @@ pub(crate) enum Control {
     Hang {
         release: std::sync::mpsc::Receiver<()>,
     },
+    /// Tests only: the worker panics, as a bug would make it.
+    #[cfg(test)]
+    Panic,
 }
 
 /// A running gateway. Dropping it without [`Running::stop`] stops the workers as well.
@@ -932,6 +935,12 @@ impl Running {
         let (release, rx) = std::sync::mpsc::channel();
         let _ = self.controls[0].send(Control::Hang { release: rx }).await;
         release
+    }
+
+    /// Tests only: makes worker `k` panic.
+    #[cfg(test)]
+    pub(crate) async fn panic_worker(&self, k: usize) {
+        let _ = self.controls[k].send(Control::Panic).await;
     }
 
     /// Tests only: blocks the IKE thread until the returned sender is used or dropped.

@@ -186,26 +186,43 @@ pub(super) fn spawn(
     std::thread::Builder::new()
         .name(heartbeat.thread().into())
         .spawn(move || {
-            rt.block_on(async move {
-                let mut w = Worker::new(index, gateway, hub, ike, facilities, heartbeat);
-                w.lanes = lanes;
-                let plan = w.gateway.plan().clone();
-                let ready = Worker::register(sources)
-                    .map_err(|e| format!("cannot register a socket or device: {e}"))
-                    .and_then(|new| w.adopt(&plan, new));
-                if let Err(e) = ready {
+            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                rt.block_on(async move {
+                    let mut w = Worker::new(index, gateway, hub, ike, facilities, heartbeat);
+                    w.lanes = lanes;
+                    let plan = w.gateway.plan().clone();
+                    let ready = Worker::register(sources)
+                        .map_err(|e| format!("cannot register a socket or device: {e}"))
+                        .and_then(|new| w.adopt(&plan, new));
+                    if let Err(e) = ready {
+                        w.heartbeat.retire();
+                        let _ = started.send(Err(e));
+                        return;
+                    }
+                    w.sync_facilities();
+                    w.gateway
+                        .set_wall_clock(Instant::now(), super::ike::unix_now());
+                    let _ = started.send(Ok(()));
+                    w.run(control).await;
                     w.heartbeat.retire();
-                    let _ = started.send(Err(e));
-                    return;
-                }
-                w.sync_facilities();
-                w.gateway
-                    .set_wall_clock(Instant::now(), super::ike::unix_now());
-                let _ = started.send(Ok(()));
-                w.run(control).await;
-                w.heartbeat.retire();
-            })
+                })
+            }));
+            if served.is_err() {
+                exit_after_panic(index);
+            }
         })
+}
+
+/// A worker that panicked (a bug) leaves its sockets' places in the reuse-port groups and its
+/// peers' tunnels with it: the other workers' steering would go wrong and its peers be cut
+/// off until a restart. The daemon exits at once (status 70, EX_SOFTWARE) so that systemd
+/// restarts it whole (`Restart=on-failure`), rather than limping until the watchdog notices.
+fn exit_after_panic(index: usize) -> ! {
+    tracing::error!(
+        worker = index,
+        "a data-path worker panicked (see the message above): ixgw exits so that it restarts whole"
+    );
+    std::process::exit(70)
 }
 
 impl Worker {
@@ -494,6 +511,8 @@ impl Worker {
                         // Blocks the thread, as a worker stuck in a system call would.
                         let _ = release.recv();
                     }
+                    #[cfg(test)]
+                    Some(Control::Panic) => panic!("worker {}: told to panic", self.index),
                     Some(Control::Stop { done }) => {
                         // The audit trail hears of every flow still open.
                         self.gateway.end_flows(Instant::now());
