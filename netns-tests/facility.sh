@@ -478,9 +478,4 @@ audit_has "a flow of A's ended with bytes both ways" \
 audit_has "a flow of B's ended" ".event==\"flow_end\" and .facility==\"$CODE_B\""
 
 log "measured: A cut off ${cutoff} s after its revocation started (ixgw ca revoke took ${rev_cmd} s, state revoked after ${state_at:-never} s); B's transfer $rate_before → $rate_after Mbit/s across it; B's IKE SA deleted ${deleted_at:-never} s after its revocation"
-if (( T_FAILS > 0 )); then
-  log "charon log:"; tail -30 "$SW/charon.log" >&2
-  log "ixgw log:"; ixlog | tail -40 >&2
-  die "$T_FAILS check(s) failed"
-fi
-log "all checks passed"
+finish 40 "$SW/charon.log" "$T_TMP/ixgw.log"

@@ -131,8 +131,4 @@ kill -TERM "$PID_B"; rc=0; wait "$PID_B" || rc=$?
 forget_pid "$PID_B"
 check "ixgw B exited 0 (rc=$rc)" test "$rc" -eq 0
 
-if (( T_FAILS > 0 )); then
-  for n in rwa rwb; do log "$n log:"; tail -40 "$T_TMP/$n.log" >&2; done
-  die "$T_FAILS check(s) failed"
-fi
-log "all checks passed"
+finish 40 "$T_TMP/rwa.log" "$T_TMP/rwb.log"

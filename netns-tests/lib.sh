@@ -16,6 +16,19 @@ check() { # check DESCRIPTION CMD... : run CMD, PASS/FAIL on its status
   local what=$1; shift
   if "$@"; then pass "$what"; else fail "$what"; fi
 }
+# finish LINES LOG... : the test's verdict: after failures the last LINES lines of each LOG
+# (colours stripped) and exit 1, else "all checks passed"
+finish() {
+  local lines=$1 f; shift
+  if (( T_FAILS > 0 )); then
+    for f in "$@"; do
+      log "$(basename "$f"):"
+      sed 's/\x1b\[[0-9;]*m//g' "$f" 2>/dev/null | tail -n "$lines" >&2 || true
+    done
+    die "$T_FAILS check(s) failed"
+  fi
+  log "all checks passed"
+}
 
 # facility_code NINE_DIGITS: the 10-digit facility code with its Luhn check digit appended
 facility_code() {
