@@ -614,7 +614,10 @@ impl IkeThread {
             }
             self.drain(i);
         }
+        // From here on the new plan: the SA changes below name its peers, and are routed to
+        // their owners by it.
         self.generation = plan.generation;
+        let previous = self.plan.replace(Arc::clone(&plan));
         let mut old: Vec<Option<Engine>> = std::mem::take(&mut self.engines)
             .into_iter()
             .map(Some)
@@ -638,8 +641,7 @@ impl IkeThread {
             match &carried {
                 Some(c) => {
                     // Changed peers lost their SAs with the Deletes above.
-                    let before = self
-                        .plan
+                    let before = previous
                         .as_deref()
                         .map(|p| peer_names(p, c.previous))
                         .unwrap_or_default();
@@ -681,7 +683,6 @@ impl IkeThread {
                 next_gauges: now,
             });
         }
-        self.plan = Some(plan);
     }
 
     /// Deletes every IKE SA (the peers learn at once) and sends what that produced.
@@ -1033,6 +1034,102 @@ mod tests {
         // The engine works on.
         t.guarded(AttachmentId(3), |e| e.handle_timeout(Instant::now()));
         assert!(control_rx.try_recv().is_err(), "nothing more");
+    }
+
+    /// The engine setups of `plan` (its one IPsec attachment, attachment 0) for 2 workers.
+    fn setups_of(plan: &Plan) -> Vec<EngineSetup> {
+        let socket = || Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let config = plan
+            .ike_config(AttachmentId(0), unix_now, None, 2)
+            .expect("an IPsec attachment")
+            .expect("a valid IKE configuration");
+        vec![EngineSetup {
+            attachment: AttachmentId(0),
+            config,
+            sockets: [socket(), socket()],
+            raw_esp: false,
+        }]
+    }
+
+    /// The SA changes waiting for each worker, by kind.
+    fn received(workers: &mut [mpsc::Receiver<Control>]) -> Vec<Vec<String>> {
+        workers
+            .iter_mut()
+            .map(|rx| {
+                let mut got = Vec::new();
+                while let Ok(Control::Ipsec { change, .. }) = rx.try_recv() {
+                    got.push(match change {
+                        SaChange::Clear => "clear".to_owned(),
+                        SaChange::PeerDown { peer } => format!("down {}", peer.0),
+                        _ => "other".to_owned(),
+                    });
+                }
+                got
+            })
+            .collect()
+    }
+
+    /// With two workers, a new engine's `Clear` reaches both; after a reload that renumbers
+    /// the peers, a changed peer's `PeerDown` reaches the owner of that peer under the new
+    /// plan (found against a review: it was routed by the old plan's peer of that number).
+    #[test]
+    fn with_two_workers_sa_changes_reach_their_owner_across_a_reload() {
+        let dir = std::env::temp_dir().join(format!("ixgw-ike-owner-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let shard = Shard { index: 0, count: 2 };
+        // Names for which the changed peer and the peer that had its new number before
+        // belong to different workers (home keys are hashes of the names).
+        let owner = |plan: &Plan, name: &str| {
+            let p = plan.peers.iter().find(|p| p.name == name).unwrap();
+            (
+                PeerId(plan.peers.iter().position(|q| q.name == name).unwrap() as u32),
+                shard.owner_by_key(p.home_key),
+            )
+        };
+        let (x, before, after) = (0..64)
+            .find_map(|i| {
+                let x = format!("fac-x{i}");
+                let before = crate::runtime::tests::ipsec_plan(
+                    &dir,
+                    &[(&x, "10.0.1.0/24"), ("fac-z", "10.0.2.0/24")],
+                    1,
+                );
+                let after = crate::runtime::tests::ipsec_plan(
+                    &dir,
+                    &[
+                        ("fac-new", "10.0.3.0/24"),
+                        (&x, "10.0.4.0/24"),
+                        ("fac-z", "10.0.2.0/24"),
+                    ],
+                    2,
+                );
+                (owner(&before, &x).1 != owner(&before, "fac-z").1).then_some((x, before, after))
+            })
+            .expect("names on both workers");
+        let (x_now, x_owner) = owner(&after, &x);
+        assert_eq!(
+            owner(&before, "fac-z").0,
+            x_now,
+            "the premise: fac-z had x's new number"
+        );
+
+        let (w0, rx0) = mpsc::channel(64);
+        let (w1, rx1) = mpsc::channel(64);
+        let mut workers = [rx0, rx1];
+        let metrics = IkeMetrics::register(&prometheus::Registry::new()).unwrap();
+        let mut t = IkeThread::new(
+            vec![w0.downgrade(), w1.downgrade()],
+            metrics,
+            Default::default(),
+        );
+        t.adopt(before.clone(), setups_of(&before));
+        assert_eq!(received(&mut workers), [vec!["clear"], vec!["clear"]]);
+        t.adopt(after.clone(), setups_of(&after));
+        let mut want = [Vec::<String>::new(), Vec::new()];
+        want[x_owner as usize].push(format!("down {}", x_now.0));
+        assert_eq!(received(&mut workers), want);
+        drop((w0, w1));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// An SA change goes to the worker owning its peer (by home key) or its SPI; `Clear` to

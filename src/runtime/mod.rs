@@ -49,7 +49,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::admin::health::{Heartbeat, Liveness};
 use crate::audit::{Audit, AuditError};
 use crate::config::{Config, ConfigError};
-use crate::dataplane::{AttachmentPlan, AttachmentPlanKind, Gateway, IkeSetupError, Io, Plan};
+use crate::dataplane::{AttachmentPlan, Gateway, IkeSetupError, Io, Plan};
 use crate::ids::AttachmentId;
 use crate::metrics::MetricsHub;
 use crate::tunnel::Shard;
@@ -119,6 +119,11 @@ pub enum RuntimeError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Usage(#[from] crate::usage::UsageError),
+    #[error("attachment {attachment}: UDP {addr} is kept from an attachment of another type, and with several workers its sockets' steering cannot change: restart to change the attachment's type at this address")]
+    Steering {
+        attachment: String,
+        addr: SocketAddr,
+    },
     #[error("the data-path worker has stopped")]
     WorkerGone,
     #[error("the data-path worker refused the plan: {0}")]
@@ -337,7 +342,7 @@ fn open_sources(
                 continue;
             }
             match io {
-                Io::Udp(listen) if workers > 1 && a.sharded() && a.per_worker(i) => {
+                Io::Udp(listen) if workers > 1 && steer::Steering::of(a, i).is_some() => {
                     let bind_err = |source| RuntimeError::Bind {
                         attachment: a.name.clone(),
                         addr: *listen,
@@ -348,10 +353,7 @@ fn open_sources(
                     if listen.port() != 0 {
                         drop(std::net::UdpSocket::bind(listen).map_err(bind_err)?);
                     }
-                    let steering = match a.kind {
-                        AttachmentPlanKind::Ipsec { .. } => steer::Steering::Esp,
-                        _ => steer::Steering::WireGuard,
-                    };
+                    let steering = steer::Steering::of(a, i).unwrap_or(steer::Steering::WireGuard);
                     let group =
                         steer::bind_group(*listen, workers as u32, steering).map_err(bind_err)?;
                     for (n, s) in new.iter_mut().zip(group) {
@@ -359,7 +361,7 @@ fn open_sources(
                         n.udp.push((key.clone(), s));
                     }
                 }
-                Io::Esp(addr) if workers > 1 && a.sharded() && a.per_worker(i) => {
+                Io::Esp(addr) if workers > 1 && steer::Steering::of(a, i).is_some() => {
                     for (k, n) in new.iter_mut().enumerate() {
                         let fd = raw_esp::open(*addr)
                             .and_then(|fd| {
@@ -380,6 +382,33 @@ fn open_sources(
         }
     }
     Ok(new)
+}
+
+/// Refuses `new` if a UDP socket it keeps from `old` would need another steering program
+/// (a WireGuard address become IPsec's, or the reverse): the kept group's program and the
+/// workers holding its sockets stay as they were bound.
+fn steering_kept(old: &Plan, new: &Plan) -> Result<(), RuntimeError> {
+    let udp = |plan: &Plan| -> Vec<(SourceKey, Option<steer::Steering>, String, SocketAddr)> {
+        (plan.attachments.iter())
+            .flat_map(|a| (0..a.io.len()).map(move |i| (a, i)))
+            .filter_map(|(a, i)| {
+                let listen = a.udp_listen(i)?;
+                Some((
+                    SourceKey::of(a, i),
+                    steer::Steering::of(a, i),
+                    a.name.clone(),
+                    listen,
+                ))
+            })
+            .collect()
+    };
+    let before = udp(old);
+    for (key, steering, attachment, addr) in udp(new) {
+        if before.iter().any(|(k, s, ..)| *k == key && *s != steering) {
+            return Err(RuntimeError::Steering { attachment, addr });
+        }
+    }
+    Ok(())
 }
 
 /// Binds or creates `io` of attachment `a` into `new`.
@@ -1007,6 +1036,9 @@ impl Running {
             );
         }
         let plan = Arc::new(Plan::compile(config, self.plan.generation + 1));
+        if self.controls.len() > 1 {
+            steering_kept(&self.plan, &plan)?;
+        }
         let mut sources = open_sources(&plan, &self.bound, self.controls.len())?;
         let tls_new = std::mem::take(&mut sources[0].tls);
         let mut udp_clones = self.udp_clones.clone();

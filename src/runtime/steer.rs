@@ -20,6 +20,8 @@ use std::net::SocketAddr;
 
 use nix::libc;
 
+use crate::dataplane::{AttachmentPlan, AttachmentPlanKind};
+
 /// Where each message type names our index (byte offset in the UDP payload).
 const DATA: u32 = 4;
 const RESPONSE: u32 = 2;
@@ -125,6 +127,20 @@ pub enum Steering {
     WireGuard,
     /// By the SPI of ESP in UDP ([`esp_program`]).
     Esp,
+}
+
+impl Steering {
+    /// How the workers share `a`'s `io`-th socket when there are several: a group with this
+    /// program, or `None` (worker 0's alone).
+    pub fn of(a: &AttachmentPlan, io: usize) -> Option<Steering> {
+        if !(a.sharded() && a.per_worker(io)) {
+            return None;
+        }
+        match a.kind {
+            AttachmentPlanKind::Ipsec { .. } => Some(Steering::Esp),
+            _ => Some(Steering::WireGuard),
+        }
+    }
 }
 
 /// `workers` UDP sockets bound to `addr` in one `SO_REUSEPORT` group, nonblocking, the

@@ -723,3 +723,80 @@ async fn usage_records_are_written_on_reload_and_stop() {
         Ok(_) => panic!("started without its usage directory"),
     }
 }
+
+/// A plan with one IPsec attachment whose peers are `peers` (name, remote_ts), all
+/// allowed to ping a plain attachment of another tenant.
+pub(crate) fn ipsec_plan(
+    dir: &std::path::Path,
+    peers: &[(&str, &str)],
+    generation: u64,
+) -> Arc<Plan> {
+    std::fs::write(dir.join("psk"), b"a pre-shared key of a unit test").unwrap();
+    let peers: String = peers
+        .iter()
+        .map(|(name, ts)| {
+            format!(
+                "          - {{ name: {name}, facility: \"4212345674\", remote_id: {name}.example, auth: psk, psk_file: psk, remote_ts: [{ts}] }}\n"
+            )
+        })
+        .collect();
+    let text = format!(
+        r#"ix:
+  name: unit-ix
+  exchange_space: 100.64.0.0/10
+metrics:
+  listen: 127.0.0.1:0
+tenants:
+  - name: ajisai
+    networks:
+      - {{ internal: 10.0.0.0/16, exchange: 100.64.0.0/16 }}
+    attachments:
+      - name: ajisai-ipsec
+        type: ipsec
+        listen: 127.0.0.1
+        ike_port: 40500
+        nat_t_port: 44500
+        raw_esp: false
+        local_id: gw.ix.example
+        peers:
+{peers}  - name: mame
+    networks:
+      - {{ internal: 10.0.0.0/16, exchange: 100.65.0.0/16 }}
+    attachments:
+      - {{ name: mame-tun, type: plain, tun: ixunit0, routes: [10.0.0.0/16] }}
+policies:
+  - {{ name: ping, from: {{ tenant: ajisai }}, to: {{ tenant: mame }}, allow: [icmp] }}
+"#
+    );
+    let config = crate::config::Config::from_str_at(&text, &dir.join("ixgw.yaml"))
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    Arc::new(Plan::compile(&config, generation))
+}
+
+/// With several workers, a reload that keeps a UDP address for an attachment of another type
+/// (WireGuard's become IPsec's NAT-T) is refused with a clear error: the kept socket group's
+/// steering program cannot change. The same address for the same type is kept.
+#[test]
+fn a_kept_udp_address_must_keep_its_steering() {
+    let dir = std::env::temp_dir().join(format!("ixgw-steering-kept-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ipsec = ipsec_plan(&dir, &[("fac-a", "10.0.1.0/24")], 2);
+    let nat_t = ipsec.attachments[0].udp_listen(1).expect("a NAT-T address");
+    let wg = Arc::new(Plan::compile(
+        &config(vec![wg("ajisai-ipsec", nat_t, vec![])]),
+        1,
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    match steering_kept(&wg, &ipsec) {
+        Err(e @ RuntimeError::Steering { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(&nat_t.to_string()) && text.contains("restart"),
+                "{text}"
+            );
+        }
+        other => panic!("refused, not {other:?}"),
+    }
+    assert!(steering_kept(&wg, &wg).is_ok());
+    assert!(steering_kept(&ipsec, &ipsec).is_ok());
+}
