@@ -184,6 +184,8 @@ pub struct Running {
     /// changes.
     controls: Vec<mpsc::Sender<Control>>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    /// The workers that panicked, by index ([`Running::worker_failed`]).
+    failed: mpsc::UnboundedReceiver<usize>,
     admin: tokio::task::JoinHandle<std::io::Result<()>>,
     admin_stop: Option<oneshot::Sender<()>>,
     /// The admin socket `ixgw show` asks, if it could be bound.
@@ -812,8 +814,9 @@ impl Running {
             None => None,
         };
         let (ike_tx, ike_rx) = std::sync::mpsc::sync_channel(ike::QUEUE);
+        let (failed_tx, failed) = mpsc::unbounded_channel();
         let (controls, worker_threads, worker_beats) =
-            spawn_workers(gateways, sources, &hub, &ike_tx, &facilities).await?;
+            spawn_workers(gateways, sources, &hub, &ike_tx, &facilities, &failed_tx).await?;
         let routed = apply_kernel_changes(&kernel_changes(None, &plan)).await;
         let ike_beat = Arc::new(Heartbeat::new("ixgw-ike", Instant::now()));
         let ike_thread = match routed {
@@ -907,6 +910,7 @@ impl Running {
         }
         tracing::info!(%metrics_addr, attachments = plan.attachments.len(), peers = plan.peers.len(), workers, "gateway running");
         Ok(Running {
+            failed,
             events,
             agreements,
             agreement_task,
@@ -964,6 +968,17 @@ impl Running {
         let (release, rx) = std::sync::mpsc::channel();
         let _ = self.controls[0].send(Control::Hang { release: rx }).await;
         release
+    }
+
+    /// Resolves with the index of a data-path worker that panicked (a bug). Its places in the
+    /// reuse-port groups and its peers' tunnels went with it: the caller should stop the
+    /// gateway (the others drain, the audit trail and usage records are finished) and start
+    /// it again, as `run` does by exiting with a failure for systemd to restart.
+    pub async fn worker_failed(&mut self) -> usize {
+        match self.failed.recv().await {
+            Some(k) => k,
+            None => std::future::pending().await,
+        }
     }
 
     /// Tests only: makes worker `k` panic.
@@ -1211,6 +1226,7 @@ async fn spawn_workers(
     hub: &Arc<MetricsHub>,
     ike_tx: &std::sync::mpsc::SyncSender<ike::IkeInput>,
     facilities: &Arc<facilities::Facilities>,
+    failed: &mpsc::UnboundedSender<usize>,
 ) -> Result<
     (
         Vec<mpsc::Sender<Control>>,
@@ -1241,6 +1257,7 @@ async fn spawn_workers(
             ike_tx.clone(),
             facilities.states(),
             beat.clone(),
+            failed.clone(),
         );
         match spawned {
             Ok(t) => {
@@ -1345,10 +1362,15 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let mut watchdog = watchdog::Watchdog::new(interval);
     let mut report = tokio::time::interval(watchdog::period(interval));
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failed = None;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            k = running.worker_failed() => {
+                failed = Some(k);
+                break;
+            }
             _ = report.tick() => tell_systemd(&mut watchdog, &running),
             _ = hup.recv() => {
                 notify(&[sd_notify::NotifyState::Reloading, monotonic_now()]);
@@ -1372,7 +1394,13 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopping: draining the data path");
     running.stop().await?;
-    Ok(())
+    match failed {
+        // A failure status: systemd's `Restart=on-failure` starts the gateway again.
+        Some(k) => anyhow::bail!(
+            "data-path worker {k} panicked: stopped so that the gateway restarts whole"
+        ),
+        None => Ok(()),
+    }
 }
 
 /// `WATCHDOG=1` if every thread beats, and `STATUS=`.

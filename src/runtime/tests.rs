@@ -581,37 +581,22 @@ async fn live_turns(addr: SocketAddr, status: u16, within: Duration) -> (u16, St
     }
 }
 
-/// A worker that panics takes the daemon down at once with status 70 (systemd restarts it
-/// whole): its sockets' places in the reuse-port groups are gone. Runs itself again as a
-/// child process, which panics its second worker; this process checks how the child ended.
-#[test]
-fn a_worker_that_panics_ends_the_process_with_status_70() {
-    const CHILD: &str = "IXGW_TEST_PANICKING_WORKER";
-    if std::env::var_os(CHILD).is_some() {
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        rt.block_on(async {
-            let listen = "127.0.0.1:0".parse().expect("test address");
-            let mut c = config(vec![wg("wg", listen, vec![])]);
-            c.dataplane.workers = Some(2);
-            let running = Running::start(&c, None).await.expect("gateway starts");
-            running.panic_worker(1).await;
-            tokio::time::sleep(Duration::from_secs(10)).await;
-        });
-        // Still here: the panic did not end the process.
-        std::process::exit(0);
-    }
-    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "runtime::tests::a_worker_that_panics_ends_the_process_with_status_70",
-            "--nocapture",
-        ])
-        .env(CHILD, "1")
-        .output()
-        .expect("the child runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(70), "{stderr}");
-    assert!(stderr.contains("worker 1: told to panic"), "{stderr}");
+/// A worker that panics is reported (`worker_failed`, which `run` turns into a stop and a
+/// failure status for systemd to restart): the others still stop cleanly.
+#[tokio::test]
+async fn a_worker_that_panics_is_reported_and_the_gateway_still_stops() {
+    let listen = "127.0.0.1:0".parse().expect("test address");
+    let mut c = config(vec![wg("wg", listen, vec![])]);
+    c.dataplane.workers = Some(2);
+    let mut running = Running::start(&c, None).await.expect("gateway starts");
+    running.panic_worker(1).await;
+    let failed = tokio::time::timeout(Duration::from_secs(5), running.worker_failed()).await;
+    assert_eq!(failed.ok(), Some(1), "worker 1 reported within 5 s");
+    let stopped = tokio::time::timeout(Duration::from_secs(10), running.stop()).await;
+    assert!(
+        matches!(stopped, Ok(Ok(()))),
+        "the others stop: {stopped:?}"
+    );
 }
 
 /// A hung worker turns `/live` to 503 naming it, and the watchdog's judgement with it; once it

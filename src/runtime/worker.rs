@@ -179,6 +179,7 @@ pub(super) fn spawn(
     ike: std::sync::mpsc::SyncSender<IkeInput>,
     facilities: Arc<ArcSwap<FacilityStates>>,
     heartbeat: Arc<Heartbeat>,
+    failed: mpsc::UnboundedSender<usize>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -208,21 +209,13 @@ pub(super) fn spawn(
                 })
             }));
             if served.is_err() {
-                exit_after_panic(index);
+                tracing::error!(
+                    worker = index,
+                    "a data-path worker panicked (see the message above): ixgw stops so that it restarts whole"
+                );
+                let _ = failed.send(index);
             }
         })
-}
-
-/// A worker that panicked (a bug) leaves its sockets' places in the reuse-port groups and its
-/// peers' tunnels with it: the other workers' steering would go wrong and its peers be cut
-/// off until a restart. The daemon exits at once (status 70, EX_SOFTWARE) so that systemd
-/// restarts it whole (`Restart=on-failure`), rather than limping until the watchdog notices.
-fn exit_after_panic(index: usize) -> ! {
-    tracing::error!(
-        worker = index,
-        "a data-path worker panicked (see the message above): ixgw exits so that it restarts whole"
-    );
-    std::process::exit(70)
 }
 
 impl Worker {
