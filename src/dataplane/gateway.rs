@@ -175,7 +175,8 @@ impl Gateway {
     }
 
     /// The gateway of worker `shard.index` of `shard.count` (see [`Gateway::set_shard`]):
-    /// it makes the WireGuard tunnels of its own peers only.
+    /// it makes the WireGuard tunnels of its own peers only, and holds only its own IPsec
+    /// peers' SAs.
     pub fn for_worker(plan: Arc<Plan>, now: Instant, shard: Shard) -> Self {
         let counters = Arc::new(Counters::new(now, plan.counter_names()));
         let tunnels = (0..plan.attachments.len())
@@ -221,9 +222,10 @@ impl Gateway {
     }
 
     /// Makes this the data path of worker `shard.index` of `shard.count`: WireGuard peers are
-    /// sharded by slot, a flow is admitted on its home worker (the same for both directions)
-    /// and encapsulated by the worker owning its egress, other packets are handed on
-    /// ([`Gateway::handoffs`]). Worker 0 serves every attachment that is not WireGuard.
+    /// sharded by slot, IPsec peers by home key, a flow is admitted on its home worker (the
+    /// same for both directions) and encapsulated by the worker owning its egress, other
+    /// packets are handed on ([`Gateway::handoffs`]). Worker 0 serves every attachment that
+    /// is not sharded.
     pub fn set_shard(&mut self, shard: Shard) {
         self.core.shard = shard;
         for t in &mut self.core.tunnels {
@@ -639,7 +641,7 @@ impl Gateway {
     pub fn handle_timeout(&mut self, now: Instant, tx: &mut TxBatch) {
         let core = &mut self.core;
         for (a, t) in core.tunnels.iter_mut().enumerate() {
-            // Another worker runs the timers of what it alone serves (ARP, IPsec, TLS).
+            // Worker 0 runs the timers of what it alone serves (ARP, TLS).
             if core.shard.index == 0 || core.plan.attachments[a].sharded() {
                 t.handle_timeout(now, tx);
             }

@@ -446,15 +446,14 @@ async fn run_in(
     }
     let _ = claims.await;
     print_table(&running);
-    let counters = running.hub().current(0).context("no counters published")?;
+    let totals = Totals::of(&running).context("no counters published")?;
     let wg_total = [0, 1].map(|i| wg_replies[i].load(Ordering::Relaxed));
     let report = DemoReport {
-        tenants: counters
-            .tenants()
-            .map(|(n, t)| (n.to_string(), t.rx_packets.get(), t.tx_packets.get()))
+        tenants: (totals.tenants.iter())
+            .map(|(n, t)| (n.clone(), t[0], t[2]))
             .collect(),
-        policy_drops: counters.drop_count(DropReason::Policy),
-        certificate_drops: counters.drop_count(DropReason::Certificate),
+        policy_drops: totals.drops(DropReason::Policy),
+        certificate_drops: totals.drops(DropReason::Certificate),
         replies: replies.load(Ordering::Relaxed) + wg_total.iter().sum::<u64>(),
         revoked,
         replies_after_cutoff: match cutoff {
@@ -480,8 +479,56 @@ async fn run_in(
     Ok(report)
 }
 
+/// What every data-path worker counted, summed: each tenant's rx packets, rx bytes, tx
+/// packets, tx bytes; drops by reason; flows.
+struct Totals {
+    tenants: Vec<(String, [u64; 4])>,
+    drops: Vec<(DropReason, u64)>,
+    flows: u64,
+}
+
+impl Totals {
+    fn of(running: &Running) -> Option<Totals> {
+        let hub = running.hub();
+        let workers: Vec<_> = (0..hub.workers()).filter_map(|i| hub.current(i)).collect();
+        let first = workers.first()?;
+        let tenants = (first.tenants())
+            .map(|(name, _)| {
+                let mut sum = [0u64; 4];
+                for (n, t) in workers.iter().flat_map(|c| c.tenants()) {
+                    if n == name {
+                        let counts = [
+                            t.rx_packets.get(),
+                            t.rx_bytes.get(),
+                            t.tx_packets.get(),
+                            t.tx_bytes.get(),
+                        ];
+                        sum.iter_mut().zip(counts).for_each(|(s, c)| *s += c);
+                    }
+                }
+                (name.to_string(), sum)
+            })
+            .collect();
+        let drops = (DropReason::ALL.iter())
+            .map(|&r| (r, workers.iter().map(|c| c.drop_count(r)).sum()))
+            .collect();
+        let flows = workers.iter().map(|c| c.flows()).sum();
+        Some(Totals {
+            tenants,
+            drops,
+            flows,
+        })
+    }
+
+    fn drops(&self, reason: DropReason) -> u64 {
+        (self.drops.iter())
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
 fn print_table(running: &Running) {
-    let Some(c) = running.hub().current(0) else {
+    let Some(c) = Totals::of(running) else {
         return;
     };
     println!();
@@ -489,19 +536,10 @@ fn print_table(running: &Running) {
         "{:<14} {:>10} {:>12} {:>10} {:>12}",
         "tenant", "rx pkts", "rx bytes", "tx pkts", "tx bytes"
     );
-    for (name, t) in c.tenants() {
-        println!(
-            "{:<14} {:>10} {:>12} {:>10} {:>12}",
-            name,
-            t.rx_packets.get(),
-            t.rx_bytes.get(),
-            t.tx_packets.get(),
-            t.tx_bytes.get()
-        );
+    for (name, [rx_packets, rx_bytes, tx_packets, tx_bytes]) in &c.tenants {
+        println!("{name:<14} {rx_packets:>10} {rx_bytes:>12} {tx_packets:>10} {tx_bytes:>12}");
     }
-    let drops: Vec<String> = DropReason::ALL
-        .iter()
-        .map(|r| (r, c.drop_count(*r)))
+    let drops: Vec<String> = (c.drops.iter())
         .filter(|(_, n)| *n > 0)
         .map(|(r, n)| format!("{}={n}", r.as_str()))
         .collect();
@@ -512,7 +550,7 @@ fn print_table(running: &Running) {
         } else {
             drops.join(" ")
         },
-        c.flows()
+        c.flows
     );
 }
 

@@ -933,7 +933,12 @@ impl IkeThread {
             let plan = self.plan.as_ref()?;
             Some(plan.peers.get(p.index())?.home_key)
         };
-        let to = match change.owner(shard, home_key) {
+        let owner = change.owner(shard, home_key);
+        if let SaChange::Add(c) = &change {
+            // Steering hands the SA's ESP to the worker its SPI names: it must hold the SA.
+            debug_assert_eq!(owner, Some(shard.owner_of_spi(c.inbound.spi())));
+        }
+        let to = match owner {
             Some(k) => k as usize..k as usize + 1,
             None => 0..self.controls.len(),
         };

@@ -365,17 +365,15 @@ fn open_sources(
                 }
                 Io::Esp(addr) if workers > 1 && steer::Steering::of(a, i).is_some() => {
                     for (k, n) in new.iter_mut().enumerate() {
-                        let fd = raw_esp::open(*addr)
-                            .and_then(|fd| {
-                                let filter = steer::esp_filter(k as u32, workers as u32);
-                                socket2::SockRef::from(&fd).attach_filter(&filter)?;
-                                Ok(fd)
-                            })
-                            .map_err(|source| RuntimeError::Bind {
+                        let filter = steer::esp_filter(k as u32, workers as u32);
+                        let fd = raw_esp::open_filtered(*addr, &filter).map_err(|source| {
+                            RuntimeError::Bind {
                                 attachment: a.name.clone(),
                                 addr: SocketAddr::from((*addr, 0)),
                                 source,
-                            })?;
+                            }
+                        })?;
+                        size_buffers(&fd, &a.name);
                         n.raw.push((key.clone(), fd));
                     }
                 }
@@ -439,6 +437,7 @@ fn open_source(
                     addr: SocketAddr::from((*addr, 0)),
                     source,
                 })?;
+                size_buffers(&fd, &a.name);
                 new.raw.push((key, fd));
             }
             Io::Tls(listen) => {
@@ -500,9 +499,9 @@ fn open_source(
 /// about 3 ms of traffic, less than one scheduling hiccup of a shared core.
 const SOCKET_BUFFER: usize = 4 << 20;
 
-/// Enlarges a UDP socket's kernel buffers: past `net.core.rmem_max` when the process may
-/// (CAP_NET_ADMIN), else up to it. Overflows there happen before the data path sees a
-/// datagram (only `ixgw_socket_drops_total` shows them), so this matters.
+/// Enlarges a UDP (or raw ESP) socket's kernel buffers: past `net.core.rmem_max` when the
+/// process may (CAP_NET_ADMIN), else up to it. Overflows there happen before the data path
+/// sees a datagram (only `ixgw_socket_drops_total` shows them for UDP), so this matters.
 fn size_buffers(s: &std::net::UdpSocket, attachment: &str) {
     use rustix::net::sockopt;
     if sockopt::set_socket_recv_buffer_size_force(s, SOCKET_BUFFER).is_err() {
@@ -518,10 +517,10 @@ fn size_buffers(s: &std::net::UdpSocket, attachment: &str) {
             attachment,
             rcv,
             snd,
-            "UDP socket buffers are small; raise net.core.rmem_max/wmem_max or grant CAP_NET_ADMIN"
+            "socket buffers are small; raise net.core.rmem_max/wmem_max or grant CAP_NET_ADMIN"
         );
     } else {
-        tracing::debug!(attachment, rcv, snd, "UDP socket buffers");
+        tracing::debug!(attachment, rcv, snd, "socket buffers");
     }
 }
 

@@ -15,12 +15,24 @@ use rustix::net::{bind, ipproto, socket_with, AddressFamily, SocketFlags, Socket
 /// A raw IPv4 socket of protocol ESP, non-blocking, bound to one address, ready for
 /// `tokio::net::UdpSocket::from_std`.
 pub(crate) fn open(addr: Ipv4Addr) -> io::Result<std::net::UdpSocket> {
+    open_filtered(addr, &[])
+}
+
+/// [`open`] with a socket filter (one worker's SPIs, `steer::esp_filter`), attached before
+/// the bind so that no packet of another worker is queued in between.
+pub(crate) fn open_filtered(
+    addr: Ipv4Addr,
+    filter: &[socket2::SockFilter],
+) -> io::Result<std::net::UdpSocket> {
     let fd = socket_with(
         AddressFamily::INET,
         SocketType::RAW,
         SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
         Some(ipproto::ESP),
     )?;
+    if !filter.is_empty() {
+        socket2::SockRef::from(&fd).attach_filter(filter)?;
+    }
     bind(&fd, &SocketAddrV4::new(addr, 0))?;
     Ok(std::net::UdpSocket::from(fd))
 }
@@ -33,7 +45,8 @@ mod tests {
     /// socket with its IPv4 header: this kernel has no ESP of its own to take it.
     #[tokio::test]
     async fn a_raw_esp_socket_sends_and_receives_protocol_50() {
-        let lo = Ipv4Addr::LOCALHOST;
+        // An address of its own: other tests' ESP on loopback stays away.
+        let lo = Ipv4Addr::new(127, 0, 79, 1);
         let rx = tokio::net::UdpSocket::from_std(open(lo).expect("raw socket (root?)")).unwrap();
         let tx = tokio::net::UdpSocket::from_std(open(lo).unwrap()).unwrap();
         let esp = [0x12, 0x34, 0x56, 0x78, 0, 0, 0, 1, 0xaa, 0xbb];

@@ -100,23 +100,34 @@ pub fn esp_program(workers: u32) -> Vec<libc::sock_filter> {
 }
 
 /// The socket filter of worker `k`'s raw ESP socket among `workers`: a packet (IPv4 header
-/// first) passes if its SPI modulo `workers` is `k`. Each worker's socket gets a copy of
+/// first) passes if its SPI modulo `workers` is `k`; one too short to hold an SPI passes
+/// worker 0's alone, which counts it (`esp_malformed`). Each worker's socket gets a copy of
 /// every ESP packet; the others' filters drop it before it is queued (not a socket drop).
 pub fn esp_filter(k: u32, workers: u32) -> Vec<socket2::SockFilter> {
     use socket2::SockFilter;
     let msh = (libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH) as u16;
+    let ld_len = (libc::BPF_LD | libc::BPF_W | libc::BPF_LEN) as u16;
+    let sub_x = (libc::BPF_ALU | libc::BPF_SUB | libc::BPF_X) as u16;
+    let jge = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
     let ldw_ind = (libc::BPF_LD | libc::BPF_W | libc::BPF_IND) as u16;
     let modk = (libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K) as u16;
     let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     let ret_k = (libc::BPF_RET | libc::BPF_K) as u16;
+    let (pass, drop) = (u32::MAX, 0);
     vec![
-        // X: the IPv4 header's length; A: the SPI right behind it.
+        // X: the IPv4 header's length; A: the bytes behind it.
         SockFilter::new(msh, 0, 0, 0),
+        SockFilter::new(ld_len, 0, 0, 0),
+        SockFilter::new(sub_x, 0, 0, 0),
+        // Shorter than an SPI: to the last instruction.
+        SockFilter::new(jge, 0, 5, 4),
+        // A: the SPI.
         SockFilter::new(ldw_ind, 0, 0, 0),
         SockFilter::new(modk, 0, 0, workers.max(1)),
         SockFilter::new(jeq, 0, 1, k),
-        SockFilter::new(ret_k, 0, 0, u32::MAX),
-        SockFilter::new(ret_k, 0, 0, 0),
+        SockFilter::new(ret_k, 0, 0, pass),
+        SockFilter::new(ret_k, 0, 0, drop),
+        SockFilter::new(ret_k, 0, 0, if k == 0 { pass } else { drop }),
     ]
 }
 
@@ -278,15 +289,13 @@ mod tests {
     #[test]
     fn each_raw_esp_socket_takes_its_own_spis() {
         use std::net::Ipv4Addr;
-        let lo = Ipv4Addr::LOCALHOST;
+        // An address of its own: other tests' ESP on loopback stays away.
+        let lo = Ipv4Addr::new(127, 0, 79, 2);
         let workers = 2;
         let sockets: Vec<std::net::UdpSocket> = (0..workers)
             .map(|k| {
-                let s = super::super::raw_esp::open(lo).expect("raw socket (root?)");
-                socket2::SockRef::from(&s)
-                    .attach_filter(&esp_filter(k, workers))
-                    .expect("filter");
-                s
+                super::super::raw_esp::open_filtered(lo, &esp_filter(k, workers))
+                    .expect("raw socket (root?)")
             })
             .collect();
         let tx = super::super::raw_esp::open(lo).expect("raw socket");
@@ -296,24 +305,33 @@ mod tests {
             let esp = [&spi.to_be_bytes()[..], &[0, 0, 0, 1, 0xaa, 0xbb]].concat();
             tx.send_to(&esp, (lo, 0)).expect("send");
         }
-        let mut got: Vec<Vec<u32>> = vec![Vec::new(); workers as usize];
+        // Too short for an SPI: worker 0's alone (it counts it malformed).
+        tx.send_to(&[0x7e, 0x57], (lo, 0)).expect("send");
+        let mut got: Vec<Vec<Vec<u8>>> = vec![Vec::new(); workers as usize];
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let mut buf = [0u8; 128];
-        while got.iter().map(Vec::len).sum::<usize>() < spis.len()
+        while got.iter().map(Vec::len).sum::<usize>() < spis.len() + 1
             && std::time::Instant::now() < deadline
         {
+            std::thread::sleep(std::time::Duration::from_millis(5));
             for (k, s) in sockets.iter().enumerate() {
                 while let Ok(n) = s.recv(&mut buf) {
                     let ihl = usize::from(buf[0] & 0x0f) * 4;
-                    let spi = u32::from_be_bytes(buf[ihl..ihl + 4].try_into().expect("4"));
-                    assert!(n >= ihl + 4);
-                    if spis.contains(&spi) {
-                        got[k].push(spi);
-                    }
+                    got[k].push(buf[ihl..n].to_vec());
                 }
             }
         }
-        assert_eq!(got[0], vec![0x7e57_0100, 0x7e57_0102]);
-        assert_eq!(got[1], vec![0x7e57_0101, 0x7e57_0105]);
+        let spi = |p: &Vec<u8>| {
+            p.get(..4)
+                .map(|b| u32::from_be_bytes(b.try_into().expect("4")))
+        };
+        let of = |k: usize| got[k].iter().map(spi).collect::<Vec<_>>();
+        assert_eq!(of(0), [Some(0x7e57_0100), Some(0x7e57_0102), None]);
+        assert_eq!(of(1), [Some(0x7e57_0101), Some(0x7e57_0105)]);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            sockets.iter().all(|s| s.recv(&mut buf).is_err()),
+            "nothing more"
+        );
     }
 }
