@@ -280,6 +280,81 @@ async fn tun_device_reads_and_sends() {
     );
 }
 
+/// The batched receives and sends of raw ESP, packet and relay sockets
+/// (`runtime::mmsg::{Receiver, send}`) allocate nothing once warm: batches of 32 each way on
+/// a relay's socket pair and between two raw ESP sockets on loopback addresses of their own
+/// (CAP_NET_RAW: the tests run as root, as `runtime::raw_esp`'s own).
+#[tokio::test]
+async fn batched_datagram_reads_and_sends() {
+    use ixgw::runtime::mmsg::{self, Receiver, Socket, WhenFull};
+    use rustix::net::{bind, ipproto, socket_with, AddressFamily, SocketFlags, SocketType};
+
+    let (a, b) = std::os::unix::net::UnixDatagram::pair().expect("socket pair");
+    let unix = |s: std::os::unix::net::UnixDatagram| {
+        s.set_nonblocking(true).expect("nonblocking");
+        tokio::net::UnixDatagram::from_std(s).expect("registered")
+    };
+    let (a, b) = (unix(a), unix(b));
+    let raw = |addr: Ipv4Addr| {
+        let fd = socket_with(
+            AddressFamily::INET,
+            SocketType::RAW,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            Some(ipproto::ESP),
+        )
+        .expect("raw socket (root?)");
+        bind(&fd, &std::net::SocketAddrV4::new(addr, 0)).expect("bind");
+        tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd)).expect("registered")
+    };
+    let (esp_to, esp_from) = (Ipv4Addr::new(127, 0, 78, 1), Ipv4Addr::new(127, 0, 78, 2));
+    let (to, from) = (raw(esp_to), raw(esp_from));
+    let packets: Vec<Vec<u8>> = (0..BATCH)
+        .map(|k| [0, 0x78, 0, 1, 0, 0, 0, k as u8].repeat(1 + k * 5))
+        .collect();
+    let pairs = [
+        (Socket::Relay(&a), Socket::Relay(&b), Remote::Device),
+        (
+            Socket::RawIp(&from),
+            Socket::RawIp(&to),
+            Remote::Ip(esp_to.into()),
+        ),
+    ];
+
+    let mut receiver = Receiver::new();
+    let mut rx = RxBatch::with_arena(256, 1 << 20);
+    let mut counted = 0;
+    let mut received = 0;
+    for round in 0..(WARM_UP + ROUNDS) {
+        for (tx_end, rx_end, remote) in pairs {
+            let run = packets.iter().map(|p| (p.as_slice(), remote));
+            let before = ALLOCATIONS.with(Cell::get);
+            let sent = mmsg::send(tx_end, run, WhenFull::Wait).await;
+            let mut allocs = ALLOCATIONS.with(Cell::get) - before;
+            assert_eq!((sent.sent, sent.failed), (BATCH, 0), "{sent:?}");
+            while rx.len() < BATCH {
+                match rx_end {
+                    Socket::Relay(s) => s.readable().await.expect("readable"),
+                    Socket::RawIp(s) | Socket::Packet(s) => s.readable().await.expect("readable"),
+                }
+                allocs += allocations_in(|| {
+                    let _ = receiver.try_recv(rx_end, &mut rx, AttachmentId(0), 0);
+                });
+            }
+            assert_eq!(rx.len(), BATCH);
+            if round >= WARM_UP {
+                counted += allocs;
+                received += rx.len();
+            }
+            rx.clear();
+        }
+    }
+    assert_eq!(received, 2 * ROUNDS * BATCH);
+    assert_eq!(
+        counted, 0,
+        "allocations in {ROUNDS} rounds of batched sends and receives"
+    );
+}
+
 /// Tenant A's end behind an attachment of kind `a` opens flows to tenant B's behind `b`;
 /// then request and reply batches go through, and the counted ones allocate nothing.
 fn forward(a: Kind, b: Kind) {

@@ -21,6 +21,7 @@ mod ike;
 mod ike_metrics;
 mod lanes;
 mod link;
+pub mod mmsg;
 mod raw_esp;
 mod show;
 mod socket_drops;

@@ -22,6 +22,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
 
 use super::facilities::FacilityStates;
+use super::mmsg::{self, Socket, WhenFull};
 use super::tun::{self, TunIo};
 use super::udp::{self, UdpIo};
 
@@ -29,7 +30,7 @@ use super::ike::{IkeInput, SaChange};
 use super::lanes::Lanes;
 use super::{Control, NewSources};
 use crate::admin::health::{Heartbeat, BEAT_INTERVAL};
-use crate::buffer::{Remote, RxBatch, RxMeta, TxBatch, Via};
+use crate::buffer::{Remote, RxBatch, TxBatch};
 use crate::dataplane::{AttachmentPlan, Gateway, Io, IpsecCarry, Plan, TX_RESERVE};
 use crate::ids::AttachmentId;
 use crate::metrics::{Counters, MetricsHub};
@@ -48,9 +49,10 @@ const TX_BATCH: usize = 256;
 const IO_LOOP_BOUND: usize = 16;
 /// ...or packets, whichever comes first.
 const IO_PACKET_BOUND: usize = 4096;
-/// Reads per pass from a source other than a UDP socket (a TUN device, which may return a
-/// super-packet's segments, packet sockets, the TLS relay, raw ESP: one packet each), so
-/// that one busy source does not starve the others.
+/// Reads per pass from a TUN device (each may return a super-packet's segments), so that one
+/// busy device does not starve the other sources. A UDP socket, and the other sockets (raw
+/// ESP, packet sockets, the TLS relay: up to [`mmsg::BATCH`] packets), get one batched
+/// receive per pass.
 const PER_SOURCE: usize = 16;
 /// How often the IPsec SAs' usage goes to the IKE thread.
 const USAGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -101,6 +103,18 @@ enum Source {
     Relay(Arc<tokio::net::UnixDatagram>),
 }
 
+impl Source {
+    /// The socket of a source that [`mmsg`] reads and writes in batches.
+    fn datagram(&self) -> Option<Socket<'_>> {
+        match self {
+            Source::Esp(s) => Some(Socket::RawIp(s)),
+            Source::Link(s) => Some(Socket::Packet(s)),
+            Source::Relay(s) => Some(Socket::Relay(s)),
+            Source::Udp(_) | Source::Tun(_) => None,
+        }
+    }
+}
+
 struct Worker {
     /// Which worker this is (its counters' slot in the hub).
     index: usize,
@@ -121,6 +135,8 @@ struct Worker {
     order: Vec<u16>,
     /// A run of packets to one UDP destination, laid end to end for one GSO send.
     gso: Box<[u8]>,
+    /// The headers of batched receives from raw ESP, packet and relay sockets.
+    receiver: mmsg::Receiver,
     /// When the IPsec SAs' usage is next reported.
     next_usage: Instant,
     /// What the last reload kept of the IPsec attachments: the IKE thread's changes made for
@@ -240,6 +256,7 @@ impl Worker {
             tx: TxBatch::new(TX_BATCH),
             order: Vec::with_capacity(TX_BATCH),
             gso: vec![0; udp::GSO_BYTES].into_boxed_slice(),
+            receiver: mmsg::Receiver::new(),
             next_usage: Instant::now() + USAGE_INTERVAL,
             carried: None,
             facilities,
@@ -655,8 +672,8 @@ impl Worker {
     }
 
     /// Reads what is waiting until the batch holds [`RX_TARGET`] packets or nothing more
-    /// waits, every source in turn: a UDP socket one receive call per pass, the others up to
-    /// [`PER_SOURCE`] reads. Returns how many packets the batch holds.
+    /// waits, every source in turn: a TUN device up to [`PER_SOURCE`] reads per pass, every
+    /// other source one batched receive. Returns how many packets the batch holds.
     fn drain(&mut self) -> usize {
         let mut progress = true;
         while progress && self.rx.len() < RX_TARGET {
@@ -697,36 +714,20 @@ impl Worker {
                     }
                     continue;
                 }
-                for _ in 0..PER_SOURCE {
-                    let Some(buf) = self.rx.next_buf() else {
-                        return self.rx.len();
-                    };
-                    let got = match src {
-                        Source::Udp(_) | Source::Tun(_) => unreachable!("read above"),
-                        Source::Esp(r) => r
-                            .try_recv_from(buf)
-                            .map(|(n, from)| (n, Remote::Ip(from.ip()))),
-                        Source::Link(s) => s.try_recv(buf).map(|n| (n, Remote::Device)),
-                        Source::Relay(s) => s.try_recv(buf).map(|n| (n, Remote::Device)),
-                    };
-                    match got {
-                        Ok((len, remote)) => {
-                            self.rx.commit(RxMeta {
-                                attachment,
-                                via: Via {
-                                    io: io as u8,
-                                    remote,
-                                },
-                                len,
-                            });
-                            progress = true;
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            tracing::debug!(attachment = a, io, "receive error: {e}");
-                            break;
-                        }
+                let Some(socket) = src.datagram() else {
+                    continue;
+                };
+                match self
+                    .receiver
+                    .try_recv(socket, &mut self.rx, attachment, io as u8)
+                {
+                    Ok((0, 0)) => return self.rx.len(),
+                    Ok((_, refused)) => {
+                        progress = true;
+                        self.count_oversized(attachment, refused);
                     }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => tracing::debug!(attachment = a, io, "receive error: {e}"),
                 }
             }
         }
@@ -736,7 +737,8 @@ impl Worker {
     /// Sends everything queued, waiting for socket space when the kernel pushes back. The
     /// packets go out grouped by destination, each destination's in the order queued; a
     /// run of equally long packets to one UDP destination leaves in one GSO send, a TUN
-    /// device's packets in one batched send (`TunIo::send`).
+    /// device's packets in one batched send (`TunIo::send`), the packets of one raw ESP,
+    /// packet or relay socket in batched sends ([`send_datagrams`]).
     async fn flush(&mut self) {
         let counters: Arc<Counters> = self.gateway.counters().clone();
         let tx = &self.tx;
@@ -761,6 +763,13 @@ impl Worker {
                 k += 1;
                 continue;
             };
+            if let Some(socket) = src.datagram().filter(|s| s.suits(meta.via.remote)) {
+                let packets = socket_run(tx, &self.order[k..], socket);
+                let run = &self.order[k..k + packets];
+                send_datagrams(socket, tx, run, meta.attachment, &counters).await;
+                k += packets;
+                continue;
+            }
             let mut packets = 1;
             let sent = match (src, meta.via.remote) {
                 (Source::Udp(u), Remote::Udp(to)) => {
@@ -787,36 +796,6 @@ impl Worker {
                         }
                     }
                 }
-                (Source::Esp(r), Remote::Ip(to)) => loop {
-                    match r.try_send_to(pkt, SocketAddr::new(to, 0)) {
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            if r.writable().await.is_err() {
-                                break Err(e);
-                            }
-                        }
-                        other => break other.map(drop),
-                    }
-                },
-                (Source::Link(s), Remote::Device) => loop {
-                    match s.try_send(pkt) {
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            if s.writable().await.is_err() {
-                                break Err(e);
-                            }
-                        }
-                        other => break other.map(drop),
-                    }
-                },
-                // The TLS thread behind: its packet is dropped, never waited for, so that the
-                // TLS clients' load cannot slow every other tenant's forwarding.
-                (Source::Relay(s), Remote::Device) => match s.try_send(pkt) {
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        Counters::drop(&counters, DropReason::TlsRelayFull);
-                        k += 1;
-                        continue;
-                    }
-                    other => other.map(drop),
-                },
                 // The device's packets of this flush, in order, in one batched send.
                 (Source::Tun(t), Remote::Device) => {
                     let mut run: [&[u8]; tun::MAX_PACKETS] = [&[]; tun::MAX_PACKETS];
@@ -882,6 +861,52 @@ fn gso_run(tx: &TxBatch, order: &[u16], max: usize) -> usize {
     packets
 }
 
+/// How many of the packets of `tx` at the start of `order` leave on `socket` together: the
+/// first and those after it on the same attachment's socket with a far end it suits.
+fn socket_run(tx: &TxBatch, order: &[u16], socket: Socket<'_>) -> usize {
+    let Some(&first) = order.first() else {
+        return 0;
+    };
+    let (meta, _) = tx.get(usize::from(first));
+    order
+        .iter()
+        .take_while(|&&i| {
+            let (m, _) = tx.get(usize::from(i));
+            (m.attachment, m.via.io) == (meta.attachment, meta.via.io) && socket.suits(m.via.remote)
+        })
+        .count()
+}
+
+/// Sends the packets of `tx` in `run` on `socket`, `attachment`'s, in batched sends and
+/// counts what did not leave. The TLS relay is never waited for: what finds it full is dropped, so that the TLS
+/// clients' load cannot slow every other tenant's forwarding.
+async fn send_datagrams(
+    socket: Socket<'_>,
+    tx: &TxBatch,
+    run: &[u16],
+    attachment: AttachmentId,
+    counters: &Counters,
+) {
+    let packets = run.iter().map(|&i| {
+        let (m, p) = tx.get(usize::from(i));
+        (p, m.via.remote)
+    });
+    let when_full = match socket {
+        Socket::Relay(_) => WhenFull::Drop,
+        Socket::RawIp(_) | Socket::Packet(_) => WhenFull::Wait,
+    };
+    let sent = mmsg::send(socket, packets, when_full).await;
+    if let Some(e) = &sent.error {
+        tracing::debug!(
+            attachment = attachment.0,
+            packets = run.len(),
+            "send failed: {e}"
+        );
+    }
+    counters.drops_add(None, DropReason::TlsRelayFull, sent.full as u64);
+    counters.drops_add(None, DropReason::SendFailed, sent.failed as u64);
+}
+
 /// Resolves when another worker handed this one packets; never without lanes.
 async fn notified(lanes: Option<&Lanes>) {
     match lanes {
@@ -915,6 +940,7 @@ mod tests {
     use std::os::fd::OwnedFd;
 
     use super::*;
+    use crate::buffer::Via;
     use crate::runtime::tests::{config, wg};
 
     /// A change the IKE thread made for the plan before a reload (it had not seen the new
@@ -1003,6 +1029,47 @@ mod tests {
         let listen = "127.0.0.1:0".parse().expect("test address");
         let attachments = names.iter().map(|n| wg(n, listen, vec![])).collect();
         Arc::new(Plan::compile(&config(attachments), generation))
+    }
+
+    /// A relay's packets leave together, up to the first that is not the relay's; what finds
+    /// the relay full is counted as `tls_relay_full`, per packet, and never waited for.
+    #[tokio::test]
+    async fn a_relay_run_leaves_in_batches_and_what_finds_it_full_is_counted() {
+        let (a, b) = std::os::unix::net::UnixDatagram::pair().expect("pair");
+        a.set_nonblocking(true).expect("nonblocking");
+        b.set_nonblocking(true).expect("nonblocking");
+        rustix::net::sockopt::set_socket_send_buffer_size(&a, 4096).expect("SO_SNDBUF");
+        let relay = tokio::net::UnixDatagram::from_std(a).expect("registered");
+        relay.writable().await.expect("writable");
+        let mut tx = TxBatch::new(TX_BATCH);
+        let mut queue = |attachment, via, k: u8| {
+            tx.next_buf().expect("room")[..1000].fill(k);
+            tx.commit(AttachmentId(attachment), via, 1000);
+        };
+        for k in 0..200 {
+            queue(0, Via::DEVICE, k);
+        }
+        queue(0, Via::udp(0, SocketAddr::from(([192, 0, 2, 1], 9))), 0);
+        queue(1, Via::DEVICE, 0);
+        let order: Vec<u16> = (0..tx.len() as u16).collect();
+        let socket = Socket::Relay(&relay);
+        assert_eq!(socket_run(&tx, &order, socket), 200);
+        assert_eq!(socket_run(&tx, &order[200..], socket), 0);
+        assert_eq!(socket_run(&tx, &order[201..], socket), 1);
+
+        let gateway = Gateway::new(plan(&["a"], 1), Instant::now());
+        let counters = gateway.counters();
+        send_datagrams(socket, &tx, &order[..200], AttachmentId(0), counters).await;
+        let mut got = vec![];
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = b.recv(&mut buf) {
+            assert!(n == 1000 && buf[..n].iter().all(|&x| x == got.len() as u8));
+            got.push(n);
+        }
+        assert!(!got.is_empty() && got.len() < 200, "{} sent", got.len());
+        let full = counters.drop_count(DropReason::TlsRelayFull);
+        assert_eq!(full as usize, 200 - got.len());
+        assert_eq!(counters.drop_count(DropReason::SendFailed), 0);
     }
 
     fn key(plan: &Plan, name: &str) -> SourceKey {
