@@ -269,6 +269,8 @@ restart_ixgw "the second restart"
 out="$T_TMP/udp-crash.json"
 udp_run usg-a usg-b 100.65.0.2 2 20M "$out" || { cat "$out" >&2; die "iperf3 before the crash failed"; }
 CRASH_AB=$(delivered "$out")
+CRASH_SENT=$(jq .end.sum_sent.packets "$out")
+log "before the crash: $CRASH_AB datagrams delivered of $CRASH_SENT sent"
 # Past the next boundary, so that the transfer's last second is on disk; then the crash.
 sleep 1.5
 kill -KILL "$IXGW_PID"
@@ -282,7 +284,11 @@ check "the crashed daemon's last record is a whole interval, not a stop ($(jq -c
 cat "$T_TMP/crash.csv" "$T_TMP/crash.err" >&2
 row=$(grep '^ajisai-net,mame-net,' "$T_TMP/crash.csv" || true)
 IFS=, read -r _ _ _ bab _ _ <<<"$row"
-within "after the crash, ajisai-net → mame-net bytes of the transfer before it" "${bab:-0}" "$((CRASH_AB * IP_BYTES))"
+# What ixgw forwarded lies between what the receiver got and what the sender sent: a
+# datagram the receiving facility drops under load (a shared 2-core machine) was forwarded.
+check "after the crash, ajisai-net → mame-net bytes of the transfer before it (${bab:-0}) lie between those delivered ($((CRASH_AB * IP_BYTES))) and sent ($((CRASH_SENT * IP_BYTES))), 1 % either way" \
+  awk -v v="${bab:-0}" -v lo="$((CRASH_AB * IP_BYTES))" -v hi="$((CRASH_SENT * IP_BYTES))" \
+  'BEGIN { exit !(v >= 0.99 * lo && v <= 1.01 * hi) }'
 check "a bad date is refused" bash -c "! '$IXGW' usage --dir '$USAGE_DIR' --from 2026-13-01 --to 2026-12-01 2>/dev/null"
 check "a missing directory is refused" bash -c "! '$IXGW' usage --dir '$T_TMP/nowhere' --from 2026-11-01 --to 2026-12-01 2>/dev/null"
 
