@@ -20,11 +20,8 @@ use std::os::fd::{IntoRawFd, OwnedFd};
 use rustix::net::{socket_with, AddressFamily, SocketFlags, SocketType};
 use socket2::SockFilter;
 
-// Classic BPF, as in <linux/filter.h>.
-const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-const AND_K: u16 = 0x54; // BPF_ALU | BPF_AND | BPF_K
-const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+use super::bpf::{AND_K, JEQ_K, LD_W_ABS, RET_K};
+
 /// SKF_AD_OFF (-0x1000) plus the ancillary field's offset.
 const fn ancillary(field: u32) -> u32 {
     0u32.wrapping_sub(0x1000).wrapping_add(field)

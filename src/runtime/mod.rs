@@ -14,6 +14,7 @@ mod admin_socket;
 mod agreements;
 #[cfg(test)]
 mod audit_tests;
+mod bpf;
 mod events;
 mod facilities;
 mod facility_metrics;

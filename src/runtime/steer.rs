@@ -20,6 +20,8 @@ use std::net::SocketAddr;
 
 use nix::libc;
 
+use super::bpf::*;
+
 use crate::dataplane::{AttachmentPlan, AttachmentPlanKind};
 
 /// Where each message type names our index (byte offset in the UDP payload).
@@ -38,28 +40,20 @@ fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
 /// The program for `workers` sockets: the owner of the slot a datagram names, or
 /// [`FALL_BACK`].
 pub fn wireguard_program(workers: u32) -> Vec<libc::sock_filter> {
-    let ldb = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
-    let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    let lsh = (libc::BPF_ALU | libc::BPF_LSH | libc::BPF_K) as u16;
-    let or_x = (libc::BPF_ALU | libc::BPF_OR | libc::BPF_X) as u16;
-    let modk = (libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K) as u16;
-    let tax = (libc::BPF_MISC | libc::BPF_TAX) as u16;
-    let ret_a = (libc::BPF_RET | libc::BPF_A) as u16;
-    let ret_k = (libc::BPF_RET | libc::BPF_K) as u16;
     // The slot: the index's upper three bytes, little-endian, at `at + 1 ..= at + 3`.
     let slot = |at: u32| {
         vec![
-            op(ldb, 0, 0, at + 3),
-            op(lsh, 0, 0, 8),
-            op(tax, 0, 0, 0),
-            op(ldb, 0, 0, at + 2),
-            op(or_x, 0, 0, 0),
-            op(lsh, 0, 0, 8),
-            op(tax, 0, 0, 0),
-            op(ldb, 0, 0, at + 1),
-            op(or_x, 0, 0, 0),
-            op(modk, 0, 0, workers.max(1)),
-            op(ret_a, 0, 0, 0),
+            op(LD_B_ABS, 0, 0, at + 3),
+            op(LSH_K, 0, 0, 8),
+            op(TAX, 0, 0, 0),
+            op(LD_B_ABS, 0, 0, at + 2),
+            op(OR_X, 0, 0, 0),
+            op(LSH_K, 0, 0, 8),
+            op(TAX, 0, 0, 0),
+            op(LD_B_ABS, 0, 0, at + 1),
+            op(OR_X, 0, 0, 0),
+            op(MOD_K, 0, 0, workers.max(1)),
+            op(RET_A, 0, 0, 0),
         ]
     };
     let at_data = slot(INDEX_AT_DATA);
@@ -68,14 +62,14 @@ pub fn wireguard_program(workers: u32) -> Vec<libc::sock_filter> {
     // 0: the type; 1, 2: data or cookie reply → the block at 4; 3: response → the block at
     // 4 + n, anything else → the fallback at 4 + 2n (jumps count from the next instruction).
     let mut p = vec![
-        op(ldb, 0, 0, 0),
-        op(jeq, 2, 0, DATA),
-        op(jeq, 1, 0, COOKIE),
-        op(jeq, n, 2 * n, RESPONSE),
+        op(LD_B_ABS, 0, 0, 0),
+        op(JEQ_K, 2, 0, DATA),
+        op(JEQ_K, 1, 0, COOKIE),
+        op(JEQ_K, n, 2 * n, RESPONSE),
     ];
     p.extend(at_data);
     p.extend(at_response);
-    p.push(op(ret_k, 0, 0, FALL_BACK));
+    p.push(op(RET_K, 0, 0, FALL_BACK));
     p
 }
 
@@ -84,18 +78,13 @@ pub fn wireguard_program(workers: u32) -> Vec<libc::sock_filter> {
 /// for a datagram shorter than an SPI (a NAT keepalive: the load fails, and a classic
 /// program that fails returns 0).
 pub fn esp_program(workers: u32) -> Vec<libc::sock_filter> {
-    let ldw = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    let modk = (libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K) as u16;
-    let ret_a = (libc::BPF_RET | libc::BPF_A) as u16;
-    let ret_k = (libc::BPF_RET | libc::BPF_K) as u16;
     vec![
         // The SPI (network order, as classic BPF loads words).
-        op(ldw, 0, 0, 0),
-        op(jeq, 2, 0, 0),
-        op(modk, 0, 0, workers.max(1)),
-        op(ret_a, 0, 0, 0),
-        op(ret_k, 0, 0, 0),
+        op(LD_W_ABS, 0, 0, 0),
+        op(JEQ_K, 2, 0, 0),
+        op(MOD_K, 0, 0, workers.max(1)),
+        op(RET_A, 0, 0, 0),
+        op(RET_K, 0, 0, 0),
     ]
 }
 
@@ -105,29 +94,21 @@ pub fn esp_program(workers: u32) -> Vec<libc::sock_filter> {
 /// every ESP packet; the others' filters drop it before it is queued (not a socket drop).
 pub fn esp_filter(k: u32, workers: u32) -> Vec<socket2::SockFilter> {
     use socket2::SockFilter;
-    let msh = (libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH) as u16;
-    let ld_len = (libc::BPF_LD | libc::BPF_W | libc::BPF_LEN) as u16;
-    let sub_x = (libc::BPF_ALU | libc::BPF_SUB | libc::BPF_X) as u16;
-    let jge = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
-    let ldw_ind = (libc::BPF_LD | libc::BPF_W | libc::BPF_IND) as u16;
-    let modk = (libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K) as u16;
-    let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    let ret_k = (libc::BPF_RET | libc::BPF_K) as u16;
     let (pass, drop) = (u32::MAX, 0);
     vec![
         // X: the IPv4 header's length; A: the bytes behind it.
-        SockFilter::new(msh, 0, 0, 0),
-        SockFilter::new(ld_len, 0, 0, 0),
-        SockFilter::new(sub_x, 0, 0, 0),
+        SockFilter::new(LDX_B_MSH, 0, 0, 0),
+        SockFilter::new(LD_W_LEN, 0, 0, 0),
+        SockFilter::new(SUB_X, 0, 0, 0),
         // Shorter than an SPI: to the last instruction.
-        SockFilter::new(jge, 0, 5, 4),
+        SockFilter::new(JGE_K, 0, 5, 4),
         // A: the SPI.
-        SockFilter::new(ldw_ind, 0, 0, 0),
-        SockFilter::new(modk, 0, 0, workers.max(1)),
-        SockFilter::new(jeq, 0, 1, k),
-        SockFilter::new(ret_k, 0, 0, pass),
-        SockFilter::new(ret_k, 0, 0, drop),
-        SockFilter::new(ret_k, 0, 0, if k == 0 { pass } else { drop }),
+        SockFilter::new(LD_W_IND, 0, 0, 0),
+        SockFilter::new(MOD_K, 0, 0, workers.max(1)),
+        SockFilter::new(JEQ_K, 0, 1, k),
+        SockFilter::new(RET_K, 0, 0, pass),
+        SockFilter::new(RET_K, 0, 0, drop),
+        SockFilter::new(RET_K, 0, 0, if k == 0 { pass } else { drop }),
     ]
 }
 
