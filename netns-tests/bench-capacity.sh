@@ -23,7 +23,10 @@
 # Usage: netns-tests/bench-capacity.sh [path/to/ixgw [path/to/loadgen]]
 #   env: PATHS="wg-wg esp-wg esp-esp" (any of wg-wg, wg-esp, esp-wg, esp-esp)
 #        WORKERS="1 all" (ixgw's dataplane.workers for each run; all: one per CPU)
-#        SIZES=64,512,1420  STEP=2 (seconds per rate)  PEERS=64  SINKS=8  SOCKETS=8
+#        SIZES=64,512,1420  STEP=2 (seconds per rate)  PEERS=64  SINKS=8  SOCKETS=PEERS
+#   One socket per generator peer by default: a facility is one source address and port, and
+#   the kernel steers a GSO run (or a GRO merge) to one worker whole, by its first datagram;
+#   runs mixing peers of different workers from one socket would land on one of them.
 set -euo pipefail
 here=$(dirname "$(readlink -f "$0")")
 repo=$(readlink -f "$here/..")
@@ -41,7 +44,7 @@ read -r -a WORKER_LIST <<<"${WORKERS//all/$(nproc)}"
 for w in "${WORKER_LIST[@]}"; do
   if ! [[ $w =~ ^[1-9][0-9]*$ ]] || (( w > 64 )); then die "WORKERS: $w is not 1..64 or all"; fi
 done
-SIZES=${SIZES:-64,512,1420} STEP=${STEP:-2} PEERS=${PEERS:-64} SINKS=${SINKS:-8} SOCKETS=${SOCKETS:-8}
+SIZES=${SIZES:-64,512,1420} STEP=${STEP:-2} PEERS=${PEERS:-64} SINKS=${SINKS:-8} SOCKETS=${SOCKETS:-$PEERS}
 RESULTS=${RESULTS:-$repo/benches/RESULTS.md}
 [[ $SIZES =~ ^[0-9]+(,[0-9]+)*$ ]] || die "SIZES is a comma-separated list of packet sizes"
 for v in PEERS SINKS SOCKETS; do
