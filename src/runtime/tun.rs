@@ -229,7 +229,7 @@ mod tests {
     use std::net::{Ipv4Addr, SocketAddr};
     use std::time::Duration;
 
-    use super::testing::tcp_segment;
+    use super::testing::{fix_checksums, tcp_segment, udp_datagram, udp_datagram_summing_to_zero};
     use super::*;
     use crate::wire::ipv4::Ipv4Packet;
     use crate::wire::tcp::{self, TcpPacket};
@@ -524,6 +524,114 @@ mod tests {
         let mut got = vec![0; data.len()];
         std::io::Read::read_exact(&mut conn, &mut got).expect("every byte");
         assert_eq!(got, data);
+    }
+
+    /// 30 datagrams of one flow and a shorter last one leave in one send: the kernel gets one
+    /// super-packet (its receive counter moves by one) and a socket reads every datagram,
+    /// whole and in order.
+    #[tokio::test]
+    #[ignore = "needs root: makes a network namespace and a TUN device"]
+    async fn a_send_of_datagrams_reaches_the_socket_as_one_super_packet() {
+        let io = device(true);
+        assert!(io.udp_offload(), "USO on this kernel (Linux 6.2 or later)");
+        let s = std::net::UdpSocket::bind((LOCAL, 6001)).expect("bind");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let payloads: Vec<Vec<u8>> = (0..31u16)
+            .map(|k| {
+                let len = if k == 30 { 123 } else { 1200 };
+                (0..len).map(|i: u16| (i * 3 + k * 11) as u8).collect()
+            })
+            .collect();
+        let datagrams: Vec<Vec<u8>> = (0..31u16)
+            .map(|k| {
+                udp_datagram(
+                    (FAR, 7000),
+                    (LOCAL, 6001),
+                    &payloads[usize::from(k)],
+                    100 + k,
+                )
+            })
+            .collect();
+        let refs: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
+        let before = rx_packets();
+        io.send(&refs).await.expect("datagrams");
+        assert_eq!(rx_packets() - before, 1, "one write of one super-packet");
+
+        let mut buf = [0; 2048];
+        for (k, want) in payloads.iter().enumerate() {
+            let (n, from) = s.recv_from(&mut buf).expect("every datagram");
+            assert_eq!(
+                (&buf[..n], from),
+                (&want[..], SocketAddr::from((FAR, 7000))),
+                "datagram {k}"
+            );
+        }
+    }
+
+    /// What the kernel forwards of a super-packet is each datagram as it would have left
+    /// alone, TTL one less as forwarding makes it: read from a second device without
+    /// offloads, for which the kernel cut and checksummed the datagrams in full. Without DF
+    /// the identifications are the datagrams' own; with DF they are numbered up from the
+    /// first's, the one field that differs.
+    #[tokio::test]
+    #[ignore = "needs root: makes a network namespace and a TUN device"]
+    async fn forwarded_super_packets_leave_as_their_datagrams_byte_for_byte() {
+        let io = device(true);
+        assert!(io.udp_offload(), "USO on this kernel (Linux 6.2 or later)");
+        let out = TunIo::new(plain("ixgwt1").expect("TUN device")).expect("registered");
+        up("ixgwt1", "10.78.0.1/24");
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").expect("forwarding on");
+        let beyond = Ipv4Addr::new(10, 78, 0, 2);
+        let payload = |k: u16, len: u16| -> Vec<u8> {
+            (0..len).map(|i| (i ^ k.wrapping_mul(31)) as u8).collect()
+        };
+        // Without DF, identifications in turn: 20 of 1000 bytes (one with a checksum that
+        // computes to 0, sent as 0xFFFF) and a last one of 500.
+        let no_df: Vec<Vec<u8>> = (0..21u16)
+            .map(|k| {
+                let (from, to) = ((FAR, 7001), (beyond, 9000));
+                let mut d = match k {
+                    5 => udp_datagram_summing_to_zero(from, to, 1000, 4000 + k),
+                    20 => udp_datagram(from, to, &payload(k, 500), 4000 + k),
+                    _ => udp_datagram(from, to, &payload(k, 1000), 4000 + k),
+                };
+                d[6] = 0;
+                fix_checksums(&mut d);
+                d
+            })
+            .collect();
+        // DF and identification 0, as from an unconnected Linux socket: 20 of 700 bytes.
+        let df: Vec<Vec<u8>> = (0..20u16)
+            .map(|k| udp_datagram((FAR, 7002), (beyond, 9000), &payload(k, 700), 0))
+            .collect();
+        let all: Vec<&[u8]> = no_df.iter().chain(&df).map(Vec::as_slice).collect();
+        let before = rx_packets();
+        io.send(&all).await.expect("datagrams");
+        assert_eq!(rx_packets() - before, 2, "two super-packets");
+
+        let mut rx = batch();
+        read(&out, &mut rx, all.len()).await;
+        let got = take(&mut rx);
+        let renumbered = df.iter().enumerate().map(|(k, d)| {
+            let mut d = d.clone();
+            d[4..6].copy_from_slice(&(k as u16).to_be_bytes());
+            d
+        });
+        let want: Vec<Vec<u8>> = no_df
+            .iter()
+            .cloned()
+            .chain(renumbered)
+            .map(|mut p| {
+                p[8] -= 1;
+                fix_checksums(&mut p);
+                p
+            })
+            .collect();
+        assert_eq!(got.len(), want.len());
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g, w, "datagram {k}");
+        }
     }
 
     /// Packets the device's kernel received (its `rx_packets` in this thread's namespace).
