@@ -13,11 +13,12 @@
 //! [Linux `inet_gso_segment`]. It does so with DF too, where the identification has no
 //! meaning [RFC 6864 § 4.1]: a run of DF packets leaves with its identifications renumbered,
 //! the one field that may differ from what single writes would have carried. The kernel
-//! computes every packet's lengths and checksums anew (`VIRTIO_NET_HDR_F_NEEDS_CSUM`), which
-//! would turn a corrupt packet into a valid one, so only packets whose IPv4 and transport
-//! checksums are correct join, and the ones recomputed equal the ones that went in (a UDP
-//! checksum that sums to 0 is 0xFFFF either way [RFC 768]). A packet that does not join is
-//! written as it is.
+//! computes every packet's lengths and checksums anew (`VIRTIO_NET_HDR_F_NEEDS_CSUM`; the
+//! transport checksum maybe only in the device a packet leaves by, as for the host's own
+//! packets), which would turn a corrupt packet into a valid one, so only packets whose IPv4
+//! and transport checksums are correct join, and the ones recomputed equal the ones that went
+//! in (a UDP checksum that sums to 0 is 0xFFFF either way [RFC 768]). A packet that does not
+//! join is written as it is.
 //!
 //! * TCP (`GSO_TCPV4`): a segment with a payload, ACK (and PSH on the last segment) and
 //!   nothing else, the next sequence number, and the same acknowledgement, window and
