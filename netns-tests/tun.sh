@@ -164,7 +164,7 @@ iperf_udp() {
     U_PER_WRITE=$(awk -v p=$((p1 - p0)) -v w=$((w1 - w0)) 'BEGIN { printf "%.1f", (w > 0 ? p / w : 0) }')
     UROWS+=("$(awk -v l="$label" -v s="$sent" -v r="$rcv" -v x="$loss" -v c="$cpu" -v n="$bytes" -v w="$U_PER_WRITE" \
       'BEGIN { printf "| %s | %d | %d | %s | %.2f | %.2f | %s |", l, s, r, x, c, (n > 0 ? c / (n / 1e9) : 0), w }')")
-    pass "iperf3 UDP $label: sent $sent Mbit/s, received $rcv Mbit/s, $loss % lost, $U_PER_WRITE packets per write"
+    pass "iperf3 UDP $label: $(jq .start.test_start.blksize "$T_TMP/udp.json")-byte datagrams, sent $sent Mbit/s, received $rcv Mbit/s, $loss % lost, $U_PER_WRITE packets per write"
     log "  lost where: $(($(queue_drops) - q0)) not queued to ixgw by tngw-x, $(($(rcvbuf_errors) - b0)) by tn-y's socket buffers"
   else
     cat "$T_TMP/udp.json" >&2; fail "iperf3 UDP $label"
