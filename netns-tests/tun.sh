@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # End-to-end through two plain attachments, TUN device to TUN device: bytes arrive intact both
-# ways (sha256 of 32 MiB each way), and iperf3 TCP throughput with ixgw's CPU time per GB.
+# ways (sha256 of 32 MiB each way), iperf3 TCP throughput with ixgw's CPU time per GB, and
+# iperf3 UDP: a paced run that must arrive (loss at most TUN_UDP_LOSS %) in writes of several
+# datagrams each where the device has USO, and an unpaced one for its throughput.
 #
 #   tn-x  192.168.10.2/24 ── veth 192.168.10.2 ↔ .1 ── TUN tngw-x ┐
 #                                                                  ├ tn-ix (ixgw)
 #   tn-y  192.168.20.2/24 ── veth 192.168.20.2 ↔ .1 ── TUN tngw-y ┘
 #
-# Exchange space: x-net 100.64.0.0/24, y-net 100.65.0.0/24; x-net may open tcp/5201, tcp/9000,
-# tcp/8080 and icmp to y-net. The kernel of tn-ix routes each tenant's exchange prefix into
-# the other's TUN device and forwards between the veths and the TUN devices; with offloads it
-# hands ixgw TSO super-packets and takes coalesced ones.
+# Exchange space: x-net 100.64.0.0/24, y-net 100.65.0.0/24; x-net may open tcp/5201, udp/5201,
+# tcp/9000, tcp/8080 and icmp to y-net. The kernel of tn-ix routes each tenant's exchange
+# prefix into the other's TUN device and forwards between the veths and the TUN devices; with
+# offloads it hands ixgw TSO super-packets and takes coalesced ones (TCP, and UDP with USO).
 # Usage: netns-tests/tun.sh [path/to/ixgw]   (root; needs iperf3 jq python3 ethtool ping)
-# TUN_SECONDS (default 5) is the length of each iperf3 run.
+# TUN_SECONDS (default 5) is the length of each iperf3 run; TUN_UDP_RATE (default 500M) the
+# paced UDP run's offered rate, TUN_UDP_LOSS (default 1) the loss in % it may have.
 set -euo pipefail
 here=$(dirname "$(readlink -f "$0")")
 IXGW=$(readlink -m "${1:-$here/../target/release/ixgw}")
@@ -23,6 +26,8 @@ need ip iperf3 jq python3 ethtool ping timeout
 
 METRICS=127.0.0.1:9481
 RUN=${TUN_SECONDS:-5}
+UDP_RATE=${TUN_UDP_RATE:-500M}
+UDP_LOSS_OK=${TUN_UDP_LOSS:-1}
 Y_X=100.65.0.2
 
 log "namespaces and underlay"
@@ -61,7 +66,7 @@ policies:
   - name: x-to-y
     from: { tenant: x-net }
     to: { tenant: y-net }
-    allow: [tcp/5201, tcp/8080, tcp/9000, icmp]
+    allow: [tcp/5201, udp/5201, tcp/8080, tcp/9000, icmp]
 YAML
 "$IXGW" check --config "$T_TMP/ixgw.yaml" || die "the test configuration does not validate"
 
@@ -128,6 +133,54 @@ iperf_tcp "y → x, 1 stream" -R
 
 # The kernel counts a super-packet once: packets ixgw moved against the reads and writes.
 skbs() { ip -n tn-ix -j -s link show "$1" | jq ".[0].stats64.$2.packets"; }
+feature() { ip netns exec tn-ix ethtool -k "$1" | awk -F': ' -v f="$2" '$1 == f { print $2 }'; }
+
+UROWS=()
+# Packets tngw-x could not queue for ixgw (it read too slowly); UDP datagrams tn-y's sockets
+# had no room for.
+queue_drops() { ip -n tn-ix -j -s link show tngw-x | jq '.[0].stats64.tx.dropped'; }
+rcvbuf_errors() { ip netns exec tn-y awk '/^Udp:/ { if (n++) print $6 }' /proc/net/snmp; }
+# iperf_udp LABEL RATE ARGS... : one iperf3 UDP run from x to y's exchange address offered at
+# RATE, recorded in UROWS; sets U_LOSS (% of the datagrams sent that did not arrive: the
+# receiver's count against the sender's, not iperf3's lost_percent, which misses datagrams
+# after the last that arrived) and U_PER_WRITE (packets to y-net per write into tngw-y)
+iperf_udp() {
+  local label=$1 rate=$2; shift 2
+  U_LOSS=100 U_PER_WRITE=0
+  start_bg tn-y "$T_TMP/iperf3-s.log" iperf3 -s -1 -B 192.168.20.2 -p 5201
+  local spid=$BG_PID; sleep 0.5
+  local t0 p0 w0 q0 b0; t0=$(ticks) q0=$(queue_drops) b0=$(rcvbuf_errors)
+  p0=$(metric tn-ix $METRICS ixgw_tenant_tx_packets_total 'tenant="y-net"'); w0=$(skbs tngw-y rx)
+  if ip netns exec tn-x timeout $((RUN + 20)) iperf3 -J -u -c $Y_X -p 5201 -t "$RUN" -b "$rate" -w 4M "$@" >"$T_TMP/udp.json" 2>&1; then
+    local t1 p1 w1 loss sent rcv bytes cpu
+    t1=$(ticks)
+    p1=$(metric tn-ix $METRICS ixgw_tenant_tx_packets_total 'tenant="y-net"'); w1=$(skbs tngw-y rx)
+    read -r loss sent rcv bytes < <(jq -r '.end.sum_sent as $s | (.end.sum_received // .end.sum) as $r |
+      ($r.packets - $r.lost_packets) as $got | (if $s.packets > 0 then 100 * (1 - $got / $s.packets) else 100 end) as $l |
+      [ (if $l < 0 then 0 else $l end * 100 | round / 100), ($s.bits_per_second / 1e6 | round),
+        ($r.bytes * 8 / $s.seconds / 1e6 | round), $r.bytes ] | @tsv' "$T_TMP/udp.json")
+    cpu=$(awk -v t=$((t1 - t0)) -v hz="$HZ" 'BEGIN { printf "%.2f", t / hz }')
+    U_LOSS=$loss
+    U_PER_WRITE=$(awk -v p=$((p1 - p0)) -v w=$((w1 - w0)) 'BEGIN { printf "%.1f", (w > 0 ? p / w : 0) }')
+    UROWS+=("$(awk -v l="$label" -v s="$sent" -v r="$rcv" -v x="$loss" -v c="$cpu" -v n="$bytes" -v w="$U_PER_WRITE" \
+      'BEGIN { printf "| %s | %d | %d | %s | %.2f | %.2f | %s |", l, s, r, x, c, (n > 0 ? c / (n / 1e9) : 0), w }')")
+    pass "iperf3 UDP $label: $(jq .start.test_start.blksize "$T_TMP/udp.json")-byte datagrams, sent $sent Mbit/s, received $rcv Mbit/s, $loss % lost, $U_PER_WRITE packets per write"
+    log "  lost where: $(($(queue_drops) - q0)) not queued to ixgw by tngw-x, $(($(rcvbuf_errors) - b0)) by tn-y's socket buffers"
+  else
+    cat "$T_TMP/udp.json" >&2; fail "iperf3 UDP $label"
+  fi
+  wait "$spid" 2>/dev/null || true; forget_pid "$spid"
+}
+
+log "iperf3 UDP, $RUN s each (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+iperf_udp "x → y, paced at $UDP_RATE" "$UDP_RATE"
+check "UDP paced at $UDP_RATE: at most $UDP_LOSS_OK % lost ($U_LOSS %)" \
+  awk -v l="$U_LOSS" -v m="$UDP_LOSS_OK" 'BEGIN { exit !(l <= m) }'
+if [[ $(feature tngw-y tx-udp-segmentation) == on ]]; then
+  check "with USO, a write into tngw-y carries several datagrams on average ($U_PER_WRITE)" \
+    awk -v w="$U_PER_WRITE" 'BEGIN { exit !(w > 2) }'
+fi
+iperf_udp "x → y, unpaced" 0
 sent=$(metric tn-ix $METRICS ixgw_tenant_tx_packets_total 'tenant="y-net"'); writes=$(skbs tngw-y rx)
 taken=$(metric tn-ix $METRICS ixgw_tenant_rx_packets_total 'tenant="x-net"'); reads=$(skbs tngw-x tx)
 log "tngw-y: $sent packets to y-net in $writes writes; tngw-x: $taken packets from x-net in $reads reads"
@@ -145,7 +198,11 @@ done
 log "results (load average now $(cut -d' ' -f1-3 /proc/loadavg)):"
 { echo "| run | Mbit/s | retransmits | ixgw CPU s | CPU s per GB |"
   echo "| --- | --- | --- | --- | --- |"
-  printf '%s\n' "${ROWS[@]}"; } >&2
+  printf '%s\n' "${ROWS[@]}"
+  echo
+  echo "| UDP run | sent Mbit/s | received Mbit/s | lost % | ixgw CPU s | CPU s per GB received | packets per write |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  printf '%s\n' "${UROWS[@]}"; } >&2
 
 log "SIGTERM"
 kill -TERM $IXGW_PID

@@ -180,9 +180,9 @@ fn wireguard_to_ethernet_vlan_through_a_router() {
 }
 
 /// A plain attachment's TUN device with offloads (`runtime::tun::TunIo`): reads that split
-/// the kernel's UDP super-packets into the batch and sends of runs of TCP segments (one
-/// super-packet each) and of single packets allocate nothing once warm. Needs root: the
-/// test makes a network namespace of its own for its thread.
+/// the kernel's UDP super-packets into the batch and sends of runs of TCP segments and of
+/// UDP datagrams (one super-packet each) and of single packets allocate nothing once warm.
+/// Needs root: the test makes a network namespace of its own for its thread.
 #[tokio::test]
 #[ignore = "needs root: makes a network namespace and a TUN device"]
 async fn tun_device_reads_and_sends() {
@@ -199,6 +199,7 @@ async fn tun_device_reads_and_sends() {
     };
     let io = TunIo::new(tun::open("ixgwa0", 1500).expect("TUN device")).expect("registered");
     assert!(io.offload(), "offloads on this kernel");
+    assert!(io.udp_offload(), "USO on this kernel (Linux 6.2 or later)");
     ip(&["link", "set", "lo", "up"]);
     ip(&["addr", "add", "10.78.0.1/24", "dev", "ixgwa0"]);
     ip(&["link", "set", "ixgwa0", "up"]);
@@ -207,7 +208,8 @@ async fn tun_device_reads_and_sends() {
     nix::sys::socket::setsockopt(&sender, nix::sys::socket::sockopt::UdpGsoSegment, &1000)
         .expect("UDP_SEGMENT");
     let run = vec![7u8; 20 * 1000];
-    // 40 segments of one connection to a port nobody listens on, and 8 ICMP echo requests.
+    // 40 segments of one connection to a port nobody listens on, 30 datagrams of one flow
+    // to another, and 8 ICMP echo requests.
     let mut packets = vec![];
     for k in 0..40u32 {
         let mut buf = vec![0; 1500];
@@ -225,6 +227,15 @@ async fn tun_device_reads_and_sends() {
             &payload,
         )
         .expect("fits");
+        buf.truncate(n);
+        let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
+        ip.set_frag(true, false, 0);
+        ip.fill_checksum();
+        packets.push(buf);
+    }
+    for k in 0..30u16 {
+        let mut buf = vec![0; 1500];
+        let n = build::udp(&mut buf, far, local, 40001, 5001, &[k as u8; 1200]).expect("fits");
         buf.truncate(n);
         let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
         ip.set_frag(true, false, 0);

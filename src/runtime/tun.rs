@@ -9,10 +9,10 @@
 //!   segment straight into a packet buffer of the batch's arena ([`TunIo::try_recv`]): the
 //!   data path sees only whole IPv4 packets of the device's MTU with correct checksums, as
 //!   it did without offloads, at one system call per super-packet;
-//! * a send coalesces runs of one TCP connection's consecutive segments into super-packets
-//!   that the kernel segments again (`gro`) and writes each with one `writev` of the
-//!   segments where they lie, the rest as single packets behind an empty header
-//!   ([`TunIo::send`]).
+//! * a send coalesces runs of one TCP connection's consecutive segments and, where the
+//!   device took USO, runs of one UDP flow's consecutive datagrams into super-packets that
+//!   the kernel segments again (`gro`) and writes each with one `writev` of the packets
+//!   where they lie, the rest as single packets behind an empty header ([`TunIo::send`]).
 //!
 //! Without offloads (a kernel that refuses them) the device is read and written one packet
 //! per system call. tun-rs owns the system calls; nothing here allocates per packet. Sends
@@ -23,6 +23,8 @@
 //! Public for the allocation test (`tests/alloc.rs`); the worker is its only user.
 
 mod gro;
+#[cfg(test)]
+mod testing;
 
 use std::io::{self, IoSlice};
 use std::task::{Context, Poll};
@@ -43,6 +45,8 @@ const RAW: usize = VNET_HDR_LEN + 65_535;
 pub struct TunIo {
     dev: tun_rs::AsyncDevice,
     offload: bool,
+    /// The device took `TUN_F_USO4`: UDP runs may leave as super-packets too.
+    uso: bool,
 }
 
 /// Creates the TUN device `name` down, with `mtu`, and with offloads unless the kernel
@@ -76,12 +80,20 @@ impl TunIo {
     pub fn new(dev: tun_rs::SyncDevice) -> io::Result<TunIo> {
         let dev = tun_rs::AsyncDevice::new(dev)?;
         let offload = dev.tcp_gso();
-        Ok(TunIo { dev, offload })
+        // tun-rs asks for USO4 and USO6 in one TUNSETOFFLOAD, after TSO alone succeeded.
+        let uso = offload && dev.udp_gso();
+        Ok(TunIo { dev, offload, uso })
     }
 
     /// Whether reads and writes carry virtio-net headers.
     pub fn offload(&self) -> bool {
         self.offload
+    }
+
+    /// Whether sends coalesce UDP datagrams into super-packets (the kernel has USO for TUN,
+    /// Linux 6.2).
+    pub fn udp_offload(&self) -> bool {
+        self.uso
     }
 
     pub fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -142,8 +154,9 @@ impl TunIo {
     }
 
     /// Writes `packets` (IPv4 packets for the device, in order), waiting for room when the
-    /// device pushes back. With offloads, runs of one TCP connection leave as super-packets;
-    /// one the kernel refuses is written again as single packets.
+    /// device pushes back. With offloads, runs of one TCP connection (and with USO of one UDP
+    /// flow) leave as super-packets; one the kernel refuses is written again as single
+    /// packets.
     pub async fn send(&self, packets: &[&[u8]]) -> Result<(), SendError> {
         let mut failed = 0;
         let mut last = None;
@@ -155,7 +168,7 @@ impl TunIo {
                 }
             }
         } else {
-            let mut plan = Plan::default();
+            let mut plan = Plan::new(self.uso);
             let mut head = [0; VNET_HDR_LEN + MAX_HEADERS];
             for chunk in packets.chunks(MAX_PACKETS) {
                 plan.make(chunk);
@@ -216,6 +229,7 @@ mod tests {
     use std::net::{Ipv4Addr, SocketAddr};
     use std::time::Duration;
 
+    use super::testing::{fix_checksums, tcp_segment, udp_datagram, udp_datagram_summing_to_zero};
     use super::*;
     use crate::wire::ipv4::Ipv4Packet;
     use crate::wire::tcp::{self, TcpPacket};
@@ -242,19 +256,29 @@ mod tests {
         let dev = if offload {
             open(NAME, 1500)
         } else {
-            tun_rs::DeviceBuilder::new()
-                .name(NAME)
-                .mtu(1500)
-                .enable(false)
-                .build_sync()
+            plain(NAME)
         };
         let io = TunIo::new(dev.expect("TUN device")).expect("registered");
         assert_eq!(io.offload(), offload, "offloads on this kernel");
-        super::super::disable_ipv6(NAME);
         ip(&["link", "set", "lo", "up"]);
-        ip(&["addr", "add", "10.77.0.1/24", "dev", NAME]);
-        ip(&["link", "set", NAME, "up"]);
+        up(NAME, "10.77.0.1/24");
         io
+    }
+
+    /// A device without offloads, down, MTU 1500.
+    fn plain(name: &str) -> io::Result<tun_rs::SyncDevice> {
+        tun_rs::DeviceBuilder::new()
+            .name(name)
+            .mtu(1500)
+            .enable(false)
+            .build_sync()
+    }
+
+    /// The device `name` up at `cidr`, without the kernel's IPv6.
+    fn up(name: &str, cidr: &str) {
+        super::super::disable_ipv6(name);
+        ip(&["addr", "add", cidr, "dev", name]);
+        ip(&["link", "set", name, "up"]);
     }
 
     fn batch() -> RxBatch {
@@ -320,30 +344,6 @@ mod tests {
         (ip.protocol() == PROTO_TCP).then(|| TcpPacket::new_checked(&p[20..]).expect("TCP"))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn segment(
-        src: (Ipv4Addr, u16),
-        dst: (Ipv4Addr, u16),
-        seq: u32,
-        ack: u32,
-        flags: u8,
-        mss: Option<u16>,
-        payload: &[u8],
-        ident: u16,
-    ) -> Vec<u8> {
-        let mut buf = vec![0; 44 + payload.len()];
-        let n = build::tcp(
-            &mut buf, src.0, dst.0, src.1, dst.1, seq, ack, flags, mss, payload,
-        )
-        .expect("fits");
-        buf.truncate(n);
-        let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
-        ip.set_frag(true, false, 0);
-        ip.set_ident(ident);
-        ip.fill_checksum();
-        buf
-    }
-
     /// The TCP packets the device has sent until one matches.
     async fn tcp_until(
         io: &TunIo,
@@ -375,7 +375,7 @@ mod tests {
         let syn = tcp_until(&io, &mut rx, |t| t.flags() & tcp::FLAG_SYN != 0).await;
         let syn = tcp_of(&syn).expect("TCP");
         let (port, isn) = (syn.src_port(), syn.seq_number());
-        let syn_ack = segment(
+        let syn_ack = tcp_segment(
             (FAR, 80),
             (LOCAL, port),
             7000,
@@ -412,7 +412,7 @@ mod tests {
                     next = next.wrapping_add(t.payload().len() as u32);
                 }
             }
-            let ack = segment(
+            let ack = tcp_segment(
                 (FAR, 80),
                 (LOCAL, port),
                 7001,
@@ -477,12 +477,12 @@ mod tests {
         let listener = std::net::TcpListener::bind((LOCAL, 5000)).expect("listen");
         listener.set_nonblocking(true).expect("nonblocking");
         let me = (FAR, 40000);
-        let syn = segment(me, (LOCAL, 5000), 100, 0, tcp::FLAG_SYN, Some(1460), &[], 1);
+        let syn = tcp_segment(me, (LOCAL, 5000), 100, 0, tcp::FLAG_SYN, Some(1460), &[], 1);
         io.send(&[&syn]).await.expect("SYN");
         let mut rx = batch();
         let syn_ack = tcp_until(&io, &mut rx, |t| t.flags() == tcp::FLAG_SYN | tcp::FLAG_ACK).await;
         let server = tcp_of(&syn_ack).expect("TCP").seq_number().wrapping_add(1);
-        let ack = segment(me, (LOCAL, 5000), 101, server, tcp::FLAG_ACK, None, &[], 2);
+        let ack = tcp_segment(me, (LOCAL, 5000), 101, server, tcp::FLAG_ACK, None, &[], 2);
         io.send(&[&ack]).await.expect("ACK");
 
         let data: Vec<u8> = (0..40 * 1400u32).map(|i| (i % 253) as u8).collect();
@@ -491,7 +491,7 @@ mod tests {
             .enumerate()
             .map(|(k, c)| {
                 let flags = tcp::FLAG_ACK | if k == 39 { tcp::FLAG_PSH } else { 0 };
-                segment(
+                tcp_segment(
                     me,
                     (LOCAL, 5000),
                     101 + 1400 * k as u32,
@@ -524,6 +524,114 @@ mod tests {
         let mut got = vec![0; data.len()];
         std::io::Read::read_exact(&mut conn, &mut got).expect("every byte");
         assert_eq!(got, data);
+    }
+
+    /// 30 datagrams of one flow and a shorter last one leave in one send: the kernel gets one
+    /// super-packet (its receive counter moves by one) and a socket reads every datagram,
+    /// whole and in order.
+    #[tokio::test]
+    #[ignore = "needs root: makes a network namespace and a TUN device"]
+    async fn a_send_of_datagrams_reaches_the_socket_as_one_super_packet() {
+        let io = device(true);
+        assert!(io.udp_offload(), "USO on this kernel (Linux 6.2 or later)");
+        let s = std::net::UdpSocket::bind((LOCAL, 6001)).expect("bind");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let payloads: Vec<Vec<u8>> = (0..31u16)
+            .map(|k| {
+                let len = if k == 30 { 123 } else { 1200 };
+                (0..len).map(|i: u16| (i * 3 + k * 11) as u8).collect()
+            })
+            .collect();
+        let datagrams: Vec<Vec<u8>> = (0..31u16)
+            .map(|k| {
+                udp_datagram(
+                    (FAR, 7000),
+                    (LOCAL, 6001),
+                    &payloads[usize::from(k)],
+                    100 + k,
+                )
+            })
+            .collect();
+        let refs: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
+        let before = rx_packets();
+        io.send(&refs).await.expect("datagrams");
+        assert_eq!(rx_packets() - before, 1, "one write of one super-packet");
+
+        let mut buf = [0; 2048];
+        for (k, want) in payloads.iter().enumerate() {
+            let (n, from) = s.recv_from(&mut buf).expect("every datagram");
+            assert_eq!(
+                (&buf[..n], from),
+                (&want[..], SocketAddr::from((FAR, 7000))),
+                "datagram {k}"
+            );
+        }
+    }
+
+    /// What the kernel forwards of a super-packet is each datagram as it would have left
+    /// alone, TTL one less as forwarding makes it: read from a second device without
+    /// offloads, for which the kernel cut and checksummed the datagrams in full. Without DF
+    /// the identifications are the datagrams' own; with DF they are numbered up from the
+    /// first's, the one field that differs.
+    #[tokio::test]
+    #[ignore = "needs root: makes a network namespace and a TUN device"]
+    async fn forwarded_super_packets_leave_as_their_datagrams_byte_for_byte() {
+        let io = device(true);
+        assert!(io.udp_offload(), "USO on this kernel (Linux 6.2 or later)");
+        let out = TunIo::new(plain("ixgwt1").expect("TUN device")).expect("registered");
+        up("ixgwt1", "10.78.0.1/24");
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").expect("forwarding on");
+        let beyond = Ipv4Addr::new(10, 78, 0, 2);
+        let payload = |k: u16, len: u16| -> Vec<u8> {
+            (0..len).map(|i| (i ^ k.wrapping_mul(31)) as u8).collect()
+        };
+        // Without DF, identifications in turn: 20 of 1000 bytes (one with a checksum that
+        // computes to 0, sent as 0xFFFF) and a last one of 500.
+        let no_df: Vec<Vec<u8>> = (0..21u16)
+            .map(|k| {
+                let (from, to) = ((FAR, 7001), (beyond, 9000));
+                let mut d = match k {
+                    5 => udp_datagram_summing_to_zero(from, to, 1000, 4000 + k),
+                    20 => udp_datagram(from, to, &payload(k, 500), 4000 + k),
+                    _ => udp_datagram(from, to, &payload(k, 1000), 4000 + k),
+                };
+                d[6] = 0;
+                fix_checksums(&mut d);
+                d
+            })
+            .collect();
+        // DF and identification 0, as from an unconnected Linux socket: 20 of 700 bytes.
+        let df: Vec<Vec<u8>> = (0..20u16)
+            .map(|k| udp_datagram((FAR, 7002), (beyond, 9000), &payload(k, 700), 0))
+            .collect();
+        let all: Vec<&[u8]> = no_df.iter().chain(&df).map(Vec::as_slice).collect();
+        let before = rx_packets();
+        io.send(&all).await.expect("datagrams");
+        assert_eq!(rx_packets() - before, 2, "two super-packets");
+
+        let mut rx = batch();
+        read(&out, &mut rx, all.len()).await;
+        let got = take(&mut rx);
+        let renumbered = df.iter().enumerate().map(|(k, d)| {
+            let mut d = d.clone();
+            d[4..6].copy_from_slice(&(k as u16).to_be_bytes());
+            d
+        });
+        let want: Vec<Vec<u8>> = no_df
+            .iter()
+            .cloned()
+            .chain(renumbered)
+            .map(|mut p| {
+                p[8] -= 1;
+                fix_checksums(&mut p);
+                p
+            })
+            .collect();
+        assert_eq!(got.len(), want.len());
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g, w, "datagram {k}");
+        }
     }
 
     /// Packets the device's kernel received (its `rx_packets` in this thread's namespace).
