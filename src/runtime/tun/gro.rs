@@ -490,6 +490,23 @@ mod tests {
             .collect()
     }
 
+    /// Per flow (protocol and source port), the kernel got every packet of `sent`, unchanged
+    /// and in order.
+    fn same_per_flow(
+        out: &[Vec<u8>],
+        sent: &[Vec<u8>],
+        protocol: u8,
+        ports: impl IntoIterator<Item = u16>,
+    ) {
+        for port in ports {
+            assert_eq!(
+                flow_of(out, protocol, port),
+                flow_of(sent, protocol, port),
+                "flow {port}"
+            );
+        }
+    }
+
     /// What the kernel makes of a super-packet [Linux `inet_gso_segment` with
     /// `tcp_gso_segment` or `__udp_gso_segment`]: packets of `gso_size` bytes of payload (the
     /// last may be shorter), each with the header, its IPv4 length, the identification
@@ -652,13 +669,7 @@ mod tests {
         let (counts, out) = writes(&packets);
         assert_eq!(counts, [2, 3, 1, 2, 1, 1, 1, 1, 1, 1]);
         // Per connection, the kernel gets every packet, unchanged and in order.
-        for port in [1u16, 2, 3] {
-            let (got, want) = (
-                flow_of(&out, PROTO_TCP, port),
-                flow_of(&packets, PROTO_TCP, port),
-            );
-            assert_eq!(got, want, "connection {port}");
-        }
+        same_per_flow(&out, &packets, PROTO_TCP, [1, 2, 3]);
     }
 
     /// A sequence gap, another acknowledgement, TTL, TOS or option, a fragment, or (without
@@ -726,13 +737,7 @@ mod tests {
             .collect();
         let (counts, out) = writes(&packets);
         assert_eq!(counts.iter().sum::<usize>(), 96);
-        for port in 0..12u16 {
-            let (got, want) = (
-                flow_of(&out, PROTO_TCP, port),
-                flow_of(&packets, PROTO_TCP, port),
-            );
-            assert_eq!(got, want, "connection {port}");
-        }
+        same_per_flow(&out, &packets, PROTO_TCP, 0..12);
     }
 
     /// 40 datagrams of one flow (one with a checksum that computes to 0, sent as 0xFFFF)
@@ -803,13 +808,8 @@ mod tests {
         ];
         let (counts, out) = writes(&packets);
         assert_eq!(counts, [2, 3, 1, 1, 1, 3, 1, 2, 1]);
-        for (protocol, port) in [(PROTO_UDP, 1), (PROTO_UDP, 2), (PROTO_TCP, 1)] {
-            let (got, want) = (
-                flow_of(&out, protocol, port),
-                flow_of(&packets, protocol, port),
-            );
-            assert_eq!(got, want, "flow {protocol}/{port}");
-        }
+        same_per_flow(&out, &packets, PROTO_UDP, [1, 2]);
+        same_per_flow(&out, &packets, PROTO_TCP, [1]);
     }
 
     /// Another TTL or TOS, a fragment, IPv4 options, an empty datagram, a UDP length short of
