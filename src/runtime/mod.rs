@@ -182,8 +182,8 @@ pub(crate) enum Control {
 
 /// A running gateway. Dropping it without [`Running::stop`] stops the workers as well.
 pub struct Running {
-    /// Each data-path worker's control queue; worker 0's also takes the IKE thread's SA
-    /// changes.
+    /// Each data-path worker's control queue (the IKE thread sends each SA change to the
+    /// worker owning the SA).
     controls: Vec<mpsc::Sender<Control>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     /// The workers that panicked, by index ([`Running::worker_failed`]).
