@@ -97,6 +97,41 @@ link_ns ix fac-b 172.31.2.1/30 172.31.2.2/30 ix-b up-b
 
 # ---- (a) ixgw --------------------------------------------------------------------------------
 GW_PIDS=()
+# write_config ATTACHMENT_A ATTACHMENT_B : ixgw.yaml of the two overlapping tenants, each with
+# its one attachment (YAML list items), and the policies between them; checked by ixgw check
+write_config() {
+  cat >"$T_TMP/ixgw.yaml" <<YAML
+ix:
+  name: bench-ix
+  exchange_space: 100.64.0.0/10
+metrics:
+  listen: $METRICS
+  admin_socket: none
+tenants:
+  - name: ajisai-net
+    networks:
+      - { internal: 10.0.0.0/24, exchange: 100.64.0.0/24 }
+    attachments:
+$1
+  - name: mame-net
+    networks:
+      - { internal: 10.0.0.0/24, exchange: 100.65.0.0/24 }
+    attachments:
+$2
+policies:
+  - name: ajisai-to-mame
+    from: { tenant: ajisai-net }
+    to: { tenant: mame-net }
+    allow: [tcp/5201, udp/5201, icmp]
+  - name: mame-to-ajisai
+    from: { tenant: mame-net }
+    to: { tenant: ajisai-net }
+    allow: [tcp/5201, udp/5201, icmp]
+YAML
+  "$IXGW" check --config "$T_TMP/ixgw.yaml" >/dev/null 2>"$T_TMP/check.err" \
+    || { cat "$T_TMP/check.err" >&2; die "the benchmark's configuration does not validate"; }
+}
+
 up_ixgw() {
   start_ixgw ix 9477
   GW_PIDS=("$IXGW_PID")
@@ -122,18 +157,7 @@ if [[ $FACILITIES == wireguard ]]; then
   for k in gw-a gw-b fac-a fac-b; do "$IXGW" genkey >"$T_TMP/$k.key"; done
   pub() { "$IXGW" pubkey <"$T_TMP/$1.key"; }
 
-  cat >"$T_TMP/ixgw.yaml" <<YAML
-ix:
-  name: bench-ix
-  exchange_space: 100.64.0.0/10
-metrics:
-  listen: $METRICS
-  admin_socket: none
-tenants:
-  - name: ajisai-net
-    networks:
-      - { internal: 10.0.0.0/24, exchange: 100.64.0.0/24 }
-    attachments:
+  write_config "$(cat <<YAML
       - name: ajisai-wg
         type: wireguard
         listen: 172.31.1.1:51820
@@ -145,10 +169,8 @@ tenants:
             allowed_ips: [10.0.0.2/32]
             address: 10.0.0.2/24
             persistent_keepalive: 25s
-  - name: mame-net
-    networks:
-      - { internal: 10.0.0.0/24, exchange: 100.65.0.0/24 }
-    attachments:
+YAML
+)" "$(cat <<YAML
       - name: mame-wg
         type: wireguard
         listen: 172.31.2.1:51821
@@ -160,18 +182,8 @@ tenants:
             allowed_ips: [10.0.0.2/32]
             address: 10.0.0.2/24
             persistent_keepalive: 25s
-policies:
-  - name: ajisai-to-mame
-    from: { tenant: ajisai-net }
-    to: { tenant: mame-net }
-    allow: [tcp/5201, udp/5201, icmp]
-  - name: mame-to-ajisai
-    from: { tenant: mame-net }
-    to: { tenant: ajisai-net }
-    allow: [tcp/5201, udp/5201, icmp]
 YAML
-  "$IXGW" check --config "$T_TMP/ixgw.yaml" >/dev/null 2>"$T_TMP/check.err" \
-    || { cat "$T_TMP/check.err" >&2; die "the benchmark's configuration does not validate"; }
+)"
 
   log "facilities (configured from ixgw peer-config; the same for both variants)"
   wg_facility fac-a "$IF_A" fac-a
@@ -290,18 +302,7 @@ else
   umask 077
   for k in fac-a fac-b; do head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/0x/' >"$T_TMP/$k.psk"; done
 
-  cat >"$T_TMP/ixgw.yaml" <<YAML
-ix:
-  name: bench-ix
-  exchange_space: 100.64.0.0/10
-metrics:
-  listen: $METRICS
-  admin_socket: none
-tenants:
-  - name: ajisai-net
-    networks:
-      - { internal: 10.0.0.0/24, exchange: 100.64.0.0/24 }
-    attachments:
+  write_config "$(cat <<YAML
       - name: ajisai-ipsec
         type: ipsec
         listen: 172.31.1.1
@@ -314,10 +315,8 @@ tenants:
             auth: psk
             psk_file: fac-a.psk
             remote_ts: [10.0.0.0/24]
-  - name: mame-net
-    networks:
-      - { internal: 10.0.0.0/24, exchange: 100.65.0.0/24 }
-    attachments:
+YAML
+)" "$(cat <<YAML
       - name: mame-ipsec
         type: ipsec
         listen: 172.31.2.1
@@ -330,18 +329,8 @@ tenants:
             auth: psk
             psk_file: fac-b.psk
             remote_ts: [10.0.0.0/24]
-policies:
-  - name: ajisai-to-mame
-    from: { tenant: ajisai-net }
-    to: { tenant: mame-net }
-    allow: [tcp/5201, udp/5201, icmp]
-  - name: mame-to-ajisai
-    from: { tenant: mame-net }
-    to: { tenant: ajisai-net }
-    allow: [tcp/5201, udp/5201, icmp]
 YAML
-  "$IXGW" check --config "$T_TMP/ixgw.yaml" >/dev/null 2>"$T_TMP/check.err" \
-    || { cat "$T_TMP/check.err" >&2; die "the benchmark's configuration does not validate"; }
+)"
 
   # swan_conf NAME [INSTALL_ROUTES] : $T_TMP/swan-NAME/strongswan.conf (swanctl.conf is
   # written by the caller); charon installs its routes unless INSTALL_ROUTES is no
