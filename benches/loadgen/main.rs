@@ -88,20 +88,8 @@ enum Command {
     Config {
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long, default_value_t = 64)]
-        peers: u32,
-        #[arg(long, default_value_t = 8)]
-        sinks: u32,
-        #[arg(long, value_enum, default_value_t = Tunnel::Wireguard)]
-        gen_tunnel: Tunnel,
-        #[arg(long, value_enum, default_value_t = Tunnel::Wireguard)]
-        sink_tunnel: Tunnel,
-        /// The gateway's address facing the generator (IPsec: its IKE port; NAT-T is 4500).
-        #[arg(long)]
-        ix_gen: SocketAddr,
-        /// The gateway's address facing the sink (IPsec: its IKE port; NAT-T is 4500).
-        #[arg(long)]
-        ix_sink: SocketAddr,
+        #[command(flatten)]
+        sides: Sides,
         #[arg(long)]
         metrics: SocketAddr,
     },
@@ -287,12 +275,22 @@ fn attachment(
     Ok(y)
 }
 
+/// The generator's and the sink's peers and tunnels, and where the gateway faces each.
+#[derive(clap::Args)]
 struct Sides {
+    #[arg(long, default_value_t = 64)]
     peers: u32,
+    #[arg(long, default_value_t = 8)]
     sinks: u32,
+    #[arg(long, value_enum, default_value_t = Tunnel::Wireguard)]
     gen_tunnel: Tunnel,
+    #[arg(long, value_enum, default_value_t = Tunnel::Wireguard)]
     sink_tunnel: Tunnel,
+    /// The gateway's address facing the generator (IPsec: its IKE port; NAT-T is 4500).
+    #[arg(long)]
     ix_gen: SocketAddr,
+    /// The gateway's address facing the sink (IPsec: its IKE port; NAT-T is 4500).
+    #[arg(long)]
     ix_sink: SocketAddr,
 }
 
@@ -1036,22 +1034,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Config {
             dir,
-            peers,
-            sinks,
-            gen_tunnel,
-            sink_tunnel,
-            ix_gen,
-            ix_sink,
+            sides,
             metrics,
         } => {
-            let sides = Sides {
-                peers,
-                sinks,
-                gen_tunnel,
-                sink_tunnel,
-                ix_gen,
-                ix_sink,
-            };
             print!("{}", config(&dir, &sides, metrics)?)
         }
         Command::Floor { sizes, open, seal } => {
