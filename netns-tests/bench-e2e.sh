@@ -337,46 +337,11 @@ YAML
   swan_conf() {
     local d=$T_TMP/swan-$1 routes=${2:-yes}
     mkdir -p "$d"/swanctl/{x509,x509ca,private}
-    cat >"$d/strongswan.conf" <<EOC
-charon-systemd {
-  journal {
-    default = -1
-  }
-}
-charon {
-  # kernel-libipsec before kernel-netlink (userspace ESP); kdf for 5.9.8's PRF+
-  load = random nonce openssl kdf hmac sha2 sha1 pem pkcs1 pkcs8 x509 revocation constraints pubkey kernel-libipsec kernel-netlink socket-default vici updown
-  install_routes = $routes
-  install_virtual_ip = no
-  filelog {
-    bench {
-      path = $d/charon.log
-      time_format = %T
-      flush_line = yes
-      ike_name = yes
-      default = 1
-      knl = 1
-      esp = 1
-    }
-  }
-  plugins {
-    vici {
-      socket = unix://$d/charon.vici
-    }
-    kernel-libipsec {
-      allow_peer_ts = no
-    }
-  }
-}
-swanctl {
-  load = random nonce openssl pem pkcs1 pkcs8 x509
-  socket = unix://$d/charon.vici
-}
-EOC
+    strongswan_conf "$d" "$routes" "knl = 1; esp = 1"
   }
   swan() { # swan NAME COMMAND ARGS... : swanctl against that charon
-    local d=$T_TMP/swan-$1 cmd=$2; shift 2
-    STRONGSWAN_CONF="$d/strongswan.conf" SWANCTL_DIR="$d/swanctl" swanctl "$cmd" --uri "unix://$d/charon.vici" "$@"
+    local d=$T_TMP/swan-$1; shift
+    swanctl_in "$d" "$@"
   }
   declare -A SWAN_PID=()
   start_charon() { # start_charon NAME NS : charon in NS, its configuration loaded; PID in SWAN_PID[NAME]

@@ -213,47 +213,9 @@ grep -q 'certs = fac-b.crt' "$SW/swanctl/swanctl.conf" && grep -q 'cacerts = mam
 cp "$P/fac-b.crt" "$SW/swanctl/x509/fac-b.crt"
 cp "$P/fac-b.key" "$SW/swanctl/private/fac-b.key"
 cp "$LAB/ca.crt" "$SW/swanctl/x509ca/mame-ipsec-ca.crt"
-cat >"$SW/strongswan.conf" <<EOC
-charon-systemd {
-  journal {
-    default = -1
-  }
-}
-charon {
-  # kernel-libipsec before kernel-netlink (userspace ESP); kdf for 5.9.8's PRF+
-  load = random nonce openssl kdf hmac sha2 sha1 pem pkcs1 pkcs8 x509 revocation constraints pubkey kernel-libipsec kernel-netlink socket-default vici updown
-  install_routes = yes
-  install_virtual_ip = no
-  filelog {
-    test {
-      path = $SW/charon.log
-      time_format = %T
-      flush_line = yes
-      ike_name = yes
-      default = 1
-      ike = $SWAN_LOG
-      chd = $SWAN_LOG
-      cfg = $SWAN_LOG
-      knl = 2
-    }
-  }
-  plugins {
-    vici {
-      socket = unix://$SW/charon.vici
-    }
-    kernel-libipsec {
-      allow_peer_ts = no
-    }
-  }
-}
-swanctl {
-  load = random nonce openssl pem pkcs1 pkcs8 x509
-  socket = unix://$SW/charon.vici
-}
-EOC
+strongswan_conf "$SW" yes "ike = $SWAN_LOG; chd = $SWAN_LOG; cfg = $SWAN_LOG; knl = 2"
 swan() { # swan COMMAND ARGS...
-  local cmd=$1; shift
-  STRONGSWAN_CONF="$SW/strongswan.conf" SWANCTL_DIR="$SW/swanctl" swanctl "$cmd" --uri "unix://$SW/charon.vici" "$@"
+  swanctl_in "$SW" "$@"
 }
 swan_count() { grep -cE "$1" "$SW/charon.log" || true; }
 child_up() { swan --list-sas 2>/dev/null | grep -E '^ +net: .*INSTALLED' >/dev/null; }

@@ -215,50 +215,11 @@ swan_conf() {
   local name=$1 d=$T_TMP/$1; shift
   mkdir -p "$d"/swanctl/{x509,x509ca,private}
   "$IXGW" peer-config --config "$T_TMP/ixgw.yaml" --peer "$name" "$@" >"$d/swanctl/swanctl.conf"
-  cat >"$d/strongswan.conf" <<EOC
-charon-systemd {
-  journal {
-    default = -1
-  }
-}
-charon {
-  # kernel-libipsec before kernel-netlink (userspace ESP); kdf for 5.9.8's PRF+
-  load = random nonce openssl kdf hmac sha2 sha1 pem pkcs1 pkcs8 x509 revocation constraints pubkey kernel-libipsec kernel-netlink socket-default vici updown
-  install_routes = yes
-  install_virtual_ip = no
-  filelog {
-    test {
-      path = $d/charon.log
-      time_format = %T
-      flush_line = yes
-      ike_name = yes
-      default = 1
-      ike = $SWAN_LOG
-      chd = $SWAN_LOG
-      cfg = $SWAN_LOG
-      enc = $(( SWAN_LOG > 2 ? SWAN_LOG : 1 ))
-      knl = 2
-      esp = 1
-    }
-  }
-  plugins {
-    vici {
-      socket = unix://$d/charon.vici
-    }
-    kernel-libipsec {
-      allow_peer_ts = no
-    }
-  }
-}
-swanctl {
-  load = random nonce openssl pem pkcs1 pkcs8 x509
-  socket = unix://$d/charon.vici
-}
-EOC
+  strongswan_conf "$d" yes "ike = $SWAN_LOG; chd = $SWAN_LOG; cfg = $SWAN_LOG; enc = $(( SWAN_LOG > 2 ? SWAN_LOG : 1 )); knl = 2; esp = 1"
 }
 swan() { # swan NAME COMMAND ARGS...
-  local d=$T_TMP/$1 cmd=$2; shift 2
-  STRONGSWAN_CONF="$d/strongswan.conf" SWANCTL_DIR="$d/swanctl" swanctl "$cmd" --uri "unix://$d/charon.vici" "$@"
+  local d=$T_TMP/$1; shift
+  swanctl_in "$d" "$@"
 }
 start_charon() { # start_charon NAME : charon in the facility's namespace, then swanctl --load-all
   local name=$1 d=$T_TMP/$1 ns i; ns=$(fac_ns "$1")

@@ -234,3 +234,52 @@ results_section() {
   fi
   log "results written to $results"
 }
+
+# strongswan_conf DIR [INSTALL_ROUTES [LEVELS]] : DIR/strongswan.conf for a charon that does
+# ESP in userspace (kernel-libipsec: this kernel has no XFRM), with its vici socket and its
+# log (charon.log) in DIR; LEVELS: filelog levels beyond `default = 1`, e.g. "knl = 2; esp = 1"
+strongswan_conf() {
+  local d=$1 routes=${2:-yes} levels=${3:-}
+  levels=${levels//; /$'\n      '}
+  cat >"$d/strongswan.conf" <<EOC
+charon-systemd {
+  journal {
+    default = -1
+  }
+}
+charon {
+  # kernel-libipsec before kernel-netlink (userspace ESP); kdf for 5.9.8's PRF+
+  load = random nonce openssl kdf hmac sha2 sha1 pem pkcs1 pkcs8 x509 revocation constraints pubkey kernel-libipsec kernel-netlink socket-default vici updown
+  install_routes = $routes
+  install_virtual_ip = no
+  filelog {
+    test {
+      path = $d/charon.log
+      time_format = %T
+      flush_line = yes
+      ike_name = yes
+      default = 1
+      ${levels}
+    }
+  }
+  plugins {
+    vici {
+      socket = unix://$d/charon.vici
+    }
+    kernel-libipsec {
+      allow_peer_ts = no
+    }
+  }
+}
+swanctl {
+  load = random nonce openssl pem pkcs1 pkcs8 x509
+  socket = unix://$d/charon.vici
+}
+EOC
+}
+
+# swanctl_in DIR COMMAND ARGS... : swanctl against the charon of DIR (strongswan_conf's)
+swanctl_in() {
+  local d=$1 cmd=$2; shift 2
+  STRONGSWAN_CONF="$d/strongswan.conf" SWANCTL_DIR="$d/swanctl" swanctl "$cmd" --uri "unix://$d/charon.vici" "$@"
+}
