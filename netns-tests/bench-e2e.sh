@@ -345,17 +345,9 @@ YAML
   }
   declare -A SWAN_PID=()
   start_charon() { # start_charon NAME NS : charon in NS, its configuration loaded; PID in SWAN_PID[NAME]
-    local d=$T_TMP/swan-$1 i
-    rm -f "$d/charon.vici"
-    start_bg "$2" "$d/stdout.log" env STRONGSWAN_CONF="$d/strongswan.conf" "$CHARON"
+    local d=$T_TMP/swan-$1
+    charon_start "$d" "$2"
     SWAN_PID[$1]=$BG_PID
-    for (( i=0; i<50; i++ )); do
-      [[ -S $d/charon.vici ]] && break
-      kill -0 "$BG_PID" 2>/dev/null || { cat "$d/stdout.log" "$d/charon.log" >&2 2>/dev/null; die "charon $1 exited at start"; }
-      sleep 0.1
-    done
-    [[ -S $d/charon.vici ]] || { cat "$d/charon.log" >&2; die "charon $1: no vici socket after 5 s"; }
-    swan "$1" --load-all --noprompt >"$d/load-all.log" 2>&1 || { cat "$d/load-all.log" >&2; die "swanctl --load-all for $1 failed"; }
   }
   stop_charon() { # stop_charon NAME : SIGTERM (charon deletes its SAs), at most 10 s, then SIGKILL
     local pid=${SWAN_PID[$1]} rc=0

@@ -222,15 +222,8 @@ child_up() { swan --list-sas 2>/dev/null | grep -E '^ +net: .*INSTALLED' >/dev/n
 ike_established() { swan --list-sas 2>/dev/null | grep -E '^fac-b: #[0-9]+, ESTABLISHED' >/dev/null; }
 
 log "strongSwan (fac-b) in ns $NS_B"
-start_bg $NS_B "$SW/stdout.log" env STRONGSWAN_CONF="$SW/strongswan.conf" "$CHARON"
+charon_start "$SW" $NS_B
 CHARON_PID=$BG_PID
-for (( i=0; i<50; i++ )); do
-  [[ -S $SW/charon.vici ]] && break
-  kill -0 "$CHARON_PID" 2>/dev/null || { cat "$SW/stdout.log" "$SW/charon.log" >&2 2>/dev/null; die "charon exited"; }
-  sleep 0.1
-done
-[[ -S $SW/charon.vici ]] || die "charon: no vici socket"
-swan --load-all --noprompt >"$SW/load-all.log" 2>&1 || { cat "$SW/load-all.log" >&2; die "swanctl --load-all failed"; }
 
 log "wireguard-go facility A in ns $NS_A"
 wg_facility $NS_A $IF_A fac-a

@@ -222,17 +222,9 @@ swan() { # swan NAME COMMAND ARGS...
   swanctl_in "$d" "$@"
 }
 start_charon() { # start_charon NAME : charon in the facility's namespace, then swanctl --load-all
-  local name=$1 d=$T_TMP/$1 ns i; ns=$(fac_ns "$1")
-  rm -f "$d/charon.vici"   # left behind by an earlier run of this charon
-  start_bg "$ns" "$d/stdout.log" env STRONGSWAN_CONF="$d/strongswan.conf" "$CHARON"
+  local name=$1 d=$T_TMP/$1 ns; ns=$(fac_ns "$1")
+  charon_start "$d" "$ns"
   CHARON_PID[$name]=$BG_PID
-  for (( i=0; i<50; i++ )); do
-    [[ -S $d/charon.vici ]] && break
-    kill -0 "$BG_PID" 2>/dev/null || { cat "$d/stdout.log" "$d/charon.log" >&2 2>/dev/null; die "charon of $name exited"; }
-    sleep 0.1
-  done
-  [[ -S $d/charon.vici ]] || { cat "$d/charon.log" >&2; die "charon of $name: no vici socket"; }
-  swan "$name" --load-all --noprompt >"$d/load-all.log" 2>&1 || { cat "$d/load-all.log" >&2; die "swanctl --load-all for $name failed"; }
 }
 stop_charon() { # stop_charon NAME : SIGTERM (charon deletes its SAs), wait, forget the PID
   local pid=${CHARON_PID[$1]}

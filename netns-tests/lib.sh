@@ -283,3 +283,19 @@ swanctl_in() {
   local d=$1 cmd=$2; shift 2
   STRONGSWAN_CONF="$d/strongswan.conf" SWANCTL_DIR="$d/swanctl" swanctl "$cmd" --uri "unix://$d/charon.vici" "$@"
 }
+
+# charon_start DIR NS : charon ($CHARON) with DIR/strongswan.conf in NS, DIR/swanctl loaded
+# once its vici socket is up (5 s at most), or die; its PID in BG_PID
+charon_start() {
+  local d=$1 i
+  rm -f "$d/charon.vici"   # left behind by an earlier run of this charon
+  start_bg "$2" "$d/stdout.log" env STRONGSWAN_CONF="$d/strongswan.conf" "$CHARON"
+  for (( i=0; i<50; i++ )); do
+    [[ -S $d/charon.vici ]] && break
+    kill -0 "$BG_PID" 2>/dev/null || { cat "$d/stdout.log" "$d/charon.log" >&2 2>/dev/null; die "charon of $d exited at start"; }
+    sleep 0.1
+  done
+  [[ -S $d/charon.vici ]] || { cat "$d/charon.log" >&2 2>/dev/null; die "charon of $d: no vici socket after 5 s"; }
+  swanctl_in "$d" --load-all --noprompt >"$d/load-all.log" 2>&1 \
+    || { cat "$d/load-all.log" >&2; die "swanctl --load-all for $d failed"; }
+}
