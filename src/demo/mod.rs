@@ -450,7 +450,7 @@ async fn run_in(
     let wg_total = [0, 1].map(|i| wg_replies[i].load(Ordering::Relaxed));
     let report = DemoReport {
         tenants: (totals.tenants.iter())
-            .map(|(n, t)| (n.clone(), t[0], t[2]))
+            .map(|(n, t)| (n.clone(), t.rx_packets, t.tx_packets))
             .collect(),
         policy_drops: totals.drops(DropReason::Policy),
         certificate_drops: totals.drops(DropReason::Certificate),
@@ -479,10 +479,10 @@ async fn run_in(
     Ok(report)
 }
 
-/// What every data-path worker counted, summed: each tenant's rx packets, rx bytes, tx
-/// packets, tx bytes; drops by reason; flows.
+/// What every data-path worker counted, summed: each tenant's traffic (by name, as the
+/// usage recorder sums it); drops by reason; flows.
 struct Totals {
-    tenants: Vec<(String, [u64; 4])>,
+    tenants: std::collections::BTreeMap<String, crate::usage::Traffic>,
     drops: Vec<(DropReason, u64)>,
     flows: u64,
 }
@@ -491,30 +491,15 @@ impl Totals {
     fn of(running: &Running) -> Option<Totals> {
         let hub = running.hub();
         let workers: Vec<_> = (0..hub.workers()).filter_map(|i| hub.current(i)).collect();
-        let first = workers.first()?;
-        let tenants = (first.tenants())
-            .map(|(name, _)| {
-                let mut sum = [0u64; 4];
-                for (n, t) in workers.iter().flat_map(|c| c.tenants()) {
-                    if n == name {
-                        let counts = [
-                            t.rx_packets.get(),
-                            t.rx_bytes.get(),
-                            t.tx_packets.get(),
-                            t.tx_bytes.get(),
-                        ];
-                        sum.iter_mut().zip(counts).for_each(|(s, c)| *s += c);
-                    }
-                }
-                (name.to_string(), sum)
-            })
-            .collect();
+        if workers.is_empty() {
+            return None;
+        }
         let drops = (DropReason::ALL.iter())
             .map(|&r| (r, workers.iter().map(|c| c.drop_count(r)).sum()))
             .collect();
         let flows = workers.iter().map(|c| c.flows()).sum();
         Some(Totals {
-            tenants,
+            tenants: crate::usage::Totals::of(&workers).tenants,
             drops,
             flows,
         })
@@ -536,8 +521,11 @@ fn print_table(running: &Running) {
         "{:<14} {:>10} {:>12} {:>10} {:>12}",
         "tenant", "rx pkts", "rx bytes", "tx pkts", "tx bytes"
     );
-    for (name, [rx_packets, rx_bytes, tx_packets, tx_bytes]) in &c.tenants {
-        println!("{name:<14} {rx_packets:>10} {rx_bytes:>12} {tx_packets:>10} {tx_bytes:>12}");
+    for (name, t) in &c.tenants {
+        println!(
+            "{name:<14} {:>10} {:>12} {:>10} {:>12}",
+            t.rx_packets, t.rx_bytes, t.tx_packets, t.tx_bytes
+        );
     }
     let drops: Vec<String> = (c.drops.iter())
         .filter(|(_, n)| *n > 0)
