@@ -345,8 +345,10 @@ fn open_sources(
             if bound.contains_key(&key) {
                 continue;
             }
-            match io {
-                Io::Udp(listen) if workers > 1 && steer::Steering::of(a, i).is_some() => {
+            // Shared by several workers: a steered group, or filtered raw sockets.
+            let shared = steer::Steering::of(a, i).filter(|_| workers > 1);
+            match (io, shared) {
+                (Io::Udp(listen), Some(steering)) => {
                     let bind_err = |source| RuntimeError::Bind {
                         attachment: a.name.clone(),
                         addr: *listen,
@@ -357,7 +359,6 @@ fn open_sources(
                     if listen.port() != 0 {
                         drop(std::net::UdpSocket::bind(listen).map_err(bind_err)?);
                     }
-                    let steering = steer::Steering::of(a, i).unwrap_or(steer::Steering::WireGuard);
                     let group =
                         steer::bind_group(*listen, workers as u32, steering).map_err(bind_err)?;
                     for (n, s) in new.iter_mut().zip(group) {
@@ -365,7 +366,7 @@ fn open_sources(
                         n.udp.push((key.clone(), s));
                     }
                 }
-                Io::Esp(addr) if workers > 1 && steer::Steering::of(a, i).is_some() => {
+                (Io::Esp(addr), Some(_)) => {
                     for (k, n) in new.iter_mut().enumerate() {
                         let filter = steer::esp_filter(k as u32, workers as u32);
                         let fd = raw_esp::open_filtered(*addr, &filter).map_err(|source| {
@@ -379,7 +380,7 @@ fn open_sources(
                         n.raw.push((key.clone(), fd));
                     }
                 }
-                _ => open_source(a, io, key, &mut new[0])?,
+                (io, _) => open_source(a, io, key, &mut new[0])?,
             }
         }
     }

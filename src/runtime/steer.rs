@@ -125,7 +125,7 @@ impl Steering {
     /// How the workers share `a`'s `io`-th socket when there are several: a group with this
     /// program, or `None` (worker 0's alone).
     pub fn of(a: &AttachmentPlan, io: usize) -> Option<Steering> {
-        if !(a.sharded() && a.per_worker(io)) {
+        if !a.per_worker(io) {
             return None;
         }
         match a.kind {

@@ -365,7 +365,7 @@ impl Worker {
 
     /// Whether this worker holds `a`'s `io`-th source.
     fn serves(&self, a: &AttachmentPlan, io: usize) -> bool {
-        self.index == 0 || (a.sharded() && a.per_worker(io))
+        self.index == 0 || a.per_worker(io)
     }
 
     fn install(&mut self, plan: &Plan, prepared: Prepared) {

@@ -128,9 +128,10 @@ impl AttachmentPlan {
     }
 
     /// Whether every worker has a socket of its own for the `io`-th source (a reuse-port
-    /// group, a filtered raw socket) when the attachment is sharded: every WireGuard socket,
-    /// and an IPsec attachment's NAT-T and raw ESP sockets, which carry its ESP. IKE's port
-    /// 500 is worker 0's alone (IKE on 4500 is steered to worker 0's socket of its group).
+    /// group, a filtered raw socket; only sharded attachments have them): every WireGuard
+    /// socket, and an IPsec attachment's NAT-T and raw ESP sockets, which carry its ESP.
+    /// IKE's port 500 is worker 0's alone (IKE on 4500 is steered to worker 0's socket of its
+    /// group).
     pub fn per_worker(&self, io: usize) -> bool {
         match self.kind {
             AttachmentPlanKind::WireGuard { .. } => true,
